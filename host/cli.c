@@ -1,0 +1,224 @@
+/* cli: flag parsing and error reporting shared by every subcommand (see hmoe_cli.h). */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hmoe_cli.h"
+#include "hmoe_err.h"
+
+static int flag_index(const struct cli_args *a, const char *name)
+{
+	for (int i = 0; i < a->n_flags; i++)
+		if (!strcmp(a->flags[i].name, name))
+			return i;
+	return -1;
+}
+
+void cli_usage(const char *cmd, const char *summary, const struct cli_flag *flags, int n)
+{
+	printf("usage: hmoe %s [FLAGS]\n%s\n\n", cmd, summary);
+	for (int i = 0; i < n; i++)
+		printf("  %s\n", flags[i].help);
+}
+
+int cli_parse(struct cli_args *a, const char *cmd, const struct cli_flag *flags,
+	      int n_flags, int argc, char **argv)
+{
+	memset(a, 0, sizeof(*a));
+	a->cmd = cmd;
+	a->flags = flags;
+	a->n_flags = n_flags;
+	a->values = calloc((size_t)n_flags + 1, sizeof(*a->values));
+	a->positional = calloc((size_t)argc + 1, sizeof(*a->positional));
+	if (!a->values || !a->positional) {
+		cli_free(a);
+		return hmoe_err(HMOE_ENOMEM, "out of memory");
+	}
+	for (int i = 0; i < argc; i++) {
+		const char *arg = argv[i];
+		char name[128];
+		const char *eq, *value = NULL;
+		int k;
+
+		if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
+			a->positional[a->n_positional++] = arg;
+			continue;
+		}
+		eq = strchr(arg + 2, '=');
+		snprintf(name, sizeof(name), "%.*s",
+			 (int)(eq ? (size_t)(eq - arg - 2) : strlen(arg + 2)), arg + 2);
+		k = flag_index(a, name);
+		if (k < 0) {
+			cli_free(a);
+			return hmoe_err(HMOE_EINPUT, "hmoe %s: unknown flag --%s (hmoe %s --help)",
+					cmd, name, cmd);
+		}
+		if (a->values[k]) {
+			cli_free(a);
+			return hmoe_err(HMOE_EINPUT, "hmoe %s: --%s given twice", cmd, name);
+		}
+		if (flags[k].takes_value) {
+			if (eq)
+				value = eq + 1;
+			else if (i + 1 < argc)
+				value = argv[++i];
+			else {
+				cli_free(a);
+				return hmoe_err(HMOE_EINPUT, "hmoe %s: --%s needs a value", cmd, name);
+			}
+		} else {
+			if (eq) {
+				cli_free(a);
+				return hmoe_err(HMOE_EINPUT, "hmoe %s: --%s takes no value", cmd, name);
+			}
+			value = "";
+		}
+		a->values[k] = value;
+	}
+	return 0;
+}
+
+void cli_free(struct cli_args *a)
+{
+	free(a->values);
+	free(a->positional);
+	a->values = NULL;
+	a->positional = NULL;
+}
+
+int cli_has(const struct cli_args *a, const char *name)
+{
+	int k = flag_index(a, name);
+
+	return k >= 0 && a->values[k] != NULL;
+}
+
+const char *cli_str(const struct cli_args *a, const char *name, const char *def)
+{
+	int k = flag_index(a, name);
+
+	return k >= 0 && a->values[k] ? a->values[k] : def;
+}
+
+int cli_req(const struct cli_args *a, const char *name, const char **out)
+{
+	const char *v = cli_str(a, name, NULL);
+
+	if (!v || !*v)
+		return hmoe_err(HMOE_EINPUT, "hmoe %s: --%s is required", a->cmd, name);
+	*out = v;
+	return 0;
+}
+
+int cli_int(const struct cli_args *a, const char *name, long def, long lo, long hi, long *out)
+{
+	const char *v = cli_str(a, name, NULL);
+	char *end;
+	long x;
+
+	if (!v) {
+		*out = def;
+		return 0;
+	}
+	errno = 0;
+	x = strtol(v, &end, 10);
+	if (errno || end == v || *end)
+		return hmoe_err(HMOE_EINPUT, "hmoe %s: --%s '%s' is not an integer", a->cmd,
+				name, v);
+	if (x < lo || x > hi)
+		return hmoe_err(HMOE_EINPUT, "hmoe %s: --%s %ld is out of range [%ld, %ld]",
+				a->cmd, name, x, lo, hi);
+	*out = x;
+	return 0;
+}
+
+int cli_u64(const struct cli_args *a, const char *name, uint64_t def, uint64_t *out)
+{
+	const char *v = cli_str(a, name, NULL);
+	char *end;
+	unsigned long long x;
+
+	if (!v) {
+		*out = def;
+		return 0;
+	}
+	errno = 0;
+	x = strtoull(v, &end, 10);
+	if (errno || end == v || *end || v[0] == '-')
+		return hmoe_err(HMOE_EINPUT, "hmoe %s: --%s '%s' is not a non-negative integer",
+				a->cmd, name, v);
+	*out = (uint64_t)x;
+	return 0;
+}
+
+int cli_float(const struct cli_args *a, const char *name, double def, double lo, double hi,
+	      double *out)
+{
+	const char *v = cli_str(a, name, NULL);
+	char *end;
+	double x;
+
+	if (!v) {
+		*out = def;
+		return 0;
+	}
+	errno = 0;
+	x = strtod(v, &end);
+	if (errno || end == v || *end || !isfinite(x))
+		return hmoe_err(HMOE_EINPUT, "hmoe %s: --%s '%s' is not a number", a->cmd, name,
+				v);
+	if (x < lo || x > hi)
+		return hmoe_err(HMOE_EINPUT, "hmoe %s: --%s %g is out of range [%g, %g]", a->cmd,
+				name, x, lo, hi);
+	*out = x;
+	return 0;
+}
+
+int cli_int_list(const struct cli_args *a, const char *name, int **out, int *n)
+{
+	const char *v = cli_str(a, name, NULL);
+	const char *p;
+	int cap = 1, count = 0;
+	int *ids;
+
+	*out = NULL;
+	*n = 0;
+	if (!v || !*v)
+		return hmoe_err(HMOE_EINPUT, "hmoe %s: --%s is required", a->cmd, name);
+	for (p = v; *p; p++)
+		cap += *p == ',';
+	ids = malloc((size_t)cap * sizeof(*ids));
+	if (!ids)
+		return hmoe_err(HMOE_ENOMEM, "out of memory");
+	p = v;
+	for (;;) {
+		char *end;
+		long x;
+
+		errno = 0;
+		x = strtol(p, &end, 10);
+		if (errno || end == p || (*end != ',' && *end != '\0') || x < 0 || x > INT_MAX) {
+			free(ids);
+			return hmoe_err(HMOE_EINPUT,
+					"hmoe %s: --%s: '%s' is not a list of non-negative integers",
+					a->cmd, name, v);
+		}
+		ids[count++] = (int)x;
+		if (*end == '\0')
+			break;
+		p = end + 1;
+	}
+	*out = ids;
+	*n = count;
+	return 0;
+}
+
+int cli_fail(int ret)
+{
+	fprintf(stderr, "hmoe: %s\n", hmoe_last_error());
+	return ret == -HMOE_EINPUT ? 2 : 1;
+}

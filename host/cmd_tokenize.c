@@ -1,0 +1,10 @@
+/* cmd_tokenize: `hmoe tokenize`. Placeholder until its owner lands it; it fails loudly. */
+#include "hmoe_cli.h"
+#include "hmoe_err.h"
+
+int cmd_tokenize(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	return cli_fail(hmoe_err(HMOE_EINTERNAL, "hmoe tokenize: not built yet"));
+}

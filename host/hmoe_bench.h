@@ -1,0 +1,21 @@
+/* hmoe_bench: the benchmarks behind `hmoe bench`, one per file (host/bench_*.c), and
+ * what they share: the machine's read bandwidth measured in the same run, so results are
+ * ratios against it, and a JSON header naming the machine and the commit. */
+#ifndef HMOE_BENCH_H
+#define HMOE_BENCH_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+int bench_forward(int argc, char **argv);
+
+/* Read bandwidth of this machine in bytes/s: all threads summing a buffer of `bytes`
+ * (well past the last-level cache), best of `reps`. */
+double bench_read_bandwidth(size_t bytes, int reps, int n_threads);
+/* Monotonic seconds. */
+double bench_now(void);
+/* Writes `"machine": {...}` fields (CPU model, cores, ISA, commit) into an open JSON
+ * object, followed by a comma. */
+void bench_json_machine(FILE *f);
+
+#endif

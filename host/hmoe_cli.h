@@ -1,0 +1,58 @@
+/* hmoe_cli: what every `hmoe` subcommand shares: the command table, flag parsing and
+ * the mapping from library errors to one line on stderr and an exit status.
+ *
+ * Exit status: 0 success, 2 bad input (flags, files, checkpoints), 1 anything else.
+ */
+#ifndef HMOE_CLI_H
+#define HMOE_CLI_H
+
+#include <stdint.h>
+
+/* One accepted flag. takes_value: 1 for `--name VALUE` (or --name=VALUE), 0 for a switch. */
+struct cli_flag {
+	const char *name;        /* without the leading "--" */
+	int takes_value;
+	const char *help;        /* "--name VALUE  what it does" line for usage */
+};
+
+struct cli_args {
+	const char *cmd;          /* "generate", "bench forward", ... for messages */
+	const struct cli_flag *flags;
+	int n_flags;
+	const char **values;      /* [n_flags]: value, "" for a given switch, NULL if absent */
+	const char **positional;  /* leftover non-flag words */
+	int n_positional;
+};
+
+/* Parses argv against flags. Unknown flags, missing values and repeated flags are one
+ * error line naming the flag; returns 0 or -HMOE_EINPUT. */
+int cli_parse(struct cli_args *a, const char *cmd, const struct cli_flag *flags,
+	      int n_flags, int argc, char **argv);
+void cli_free(struct cli_args *a);
+
+int cli_has(const struct cli_args *a, const char *name);
+const char *cli_str(const struct cli_args *a, const char *name, const char *def);
+/* Required string flag: error "hmoe CMD: --name is required" if absent. */
+int cli_req(const struct cli_args *a, const char *name, const char **out);
+/* Numbers: the whole value must parse and lie in [lo, hi]; else one error line. */
+int cli_int(const struct cli_args *a, const char *name, long def, long lo, long hi, long *out);
+int cli_u64(const struct cli_args *a, const char *name, uint64_t def, uint64_t *out);
+int cli_float(const struct cli_args *a, const char *name, double def, double lo, double hi,
+	      double *out);
+/* Comma-separated integers ("0,15,27"); *out malloc'ed. */
+int cli_int_list(const struct cli_args *a, const char *name, int **out, int *n);
+void cli_usage(const char *cmd, const char *summary, const struct cli_flag *flags, int n);
+
+/* Prints "hmoe: <last error>" and returns the exit status for a negative ret. */
+int cli_fail(int ret);
+
+/* Subcommands; each lives in host/cmd_<name>.c. */
+int cmd_info(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_mktiny(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+#endif

@@ -1,0 +1,56 @@
+/* hmoe_expert: the interface every routed-expert backend implements.
+ *
+ * The forward pass routes the tokens of one MoE layer, then hands the whole layer's
+ * work to an expert backend: for every (token, slot) pair it wants y = expert(x_token)
+ * of the chosen expert, *unweighted*. The caller combines the slots itself, in ascending
+ * expert-index order, with the router weights. Because the combine is done once, by one
+ * function, any two backends whose per-expert outputs are bit-identical give
+ * bit-identical layer outputs whatever their internal grouping, threading or timing.
+ *
+ * Backends: "cpu-f32" (float reference, runtime/hmoe_expert_f32.c), "cpu-fxp[:FORMAT]"
+ * (fixed point, hls/ kernel), later "kmod" (cards through the driver).
+ */
+#ifndef HMOE_EXPERT_H
+#define HMOE_EXPERT_H
+
+#include "hmoe_model.h"
+
+struct hmoe_pool;
+struct hmoe_expert_backend;
+
+/* One MoE layer's routed work. */
+struct hmoe_expert_batch {
+	int layer;
+	int n_tokens;
+	int top_k;
+	const float *x;        /* (n_tokens, dim) ffn-normed activations */
+	const int *expert_ids; /* (n_tokens, top_k) chosen experts */
+	float *y;              /* (n_tokens, top_k, dim) out: unweighted expert outputs */
+};
+
+struct hmoe_expert_ops {
+	const char *name;
+	/* Prepares weights for every MoE layer of m (packing, uploads). `arg` is the text
+	 * after "name:" in the backend spec, or NULL. */
+	int (*init)(struct hmoe_expert_backend *b, const struct hmoe_model *m, const char *arg);
+	int (*run)(struct hmoe_expert_backend *b, const struct hmoe_expert_batch *batch);
+	void (*fini)(struct hmoe_expert_backend *b);
+};
+
+struct hmoe_expert_backend {
+	const struct hmoe_expert_ops *ops;
+	const struct hmoe_model *model;
+	struct hmoe_pool *pool;  /* worker threads shared with the forward pass */
+	void *priv;
+};
+
+/* Creates a backend from a spec such as "cpu-f32" or "cpu-fxp:int8". An unknown name is
+ * an HMOE_EINPUT error that lists the known ones. */
+int hmoe_expert_open(struct hmoe_expert_backend **out, const char *spec,
+		     const struct hmoe_model *m, struct hmoe_pool *pool);
+void hmoe_expert_close(struct hmoe_expert_backend *b);
+
+/* The registry: each backend file defines one of these. */
+extern const struct hmoe_expert_ops hmoe_expert_cpu_f32_ops;
+
+#endif
