@@ -219,6 +219,9 @@ int cli_int_list(const struct cli_args *a, const char *name, int **out, int *n)
 
 int cli_fail(int ret)
 {
-	fprintf(stderr, "hmoe: %s\n", hmoe_last_error());
+	const char *msg = hmoe_last_error();
+
+	/* Messages from the CLI already start with "hmoe CMD:"; others get the prefix. */
+	fprintf(stderr, "%s%s\n", strncmp(msg, "hmoe ", 5) ? "hmoe: " : "", msg);
 	return ret == -HMOE_EINPUT ? 2 : 1;
 }

@@ -1,0 +1,120 @@
+/* bench_common: what every benchmark shares (see hmoe_bench.h): the machine's read
+ * bandwidth measured in the same run, a monotonic clock, and the machine description. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hmoe_bench.h"
+#include "hmoe_pool.h"
+
+double bench_now(void) /* same clock as clock_now_s() */
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+struct read_job {
+	const uint64_t *buf;  /* (n_words) */
+	size_t n_words;
+	long n_chunks;
+	uint64_t *sums;       /* (n_chunks) keeps the reads from being optimised away */
+};
+
+static void read_chunk(void *arg, long i, int thread)
+{
+	struct read_job *j = arg;
+	size_t per = (j->n_words + (size_t)j->n_chunks - 1) / (size_t)j->n_chunks;
+	size_t lo = (size_t)i * per, hi = lo + per < j->n_words ? lo + per : j->n_words;
+	uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+
+	(void)thread;
+	/* Four independent chains so the loop is bound by loads, not by the adds. */
+	for (size_t k = lo; k + 4 <= hi; k += 4) {
+		s0 += j->buf[k];
+		s1 += j->buf[k + 1];
+		s2 += j->buf[k + 2];
+		s3 += j->buf[k + 3];
+	}
+	j->sums[i] = s0 ^ s1 ^ s2 ^ s3;
+}
+
+double bench_read_bandwidth(size_t bytes, int reps, int n_threads)
+{
+	struct hmoe_pool *pool = NULL;
+	struct read_job j = { 0 };
+	double best = 0;
+	uint64_t *buf;
+
+	if (hmoe_pool_create(&pool, n_threads))
+		return 0;
+	buf = aligned_alloc(64, bytes);
+	j.n_chunks = (long)hmoe_pool_threads(pool) * 16;
+	j.sums = calloc((size_t)j.n_chunks, sizeof(*j.sums));
+	if (!buf || !j.sums) {
+		free(buf);
+		free(j.sums);
+		hmoe_pool_destroy(pool);
+		return 0;
+	}
+	memset(buf, 1, bytes);  /* touch every page so the timing sees no faults */
+	j.buf = buf;
+	j.n_words = bytes / sizeof(uint64_t);
+	for (int r = 0; r < reps; r++) {
+		double t0 = bench_now(), dt;
+
+		hmoe_pool_run(pool, j.n_chunks, read_chunk, &j);
+		dt = bench_now() - t0;
+		if (dt > 0 && (double)bytes / dt > best)
+			best = (double)bytes / dt;
+	}
+	free(buf);
+	free(j.sums);
+	hmoe_pool_destroy(pool);
+	return best;
+}
+
+static void cpu_model(char *out, size_t cap)
+{
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	char line[512];
+
+	snprintf(out, cap, "unknown");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		char *colon = strchr(line, ':');
+
+		if (strncmp(line, "model name", 10) || !colon)
+			continue;
+		colon += 2;
+		colon[strcspn(colon, "\n")] = '\0';
+		/* Keep the JSON string simple: drop quotes and backslashes. */
+		for (char *p = colon; *p; p++)
+			if (*p == '"' || *p == '\\')
+				*p = ' ';
+		snprintf(out, cap, "%s", colon);
+		break;
+	}
+	fclose(f);
+}
+
+void bench_json_machine(FILE *f)
+{
+	char cpu[256];
+	const char *commit = getenv("HMOE_COMMIT");
+
+	cpu_model(cpu, sizeof(cpu));
+	__builtin_cpu_init();
+	fprintf(f, "\"machine\": {\"cpu\": \"%s\", \"online_cpus\": %ld, "
+		"\"avx2\": %s, \"avx512f\": %s, \"avx512vnni\": %s}, ",
+		cpu, sysconf(_SC_NPROCESSORS_ONLN),
+		__builtin_cpu_supports("avx2") ? "true" : "false",
+		__builtin_cpu_supports("avx512f") ? "true" : "false",
+		__builtin_cpu_supports("avx512vnni") ? "true" : "false");
+	fprintf(f, "\"commit\": \"%s\", ", commit ? commit : "unknown");
+}
