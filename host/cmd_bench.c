@@ -13,6 +13,9 @@ static const struct {
 	const char *summary;
 } benches[] = {
 	{ "forward", bench_forward, "prefill/decode tokens/s of the CPU forward pass" },
+	{ "mla", bench_mla, "MLA decode GB/s and prefill TFLOP/s on the GPU (libhmoe_cuda.so)" },
+	{ "kmod", bench_kmod, "MoE layers through hmoe.ko on a card: jobs/s and ioctls per layer" },
+	{ "experts", bench_experts, "routed experts of one MoE layer at V3 dims: fixed point per format vs fp32" },
 };
 
 int cmd_bench(int argc, char **argv)

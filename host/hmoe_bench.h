@@ -8,6 +8,9 @@
 #include <stdio.h>
 
 int bench_forward(int argc, char **argv);
+int bench_mla(int argc, char **argv);     /* host/bench_mla.c: GPU, via dlopen */
+int bench_kmod(int argc, char **argv);    /* host/bench_kmod.c: cards through hmoe.ko */
+int bench_experts(int argc, char **argv); /* host/bench_experts.c: fixed-point experts */
 
 /* Read bandwidth of this machine in bytes/s: all threads summing a buffer of `bytes`
  * (well past the last-level cache), best of `reps`. */

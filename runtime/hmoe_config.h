@@ -27,6 +27,7 @@ struct hmoe_config {
 	int n_group;               /* expert groups for group-limited routing */
 	int topk_group;            /* groups kept */
 	enum hmoe_score_func scoring_func;
+	int noaux_tc;              /* topk_method "noaux_tc": the gate has a correction bias */
 	int norm_topk_prob;        /* renormalise the top-k weights */
 	float routed_scaling_factor;
 
@@ -55,6 +56,12 @@ struct hmoe_config {
 	int fp8;                   /* quantization_config.quant_method == "fp8" */
 	int fp8_block[2];          /* weight_block_size, [128, 128] */
 };
+
+/* Fills cfg with the DeepSeek-V3 671B values (HF DeepseekV3Config defaults, MODEL.md
+ * section 1), no YaRN and no fp8: the starting point the parser overrides. */
+void hmoe_config_defaults(struct hmoe_config *cfg);
+/* Checks sizes and routing settings; the error names the offending field. */
+int hmoe_config_validate(const struct hmoe_config *cfg, const char *what);
 
 /* Parses config.json at path. Missing optional fields take DeepSeek-V3 defaults;
  * missing required sizes and impossible values are errors that name the field. */

@@ -10,6 +10,7 @@
 /* Every backend, by the name used in `--experts NAME[:ARG]`. */
 static const struct hmoe_expert_ops *const backends[] = {
 	&hmoe_expert_cpu_f32_ops,
+	&hmoe_expert_cpu_fxp_ops,
 };
 
 int hmoe_expert_open(struct hmoe_expert_backend **out, const char *spec,

@@ -53,6 +53,7 @@ struct hmoe_linear {
 	const struct hmoe_tensor *src;       /* weight as stored */
 	const struct hmoe_tensor *scale_inv; /* FP8 only: (ceil(out/128), ceil(in/128)) fp32 */
 	float *w;                            /* (out, in) fp32, or NULL if not materialised */
+	int block_out, block_in;             /* FP8 scale block (weight_block_size), 128 x 128 */
 };
 
 /* An MLP / expert: w2(silu(w1 x) * w3 x). HF: w1 gate_proj, w3 up_proj, w2 down_proj. */
@@ -105,9 +106,19 @@ struct hmoe_model {
 	struct hmoe_st_file **files; /* [n_files] mapped shards */
 	int n_files;
 	size_t f32_bytes;            /* bytes of materialised fp32 weights */
+
+	const struct hmoe_tensor *embed_src; /* (vocab, dim) as stored; `embed` is NULL
+					      * unless loaded with HMOE_LOAD_F32 */
+	const struct hmoe_tensor **by_name;  /* [n_tensors] every tensor of every shard,
+					      * sorted by name (hmoe_model_tensor) */
+	int n_tensors;
+	float *f32_arena;            /* one allocation behind every fp32 array above */
 };
 
-/* Loads the checkpoint in dir (config.json + safetensors). flags: HMOE_LOAD_*. */
+/* Loads the checkpoint in dir (config.json + safetensors). flags: HMOE_LOAD_*.
+ * Norms, router weights and the gate bias are always fp32 (they are small); linears and
+ * the embedding get fp32 copies only with HMOE_LOAD_F32. A missing tensor, or one of the
+ * wrong shape or dtype, is HMOE_EINPUT naming the tensor, the expected and found shape. */
 int hmoe_model_load(struct hmoe_model **out, const char *dir, unsigned flags);
 void hmoe_model_free(struct hmoe_model *m);
 

@@ -1,0 +1,219 @@
+#!/usr/bin/python3
+"""ffn_ref: an independent reference of the fixed-point expert contract (docs/fxp.md),
+in Python integers (no overflow, so every bound in the contract is checked here rather
+than assumed), and the generator of the golden vectors that the C-simulation testbench
+hls/tb/tb_hmoe_ffn.c compares hmoe_ffn() against.
+
+    /usr/bin/python3 hls/tb/ffn_ref.py OUTDIR     writes OUTDIR/case_*.bin
+
+Case file (little-endian): int32 header [magic 0x46465848 'HXFF', contract version,
+format, n_tokens, dim, inter, pack_bytes], then the expert pack, xq (n_tokens,
+groups(dim)*128) int8, xs (n_tokens, groups(dim)) int32, y (n_tokens, dim) int32.
+"""
+import math
+import os
+import random
+import struct
+import sys
+
+GROUP = 128
+LINE = 64
+F_ACT, F_ACC, F_H = 32, 24, 16
+TERM_MAX = 1 << 56
+ACT_IN_MAX = 1 << 62
+FP8, INT8, INT4 = 0, 1, 2
+CONTRACT_VERSION = 1
+
+
+def fp8_q(c):
+    """e4m3fn value * 2^9; NaN codes (S.1111.111) are 0 by contract."""
+    s, e, m = c >> 7, (c >> 3) & 15, c & 7
+    if e == 15 and m == 7:
+        return 0
+    v = m if e == 0 else (8 + m) << (e - 1)
+    return -v if s else v
+
+
+SIG = [int(math.floor(65536.0 / (1.0 + math.exp(16.0 - i / 32.0)) + 0.5)) for i in range(1025)]
+
+
+def shift_round(v, r):
+    """v * 2^-r, half away from zero, saturated to +-2^56."""
+    if v == 0:
+        return 0
+    sign = -1 if v < 0 else 1
+    mag = abs(v)
+    if r <= 0:
+        mag = mag << -r
+    elif r > 62:
+        return 0
+    else:
+        mag = (mag + (1 << (r - 1))) >> r
+    return sign * min(mag, TERM_MAX)
+
+
+def sat32(v):
+    return max(-(1 << 31), min((1 << 31) - 1, v))
+
+
+def scale_split(w):
+    m = w & 0xffff
+    return m, (w - m) // 65536
+
+
+def term(dot, ws, xs):
+    mw, ew = scale_split(ws)
+    mx, ex = scale_split(xs)
+    v = dot * mw * (mx & 0xff)
+    assert abs(v) < 1 << 63, "term product overflows int64"
+    return shift_round(v, ew + ex - F_ACC)
+
+
+def silu_q16(a):
+    if a >= 16 << 16:
+        return a
+    if a < -(16 << 16):
+        return 0
+    off = a + (16 << 16)
+    idx, frac = off >> 11, off & 2047
+    sig = SIG[idx] + (((SIG[idx + 1] - SIG[idx]) * frac + 1024) >> 11)
+    return shift_round(a * sig, F_H)
+
+
+def quant_group(v):
+    """THE activation quantiser on Q32 integers: returns (q list, scale word)."""
+    mags = [min(abs(x), ACT_IN_MAX) for x in v]
+    amax = max(mags) if mags else 0
+    if amax == 0:
+        return [0] * len(v), 0
+    k = -80
+    while -(-amax * (1 << max(-k, 0)) // (127 << max(k, 0))) > 255:  # ceil(amax/(127*2^k))
+        k += 1
+    m = -(-amax * (1 << max(-k, 0)) // (127 << max(k, 0)))
+    assert 128 <= m <= 255
+    q = []
+    for x, mag in zip(v, mags):
+        num, den = mag << max(-k, 0), m << max(k, 0)
+        r = (2 * num + den) // (2 * den)
+        assert r <= 127
+        q.append(-r if x < 0 else r)
+    return q, (F_ACT - k) * 65536 + m
+
+
+def groups(n):
+    return (n + GROUP - 1) // GROUP
+
+
+def scale_lines(n):
+    return (groups(n) * 4 + LINE - 1) // LINE
+
+
+def row_bytes(fmt, n):
+    gb = GROUP // 2 if fmt == INT4 else GROUP
+    return scale_lines(n) * LINE + groups(n) * gb
+
+
+def weight(fmt, codes, k):
+    if fmt == FP8:
+        return fp8_q(codes[k])
+    if fmt == INT8:
+        return codes[k] - 256 if codes[k] > 127 else codes[k]
+    return ((codes[k // 2] >> (4 * (k % 2))) & 15) - 8
+
+
+def linear_row(pack, off, fmt, n_in, x, xs):
+    """acc (Q24) of one row record at byte offset off against one token."""
+    acc = 0
+    codes = pack[off + scale_lines(n_in) * LINE: off + row_bytes(fmt, n_in)]
+    for g in range(groups(n_in)):
+        ws = struct.unpack_from("<i", pack, off + 4 * g)[0]
+        dot = sum(weight(fmt, codes, k) * x[k] for k in range(g * GROUP, (g + 1) * GROUP))
+        assert abs(dot) < 1 << 32, "group dot exceeds the proven bound"
+        acc += term(dot, ws, xs[g])
+    assert abs(acc) < 1 << 63
+    return acc
+
+
+def ffn(pack, fmt, xq, xs, n_tokens, dim, inter):
+    lin = inter * row_bytes(fmt, dim)
+    y = []
+    for t in range(n_tokens):
+        h = []
+        for n in range(inter):
+            h1 = sat32(shift_round(linear_row(pack, n * row_bytes(fmt, dim), fmt, dim, xq[t], xs[t]), F_ACC - F_H))
+            h3 = sat32(shift_round(linear_row(pack, lin + n * row_bytes(fmt, dim), fmt, dim, xq[t], xs[t]), F_ACC - F_H))
+            h.append(silu_q16(h1) * h3)
+        hq, hs = [], []
+        for g in range(groups(inter)):
+            q, w = quant_group(h[g * GROUP:(g + 1) * GROUP])
+            hq += q + [0] * (GROUP - len(q))
+            hs.append(w)
+        for n in range(dim):
+            off = 2 * lin + n * row_bytes(fmt, inter)
+            y.append(sat32(shift_round(linear_row(pack, off, fmt, inter, hq, hs), F_ACC - F_H)))
+    return y
+
+
+def random_pack(rng, fmt, dim, inter, e_offset):
+    out = bytearray()
+    rms = {FP8: 60000.0, INT8: 73.6, INT4: 4.6}[fmt]
+    for rows, n_in in ((inter, dim), (inter, dim), (dim, inter)):
+        e_base = 16 + round(math.log2(rms * math.sqrt(n_in))) + e_offset
+        for _ in range(rows):
+            rec = bytearray(row_bytes(fmt, n_in))
+            for g in range(groups(n_in)):
+                w = (e_base + rng.randrange(-2, 2)) * 65536 + rng.randrange(32768, 65536)
+                struct.pack_into("<i", rec, 4 * g, w)
+            for b in range(scale_lines(n_in) * LINE, len(rec)):
+                rec[b] = rng.randrange(256)
+            out += rec
+    return bytes(out)
+
+
+def random_acts(rng, n_tokens, dim, huge):
+    xq, xs = [], []
+    for _ in range(n_tokens):
+        v = [int(rng.gauss(0, 1) * 2**32) for _ in range(dim)]
+        if huge:
+            v[rng.randrange(dim)] = 40 * 2**32
+        q, s = [], []
+        for g in range(groups(dim)):
+            gq, w = quant_group(v[g * GROUP:(g + 1) * GROUP])
+            q += gq + [0] * (GROUP - len(gq))
+            s.append(w)
+        xq.append(q)
+        xs.append(s)
+    return xq, xs
+
+
+CASES = [  # name, format, n_tokens, dim, inter, scale offset, one huge activation
+    ("fp8_small", FP8, 3, 256, 128, 0, False),
+    ("int8_odd", INT8, 5, 200, 72, 0, True),
+    ("int4_odd", INT4, 2, 136, 260, 0, False),
+    ("int8_saturating", INT8, 1, 128, 128, -12, False),
+    ("fp8_nan_codes_one_token", FP8, 1, 384, 136, 0, True),
+]
+
+
+def main():
+    outdir = sys.argv[1]
+    os.makedirs(outdir, exist_ok=True)
+    for name, fmt, n_tokens, dim, inter, e_off, huge in CASES:
+        rng = random.Random(name)
+        pack = random_pack(rng, fmt, dim, inter, e_off)
+        xq, xs = random_acts(rng, n_tokens, dim, huge)
+        y = ffn(pack, fmt, xq, xs, n_tokens, dim, inter)
+        with open(os.path.join(outdir, "case_%s.bin" % name), "wb") as f:
+            f.write(struct.pack("<7i", 0x46465848, CONTRACT_VERSION, fmt, n_tokens, dim, inter, len(pack)))
+            f.write(pack)
+            for row in xq:
+                f.write(struct.pack("<%db" % len(row), *row))
+            for row in xs:
+                f.write(struct.pack("<%di" % len(row), *row))
+            f.write(struct.pack("<%di" % len(y), *y))
+        live = sum(1 for v in y if v not in (0, 2**31 - 1, -2**31))
+        print("%s: %d outputs, %d neither 0 nor saturated" % (name, len(y), live))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,395 @@
+/* bench_experts: `hmoe bench experts`: one MoE layer's routed experts at DeepSeek-V3's
+ * real dims (dim 7168, inter 2048, 256 experts, top-8) through the fixed-point CPU path
+ * (hmoe_fxp_moe_run, per format) and through the fp32 reference backend (cpu-f32), for
+ * 1, 4, 16, 64 and 256 tokens.
+ *
+ * Reported per (format, tokens), all measured in this run:
+ *   weight_bytes      bytes of every touched expert's weights (each read once: the
+ *                     minimum a layer must stream), from the pack geometry
+ *   bw_ratio          weight_bytes / seconds over this machine's read bandwidth, probed
+ *                     in the same run (bench_read_bandwidth); the decode target is 0.85
+ *   int_ops_per_s     2 * 3 * dim * inter * (token, expert) pairs / seconds
+ * Modeled, and said so in the JSON: routing (seeded; per token 8 distinct experts drawn
+ * with lognormal popularity, as a trained router's load imbalance) and residency: only
+ * --experts packs (default 16) are in memory; the 256 experts are mapped onto them in
+ * order of first use, so up to that many touched experts are distinct memory and the
+ * rest re-stream the same packs, which are far larger than any cache.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hmoe_bench.h"
+#include "hmoe_cli.h"
+#include "hmoe_err.h"
+#include "hmoe_expert.h"
+#include "hmoe_fxp_cpu.h"
+#include "hmoe_fxp_pack.h"
+#include "hmoe_pool.h"
+
+#define DIM 7168
+#define INTER 2048
+#define N_EXPERTS 256
+#define TOP_K 8
+
+static const struct cli_flag flags[] = {
+	{ "tokens", 1, "--tokens LIST      token counts (default 1,4,16,64,256)" },
+	{ "formats", 1, "--formats LIST     fixed-point formats (default fp8,int8,int4)" },
+	{ "experts", 1, "--experts N        resident fixed-point experts (default 16; 45 MB each)" },
+	{ "f32-experts", 1, "--f32-experts N    resident fp32 experts (default 8; 176 MB each; 0: skip)" },
+	{ "min-time", 1, "--min-time S       seconds of repetitions per point (default 0.3)" },
+	{ "bw-mib", 1, "--bw-mib N         buffer of the bandwidth probe (default 1024)" },
+	{ "threads", 1, "--threads N        worker threads (default: all CPUs)" },
+	{ "seed", 1, "--seed N           routing seed (default 1)" },
+	{ "json", 0, "--json             JSON output (the only format)" },
+	{ "help", 0, "--help             this text" },
+};
+
+static uint64_t rng_state;
+
+static uint64_t rng_next(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static double uniform(void)
+{
+	return ((rng_next(&rng_state) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
+
+/* Per token TOP_K distinct experts, drawn by Gumbel-top-k over log popularity. */
+static void make_routing(int *ids, int n_tokens, const double *log_pop)
+{
+	for (int t = 0; t < n_tokens; t++) {
+		double key[N_EXPERTS];
+
+		for (int e = 0; e < N_EXPERTS; e++)
+			key[e] = log_pop[e] - log(-log(uniform()));
+		for (int k = 0; k < TOP_K; k++) {
+			int best = 0;
+
+			for (int e = 1; e < N_EXPERTS; e++)
+				if (key[e] > key[best])
+					best = e;
+			ids[t * TOP_K + k] = best;
+			key[best] = -INFINITY;
+		}
+	}
+}
+
+/* Maps experts onto n_phys resident copies in order of first use; returns the number
+ * of distinct experts touched. slot[e] = -1 for untouched. */
+static int assign_slots(const int *ids, int n_pairs, int *slot, int n_phys)
+{
+	int touched = 0;
+
+	for (int e = 0; e < N_EXPERTS; e++)
+		slot[e] = -1;
+	for (int p = 0; p < n_pairs; p++)
+		if (slot[ids[p]] < 0)
+			slot[ids[p]] = touched++ % n_phys;
+	return touched;
+}
+
+struct fill_job {
+	void **bufs;
+	size_t bytes;
+	int format;      /* -1: fp32 weights */
+};
+
+/* Random weights with valid scale words: the bench measures speed, values only need to
+ * be in the ranges the contract allows. */
+static void fill_one(void *arg, long i, int thread)
+{
+	struct fill_job *j = arg;
+	uint64_t s = 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1);
+	uint64_t *w = j->bufs[i];
+
+	(void)thread;
+	if (j->format < 0) {
+		float *f = j->bufs[i];
+
+		for (size_t k = 0; k < j->bytes / sizeof(float); k++)
+			f[k] = (float)((int64_t)(rng_next(&s) >> 40) - (1 << 23)) * 1.5e-9f;
+		return;
+	}
+	for (size_t k = 0; k < j->bytes / 8; k++)
+		w[k] = rng_next(&s);
+	/* scale words: every row record starts with them */
+	for (int lin = 0; lin < 3; lin++) {
+		int out = lin < 2 ? INTER : DIM, in = lin < 2 ? DIM : INTER;
+		size_t row = (size_t)hmoe_fxp_row_lines(j->format, in) * HMOE_FXP_LINE_BYTES;
+		uint8_t *base = (uint8_t *)j->bufs[i] +
+				(lin ? (size_t)hmoe_fxp_linear_lines(j->format, INTER, DIM) *
+					       HMOE_FXP_LINE_BYTES * (lin == 2 ? 2 : 1) : 0);
+
+		for (int n = 0; n < out; n++)
+			for (int g = 0; g < hmoe_fxp_groups(in); g++) {
+				int32_t sw = hmoe_fxp_scale_word(32768 + (uint32_t)(rng_next(&s) & 32767),
+								 j->format == HMOE_FXP_FP8 ? 40 : 28);
+
+				memcpy(base + n * row + 4 * g, &sw, 4);
+			}
+	}
+}
+
+struct point {
+	double seconds, weight_bytes;
+	int reps, touched;
+};
+
+/* Runs fn until min_time has passed (at least 1, at most 5 timed runs after a warm-up);
+ * the best time counts. */
+#define TIME_IT(pt, min_time, call)                                                     \
+	do {                                                                            \
+		double t_total = 0;                                                     \
+		if ((ret = (call)))                                                     \
+			goto out;                                                       \
+		(pt).seconds = 1e30;                                                    \
+		for ((pt).reps = 0; (pt).reps < 5 && (t_total < (min_time) || !(pt).reps); \
+		     (pt).reps++) {                                                     \
+			double t0 = bench_now(), dt;                                    \
+			if ((ret = (call)))                                             \
+				goto out;                                               \
+			dt = bench_now() - t0;                                          \
+			t_total += dt;                                                  \
+			if (dt < (pt).seconds)                                          \
+				(pt).seconds = dt;                                      \
+		}                                                                       \
+	} while (0)
+
+static void print_point(const char *what, int tokens, const struct point *pt, double bw,
+			int first)
+{
+	double pairs = (double)tokens * TOP_K;
+
+	printf("%s{\"format\": \"%s\", \"tokens\": %d, \"experts_touched\": %d, "
+	       "\"seconds\": %.6f, \"reps\": %d, \"weight_bytes\": %.0f, "
+	       "\"weight_bytes_per_s\": %.4g, \"bw_ratio\": %.3f, \"%s\": %.4g}",
+	       first ? "" : ", ", what, tokens, pt->touched, pt->seconds, pt->reps,
+	       pt->weight_bytes, pt->weight_bytes / pt->seconds,
+	       bw > 0 ? pt->weight_bytes / pt->seconds / bw : 0.0,
+	       strcmp(what, "f32") ? "int_ops_per_s" : "flops_per_s",
+	       2.0 * 3 * DIM * INTER * pairs / pt->seconds);
+}
+
+int bench_experts(int argc, char **argv)
+{
+	const int n_flags = (int)(sizeof(flags) / sizeof(flags[0]));
+	static const int default_tokens[] = { 1, 4, 16, 64, 256 };
+	struct cli_args a;
+	struct hmoe_pool *pool = NULL;
+	int *tokens = NULL, n_tokens_list = 0, ret, first = 1, slot[N_EXPERTS], *ids = NULL;
+	int formats[HMOE_FXP_N_FORMATS], n_formats = 0;
+	long resident, f32_resident, threads, seed, bw_mib;
+	double min_time, bw, log_pop[N_EXPERTS];
+	void *bufs[1024] = { 0 };
+	float *x = NULL, *y = NULL;
+	const struct hmoe_fxp_simd *simd = hmoe_fxp_simd_best();
+	struct hmoe_layer layer = { 0 };
+	struct hmoe_model model = { 0 };
+	struct hmoe_mlp *mlps = NULL;
+	struct hmoe_expert_backend *f32 = NULL;
+	struct hmoe_fxp_ws *ws = NULL;
+
+	ret = cli_parse(&a, "bench experts", flags, n_flags, argc, argv);
+	if (ret)
+		return cli_fail(ret);
+	if (cli_has(&a, "help")) {
+		cli_usage("bench experts", "One MoE layer's routed experts at DeepSeek-V3 dims: "
+			  "fixed point per format vs fp32 (JSON).", flags, n_flags);
+		cli_free(&a);
+		return 0;
+	}
+	if ((ret = cli_int(&a, "experts", 16, 1, 256, &resident)) ||
+	    (ret = cli_int(&a, "f32-experts", 8, 0, 256, &f32_resident)) ||
+	    (ret = cli_int(&a, "threads", 0, 0, 1024, &threads)) ||
+	    (ret = cli_int(&a, "seed", 1, 0, 1L << 30, &seed)) ||
+	    (ret = cli_int(&a, "bw-mib", 1024, 16, 1 << 16, &bw_mib)) ||
+	    (ret = cli_float(&a, "min-time", 0.3, 0, 600, &min_time)))
+		goto out;
+	if (cli_has(&a, "tokens")) {
+		if ((ret = cli_int_list(&a, "tokens", &tokens, &n_tokens_list)))
+			goto out;
+		for (int i = 0; i < n_tokens_list; i++)
+			if (tokens[i] < 1 || tokens[i] > 4096) {
+				ret = hmoe_err(HMOE_EINPUT, "bench experts: --tokens %d is not in "
+					       "[1, 4096]", tokens[i]);
+				goto out;
+			}
+	} else {
+		n_tokens_list = 5;
+		tokens = malloc(sizeof(default_tokens));
+		if (!tokens) {
+			ret = hmoe_err(HMOE_ENOMEM, "out of memory");
+			goto out;
+		}
+		memcpy(tokens, default_tokens, sizeof(default_tokens));
+	}
+	{
+		char list[64];
+		char *save = NULL;
+
+		snprintf(list, sizeof(list), "%s", cli_str(&a, "formats", "fp8,int8,int4"));
+		for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+			if (n_formats == HMOE_FXP_N_FORMATS) {
+				ret = hmoe_err(HMOE_EINPUT, "bench experts: --formats lists too many");
+				goto out;
+			}
+			if ((ret = hmoe_fxp_format_parse(tok, &formats[n_formats++])))
+				goto out;
+		}
+	}
+	if ((ret = hmoe_pool_create(&pool, (int)threads)))
+		goto out;
+	bw = bench_read_bandwidth((size_t)bw_mib << 20, 5, hmoe_pool_threads(pool));
+
+	rng_state = 0x853c49e6748fea9bull ^ (uint64_t)seed;
+	for (int e = 0; e < N_EXPERTS; e++) {
+		double u1 = uniform(), u2 = uniform();
+
+		log_pop[e] = 0.7 * sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
+	}
+	{
+		int max_tokens = 0;
+
+		for (int i = 0; i < n_tokens_list; i++)
+			max_tokens = tokens[i] > max_tokens ? tokens[i] : max_tokens;
+		ids = malloc(sizeof(*ids) * max_tokens * TOP_K);
+		x = malloc(sizeof(*x) * max_tokens * DIM);
+		y = malloc(sizeof(*y) * (size_t)max_tokens * TOP_K * DIM);
+		if (!ids || !x || !y) {
+			ret = hmoe_err(HMOE_ENOMEM, "bench experts: out of memory for %d tokens",
+				       max_tokens);
+			goto out;
+		}
+		for (int i = 0; i < max_tokens * DIM; i++)
+			x[i] = (float)(uniform() * 2 - 1) * (i % DIM == 5 ? 30 : 1);
+	}
+
+	printf("{\"bench\": \"experts\", ");
+	bench_json_machine(stdout);
+	printf("\"dims\": {\"dim\": %d, \"inter\": %d, \"experts\": %d, \"top_k\": %d}, "
+	       "\"threads\": %d, \"fxp_variant\": \"%s\", \"resident_fxp_experts\": %ld, "
+	       "\"resident_f32_experts\": %ld, \"read_bandwidth_bytes_per_s\": %.4g, "
+	       "\"target_bw_ratio_1_token\": 0.85, \"results\": [",
+	       DIM, INTER, N_EXPERTS, TOP_K, hmoe_pool_threads(pool), simd->name, resident,
+	       f32_resident, bw);
+	fflush(stdout);
+
+	for (int f = 0; f < n_formats; f++) {
+		size_t bytes = (size_t)hmoe_fxp_expert_lines(formats[f], DIM, INTER) *
+			       HMOE_FXP_LINE_BYTES;
+		const struct hmoe_fxp_line *packs[N_EXPERTS];
+		struct hmoe_fxp_experts ex = { formats[f], DIM, INTER, N_EXPERTS, packs };
+		struct fill_job fj = { bufs, bytes, formats[f] };
+
+		for (int r = 0; r < resident; r++) {
+			bufs[r] = aligned_alloc(HMOE_FXP_LINE_BYTES, bytes);
+			if (!bufs[r]) {
+				ret = hmoe_err(HMOE_ENOMEM, "bench experts: out of memory for %ld "
+					       "resident %s experts (%zu bytes each)", resident,
+					       hmoe_fxp_format_name(formats[f]), bytes);
+				goto out;
+			}
+		}
+		hmoe_pool_run(pool, resident, fill_one, &fj);
+		for (int i = 0; i < n_tokens_list; i++) {
+			struct point pt;
+
+			rng_state = 0x853c49e6748fea9bull ^ (uint64_t)(seed + tokens[i]);
+			make_routing(ids, tokens[i], log_pop);
+			pt.touched = assign_slots(ids, tokens[i] * TOP_K, slot, (int)resident);
+			for (int e = 0; e < N_EXPERTS; e++)
+				packs[e] = slot[e] < 0 ? NULL : bufs[slot[e]];
+			pt.weight_bytes = (double)pt.touched * (double)bytes;
+			TIME_IT(pt, min_time, hmoe_fxp_moe_run(&ex, simd, pool, &ws, tokens[i], TOP_K,
+							       x, ids, y));
+			print_point(hmoe_fxp_format_name(formats[f]), tokens[i], &pt, bw, first);
+			first = 0;
+			fflush(stdout);
+		}
+		for (int r = 0; r < resident; r++) {
+			free(bufs[r]);
+			bufs[r] = NULL;
+		}
+	}
+
+	if (f32_resident > 0) {
+		size_t lin = (size_t)DIM * INTER * sizeof(float);
+		struct fill_job fj = { bufs, lin, -1 };
+		struct hmoe_expert_batch batch = { .layer = 0, .top_k = TOP_K, .x = x, .y = y,
+						   .expert_ids = ids };
+
+		/* A one-layer model whose experts alias the resident fp32 weights. */
+		mlps = calloc(N_EXPERTS, sizeof(*mlps));
+		if (!mlps) {
+			ret = hmoe_err(HMOE_ENOMEM, "bench experts: out of memory");
+			goto out;
+		}
+		for (int r = 0; r < 3 * f32_resident; r++) {
+			bufs[r] = aligned_alloc(64, lin);
+			if (!bufs[r]) {
+				ret = hmoe_err(HMOE_ENOMEM, "bench experts: out of memory for %ld fp32 "
+					       "experts (%zu bytes each)", f32_resident, 3 * lin);
+				goto out;
+			}
+		}
+		hmoe_pool_run(pool, 3 * f32_resident, fill_one, &fj);
+		model.cfg.hidden_size = DIM;
+		model.cfg.moe_intermediate_size = INTER;
+		model.cfg.n_routed_experts = N_EXPERTS;
+		model.cfg.num_experts_per_tok = TOP_K;
+		model.cfg.num_hidden_layers = 1;
+		model.layers = &layer;
+		layer.is_moe = 1;
+		layer.experts = mlps;
+		for (int i = 0; i < n_tokens_list; i++) {
+			struct point pt;
+
+			rng_state = 0x853c49e6748fea9bull ^ (uint64_t)(seed + tokens[i]);
+			make_routing(ids, tokens[i], log_pop);
+			pt.touched = assign_slots(ids, tokens[i] * TOP_K, slot, (int)f32_resident);
+			for (int e = 0; e < N_EXPERTS; e++) {
+				int s = slot[e] < 0 ? 0 : slot[e];
+
+				mlps[e].w1 = (struct hmoe_linear){ .out = INTER, .in = DIM, .w = bufs[3 * s] };
+				mlps[e].w3 = (struct hmoe_linear){ .out = INTER, .in = DIM, .w = bufs[3 * s + 1] };
+				mlps[e].w2 = (struct hmoe_linear){ .out = DIM, .in = INTER, .w = bufs[3 * s + 2] };
+			}
+			if (!f32 && (ret = hmoe_expert_open(&f32, "cpu-f32", &model, pool)))
+				goto out;
+			batch.n_tokens = tokens[i];
+			pt.weight_bytes = (double)pt.touched * 3 * (double)lin;
+			TIME_IT(pt, min_time, f32->ops->run(f32, &batch));
+			print_point("f32", tokens[i], &pt, bw, first);
+			first = 0;
+			fflush(stdout);
+		}
+	}
+	printf("], \"modeled\": \"routing: seeded Gumbel-top-%d over lognormal(0, 0.7) expert "
+	       "popularity; residency: the 256 experts map onto the resident copies in order "
+	       "of first use; weights random in the formats' ranges\", \"measured\": \"all "
+	       "timings (best of up to 5 after a warm-up); read bandwidth: all threads summing "
+	       "a %ld MiB buffer, best of 5\"}\n", TOP_K, bw_mib);
+	ret = 0;
+out:
+	if (ret)
+		printf("\n");
+	hmoe_expert_close(f32);
+	hmoe_fxp_ws_free(ws);
+	for (size_t r = 0; r < sizeof(bufs) / sizeof(bufs[0]); r++)
+		free(bufs[r]);
+	free(mlps);
+	free(ids);
+	free(x);
+	free(y);
+	free(tokens);
+	hmoe_pool_destroy(pool);
+	cli_free(&a);
+	return ret ? cli_fail(ret) : 0;
+}

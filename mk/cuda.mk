@@ -1,0 +1,65 @@
+# mk/cuda.mk: the GPU backend (runtime/cuda/, issue 5).
+#
+#   make cuda       build/libhmoe_cuda.so (when nvcc is found) and the GPU test program
+#   make test-gpu   the above, then every tests/gpu test (they skip without a GPU)
+#
+# The CPU build never needs CUDA: hmoe and the tests open libhmoe_cuda.so with dlopen.
+# The GPU test program is plain C (it only dlopens the backend), so `make` always builds
+# it and `make test` reports its tests skipped, with the reason, where no GPU is visible.
+# nvcc: $(NVCC), else nvcc on PATH, else /usr/local/cuda/bin/nvcc. Targets: sm_90 code
+# plus compute_80 PTX (JIT-compiled on any newer GPU); override with CUDA_ARCH.
+
+ifeq ($(origin NVCC),undefined)
+NVCC := $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin/nvcc))
+endif
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=compute_80
+# No fast-math anywhere: the kernels promise IEEE sqrt/division and matched roundings.
+NVCC_FLAGS := -std=c++17 -O3 -lineinfo $(CUDA_ARCH) -Iruntime -Iruntime/cuda -Ihls \
+	-Xcompiler -fPIC,-fvisibility=hidden,-Wall,-Wextra,-Werror -Werror all-warnings
+
+# The .so is not sanitized (nvcc and ASan do not mix); one copy serves build/ and build/san/.
+CUDA_LIB := build/libhmoe_cuda.so
+CUDA_SRC := $(wildcard runtime/cuda/*.cu)
+CUDA_OBJ := $(patsubst runtime/cuda/%.cu,build/cuda/%.o,$(CUDA_SRC))
+CUDA_HDR := $(wildcard runtime/cuda/*.cuh runtime/cuda/*.h) runtime/hmoe_err.h hls/hmoe_fxp.h \
+	hls/hmoe_fxp_types.h
+GPU_TEST := $(BUILD)/tests/gpu/test_cuda
+
+GPU_FAKE := $(BUILD)/tests/gpu/libfake_cuda.so
+
+.PHONY: cuda test-gpu
+
+all: $(GPU_TEST) $(GPU_FAKE)
+
+# A CPU stand-in for the backend (tests/gpu/fake_cuda.c): runs the GPU tests' harness
+# and the mirrored algorithms on any machine (test gpu/fake).
+$(GPU_FAKE): tests/gpu/fake_cuda.c runtime/cuda/hmoe_cuda_ref.c runtime/cuda/hmoe_cuda_ref.h \
+		runtime/cuda/hmoe_cuda.h runtime/hmoe_num.c hls/hmoe_fxp.c hls/hmoe_fxp.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Wno-unknown-pragmas -fPIC -shared $(LDFLAGS) -o $@ tests/gpu/fake_cuda.c \
+		runtime/cuda/hmoe_cuda_ref.c runtime/hmoe_num.c hls/hmoe_fxp.c -lm
+
+$(GPU_TEST): tests/gpu/test_cuda.c runtime/cuda/hmoe_cuda_ref.c runtime/cuda/hmoe_cuda_ref.h \
+		runtime/cuda/hmoe_cuda.h $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ tests/gpu/test_cuda.c \
+		runtime/cuda/hmoe_cuda_ref.c $(LIB) $(LDLIBS)
+
+ifeq ($(NVCC),)
+cuda: $(GPU_TEST)
+	@echo "cuda: nvcc not found, skipping GPU backend"
+else
+cuda: $(CUDA_LIB) $(GPU_TEST)
+
+build/cuda/%.o: runtime/cuda/%.cu $(CUDA_HDR)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCC_FLAGS) -c $< -o $@
+
+$(CUDA_LIB): $(CUDA_OBJ)
+	$(NVCC) -shared -cudart shared $(CUDA_ARCH) -o $@ $^ -lcublas \
+		-Xlinker -rpath=$(CUDA_HOME)/lib64
+endif
+
+test-gpu: cuda all
+	@BUILD=$(BUILD) TESTS='^gpu/' tests/run.sh

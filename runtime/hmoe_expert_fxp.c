@@ -1,0 +1,148 @@
+/* hmoe_expert_fxp: the fixed-point routed-expert backend "cpu-fxp[:fp8|int8|int4]"
+ * (see hmoe_expert.h). At init every routed expert of every MoE layer is packed into
+ * the device layout (runtime/hmoe_fxp_pack.c); run quantises each token with the
+ * contract quantiser, runs the hls/ kernel's CPU variant chosen for this CPU
+ * (runtime/hmoe_fxp_cpu.c), threaded over (expert, token tile, rows), and converts the
+ * Q16 outputs to float. Every variant is bit-identical to the scalar kernel, so the
+ * result does not depend on the CPU, the thread count or the batch grouping.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "hmoe_err.h"
+#include "hmoe_expert.h"
+#include "hmoe_fxp_cpu.h"
+#include "hmoe_fxp_pack.h"
+#include "hmoe_pool.h"
+
+struct fxp_priv {
+	int format;
+	const struct hmoe_fxp_simd *simd;
+	struct hmoe_fxp_experts *layers;   /* [num_hidden_layers]; packs NULL for dense */
+	struct hmoe_fxp_line **packs;      /* [num_hidden_layers * n_routed] */
+	int n_packs;
+	struct hmoe_fxp_ws *ws;            /* work memory kept between layers */
+};
+
+struct pack_job {
+	const struct hmoe_model *m;
+	struct fxp_priv *p;
+	int *ret;                          /* [n_packs] */
+};
+
+static void pack_one(void *arg, long i, int thread)
+{
+	struct pack_job *j = arg;
+	int n_routed = j->m->cfg.n_routed_experts, l = (int)(i / n_routed);
+
+	(void)thread;
+	if (!j->p->packs[i])
+		return;
+	j->ret[i] = hmoe_fxp_pack_mlp(j->p->packs[i], &j->m->layers[l].experts[i % n_routed],
+				      j->p->format);
+}
+
+static void fxp_fini(struct hmoe_expert_backend *b)
+{
+	struct fxp_priv *p = b->priv;
+
+	if (!p)
+		return;
+	for (int i = 0; p->packs && i < p->n_packs; i++)
+		free(p->packs[i]);
+	free(p->packs);
+	free(p->layers);
+	hmoe_fxp_ws_free(p->ws);
+	free(p);
+	b->priv = NULL;
+}
+
+static int fxp_init(struct hmoe_expert_backend *b, const struct hmoe_model *m, const char *arg)
+{
+	const struct hmoe_config *c = &m->cfg;
+	int dim = c->hidden_size, inter = c->moe_intermediate_size, ret;
+	struct pack_job j = { .m = m };
+	struct fxp_priv *p;
+	size_t bytes;
+
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return hmoe_err(HMOE_ENOMEM, "cpu-fxp experts: out of memory");
+	b->priv = p;
+	ret = hmoe_fxp_format_parse(arg && *arg ? arg : "fp8", &p->format);
+	if (ret) {
+		ret = hmoe_err_ctx(ret, "expert backend cpu-fxp");
+		goto err;
+	}
+	if (dim > HMOE_FXP_MAX_DIM || inter > HMOE_FXP_MAX_INTER) {
+		ret = hmoe_err(HMOE_EINPUT, "cpu-fxp experts: hidden_size %d / moe_intermediate_size "
+			       "%d exceed the kernel's bounds %d / %d", dim, inter, HMOE_FXP_MAX_DIM,
+			       HMOE_FXP_MAX_INTER);
+		goto err;
+	}
+	p->simd = hmoe_fxp_simd_best();
+	p->n_packs = c->num_hidden_layers * c->n_routed_experts;
+	p->layers = calloc((size_t)c->num_hidden_layers, sizeof(*p->layers));
+	p->packs = calloc((size_t)p->n_packs, sizeof(*p->packs));
+	j.ret = calloc((size_t)p->n_packs, sizeof(*j.ret));
+	if (!p->layers || !p->packs || !j.ret) {
+		ret = hmoe_err(HMOE_ENOMEM, "cpu-fxp experts: out of memory");
+		goto err;
+	}
+	bytes = (size_t)hmoe_fxp_expert_lines(p->format, dim, inter) * HMOE_FXP_LINE_BYTES;
+	for (int l = 0; l < c->num_hidden_layers; l++) {
+		struct hmoe_fxp_experts *ex = &p->layers[l];
+
+		*ex = (struct hmoe_fxp_experts){ p->format, dim, inter, c->n_routed_experts,
+						 (const struct hmoe_fxp_line *const *)(
+							 p->packs + (size_t)l * c->n_routed_experts) };
+		if (!m->layers[l].is_moe)
+			continue;
+		for (int e = 0; e < c->n_routed_experts; e++) {
+			struct hmoe_fxp_line **pk = &p->packs[(size_t)l * c->n_routed_experts + e];
+
+			*pk = aligned_alloc(HMOE_FXP_LINE_BYTES, bytes);
+			if (!*pk) {
+				ret = hmoe_err(HMOE_ENOMEM, "cpu-fxp experts: out of memory packing "
+					       "layer %d expert %d (%zu bytes)", l, e, bytes);
+				goto err;
+			}
+		}
+	}
+	j.p = p;
+	hmoe_pool_run(b->pool, p->n_packs, pack_one, &j);
+	/* Worker threads keep their own error message: redo the first failure here. */
+	for (int i = 0; i < p->n_packs; i++)
+		if (j.ret[i]) {
+			pack_one(&j, i, 0);
+			ret = hmoe_err_ctx(j.ret[i], "cpu-fxp:%s layer %d expert %d",
+					   hmoe_fxp_format_name(p->format), i / c->n_routed_experts,
+					   i % c->n_routed_experts);
+			goto err;
+		}
+	free(j.ret);
+	return 0;
+err:
+	free(j.ret);
+	fxp_fini(b);
+	return ret;
+}
+
+static int fxp_run(struct hmoe_expert_backend *b, const struct hmoe_expert_batch *batch)
+{
+	struct fxp_priv *p = b->priv;
+
+	if (batch->layer < 0 || batch->layer >= b->model->cfg.num_hidden_layers ||
+	    !b->model->layers[batch->layer].is_moe)
+		return hmoe_err(HMOE_EINTERNAL, "cpu-fxp experts: layer %d is not an MoE layer",
+				batch->layer);
+	return hmoe_fxp_moe_run(&p->layers[batch->layer], p->simd, b->pool, &p->ws, batch->n_tokens,
+				batch->top_k, batch->x, batch->expert_ids, batch->y);
+}
+
+const struct hmoe_expert_ops hmoe_expert_cpu_fxp_ops = {
+	.name = "cpu-fxp",
+	.init = fxp_init,
+	.run = fxp_run,
+	.fini = fxp_fini,
+};

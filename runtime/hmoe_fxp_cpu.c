@@ -1,0 +1,484 @@
+/* hmoe_fxp_cpu: the CPU fixed-point expert path (see hmoe_fxp_cpu.h).
+ *
+ * Every variant only accelerates the exact int64 group dots; the rest (scale terms,
+ * Q16 conversion, SiLU, SwiGLU, requantisation) calls the hls/ building blocks, in the
+ * same order as hmoe_ffn(). Exact integers have one value however they are summed, so
+ * bit-identity with the scalar kernel follows from the dots being exact: the bounds
+ * that keep each variant's lanes from overflowing are written at each variant.
+ */
+#include "hmoe_fxp_cpu.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "hmoe_err.h"
+#include "hmoe_fxp_pack.h"
+#include "hmoe_pool.h"
+
+/* ---- variants ---------------------------------------------------------------------- */
+
+static int scalar_supported(void)
+{
+	return 1;
+}
+
+static void scalar_row_dots(const uint8_t *codes, int format, const struct hmoe_fxp_xtile *x,
+			    int64_t *dots, void *tmp)
+{
+	int stride = x->groups * HMOE_FXP_GROUP, gbytes = hmoe_fxp_group_bytes(format);
+
+	(void)tmp;
+	for (int t = 0; t < x->n_tokens; t++)
+		for (int g = 0; g < x->groups; g++)
+			dots[t * x->groups + g] = hmoe_fxp_dot_group(
+				codes + g * gbytes, format, x->xq + t * stride + g * HMOE_FXP_GROUP);
+}
+
+const struct hmoe_fxp_simd hmoe_fxp_simd_scalar = {
+	.name = "scalar",
+	.supported = scalar_supported,
+	.row_dots = scalar_row_dots,
+};
+
+static const struct hmoe_fxp_simd *const variants[] = {
+	&hmoe_fxp_simd_avx512,
+	&hmoe_fxp_simd_avx2,
+	&hmoe_fxp_simd_scalar,
+};
+
+const struct hmoe_fxp_simd *hmoe_fxp_simd_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(variants) / sizeof(variants[0]); i++)
+		if (!strcmp(variants[i]->name, name))
+			return variants[i]->supported() ? variants[i] : NULL;
+	return NULL;
+}
+
+const struct hmoe_fxp_simd *hmoe_fxp_simd_best(void)
+{
+	const char *want = getenv("HMOE_FXP_SIMD");
+
+	if (want && *want && hmoe_fxp_simd_find(want))
+		return hmoe_fxp_simd_find(want);
+	for (size_t i = 0; i < sizeof(variants) / sizeof(variants[0]); i++)
+		if (variants[i]->supported())
+			return variants[i];
+	return &hmoe_fxp_simd_scalar;
+}
+
+/* ---- the epilogue, shared by every variant ------------------------------------------ */
+
+/* One row against every token of x, from its dots: acc = sum_g term, Q24 -> Q16. The
+ * row's scale words are split once and the tile's at tile set-up (hmoe_fxp_term_split
+ * is hmoe_fxp_term with the decoding hoisted). */
+static void row_epilogue(const uint8_t *row, const int64_t *dots,
+			 const struct hmoe_fxp_xtile *x, int32_t *q16, int stride)
+{
+	uint32_t mw[HMOE_FXP_MAX_IN_GROUPS];
+	int32_t ew[HMOE_FXP_MAX_IN_GROUPS];
+	int groups = x->groups;
+
+	for (int g = 0; g < groups; g++) {
+		int32_t w = hmoe_fxp_row_scale(row, g);
+
+		mw[g] = hmoe_fxp_scale_m(w);
+		ew[g] = hmoe_fxp_scale_e(w);
+	}
+	for (int t = 0; t < x->n_tokens; t++) {
+		const int64_t *d = dots + t * groups;
+		const uint32_t *xm = x->xm + t * groups;
+		const int32_t *xe = x->xe + t * groups;
+		int64_t acc = 0;
+
+		for (int g = 0; g < groups; g++)
+			acc += hmoe_fxp_term_split(d[g], mw[g] * xm[g], ew[g] + xe[g]);
+		q16[t * stride] = hmoe_fxp_acc_to_q16(acc);
+	}
+}
+
+/* Sums and split scales of quantised activations, per (token, group). */
+static void tile_prepare(const int8_t *q, const int32_t *scales, int n_tokens, int groups,
+			 int32_t *sums, uint32_t *xm, int32_t *xe)
+{
+	for (int i = 0; i < n_tokens * groups; i++) {
+		int32_t s = 0;
+
+		for (int k = 0; k < HMOE_FXP_GROUP; k++)
+			s += q[(size_t)i * HMOE_FXP_GROUP + k];
+		sums[i] = s;
+		xm[i] = hmoe_fxp_scale_m(scales[i]) & 0xffu;
+		xe[i] = hmoe_fxp_scale_e(scales[i]) - HMOE_FXP_F_ACC;
+	}
+}
+
+/* Per-thread work memory. */
+struct row_work {
+	int64_t dots[HMOE_FXP_TILE * HMOE_FXP_MAX_IN_GROUPS];  /* (n_tokens, groups) */
+	_Alignas(64) uint8_t tmp[HMOE_FXP_ROW_TMP_BYTES];       /* the variant's row scratch */
+};
+
+/* One linear's row n for every token of x: Q16 results into out[t * out_stride]. */
+static void linear_row(const struct hmoe_fxp_simd *simd, const uint8_t *lin, int format,
+		       int in, int n, const struct hmoe_fxp_xtile *x, struct row_work *wk,
+		       int32_t *q16, int stride)
+{
+	size_t row_bytes = (size_t)hmoe_fxp_row_lines(format, in) * HMOE_FXP_LINE_BYTES;
+	const uint8_t *row = lin + (size_t)n * row_bytes;
+
+	simd->row_dots(row + hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES, format, x,
+		       wk->dots, wk->tmp);
+	row_epilogue(row, wk->dots, x, q16, stride);
+}
+
+static void up_rows(const struct hmoe_fxp_simd *simd, const uint8_t *w1, const uint8_t *w3,
+		    int format, int dim, const struct hmoe_fxp_xtile *x, int r0, int r1,
+		    int64_t *h, int inter, struct row_work *wk)
+{
+	int32_t h1[HMOE_FXP_TILE], h3[HMOE_FXP_TILE];
+
+	for (int n = r0; n < r1; n++) {
+		linear_row(simd, w1, format, dim, n, x, wk, h1, 1);
+		linear_row(simd, w3, format, dim, n, x, wk, h3, 1);
+		for (int t = 0; t < x->n_tokens; t++)
+			h[t * inter + n] = hmoe_fxp_swiglu_q32(h1[t], h3[t]);
+	}
+}
+
+/* Token t of h (n_tokens, inter) Q32 -> hq (n_tokens, groups * 128), hs, and the tile
+ * data (n_tokens, groups) hsum, hm, he. */
+static void quant_h(const int64_t *h, int t, int inter, int8_t *hq, int32_t *hs, int32_t *hsum,
+		    uint32_t *hm, int32_t *he)
+{
+	int groups = hmoe_fxp_groups(inter), stride = groups * HMOE_FXP_GROUP;
+
+	for (int g = 0; g < groups; g++) {
+		int k0 = g * HMOE_FXP_GROUP;
+		int n = inter - k0 < HMOE_FXP_GROUP ? inter - k0 : HMOE_FXP_GROUP;
+		int8_t *q = hq + t * stride + k0;
+
+		hs[t * groups + g] = hmoe_fxp_quant_group(h + (size_t)t * inter + k0, n, q);
+		memset(q + n, 0, (size_t)(HMOE_FXP_GROUP - n));
+	}
+	tile_prepare(hq + t * stride, hs + t * groups, 1, groups, hsum + t * groups,
+		     hm + t * groups, he + t * groups);
+}
+
+/* ---- tiles --------------------------------------------------------------------------- */
+
+/* One expert's work for up to HMOE_FXP_TILE (token, slot) pairs, and its buffers. */
+struct fxp_tile {
+	int expert, n;
+	int pairs[HMOE_FXP_TILE];   /* token * top_k + slot */
+	int8_t *xq;                 /* (n, dim_groups * 128) */
+	int32_t *xs, *xsum, *xe;    /* (n, dim_groups) */
+	uint32_t *xm;               /* (n, dim_groups) */
+	int64_t *h;                 /* (n, inter) Q32 */
+	int8_t *hq;                 /* (n, inter_groups * 128) */
+	int32_t *hs, *hsum, *he;    /* (n, inter_groups) */
+	uint32_t *hm;               /* (n, inter_groups) */
+	int32_t *y;                 /* (n, dim) Q16 */
+};
+
+static size_t tile_bytes(int dim, int inter)
+{
+	size_t dg = (size_t)hmoe_fxp_groups(dim), ig = (size_t)hmoe_fxp_groups(inter);
+	size_t b = HMOE_FXP_TILE * (inter * sizeof(int64_t) + dim * sizeof(int32_t) +
+				    4 * dg * sizeof(int32_t) + 4 * ig * sizeof(int32_t) +
+				    (dg + ig) * HMOE_FXP_GROUP);
+
+	return (b + 63) & ~(size_t)63;
+}
+
+/* Lays a tile's buffers out in p (tile_bytes() bytes, 8-byte aligned). */
+static void tile_carve(struct fxp_tile *tl, uint8_t *p, int dim, int inter)
+{
+	size_t dg = (size_t)hmoe_fxp_groups(dim), ig = (size_t)hmoe_fxp_groups(inter);
+	size_t T = HMOE_FXP_TILE;
+
+	tl->h = (int64_t *)p;   p += T * inter * sizeof(int64_t);
+	tl->y = (int32_t *)p;   p += T * dim * sizeof(int32_t);
+	tl->xs = (int32_t *)p;  p += T * dg * sizeof(int32_t);
+	tl->xsum = (int32_t *)p; p += T * dg * sizeof(int32_t);
+	tl->xe = (int32_t *)p;  p += T * dg * sizeof(int32_t);
+	tl->xm = (uint32_t *)p; p += T * dg * sizeof(int32_t);
+	tl->hs = (int32_t *)p;  p += T * ig * sizeof(int32_t);
+	tl->hsum = (int32_t *)p; p += T * ig * sizeof(int32_t);
+	tl->he = (int32_t *)p;  p += T * ig * sizeof(int32_t);
+	tl->hm = (uint32_t *)p; p += T * ig * sizeof(int32_t);
+	tl->xq = (int8_t *)p;   p += T * dg * HMOE_FXP_GROUP;
+	tl->hq = (int8_t *)p;
+}
+
+static struct hmoe_fxp_xtile tile_x(const struct fxp_tile *tl, int dim)
+{
+	return (struct hmoe_fxp_xtile){ tl->n, hmoe_fxp_groups(dim), tl->xq, tl->xs, tl->xsum,
+					tl->xm, tl->xe };
+}
+
+static struct hmoe_fxp_xtile tile_h(const struct fxp_tile *tl, int inter)
+{
+	return (struct hmoe_fxp_xtile){ tl->n, hmoe_fxp_groups(inter), tl->hq, tl->hs, tl->hsum,
+					tl->hm, tl->he };
+}
+
+/* The three stages of one tile; rows [r0, r1) of the up / down pass. */
+static void tile_up(const struct hmoe_fxp_simd *simd, const uint8_t *pack, int format, int dim,
+		    int inter, struct fxp_tile *tl, int r0, int r1, struct row_work *wk)
+{
+	size_t lin = (size_t)hmoe_fxp_linear_lines(format, inter, dim) * HMOE_FXP_LINE_BYTES;
+	struct hmoe_fxp_xtile xt = tile_x(tl, dim);
+
+	up_rows(simd, pack, pack + lin, format, dim, &xt, r0, r1, tl->h, inter, wk);
+}
+
+static void tile_quant_h(struct fxp_tile *tl, int inter)
+{
+	for (int t = 0; t < tl->n; t++)
+		quant_h(tl->h, t, inter, tl->hq, tl->hs, tl->hsum, tl->hm, tl->he);
+}
+
+static void tile_down(const struct hmoe_fxp_simd *simd, const uint8_t *pack, int format,
+		      int dim, int inter, struct fxp_tile *tl, int r0, int r1, struct row_work *wk)
+{
+	size_t lin = (size_t)hmoe_fxp_linear_lines(format, inter, dim) * HMOE_FXP_LINE_BYTES;
+	struct hmoe_fxp_xtile ht = tile_h(tl, inter);
+
+	for (int n = r0; n < r1; n++)
+		linear_row(simd, pack + 2 * lin, format, inter, n, &ht, wk, tl->y + n, dim);
+}
+
+/* ---- one expert, one tile, one thread ------------------------------------------------ */
+
+int hmoe_fxp_cpu_ffn(const struct hmoe_fxp_simd *simd, const struct hmoe_fxp_line *wpack,
+		     const int8_t *xq, const int32_t *xs, int32_t *y, int format, int n_tokens,
+		     int dim, int inter)
+{
+	int dg = hmoe_fxp_groups(dim);
+	struct fxp_tile tl = { .n = n_tokens };
+	uint8_t *mem;
+	struct row_work *wk;
+
+	if (format < 0 || format >= HMOE_FXP_N_FORMATS || n_tokens < 1 ||
+	    n_tokens > HMOE_FXP_TILE || dim < 1 || dim > HMOE_FXP_MAX_DIM || inter < 1 ||
+	    inter > HMOE_FXP_MAX_INTER)
+		return hmoe_err(HMOE_EINPUT, "fxp ffn: bad arguments (format %d, %d tokens, "
+				"dim %d, inter %d)", format, n_tokens, dim, inter);
+	mem = aligned_alloc(64, tile_bytes(dim, inter));
+	wk = aligned_alloc(64, sizeof(*wk));
+	if (!mem || !wk) {
+		free(mem);
+		free(wk);
+		return hmoe_err(HMOE_ENOMEM, "fxp ffn: out of memory");
+	}
+	tile_carve(&tl, mem, dim, inter);
+	memcpy(tl.xq, xq, (size_t)n_tokens * dg * HMOE_FXP_GROUP);
+	memcpy(tl.xs, xs, sizeof(*xs) * n_tokens * dg);
+	tile_prepare(tl.xq, tl.xs, n_tokens, dg, tl.xsum, tl.xm, tl.xe);
+	tile_up(simd, (const uint8_t *)wpack, format, dim, inter, &tl, 0, inter, wk);
+	tile_quant_h(&tl, inter);
+	tile_down(simd, (const uint8_t *)wpack, format, dim, inter, &tl, 0, dim, wk);
+	memcpy(y, tl.y, sizeof(*y) * n_tokens * dim);
+	free(mem);
+	free(wk);
+	return 0;
+}
+
+/* ---- the MoE layer driver ------------------------------------------------------------ */
+
+struct hmoe_fxp_ws {
+	uint8_t *arena;             /* tiles' buffers */
+	size_t arena_bytes;
+	struct fxp_tile *tiles;
+	int *order, *count;
+	int cap_pairs, cap_experts;
+	struct row_work *work;      /* [n_work] */
+	int n_work;
+};
+
+void hmoe_fxp_ws_free(struct hmoe_fxp_ws *ws)
+{
+	if (!ws)
+		return;
+	free(ws->arena);
+	free(ws->tiles);
+	free(ws->order);
+	free(ws->count);
+	free(ws->work);
+	free(ws);
+}
+
+static int ws_reserve(struct hmoe_fxp_ws *ws, int n_pairs, int n_experts, size_t arena,
+		      int threads)
+{
+	if (n_pairs > ws->cap_pairs || n_experts + 1 > ws->cap_experts) {
+		free(ws->tiles);
+		free(ws->order);
+		free(ws->count);
+		ws->tiles = malloc(sizeof(*ws->tiles) * n_pairs);
+		ws->order = malloc(sizeof(*ws->order) * n_pairs);
+		ws->count = malloc(sizeof(*ws->count) * (n_experts + 1));
+		ws->cap_pairs = ws->cap_experts = 0;
+		if (!ws->tiles || !ws->order || !ws->count)
+			return hmoe_err(HMOE_ENOMEM, "cpu-fxp experts: out of memory for %d pairs",
+					n_pairs);
+		ws->cap_pairs = n_pairs;
+		ws->cap_experts = n_experts + 1;
+	}
+	if (arena > ws->arena_bytes) {
+		free(ws->arena);
+		ws->arena = aligned_alloc(64, arena);
+		ws->arena_bytes = ws->arena ? arena : 0;
+		if (!ws->arena)
+			return hmoe_err(HMOE_ENOMEM, "cpu-fxp experts: out of memory for %zu bytes "
+					"of tiles", arena);
+	}
+	if (threads > ws->n_work) {
+		free(ws->work);
+		ws->work = aligned_alloc(64, sizeof(*ws->work) * threads);
+		ws->n_work = ws->work ? threads : 0;
+		if (!ws->work)
+			return hmoe_err(HMOE_ENOMEM, "cpu-fxp experts: out of memory");
+	}
+	return 0;
+}
+
+struct moe_job {
+	const struct hmoe_fxp_experts *ex;
+	const struct hmoe_fxp_simd *simd;
+	struct fxp_tile *tiles;
+	int n_tiles;
+	struct row_work *work;      /* [threads] */
+	int up_chunks, down_chunks; /* row chunks per tile */
+	const float *x;
+	float *y;
+	int top_k;
+};
+
+#define MOE_UP_ROWS 32    /* inter rows per work item */
+#define MOE_DOWN_ROWS 128 /* dim rows per work item */
+
+static void moe_quant_x(void *arg, long i, int thread)
+{
+	struct moe_job *j = arg;
+	struct fxp_tile *tl = &j->tiles[i];
+	int dim = j->ex->dim, dg = hmoe_fxp_groups(dim);
+
+	(void)thread;
+	for (int p = 0; p < tl->n; p++)
+		hmoe_fxp_quant_x(j->x + (size_t)(tl->pairs[p] / j->top_k) * dim, dim,
+				 tl->xq + (size_t)p * dg * HMOE_FXP_GROUP, tl->xs + p * dg);
+	tile_prepare(tl->xq, tl->xs, tl->n, dg, tl->xsum, tl->xm, tl->xe);
+}
+
+static void moe_up(void *arg, long i, int thread)
+{
+	struct moe_job *j = arg;
+	struct fxp_tile *tl = &j->tiles[i / j->up_chunks];
+	int r0 = (int)(i % j->up_chunks) * MOE_UP_ROWS;
+	int r1 = r0 + MOE_UP_ROWS < j->ex->inter ? r0 + MOE_UP_ROWS : j->ex->inter;
+
+	tile_up(j->simd, (const uint8_t *)j->ex->packs[tl->expert], j->ex->format, j->ex->dim,
+		j->ex->inter, tl, r0, r1, &j->work[thread]);
+}
+
+static void moe_quant_h(void *arg, long i, int thread)
+{
+	struct moe_job *j = arg;
+
+	(void)thread;
+	tile_quant_h(&j->tiles[i], j->ex->inter);
+}
+
+static void moe_down(void *arg, long i, int thread)
+{
+	struct moe_job *j = arg;
+	struct fxp_tile *tl = &j->tiles[i / j->down_chunks];
+	int r0 = (int)(i % j->down_chunks) * MOE_DOWN_ROWS;
+	int r1 = r0 + MOE_DOWN_ROWS < j->ex->dim ? r0 + MOE_DOWN_ROWS : j->ex->dim;
+
+	tile_down(j->simd, (const uint8_t *)j->ex->packs[tl->expert], j->ex->format, j->ex->dim,
+		  j->ex->inter, tl, r0, r1, &j->work[thread]);
+}
+
+static void moe_scatter(void *arg, long i, int thread)
+{
+	struct moe_job *j = arg;
+	struct fxp_tile *tl = &j->tiles[i];
+	int dim = j->ex->dim;
+
+	(void)thread;
+	for (int p = 0; p < tl->n; p++)
+		for (int n = 0; n < dim; n++)
+			j->y[(size_t)tl->pairs[p] * dim + n] =
+				hmoe_fxp_out_to_f32(tl->y[(size_t)p * dim + n]);
+}
+
+int hmoe_fxp_moe_run(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_simd *simd,
+		     struct hmoe_pool *pool, struct hmoe_fxp_ws **wsp, int n_tokens, int top_k,
+		     const float *x, const int *expert_ids, float *y)
+{
+	int n_pairs = n_tokens * top_k, threads = pool ? hmoe_pool_threads(pool) : 1;
+	struct moe_job j = { .ex = ex, .simd = simd, .x = x, .y = y, .top_k = top_k };
+	struct hmoe_fxp_ws *ws = wsp ? *wsp : NULL;
+	size_t per_tile = tile_bytes(ex->dim, ex->inter);
+	int *count, *order, n_tiles_max = 0, ret;
+
+	if (n_pairs <= 0)
+		return 0;
+	for (int p = 0; p < n_pairs; p++) {
+		int e = expert_ids[p];
+
+		if (e < 0 || e >= ex->n_experts || !ex->packs[e])
+			return hmoe_err(HMOE_EINPUT, "cpu-fxp experts: expert %d of token %d is %s",
+					e, p / top_k, e < 0 || e >= ex->n_experts ?
+					"out of range" : "not resident");
+	}
+	if (!ws) {
+		ws = calloc(1, sizeof(*ws));
+		if (!ws)
+			return hmoe_err(HMOE_ENOMEM, "cpu-fxp experts: out of memory");
+		if (wsp)
+			*wsp = ws;
+	}
+	/* at most one partial tile per expert beyond the full ones */
+	n_tiles_max = n_pairs / HMOE_FXP_TILE + (n_pairs < ex->n_experts ? n_pairs : ex->n_experts);
+	ret = ws_reserve(ws, n_pairs, ex->n_experts, per_tile * n_tiles_max, threads);
+	if (ret)
+		goto out;
+	count = ws->count;
+	order = ws->order;
+	j.tiles = ws->tiles;
+	j.work = ws->work;
+	/* Pairs in ascending (expert, token, slot) order, then cut into tiles. */
+	memset(count, 0, sizeof(*count) * (ex->n_experts + 1));
+	for (int p = 0; p < n_pairs; p++)
+		count[expert_ids[p] + 1]++;
+	for (int e = 0; e < ex->n_experts; e++)
+		count[e + 1] += count[e];
+	for (int p = 0; p < n_pairs; p++)
+		order[count[expert_ids[p]]++] = p;   /* count[e] ends as the end of e's run */
+	for (int e = 0, p = 0; e < ex->n_experts; e++)
+		for (; p < count[e]; p++) {
+			struct fxp_tile *tl = j.n_tiles ? &j.tiles[j.n_tiles - 1] : NULL;
+
+			if (p == (e ? count[e - 1] : 0) || tl->n == HMOE_FXP_TILE) {
+				tl = &j.tiles[j.n_tiles++];
+				tl->n = 0;
+				tl->expert = e;
+				tile_carve(tl, ws->arena + per_tile * (j.n_tiles - 1), ex->dim,
+					   ex->inter);
+			}
+			tl->pairs[tl->n++] = order[p];
+		}
+	j.up_chunks = (ex->inter + MOE_UP_ROWS - 1) / MOE_UP_ROWS;
+	j.down_chunks = (ex->dim + MOE_DOWN_ROWS - 1) / MOE_DOWN_ROWS;
+	hmoe_pool_run(pool, j.n_tiles, moe_quant_x, &j);
+	hmoe_pool_run(pool, (long)j.n_tiles * j.up_chunks, moe_up, &j);
+	hmoe_pool_run(pool, j.n_tiles, moe_quant_h, &j);
+	hmoe_pool_run(pool, (long)j.n_tiles * j.down_chunks, moe_down, &j);
+	hmoe_pool_run(pool, j.n_tiles, moe_scatter, &j);
+out:
+	if (!wsp)
+		hmoe_fxp_ws_free(ws);
+	return ret;
+}

@@ -1,0 +1,71 @@
+/* hmoe_fxp_cpu: the fixed-point expert kernel on the CPU: SIMD variants of the exact
+ * group dot products behind an ops table chosen at run time, the same integer
+ * epilogue as the scalar kernel in hls/ (so every variant is bit-identical to
+ * hmoe_ffn()), and a threaded MoE-layer driver over (expert, token tile, row chunk).
+ */
+#ifndef HMOE_FXP_CPU_H
+#define HMOE_FXP_CPU_H
+
+#include <stdint.h>
+
+#include "hmoe_ffn.h"
+
+struct hmoe_pool;
+
+/* The quantised activations of a tile of tokens for one linear. */
+struct hmoe_fxp_xtile {
+	int n_tokens;          /* <= HMOE_FXP_TILE */
+	int groups;            /* input groups of 128 */
+	const int8_t *xq;      /* (n_tokens, groups * 128) */
+	const int32_t *xs;     /* (n_tokens, groups) scale words */
+	const int32_t *xsum;   /* (n_tokens, groups) sum of xq over each group */
+	const uint32_t *xm;    /* (n_tokens, groups) scale mantissas (& 0xff) */
+	const int32_t *xe;     /* (n_tokens, groups) scale exponents minus HMOE_FXP_F_ACC */
+};
+
+/* Bytes of per-thread scratch a variant may use while processing one row. */
+#define HMOE_FXP_ROW_TMP_BYTES (4 * HMOE_FXP_MAX_DIM * (int)sizeof(int16_t))
+
+/* One SIMD variant: exact group dots of one weight row with every token of a tile.
+ * dots (n_tokens, groups) = sum_k q[k] * xq[t][k] over each group, as int64. */
+struct hmoe_fxp_simd {
+	const char *name;
+	int (*supported)(void);
+	void (*row_dots)(const uint8_t *codes, int format, const struct hmoe_fxp_xtile *x,
+			 int64_t *dots, void *tmp);
+};
+
+extern const struct hmoe_fxp_simd hmoe_fxp_simd_scalar;
+extern const struct hmoe_fxp_simd hmoe_fxp_simd_avx2;
+extern const struct hmoe_fxp_simd hmoe_fxp_simd_avx512;
+
+/* The fastest supported variant, or the one named by $HMOE_FXP_SIMD (scalar, avx2,
+ * avx512) when set and supported. */
+const struct hmoe_fxp_simd *hmoe_fxp_simd_best(void);
+/* By name; NULL when unknown or not supported on this CPU. */
+const struct hmoe_fxp_simd *hmoe_fxp_simd_find(const char *name);
+
+/* One expert over one tile with a given variant, single-threaded: same inputs and
+ * outputs as hmoe_ffn() (the tests compare them bit for bit). */
+int hmoe_fxp_cpu_ffn(const struct hmoe_fxp_simd *simd, const struct hmoe_fxp_line *wpack,
+		     const int8_t *xq, const int32_t *xs, int32_t *y, int format, int n_tokens,
+		     int dim, int inter);
+
+/* The routed experts of one MoE layer, packed. */
+struct hmoe_fxp_experts {
+	int format, dim, inter, n_experts;
+	const struct hmoe_fxp_line *const *packs; /* [n_experts]; NULL: not resident */
+};
+
+/* Work memory kept between calls (tiles, per-thread rows); grows as needed. */
+struct hmoe_fxp_ws;
+void hmoe_fxp_ws_free(struct hmoe_fxp_ws *ws);
+
+/* y (n_tokens, top_k, dim) = unweighted expert outputs for x (n_tokens, dim) and
+ * expert_ids (n_tokens, top_k), threaded over (expert, tile, rows) on pool. *ws: NULL
+ * the first time (then allocated); NULL ws: temporary memory for this call only. */
+int hmoe_fxp_moe_run(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_simd *simd,
+		     struct hmoe_pool *pool, struct hmoe_fxp_ws **ws, int n_tokens, int top_k,
+		     const float *x, const int *expert_ids, float *y);
+
+#endif

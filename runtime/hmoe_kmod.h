@@ -1,0 +1,65 @@
+/* hmoe_kmod: the user-space client of hmoe.ko (kmod/uapi/hmoe_drm.h), on libdrm: open a
+ * card's node, buffer objects, queues, submit, wait. The expert scheduler's "kmod"
+ * backend is built on it; `hmoe bench kmod` measures it.
+ *
+ * Every function returns 0 or a negative HMOE_E* code with a message naming the node and
+ * the operation (hmoe_err.h). A missing card or driver is HMOE_EDEVICE; a request the
+ * driver rejects as invalid is HMOE_EINPUT. Not thread-safe per handle: one struct
+ * hmoe_kmod per thread, or a lock around it.
+ */
+#ifndef HMOE_KMOD_H
+#define HMOE_KMOD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hmoe_drm.h"
+
+struct hmoe_kmod {
+	int fd;
+	char path[64];                 /* the node, for messages */
+	struct drm_hmoe_get_info info; /* the card's capabilities */
+	uint64_t n_ioctls;             /* ioctls issued through this handle */
+};
+
+struct hmoe_kmod_bo {
+	uint32_t handle;
+	uint32_t flags; /* HMOE_BO_* */
+	uint64_t size;  /* bytes (page-rounded by the driver) */
+	void *map;      /* host BOs: CPU mapping of `size` bytes; card BOs: NULL */
+};
+
+/* Opens the card-th hmoe card (0-based, in node order: accel nodes, then render nodes). */
+int hmoe_kmod_open(struct hmoe_kmod *k, int card);
+void hmoe_kmod_close(struct hmoe_kmod *k);
+
+/* A host BO (mapped) or, with HMOE_BO_CARD, a card BO. */
+int hmoe_kmod_bo_create(struct hmoe_kmod *k, uint64_t size, uint32_t flags,
+			struct hmoe_kmod_bo *bo);
+void hmoe_kmod_bo_free(struct hmoe_kmod *k, struct hmoe_kmod_bo *bo);
+
+int hmoe_kmod_queue_create(struct hmoe_kmod *k, uint32_t direction, uint32_t ring_size,
+			   uint32_t *queue_id);
+int hmoe_kmod_queue_destroy(struct hmoe_kmod *k, uint32_t queue_id);
+
+/* Job builders. */
+struct drm_hmoe_job hmoe_kmod_copy(const struct hmoe_kmod_bo *src, uint64_t src_offset,
+				   const struct hmoe_kmod_bo *dst, uint64_t dst_offset,
+				   uint64_t bytes);
+struct drm_hmoe_job hmoe_kmod_ffn(const struct hmoe_kmod_bo *weights, uint64_t w_offset,
+				  const struct hmoe_kmod_bo *x, uint64_t x_offset,
+				  const struct hmoe_kmod_bo *y, uint64_t y_offset,
+				  uint32_t format, uint32_t dim, uint32_t inter,
+				  uint32_t n_tokens);
+
+/* Queues n jobs (all or none); *last_seqno gets the last job's sequence number.
+ * A full ring is waited out (up to 10 s), not reported. */
+int hmoe_kmod_submit(struct hmoe_kmod *k, uint32_t queue_id, const struct drm_hmoe_job *jobs,
+		     uint32_t n, uint64_t *last_seqno);
+/* Waits for job seqno up to timeout_ms; a job that ended other than OK is an
+ * HMOE_EDEVICE error naming its status. */
+int hmoe_kmod_wait(struct hmoe_kmod *k, uint32_t queue_id, uint64_t seqno, int timeout_ms);
+
+const char *hmoe_kmod_status_name(uint32_t status);
+
+#endif

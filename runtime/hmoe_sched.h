@@ -1,0 +1,124 @@
+/* hmoe_sched: the token-batch scheduler of one MoE layer across expert devices.
+ *
+ * Given a placement (hmoe_place.h) and one expert backend per device plus one for the
+ * host CPU tier, a run:
+ *  1. plans: groups the layer's (token, slot) assignments by expert, looks each expert
+ *     up in the placement and picks a live copy (the least-loaded replica in this batch;
+ *     an expert with at least split_min assignments is split over all its live replicas);
+ *     experts on no live device go to the CPU tier;
+ *  2. gathers each device's share into that device's own buffers, rows grouped by
+ *     expert: x (rows, dim), expert ids (rows, 1), and submits it as ONE call to the
+ *     device's backend on the device's thread; all devices run concurrently, the CPU
+ *     tier on the calling thread meanwhile;
+ *  3. waits up to timeout_ms; a device that returned an error, or did not answer in
+ *     time, is taken out of service for the rest of the run (logged and counted) and its
+ *     assignments are planned again over the live devices (another replica, or the CPU
+ *     tier); a hung device keeps its buffers, so a late answer cannot corrupt anything;
+ *  4. scatters every row back to y at its (token, slot) place.
+ * A backend's output for a token depends only on that token's activations and the
+ * expert (hmoe_expert.h), so y is bit-identical whatever the placement, the number of
+ * devices, micro-batching, replica choice or which devices failed.
+ *
+ * Micro-batches: the batch's tokens are cut into micro_batches contiguous parts, each
+ * planned and submitted (one call per device per micro-batch) in turn.
+ *
+ * Threads: one per device, created at hmoe_sched_create. The CPU-tier backend may use
+ * the caller's pool; each device backend must have its own pool (or none), since pools
+ * are not reentrant. hmoe_sched_run is not reentrant.
+ */
+#ifndef HMOE_SCHED_H
+#define HMOE_SCHED_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "hmoe_expert.h"
+#include "hmoe_place.h"
+
+struct hmoe_pool;
+
+/* ---- planning (pure, also timed by `hmoe bench sched`) ------------------------------ */
+
+struct hmoe_sched_plan {
+	int n_devices;       /* device d's share: order[first[d] .. first[d + 1]); the CPU
+			      * tier is d = n_devices */
+	int n_experts;
+	int cap;             /* assignments the arrays hold */
+	int n;               /* assignments planned */
+	int *order;          /* (cap) assignment indices, by device, then expert ascending */
+	int *first;          /* (n_devices + 2) */
+	int64_t load[HMOE_PLACE_MAX_DEVICES + 1]; /* assignments per device in this plan */
+	int *by_expert;      /* (cap) scratch: assignments sorted by expert */
+	int *dev_of;         /* (cap) scratch: device of each by_expert position */
+	int *count;          /* (n_experts + 1) scratch */
+};
+
+int hmoe_sched_plan_init(struct hmoe_sched_plan *pl, int n_devices, int n_experts);
+void hmoe_sched_plan_fini(struct hmoe_sched_plan *pl);
+
+/* Plans n assignments: subset[i] (or i when subset is NULL) indexes expert_ids.
+ * alive: (n_devices) nonzero for devices in service, or NULL for all. Experts outside
+ * [0, n_experts) are HMOE_EINPUT naming the layer and assignment. */
+int hmoe_sched_plan(struct hmoe_sched_plan *pl, const struct hmoe_place *place, int layer,
+		    const int *expert_ids, const int *subset, int n,
+		    const unsigned char *alive, int split_min);
+
+/* ---- the scheduler ------------------------------------------------------------------ */
+
+struct hmoe_sched_device {
+	char name[HMOE_PLACE_NAME];          /* "card0"; the CPU tier is "cpu" */
+	struct hmoe_expert_backend *backend; /* owned by the scheduler from create on */
+	struct hmoe_pool *pool;              /* the backend's own pool or NULL; owned too */
+};
+
+struct hmoe_sched_opts {
+	int timeout_ms;      /* a device silent this long is hung; <= 0: 10000 */
+	int micro_batches;   /* >= 1 */
+	int split_min;       /* <= 0: 64 (two kernel tiles) */
+	FILE *log;           /* failures and retries; NULL: stderr */
+};
+
+#define HMOE_SCHED_MAX_DEVICES (HMOE_PLACE_MAX_DEVICES + 1)
+
+struct hmoe_sched_stats {
+	int64_t runs;                /* hmoe_sched_run calls (MoE layer passes) */
+	int64_t micro_batches;
+	int64_t submissions[HMOE_SCHED_MAX_DEVICES]; /* calls per device, CPU tier last */
+	int64_t assignments[HMOE_SCHED_MAX_DEVICES]; /* rows computed per device */
+	int64_t failures;            /* device calls that returned an error */
+	int64_t timeouts;            /* device calls that did not answer in time */
+	int64_t retried;             /* assignments planned again after a failure */
+	int n_out_of_service;        /* devices taken out of service */
+	double plan_s, gather_s, scatter_s, wait_s; /* host seconds in each step */
+	int64_t *routed;             /* (n_layers, n_experts) assignments seen per expert */
+};
+
+struct hmoe_sched;
+
+/* devices: n_devices cards (the placement's, in its order) then the CPU tier, so
+ * n_devices + 1 entries; the scheduler owns their backends and pools from here on (even
+ * on failure). dim: hidden size; n_layers: routing statistics rows. */
+int hmoe_sched_create(struct hmoe_sched **out, const struct hmoe_place *place,
+		      struct hmoe_sched_device *devices, int dim, int n_layers,
+		      const struct hmoe_sched_opts *opts);
+/* Joins the device threads and closes the backends. A device still hung is given
+ * timeout_ms more; then its thread is left behind, and with it the scheduler's memory
+ * (a deliberate leak: freeing it under a running thread would be worse). */
+void hmoe_sched_free(struct hmoe_sched *s);
+
+/* Computes batch->y; fails only when the CPU tier fails or on bad input. */
+int hmoe_sched_run(struct hmoe_sched *s, const struct hmoe_expert_batch *batch);
+
+const struct hmoe_sched_stats *hmoe_sched_stats(const struct hmoe_sched *s);
+const char *hmoe_sched_device_name(const struct hmoe_sched *s, int d);
+int hmoe_sched_n_devices(const struct hmoe_sched *s);  /* cards, without the CPU tier */
+
+/* ---- the "sched" expert backend (runtime/hmoe_expert_sched.c) ---------------------- */
+
+/* hmoe_expert_sched_ops is declared with the other backends in hmoe_expert.h.
+ * The scheduler behind a "sched" backend, or NULL when b is another backend. */
+struct hmoe_sched *hmoe_expert_sched_get(const struct hmoe_expert_backend *b);
+/* One line: devices, submissions, failures, timeouts, retried assignments. */
+void hmoe_sched_print_stats(const struct hmoe_sched *s, FILE *f);
+
+#endif

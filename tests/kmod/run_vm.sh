@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# run_vm.sh: the kernel-module tests (`make test-kmod`). Builds hmoe.ko against Debian's
+# kernel headers and the static in-VM test programs, packs an initramfs (busybox, the
+# module, the DRM modules it needs from Debian's kernel, vgem as a foreign dma-buf
+# exporter, the hmoe program with its shared libraries), boots Debian's kernel under
+# qemu-system-x86_64 (KVM when usable, TCG otherwise), runs tests/kmod/vm_init.sh
+# inside, and reads the results from the serial console.
+#
+# Fails when a test fails, when a test did not report, when the guest did not reach its
+# end marker, or when the kernel log has any warning, oops, BUG or sanitizer report.
+# Exits 77 (skip) when the kernel image, its modules, headers or QEMU are missing.
+#   env: BUILD (build dir), KDIR (kernel build tree), KMOD_TESTS (tests to run inside,
+#        default all), KMOD_CYCLES (load/unload cycles, default 20), KMOD_TIMEOUT (guest time limit, s, default 170)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+BUILD=${BUILD:-build}
+out=$root/$BUILD/kmod
+log=$out/serial.log
+
+skip() { echo "$1"; exit 77; }
+
+kver=""
+for d in /lib/modules/6.1.*-amd64; do [ -d "$d/kernel" ] && kver=$(basename "$d"); done
+[ -n "$kver" ] || skip "no Debian 6.1 kernel modules in /lib/modules (install linux-image-amd64)"
+kernel=/boot/vmlinuz-$kver
+[ -r "$kernel" ] || skip "kernel image $kernel missing or unreadable (install linux-image-amd64)"
+KDIR=${KDIR:-/lib/modules/$kver/build}
+[ -d "$KDIR" ] || skip "no kernel headers at $KDIR (install linux-headers-amd64)"
+command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 not installed"
+busybox=$(command -v busybox || true)
+[ -n "$busybox" ] && file -L "$busybox" | grep -q 'statically linked' ||
+	skip "no static busybox (install busybox-static)"
+
+mkdir -p "$out"
+echo "== building hmoe.ko against $KDIR"
+# The module must build warning-free: fail on any compiler warning.
+make -s -C "$KDIR" M="$root" modules >"$out/kbuild.log" 2>&1 || { cat "$out/kbuild.log"; exit 1; }
+if grep -E 'warning:|error:' "$out/kbuild.log"; then
+	echo "FAIL: hmoe.ko does not build warning-free"
+	exit 1
+fi
+
+echo "== building the in-VM test programs"
+cc -static -O2 -std=gnu11 -Wall -Wextra -Werror -Wno-unknown-pragmas -Ikmod/uapi \
+	$(pkg-config --cflags libdrm) -Ihls -o "$out/hmoe_ktest" tests/kmod/hmoe_ktest.c hls/*.c
+
+echo "== packing the initramfs"
+ird=$out/initramfs
+rm -rf "$ird"
+mkdir -p "$ird"/{bin,sbin,proc,sys,dev,tmp,lib/modules,lib64,etc}
+cp "$busybox" "$ird/bin/busybox"
+cp tests/kmod/vm_init.sh "$ird/init"
+chmod +x "$ird/init"
+cp "$out/hmoe_ktest" "$ird/bin/"
+cp hmoe.ko "$ird/lib/modules/"
+mdir=/lib/modules/$kver/kernel/drivers/gpu/drm
+for m in drm.ko drm_shmem_helper.ko vgem/vgem.ko; do
+	src=$mdir/$m
+	[ -r "$src" ] || src=$(ls "$src".* 2>/dev/null | head -n 1 || true)
+	[ -r "$src" ] || skip "kernel module $mdir/$m missing"
+	case "$src" in
+	*.xz) xz -dc "$src" >"$ird/lib/modules/$(basename "$m")" ;;
+	*.zst) zstd -dqc "$src" >"$ird/lib/modules/$(basename "$m")" ;;
+	*) cp "$src" "$ird/lib/modules/" ;;
+	esac
+done
+# The hmoe program (for `hmoe bench kmod` inside), with its shared libraries.
+if [ -x "$BUILD/hmoe" ]; then
+	cp "$BUILD/hmoe" "$ird/bin/hmoe"
+	ldd "$BUILD/hmoe" | awk '/=>/ { print $3 } /^\s*\/.*ld-linux/ { print $1 }' |
+		while read -r lib; do
+			[ -r "$lib" ] || continue
+			mkdir -p "$ird$(dirname "$lib")"
+			cp -L "$lib" "$ird$lib"
+		done
+fi
+echo "${KMOD_TESTS:-all}" >"$ird/etc/ktests"
+echo "${KMOD_CYCLES:-20}" >"$ird/etc/kcycles"
+(cd "$ird" && find . | cpio -o -H newc --quiet | gzip -1) >"$out/initramfs.cpio.gz"
+
+accel=tcg
+cpu=max
+if [ -w /dev/kvm ] && qemu-system-x86_64 -accel kvm -machine none -display none \
+	-monitor none -serial none -S -daemonize -pidfile "$out/kvmprobe.pid" 2>/dev/null; then
+	kill "$(cat "$out/kvmprobe.pid")" 2>/dev/null || true
+	accel=kvm
+	cpu=host
+fi
+
+echo "== booting $kernel ($accel)"
+start=$(date +%s)
+rc=0
+timeout "${KMOD_TIMEOUT:-170}" qemu-system-x86_64 -accel "$accel" -cpu "$cpu" -smp 2 -m 1024 \
+	-kernel "$kernel" -initrd "$out/initramfs.cpio.gz" \
+	-append "console=ttyS0 quiet panic=-1 oops=panic hung_task_timeout_secs=30" \
+	-device edu -net none -nographic -no-reboot -monitor none -serial "file:$log" </dev/null || rc=$?
+echo "== guest ran $(($(date +%s) - start)) s (qemu exit $rc)"
+
+fail=0
+grep -a '^KTEST ' "$log" | tr -d '\r' || true
+if ! grep -aq '^KTEST-END' "$log"; then
+	echo "FAIL: the guest did not reach the end of its tests (crash or timeout); log tail:"
+	tail -n 60 "$log" | tr -d '\r'
+	fail=1
+fi
+if grep -aE '^KTEST [^ ]+ FAIL' "$log" >/dev/null; then
+	fail=1
+fi
+# Every test listed in the guest's plan must have reported.
+for t in $(grep -a '^KTEST-PLAN' "$log" | tr -d '\r' | cut -d' ' -f2-); do
+	grep -aqE "^KTEST $t (PASS|FAIL|SKIP)" "$log" || { echo "FAIL: test $t did not report"; fail=1; }
+done
+# The kernel log (console plus the dmesg dump at the end) must be clean.
+if grep -aE 'WARNING:|BUG:|Oops|Call Trace|general protection|UBSAN|KASAN|kernel BUG|refcount_t|list_add corruption|list_del corruption|INFO: task .* blocked|soft lockup|hard LOCKUP|RCU stall|tainted: .*W' "$log" | grep -v '^KTEST'; then
+	echo "FAIL: kernel warnings/oopses in the guest log ($log)"
+	fail=1
+fi
+if [ $fail -ne 0 ]; then
+	echo "kmod tests FAILED (full log: $log)"
+	exit 1
+fi
+echo "kmod tests passed (log: $log)"

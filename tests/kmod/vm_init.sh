@@ -1,0 +1,123 @@
+#!/bin/busybox sh
+# vm_init.sh: /init of the QEMU guest of tests/kmod/run_vm.sh. Loads the DRM modules
+# and hmoe.ko, runs the tests named in /etc/ktests ("all" for every one), prints one
+# "KTEST <name> PASS|FAIL|SKIP [why]" line per test on the serial console, dumps the
+# kernel log between markers, and powers off.
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t debugfs debugfs /sys/kernel/debug
+mount -t tmpfs tmpfs /tmp
+M=/lib/modules
+HMOE_ARGS="emu_cards=2 job_timeout_ms=300"
+CYCLES=$(cat /etc/kcycles 2>/dev/null)
+
+tests=$(cat /etc/ktests)
+[ "$tests" = all ] && tests="load basic validate multiproc faults prime ffn hwmon pci bench cycles"
+echo "KTEST-PLAN $tests"
+
+pass() { echo "KTEST $1 PASS"; }
+fail() { echo "KTEST $1 FAIL $2"; }
+
+insmod $M/drm.ko && insmod $M/drm_shmem_helper.ko && insmod $M/vgem.ko ||
+	echo "KTEST load FAIL the DRM modules of the kernel did not load"
+
+# Load: the module creates two emulated cards, each with a node and a hwmon device.
+t_load() {
+	insmod $M/hmoe.ko $HMOE_ARGS || { fail load "insmod hmoe.ko failed"; return; }
+	n=$(ls -d /sys/bus/platform/drivers/hmoe_emu/hmoe_emu.* 2>/dev/null | wc -l)
+	nodes=$(ls /dev/dri/renderD* /dev/accel/accel* 2>/dev/null | wc -l)
+	[ "$n" = 2 ] || { fail load "$n emulated cards bound, want 2"; return; }
+	# vgem has a render node too on 6.1; hmoe has one per card
+	[ "$nodes" -ge 2 ] || { fail load "$nodes DRM nodes"; return; }
+	pass load
+}
+
+# The pci backend: the driver registers; QEMU's "edu" device, offered to it by id, is
+# probed (BAR map, ID register) and refused cleanly as not an hmoe card.
+t_pci() {
+	d=/sys/bus/pci/drivers/hmoe_pci
+	[ -d $d ] || { fail pci "no $d"; return; }
+	edu=$(grep -l 0x11e8 /sys/bus/pci/devices/*/device | head -n 1)
+	[ -n "$edu" ] || { fail pci "QEMU edu device not present"; return; }
+	echo "1234 11e8" >$d/new_id 2>/dev/null
+	sleep 1
+	dev=$(basename "$(dirname "$edu")")
+	[ -e "$d/$dev" ] && { fail pci "the edu device was bound as an hmoe card"; return; }
+	dmesg | grep -q "hmoe_pci $dev.*not an hmoe card" ||
+		{ fail pci "no probe message for $dev"; return; }
+	pass pci
+}
+
+t_bench() {
+	[ -x /bin/hmoe ] || { echo "KTEST bench SKIP hmoe binary not packed"; return; }
+	if hmoe bench kmod --json >/tmp/bench.json 2>/tmp/bench.err; then
+		echo "KTEST-BENCH $(tr -d '\n' </tmp/bench.json)"
+		grep -q '"jobs_per_sec"' /tmp/bench.json && grep -q '"ioctls_per_layer"' /tmp/bench.json &&
+			{ pass bench; return; }
+		fail bench "bench output lacks jobs_per_sec/ioctls_per_layer"
+	else
+		fail bench "hmoe bench kmod: $(tail -n 1 /tmp/bench.err)"
+	fi
+}
+
+vmstat() { awk -v k="$1" '$1 == k { print $2 }' /proc/vmstat; }
+# snap N: memory counters into slabN shmemN vmN freeN, after dropping caches.
+snap() {
+	sync
+	echo 3 >/proc/sys/vm/drop_caches
+	eval "slab$1=$(vmstat nr_slab_unreclaimable) shmem$1=$(vmstat nr_shmem) free$1=$(vmstat nr_free_pages)"
+	eval "vm$1=$(awk '$1 == "VmallocUsed:" { print $2 }' /proc/meminfo)"
+}
+
+# 20 load/unload cycles, each using a card; slab and free pages must not drift.
+t_cycles() {
+	rmmod hmoe || { fail cycles "rmmod hmoe failed"; return; }
+	for i in 1 2; do
+		insmod $M/hmoe.ko $HMOE_ARGS && hmoe_ktest smoke >/tmp/smoke && rmmod hmoe ||
+			{ fail cycles "warm-up cycle $i: $(cat /tmp/smoke)"; return; }
+	done
+	snap 0
+	cp /proc/slabinfo /tmp/slab0
+	i=0
+	while [ $i -lt ${CYCLES:-20} ]; do
+		i=$((i + 1))
+		insmod $M/hmoe.ko $HMOE_ARGS || { fail cycles "insmod in cycle $i"; return; }
+		hmoe_ktest smoke >/tmp/smoke || { fail cycles "cycle $i: $(cat /tmp/smoke)"; return; }
+		rmmod hmoe || { fail cycles "rmmod in cycle $i"; return; }
+	done
+	snap 1
+	echo "cycles: $i load/unload cycles: unreclaimable slab pages $slab0 -> $slab1, shmem pages $shmem0 -> $shmem1, vmalloc kB $vm0 -> $vm1, free pages $free0 -> $free1"
+	# The caches that grew, in bytes (active objects x object size), largest first.
+	awk 'NR == FNR { if (FNR > 2) n[$1] = $2; next }
+	     FNR > 2 && ($2 - n[$1]) * $4 > 0 { print "  slab " $1 " +" ($2 - n[$1]) * $4 " bytes" }' \
+		/tmp/slab0 /proc/slabinfo | sort -t+ -k2 -n -r | head -n 8
+	# What the driver allocates lands in unreclaimable slab (kmalloc, also the large
+	# compute-unit scratch), shmem (BO pages) or vmalloc; free pages catch the rest.
+	# Allowances are noise levels measured over 60 cycles; one leaked card per cycle
+	# (2 x 98 KiB scratch) would add ~1000 slab pages, leaked smoke-test BOs (3 x 64 KiB)
+	# ~960 shmem pages; shmem also holds the guest's /tmp files, hence 64.
+	[ $((slab1 - slab0)) -le 16 ] || { fail cycles "unreclaimable slab grew by $((slab1 - slab0)) pages"; return; }
+	[ $((shmem1 - shmem0)) -le 64 ] || { fail cycles "shmem grew by $((shmem1 - shmem0)) pages"; return; }
+	[ $((vm1 - vm0)) -le 256 ] || { fail cycles "vmalloc grew by $((vm1 - vm0)) kB"; return; }
+	[ $((free0 - free1)) -le 1024 ] || { fail cycles "free pages fell by $((free0 - free1))"; return; }
+	pass cycles
+}
+
+for t in $tests; do
+	case $t in
+	load) t_load ;;
+	pci) t_pci ;;
+	bench) t_bench ;;
+	cycles) t_cycles ;;
+	*) hmoe_ktest "$t" ;;
+	esac
+done
+
+echo "KTEST-DMESG-BEGIN"
+dmesg
+echo "KTEST-DMESG-END"
+echo "KTEST-END"
+poweroff -f

@@ -1,0 +1,260 @@
+/* test_fxp_simd: every CPU variant of the fixed-point expert kernel (scalar driver,
+ * AVX2, AVX-512 VNNI, whichever this CPU has) is bit-identical to the hls/ scalar kernel
+ * hmoe_ffn() on random packs and activations, including the extremes: +-127 (and the
+ * off-contract -128) activations, saturating accumulations, all-zero rows and groups,
+ * one huge activation among small ones, NaN fp8 codes, odd token counts and dims.
+ * Also: the threaded MoE driver gives the same floats as hmoe_ffn() per expert.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+#include "hmoe_fxp_cpu.h"
+#include "hmoe_fxp_pack.h"
+#include "hmoe_pool.h"
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static uint32_t rnd(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (uint32_t)(rng >> 16);
+}
+
+enum weights { W_RANDOM, W_MAX, W_ZERO_ROWS, W_GARBAGE };
+enum acts { X_RANDOM, X_EXTREME, X_ONE_HUGE, X_ZERO_GROUPS, X_MINUS128 };
+
+static const char *const wnames[] = { "random", "max", "zero-rows", "garbage-bytes" };
+static const char *const xnames[] = { "random", "+-127", "one-huge", "zero-groups", "-128" };
+
+/* Root mean square of the weight integer q over uniformly random codes. */
+static double code_rms(int format)
+{
+	double s = 0;
+
+	for (int c = 0; c < 256; c++) {
+		double q = format == HMOE_FXP_FP8 ? hmoe_fxp_fp8_q[c]
+			 : format == HMOE_FXP_INT8 ? (int8_t)c : (c & 15) - 8;
+
+		s += q * q;
+	}
+	return sqrt(s / 256);
+}
+
+/* Fills one linear's rows: codes per mode, scale words m in [2^15, 2^16) with exponent
+ * chosen so that W x stays O(1) for x = O(1), plus e_offset + [-2, 2) (W_GARBAGE: every
+ * byte random, scales included). */
+static void fill_linear(uint8_t *lin, int format, int out, int in, enum weights mode,
+			int e_offset)
+{
+	int e_base = 16 + (int)lrint(log2(code_rms(format) * sqrt(in))) + e_offset - 2;
+
+	int row_bytes = hmoe_fxp_row_lines(format, in) * HMOE_FXP_LINE_BYTES;
+	int scale_bytes = hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
+	int code_bytes = row_bytes - scale_bytes, groups = hmoe_fxp_groups(in);
+
+	for (int n = 0; n < out; n++) {
+		uint8_t *row = lin + (size_t)n * row_bytes, *codes = row + scale_bytes;
+
+		if (mode == W_GARBAGE) {
+			for (int b = 0; b < row_bytes; b++)
+				row[b] = (uint8_t)rnd();
+			continue;
+		}
+		memset(row, 0, scale_bytes);
+		for (int g = 0; g < groups; g++) {
+			int32_t w = hmoe_fxp_scale_word(32768 + rnd() % 32768,
+							e_base + (int)(rnd() % 4));
+
+			for (int b = 0; b < 4; b++)
+				row[4 * g + b] = (uint8_t)((uint32_t)w >> (8 * b));
+		}
+		for (int b = 0; b < code_bytes; b++) {
+			uint8_t c = (uint8_t)rnd();
+
+			if (mode == W_MAX)
+				c = format == HMOE_FXP_FP8 ? (rnd() & 1 ? 0x7e : 0xfe)
+				  : format == HMOE_FXP_INT8 ? (rnd() & 1 ? 127 : 129)
+				  : (rnd() & 1 ? 0xff : 0x11);
+			if (mode == W_ZERO_ROWS && n % 3 == 0)
+				c = format == HMOE_FXP_INT4 ? 0x88 : 0;
+			codes[b] = c;
+		}
+	}
+}
+
+static void fill_acts(int8_t *xq, int32_t *xs, int n_tokens, int dim, enum acts mode)
+{
+	int groups = hmoe_fxp_groups(dim), stride = groups * HMOE_FXP_GROUP;
+	float *x = malloc(sizeof(*x) * dim);
+
+	for (int t = 0; t < n_tokens; t++) {
+		for (int k = 0; k < dim; k++)
+			x[k] = ((float)(rnd() % 2001) - 1000.0f) / 500.0f;
+		if (mode == X_ONE_HUGE)
+			x[rnd() % dim] = 3000.0f;
+		if (mode == X_ZERO_GROUPS)
+			memset(x, 0, sizeof(*x) * (dim < 128 ? dim : 128));
+		hmoe_fxp_quant_x(x, dim, xq + t * stride, xs + t * groups);
+		if (mode == X_EXTREME || mode == X_MINUS128)
+			for (int k = 0; k < dim; k++)
+				xq[t * stride + k] = (int8_t)(mode == X_MINUS128 ? (rnd() & 1 ? -128 : 127)
+							      : (rnd() & 1 ? 127 : -127));
+	}
+	free(x);
+}
+
+static int failures;
+
+static void check_case(int format, int dim, int inter, int n_tokens, enum weights wm,
+		       enum acts xm, int e_base)
+{
+	int64_t lin = hmoe_fxp_linear_lines(format, inter, dim);
+	size_t pack_bytes = (size_t)hmoe_fxp_expert_lines(format, dim, inter) * HMOE_FXP_LINE_BYTES;
+	int dg = hmoe_fxp_groups(dim);
+	uint8_t *pack = aligned_alloc(64, pack_bytes);
+	int8_t *xq = calloc((size_t)n_tokens * dg * HMOE_FXP_GROUP, 1);
+	int32_t *xs = calloc((size_t)n_tokens * dg, sizeof(*xs));
+	int32_t *ref = malloc(sizeof(*ref) * n_tokens * dim);
+	int32_t *got = malloc(sizeof(*got) * n_tokens * dim);
+	struct hmoe_ffn_scratch *s = malloc(sizeof(*s));
+	const struct hmoe_fxp_simd *variants[] = { &hmoe_fxp_simd_scalar, &hmoe_fxp_simd_avx2,
+						   &hmoe_fxp_simd_avx512 };
+
+	fill_linear(pack, format, inter, dim, wm, e_base);
+	fill_linear(pack + lin * HMOE_FXP_LINE_BYTES, format, inter, dim, wm, e_base);
+	fill_linear(pack + 2 * lin * HMOE_FXP_LINE_BYTES, format, dim, inter, wm, e_base);
+	fill_acts(xq, xs, n_tokens, dim, xm);
+	if (hmoe_ffn((const struct hmoe_fxp_line *)pack, xq, xs, ref, s, format, n_tokens, dim,
+		     inter)) {
+		printf("FAIL hmoe_ffn rejected format %d dim %d inter %d tokens %d\n", format, dim,
+		       inter, n_tokens);
+		failures++;
+	}
+	if (wm == W_RANDOM && xm == X_RANDOM) {
+		/* The comparison means something only if the outputs are neither 0 nor
+		 * saturated: the scales in this mode are chosen for that. */
+		int live = 0;
+
+		for (int i = 0; i < n_tokens * dim; i++)
+			live += ref[i] != 0 && ref[i] != HMOE_FXP_INT32_MAX && ref[i] != HMOE_FXP_INT32_MIN;
+		if (live < n_tokens * dim / 2) {
+			printf("FAIL %s dim %d: only %d of %d outputs in range; the case tests nothing\n",
+			       hmoe_fxp_format_name(format), dim, live, n_tokens * dim);
+			failures++;
+		}
+	}
+	if (wm == W_MAX && xm == X_EXTREME) {
+		int sat = 0;
+
+		for (int i = 0; i < n_tokens * dim; i++)
+			sat += ref[i] == HMOE_FXP_INT32_MAX || ref[i] == HMOE_FXP_INT32_MIN;
+		if (sat == 0) {
+			printf("FAIL %s dim %d: the saturating case saturated nothing\n",
+			       hmoe_fxp_format_name(format), dim);
+			failures++;
+		}
+	}
+	for (size_t v = 0; v < sizeof(variants) / sizeof(variants[0]); v++) {
+		if (!variants[v]->supported())
+			continue;
+		memset(got, 0x5a, sizeof(*got) * n_tokens * dim);
+		hmoe_fxp_cpu_ffn(variants[v], (const struct hmoe_fxp_line *)pack, xq, xs, got, format,
+				 n_tokens, dim, inter);
+		for (int i = 0; i < n_tokens * dim; i++)
+			if (got[i] != ref[i]) {
+				printf("FAIL %s %s dim %d inter %d tokens %d weights %s acts %s: y[%d][%d] "
+				       "= %d, scalar kernel %d\n", variants[v]->name,
+				       hmoe_fxp_format_name(format), dim, inter, n_tokens, wnames[wm],
+				       xnames[xm], i / dim, i % dim, got[i], ref[i]);
+				failures++;
+				break;
+			}
+	}
+	free(pack);
+	free(xq);
+	free(xs);
+	free(ref);
+	free(got);
+	free(s);
+}
+
+/* The threaded MoE driver vs hmoe_ffn() per (token, slot). */
+static void check_moe(int format)
+{
+	enum { N_EXPERTS = 5, TOP_K = 3, N_TOKENS = 37, DIM = 200, INTER = 136 };
+	int64_t lines = hmoe_fxp_expert_lines(format, DIM, INTER);
+	int64_t lin = hmoe_fxp_linear_lines(format, INTER, DIM);
+	struct hmoe_fxp_line *packs[N_EXPERTS];
+	struct hmoe_fxp_experts ex = { format, DIM, INTER, N_EXPERTS,
+				       (const struct hmoe_fxp_line *const *)packs };
+	static float x[N_TOKENS * DIM], y[N_TOKENS * TOP_K * DIM];
+	static int ids[N_TOKENS * TOP_K];
+	struct hmoe_ffn_scratch *s = malloc(sizeof(*s));
+	struct hmoe_pool *pool = NULL;
+	int8_t xq[2 * HMOE_FXP_GROUP];
+	int32_t xs[2], yref[DIM];
+
+	for (int e = 0; e < N_EXPERTS; e++) {
+		uint8_t *p = aligned_alloc(64, (size_t)lines * HMOE_FXP_LINE_BYTES);
+
+		fill_linear(p, format, INTER, DIM, W_RANDOM, 0);
+		fill_linear(p + lin * HMOE_FXP_LINE_BYTES, format, INTER, DIM, W_RANDOM, 0);
+		fill_linear(p + 2 * lin * HMOE_FXP_LINE_BYTES, format, DIM, INTER, W_RANDOM, 0);
+		packs[e] = (struct hmoe_fxp_line *)p;
+	}
+	for (int i = 0; i < N_TOKENS * DIM; i++)
+		x[i] = ((float)(rnd() % 2001) - 1000.0f) / 300.0f;
+	for (int i = 0; i < N_TOKENS * TOP_K; i++)
+		ids[i] = i % TOP_K == 0 ? 1 : (int)(rnd() % N_EXPERTS);  /* expert 1 gets > 32 */
+	hmoe_pool_create(&pool, 2);
+	if (hmoe_fxp_moe_run(&ex, hmoe_fxp_simd_best(), pool, NULL, N_TOKENS, TOP_K, x, ids, y)) {
+		printf("FAIL moe_run returned an error\n");
+		failures++;
+	}
+	for (int p = 0; p < N_TOKENS * TOP_K && !failures; p++) {
+		hmoe_fxp_quant_x(x + (p / TOP_K) * DIM, DIM, xq, xs);
+		hmoe_ffn(packs[ids[p]], xq, xs, yref, s, format, 1, DIM, INTER);
+		for (int n = 0; n < DIM; n++)
+			if (y[(size_t)p * DIM + n] != hmoe_fxp_out_to_f32(yref[n])) {
+				printf("FAIL moe_run %s pair %d row %d: %g vs kernel %g\n",
+				       hmoe_fxp_format_name(format), p, n, y[(size_t)p * DIM + n],
+				       hmoe_fxp_out_to_f32(yref[n]));
+				failures++;
+				break;
+			}
+	}
+	hmoe_pool_destroy(pool);
+	for (int e = 0; e < N_EXPERTS; e++)
+		free(packs[e]);
+	free(s);
+}
+
+int main(void)
+{
+	static const int dims[][3] = { /* dim, inter, tokens */
+		{ 200, 72, 3 }, { 128, 128, 1 }, { 1000, 300, 7 }, { 64, 40, 32 }, { 384, 256, 5 },
+	};
+	int cases = 0;
+
+	printf("variant chosen here: %s\n", hmoe_fxp_simd_best()->name);
+	for (int f = 0; f < HMOE_FXP_N_FORMATS; f++) {
+		for (size_t d = 0; d < sizeof(dims) / sizeof(dims[0]); d++)
+			for (int wm = 0; wm <= W_GARBAGE; wm++)
+				for (int xm = 0; xm <= X_MINUS128; xm++) {
+					/* W_MAX: scales 2^12 too large, so terms saturate */
+					check_case(f, dims[d][0], dims[d][1], dims[d][2], wm, xm,
+						   wm == W_MAX ? -12 : 0);
+					cases++;
+				}
+		check_moe(f);
+	}
+	/* one case at DeepSeek-V3's dims */
+	check_case(HMOE_FXP_FP8, HMOE_FXP_MAX_DIM, HMOE_FXP_MAX_INTER, 1, W_RANDOM, X_ONE_HUGE, 0);
+	check_case(HMOE_FXP_INT8, HMOE_FXP_MAX_DIM, HMOE_FXP_MAX_INTER, 2, W_MAX, X_EXTREME, -12);
+	printf("%d cases, %d failures\n", cases + 2, failures);
+	return failures ? 1 : 0;
+}

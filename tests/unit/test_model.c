@@ -1,0 +1,560 @@
+/* test_model: loading mktiny checkpoints, and what the loader must refuse.
+ *
+ * Uses the tiny preset with a 1000-token vocab (fast; every structural feature kept):
+ *  - shapes and layer kinds match the config; norms and router always fp32;
+ *  - FP8 dequantisation equals a hand computation (e4m3 decoded by its formula, times
+ *    the block's scale) at block edges, and mktiny's quantiser maps each block's amax to
+ *    448; bf16 tensors widen exactly;
+ *  - 3 shards load to the same fp32 weights as 1 file; the same seed gives the same bytes
+ *    (also with one thread), another seed different bytes;
+ *  - bf16 and q_lora_rank = 0 checkpoints load; MTP-style extra layers are ignored;
+ *  - a wrong shape, a missing tensor, an FP8 weight without scale, a bad index and a
+ *    tensor in two shards are HMOE_EINPUT naming the tensor;
+ *  - parameter and byte counts equal the formulas from the config.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hmoe_config.h"
+#include "hmoe_err.h"
+#include "hmoe_mktiny.h"
+#include "hmoe_model.h"
+#include "hmoe_num.h"
+#include "hmoe_st.h"
+
+static int failures;
+
+#define CHECK(cond, ...)                                                          \
+	do {                                                                      \
+		if (!(cond)) {                                                    \
+			failures++;                                               \
+			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+			fprintf(stderr, __VA_ARGS__);                             \
+			fprintf(stderr, "\n");                                    \
+		}                                                                 \
+	} while (0)
+
+static char root[] = "/tmp/test_model.XXXXXX";
+
+static const char *sub(const char *name)
+{
+	static char buf[8][256];
+	static int k;
+
+	k = (k + 1) % 8;
+	snprintf(buf[k], sizeof(buf[k]), "%s/%s", root, name);
+	return buf[k];
+}
+
+static struct hmoe_config micro(void)
+{
+	struct hmoe_config c;
+
+	hmoe_mktiny_preset(&c, "tiny");
+	c.vocab_size = 1000;
+	return c;
+}
+
+static int make(const struct hmoe_config *c, const char *dir, uint64_t seed, int shards)
+{
+	struct hmoe_mktiny_opts o = { .out_dir = dir, .seed = seed, .shards = shards };
+	int ret = hmoe_mktiny_write(c, &o);
+
+	CHECK(ret == 0, "mktiny %s: %s", dir, hmoe_last_error());
+	return ret;
+}
+
+/* e4m3fn by its definition (1 sign, 4 exponent bits with bias 7, 3 mantissa bits). */
+static float e4m3_formula(uint8_t code)
+{
+	int s = code >> 7, e = (code >> 3) & 15, m = code & 7;
+	float v = e ? ldexpf(1.0f + (float)m / 8.0f, e - 7) : ldexpf((float)m / 8.0f, -6);
+
+	return s ? -v : v;
+}
+
+static float scale_at(const struct hmoe_tensor *s, int64_t r, int64_t c)
+{
+	float v;
+
+	memcpy(&v, (const uint8_t *)s->data + (r * s->shape[1] + c) * 4, 4);
+	return v;
+}
+
+/* Checks l->w against codes * scales at every block corner and edge element. */
+static void check_fp8_linear(const struct hmoe_linear *l)
+{
+	const struct hmoe_tensor *t = l->src, *s = l->scale_inv;
+	const uint8_t *codes = t->data;
+	int64_t rows[] = { 0, 1, 127, 128, l->out - 1 }, cols[] = { 0, 127, 128, l->in - 1 };
+
+	CHECK(t->dtype == HMOE_DT_F8E4M3 && s, "%s: not FP8 with scale", t->name);
+	if (!s || !l->w)
+		return;
+	CHECK(s->shape[0] == (l->out + 127) / 128 && s->shape[1] == (l->in + 127) / 128,
+	      "%s: scale shape", s->name);
+	for (int i = 0; i < 5; i++)
+		for (int j = 0; j < 4; j++) {
+			int64_t r = rows[i], c = cols[j];
+			float want;
+
+			if (r >= l->out || c >= l->in)
+				continue;
+			want = e4m3_formula(codes[r * l->in + c]) * scale_at(s, r / 128, c / 128);
+			CHECK(l->w[r * l->in + c] == want, "%s[%lld, %lld] = %g, codes*scale %g",
+			      t->name, (long long)r, (long long)c, l->w[r * l->in + c], want);
+		}
+	/* mktiny's quantiser: the largest |code| of every block is 448 (s = amax / 448). */
+	for (int64_t br = 0; br < s->shape[0]; br++)
+		for (int64_t bc = 0; bc < s->shape[1]; bc++) {
+			float amax = 0;
+
+			for (int64_t r = br * 128; r < l->out && r < br * 128 + 128; r++)
+				for (int64_t c = bc * 128; c < l->in && c < bc * 128 + 128; c++)
+					amax = fmaxf(amax, fabsf(e4m3_formula(codes[r * l->in + c])));
+			CHECK(amax == 448.0f, "%s block [%lld, %lld]: max |code| %g, want 448",
+			      t->name, (long long)br, (long long)bc, amax);
+		}
+	{
+		float *d = malloc((size_t)l->out * (size_t)l->in * sizeof(float));
+
+		CHECK(hmoe_linear_dequant(l, d) == 0 &&
+		      !memcmp(d, l->w, (size_t)l->out * (size_t)l->in * sizeof(float)),
+		      "%s: hmoe_linear_dequant differs from the loaded w", t->name);
+		free(d);
+	}
+}
+
+static void test_load(void)
+{
+	struct hmoe_config c = micro();
+	struct hmoe_model *m = NULL;
+	const struct hmoe_tensor *t;
+	int neg = 0, pos = 0;
+
+	if (make(&c, sub("a"), 7, 1))
+		return;
+	CHECK(hmoe_model_load(&m, sub("a"), HMOE_LOAD_F32) == 0, "load: %s", hmoe_last_error());
+	if (!m)
+		return;
+	CHECK(!memcmp(&m->cfg, &c, sizeof(c)), "config.json differs from what was written");
+	CHECK(m->n_files == 1, "%d files", m->n_files);
+	CHECK(!m->layers[0].is_moe && m->layers[1].is_moe && m->layers[2].is_moe, "layer kinds");
+	CHECK(m->layers[0].mlp.w1.out == 320 && m->layers[0].mlp.w2.in == 320, "dense inter");
+	CHECK(m->layers[1].wq_a.out == 96 && m->layers[1].wq_a.in == 192 &&
+	      m->layers[1].wq_b.out == 4 * 48 && m->layers[1].wkv_a.out == 64 + 16 &&
+	      m->layers[1].wkv_b.out == 4 * 64 && m->layers[1].wo.in == 4 * 32, "MLA shapes");
+	CHECK(m->layers[2].experts && m->layers[2].experts[15].w2.out == 192 &&
+	      m->layers[2].experts[15].w2.in == 160 && m->layers[2].has_shared &&
+	      m->layers[2].shared.w1.out == 160, "expert shapes");
+	CHECK(m->layers[1].q_norm && m->layers[1].kv_norm && m->layers[1].attn_norm &&
+	      m->layers[1].ffn_norm && m->norm && m->embed && m->head.w, "fp32 arrays");
+	CHECK(m->layers[1].gate && m->layers[1].gate_bias, "router");
+	for (int e = 0; m->layers[1].gate_bias && e < 16; e++) {
+		neg += m->layers[1].gate_bias[e] < 0;
+		pos += m->layers[1].gate_bias[e] > 0;
+	}
+	CHECK(neg > 0 && pos > 0, "gate bias signs: %d negative, %d positive", neg, pos);
+
+	check_fp8_linear(&m->layers[0].mlp.w1);       /* 320 x 192: partial blocks both ways */
+	check_fp8_linear(&m->layers[1].wq_b);         /* 192 x 96 */
+	check_fp8_linear(&m->layers[2].experts[3].w2); /* 192 x 160 */
+	check_fp8_linear(&m->layers[2].wo);
+
+	/* bf16 widens exactly. */
+	t = hmoe_model_tensor(m, "model.embed_tokens.weight");
+	CHECK(t && t == m->embed_src && t->dtype == HMOE_DT_BF16, "embed stored bf16");
+	for (int64_t i = 0; t && i < t->shape[0] * t->shape[1]; i += 997) {
+		uint16_t h;
+
+		memcpy(&h, (const uint8_t *)t->data + i * 2, 2);
+		CHECK(m->embed[i] == hmoe_bf16_to_f32(h), "embed[%lld]", (long long)i);
+	}
+	t = hmoe_model_tensor(m, "model.layers.1.mlp.gate.e_score_correction_bias");
+	CHECK(t && t->dtype == HMOE_DT_F32 && !memcmp(t->data, m->layers[1].gate_bias, 16 * 4),
+	      "bias fp32 as stored");
+	hmoe_model_free(m);
+
+	/* Without HMOE_LOAD_F32: mapped weights only, small vectors still fp32. */
+	CHECK(hmoe_model_load(&m, sub("a"), 0) == 0, "load: %s", hmoe_last_error());
+	if (m) {
+		CHECK(!m->embed && m->embed_src && !m->head.w && m->head.src &&
+		      !m->layers[1].wq_a.w && m->layers[1].wq_a.src && m->layers[1].wq_a.scale_inv,
+		      "no fp32 linears without HMOE_LOAD_F32");
+		CHECK(m->norm && m->layers[2].gate && m->layers[2].gate_bias &&
+		      m->layers[2].attn_norm, "norms and router are fp32 anyway");
+		hmoe_model_free(m);
+	}
+}
+
+static int same_linear(const struct hmoe_linear *a, const struct hmoe_linear *b)
+{
+	return a->out == b->out && a->in == b->in &&
+	       !memcmp(a->w, b->w, (size_t)a->out * (size_t)a->in * sizeof(float));
+}
+
+static int files_equal(const char *a, const char *b)
+{
+	FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+	int eq = fa && fb, ca, cb;
+
+	while (eq) {
+		ca = fgetc(fa);
+		cb = fgetc(fb);
+		if (ca != cb)
+			eq = 0;
+		if (ca == EOF)
+			break;
+	}
+	if (fa)
+		fclose(fa);
+	if (fb)
+		fclose(fb);
+	return eq;
+}
+
+static void test_shards_and_determinism(void)
+{
+	struct hmoe_config c = micro();
+	struct hmoe_model *a = NULL, *b = NULL;
+	char path[300];
+
+	if (make(&c, sub("b"), 7, 3))
+		return;
+	for (int i = 1; i <= 3; i++) {
+		snprintf(path, sizeof(path), "%s/model-%05d-of-00003.safetensors", sub("b"), i);
+		CHECK(access(path, R_OK) == 0, "%s missing", path);
+	}
+	CHECK(access(sub("b/model.safetensors.index.json"), R_OK) == 0, "index missing");
+	CHECK(hmoe_model_load(&a, sub("a"), HMOE_LOAD_F32) == 0, "load a: %s", hmoe_last_error());
+	CHECK(hmoe_model_load(&b, sub("b"), HMOE_LOAD_F32) == 0, "load b: %s", hmoe_last_error());
+	if (a && b) {
+		int diff = 0;
+
+		CHECK(b->n_files == 3 && a->n_tensors == b->n_tensors, "files %d, tensors %d/%d",
+		      b->n_files, a->n_tensors, b->n_tensors);
+		diff += memcmp(a->embed, b->embed, (size_t)c.vocab_size * 192 * 4) != 0;
+		diff += !same_linear(&a->head, &b->head);
+		for (int l = 0; l < 3; l++) {
+			const struct hmoe_layer *x = &a->layers[l], *y = &b->layers[l];
+
+			diff += !same_linear(&x->wq_a, &y->wq_a) + !same_linear(&x->wq_b, &y->wq_b) +
+				!same_linear(&x->wkv_a, &y->wkv_a) +
+				!same_linear(&x->wkv_b, &y->wkv_b) + !same_linear(&x->wo, &y->wo);
+			diff += memcmp(x->attn_norm, y->attn_norm, 192 * 4) != 0;
+			if (x->is_moe)
+				for (int e = 0; e < 16; e++)
+					diff += !same_linear(&x->experts[e].w2, &y->experts[e].w2);
+		}
+		CHECK(diff == 0, "sharded load differs from single-file load in %d arrays", diff);
+	}
+	hmoe_model_free(a);
+	hmoe_model_free(b);
+
+	/* Same seed, one thread: the same bytes. Another seed: other bytes. */
+	setenv("HMOE_THREADS", "1", 1);
+	make(&c, sub("c"), 7, 1);
+	unsetenv("HMOE_THREADS");
+	CHECK(files_equal(sub("a/model.safetensors"), sub("c/model.safetensors")),
+	      "same seed gave different bytes");
+	CHECK(files_equal(sub("a/config.json"), sub("c/config.json")), "config differs");
+	make(&c, sub("c"), 8, 1);
+	CHECK(!files_equal(sub("a/model.safetensors"), sub("c/model.safetensors")),
+	      "seeds 7 and 8 gave the same bytes");
+	/* Re-writing a sharded folder as one file removes the stale shards and index. */
+	make(&c, sub("b"), 7, 1);
+	CHECK(access(sub("b/model.safetensors.index.json"), F_OK) != 0 &&
+	      access(sub("b/model-00001-of-00003.safetensors"), F_OK) != 0,
+	      "stale shards left behind");
+	CHECK(files_equal(sub("a/model.safetensors"), sub("b/model.safetensors")),
+	      "rewritten folder differs");
+}
+
+static void test_variants(void)
+{
+	struct hmoe_config c = micro();
+	struct hmoe_model *m = NULL;
+
+	c.fp8 = 0;
+	c.q_lora_rank = 0;
+	if (make(&c, sub("v"), 3, 1))
+		return;
+	CHECK(hmoe_model_load(&m, sub("v"), HMOE_LOAD_F32) == 0, "bf16, no q LoRA: %s",
+	      hmoe_last_error());
+	if (m) {
+		const struct hmoe_linear *q = &m->layers[0].wq_b;
+
+		CHECK(q->src && !strcmp(q->src->name, "model.layers.0.self_attn.q_proj.weight") &&
+		      q->out == 192 && q->in == 192 && !m->layers[0].q_norm && !q->scale_inv &&
+		      q->src->dtype == HMOE_DT_BF16, "q_proj bound as wq_b");
+		CHECK(!m->cfg.fp8, "no quantization_config written for bf16");
+		hmoe_model_free(m);
+	}
+
+	/* Tied embeddings: no lm_head.weight; the head is the embedding. */
+	c = micro();
+	c.tie_word_embeddings = 1;
+	if (make(&c, sub("w"), 3, 1))
+		return;
+	CHECK(hmoe_model_load(&m, sub("w"), HMOE_LOAD_F32) == 0, "tied: %s", hmoe_last_error());
+	if (m) {
+		struct hmoe_model_stats st;
+
+		CHECK(!hmoe_model_tensor(m, "lm_head.weight") && m->head.src == m->embed_src &&
+		      m->head.w && !memcmp(m->head.w, m->embed, (size_t)c.vocab_size * 192 * 4),
+		      "tied head is the embedding");
+		hmoe_model_stats(m, &st);
+		CHECK(st.params_active > (int64_t)c.vocab_size * 192, "tied head counted active");
+		hmoe_model_free(m);
+	}
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* refusals: copy checkpoint a, edited, into a new folder */
+
+enum edit { RESHAPE, DROP, DROP_SCALE, ADD_MTP };
+
+static int write_edited(const char *dir, enum edit what, const char *name)
+{
+	struct hmoe_st_file *f = NULL;
+	struct hmoe_tensor *ts, extra[2];
+	struct hmoe_config c;
+	char path[300];
+	uint8_t zeros[192 * 4] = { 0 };
+	int n = 0, ret;
+
+	if (hmoe_st_open(&f, sub("a/model.safetensors")))
+		return -1;
+	ts = calloc((size_t)f->n_tensors + 2, sizeof(*ts));
+	for (int i = 0; i < f->n_tensors; i++) {
+		struct hmoe_tensor t = f->tensors[i];
+
+		if (!strcmp(t.name, name)) {
+			if (what == DROP)
+				continue;
+			if (what == RESHAPE) {
+				/* Same bytes, transposed shape. */
+				int64_t d = t.shape[0];
+
+				t.shape[0] = t.shape[1];
+				t.shape[1] = d;
+			}
+		}
+		if (what == DROP_SCALE && strstr(t.name, name) && strstr(t.name, "_scale_inv"))
+			continue;
+		ts[n++] = t;
+	}
+	if (what == ADD_MTP) {
+		extra[0] = (struct hmoe_tensor){ .name = "model.layers.3.enorm.weight",
+						 .dtype = HMOE_DT_F32, .ndim = 1, .shape = { 192 },
+						 .data = zeros, .nbytes = sizeof(zeros) };
+		extra[1] = (struct hmoe_tensor){ .name = "model.layers.3.self_attn.o_proj.weight",
+						 .dtype = HMOE_DT_F8E4M3, .ndim = 2,
+						 .shape = { 3, 5 }, .data = zeros, .nbytes = 15 };
+		ts[n++] = extra[0];
+		ts[n++] = extra[1];
+	}
+	snprintf(path, sizeof(path), "mkdir -p '%s'", dir);
+	ret = system(path);
+	snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+	if (!ret)
+		ret = hmoe_st_write(path, ts, n, NULL);
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	if (!ret && !(ret = hmoe_config_load(&c, sub("a/config.json"))))
+		ret = hmoe_config_save(&c, path);
+	free(ts);
+	hmoe_st_close(f);
+	CHECK(ret == 0, "writing edited checkpoint %s: %s", dir, hmoe_last_error());
+	return ret;
+}
+
+static void expect_load_error(const char *dir, const char *want1, const char *want2)
+{
+	struct hmoe_model *m = NULL;
+	int ret = hmoe_model_load(&m, dir, HMOE_LOAD_F32);
+
+	CHECK(ret == -HMOE_EINPUT && !m, "%s: ret %d, want EINPUT", dir, ret);
+	CHECK(ret == 0 || (strstr(hmoe_last_error(), want1) &&
+			   (!want2 || strstr(hmoe_last_error(), want2))),
+	      "%s: message '%s' should contain '%s' and '%s'", dir, hmoe_last_error(), want1,
+	      want2 ? want2 : "");
+	hmoe_model_free(m);
+}
+
+static void write_text(const char *path, const char *text)
+{
+	FILE *fp = fopen(path, "w");
+
+	CHECK(fp && fputs(text, fp) >= 0, "write %s", path);
+	if (fp)
+		fclose(fp);
+}
+
+static void test_refusals(void)
+{
+	struct hmoe_config c = micro();
+	struct hmoe_model *m = NULL;
+
+	if (!write_edited(sub("e1"), RESHAPE, "model.layers.1.self_attn.q_b_proj.weight"))
+		expect_load_error(sub("e1"), "tensor model.layers.1.self_attn.q_b_proj.weight: "
+				  "expected shape [192, 96]", "found [96, 192] F8_E4M3");
+	if (!write_edited(sub("e2"), DROP, "model.layers.2.mlp.experts.9.up_proj.weight"))
+		expect_load_error(sub("e2"), "tensor model.layers.2.mlp.experts.9.up_proj.weight: "
+				  "missing", NULL);
+	if (!write_edited(sub("e3"), DROP_SCALE, "model.layers.0.mlp.down_proj.weight"))
+		expect_load_error(sub("e3"), "model.layers.0.mlp.down_proj.weight: FP8 weight "
+				  "without its", "_scale_inv");
+	if (!write_edited(sub("e4"), RESHAPE, "model.layers.0.mlp.down_proj.weight_scale_inv"))
+		expect_load_error(sub("e4"), "down_proj.weight_scale_inv: expected shape [2, 3]",
+				  "found [3, 2]");
+	if (!write_edited(sub("e5"), DROP, "model.norm.weight"))
+		expect_load_error(sub("e5"), "tensor model.norm.weight: missing", NULL);
+	/* Layers past num_hidden_layers (MTP) are ignored, even malformed ones. */
+	if (!write_edited(sub("e6"), ADD_MTP, "")) {
+		CHECK(hmoe_model_load(&m, sub("e6"), 0) == 0, "MTP layer not ignored: %s",
+		      hmoe_last_error());
+		hmoe_model_free(m);
+	}
+
+	/* Index problems. */
+	if (make(&c, sub("s"), 7, 2) == 0) {
+		char text[512];
+
+		snprintf(text, sizeof(text), "{\"weight_map\": {\"model.norm.weight\": "
+			 "\"model-00001-of-00002.safetensors\"}}");
+		write_text(sub("s/model.safetensors.index.json"), text);
+		expect_load_error(sub("s"), "tensor model.norm.weight: the index puts it in",
+				  "model-00001-of-00002.safetensors");
+		write_text(sub("s/model.safetensors.index.json"),
+			   "{\"weight_map\": {\"x\": \"../etc/passwd\"}}");
+		expect_load_error(sub("s"), "must be a plain file name", NULL);
+		write_text(sub("s/model.safetensors.index.json"),
+			   "{\"weight_map\": {\"x\": \"model-00009-of-00009.safetensors\"}}");
+		expect_load_error(sub("s"), "model-00009-of-00009.safetensors: cannot open", NULL);
+		write_text(sub("s/model.safetensors.index.json"), "{\"weight_map\": 3}");
+		expect_load_error(sub("s"), "weight_map", NULL);
+		/* A tensor in two shards. */
+		{
+			struct hmoe_st_file *f = NULL;
+			struct hmoe_tensor t[2];
+			float one = 1.0f;
+			char path[300];
+
+			snprintf(path, sizeof(path), "%s/model-00002-of-00002.safetensors", sub("s"));
+			CHECK(hmoe_st_open(&f, sub("a/model.safetensors")) == 0, "open a");
+			if (f) {
+				t[0] = *hmoe_st_find(f, "model.embed_tokens.weight");
+				t[1] = (struct hmoe_tensor){ .name = "x", .dtype = HMOE_DT_F32,
+							     .ndim = 1, .shape = { 1 },
+							     .data = &one, .nbytes = 4 };
+				CHECK(hmoe_st_write(path, t, 2, NULL) == 0, "write dup shard");
+				hmoe_st_close(f);
+			}
+			write_text(sub("s/model.safetensors.index.json"),
+				   "{\"weight_map\": {\"model.embed_tokens.weight\": "
+				   "\"model-00001-of-00002.safetensors\", \"x\": "
+				   "\"model-00002-of-00002.safetensors\"}}");
+			expect_load_error(sub("s"), "tensor model.embed_tokens.weight: present in "
+					  "both", "model-00002-of-00002.safetensors");
+		}
+	}
+	expect_load_error(sub("nothing"), "config.json: cannot open", NULL);
+	unlink(sub("e5/model.safetensors"));
+	expect_load_error(sub("e5"), "no model.safetensors", NULL);
+}
+
+/* Counts from the config alone, to compare with hmoe_model_stats. */
+static void test_stats(void)
+{
+	struct hmoe_config c = micro();
+	struct hmoe_model *m = NULL;
+	struct hmoe_model_stats s;
+	int64_t D = c.hidden_size, V = c.vocab_size, H = c.num_attention_heads;
+	int64_t qk = c.qk_nope_head_dim + c.qk_rope_head_dim;
+	int64_t attn = c.q_lora_rank * D + c.q_lora_rank + H * qk * c.q_lora_rank +
+		       (c.kv_lora_rank + c.qk_rope_head_dim) * D + c.kv_lora_rank +
+		       H * (c.qk_nope_head_dim + c.v_head_dim) * c.kv_lora_rank +
+		       D * H * c.v_head_dim + 2 * D;
+	int64_t dense = 3 * D * c.intermediate_size;
+	int64_t expert = 3 * D * c.moe_intermediate_size;
+	int64_t router = c.n_routed_experts * D + c.n_routed_experts;
+	int64_t total = 2 * V * D + D + 3 * attn + dense +
+			2 * (router + expert * (c.n_routed_experts + c.n_shared_experts));
+	int64_t active = D + V * D + D + 3 * attn + dense +
+			 2 * (router + expert * (c.num_experts_per_tok + c.n_shared_experts));
+	struct hmoe_st_file *f = NULL;
+	int64_t file_bytes = 0;
+
+	CHECK(hmoe_model_load(&m, sub("a"), 0) == 0, "load: %s", hmoe_last_error());
+	if (!m)
+		return;
+	hmoe_model_stats(m, &s);
+	CHECK(s.params_total == total, "params_total %lld, want %lld",
+	      (long long)s.params_total, (long long)total);
+	CHECK(s.params_active == active, "params_active %lld, want %lld",
+	      (long long)s.params_active, (long long)active);
+	if (!hmoe_st_open(&f, sub("a/model.safetensors"))) {
+		for (int i = 0; i < f->n_tensors; i++)
+			file_bytes += (int64_t)f->tensors[i].nbytes;
+		hmoe_st_close(f);
+	}
+	CHECK(s.bytes_total == file_bytes, "bytes_total %lld, tensor bytes in the file %lld",
+	      (long long)s.bytes_total, (long long)file_bytes);
+	/* Per token: fp8 linears ~1 byte/param, bf16 embed row + head 2 bytes/param. */
+	CHECK(s.bytes_per_token > active && s.bytes_per_token < 2 * active + 4096,
+	      "bytes_per_token %lld for %lld active params", (long long)s.bytes_per_token,
+	      (long long)active);
+	hmoe_model_free(m);
+}
+
+static void test_tokenizer_copy(void)
+{
+	struct hmoe_config c = micro();
+	struct hmoe_mktiny_opts o = { .out_dir = sub("t"), .seed = 1, .shards = 1,
+				      .tokenizer_dir = sub("tok") };
+	char cmd[300];
+
+	snprintf(cmd, sizeof(cmd), "mkdir -p '%s'", sub("tok"));
+	CHECK(system(cmd) == 0, "mkdir");
+	write_text(sub("tok/tokenizer.json"), "{\"model\": {}}\n");
+	CHECK(hmoe_mktiny_write(&c, &o) == -HMOE_EINPUT &&
+	      strstr(hmoe_last_error(), "tokenizer_config.json"),
+	      "missing tokenizer_config.json: %s", hmoe_last_error());
+	write_text(sub("tok/tokenizer_config.json"), "{}\n");
+	CHECK(hmoe_mktiny_write(&c, &o) == 0, "mktiny with tokenizer: %s", hmoe_last_error());
+	CHECK(files_equal(sub("tok/tokenizer.json"), sub("t/tokenizer.json")) &&
+	      files_equal(sub("tok/tokenizer_config.json"), sub("t/tokenizer_config.json")),
+	      "tokenizer files not copied");
+	o.shards = 100000;
+	CHECK(hmoe_mktiny_write(&c, &o) == -HMOE_EINPUT && strstr(hmoe_last_error(), "shards"),
+	      "too many shards: %s", hmoe_last_error());
+}
+
+int main(void)
+{
+	char cmd[300];
+
+	if (!mkdtemp(root)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	test_load();
+	test_shards_and_determinism();
+	test_variants();
+	test_refusals();
+	test_stats();
+	test_tokenizer_copy();
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+	if (system(cmd))
+		fprintf(stderr, "warning: could not remove %s\n", root);
+	if (failures) {
+		fprintf(stderr, "%d checks failed\n", failures);
+		return 1;
+	}
+	printf("test_model: all checks passed\n");
+	return 0;
+}
