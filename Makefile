@@ -27,7 +27,8 @@ AVX2_FLAGS := -mavx2 -mfma -mf16c
 AVX512_FLAGS := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16
 AMX_FLAGS := $(AVX512_FLAGS) -mamx-tile -mamx-int8
 
-RUNTIME_SRC := $(wildcard runtime/*.c)
+# runtime/cuda/hmoe_cuda_fwd.c is plain C (the dlopen side of the GPU backend); *.cu go to mk/cuda.mk.
+RUNTIME_SRC := $(wildcard runtime/*.c) runtime/cuda/hmoe_cuda_fwd.c
 HLS_SRC := $(wildcard hls/*.c)
 HOST_SRC := $(wildcard host/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)

@@ -16,26 +16,102 @@
 #pragma GCC diagnostic ignored "-Wunused-label"
 #endif
 
-/* One row of a linear against one token: sum over input groups of the scaled exact
- * group dots, in Q24. `row` is the row record, x (groups * 128) int8, xs its scales. */
-static int64_t ffn_row_acc(const uint8_t *row, int32_t format, int32_t groups,
-			   const int8_t *x, const int32_t *xs)
-{
-	const uint8_t *codes = row + hmoe_fxp_scale_lines(groups * HMOE_FXP_GROUP) *
-					     HMOE_FXP_LINE_BYTES;
-	int32_t group_bytes = hmoe_fxp_group_bytes(format);
-	int64_t acc = 0;
+/* ---- one weight row against the tile: read / compute / write ----------------------
+ * read:    the row record's scale words -> ws[], its code lines -> codes[] (a burst)
+ * compute: per token, sum over groups of the scaled exact group dots (Q24) -> Q16
+ * write:   the tile's Q16 results -> out[t * out_stride]
+ * Under Vitis the three run as a dataflow pipeline (the row buffer is then a local
+ * BRAM); compiled as C, the buffer is the scratch's, because kernel stacks are 16 KiB. */
 
-ffn_row_groups:
+static void ffn_read_row(const uint8_t *row, int32_t format, int32_t groups,
+			 int32_t ws[HMOE_FXP_MAX_IN_GROUPS], uint8_t *codes)
+{
+	const uint8_t *src = row + hmoe_fxp_scale_lines(groups * HMOE_FXP_GROUP) *
+					   HMOE_FXP_LINE_BYTES;
+	int32_t n_bytes = groups * hmoe_fxp_group_bytes(format);
+
+ffn_read_scales:
 	for (int32_t g = 0; g < HMOE_FXP_MAX_IN_GROUPS; g++) {
-#pragma HLS LOOP_TRIPCOUNT min=1 max=56
+#pragma HLS PIPELINE II=1
 		if (g >= groups)
 			break;
-		acc += hmoe_fxp_term(hmoe_fxp_dot_group(codes + g * group_bytes, format,
-							x + g * HMOE_FXP_GROUP),
-				     hmoe_fxp_row_scale(row, g), xs[g]);
+		ws[g] = hmoe_fxp_row_scale(row, g);
 	}
-	return acc;
+ffn_read_codes:
+	for (int32_t b = 0; b < HMOE_FXP_MAX_DIM; b++) {
+#pragma HLS PIPELINE II=1
+#pragma HLS LOOP_TRIPCOUNT min=64 max=7168
+		if (b >= n_bytes)
+			break;
+		codes[b] = src[b];
+	}
+}
+
+static void ffn_compute_row(const uint8_t *codes, const int32_t ws[HMOE_FXP_MAX_IN_GROUPS],
+			    int32_t format, int32_t groups, const int8_t *x, const int32_t *xs,
+			    int32_t x_stride, int32_t xs_stride, int32_t n_tokens,
+			    int32_t q16[HMOE_FXP_TILE])
+{
+	int32_t group_bytes = hmoe_fxp_group_bytes(format);
+
+ffn_compute_tokens:
+	for (int32_t t = 0; t < HMOE_FXP_TILE; t++) {
+#pragma HLS LOOP_TRIPCOUNT min=1 max=32
+		int64_t acc = 0;
+
+		if (t >= n_tokens)
+			break;
+ffn_compute_groups:
+		for (int32_t g = 0; g < HMOE_FXP_MAX_IN_GROUPS; g++) {
+#pragma HLS LOOP_TRIPCOUNT min=1 max=56
+			if (g >= groups)
+				break;
+			acc += hmoe_fxp_term(hmoe_fxp_dot_group(codes + g * group_bytes, format,
+								x + t * x_stride + g * HMOE_FXP_GROUP),
+					     ws[g], xs[t * xs_stride + g]);
+		}
+		q16[t] = hmoe_fxp_acc_to_q16(acc);
+	}
+}
+
+static void ffn_write_row(const int32_t q16[HMOE_FXP_TILE], int32_t n_tokens, int32_t *out,
+			  int32_t out_stride)
+{
+ffn_write_tokens:
+	for (int32_t t = 0; t < HMOE_FXP_TILE; t++) {
+#pragma HLS PIPELINE II=1
+		if (t >= n_tokens)
+			break;
+		out[t * out_stride] = q16[t];
+	}
+}
+
+/* Row n of the linear at `lin` (row records over `in` columns) against the tile; the
+ * Q16 results go to out[t * out_stride]. x (n_tokens, x_stride) int8, xs (n_tokens,
+ * xs_stride) its scale words. */
+static void ffn_row(const uint8_t *lin, int32_t n, int32_t format, int32_t in,
+		    const int8_t *x, const int32_t *xs, int32_t x_stride, int32_t xs_stride,
+		    int32_t n_tokens, uint8_t *row_buf, int32_t *out, int32_t out_stride)
+{
+#pragma HLS DATAFLOW
+	int32_t groups = hmoe_fxp_groups(in);
+	int64_t row_bytes = (int64_t)hmoe_fxp_row_lines(format, in) * HMOE_FXP_LINE_BYTES;
+	int32_t ws[HMOE_FXP_MAX_IN_GROUPS];
+	int32_t q16[HMOE_FXP_TILE];
+#pragma HLS ARRAY_PARTITION variable=ws type=cyclic factor=4
+#pragma HLS ARRAY_PARTITION variable=q16 type=complete
+#ifdef __SYNTHESIS__
+	uint8_t codes[HMOE_FXP_MAX_DIM];
+#pragma HLS ARRAY_PARTITION variable=codes type=cyclic factor=64
+#pragma HLS STREAM variable=codes type=pipo depth=2
+	(void)row_buf;
+#else
+	uint8_t *codes = row_buf;
+#endif
+
+	ffn_read_row(lin + n * row_bytes, format, groups, ws, codes);
+	ffn_compute_row(codes, ws, format, groups, x, xs, x_stride, xs_stride, n_tokens, q16);
+	ffn_write_row(q16, n_tokens, out, out_stride);
 }
 
 /* up pass: W1, W3, SwiGLU, requantisation of h. */
@@ -43,9 +119,11 @@ static void ffn_up(const uint8_t *w1, const uint8_t *w3, const int8_t *xq,
 		   const int32_t *xs, struct hmoe_ffn_scratch *s, int32_t format,
 		   int32_t n_tokens, int32_t dim, int32_t inter)
 {
-	int32_t dim_groups = hmoe_fxp_groups(dim), inter_groups = hmoe_fxp_groups(inter);
-	int64_t row_bytes = (int64_t)hmoe_fxp_row_lines(format, dim) * HMOE_FXP_LINE_BYTES;
-	int32_t x_stride = dim_groups * HMOE_FXP_GROUP;
+	int32_t inter_groups = hmoe_fxp_groups(inter);
+	int32_t dim_groups = hmoe_fxp_groups(dim), x_stride = dim_groups * HMOE_FXP_GROUP;
+	int32_t h1[HMOE_FXP_TILE], h3[HMOE_FXP_TILE];
+#pragma HLS ARRAY_PARTITION variable=h1 type=complete
+#pragma HLS ARRAY_PARTITION variable=h3 type=complete
 
 ffn_up_groups:
 	for (int32_t gi = 0; gi < HMOE_FXP_MAX_INTER_GROUPS; gi++) {
@@ -58,20 +136,14 @@ ffn_up_rows:
 
 			if (n >= inter)
 				break;
-ffn_up_tokens:
+			ffn_row(w1, n, format, dim, xq, xs, x_stride, dim_groups, n_tokens, s->row, h1, 1);
+			ffn_row(w3, n, format, dim, xq, xs, x_stride, dim_groups, n_tokens, s->row, h3, 1);
+ffn_up_swiglu:
 			for (int32_t t = 0; t < HMOE_FXP_TILE; t++) {
-#pragma HLS LOOP_TRIPCOUNT min=1 max=32
-				int32_t h1, h3;
-
+#pragma HLS PIPELINE II=1
 				if (t >= n_tokens)
 					break;
-				h1 = hmoe_fxp_acc_to_q16(ffn_row_acc(w1 + n * row_bytes, format,
-								     dim_groups, xq + t * x_stride,
-								     xs + t * dim_groups));
-				h3 = hmoe_fxp_acc_to_q16(ffn_row_acc(w3 + n * row_bytes, format,
-								     dim_groups, xq + t * x_stride,
-								     xs + t * dim_groups));
-				s->h[t][r] = hmoe_fxp_swiglu_q32(h1, h3);
+				s->h[t][r] = hmoe_fxp_swiglu_q32(h1[t], h3[t]);
 			}
 		}
 ffn_up_quant:
@@ -92,26 +164,16 @@ ffn_up_pad:
 }
 
 /* down pass: y = W2 hq, Q16. */
-static void ffn_down(const uint8_t *w2, const struct hmoe_ffn_scratch *s, int32_t *y,
+static void ffn_down(const uint8_t *w2, struct hmoe_ffn_scratch *s, int32_t *y,
 		     int32_t format, int32_t n_tokens, int32_t dim, int32_t inter)
 {
-	int32_t inter_groups = hmoe_fxp_groups(inter);
-	int64_t row_bytes = (int64_t)hmoe_fxp_row_lines(format, inter) * HMOE_FXP_LINE_BYTES;
-
 ffn_down_rows:
 	for (int32_t n = 0; n < HMOE_FXP_MAX_DIM; n++) {
 #pragma HLS LOOP_TRIPCOUNT min=1 max=7168
 		if (n >= dim)
 			break;
-ffn_down_tokens:
-		for (int32_t t = 0; t < HMOE_FXP_TILE; t++) {
-#pragma HLS LOOP_TRIPCOUNT min=1 max=32
-			if (t >= n_tokens)
-				break;
-			y[t * dim + n] = hmoe_fxp_acc_to_q16(
-				ffn_row_acc(w2 + n * row_bytes, format, inter_groups,
-					    s->hq[t], s->hs[t]));
-		}
+		ffn_row(w2, n, format, inter, &s->hq[0][0], &s->hs[0][0], HMOE_FXP_MAX_INTER,
+			HMOE_FXP_MAX_INTER_GROUPS, n_tokens, s->row, y + n, dim);
 	}
 }
 

@@ -12,7 +12,7 @@
  *   xq     int8 (n_tokens, groups(dim) * 128): quantised x; columns >= dim are 0.
  *   xs     int32 (n_tokens, groups(dim)): activation scale words of xq.
  *   y      int32 (n_tokens, dim) out: Q16 fixed point; float y = y * 2^-16.
- *   s      scratch, struct hmoe_ffn_scratch (about 98 KiB; not on a kernel stack).
+ *   s      scratch, struct hmoe_ffn_scratch (about 105 KiB; not on a kernel stack).
  * Arguments: format (enum hmoe_fxp_format), 1 <= n_tokens <= HMOE_FXP_TILE,
  * 1 <= dim <= HMOE_FXP_MAX_DIM, 1 <= inter <= HMOE_FXP_MAX_INTER.
  * Returns 0, or HMOE_FFN_EARGS (and writes nothing) when an argument is out of range.
@@ -32,6 +32,7 @@ struct hmoe_fxp_line {
 /* Intermediate state of one call: h for one group of 128 inter rows, then the
  * requantised h (int8 + scale words) that the W2 pass reads. */
 struct hmoe_ffn_scratch {
+	uint8_t row[HMOE_FXP_MAX_DIM];                         /* one row's codes (read stage) */
 	int64_t h[HMOE_FXP_TILE][HMOE_FXP_GROUP];              /* Q32 silu(h1) * h3 */
 	int8_t hq[HMOE_FXP_TILE][HMOE_FXP_MAX_INTER];          /* requantised h */
 	int32_t hs[HMOE_FXP_TILE][HMOE_FXP_MAX_INTER_GROUPS];  /* its scale words */

@@ -280,8 +280,11 @@ fxp_quant_amax:
 	}
 	if (amax == 0) {
 fxp_quant_zero:
-		for (int32_t i = 0; i < n; i++)
+		for (int32_t i = 0; i < HMOE_FXP_GROUP; i++) {
+			if (i >= n)
+				break;
 			q[i] = 0;
+		}
 		return 0;
 	}
 	/* Smallest k with amax <= 127 * 255 * 2^k; it is bitlen - 15 or bitlen - 14. Then
@@ -296,10 +299,13 @@ fxp_quant_zero:
 		m = ((amax << -k) + qmax - 1) / qmax;
 	}
 fxp_quant_round:
-	for (int32_t i = 0; i < n; i++) {
+	for (int32_t i = 0; i < HMOE_FXP_GROUP; i++) {
 #pragma HLS PIPELINE II=1
-		uint64_t mag = fxp_mag(v[i]), num, r;
+		uint64_t mag, num, r;
 
+		if (i >= n)
+			break;
+		mag = fxp_mag(v[i]);
 		if (mag > (uint64_t)HMOE_FXP_ACT_IN_MAX)
 			mag = (uint64_t)HMOE_FXP_ACT_IN_MAX;
 		/* q = round half away from zero of |v| / (m * 2^k) */

@@ -10,6 +10,7 @@
 
 #include "bench_clock.h"
 #include "hmoe_bench.h"
+#include "hmoe_energy.h"
 #include "hmoe_err.h"
 #include "session.h"
 
@@ -28,6 +29,7 @@ int bench_forward(int argc, char **argv)
 	struct hmoe_model_stats ms;
 	struct session s = { 0 };
 	struct hmoe_kv *kv = NULL;
+	struct hmoe_energy *energy = NULL;
 	struct cli_args a;
 	long n_prompt, n_decode, bw_mib;
 	double bw, t0, t_prefill, t_decode, decode_bytes = 0, decode_kv_bytes = 0;
@@ -67,14 +69,20 @@ int bench_forward(int argc, char **argv)
 		goto out;
 
 	bw = bench_read_bandwidth((size_t)bw_mib << 20, 5, hmoe_pool_threads(s.pool));
+	ret = hmoe_energy_open(&energy, NULL);
+	if (ret)
+		goto out;
 
+	hmoe_energy_begin(energy, HMOE_ENERGY_PREFILL);
 	t0 = clock_now_s();
 	ret = hmoe_forward_seq(s.fwd, kv, ids, (int)n_prompt, 1, logits);
 	if (ret)
 		goto out;
 	t_prefill = clock_now_s() - t0;
+	hmoe_energy_end(energy, HMOE_ENERGY_PREFILL, n_prompt);
 
 	t_decode = 0;
+	hmoe_energy_begin(energy, HMOE_ENERGY_DECODE);
 	for (long i = 0; i < n_decode; i++) {
 		const struct hmoe_forward_stats *st;
 
@@ -87,6 +95,7 @@ int bench_forward(int argc, char **argv)
 		decode_bytes += (double)st->weight_bytes;
 		decode_kv_bytes += (double)st->kv_bytes;
 	}
+	hmoe_energy_end(energy, HMOE_ENERGY_DECODE, n_decode);
 	hmoe_model_stats(s.model, &ms);
 
 	printf("{\"bench\": \"forward\", ");
@@ -105,6 +114,8 @@ int bench_forward(int argc, char **argv)
 	       "\"weight_bytes_per_s\": %.4g}, ",
 	       n_decode, t_decode, n_decode / t_decode, decode_bytes / (double)n_decode,
 	       decode_kv_bytes / (double)n_decode, decode_bytes / t_decode);
+	hmoe_energy_json(energy, stdout);
+	printf(", ");
 	printf("\"read_bandwidth_bytes_per_s\": %.4g, "
 	       "\"decode_bytes_over_read_bandwidth\": %.3f, \"target_ratio\": 0.5, "
 	       "\"measured\": \"all timings; bandwidth probe: threads summing a %ld MiB buffer, "
@@ -115,6 +126,7 @@ out:
 	free(ids);
 	free(logits);
 	hmoe_kv_free(kv);
+	hmoe_energy_close(energy);
 	session_close(&s);
 	cli_free(&a);
 	return ret ? cli_fail(ret) : 0;

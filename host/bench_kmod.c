@@ -5,9 +5,10 @@
  * (seeded, uniform), group them by expert into tiles of at most max_tokens_per_job,
  * then
  *   H2C: one copy job moves every tile's quantised activations to card memory;
- *   compute: one FFN job per (expert, tile), all in one submit;
- *   C2H: one copy job brings every tile's outputs back;
- * with a wait after each stage (the uapi has no cross-queue dependencies yet).
+ *   compute: one FFN job per (expert, tile), all in one submit, chained to the H2C
+ *            job's fence (HMOE_SUBMIT_IN_FENCE);
+ *   C2H: one copy job brings every tile's outputs back, chained to the compute fence;
+ * and one wait, for the C2H job. --no-chain waits after each stage instead.
  * Reported: counts per layer (jobs, submits, waits, ioctls: the result that means
  * something under emulation) and jobs per second (measured, but emulated time).
  * Weights are zero-filled packs: the card runs the real kernel on them, the values do
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hmoe_bench.h"
 #include "hmoe_cli.h"
@@ -32,6 +34,7 @@ static const struct cli_flag flags[] = {
 	{ "inter", 1, "--inter N          expert intermediate size (default 128)" },
 	{ "format", 1, "--format F         fp8, int8 or int4 (default int8)" },
 	{ "layers", 1, "--layers N         layers to run (default 20)" },
+	{ "no-chain", 0, "--no-chain         wait after each stage instead of chaining fences" },
 	{ "json", 0, "--json             JSON output (the only format)" },
 	{ "help", 0, "--help             this text" },
 };
@@ -99,6 +102,46 @@ static int plan_layer(struct kmod_layer *L, uint64_t *rng, int n_tokens, int n_e
 	return 0;
 }
 
+/* One layer's three stages. Chained: 3 submits and 1 wait; else 3 submits, 3 waits. */
+static int run_layer(struct hmoe_kmod *k, const struct kmod_layer *L, int chain,
+		     uint32_t q_h2c, uint32_t q_comp, uint32_t q_c2h,
+		     const struct hmoe_kmod_bo *xh, const struct hmoe_kmod_bo *xc,
+		     const struct hmoe_kmod_bo *yc, const struct hmoe_kmod_bo *yh)
+{
+	uint32_t max_n = k->info.max_jobs_per_submit;
+	struct drm_hmoe_job cp;
+	int in = -1, out = -1, ret;
+	uint64_t seq;
+
+	cp = hmoe_kmod_copy(xh, 0, xc, 0, L->x_bytes);
+	ret = hmoe_kmod_submit_chain(k, q_h2c, &cp, 1, -1, chain ? &in : NULL, &seq);
+	if (!ret && !chain)
+		ret = hmoe_kmod_wait(k, q_h2c, seq, 60000);
+	for (int i = 0; !ret && i < L->n_jobs_ffn; i += (int)max_n) {
+		uint32_t n = (uint32_t)(L->n_jobs_ffn - i) < max_n ? (uint32_t)(L->n_jobs_ffn - i)
+								    : max_n;
+
+		/* Submits of one queue run in order: only the first needs the in-fence,
+		 * only the last gives the out-fence. */
+		ret = hmoe_kmod_submit_chain(k, q_comp, L->ffn_jobs + i, n, i ? -1 : in,
+					     chain && i + (int)n >= L->n_jobs_ffn ? &out : NULL,
+					     &seq);
+	}
+	if (in >= 0)
+		close(in);
+	if (!ret && !chain)
+		ret = hmoe_kmod_wait(k, q_comp, seq, 60000);
+	if (!ret) {
+		cp = hmoe_kmod_copy(yc, 0, yh, 0, L->y_bytes);
+		ret = hmoe_kmod_submit_chain(k, q_c2h, &cp, 1, out, NULL, &seq);
+	}
+	if (out >= 0)
+		close(out);
+	if (!ret)
+		ret = hmoe_kmod_wait(k, q_c2h, seq, 60000);
+	return ret;
+}
+
 static int run(struct hmoe_kmod *k, const struct cli_args *a)
 {
 	long card, n_tokens, n_experts, top_k, dim, inter, layers;
@@ -145,8 +188,9 @@ static int run(struct hmoe_kmod *k, const struct cli_args *a)
 	struct hmoe_kmod_bo w = { 0 }, xh = { 0 }, xc = { 0 }, yc = { 0 }, yh = { 0 };
 	struct kmod_layer L = { 0 };
 	uint32_t q_h2c = 0, q_c2h = 0, q_comp = 0;
-	uint64_t rng = 0x2545f4914f6cdd1dull, jobs = 0, ioctls0, seq, n_ffn_total = 0;
+	uint64_t rng = 0x2545f4914f6cdd1dull, jobs = 0, ioctls0, n_ffn_total = 0;
 	double t0, t1;
+	int chain = !cli_has(a, "no-chain");
 
 	L.ffn_jobs = calloc(max_jobs + (uint64_t)n_experts, sizeof(*L.ffn_jobs));
 	if (!L.ffn_jobs)
@@ -166,29 +210,12 @@ static int run(struct hmoe_kmod *k, const struct cli_args *a)
 	ioctls0 = k->n_ioctls;
 	t0 = bench_now();
 	for (long l = 0; l < layers; l++) {
-		struct drm_hmoe_job cp;
-
 		ret = plan_layer(&L, &rng, (int)n_tokens, (int)n_experts, (int)top_k, max_tile,
 				 format, (int)dim, (int)inter, &w, pack_bytes, &xc, &yc);
 		if (ret)
 			goto out;
-		cp = hmoe_kmod_copy(&xh, 0, &xc, 0, L.x_bytes);
-		if ((ret = hmoe_kmod_submit(k, q_h2c, &cp, 1, &seq)) ||
-		    (ret = hmoe_kmod_wait(k, q_h2c, seq, 60000)))
-			goto out;
-		for (int i = 0; i < L.n_jobs_ffn; i += (int)k->info.max_jobs_per_submit) {
-			uint32_t n = (uint32_t)(L.n_jobs_ffn - i);
-
-			if (n > k->info.max_jobs_per_submit)
-				n = k->info.max_jobs_per_submit;
-			if ((ret = hmoe_kmod_submit(k, q_comp, L.ffn_jobs + i, n, &seq)))
-				goto out;
-		}
-		if ((ret = hmoe_kmod_wait(k, q_comp, seq, 60000)))
-			goto out;
-		cp = hmoe_kmod_copy(&yc, 0, &yh, 0, L.y_bytes);
-		if ((ret = hmoe_kmod_submit(k, q_c2h, &cp, 1, &seq)) ||
-		    (ret = hmoe_kmod_wait(k, q_c2h, seq, 60000)))
+		ret = run_layer(k, &L, chain, q_h2c, q_comp, q_c2h, &xh, &xc, &yc, &yh);
+		if (ret)
 			goto out;
 		jobs += 2 + (uint64_t)L.n_jobs_ffn;
 		n_ffn_total += (uint64_t)L.n_jobs_ffn;
@@ -203,9 +230,10 @@ static int run(struct hmoe_kmod *k, const struct cli_args *a)
 	       "\"inter\": %ld, \"format\": \"%s\", \"layers\": %ld, \"max_tokens_per_job\": %d}, ",
 	       n_tokens, n_experts, top_k, dim, inter, fmt_name, layers, max_tile);
 	printf("\"counts\": {\"jobs_per_layer\": %.2f, \"ffn_jobs_per_layer\": %.2f, "
-	       "\"copy_jobs_per_layer\": 2, \"submits_per_layer\": 3, \"waits_per_layer\": 3, "
+	       "\"copy_jobs_per_layer\": 2, \"chained\": %s, \"waits_per_layer\": %d, "
 	       "\"ioctls_per_layer\": %.2f}, ",
 	       (double)jobs / (double)layers, (double)n_ffn_total / (double)layers,
+	       chain ? "true" : "false", chain ? 1 : 3,
 	       (double)(k->n_ioctls - ioctls0) / (double)layers);
 	printf("\"measured\": {\"wall_s\": %.6f, \"jobs_per_sec\": %.1f, \"layers_per_sec\": %.2f}, ",
 	       t1 - t0, (double)jobs / (t1 - t0), (double)layers / (t1 - t0));

@@ -15,6 +15,7 @@ static const struct {
 	{ "forward", bench_forward, "prefill/decode tokens/s of the CPU forward pass" },
 	{ "mla", bench_mla, "MLA decode GB/s and prefill TFLOP/s on the GPU (libhmoe_cuda.so)" },
 	{ "kmod", bench_kmod, "MoE layers through hmoe.ko on a card: jobs/s and ioctls per layer" },
+	{ "sched", bench_sched, "heterogeneous schedule at V3 dims: modeled step/bound, measured host overhead, R1 projection" },
 	{ "experts", bench_experts, "routed experts of one MoE layer at V3 dims: fixed point per format vs fp32" },
 };
 

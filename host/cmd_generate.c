@@ -13,6 +13,7 @@
 
 #include "bench_clock.h"
 #include "hmoe_chat.h"
+#include "hmoe_energy.h"
 #include "hmoe_cli.h"
 #include "hmoe_err.h"
 #include "hmoe_sample.h"
@@ -28,6 +29,7 @@ static const struct cli_flag flags[] = {
 	{ "top-p", 1, "--top-p P          nucleus sampling (default 0.95)" },
 	{ "top-k", 1, "--top-k K          keep the K most likely tokens (default 0 = off)" },
 	{ "seed", 1, "--seed S           sampling seed (default 0)" },
+	{ "energy-model", 1, "--energy-model D=W[,D=W]  extra modeled devices (name=watts) in the energy report" },
 	{ "help", 0, "--help             this text" },
 };
 
@@ -157,6 +159,7 @@ int cmd_generate(int argc, char **argv)
 	const int n_flags = (int)(sizeof(flags) / sizeof(flags[0]));
 	struct session s = { 0 };
 	struct hmoe_kv *kv = NULL;
+	struct hmoe_energy *energy = NULL;
 	struct hmoe_sampler sampler;
 	struct hmoe_tok_stream stream;
 	struct printer pr = { 0 };
@@ -189,7 +192,7 @@ int cmd_generate(int argc, char **argv)
 		ret = hmoe_err(HMOE_EINPUT, "hmoe generate: --top-p must be > 0");
 		goto out;
 	}
-	ret = session_open(&s, &a, 1);
+	ret = session_open(&s, &a, SESSION_TOKENIZER | SESSION_GPU_OK);
 	if (ret)
 		goto out;
 	ret = prompt_ids(&s, &a, prompt, &ids, &n_ids);
@@ -213,13 +216,25 @@ int cmd_generate(int argc, char **argv)
 	eos = hmoe_tok_eos(s.tok);
 	pr.chat = cli_has(&a, "chat");
 	pr.tty = isatty(STDOUT_FILENO);
+	{
+		/* Joules per token by device and phase (runtime/hmoe_energy.h): RAPL, NVML,
+		 * card hwmon where readable, labelled models elsewhere. Never fails a run. */
+		struct hmoe_energy_opts eo = { .model = cli_str(&a, "energy-model", NULL) };
 
+		ret = hmoe_energy_open(&energy, &eo);
+		if (ret)
+			goto out;
+	}
+
+	hmoe_energy_begin(energy, HMOE_ENERGY_PREFILL);
 	t0 = clock_now_s();
-	ret = hmoe_forward_seq(s.fwd, kv, ids, n_ids, 1, logits);
+	ret = session_feed(&s, kv, ids, n_ids, logits);
 	if (ret)
 		goto out;
 	t_prefill = clock_now_s() - t0;
+	hmoe_energy_end(energy, HMOE_ENERGY_PREFILL, n_ids);
 	printer_start(&pr);
+	hmoe_energy_begin(energy, HMOE_ENERGY_DECODE);
 	t0 = clock_now_s();
 	while (n_gen < max_tokens) {
 		int next = hmoe_sample(&sampler, logits, session_n_valid(&s), scratch);
@@ -237,11 +252,12 @@ int cmd_generate(int argc, char **argv)
 		printer_put(&pr, text, (size_t)ret);
 		if (n_gen == max_tokens)
 			break;
-		ret = hmoe_forward_seq(s.fwd, kv, &next, 1, 1, logits);
+		ret = session_feed(&s, kv, &next, 1, logits);
 		if (ret)
 			goto out;
 	}
 	t_decode = clock_now_s() - t0;
+	hmoe_energy_end(energy, HMOE_ENERGY_DECODE, n_gen);
 	ret = hmoe_tok_stream_flush(&stream, text, sizeof(text));
 	if (ret < 0)
 		goto out;
@@ -251,13 +267,16 @@ int cmd_generate(int argc, char **argv)
 		"[prompt %d tokens: %.1f tok/s prefill] [generated %d tokens: %.2f tok/s decode]"
 		" [load %.2f s, experts %s]\n",
 		n_ids, t_prefill > 0 ? n_ids / t_prefill : 0.0, n_gen,
-		t_decode > 0 ? n_gen / t_decode : 0.0, s.load_s, s.experts->ops->name);
+		t_decode > 0 ? n_gen / t_decode : 0.0, s.load_s,
+		s.cuda_fwd ? "cuda (GPU)" : s.experts->ops->name);
+	hmoe_energy_print(energy, stderr);
 	ret = 0;
 out:
 	free(ids);
 	free(logits);
 	free(scratch);
 	hmoe_kv_free(kv);
+	hmoe_energy_close(energy);
 	session_close(&s);
 	cli_free(&a);
 	return ret ? cli_fail(ret) : 0;

@@ -3,6 +3,7 @@
  *   hmoe tokenize --model DIR --text "Hello"        -> "19923" style ids, one line
  *   hmoe tokenize --tokenizer tokenizer.json --file notes.txt --bos
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,8 @@ static int read_text(const char *path, char **out, size_t *len)
 	size_t n = 0, cap = 0;
 
 	if (!f)
-		return hmoe_err(HMOE_EINPUT, "hmoe tokenize: --file %s: cannot open", path);
+		return hmoe_err(HMOE_EINPUT, "hmoe tokenize: --file %s: cannot open: %s", path,
+				strerror(errno));
 	for (;;) {
 		if (n + 4096 > cap) {
 			char *nb = realloc(buf, cap = cap ? 2 * cap : 65536);
@@ -47,12 +49,13 @@ static int read_text(const char *path, char **out, size_t *len)
 		if (got == 0)
 			break;
 	}
-	int bad = ferror(f);
+	int err = ferror(f) ? errno : 0;
 	if (f != stdin)
 		fclose(f);
-	if (bad) {
+	if (err) {
 		free(buf);
-		return hmoe_err(HMOE_EIO, "hmoe tokenize: --file %s: read failed", path);
+		return hmoe_err(HMOE_EINPUT, "hmoe tokenize: --file %s: cannot read: %s", path,
+				strerror(err));
 	}
 	*out = buf;
 	*len = n;

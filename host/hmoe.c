@@ -18,6 +18,7 @@ static const struct command commands[] = {
 	{ "logits", cmd_logits, "fp32 logits of every position of a token sequence" },
 	{ "generate", cmd_generate, "generate text from a prompt (--chat for R1 chat)" },
 	{ "mktiny", cmd_mktiny, "write a deterministic random checkpoint in the HF layout" },
+	{ "eval", cmd_eval, "accuracy on held-out arithmetic or your jsonl problems (R1 protocol)" },
 	{ "bench", cmd_bench, "benchmarks with JSON output (forward, ...)" },
 };
 

@@ -11,6 +11,7 @@ int bench_forward(int argc, char **argv);
 int bench_mla(int argc, char **argv);     /* host/bench_mla.c: GPU, via dlopen */
 int bench_kmod(int argc, char **argv);    /* host/bench_kmod.c: cards through hmoe.ko */
 int bench_experts(int argc, char **argv); /* host/bench_experts.c: fixed-point experts */
+int bench_sched(int argc, char **argv);   /* host/bench_sched.c: scheduler, modeled devices */
 
 /* Read bandwidth of this machine in bytes/s: all threads summing a buffer of `bytes`
  * (well past the last-level cache), best of `reps`. */

@@ -3,6 +3,7 @@
 #ifndef HMOE_SESSION_H
 #define HMOE_SESSION_H
 
+#include "cuda/hmoe_cuda_fwd.h"
 #include "hmoe_cli.h"
 #include "hmoe_expert.h"
 #include "hmoe_forward.h"
@@ -15,20 +16,33 @@ struct session {
 	struct hmoe_tok *tok;                /* NULL when opened without a tokenizer */
 	struct hmoe_pool *pool;
 	struct hmoe_expert_backend *experts;
-	struct hmoe_forward *fwd;
+	struct hmoe_forward *fwd;            /* the CPU forward pass (NULL with --attn cuda) */
+	const struct hmoe_cuda_api *cuda;    /* --attn cuda: the dlopen'ed GPU backend */
+	struct hmoe_cuda_fwd *cuda_fwd;      /* --attn cuda: the GPU forward pass */
 	double load_s;                       /* seconds to open everything */
 };
 
 /* Flags every model-running command accepts; SESSION_FLAGS expands to their specs. */
 #define SESSION_FLAGS                                                                   \
 	{ "model", 1, "--model DIR        checkpoint directory (config.json, safetensors)" }, \
-	{ "experts", 1, "--experts SPEC     routed-expert backend: cpu-f32 (default)" },       \
-	{ "attn", 1, "--attn MODE        attention form: auto (default), naive, absorb" },     \
+	{ "experts", 1, "--experts SPEC     experts: cpu-f32 (default), cpu-fxp[:fp8|int8|int4], sched:... (docs/runtime.md)" },       \
+	{ "attn", 1, "--attn MODE        attention: auto (default), naive, absorb (CPU); cuda (GPU)" }, \
 	{ "threads", 1, "--threads N        worker threads (default: all CPUs)" }
 
-/* Opens the session from the parsed flags. with_tokenizer: also load DIR/tokenizer.json. */
-int session_open(struct session *s, const struct cli_args *a, int with_tokenizer);
+enum session_flags {
+	SESSION_TOKENIZER = 1 << 0,  /* also load DIR/tokenizer.json */
+	SESSION_GPU_OK = 1 << 1,     /* the command can run on --attn cuda (session_feed only) */
+};
+
+/* Opens the session from the parsed flags; flags: SESSION_*. */
+int session_open(struct session *s, const struct cli_args *a, unsigned flags);
 void session_close(struct session *s);
+
+/* Feeds tokens[0, n) of one sequence at its next positions and writes the logits of the
+ * last one (vocab_size floats), on the CPU forward pass or the GPU one. With the GPU the
+ * cache lives on the device and kv is only used for its length bookkeeping. */
+int session_feed(struct session *s, struct hmoe_kv *kv, const int *tokens, int n,
+		 float *logits);
 
 /* Tokens the sampler may choose: ids that both the tokenizer and the logits have. */
 int session_n_valid(const struct session *s);

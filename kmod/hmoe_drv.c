@@ -110,10 +110,11 @@ const struct drm_driver hmoe_drm_driver = {
 	.open = hmoe_file_open,
 	.postclose = hmoe_file_postclose,
 	.gem_create_object = hmoe_bo_create_object,
-	.prime_handle_to_fd = drm_gem_prime_handle_to_fd,
-	.prime_fd_to_handle = drm_gem_prime_fd_to_handle,
 	.gem_prime_import_sg_table = drm_gem_shmem_prime_import_sg_table,
 #if LINUX_VERSION_CODE < KERNEL_VERSION(6, 6, 0)
+	/* The defaults from 6.6 on. */
+	.prime_handle_to_fd = drm_gem_prime_handle_to_fd,
+	.prime_fd_to_handle = drm_gem_prime_fd_to_handle,
 	.gem_prime_mmap = drm_gem_prime_mmap,
 #endif
 	.ioctls = hmoe_ioctls,

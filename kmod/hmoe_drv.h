@@ -151,6 +151,7 @@ struct hmoe_job {
 	u64 seqno;
 	u32 type; /* HMOE_JOB_* */
 	struct hmoe_fence *fence;
+	struct dma_fence *in_fence; /* must signal before the job starts, or NULL */
 	struct drm_gem_object *bo[HMOE_MAX_BOS_PER_JOB]; /* referenced until the job ends */
 	u64 offset[HMOE_MAX_BOS_PER_JOB];
 	u32 n_bos;

@@ -23,8 +23,10 @@
 #include <linux/semaphore.h>
 #include <linux/slab.h>
 #include <linux/string.h>
+#include <linux/version.h>
 
 #include <drm/drm_drv.h>
+#include <drm/drm_gem.h>
 #include <drm/drm_managed.h>
 #include <drm/drm_print.h>
 
@@ -71,25 +73,40 @@ static struct platform_device *emu_pdevs[EMU_MAX_CARDS];
 
 /* ---------------------------------------------------------------- card memory access */
 
-/* The emulated card reaches BOs through kernel mappings of their pages. */
-static int emu_map(struct drm_gem_object *obj, struct iosys_map *map, u8 **vaddr)
+/* The emulated card reaches BOs through kernel mappings of their pages (imported
+ * dma-bufs through their exporter's vmap). From 6.2 on the mapping takes the BO's
+ * reservation lock, which drm_gem_vmap_unlocked() does for us. */
+static int emu_vmap(struct drm_gem_object *obj, struct iosys_map *map)
 {
-	int ret;
-
-	ret = drm_gem_shmem_vmap(&to_hmoe_bo(obj)->base, map);
-	if (ret)
-		return ret;
-	if (map->is_iomem) {
-		drm_gem_shmem_vunmap(&to_hmoe_bo(obj)->base, map);
-		return -EOPNOTSUPP;
-	}
-	*vaddr = map->vaddr;
-	return 0;
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 2, 0)
+	return drm_gem_vmap_unlocked(obj, map);
+#else
+	return drm_gem_shmem_vmap(&to_hmoe_bo(obj)->base, map);
+#endif
 }
 
 static void emu_unmap(struct drm_gem_object *obj, struct iosys_map *map)
 {
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 2, 0)
+	drm_gem_vunmap_unlocked(obj, map);
+#else
 	drm_gem_shmem_vunmap(&to_hmoe_bo(obj)->base, map);
+#endif
+}
+
+static int emu_map(struct drm_gem_object *obj, struct iosys_map *map, u8 **vaddr)
+{
+	int ret;
+
+	ret = emu_vmap(obj, map);
+	if (ret)
+		return ret;
+	if (map->is_iomem) {
+		emu_unmap(obj, map);
+		return -EOPNOTSUPP;
+	}
+	*vaddr = map->vaddr;
+	return 0;
 }
 
 /* ---------------------------------------------------------------- engines */
@@ -147,6 +164,8 @@ static int emu_ffn(struct hmoe_emu *emu, struct hmoe_job *job, u64 *busy_ns)
 	struct iosys_map wmap, xmap, ymap;
 	u8 *w, *x, *y;
 	u64 weights_bytes, x_bytes, y_bytes, macs;
+	const s32 *xs;
+	u32 t;
 	int cu, ret;
 
 	ret = hmoe_glue_ffn_sizes(f, &weights_bytes, &x_bytes, &y_bytes);
@@ -162,13 +181,19 @@ static int emu_ffn(struct hmoe_emu *emu, struct hmoe_job *job, u64 *busy_ns)
 	if (ret)
 		goto out_x;
 
+	/* One token per call: tokens are independent in the kernel (same bytes as one
+	 * call over the tile), and the scheduler gets a chance between them. */
 	cu = emu_cu_get(emu);
 	x += job->offset[1];
-	ret = hmoe_ffn((const struct hmoe_fxp_line *)(w + job->offset[0]), (const s8 *)x,
-		       (const s32 *)(x + (u64)f->n_tokens * hmoe_fxp_groups(f->dim) *
-						 HMOE_FXP_GROUP),
-		       (s32 *)(y + job->offset[2]), emu->scratch[cu], f->format, f->n_tokens,
-		       f->dim, f->inter);
+	xs = (const s32 *)(x + (u64)f->n_tokens * hmoe_fxp_groups(f->dim) * HMOE_FXP_GROUP);
+	for (t = 0; t < f->n_tokens && !ret; t++) {
+		ret = hmoe_ffn((const struct hmoe_fxp_line *)(w + job->offset[0]),
+			       (const s8 *)x + (u64)t * hmoe_fxp_groups(f->dim) * HMOE_FXP_GROUP,
+			       xs + (u64)t * hmoe_fxp_groups(f->dim),
+			       (s32 *)(y + job->offset[2]) + (u64)t * f->dim, emu->scratch[cu],
+			       f->format, 1, f->dim, f->inter);
+		cond_resched();
+	}
 	emu_cu_put(emu, cu);
 
 	macs = hmoe_glue_ffn_macs(f);
@@ -294,11 +319,18 @@ static int hmoe_emu_probe(struct platform_device *pdev)
 	return hmoe_device_init(hdev);
 }
 
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0)
+static void hmoe_emu_remove(struct platform_device *pdev)
+{
+	hmoe_device_fini(platform_get_drvdata(pdev));
+}
+#else
 static int hmoe_emu_remove(struct platform_device *pdev)
 {
 	hmoe_device_fini(platform_get_drvdata(pdev));
 	return 0;
 }
+#endif
 
 static struct platform_driver hmoe_emu_driver = {
 	.probe = hmoe_emu_probe,

@@ -21,7 +21,7 @@
 static long hmoe_hwmon_power_uw(struct hmoe_device *hdev)
 {
 	bool measured;
-	u64 now_ns, uj, dt_us;
+	u64 now_ns, uj, dt_us, uw;
 
 	mutex_lock(&hdev->hwmon_lock);
 	now_ns = ktime_get_ns();
@@ -33,8 +33,9 @@ static long hmoe_hwmon_power_uw(struct hmoe_device *hdev)
 		hdev->hwmon_last_uj = uj;
 		hdev->hwmon_last_ns = now_ns;
 	}
+	uw = hdev->hwmon_last_uw;
 	mutex_unlock(&hdev->hwmon_lock);
-	return (long)hdev->hwmon_last_uw;
+	return (long)uw;
 }
 
 static int hmoe_hwmon_read(struct device *dev, enum hwmon_sensor_types type, u32 attr,
@@ -48,7 +49,8 @@ static int hmoe_hwmon_read(struct device *dev, enum hwmon_sensor_types type, u32
 		*val = hmoe_hwmon_power_uw(hdev);
 		return 0;
 	case hwmon_energy:
-		/* energy1_input: microjoules used since the card was created, cumulative. */
+		/* energy1_input: microjoules used since the card was created, cumulative;
+		 * read it at the start and end of what you measure (any period). */
 		*val = (long)hdev->ops->energy_uj(hdev, &measured);
 		return 0;
 	default:

@@ -25,6 +25,13 @@
 #include "hmoe_drv.h"
 #include "hmoe_fxp_glue.h"
 
+/* The uapi's layout: 64-bit aligned, no implicit padding, a job is one 64-byte line. */
+static_assert(sizeof(struct drm_hmoe_job) == 64);
+static_assert(sizeof(struct drm_hmoe_submit) == 48);
+static_assert(sizeof(struct drm_hmoe_wait) == 40);
+static_assert(sizeof(struct drm_hmoe_job_status) == 32);
+static_assert(sizeof(struct drm_hmoe_get_info) == 96);
+
 static struct workqueue_struct *hmoe_wq;
 
 int hmoe_job_init(void)
@@ -65,6 +72,8 @@ static void hmoe_job_put_bos(struct hmoe_job *job)
 	for (i = 0; i < job->n_bos; i++)
 		drm_gem_object_put(job->bo[i]);
 	job->n_bos = 0;
+	dma_fence_put(job->in_fence);
+	job->in_fence = NULL;
 }
 
 /* A job that never got a sequence number: its fence was never initialised. */
@@ -250,6 +259,44 @@ static u32 hmoe_job_check_cmpl(struct hmoe_queue *q, struct hmoe_job *job, int r
 	return cmpl->status;
 }
 
+static bool hmoe_queue_dead(struct hmoe_queue *q)
+{
+	bool dead;
+
+	spin_lock(&q->lock);
+	dead = q->dead;
+	spin_unlock(&q->lock);
+	return dead;
+}
+
+/* Waits for a job's in-fence: 0 when it signalled without error, else the job must be
+ * cancelled (the dependency failed, or the queue is being destroyed: the wait is done
+ * in 50 ms slices so a fence that never signals cannot block a destroy). Waiting for a
+ * dependency is not a hang: the watchdog is not armed yet. */
+static int hmoe_job_wait_in_fence(struct hmoe_queue *q, struct hmoe_job *job)
+{
+	long left;
+
+	if (!job->in_fence)
+		return 0;
+	for (;;) {
+		left = dma_fence_wait_timeout(job->in_fence, false, msecs_to_jiffies(50));
+		if (left < 0)
+			return left;
+		if (left > 0)
+			break;
+		if (hmoe_queue_dead(q))
+			return -ECANCELED;
+	}
+	return dma_fence_get_status(job->in_fence) < 0 ? -ECANCELED : 0;
+}
+
+/* job_timeout_ms is writable at run time; below 10 ms every job would be a hang. */
+static unsigned long hmoe_job_timeout_jiffies(void)
+{
+	return msecs_to_jiffies(max(READ_ONCE(hmoe_job_timeout_ms), 10u));
+}
+
 static void hmoe_queue_run_work(struct work_struct *work)
 {
 	struct hmoe_queue *q = container_of(work, struct hmoe_queue, run_work);
@@ -269,14 +316,24 @@ static void hmoe_queue_run_work(struct work_struct *work)
 		list_del(&job->link);
 		q->running = job;
 		q->aborted = false;
+		spin_unlock(&q->lock);
+
+		if (hmoe_job_wait_in_fence(q, job)) {
+			hmoe_job_retire(q, job, HMOE_JOB_CANCELLED, 0);
+			continue;
+		}
+		spin_lock(&q->lock);
 		q->status[job->seqno & (q->ring_size - 1)].status = HMOE_JOB_RUNNING;
 		spin_unlock(&q->lock);
 
-		queue_delayed_work(hmoe_wq, &q->timeout_work,
-				   msecs_to_jiffies(READ_ONCE(hmoe_job_timeout_ms)));
+		queue_delayed_work(hmoe_wq, &q->timeout_work, hmoe_job_timeout_jiffies());
 		memset(&cmpl, 0, sizeof(cmpl));
 		ret = hdev->ops->run(hdev, q, job, &cmpl);
 		cancel_delayed_work_sync(&q->timeout_work);
+		/* Past the deadline is a hang even if the engine finished in the end: the
+		 * engine was reset and its result is not trusted. */
+		if (hmoe_queue_aborted(q))
+			ret = -ETIMEDOUT;
 
 		status = hmoe_job_check_cmpl(q, job, ret, &cmpl);
 		hmoe_job_retire(q, job, status, cmpl.busy_ns);
@@ -299,7 +356,7 @@ static void hmoe_queue_timeout_work(struct work_struct *work)
 	q->aborted = true;
 	spin_unlock(&q->lock);
 	drm_err(&q->hdev->drm, "queue %u job %llu: no completion after %u ms, resetting the queue\n",
-		q->id, seqno, READ_ONCE(hmoe_job_timeout_ms));
+		q->id, seqno, jiffies_to_msecs(hmoe_job_timeout_jiffies()));
 	q->hdev->ops->abort(q->hdev, q);
 }
 
@@ -320,6 +377,10 @@ static void hmoe_queue_release(struct kref *ref)
 	struct hmoe_queue *q = container_of(ref, struct hmoe_queue, ref);
 	struct hmoe_device *hdev = q->hdev;
 
+	/* A submit racing with destroy may have queued run_work after the shutdown's
+	 * flush; it finds no jobs, but must not run on freed memory. */
+	cancel_work_sync(&q->run_work);
+	cancel_delayed_work_sync(&q->timeout_work);
 	mutex_lock(&hdev->queues_lock);
 	list_del(&q->dev_link);
 	mutex_unlock(&hdev->queues_lock);
@@ -481,9 +542,11 @@ int hmoe_ioctl_submit(struct drm_device *drm, void *data, struct drm_file *file)
 	u32 i, n_prepared = 0;
 	int ret;
 
-	args->fence_fd = -1;
-	if (args->pad || args->reserved || (args->flags & ~HMOE_SUBMIT_FLAGS_ALL))
+	if (args->reserved || (args->flags & ~HMOE_SUBMIT_FLAGS_ALL))
 		return -EINVAL;
+	if (!(args->flags & HMOE_SUBMIT_IN_FENCE) && args->in_fence_fd)
+		return -EINVAL;
+	args->fence_fd = -1;
 	if (!args->n_jobs || args->n_jobs > HMOE_MAX_JOBS_PER_SUBMIT ||
 	    args->job_size != sizeof(struct drm_hmoe_job))
 		return -EINVAL;
@@ -509,6 +572,15 @@ int hmoe_ioctl_submit(struct drm_device *drm, void *data, struct drm_file *file)
 			goto out;
 		}
 		n_prepared++;
+	}
+	if (args->flags & HMOE_SUBMIT_IN_FENCE) {
+		jobs[0]->in_fence = sync_file_get_fence(args->in_fence_fd);
+		if (!jobs[0]->in_fence) {
+			drm_dbg(drm, "submit: in_fence_fd %d is not a sync_file\n",
+				args->in_fence_fd);
+			ret = -EINVAL;
+			goto out;
+		}
 	}
 
 	spin_lock(&q->lock);

@@ -25,15 +25,22 @@ CUDA_OBJ := $(patsubst runtime/cuda/%.cu,build/cuda/%.o,$(CUDA_SRC))
 CUDA_HDR := $(wildcard runtime/cuda/*.cuh runtime/cuda/*.h) runtime/hmoe_err.h hls/hmoe_fxp.h \
 	hls/hmoe_fxp_types.h
 GPU_TEST := $(BUILD)/tests/gpu/test_cuda
-
+GPU_MODEL_TEST := $(BUILD)/tests/gpu/test_cuda_model
 GPU_FAKE := $(BUILD)/tests/gpu/libfake_cuda.so
 
 .PHONY: cuda test-gpu
 
-all: $(GPU_TEST) $(GPU_FAKE)
+all: $(GPU_TEST) $(GPU_MODEL_TEST) $(GPU_FAKE)
+
+# The whole-model test: the GPU forward driver (plain C over the API) vs hmoe_forward.
+$(GPU_MODEL_TEST): tests/gpu/test_cuda_model.c runtime/cuda/hmoe_cuda_fwd.c \
+		runtime/cuda/hmoe_cuda_fwd.h runtime/cuda/hmoe_cuda.h $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ tests/gpu/test_cuda_model.c \
+		runtime/cuda/hmoe_cuda_fwd.c $(LIB) $(LDLIBS)
 
 # A CPU stand-in for the backend (tests/gpu/fake_cuda.c): runs the GPU tests' harness
-# and the mirrored algorithms on any machine (test gpu/fake).
+# and the mirrored algorithms on any machine (tests gpu/fake/*).
 $(GPU_FAKE): tests/gpu/fake_cuda.c runtime/cuda/hmoe_cuda_ref.c runtime/cuda/hmoe_cuda_ref.h \
 		runtime/cuda/hmoe_cuda.h runtime/hmoe_num.c hls/hmoe_fxp.c hls/hmoe_fxp.h
 	@mkdir -p $(dir $@)
@@ -47,10 +54,10 @@ $(GPU_TEST): tests/gpu/test_cuda.c runtime/cuda/hmoe_cuda_ref.c runtime/cuda/hmo
 		runtime/cuda/hmoe_cuda_ref.c $(LIB) $(LDLIBS)
 
 ifeq ($(NVCC),)
-cuda: $(GPU_TEST)
+cuda: $(GPU_TEST) $(GPU_MODEL_TEST)
 	@echo "cuda: nvcc not found, skipping GPU backend"
 else
-cuda: $(CUDA_LIB) $(GPU_TEST)
+cuda: $(CUDA_LIB) $(GPU_TEST) $(GPU_MODEL_TEST)
 
 build/cuda/%.o: runtime/cuda/%.cu $(CUDA_HDR)
 	@mkdir -p $(dir $@)

@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TOOL_OUTPUTS_BEGIN "<\xEF\xBD\x9Ctool\xE2\x96\x81outputs\xE2\x96\x81" "begin\xEF\xBD\x9C>"
-#define TOOL_OUTPUTS_END "<\xEF\xBD\x9Ctool\xE2\x96\x81outputs\xE2\x96\x81" "end\xEF\xBD\x9C>"
-#define TOOL_OUTPUT_BEGIN "<\xEF\xBD\x9Ctool\xE2\x96\x81output\xE2\x96\x81" "begin\xEF\xBD\x9C>"
-#define TOOL_OUTPUT_END "<\xEF\xBD\x9Ctool\xE2\x96\x81output\xE2\x96\x81" "end\xEF\xBD\x9C>"
+#define TOOL_OUTPUTS_BEGIN "<｜tool▁outputs▁begin｜>"
+#define TOOL_OUTPUTS_END "<｜tool▁outputs▁end｜>"
+#define TOOL_OUTPUT_BEGIN "<｜tool▁output▁begin｜>"
+#define TOOL_OUTPUT_END "<｜tool▁output▁end｜>"
 
 struct chat_buf {
 	char *s;

@@ -11,11 +11,11 @@ struct hmoe_chat_msg {
 	const char *content;
 };
 
-/* The template's token strings (UTF-8; the bars and underscores are U+FF5C and U+2581). */
-#define HMOE_CHAT_BOS "<\xEF\xBD\x9C" "begin\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"
-#define HMOE_CHAT_EOS "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"
-#define HMOE_CHAT_USER "<\xEF\xBD\x9CUser\xEF\xBD\x9C>"
-#define HMOE_CHAT_ASSISTANT "<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C>"
+/* The template's token strings (UTF-8: the bars are U+FF5C, the underscores U+2581). */
+#define HMOE_CHAT_BOS "<｜begin▁of▁sentence｜>"
+#define HMOE_CHAT_EOS "<｜end▁of▁sentence｜>"
+#define HMOE_CHAT_USER "<｜User｜>"
+#define HMOE_CHAT_ASSISTANT "<｜Assistant｜>"
 #define HMOE_CHAT_THINK "<think>"
 #define HMOE_CHAT_END_THINK "</think>"
 

@@ -371,9 +371,13 @@ void hmoe_energy_print(const struct hmoe_energy *e, FILE *f)
 		if (e->meters[i].failed)
 			fprintf(f, "[energy %s: read failed: %s]\n", e->meters[i].device,
 				e->meters[i].error);
-	for (int i = 0; i < e->n_unavail; i++)
-		fprintf(f, "[energy %s: unavailable: %s]\n", e->unavail[i].source,
-			e->unavail[i].reason);
+	if (e->n_unavail) {
+		fprintf(f, "[energy unavailable:");
+		for (int i = 0; i < e->n_unavail; i++)
+			fprintf(f, "%s %s: %s", i ? ";" : "", e->unavail[i].source,
+				e->unavail[i].reason);
+		fprintf(f, "]\n");
+	}
 }
 
 /* JSON strings here come from sysfs names and our own messages: keep them plain. */

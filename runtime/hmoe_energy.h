@@ -142,7 +142,8 @@ void hmoe_energy_unavailable_at(const struct hmoe_energy *e, int i, const char *
 
 /* ---- report ---- */
 /* One line per phase with tokens: "[energy decode: 1.23 J/token = cpu0-package 1.00
- * (measured) + card0 0.23 (modeled)]", plus one line per unavailable source. */
+ * (measured) + card0 0.23 (modeled)]", a line per failed meter, and one line listing
+ * the unavailable sources with their reasons. */
 void hmoe_energy_print(const struct hmoe_energy *e, FILE *f);
 /* Writes `"energy": {...}` (no trailing comma): per phase tokens, seconds, joules and
  * joules per token by device, each with "measured": true/false; unavailable sources. */

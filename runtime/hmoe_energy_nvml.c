@@ -89,7 +89,8 @@ static int nvml_probe(struct hmoe_energy *e)
 	if (!l->so) {
 		const char *why = dlerror();
 
-		hmoe_energy_unavailable(e, "nvml", "%s: %s", lib, why ? why : "cannot load");
+		/* dlerror() names the library already */
+		hmoe_energy_unavailable(e, "nvml", "%s", why ? why : lib);
 		free(l);
 		return 0;
 	}

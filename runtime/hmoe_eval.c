@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cjson/cJSON.h>
 
@@ -49,10 +50,9 @@ static int draw(uint64_t *state, int lo, int hi)
 {
 	uint64_t span = (uint64_t)(hi - lo + 1), limit = UINT64_MAX - UINT64_MAX % span, r;
 
-	do {
-		*state += 0x9E3779B97F4A7C15ull;
-		r = mix64(*state - 0x9E3779B97F4A7C15ull + 0x9E3779B97F4A7C15ull);
-	} while (r >= limit);
+	do
+		r = mix64((*state)++);
+	while (r >= limit);
 	return lo + (int)(r % span);
 }
 
@@ -272,8 +272,9 @@ int hmoe_eval_extract(const char *text, char *out, size_t cap)
 		return 0;
 	ans += strlen("</think>");
 
-	/* 1. the last \boxed{...} whose braces close */
-	for (b = last_of(ans, "\\boxed{"); b; b = b > ans ? last_of(ans, "\\boxed{") : NULL) {
+	/* 1. the last \boxed{...}, when its braces close */
+	b = last_of(ans, "\\boxed{");
+	if (b) {
 		const char *s;
 		size_t n;
 
@@ -281,15 +282,14 @@ int hmoe_eval_extract(const char *text, char *out, size_t cap)
 			put(out, cap, s, n);
 			return 1;
 		}
-		break;
 	}
 	/* 2. after the last "answer is" (any case), to the end of that line */
-	for (p = ans; *p; p++) {
+	b = NULL;
+	for (p = ans; *p; p++)
 		if (!strncasecmp(p, "answer is", 9))
 			b = p + 9;
-	}
 	if (b) {
-		const char *e = b;
+		const char *e;
 
 		while (*b == ' ' || *b == ':' || *b == '\t')
 			b++;

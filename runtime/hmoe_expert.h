@@ -53,5 +53,6 @@ void hmoe_expert_close(struct hmoe_expert_backend *b);
 /* The registry: each backend file defines one of these. */
 extern const struct hmoe_expert_ops hmoe_expert_cpu_f32_ops;
 extern const struct hmoe_expert_ops hmoe_expert_cpu_fxp_ops;
+extern const struct hmoe_expert_ops hmoe_expert_sched_ops;   /* runtime/hmoe_expert_sched.c */
 
 #endif

@@ -68,32 +68,43 @@ const struct hmoe_fxp_simd *hmoe_fxp_simd_best(void)
 
 /* ---- the epilogue, shared by every variant ------------------------------------------ */
 
+static void scalar_row_terms(const int64_t *dots, const uint32_t *mw, const int32_t *ew,
+			     const struct hmoe_fxp_xtile *x, int64_t *acc)
+{
+	int groups = x->groups;
+
+	for (int t = 0; t < x->n_tokens; t++) {
+		const int64_t *d = dots + t * groups;
+		const uint32_t *xm = x->xm + t * groups;
+		const int32_t *xe = x->xe + t * groups;
+		int64_t a = 0;
+
+		for (int g = 0; g < groups; g++)
+			a += hmoe_fxp_term_split(d[g], mw[g] * xm[g], ew[g] + xe[g]);
+		acc[t] = a;
+	}
+}
+
 /* One row against every token of x, from its dots: acc = sum_g term, Q24 -> Q16. The
  * row's scale words are split once and the tile's at tile set-up (hmoe_fxp_term_split
  * is hmoe_fxp_term with the decoding hoisted). */
-static void row_epilogue(const uint8_t *row, const int64_t *dots,
-			 const struct hmoe_fxp_xtile *x, int32_t *q16, int stride)
+static void row_epilogue(const struct hmoe_fxp_simd *simd, const uint8_t *row,
+			 const int64_t *dots, const struct hmoe_fxp_xtile *x, int32_t *q16,
+			 int stride)
 {
 	uint32_t mw[HMOE_FXP_MAX_IN_GROUPS];
 	int32_t ew[HMOE_FXP_MAX_IN_GROUPS];
-	int groups = x->groups;
+	int64_t acc[HMOE_FXP_TILE];
 
-	for (int g = 0; g < groups; g++) {
+	for (int g = 0; g < x->groups; g++) {
 		int32_t w = hmoe_fxp_row_scale(row, g);
 
 		mw[g] = hmoe_fxp_scale_m(w);
 		ew[g] = hmoe_fxp_scale_e(w);
 	}
-	for (int t = 0; t < x->n_tokens; t++) {
-		const int64_t *d = dots + t * groups;
-		const uint32_t *xm = x->xm + t * groups;
-		const int32_t *xe = x->xe + t * groups;
-		int64_t acc = 0;
-
-		for (int g = 0; g < groups; g++)
-			acc += hmoe_fxp_term_split(d[g], mw[g] * xm[g], ew[g] + xe[g]);
-		q16[t * stride] = hmoe_fxp_acc_to_q16(acc);
-	}
+	(simd->row_terms ? simd->row_terms : scalar_row_terms)(dots, mw, ew, x, acc);
+	for (int t = 0; t < x->n_tokens; t++)
+		q16[t * stride] = hmoe_fxp_acc_to_q16(acc[t]);
 }
 
 /* Sums and split scales of quantised activations, per (token, group). */
@@ -127,7 +138,7 @@ static void linear_row(const struct hmoe_fxp_simd *simd, const uint8_t *lin, int
 
 	simd->row_dots(row + hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES, format, x,
 		       wk->dots, wk->tmp);
-	row_epilogue(row, wk->dots, x, q16, stride);
+	row_epilogue(simd, row, wk->dots, x, q16, stride);
 }
 
 static void up_rows(const struct hmoe_fxp_simd *simd, const uint8_t *w1, const uint8_t *w3,

@@ -26,13 +26,17 @@ struct hmoe_fxp_xtile {
 /* Bytes of per-thread scratch a variant may use while processing one row. */
 #define HMOE_FXP_ROW_TMP_BYTES (4 * HMOE_FXP_MAX_DIM * (int)sizeof(int16_t))
 
-/* One SIMD variant: exact group dots of one weight row with every token of a tile.
- * dots (n_tokens, groups) = sum_k q[k] * xq[t][k] over each group, as int64. */
+/* One SIMD variant. row_dots: exact group dots of one weight row with every token of a
+ * tile, dots (n_tokens, groups) = sum_k q[k] * xq[t][k] over each group, as int64.
+ * row_terms (NULL: the scalar loop): acc[t] = sum_g hmoe_fxp_term_split(dots[t][g],
+ * mw[g] * xm[t][g], ew[g] + xe[t][g]), the row's Q24 accumulators. */
 struct hmoe_fxp_simd {
 	const char *name;
 	int (*supported)(void);
 	void (*row_dots)(const uint8_t *codes, int format, const struct hmoe_fxp_xtile *x,
 			 int64_t *dots, void *tmp);
+	void (*row_terms)(const int64_t *dots, const uint32_t *mw, const int32_t *ew,
+			  const struct hmoe_fxp_xtile *x, int64_t *acc);
 };
 
 extern const struct hmoe_fxp_simd hmoe_fxp_simd_scalar;

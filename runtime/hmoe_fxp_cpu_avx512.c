@@ -10,10 +10,17 @@
  * fp8:  each code is decoded once per row into ms = +-mantissa (|ms| <= 15, NaN codes
  *       -> 0 like the table) and pw = 2^(E-1) (E = 0: 1), so q = ms * pw exactly; then
  *       per token vpmullw(ms, x) (|.| <= 15 * 128 = 1920) and vpmaddwd with pw: a pair
- *       <= 2 * 1920 * 2^14 = 62914560, 4 chunks per group <= 2.52e8 < 2^31 per lane; the
- *       16 lanes are summed in int64.
+ *       <= 2 * 1920 * 2^14 = 62914560, 4 chunks per group <= 2.52e8 per lane; 8 lanes
+ *       <= 2.01e9 < 2^31 are summed in int32, the last two halves in int64.
+ * fp8 with VBMI (chosen at run time): |q| < 2^18 is split into three base-128 digits of
+ *       its magnitude with its sign, q = p2 * 2^14 + p1 * 2^7 + p0, |p_i| <= 127, looked up
+ *       per code by vpermi2b (NaN codes: 0 digits); each plane is stored as u = p + 128 and
+ *       runs through vpdpbusd like int8: S_i = sum(u_i * x), lanes <= 8 * 255 * 128, and
+ *       dot = 2^14 S2 + 2^7 S1 + S0 - 128 * (2^14 + 2^7 + 1) * sum(x) in int64.
  */
 #include <immintrin.h>
+#include <pthread.h>
+#include <stdlib.h>
 
 #include "hmoe_fxp_cpu.h"
 
@@ -24,57 +31,92 @@ static int avx512_supported(void)
 	       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
 }
 
-static int64_t reduce_epi32_to_64(__m512i acc)
+/* The four lane sums of a0..a3 (each < 2^31 in total), as 4 int32. */
+static __m128i reduce4_epi32(__m512i a0, __m512i a1, __m512i a2, __m512i a3)
 {
-	__m512i lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(acc));
-	__m512i hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(acc, 1));
+	__m512i t0 = _mm512_add_epi32(_mm512_unpacklo_epi32(a0, a1), _mm512_unpackhi_epi32(a0, a1));
+	__m512i t1 = _mm512_add_epi32(_mm512_unpacklo_epi32(a2, a3), _mm512_unpackhi_epi32(a2, a3));
+	__m512i t = _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
+	__m256i h = _mm256_add_epi32(_mm512_castsi512_si256(t), _mm512_extracti64x4_epi64(t, 1));
 
-	return _mm512_reduce_add_epi64(_mm512_add_epi64(lo, hi));
+	return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
 }
 
-static void dots_int8(const uint8_t *codes, const struct hmoe_fxp_xtile *x, int64_t *dots)
+/* dots[g..g+3] = sums - bias * xsum[g..g+3], in int64. */
+static void store4(int64_t *dots, __m128i sums, const int32_t *xsum, int bias_shift)
 {
-	const __m512i flip = _mm512_set1_epi8((char)0x80);
-	int stride = x->groups * HMOE_FXP_GROUP;
+	__m256i d = _mm256_sub_epi64(_mm256_cvtepi32_epi64(sums),
+				     _mm256_slli_epi64(_mm256_cvtepi32_epi64(
+					     _mm_loadu_si128((const __m128i *)xsum)), bias_shift));
 
-	for (int g = 0; g < x->groups; g++) {
+	_mm256_storeu_si256((__m256i *)dots, d);
+}
+
+/* int8 and int4 share the shape: per group, two 64-byte unsigned operands u0, u1 and the
+ * matching two 64-byte x operands; dot = sum(u * x) - 2^bias_shift * sum(x). */
+static inline void load_u(const uint8_t *codes, int format, int g, __m512i *u0, __m512i *u1)
+{
+	if (format == HMOE_FXP_INT8) {
+		const __m512i flip = _mm512_set1_epi8((char)0x80);
 		const uint8_t *c = codes + g * HMOE_FXP_GROUP;
-		__m512i u0 = _mm512_xor_si512(_mm512_loadu_si512(c), flip);
-		__m512i u1 = _mm512_xor_si512(_mm512_loadu_si512(c + 64), flip);
 
-		for (int t = 0; t < x->n_tokens; t++) {
-			const int8_t *xp = x->xq + t * stride + g * HMOE_FXP_GROUP;
-			__m512i acc = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u0,
-							  _mm512_loadu_si512(xp));
-
-			acc = _mm512_dpbusd_epi32(acc, u1, _mm512_loadu_si512(xp + 64));
-			dots[t * x->groups + g] = (int64_t)_mm512_reduce_add_epi32(acc) -
-						  128 * (int64_t)x->xsum[t * x->groups + g];
-		}
-	}
-}
-
-static void dots_int4(const uint8_t *codes, const struct hmoe_fxp_xtile *x, int64_t *dots)
-{
-	const __m512i low4 = _mm512_set1_epi8(0x0f);
-	int stride = x->groups * HMOE_FXP_GROUP;
-
-	for (int g = 0; g < x->groups; g++) {
+		*u0 = _mm512_xor_si512(_mm512_loadu_si512(c), flip);
+		*u1 = _mm512_xor_si512(_mm512_loadu_si512(c + 64), flip);
+	} else {
+		const __m512i low4 = _mm512_set1_epi8(0x0f);
 		__m512i b = _mm512_loadu_si512(codes + g * HMOE_FXP_GROUP / 2);
 		__m512i lo = _mm512_and_si512(b, low4);
 		__m512i hi = _mm512_and_si512(_mm512_srli_epi16(b, 4), low4);
-		__m512i a0 = _mm512_unpacklo_epi8(lo, hi), a1 = _mm512_unpackhi_epi8(lo, hi);
 
+		*u0 = _mm512_unpacklo_epi8(lo, hi);
+		*u1 = _mm512_unpackhi_epi8(lo, hi);
+	}
+}
+
+static inline __m512i dot_u(__m512i u0, __m512i u1, const int8_t *xp, int format)
+{
+	__m512i xa = _mm512_loadu_si512(xp), xb = _mm512_loadu_si512(xp + 64);
+
+	if (format == HMOE_FXP_INT4) {
+		/* unpacked nibbles pair with x permuted by 128-bit lanes */
+		__m512i t = _mm512_shuffle_i64x2(xa, xb, 0x88);
+
+		xb = _mm512_shuffle_i64x2(xa, xb, 0xdd);
+		xa = t;
+	}
+	return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u0, xa), u1, xb);
+}
+
+static void dots_int(const uint8_t *codes, int format, const struct hmoe_fxp_xtile *x,
+		     int64_t *dots)
+{
+	int stride = x->groups * HMOE_FXP_GROUP, groups = x->groups, g = 0;
+	int bias_shift = format == HMOE_FXP_INT8 ? 7 : 3;
+
+	for (; g + 4 <= groups; g += 4) {
+		__m512i u[8];
+
+		for (int i = 0; i < 4; i++)
+			load_u(codes, format, g + i, &u[2 * i], &u[2 * i + 1]);
 		for (int t = 0; t < x->n_tokens; t++) {
 			const int8_t *xp = x->xq + t * stride + g * HMOE_FXP_GROUP;
-			__m512i xa = _mm512_loadu_si512(xp), xb = _mm512_loadu_si512(xp + 64);
-			__m512i acc = _mm512_dpbusd_epi32(_mm512_setzero_si512(), a0,
-							  _mm512_shuffle_i64x2(xa, xb, 0x88));
+			__m128i sums = reduce4_epi32(dot_u(u[0], u[1], xp, format),
+						     dot_u(u[2], u[3], xp + 128, format),
+						     dot_u(u[4], u[5], xp + 256, format),
+						     dot_u(u[6], u[7], xp + 384, format));
 
-			acc = _mm512_dpbusd_epi32(acc, a1, _mm512_shuffle_i64x2(xa, xb, 0xdd));
-			dots[t * x->groups + g] = (int64_t)_mm512_reduce_add_epi32(acc) -
-						  8 * (int64_t)x->xsum[t * x->groups + g];
+			store4(dots + t * groups + g, sums, x->xsum + t * groups + g, bias_shift);
 		}
+	}
+	for (; g < groups; g++) {
+		__m512i u0, u1;
+
+		load_u(codes, format, g, &u0, &u1);
+		for (int t = 0; t < x->n_tokens; t++)
+			dots[t * groups + g] =
+				(int64_t)_mm512_reduce_add_epi32(dot_u(u0, u1, x->xq + t * stride +
+								       g * HMOE_FXP_GROUP, format)) -
+				(int64_t)x->xsum[t * groups + g] * (1 << bias_shift);
 	}
 }
 
@@ -99,28 +141,176 @@ static void dots_fp8(const uint8_t *codes, const struct hmoe_fxp_xtile *x, int64
 		_mm512_storeu_si512(ms + k, m);
 		_mm512_storeu_si512(pw + k, _mm512_sllv_epi16(one, _mm512_subs_epu16(e, one)));
 	}
-	for (int g = 0; g < x->groups; g++) {
-		const int16_t *gm = ms + g * HMOE_FXP_GROUP, *gp = pw + g * HMOE_FXP_GROUP;
-		__m512i m0 = _mm512_loadu_si512(gm), m1 = _mm512_loadu_si512(gm + 32);
-		__m512i m2 = _mm512_loadu_si512(gm + 64), m3 = _mm512_loadu_si512(gm + 96);
-		__m512i p0 = _mm512_loadu_si512(gp), p1 = _mm512_loadu_si512(gp + 32);
-		__m512i p2 = _mm512_loadu_si512(gp + 64), p3 = _mm512_loadu_si512(gp + 96);
+	for (int g = 0; g < x->groups; g += 4) {
+		int n4 = x->groups - g < 4 ? x->groups - g : 4;
 
 		for (int t = 0; t < x->n_tokens; t++) {
 			const int8_t *xp = x->xq + t * stride + g * HMOE_FXP_GROUP;
-#define FP8_CHUNK(acc, mv, pv, off)                                                           \
-	_mm512_add_epi32(acc, _mm512_madd_epi16(                                              \
-				      _mm512_mullo_epi16(mv, _mm512_cvtepi8_epi16(_mm256_loadu_si256( \
-								 (const __m256i *)(xp + off)))), \
-				      pv))
-			__m512i acc = _mm512_setzero_si512();
+			__m512i acc[4];
 
-			acc = FP8_CHUNK(acc, m0, p0, 0);
-			acc = FP8_CHUNK(acc, m1, p1, 32);
-			acc = FP8_CHUNK(acc, m2, p2, 64);
-			acc = FP8_CHUNK(acc, m3, p3, 96);
-#undef FP8_CHUNK
-			dots[t * x->groups + g] = reduce_epi32_to_64(acc);
+			for (int i = 0; i < 4; i++) {
+				acc[i] = _mm512_setzero_si512();
+				for (int c = 0; i < n4 && c < HMOE_FXP_GROUP; c += 32) {
+					int k = (g + i) * HMOE_FXP_GROUP + c;
+					__m512i xv = _mm512_cvtepi8_epi16(_mm256_loadu_si256(
+						(const __m256i *)(xp + i * HMOE_FXP_GROUP + c)));
+
+					acc[i] = _mm512_add_epi32(acc[i], _mm512_madd_epi16(
+						_mm512_mullo_epi16(_mm512_loadu_si512(ms + k), xv),
+						_mm512_loadu_si512(pw + k)));
+				}
+			}
+			{
+				/* 8 lanes of a group still fit int32 (8 * 2.52e8 < 2^31); the last
+				 * addition is done in int64 */
+				__m512i t0 = _mm512_add_epi32(_mm512_unpacklo_epi32(acc[0], acc[1]),
+							      _mm512_unpackhi_epi32(acc[0], acc[1]));
+				__m512i t1 = _mm512_add_epi32(_mm512_unpacklo_epi32(acc[2], acc[3]),
+							      _mm512_unpackhi_epi32(acc[2], acc[3]));
+				__m512i tt = _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1),
+							      _mm512_unpackhi_epi64(t0, t1));
+				__m256i h = _mm256_add_epi32(_mm512_castsi512_si256(tt),
+							     _mm512_extracti64x4_epi64(tt, 1));
+				__m256i d = _mm256_add_epi64(
+					_mm256_cvtepi32_epi64(_mm256_castsi256_si128(h)),
+					_mm256_cvtepi32_epi64(_mm256_extracti128_si256(h, 1)));
+				int64_t out[4];
+
+				_mm256_storeu_si256((__m256i *)out, d);
+				for (int i = 0; i < n4; i++)
+					dots[t * x->groups + g + i] = out[i];
+			}
+		}
+	}
+}
+
+/* ---- fp8 as three int8 planes (needs AVX512-VBMI for the 128-entry lookups) ---- */
+
+static uint8_t fp8_digits[3][128];  /* |q| digits of e4m3 codes 0..127, base 128 */
+static int fp8_use_planes;           /* VBMI present and $HMOE_FXP_NO_VBMI unset */
+static pthread_once_t fp8_digits_once = PTHREAD_ONCE_INIT;
+
+static void fp8_digits_init(void)
+{
+	const char *no = getenv("HMOE_FXP_NO_VBMI");
+
+	__builtin_cpu_init();
+
+	fp8_use_planes = __builtin_cpu_supports("avx512vbmi") && !(no && *no);
+	for (int c = 0; c < 128; c++) {
+		int32_t q = hmoe_fxp_fp8_q[c];  /* >= 0 for c < 128; NaN 0x7f is 0 */
+
+		fp8_digits[0][c] = (uint8_t)(q & 127);
+		fp8_digits[1][c] = (uint8_t)((q >> 7) & 127);
+		fp8_digits[2][c] = (uint8_t)(q >> 14);
+	}
+}
+
+/* Whether fp8 goes through the planes; the decision is made once per process. */
+static int fp8_planes(void)
+{
+	pthread_once(&fp8_digits_once, fp8_digits_init);
+	return fp8_use_planes;
+}
+
+#define VBMI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")))
+
+/* The three planes u_i = p_i + 128 of 64 codes. */
+VBMI_TARGET static inline void fp8_planes64(__m512i c, const __m512i tab[3][2], __m512i pu[3])
+{
+	const __m512i c128 = _mm512_set1_epi8((char)0x80);
+	__mmask64 neg = _mm512_movepi8_mask(c);
+
+	for (int i = 0; i < 3; i++) {
+		__m512i d = _mm512_permutex2var_epi8(tab[i][0], c, tab[i][1]);
+
+		pu[i] = _mm512_mask_sub_epi8(_mm512_add_epi8(d, c128), neg, c128, d);
+	}
+}
+
+/* dots of groups g..g+n4-1 of token t from the plane accumulators. */
+VBMI_TARGET static inline void fp8_planes_store(__m512i acc[3][4], const struct hmoe_fxp_xtile *x,
+						int t, int g, int n4, int64_t *dots)
+{
+	int groups = x->groups;
+	int64_t out[4];
+	__m256i d;
+
+	d = _mm256_cvtepi32_epi64(reduce4_epi32(acc[0][0], acc[0][1], acc[0][2], acc[0][3]));
+	d = _mm256_add_epi64(d, _mm256_slli_epi64(_mm256_cvtepi32_epi64(
+		reduce4_epi32(acc[1][0], acc[1][1], acc[1][2], acc[1][3])), 7));
+	d = _mm256_add_epi64(d, _mm256_slli_epi64(_mm256_cvtepi32_epi64(
+		reduce4_epi32(acc[2][0], acc[2][1], acc[2][2], acc[2][3])), 14));
+	_mm256_storeu_si256((__m256i *)out, d);
+	for (int j = 0; j < n4; j++)
+		dots[t * groups + g + j] = out[j] - (int64_t)x->xsum[t * groups + g + j] * (128 * 16513);
+}
+
+/* One token: the planes stay in registers. Several: decoded once per row into `planes`
+ * (3 * groups * 128 bytes) and reused by every token. */
+VBMI_TARGET static void dots_fp8_planes(const uint8_t *codes, const struct hmoe_fxp_xtile *x,
+					int64_t *dots, uint8_t *planes)
+{
+	int n = x->groups * HMOE_FXP_GROUP, stride = n, groups = x->groups;
+	__m512i tab[3][2];
+
+	for (int i = 0; i < 3; i++) {
+		tab[i][0] = _mm512_loadu_si512(fp8_digits[i]);
+		tab[i][1] = _mm512_loadu_si512(fp8_digits[i] + 64);
+	}
+	if (x->n_tokens == 1) {
+		for (int g = 0; g < groups; g += 4) {
+			int n4 = groups - g < 4 ? groups - g : 4;
+			__m512i acc[3][4];
+
+			for (int j = 0; j < 4; j++) {
+				for (int i = 0; i < 3; i++)
+					acc[i][j] = _mm512_setzero_si512();
+				for (int h = 0; j < n4 && h < 2; h++) {
+					int k = (g + j) * HMOE_FXP_GROUP + 64 * h;
+					__m512i xv = _mm512_loadu_si512(x->xq + k), pu[3];
+
+					fp8_planes64(_mm512_loadu_si512(codes + k), tab, pu);
+					for (int i = 0; i < 3; i++)
+						acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], pu[i], xv);
+				}
+			}
+			fp8_planes_store(acc, x, 0, g, n4, dots);
+		}
+		return;
+	}
+	for (int k = 0; k < n; k += 64) {
+		__m512i pu[3];
+
+		fp8_planes64(_mm512_loadu_si512(codes + k), tab, pu);
+		for (int i = 0; i < 3; i++)
+			_mm512_storeu_si512(planes + i * n + k, pu[i]);
+	}
+	for (int g = 0; g < groups; g += 4) {
+		int n4 = groups - g < 4 ? groups - g : 4;
+
+		for (int t = 0; t < x->n_tokens; t++) {
+			const int8_t *xp = x->xq + t * stride + g * HMOE_FXP_GROUP;
+			__m512i acc[3][4];
+
+			for (int j = 0; j < 4; j++) {
+				__m512i xa, xb;
+
+				for (int i = 0; i < 3; i++)
+					acc[i][j] = _mm512_setzero_si512();
+				if (j >= n4)
+					continue;
+				xa = _mm512_loadu_si512(xp + j * HMOE_FXP_GROUP);
+				xb = _mm512_loadu_si512(xp + j * HMOE_FXP_GROUP + 64);
+				for (int i = 0; i < 3; i++) {
+					const uint8_t *pl = planes + i * n + (g + j) * HMOE_FXP_GROUP;
+
+					acc[i][j] = _mm512_dpbusd_epi32(
+						_mm512_dpbusd_epi32(acc[i][j], _mm512_loadu_si512(pl), xa),
+						_mm512_loadu_si512(pl + 64), xb);
+				}
+			}
+			fp8_planes_store(acc, x, t, g, n4, dots);
 		}
 	}
 }
@@ -130,16 +320,63 @@ static void avx512_row_dots(const uint8_t *codes, int format, const struct hmoe_
 {
 	int16_t *ms = tmp, *pw = ms + HMOE_FXP_MAX_DIM;
 
-	if (format == HMOE_FXP_INT8)
-		dots_int8(codes, x, dots);
-	else if (format == HMOE_FXP_INT4)
-		dots_int4(codes, x, dots);
+	if (format != HMOE_FXP_FP8)
+		dots_int(codes, format, x, dots);
+	else if (fp8_planes())
+		dots_fp8_planes(codes, x, dots, tmp);
 	else
 		dots_fp8(codes, x, dots, ms, pw);
+}
+
+/* The terms of 8 groups at once. For 1 <= r <= 62 (every real scale), shift_round is
+ * (|v| + 2^(r-1)) >> r with the sign put back, and |v| < 2^56 never saturates; a block
+ * with any other r goes through the scalar hmoe_fxp_term_split. */
+static void avx512_row_terms(const int64_t *dots, const uint32_t *mw, const int32_t *ew,
+			     const struct hmoe_fxp_xtile *x, int64_t *acc)
+{
+	const __m512i one = _mm512_set1_epi64(1), zero = _mm512_setzero_si512();
+	int groups = x->groups;
+
+	for (int t = 0; t < x->n_tokens; t++) {
+		const int64_t *d = dots + t * groups;
+		const uint32_t *xm = x->xm + t * groups;
+		const int32_t *xe = x->xe + t * groups;
+		__m512i sum = zero;
+		int64_t a = 0;
+		int g = 0;
+
+		for (; g + 8 <= groups; g += 8) {
+			__m512i r = _mm512_cvtepi32_epi64(_mm256_add_epi32(
+				_mm256_loadu_si256((const __m256i *)(ew + g)),
+				_mm256_loadu_si256((const __m256i *)(xe + g))));
+			__m512i m = _mm512_cvtepu32_epi64(_mm256_mullo_epi32(
+				_mm256_loadu_si256((const __m256i *)(mw + g)),
+				_mm256_loadu_si256((const __m256i *)(xm + g))));
+			__mmask8 ok = _mm512_cmpgt_epi64_mask(r, zero) &
+				      _mm512_cmple_epi64_mask(r, _mm512_set1_epi64(62));
+			__m512i v, mag;
+
+			if (ok != 0xff) {
+				for (int i = g; i < g + 8; i++)
+					a += hmoe_fxp_term_split(d[i], mw[i] * xm[i], ew[i] + xe[i]);
+				continue;
+			}
+			v = _mm512_mullo_epi64(_mm512_loadu_si512(d + g), m);
+			mag = _mm512_abs_epi64(v);
+			mag = _mm512_srlv_epi64(_mm512_add_epi64(mag, _mm512_sllv_epi64(
+							one, _mm512_sub_epi64(r, one))), r);
+			sum = _mm512_add_epi64(sum, _mm512_mask_sub_epi64(
+						       mag, _mm512_cmplt_epi64_mask(v, zero), zero, mag));
+		}
+		for (; g < groups; g++)
+			a += hmoe_fxp_term_split(d[g], mw[g] * xm[g], ew[g] + xe[g]);
+		acc[t] = a + _mm512_reduce_add_epi64(sum);
+	}
 }
 
 const struct hmoe_fxp_simd hmoe_fxp_simd_avx512 = {
 	.name = "avx512",
 	.supported = avx512_supported,
 	.row_dots = avx512_row_dots,
+	.row_terms = avx512_row_terms,
 };

@@ -239,12 +239,16 @@ struct drm_hmoe_job hmoe_kmod_ffn(const struct hmoe_kmod_bo *weights, uint64_t w
 	return j;
 }
 
-int hmoe_kmod_submit(struct hmoe_kmod *k, uint32_t queue_id, const struct drm_hmoe_job *jobs,
-		     uint32_t n, uint64_t *last_seqno)
+int hmoe_kmod_submit_chain(struct hmoe_kmod *k, uint32_t queue_id,
+			   const struct drm_hmoe_job *jobs, uint32_t n, int in_fence_fd,
+			   int *out_fence_fd, uint64_t *last_seqno)
 {
 	struct drm_hmoe_submit s = {
 		.queue_id = queue_id, .n_jobs = n, .jobs = (uintptr_t)jobs,
 		.job_size = sizeof(*jobs),
+		.flags = (in_fence_fd >= 0 ? HMOE_SUBMIT_IN_FENCE : 0) |
+			 (out_fence_fd ? HMOE_SUBMIT_FENCE_FD : 0),
+		.in_fence_fd = in_fence_fd >= 0 ? in_fence_fd : 0,
 	};
 	int64_t give_up = kmod_now_ns() + 10000000000ll;
 	char what[64];
@@ -257,9 +261,17 @@ int hmoe_kmod_submit(struct hmoe_kmod *k, uint32_t queue_id, const struct drm_hm
 		snprintf(what, sizeof(what), "submit of %u jobs to queue %u", n, queue_id);
 		return kmod_fail(k, ret, what);
 	}
+	if (out_fence_fd)
+		*out_fence_fd = s.fence_fd;
 	if (last_seqno)
 		*last_seqno = s.seqno;
 	return 0;
+}
+
+int hmoe_kmod_submit(struct hmoe_kmod *k, uint32_t queue_id, const struct drm_hmoe_job *jobs,
+		     uint32_t n, uint64_t *last_seqno)
+{
+	return hmoe_kmod_submit_chain(k, queue_id, jobs, n, -1, NULL, last_seqno);
 }
 
 const char *hmoe_kmod_status_name(uint32_t status)

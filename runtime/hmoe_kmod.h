@@ -56,6 +56,12 @@ struct drm_hmoe_job hmoe_kmod_ffn(const struct hmoe_kmod_bo *weights, uint64_t w
  * A full ring is waited out (up to 10 s), not reported. */
 int hmoe_kmod_submit(struct hmoe_kmod *k, uint32_t queue_id, const struct drm_hmoe_job *jobs,
 		     uint32_t n, uint64_t *last_seqno);
+/* The same, chained: the first job waits for the sync_file in_fence_fd (-1: none), and
+ * with out_fence_fd non-NULL a sync_file fd of the last job is returned (the caller
+ * closes it). Chains H2C -> compute -> C2H with one wait at the end. */
+int hmoe_kmod_submit_chain(struct hmoe_kmod *k, uint32_t queue_id,
+			   const struct drm_hmoe_job *jobs, uint32_t n, int in_fence_fd,
+			   int *out_fence_fd, uint64_t *last_seqno);
 /* Waits for job seqno up to timeout_ms; a job that ended other than OK is an
  * HMOE_EDEVICE error naming its status. */
 int hmoe_kmod_wait(struct hmoe_kmod *k, uint32_t queue_id, uint64_t seqno, int timeout_ms);

@@ -382,9 +382,12 @@ static void gen_task(void *arg, long i, int thread)
 				int64_t ce = cb + bi < s->cols ? cb + bi : s->cols;
 				float amax = 0, sc, inv;
 
-				for (int64_t r = rb; r < re; r++)
+				for (int64_t r = rb; r < re; r++) {
+					const float *wr = w + (r - t->r0) * s->cols;
+
 					for (int64_t k = cb; k < ce; k++)
-						amax = fmaxf(amax, fabsf(w[(r - t->r0) * s->cols + k]));
+						amax = fabsf(wr[k]) > amax ? fabsf(wr[k]) : amax;
+				}
 				sc = amax > 0 ? amax / 448.0f : 1.0f;
 				inv = 1.0f / sc;
 				s->scale[(rb / bo) * s->scols + cb / bi] = sc;

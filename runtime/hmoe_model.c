@@ -279,6 +279,24 @@ static int bind_linear(struct loader *ld, const char *name, int out, int in,
 	}
 	l->src = t;
 	l->scale_inv = s;
+	if (s && ((uintptr_t)s->data % sizeof(float) == 0)) {
+		l->scale = s->data;
+	} else if (s) {
+		/* The format does not promise alignment (some writers pack tensors in model
+		 * order after odd-sized FP8 codes): keep an aligned copy for readers. */
+		void **owned = realloc(ld->m->owned, (size_t)(ld->m->n_owned + 1) * sizeof(*owned));
+		float *copy = malloc(s->nbytes + 1);
+
+		if (owned)
+			ld->m->owned = owned;
+		if (!owned || !copy) {
+			free(copy);
+			return hmoe_err(HMOE_ENOMEM, "tensor %s: out of memory", sname);
+		}
+		memcpy(copy, s->data, s->nbytes);
+		ld->m->owned[ld->m->n_owned++] = copy;
+		l->scale = copy;
+	}
 	if (ld->flags & HMOE_LOAD_F32)
 		return add_job(ld, t, s, l->block_out, l->block_in, out, in, &l->w);
 	return 0;
@@ -668,6 +686,9 @@ void hmoe_model_free(struct hmoe_model *m)
 		hmoe_st_close(m->files[i]);
 	free(m->files);
 	free(m->by_name);
+	for (int i = 0; i < m->n_owned; i++)
+		free(m->owned[i]);
+	free(m->owned);
 	if (m->f32_arena)
 		munmap(m->f32_arena, arena_map_bytes(m->f32_bytes));
 	free(m->dir);
@@ -711,8 +732,10 @@ void hmoe_model_stats(const struct hmoe_model *m, struct hmoe_model_stats *s)
 		int64_t bytes = (int64_t)t->nbytes;
 
 		if (layer >= 0) {
-			if (layer >= c->num_hidden_layers)
-				continue; /* MTP */
+			/* MTP layers, and buffers some exporters save (rotary inv_freq), are not
+			 * weights of the main model. */
+			if (layer >= c->num_hidden_layers || strstr(rest, "rotary_emb."))
+				continue;
 			s->params_total += params;
 			s->bytes_total += bytes;
 			if (strncmp(rest, "mlp.experts.", 12) == 0) {

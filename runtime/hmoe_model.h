@@ -54,6 +54,10 @@ struct hmoe_linear {
 	const struct hmoe_tensor *scale_inv; /* FP8 only: (ceil(out/128), ceil(in/128)) fp32 */
 	float *w;                            /* (out, in) fp32, or NULL if not materialised */
 	int block_out, block_in;             /* FP8 scale block (weight_block_size), 128 x 128 */
+	const float *scale;                  /* FP8 only: scale_inv's values, 4-byte aligned
+					      * (the mapping, or a copy when the file
+					      * leaves them unaligned); read this, not
+					      * (const float *)scale_inv->data */
 };
 
 /* An MLP / expert: w2(silu(w1 x) * w3 x). HF: w1 gate_proj, w3 up_proj, w2 down_proj. */
@@ -113,6 +117,8 @@ struct hmoe_model {
 					      * sorted by name (hmoe_model_tensor) */
 	int n_tensors;
 	float *f32_arena;            /* one allocation behind every fp32 array above */
+	void **owned;                /* [n_owned] small aligned copies (unaligned scales) */
+	int n_owned;
 };
 
 /* Loads the checkpoint in dir (config.json + safetensors). flags: HMOE_LOAD_*.

@@ -60,21 +60,24 @@ struct place_pair {
 	int64_t count;
 };
 
-/* Hottest first, then (layer, expert) ascending: a total order, so qsort is stable
- * enough to be deterministic. */
+/* Hottest first, then expert, then layer ascending: a total order, so the result is
+ * deterministic. Expert before layer spreads equally hot experts evenly over the
+ * layers, so every layer keeps the same share on cards (layers run one after another:
+ * a layer with all its experts on the CPU tier would stall the cards). */
 static int pair_cmp(const void *a, const void *b)
 {
 	const struct place_pair *x = a, *y = b;
 
 	if (x->count != y->count)
 		return x->count > y->count ? -1 : 1;
-	if (x->layer != y->layer)
-		return x->layer < y->layer ? -1 : 1;
-	return (x->expert > y->expert) - (x->expert < y->expert);
+	if (x->expert != y->expert)
+		return x->expert < y->expert ? -1 : 1;
+	return (x->layer > y->layer) - (x->layer < y->layer);
 }
 
-/* Least load, then most free bytes, then lowest index, among devices with room that do
- * not hold the pair yet; -1 if none. */
+/* Least load in the pair's layer (layers run one after another, so balance matters per
+ * layer), then most free bytes, then lowest index, among devices with room that do not
+ * hold the pair yet; -1 if none. load: this layer's (n_devices) row. */
 static int pick_device(const struct hmoe_place *p, const double *load, const int8_t *holders,
 		       int n_holders)
 {
@@ -100,7 +103,7 @@ static int pick_device(const struct hmoe_place *p, const double *load, const int
 
 int hmoe_place_build(struct hmoe_place **out, const struct hmoe_place_opts *o)
 {
-	double load[HMOE_PLACE_MAX_DEVICES] = { 0 };
+	double *loads;  /* (n_layers, n_devices) routing count (or experts) held */
 	double hot_ratio = o->hot_ratio > 0 ? o->hot_ratio : 2.0;
 	int max_rep = o->max_replicas < 1 ? 1 : o->max_replicas;
 	struct place_pair *pairs;
@@ -126,7 +129,10 @@ int hmoe_place_build(struct hmoe_place **out, const struct hmoe_place_opts *o)
 	p->expert_bytes = o->expert_bytes;
 	memcpy(p->devices, o->devices, (size_t)o->n_devices * sizeof(*o->devices));
 	pairs = malloc((size_t)o->n_layers * (size_t)o->n_experts * sizeof(*pairs));
-	if (!pairs) {
+	loads = calloc((size_t)o->n_layers * (o->n_devices + 1), sizeof(double));
+	if (!pairs || !loads) {
+		free(pairs);
+		free(loads);
 		hmoe_place_free(p);
 		return hmoe_err(HMOE_ENOMEM, "placement: out of memory");
 	}
@@ -153,6 +159,7 @@ int hmoe_place_build(struct hmoe_place **out, const struct hmoe_place_opts *o)
 		size_t k = (size_t)l * o->n_experts + pairs[i].expert;
 		int8_t *holders = p->copies + k * HMOE_PLACE_MAX_REPLICAS;
 		double w = o->counts ? (double)pairs[i].count : 1.0, mean = 0;
+		double *load = loads + (size_t)l * (o->n_devices + 1);
 		int d = pick_device(p, load, NULL, 0);
 
 		if (d < 0)
@@ -185,6 +192,7 @@ int hmoe_place_build(struct hmoe_place **out, const struct hmoe_place_opts *o)
 		}
 	}
 	free(pairs);
+	free(loads);
 	*out = p;
 	return 0;
 }

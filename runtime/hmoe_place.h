@@ -7,11 +7,14 @@
  * options always give the same placement.
  *
  * Building (hmoe_place_build):
- *  1. (layer, expert) pairs are taken hottest first (observed routing count, then layer,
- *     then expert ascending; with no counts, plain index order);
- *  2. each goes to the device with the least load (sum of the routing counts it holds,
- *     or of experts when there are no counts) among those with room for it, ties to the
- *     most free bytes, then the lowest index; none with room: the CPU tier;
+ *  1. (layer, expert) pairs are taken hottest first (observed routing count, then
+ *     expert, then layer ascending: equally hot experts are spread evenly over the
+ *     layers, so each layer keeps the same share on cards);
+ *  2. each goes to the device with the least load in its layer (the routing counts of
+ *     that layer's experts it holds, or their number when there are no counts; layers
+ *     run one after another, so balance matters per layer) among those with room for
+ *     it, ties to the most free bytes, then the lowest index; none with room: the CPU
+ *     tier;
  *  3. with counts and max_replicas > 1, an expert at least hot_ratio times its layer's
  *     mean count gets further copies right after its primary (so the fill cannot crowd
  *     them out), each on the least-loaded device with room that lacks it, up to

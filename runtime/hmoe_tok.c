@@ -17,6 +17,7 @@
  * Sections: types -> byte map and UTF-8 -> hash tables -> loading -> encode -> decode.
  */
 #include "hmoe_tok.h"
+#include "hmoe_chat.h" /* the DeepSeek BOS/EOS strings, used when there is no config */
 #include "hmoe_err.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -28,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* ------------------------------------------------------------------------------------ */
 /* types */
@@ -49,15 +51,19 @@ struct tok_merge {
 struct hmoe_tok {
 	int n_vocab;                 /* max id + 1 */
 	/* per id, (n_vocab): token string as in tokenizer.json and its decoded bytes */
-	uint32_t *str_off, *str_len; /* into str_arena */
-	uint32_t *raw_off, *raw_len; /* into raw_arena */
+	uint32_t *str_off, *str_len; /* into strs */
+	uint32_t *raw_off, *raw_len; /* into raws */
 	unsigned char *flags;        /* TOK_* */
-	char *str_arena;
-	unsigned char *raw_arena;
-	size_t str_used, str_cap, raw_used, raw_cap;
+	struct tok_arena {
+		char *base;
+		size_t used, cap;    /* bytes */
+	} strs, raws;                /* token strings (NUL-terminated); decoded bytes */
 
-	/* token string -> id, open addressing, (str_mask + 1) slots of id or -1 */
-	int32_t *str_hash;
+	/* token string -> id, open addressing, (str_mask + 1) slots; id -1 = empty */
+	struct tok_slot {
+		int32_t id;
+		uint32_t tag;        /* high hash bits: most probes skip the string compare */
+	} *str_hash;
 	uint32_t str_mask;
 
 	/* (left, right) -> merge, open addressing, (merge_mask + 1) slots */
@@ -179,15 +185,19 @@ static uint32_t pow2_at_least(size_t n)
 	return c;
 }
 
-/* Slot of string s in str_hash: the slot holding its id, or the empty slot to put it in. */
-static uint32_t str_slot(const struct hmoe_tok *t, const char *s, size_t n)
+/* Slot of string s in str_hash: the slot holding its id, or the empty slot to put it in
+ * (*tag: the tag to store there). */
+static uint32_t str_slot(const struct hmoe_tok *t, const char *s, size_t n, uint32_t *tag)
 {
-	uint32_t i = (uint32_t)tok_hash(s, n) & t->str_mask;
+	uint64_t h = tok_hash(s, n);
+	uint32_t i = (uint32_t)h & t->str_mask;
+	*tag = (uint32_t)(h >> 32);
 	for (;;) {
-		int32_t id = t->str_hash[i];
-		if (id < 0)
+		const struct tok_slot *e = &t->str_hash[i];
+		if (e->id < 0)
 			return i;
-		if (t->str_len[id] == n && memcmp(t->str_arena + t->str_off[id], s, n) == 0)
+		if (e->tag == *tag && t->str_len[e->id] == n &&
+		    memcmp(t->strs.base + t->str_off[e->id], s, n) == 0)
 			return i;
 		i = (i + 1) & t->str_mask;
 	}
@@ -195,7 +205,8 @@ static uint32_t str_slot(const struct hmoe_tok *t, const char *s, size_t n)
 
 static int str_find(const struct hmoe_tok *t, const char *s, size_t n)
 {
-	return t->str_hash[str_slot(t, s, n)];
+	uint32_t tag;
+	return t->str_hash[str_slot(t, s, n, &tag)].id;
 }
 
 /* Never 0, the empty-slot mark: ids are below 2^31. */
@@ -224,29 +235,40 @@ static int read_file(const char *path, char **out, size_t *len)
 	FILE *f = fopen(path, "rb");
 	if (!f)
 		return hmoe_err(HMOE_EINPUT, "%s: cannot open: %s", path, strerror(errno));
-	char *buf = NULL;
-	size_t n = 0, cap = 0;
+	struct stat st;
+	if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+		fclose(f);
+		return hmoe_err(HMOE_EINPUT, "%s: is a directory, not a file", path);
+	}
+	/* a regular file is read in one go; other files grow the buffer as they come */
+	size_t n = 0, cap = 1 << 20;
+	if (S_ISREG(st.st_mode) && st.st_size > 0 && (uint64_t)st.st_size < SIZE_MAX / 2)
+		cap = (size_t)st.st_size + 1;
+	char *buf = malloc(cap);
 	for (;;) {
-		if (n + 65536 + 1 > cap) {
-			cap = cap ? cap * 2 : 1 << 20;
-			char *nb = realloc(buf, cap);
+		if (buf && n + 1 == cap) {
+			char *nb = realloc(buf, cap * 2);
 			if (!nb) {
 				free(buf);
-				fclose(f);
-				return hmoe_err(HMOE_ENOMEM, "%s: out of memory reading file", path);
+				buf = NULL;
 			}
 			buf = nb;
+			cap *= 2;
+		}
+		if (!buf) {
+			fclose(f);
+			return hmoe_err(HMOE_ENOMEM, "%s: out of memory reading file", path);
 		}
 		size_t got = fread(buf + n, 1, cap - n - 1, f);
 		n += got;
 		if (got == 0)
 			break;
 	}
-	int bad = ferror(f);
+	int err = ferror(f) ? errno : 0;
 	fclose(f);
-	if (bad) {
+	if (err) {
 		free(buf);
-		return hmoe_err(HMOE_EIO, "%s: read failed", path);
+		return hmoe_err(HMOE_EINPUT, "%s: cannot read: %s", path, strerror(err));
 	}
 	buf[n] = 0;
 	*out = buf;
@@ -254,30 +276,30 @@ static int read_file(const char *path, char **out, size_t *len)
 	return 0;
 }
 
-static int arena_put(void **arena, size_t *used, size_t *cap, const void *p, size_t n,
-		     uint32_t *off)
+static int arena_put(struct tok_arena *a, const void *p, size_t n, uint32_t *off)
 {
-	if (*used + n > *cap) {
-		size_t nc = *cap ? *cap : 1 << 20;
-		while (*used + n > nc)
+	if (a->used + n > a->cap) {
+		size_t nc = a->cap ? a->cap : 1 << 20;
+		while (a->used + n > nc)
 			nc *= 2;
 		if (nc > UINT32_MAX)
 			return hmoe_err(HMOE_EINPUT, "tokenizer strings exceed 4 GiB");
-		void *na = realloc(*arena, nc);
-		if (!na)
+		char *nb = realloc(a->base, nc);
+		if (!nb)
 			return hmoe_err(HMOE_ENOMEM, "tokenizer: out of memory");
-		*arena = na;
-		*cap = nc;
+		a->base = nb;
+		a->cap = nc;
 	}
-	memcpy((char *)*arena + *used, p, n);
-	*off = (uint32_t)*used;
-	*used += n;
+	memcpy(a->base + a->used, p, n);
+	*off = (uint32_t)a->used;
+	a->used += n;
 	return 0;
 }
 
 /* Bytes a token string stands for: each character through the inverse byte map; a string
  * with any character outside the map (added tokens like "<｜User｜>") is its own UTF-8. */
-static size_t token_bytes(const int cp_to_byte[324], const char *s, size_t n, unsigned char *out)
+static size_t token_bytes(const int cp_to_byte[324], const char *s, size_t n,
+			  unsigned char *out)
 {
 	const unsigned char *u = (const unsigned char *)s;
 	size_t w = 0, len;
@@ -305,12 +327,11 @@ static int tok_set(struct hmoe_tok *t, const char *path, int id, const char *s, 
 		return hmoe_err(HMOE_EINTERNAL, "%s: id %d outside the table", path, id);
 	if ((t->flags[id] & TOK_HAS) && !added)
 		return hmoe_err(HMOE_EINPUT, "%s: model.vocab: id %d given twice", path, id);
-	uint32_t slot = str_slot(t, s, n);
-	if (t->str_hash[slot] >= 0 && !added)
+	uint32_t tag, slot = str_slot(t, s, n, &tag);
+	if (t->str_hash[slot].id >= 0 && !added)
 		return hmoe_err(HMOE_EINPUT, "%s: model.vocab: token \"%s\" given twice", path, s);
 	/* stored with its NUL so hmoe_tok_token can return it */
-	int ret = arena_put((void **)&t->str_arena, &t->str_used, &t->str_cap, s, n + 1,
-			    &t->str_off[id]);
+	int ret = arena_put(&t->strs, s, n + 1, &t->str_off[id]);
 	if (ret < 0)
 		return ret;
 	t->str_len[id] = (uint32_t)n;
@@ -319,14 +340,13 @@ static int tok_set(struct hmoe_tok *t, const char *path, int id, const char *s, 
 	if (!bytes)
 		return hmoe_err(HMOE_ENOMEM, "tokenizer: out of memory");
 	size_t nb = added ? (memcpy(bytes, s, n), n) : token_bytes(cp_to_byte, s, n, bytes);
-	ret = arena_put((void **)&t->raw_arena, &t->raw_used, &t->raw_cap, bytes, nb,
-			&t->raw_off[id]);
+	ret = arena_put(&t->raws, bytes, nb, &t->raw_off[id]);
 	if (bytes != stack)
 		free(bytes);
 	if (ret < 0)
 		return ret;
 	t->raw_len[id] = (uint32_t)nb;
-	t->str_hash[slot] = id;
+	t->str_hash[slot] = (struct tok_slot){ .id = id, .tag = tag };
 	t->flags[id] = (unsigned char)(TOK_HAS | (added ? TOK_ADDED : 0) |
 				       (special ? TOK_SPECIAL : 0));
 	return 0;
@@ -508,11 +528,12 @@ static int load_model(struct hmoe_tok *t, const char *path, const cJSON *root)
 	t->raw_len = calloc(nv, sizeof(uint32_t));
 	t->flags = calloc(nv, 1);
 	t->str_mask = pow2_at_least(2 * (size_t)n_strings + 16) - 1;
-	t->str_hash = malloc(((size_t)t->str_mask + 1) * sizeof(int32_t));
+	t->str_hash = malloc(((size_t)t->str_mask + 1) * sizeof(struct tok_slot));
 	if (!t->str_off || !t->str_len || !t->raw_off || !t->raw_len || !t->flags ||
 	    !t->str_hash)
 		return hmoe_err(HMOE_ENOMEM, "%s: out of memory for %d tokens", path, t->n_vocab);
-	memset(t->str_hash, 0xFF, ((size_t)t->str_mask + 1) * sizeof(int32_t));
+	for (size_t i = 0; i <= t->str_mask; i++)
+		t->str_hash[i].id = -1;
 
 	tok_byte_map(byte_to_cp);
 	for (int i = 0; i < 324; i++)
@@ -616,8 +637,8 @@ static int load_bos_eos(struct hmoe_tok *t, const char *json_path)
 	memcpy(cfg_path, json_path, dir_len);
 	strcpy(cfg_path + dir_len, "tokenizer_config.json");
 
-	t->bos = hmoe_tok_id(t, "<\xEF\xBD\x9C" "begin\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>");
-	t->eos = hmoe_tok_id(t, "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>");
+	t->bos = hmoe_tok_id(t, HMOE_CHAT_BOS);
+	t->eos = hmoe_tok_id(t, HMOE_CHAT_EOS);
 
 	FILE *f = fopen(cfg_path, "rb");
 	if (!f) {
@@ -736,8 +757,8 @@ void hmoe_tok_free(struct hmoe_tok *t)
 	free(t->raw_off);
 	free(t->raw_len);
 	free(t->flags);
-	free(t->str_arena);
-	free(t->raw_arena);
+	free(t->strs.base);
+	free(t->raws.base);
 	free(t->str_hash);
 	free(t->merges);
 	free(t);
@@ -761,7 +782,7 @@ const char *hmoe_tok_token(const struct hmoe_tok *t, int id)
 {
 	if (id < 0 || id >= t->n_vocab || !(t->flags[id] & TOK_HAS))
 		return NULL;
-	return t->str_arena + t->str_off[id];
+	return t->strs.base + t->str_off[id];
 }
 
 const unsigned char *hmoe_tok_bytes(const struct hmoe_tok *t, int id, size_t *len)
@@ -769,7 +790,7 @@ const unsigned char *hmoe_tok_bytes(const struct hmoe_tok *t, int id, size_t *le
 	if (id < 0 || id >= t->n_vocab || !(t->flags[id] & TOK_HAS))
 		return NULL;
 	*len = t->raw_len[id];
-	return t->raw_arena + t->raw_off[id];
+	return (const unsigned char *)t->raws.base + t->raw_off[id];
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -1070,7 +1091,7 @@ int hmoe_tok_decode(const struct hmoe_tok *t, const int *ids, int n_ids, int ski
 		int id = ids[i];
 		if (skip_special && (t->flags[id] & TOK_SPECIAL))
 			continue;
-		memcpy(bytes + n_bytes, t->raw_arena + t->raw_off[id], t->raw_len[id]);
+		memcpy(bytes + n_bytes, t->raws.base + t->raw_off[id], t->raw_len[id]);
 		n_bytes += t->raw_len[id];
 	}
 	utf8_emit(bytes, n_bytes, 0, out, cap, &w, &held); /* cannot overflow: cap is 3x */
@@ -1105,7 +1126,7 @@ int hmoe_tok_stream_push(struct hmoe_tok_stream *s, int id, char *out, size_t ca
 	if (!b)
 		return hmoe_err(HMOE_ENOMEM, "detokenize: out of memory");
 	memcpy(b, s->pending, (size_t)s->n_pending);
-	memcpy(b + s->n_pending, t->raw_arena + t->raw_off[id], t->raw_len[id]);
+	memcpy(b + s->n_pending, t->raws.base + t->raw_off[id], t->raw_len[id]);
 	int full = utf8_emit(b, n, 1, out, cap, &w, &held);
 	if (!full) {
 		memcpy(s->pending, b + n - held, held);

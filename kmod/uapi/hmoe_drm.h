@@ -11,8 +11,7 @@
  *    pointers as __u64;
  *  - every field marked "in" is validated; every reserved/pad field and every flag bit
  *    not defined here must be zero, else the ioctl fails with -EINVAL;
- *  - fields marked "out" are written by the driver; their input value is ignored,
- *    except that "out" fields are never read as commands;
+ *  - fields marked "out" are written by the driver; their input value is ignored;
  *  - every object (BO handle, queue id) belongs to the open file that created it and
  *    dies with it; another file's ids are simply unknown there (-ENOENT).
  *
@@ -183,10 +182,15 @@ struct drm_hmoe_job {
 };
 
 #define HMOE_SUBMIT_FENCE_FD (1u << 0) /* also return a sync_file fd for the last job */
-#define HMOE_SUBMIT_FLAGS_ALL HMOE_SUBMIT_FENCE_FD
+#define HMOE_SUBMIT_IN_FENCE (1u << 1) /* the first job waits for in_fence_fd */
+#define HMOE_SUBMIT_FLAGS_ALL (HMOE_SUBMIT_FENCE_FD | HMOE_SUBMIT_IN_FENCE)
 
 /* Queues n_jobs jobs, in order, atomically: either all are queued or none. Fails with
- * -EBUSY if the ring has fewer than n_jobs free slots (wait, then retry). */
+ * -EBUSY if the ring has fewer than n_jobs free slots (wait, then retry).
+ * With HMOE_SUBMIT_IN_FENCE the first job starts only after the sync_file in_fence_fd
+ * signals (e.g. the fence_fd of a submit to another queue, or a GPU's); if that fence
+ * signals an error, the job ends CANCELLED. This chains H2C -> compute -> C2H without
+ * a wait in between. */
 struct drm_hmoe_submit {
 	__u32 queue_id; /* in */
 	__u32 n_jobs;   /* in: 1..max_jobs_per_submit */
@@ -194,9 +198,9 @@ struct drm_hmoe_submit {
 	__u32 job_size; /* in: sizeof(struct drm_hmoe_job) */
 	__u32 flags;    /* in: HMOE_SUBMIT_* */
 	__u64 seqno;    /* out: sequence number of the last job; the first is seqno-n_jobs+1 */
-	__s32 fence_fd; /* out: with HMOE_SUBMIT_FENCE_FD, else -1 */
-	__u32 pad;      /* in: zero */
-	__u64 reserved; /* in: zero */
+	__s32 fence_fd;    /* out: with HMOE_SUBMIT_FENCE_FD, else -1 */
+	__s32 in_fence_fd; /* in: with HMOE_SUBMIT_IN_FENCE, a sync_file fd; else zero */
+	__u64 reserved;    /* in: zero */
 };
 
 /* Job status, as returned by wait and job_status. */

@@ -151,6 +151,16 @@ static int hcu_d2d(void *dst, const void *src, size_t bytes)
 	return 0;
 }
 
+static int hcu_copy2d(void *dst, size_t dpitch, const void *src, size_t spitch,
+		      size_t width_bytes, size_t rows)
+{
+	if (rows == 0 || width_bytes == 0)
+		return 0;
+	CUDA_CHECK(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width_bytes, rows,
+				     cudaMemcpyDeviceToDevice, hcu.stream));
+	return 0;
+}
+
 static int hcu_fill_nan(void *ptr, size_t bytes)
 {
 	CUDA_CHECK(cudaMemsetAsync(ptr, 0xff, bytes, hcu.stream));
@@ -201,6 +211,9 @@ static const struct hmoe_cuda_api hcu_api = {
 	hcu_event_record,
 	hcu_elapsed_ms,
 	hcu_rmsnorm,
+	hcu_add,
+	hcu_silu_mul,
+	hcu_copy2d,
 	hcu_rope,
 	hcu_embed,
 	hcu_gemm_bf16,

@@ -33,6 +33,8 @@ extern "C" {
 enum hmoe_cuda_mla_version {
 	HMOE_MLA_DECODE_AUTO = 0,
 	HMOE_MLA_DECODE_V1 = 1,   /* CUDA cores, head groups of 16, split-K + combine */
+	HMOE_MLA_DECODE_V2 = 2,   /* tensor cores (WMMA bf16, sm_80+), head groups of 32;
+				   * not yet validated on a GPU, so AUTO picks V1 */
 	HMOE_MLA_DECODE_COUNT
 };
 
@@ -76,8 +78,18 @@ struct hmoe_cuda_api {
 
 	/* ---- dense parts ---- */
 	/* out (n_rows, dim) = bf16(bf16(x * rsqrt(mean(x^2) + eps)) * w), fp32 sum of
-	 * squares (HF's RMSNorm). x, out: bf16; w: (dim) bf16. out may alias x. */
-	int (*rmsnorm)(void *out, const void *x, const void *w, int n_rows, int dim, float eps);
+	 * squares (HF's RMSNorm). x, out: bf16 rows of stride x_stride / out_stride
+	 * elements (>= dim; kv_norm runs on the first 512 of 576-wide cache rows);
+	 * w: (dim) bf16. out may alias x. */
+	int (*rmsnorm)(void *out, int out_stride, const void *x, int x_stride, const void *w,
+		       int n_rows, int dim, float eps);
+	/* y (n) = bf16(y + x), bf16: the residual add. */
+	int (*add)(void *y, const void *x, long n);
+	/* g (n) = bf16(silu(g) * u), silu(v) = v / (1 + exp(-v)) in fp32; bf16. */
+	int (*silu_mul)(void *g, const void *u, long n);
+	/* rows x width_bytes from src (pitch spitch bytes) to dst (pitch dpitch), async. */
+	int (*copy2d)(void *dst, size_t dpitch, const void *src, size_t spitch,
+		      size_t width_bytes, size_t rows);
 	/* In-place interleaved RoPE on bf16: for token t, head h, the rope_dim values at
 	 * x + t * token_stride + h * head_stride + offset, pairs (x[2i], x[2i+1]) rotated by
 	 * angle f32(pos[t]) * freqs[i] in fp32 then rounded to bf16 (model.py). pos: device

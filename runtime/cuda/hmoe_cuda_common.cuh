@@ -122,7 +122,10 @@ __device__ __forceinline__ float hcu_block_max(float v, float *sbuf)
 /* ---- entry points, one group per file (wired into the API table in hmoe_cuda.cu) ---- */
 struct hmoe_cuda_kv_pages;
 /* hmoe_cuda_dense.cu */
-int hcu_rmsnorm(void *out, const void *x, const void *w, int n_rows, int dim, float eps);
+int hcu_rmsnorm(void *out, int out_stride, const void *x, int x_stride, const void *w,
+		int n_rows, int dim, float eps);
+int hcu_add(void *y, const void *x, long n);
+int hcu_silu_mul(void *g, const void *u, long n);
 int hcu_rope(void *x, int n_tokens, int token_stride, int n_heads, int head_stride,
 	     int offset, int rope_dim, const int32_t *pos, const float *freqs);
 int hcu_embed(void *out, const void *table, const int32_t *ids, int n, int dim, int vocab);

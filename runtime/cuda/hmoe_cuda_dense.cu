@@ -13,12 +13,12 @@
  * rewrites the elements it read, so out may alias x. Same float operations as the
  * reference except the order of the sum: r = 1 / sqrtf(ss / dim + eps) (IEEE sqrt and
  * division: no fast-math), y = bf16(bf16(x * r) * w). */
-__global__ void rmsnorm_kernel1(uint16_t *out, const uint16_t *x, const uint16_t *w, int dim,
-				float eps)
+__global__ void rmsnorm_kernel1(uint16_t *out, int out_stride, const uint16_t *x, int x_stride,
+				const uint16_t *w, int dim, float eps)
 {
 	__shared__ float sbuf[32];
-	const uint16_t *xr = x + (long)blockIdx.x * dim;
-	uint16_t *yr = out + (long)blockIdx.x * dim;
+	const uint16_t *xr = x + (long)blockIdx.x * x_stride;
+	uint16_t *yr = out + (long)blockIdx.x * out_stride;
 	float ss = 0.0f, r;
 
 	for (int i = threadIdx.x; i < dim; i += blockDim.x) {
@@ -35,17 +35,71 @@ __global__ void rmsnorm_kernel1(uint16_t *out, const uint16_t *x, const uint16_t
 	}
 }
 
-int hcu_rmsnorm(void *out, const void *x, const void *w, int n_rows, int dim, float eps)
+int hcu_rmsnorm(void *out, int out_stride, const void *x, int x_stride, const void *w,
+		int n_rows, int dim, float eps)
 {
 	int ret = hcu_need_init();
 
 	if (ret)
 		return ret;
-	HCU_ARG(n_rows >= 0 && dim > 0, "rmsnorm: n_rows %d, dim %d", n_rows, dim);
+	HCU_ARG(n_rows >= 0 && dim > 0 && x_stride >= dim && out_stride >= dim,
+		"rmsnorm: n_rows %d, dim %d, strides %d/%d", n_rows, dim, x_stride, out_stride);
 	if (n_rows == 0)
 		return 0;
-	rmsnorm_kernel1<<<n_rows, 256, 0, hcu.stream>>>((uint16_t *)out, (const uint16_t *)x,
+	rmsnorm_kernel1<<<n_rows, 256, 0, hcu.stream>>>((uint16_t *)out, out_stride,
+							(const uint16_t *)x, x_stride,
 							(const uint16_t *)w, dim, eps);
+	CUDA_CHECK_LAUNCH();
+	return 0;
+}
+
+/* ---- elementwise ---- */
+
+__global__ void add_kernel1(uint16_t *y, const uint16_t *x, long n)
+{
+	long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+
+	if (i < n)
+		y[i] = hcu_to_bf(__fadd_rn(hcu_bf(y, i), hcu_bf(x, i)));
+}
+
+int hcu_add(void *y, const void *x, long n)
+{
+	int ret = hcu_need_init();
+
+	if (ret)
+		return ret;
+	HCU_ARG(n >= 0, "add: n %ld", n);
+	if (n == 0)
+		return 0;
+	add_kernel1<<<hcu_blocks(n, 256), 256, 0, hcu.stream>>>((uint16_t *)y,
+								(const uint16_t *)x, n);
+	CUDA_CHECK_LAUNCH();
+	return 0;
+}
+
+__global__ void silu_mul_kernel1(uint16_t *g, const uint16_t *u, long n)
+{
+	long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+	float v;
+
+	if (i >= n)
+		return;
+	v = hcu_bf(g, i);
+	g[i] = hcu_to_bf(__fmul_rn(__fdiv_rn(v, __fadd_rn(1.0f, expf(-v))), hcu_bf(u, i)));
+}
+
+int hcu_silu_mul(void *g, const void *u, long n)
+{
+	int ret = hcu_need_init();
+
+	if (ret)
+		return ret;
+	HCU_ARG(n >= 0, "silu_mul: n %ld", n);
+	if (n == 0)
+		return 0;
+	silu_mul_kernel1<<<hcu_blocks(n, 256), 256, 0, hcu.stream>>>((uint16_t *)g,
+								     (const uint16_t *)u, n);
 	CUDA_CHECK_LAUNCH();
 	return 0;
 }

@@ -9,6 +9,9 @@
 #include "hmoe_cuda_common.cuh"
 #include "hmoe_fxp.h"
 
+/* Written against version 1 of the contract: a change there must be re-checked here. */
+static_assert(HMOE_FXP_CONTRACT_VERSION == 1, "docs/fxp.md changed: re-check the GPU quantiser");
+
 #define FXP_WARPS 8  /* (token, group) pairs per block, one warp each */
 
 /* hmoe_fxp_f32_to_q32: NaN -> 0, |x| >= 2^30 saturates to +-2^62, else trunc(x * 2^32). */

@@ -46,14 +46,45 @@ static int fake_elapsed_ms(int a, int b, float *ms)
 	return 0;
 }
 
-static int fake_rmsnorm(void *out, const void *x, const void *w, int rows, int dim, float eps)
+static int fake_rmsnorm(void *out, int os, const void *x, int xs, const void *w, int rows,
+			int dim, float eps)
 {
-	float *t = malloc(sizeof(float) * (size_t)rows * dim);
+	float *t = malloc(sizeof(float) * (size_t)dim);
 
-	hcu_ref_rmsnorm(t, x, w, rows, dim, eps);
-	for (long i = 0; i < (long)rows * dim; i++)
-		((uint16_t *)out)[i] = hmoe_f32_to_bf16(t[i]);
+	for (int r = 0; r < rows; r++) {
+		hcu_ref_rmsnorm(t, (const uint16_t *)x + (long)r * xs, w, 1, dim, eps);
+		for (int i = 0; i < dim; i++)
+			((uint16_t *)out)[(long)r * os + i] = hmoe_f32_to_bf16(t[i]);
+	}
 	free(t);
+	return 0;
+}
+
+static int fake_add(void *y, const void *x, long n)
+{
+	for (long i = 0; i < n; i++)
+		((uint16_t *)y)[i] = hmoe_f32_to_bf16(hmoe_bf16_to_f32(((uint16_t *)y)[i]) +
+						      hmoe_bf16_to_f32(((const uint16_t *)x)[i]));
+	return 0;
+}
+
+static int fake_silu_mul(void *g_, const void *u, long n)
+{
+	uint16_t *g = g_;
+
+	for (long i = 0; i < n; i++) {
+		float v = hmoe_bf16_to_f32(g[i]);
+
+		g[i] = hmoe_f32_to_bf16(v / (1.0f + expf(-v)) *
+					hmoe_bf16_to_f32(((const uint16_t *)u)[i]));
+	}
+	return 0;
+}
+
+static int fake_copy2d(void *d, size_t dp, const void *s, size_t sp, size_t w, size_t rows)
+{
+	for (size_t r = 0; r < rows; r++)
+		memcpy((char *)d + r * dp, (const char *)s + r * sp, w);
 	return 0;
 }
 
@@ -188,6 +219,7 @@ static int fake_route(int32_t *ids, float *w, const float *l, const float *b, in
 }
 
 /* The GPU quantiser's steps: exact x * 2^32 truncated, then the integer quantiser. */
+_Static_assert(HMOE_FXP_CONTRACT_VERSION == 1, "docs/fxp.md changed: re-check the quantiser");
 static int fake_fxp_quant_x(int8_t *xq, int32_t *xs, const void *x, int f32, int n, int dim)
 {
 	int groups = (dim + 127) / 128;
@@ -334,7 +366,8 @@ static int fake_prefill(void *out, const void *q, const void *k, const void *v, 
 static const struct hmoe_cuda_api fake_api = {
 	HMOE_CUDA_ABI, fake_last_error, fake_device_count, fake_init, fake_device_name,
 	fake_versions, fake_malloc, fake_free, fake_copy, fake_copy, fake_copy, fake_fill_nan,
-	fake_sync, fake_event_record, fake_elapsed_ms, fake_rmsnorm, fake_rope, fake_embed,
+	fake_sync, fake_event_record, fake_elapsed_ms, fake_rmsnorm, fake_add, fake_silu_mul,
+	fake_copy2d, fake_rope, fake_embed,
 	fake_gemm, fake_fp8_matvec, fake_fp8_dequant, fake_sample, fake_route, fake_fxp_quant_x,
 	fake_mla_decode, fake_absorb_q, fake_absorb_o, fake_prefill,
 };

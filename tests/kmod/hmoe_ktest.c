@@ -369,6 +369,27 @@ static int test_basic(void)
 			CHECK(!memcmp(ps + 4096 * i + 7, pd + 4096 * i + 7, 1000 + i),
 			      "range %d differs", i);
 	}
+	/* A chain: the C2H job waits for the H2C job's fence; one wait at the end. */
+	{
+		struct drm_hmoe_job up = copy_job(src, 0, card, 0, size), down = copy_job(card, 0, dst, 0, size);
+		struct drm_hmoe_submit s1 = {
+			.queue_id = h2c, .n_jobs = 1, .jobs = (uintptr_t)&up,
+			.job_size = sizeof(up), .flags = HMOE_SUBMIT_FENCE_FD,
+		};
+		struct drm_hmoe_submit s2 = {
+			.queue_id = c2h, .n_jobs = 1, .jobs = (uintptr_t)&down,
+			.job_size = sizeof(down), .flags = HMOE_SUBMIT_IN_FENCE,
+		};
+
+		fill_random(ps, size);
+		memset(pd, 0, size);
+		CHECK(!xioctl(fd, DRM_IOCTL_HMOE_SUBMIT, &s1), "chain: h2c");
+		s2.in_fence_fd = s1.fence_fd;
+		CHECK(!xioctl(fd, DRM_IOCTL_HMOE_SUBMIT, &s2), "chain: c2h with in-fence");
+		close(s1.fence_fd);
+		CHECK(!wait_job(fd, c2h, s2.seqno, 5000, &st) && st == HMOE_JOB_OK, "chain: %u", st);
+		CHECK(!memcmp(ps, pd, size), "chain: the C2H copy ran before the H2C copy");
+	}
 	CHECK(!queue_destroy(fd, h2c) && !queue_destroy(fd, c2h), "queue_destroy");
 	munmap(ps, size);
 	munmap(pd, size);
@@ -433,6 +454,22 @@ static int test_validate(void)
 		m.pad = 0;
 		m.reserved = 1;
 		CHECK_ERR(fd, DRM_IOCTL_HMOE_BO_MMAP_OFFSET, &m, -EINVAL);
+	}
+	/* mmap past the end of a BO, and of another file's BO through this file. */
+	{
+		struct drm_hmoe_bo_mmap_offset m = { .handle = host };
+		uint32_t theirs;
+		void *p;
+
+		CHECK(!xioctl(fd, DRM_IOCTL_HMOE_BO_MMAP_OFFSET, &m), "mmap offset");
+		p = mmap(NULL, 2 * 65536, PROT_READ, MAP_SHARED, fd, (off_t)m.offset);
+		CHECK(p == MAP_FAILED, "mmap of twice the BO's size succeeded");
+		CHECK(!bo_create(fd2, 65536, 0, &theirs), "bo_create fd2");
+		m.handle = theirs;
+		CHECK(!xioctl(fd2, DRM_IOCTL_HMOE_BO_MMAP_OFFSET, &m), "mmap offset fd2");
+		p = mmap(NULL, 65536, PROT_READ, MAP_SHARED, fd, (off_t)m.offset);
+		CHECK(p == MAP_FAILED && errno == EACCES,
+		      "another file's BO mapped through this file (errno %d)", errno);
 	}
 	{
 		struct drm_hmoe_bo_info b = { .handle = card2 };
@@ -520,9 +557,15 @@ static int test_validate(void)
 		s.flags = 1u << 7;
 		CHECK_ERR(fd, DRM_IOCTL_HMOE_SUBMIT, &s, -EINVAL);
 		s.flags = 0;
-		s.pad = 1;
+		s.in_fence_fd = 1; /* without HMOE_SUBMIT_IN_FENCE */
 		CHECK_ERR(fd, DRM_IOCTL_HMOE_SUBMIT, &s, -EINVAL);
-		s.pad = 0;
+		s.flags = HMOE_SUBMIT_IN_FENCE;
+		s.in_fence_fd = -1;
+		CHECK_ERR(fd, DRM_IOCTL_HMOE_SUBMIT, &s, -EINVAL);
+		s.in_fence_fd = fd; /* a DRM fd, not a sync_file */
+		CHECK_ERR(fd, DRM_IOCTL_HMOE_SUBMIT, &s, -EINVAL);
+		s.flags = 0;
+		s.in_fence_fd = 0;
 		s.reserved = 1;
 		CHECK_ERR(fd, DRM_IOCTL_HMOE_SUBMIT, &s, -EINVAL);
 		s.reserved = 0;
@@ -720,11 +763,13 @@ static int test_multiproc(void)
 	return 0;
 }
 
+#define TIMEOUT_PARAM "/sys/module/hmoe/parameters/job_timeout_ms"
+
 /* Fault injection: hang -> TIMEDOUT + CANCELLED + recovery; error and corrupt -> ERROR;
  * wait deadline -> ETIME; close and destroy with jobs pending. */
 static int test_faults(void)
 {
-	uint32_t host, card, h2c, st, s2, s3;
+	uint32_t host, card, h2c, c2h, st, s2, s3;
 	struct drm_hmoe_job j;
 	uint64_t seq;
 	int64_t t0;
@@ -732,11 +777,13 @@ static int test_faults(void)
 
 	CHECK(fd >= 0, "open");
 	CHECK(debugfs_dir(), "no /sys/kernel/debug/hmoe/<card>");
+	CHECK(!write_file(TIMEOUT_PARAM, "300"), "cannot set %s", TIMEOUT_PARAM);
 	CHECK(!bo_create(fd, 65536, 0, &host) && !bo_create(fd, 65536, HMOE_BO_CARD, &card) &&
-	      !queue_create(fd, HMOE_QUEUE_H2C, 16, &h2c), "setup");
+	      !queue_create(fd, HMOE_QUEUE_H2C, 16, &h2c) &&
+	      !queue_create(fd, HMOE_QUEUE_C2H, 16, &c2h), "setup");
 	j = copy_job(host, 0, card, 0, 65536);
 
-	/* A hang: job 1 times out (job_timeout_ms=300 in the VM), 2 and 3 behind it are
+	/* A hang: job 1 times out (job_timeout_ms=300 here), 2 and 3 behind it are
 	 * cancelled, and the queue runs job 4. */
 	CHECK(!inject("hang", 1), "inject hang");
 	CHECK(!submit(fd, h2c, (struct drm_hmoe_job[]){ j, j, j }, 3, &seq) && seq == 3, "submit");
@@ -754,6 +801,23 @@ static int test_faults(void)
 	      "jobs behind the hang: %u %u", s2, st);
 	CHECK(!submit(fd, h2c, &j, 1, &seq) && !wait_job(fd, h2c, seq, 5000, &st) &&
 	      st == HMOE_JOB_OK, "queue did not recover after the reset: %u", st);
+	/* A job chained (in-fence) to a hung job on another queue is cancelled. */
+	{
+		struct drm_hmoe_job down = copy_job(card, 0, host, 0, 4096);
+		struct drm_hmoe_submit s1 = { .queue_id = h2c, .n_jobs = 1, .jobs = (uintptr_t)&j,
+					      .job_size = sizeof(j), .flags = HMOE_SUBMIT_FENCE_FD };
+		struct drm_hmoe_submit s2 = { .queue_id = c2h, .n_jobs = 1, .jobs = (uintptr_t)&down,
+					      .job_size = sizeof(down), .flags = HMOE_SUBMIT_IN_FENCE };
+
+		CHECK(!inject("hang", 1), "inject hang");
+		CHECK(!xioctl(fd, DRM_IOCTL_HMOE_SUBMIT, &s1), "submit");
+		s2.in_fence_fd = s1.fence_fd;
+		CHECK(!xioctl(fd, DRM_IOCTL_HMOE_SUBMIT, &s2), "submit chained");
+		close(s1.fence_fd);
+		CHECK(!wait_job(fd, c2h, s2.seqno, 10000, &st) && st == HMOE_JOB_CANCELLED &&
+		      !job_status(fd, h2c, s1.seqno, &s2.flags) && s2.flags == HMOE_JOB_TIMEDOUT,
+		      "job chained to a hang: %u (want cancelled)", st);
+	}
 
 	/* An error status and a corrupted completion record. */
 	CHECK(!inject("error", 1), "inject error");
@@ -769,7 +833,7 @@ static int test_faults(void)
 		snprintf(path, sizeof(path), "%s/queues", debugfs_dir());
 		CHECK(!read_file(path, buf, sizeof(buf)), "read debugfs queues");
 		/* queue pid dir ring submitted retired ok errors bad timeouts cancelled ... */
-		CHECK(strstr(buf, " h2c 16 7 7 2 2 1 1 2 "),
+		CHECK(strstr(buf, " h2c 16 8 8 2 2 1 2 2 "),
 		      "debugfs counters do not match the jobs run:\n%s", buf);
 	}
 
@@ -795,6 +859,53 @@ static int test_faults(void)
 	t0 = now_ns();
 	close(fd);
 	CHECK(now_ns() - t0 < 5000000000ll, "close with a hung job took more than 5 s");
+	CHECK(!write_file(TIMEOUT_PARAM, "5000"), "cannot restore %s", TIMEOUT_PARAM);
+	return 0;
+}
+
+/* Races: a process sharing the file submits and waits in a loop while another destroys
+ * the queue under it; every call must end (ENOENT once the queue is gone, or a job
+ * status), and the kernel must stay clean (the harness checks its log). */
+static int test_race(void)
+{
+	for (int round = 0; round < 20; round++) {
+		uint32_t host, card, q, st;
+		struct drm_hmoe_job j;
+		int fd = open_card(0), status;
+		pid_t pid;
+
+		CHECK(fd >= 0 && !bo_create(fd, 65536, 0, &host) &&
+		      !bo_create(fd, 65536, HMOE_BO_CARD, &card) &&
+		      !queue_create(fd, HMOE_QUEUE_H2C, 8, &q), "setup");
+		j = copy_job(host, 0, card, 0, 65536);
+		pid = fork();
+		CHECK(pid >= 0, "fork");
+		if (!pid) {
+			/* Same open file: the queue id is valid here until destroyed. */
+			for (;;) {
+				uint64_t seq;
+				int ret = submit(fd, q, (struct drm_hmoe_job[]){ j, j }, 2, &seq);
+
+				if (ret == -ENOENT)
+					_exit(0);
+				if (ret == -EBUSY)
+					continue;
+				if (ret)
+					_exit(10);
+				ret = wait_job(fd, q, seq, 5000, &st);
+				if (ret == -ENOENT)
+					_exit(0);
+				if (ret || (st != HMOE_JOB_OK && st != HMOE_JOB_CANCELLED))
+					_exit(11);
+			}
+		}
+		usleep(1000 * (round % 5));
+		CHECK(!queue_destroy(fd, q), "destroy while another process submits");
+		CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+		      WEXITSTATUS(status) == 0, "round %d: submitter exited %d", round,
+		      WEXITSTATUS(status));
+		close(fd);
+	}
 	return 0;
 }
 
@@ -1074,7 +1185,8 @@ static const struct {
 	int (*run)(void);
 } tests[] = {
 	{ "basic", test_basic },     { "validate", test_validate }, { "multiproc", test_multiproc },
-	{ "faults", test_faults },   { "prime", test_prime },       { "ffn", test_ffn },
+	{ "faults", test_faults },   { "race", test_race },         { "prime", test_prime },
+	{ "ffn", test_ffn },
 	{ "hwmon", test_hwmon },     { "smoke", test_smoke },
 };
 

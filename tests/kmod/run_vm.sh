@@ -10,7 +10,7 @@
 # end marker, or when the kernel log has any warning, oops, BUG or sanitizer report.
 # Exits 77 (skip) when the kernel image, its modules, headers or QEMU are missing.
 #   env: BUILD (build dir), KDIR (kernel build tree), KMOD_TESTS (tests to run inside,
-#        default all), KMOD_CYCLES (load/unload cycles, default 20), KMOD_TIMEOUT (guest time limit, s, default 170)
+#        default all), KMOD_CYCLES (load/unload cycles, default 20), KMOD_TIMEOUT (guest time limit, s, default 240)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -54,21 +54,43 @@ cp tests/kmod/vm_init.sh "$ird/init"
 chmod +x "$ird/init"
 cp "$out/hmoe_ktest" "$ird/bin/"
 cp hmoe.ko "$ird/lib/modules/"
-mdir=/lib/modules/$kver/kernel/drivers/gpu/drm
-for m in drm.ko drm_shmem_helper.ko vgem/vgem.ko; do
-	src=$mdir/$m
-	[ -r "$src" ] || src=$(ls "$src".* 2>/dev/null | head -n 1 || true)
-	[ -r "$src" ] || skip "kernel module $mdir/$m missing"
-	case "$src" in
-	*.xz) xz -dc "$src" >"$ird/lib/modules/$(basename "$m")" ;;
-	*.zst) zstd -dqc "$src" >"$ird/lib/modules/$(basename "$m")" ;;
-	*) cp "$src" "$ird/lib/modules/" ;;
-	esac
+# The kernel modules hmoe.ko needs (modinfo depends), plus vgem (a foreign dma-buf
+# exporter for the PRIME test), with their own dependencies from Debian's modules.dep,
+# in load order (modules.dep lists a module's dependencies last-to-load first).
+moddep=/lib/modules/$kver/modules.dep
+load_order=()
+add_module() { # NAME: appends its dependencies, then itself, to load_order
+	local name=$1 path dep i
+	path=$(grep -E "(^|/)${name//[-_]/[-_]}\.ko(\.xz|\.zst|\.gz)?:" "$moddep" | head -n 1 | cut -d: -f1)
+	[ -n "$path" ] || skip "kernel module $name not in $moddep"
+	local deps=($(grep -E "^$path:" "$moddep" | cut -d: -f2))
+	for ((i = ${#deps[@]} - 1; i >= 0; i--)); do
+		dep=$(basename "${deps[$i]}")
+		add_module "${dep%%.ko*}"
+	done
+	for i in "${load_order[@]}"; do [ "$i" = "$path" ] && return 0; done
+	load_order+=("$path")
+}
+for m in $(modinfo -F depends hmoe.ko | tr ',' ' ') vgem; do
+	add_module "$m"
 done
+: >"$ird/etc/kmods"
+for path in "${load_order[@]}"; do
+	src=/lib/modules/$kver/$path
+	name=$(basename "${path%%.ko*}").ko
+	case "$src" in
+	*.xz) xz -dc "$src" >"$ird/lib/modules/$name" ;;
+	*.zst) zstd -dqc "$src" >"$ird/lib/modules/$name" ;;
+	*.gz) gzip -dc "$src" >"$ird/lib/modules/$name" ;;
+	*) cp "$src" "$ird/lib/modules/$name" ;;
+	esac
+	echo "$name" >>"$ird/etc/kmods"
+done
+echo "kernel modules for the guest: $(tr '\n' ' ' <"$ird/etc/kmods")"
 # The hmoe program (for `hmoe bench kmod` inside), with its shared libraries.
 if [ -x "$BUILD/hmoe" ]; then
 	cp "$BUILD/hmoe" "$ird/bin/hmoe"
-	ldd "$BUILD/hmoe" | awk '/=>/ { print $3 } /^\s*\/.*ld-linux/ { print $1 }' |
+	ldd "$BUILD/hmoe" | awk '/=>/ { print $3 } /^[ \t]*\/.*ld-linux/ { print $1 }' |
 		while read -r lib; do
 			[ -r "$lib" ] || continue
 			mkdir -p "$ird$(dirname "$lib")"
@@ -91,9 +113,9 @@ fi
 echo "== booting $kernel ($accel)"
 start=$(date +%s)
 rc=0
-timeout "${KMOD_TIMEOUT:-170}" qemu-system-x86_64 -accel "$accel" -cpu "$cpu" -smp 2 -m 1024 \
+timeout "${KMOD_TIMEOUT:-240}" qemu-system-x86_64 -accel "$accel" -cpu "$cpu" -smp 2 -m 1024 \
 	-kernel "$kernel" -initrd "$out/initramfs.cpio.gz" \
-	-append "console=ttyS0 quiet panic=-1 oops=panic hung_task_timeout_secs=30" \
+	-append "console=ttyS0 quiet panic=-1 oops=panic hung_task_timeout_secs=30 slub_debug=FZP" \
 	-device edu -net none -nographic -no-reboot -monitor none -serial "file:$log" </dev/null || rc=$?
 echo "== guest ran $(($(date +%s) - start)) s (qemu exit $rc)"
 
@@ -111,8 +133,9 @@ fi
 for t in $(grep -a '^KTEST-PLAN' "$log" | tr -d '\r' | cut -d' ' -f2-); do
 	grep -aqE "^KTEST $t (PASS|FAIL|SKIP)" "$log" || { echo "FAIL: test $t did not report"; fail=1; }
 done
-# The kernel log (console plus the dmesg dump at the end) must be clean.
-if grep -aE 'WARNING:|BUG:|Oops|Call Trace|general protection|UBSAN|KASAN|kernel BUG|refcount_t|list_add corruption|list_del corruption|INFO: task .* blocked|soft lockup|hard LOCKUP|RCU stall|tainted: .*W' "$log" | grep -v '^KTEST'; then
+# The kernel log (console plus the dmesg dump at the end) must be clean; slub_debug
+# (on the command line) reports slab corruption and use-after-free as "BUG <cache> (".
+if grep -aE 'WARNING:|BUG:|BUG [^ ]+ \(|Poison overwritten|Redzone overwritten|Oops|Call Trace|general protection|UBSAN|KASAN|kernel BUG|refcount_t|list_add corruption|list_del corruption|INFO: task .* blocked|soft lockup|hard LOCKUP|RCU stall|tainted: .*W' "$log" | grep -v '^KTEST'; then
 	echo "FAIL: kernel warnings/oopses in the guest log ($log)"
 	fail=1
 fi

@@ -11,18 +11,21 @@ mount -t devtmpfs devtmpfs /dev
 mount -t debugfs debugfs /sys/kernel/debug
 mount -t tmpfs tmpfs /tmp
 M=/lib/modules
-HMOE_ARGS="emu_cards=2 job_timeout_ms=300"
+# A long watchdog: expert jobs are slow under TCG; the faults test shortens it.
+HMOE_ARGS="emu_cards=2 job_timeout_ms=5000"
 CYCLES=$(cat /etc/kcycles 2>/dev/null)
 
 tests=$(cat /etc/ktests)
-[ "$tests" = all ] && tests="load basic validate multiproc faults prime ffn hwmon pci bench cycles"
+[ "$tests" = all ] && tests="load basic validate multiproc faults race prime ffn hwmon pci bench cycles"
 echo "KTEST-PLAN $tests"
 
 pass() { echo "KTEST $1 PASS"; }
 fail() { echo "KTEST $1 FAIL $2"; }
 
-insmod $M/drm.ko && insmod $M/drm_shmem_helper.ko && insmod $M/vgem.ko ||
-	echo "KTEST load FAIL the DRM modules of the kernel did not load"
+# The kernel's modules hmoe.ko depends on (and vgem), in load order (run_vm.sh).
+for m in $(cat /etc/kmods); do
+	insmod $M/$m || echo "KTEST load FAIL the kernel's $m did not load"
+done
 
 # Load: the module creates two emulated cards, each with a node and a hwmon device.
 t_load() {
@@ -53,8 +56,10 @@ t_pci() {
 
 t_bench() {
 	[ -x /bin/hmoe ] || { echo "KTEST bench SKIP hmoe binary not packed"; return; }
-	if hmoe bench kmod --json >/tmp/bench.json 2>/tmp/bench.err; then
+	if hmoe bench kmod --json --layers 5 >/tmp/bench.json 2>/tmp/bench.err &&
+		hmoe bench kmod --json --layers 2 --no-chain >/tmp/bench2.json 2>>/tmp/bench.err; then
 		echo "KTEST-BENCH $(tr -d '\n' </tmp/bench.json)"
+		echo "KTEST-BENCH $(tr -d '\n' </tmp/bench2.json)"
 		grep -q '"jobs_per_sec"' /tmp/bench.json && grep -q '"ioctls_per_layer"' /tmp/bench.json &&
 			{ pass bench; return; }
 		fail bench "bench output lacks jobs_per_sec/ioctls_per_layer"
@@ -98,15 +103,17 @@ t_cycles() {
 	# compute-unit scratch), shmem (BO pages) or vmalloc; free pages catch the rest.
 	# Allowances are noise levels measured over 60 cycles; one leaked card per cycle
 	# (2 x 98 KiB scratch) would add ~1000 slab pages, leaked smoke-test BOs (3 x 64 KiB)
-	# ~960 shmem pages; shmem also holds the guest's /tmp files, hence 64.
+	# ~960 shmem pages; shmem also holds the guest's /tmp files, hence 64. Free pages
+	# are the gross catch-all: per-CPU page lists make them swing by ~1500 pages.
 	[ $((slab1 - slab0)) -le 16 ] || { fail cycles "unreclaimable slab grew by $((slab1 - slab0)) pages"; return; }
 	[ $((shmem1 - shmem0)) -le 64 ] || { fail cycles "shmem grew by $((shmem1 - shmem0)) pages"; return; }
 	[ $((vm1 - vm0)) -le 256 ] || { fail cycles "vmalloc grew by $((vm1 - vm0)) kB"; return; }
-	[ $((free0 - free1)) -le 1024 ] || { fail cycles "free pages fell by $((free0 - free1))"; return; }
+	[ $((free0 - free1)) -le 4096 ] || { fail cycles "free pages fell by $((free0 - free1))"; return; }
 	pass cycles
 }
 
 for t in $tests; do
+	echo "KTEST-TIME $t starts at $(cut -d' ' -f1 /proc/uptime) s"
 	case $t in
 	load) t_load ;;
 	pci) t_pci ;;

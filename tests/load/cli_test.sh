@@ -39,7 +39,15 @@ read -r ptotal pactive bpt <<<"$total"
 	|| fail "params total $ptotal active $pactive bytes/token $bpt"
 
 # Determinism: same seed, same bytes (other seeds: test_model); 3 shards, same totals.
-$HMOE mktiny --out "$tmp/b" --seed 5 --no-tokenizer >/dev/null || fail "mktiny b"
+# b also takes the committed tokenizer when there is one (copied, else a clear error).
+if [ -f models/deepseek-v3-tokenizer/tokenizer.json ]; then
+	$HMOE mktiny --out "$tmp/b" --seed 5 >/dev/null || fail "mktiny b (default tokenizer)"
+	cmp -s models/deepseek-v3-tokenizer/tokenizer.json "$tmp/b/tokenizer.json" || fail "tokenizer.json not copied"
+	cmp -s models/deepseek-v3-tokenizer/tokenizer_config.json "$tmp/b/tokenizer_config.json" \
+		|| fail "tokenizer_config.json not copied"
+else
+	$HMOE mktiny --out "$tmp/b" --seed 5 --no-tokenizer >/dev/null || fail "mktiny b"
+fi
 cmp -s "$tmp/a/model.safetensors" "$tmp/b/model.safetensors" || fail "same seed, different bytes"
 cmp -s "$tmp/a/config.json" "$tmp/b/config.json" || fail "same seed, different config.json"
 $HMOE mktiny --out "$tmp/c" --seed 5 --shards 3 --no-tokenizer >/dev/null || fail "mktiny --shards 3"
@@ -49,13 +57,6 @@ $HMOE info --model "$tmp/c" --json | grep -v '"model"' | grep -v '"files"' >"$tm
 grep -v '"model"' "$tmp/a.json" | grep -v '"files"' | diff -q - "$tmp/c.json" >/dev/null \
 	|| fail "sharded checkpoint summarises differently"
 
-# Tokenizer: copied when models/deepseek-v3-tokenizer exists, else a clear error.
-if [ -f models/deepseek-v3-tokenizer/tokenizer.json ]; then
-	$HMOE mktiny --out "$tmp/t" --tokenizer models/deepseek-v3-tokenizer >/dev/null || fail "mktiny --tokenizer"
-	cmp -s models/deepseek-v3-tokenizer/tokenizer.json "$tmp/t/tokenizer.json" || fail "tokenizer.json not copied"
-	cmp -s models/deepseek-v3-tokenizer/tokenizer_config.json "$tmp/t/tokenizer_config.json" \
-		|| fail "tokenizer_config.json not copied"
-fi
 expect_err "tokenizer.json: cannot open" $HMOE mktiny --out "$tmp/t2" --tokenizer "$tmp/none"
 
 # Bad flags.
@@ -67,32 +68,48 @@ expect_err "--model is required" $HMOE info
 expect_err "unknown flag --modle" $HMOE info --modle "$tmp/a"
 expect_err "/nonexistent/config.json: cannot open" $HMOE info --model /nonexistent
 
-# Broken checkpoints: copy a, break one thing, expect exit 2 naming it.
-# broken: a fresh copy of a's config with a's weights linked (edits replace the link).
-broken() { rm -rf "$tmp/e"; mkdir "$tmp/e"; cp "$tmp/a/config.json" "$tmp/e/"; ln -s "$tmp/a/model.safetensors" "$tmp/e/"; }
-broken
-$ST_EDIT "$tmp/a/model.safetensors" "$tmp/e/model.safetensors" reshape \
-	model.layers.1.self_attn.kv_b_proj.weight 64,256 || fail "st_edit reshape"
+# Broken checkpoints: c (3 shards) with one shard rewritten by st_edit (the writer), so
+# each case rewrites only the small middle shard (layers); expect exit 2 naming the broken thing.
+# broken NAME: fresh copy of c's config and index, shards linked, and sets $shard to the
+# shard holding NAME (edits replace that link with a file).
+broken() {
+	rm -rf "$tmp/e"; mkdir "$tmp/e"
+	cp "$tmp/c/config.json" "$tmp/c/model.safetensors.index.json" "$tmp/e/"
+	ln -s "$tmp/c"/model-*.safetensors "$tmp/e/"
+	shard=$(grep -o "\"$1\":[[:space:]]*\"[^\"]*\"" "$tmp/c/model.safetensors.index.json" |
+		sed 's/.*:[[:space:]]*"//; s/"$//')
+	[ -n "$shard" ] || fail "no shard holds $1"
+}
+edit() { # edit NAME OP [ARG]
+	local name=$1; shift
+	broken "$name"
+	$ST_EDIT "$tmp/c/$shard" "$tmp/e/$shard.new" "$1" "$name" ${2:+"$2"} || fail "st_edit $* $name"
+	rm "$tmp/e/$shard"; mv "$tmp/e/$shard.new" "$tmp/e/$shard"
+}
+edit model.layers.1.self_attn.kv_b_proj.weight reshape 64,256
 expect_err "tensor model.layers.1.self_attn.kv_b_proj.weight: expected shape [256, 64] F8_E4M3|BF16|F32|F16, found [64, 256] F8_E4M3" \
 	$HMOE info --model "$tmp/e"
-broken
-$ST_EDIT "$tmp/a/model.safetensors" "$tmp/e/model.safetensors" drop \
-	model.layers.2.mlp.gate.e_score_correction_bias || fail "st_edit drop"
-expect_err "tensor model.layers.2.mlp.gate.e_score_correction_bias: missing" $HMOE info --model "$tmp/e"
-broken
-$ST_EDIT "$tmp/a/model.safetensors" "$tmp/e/model.safetensors" dtype \
-	model.layers.0.input_layernorm.weight F16 || fail "st_edit dtype"
+edit model.layers.0.input_layernorm.weight dtype F16
 $HMOE info --model "$tmp/e" >/dev/null || fail "an F16 norm should load"
-$ST_EDIT "$tmp/a/model.safetensors" "$tmp/e/model.safetensors" dtype \
-	model.layers.0.mlp.up_proj.weight U8 || fail "st_edit dtype U8"
+edit model.layers.0.mlp.up_proj.weight dtype U8
 expect_err "tensor model.layers.0.mlp.up_proj.weight: expected shape [320, 192] F8_E4M3|BF16|F32|F16, found [320, 192] U8" \
 	$HMOE info --model "$tmp/e"
-broken
-rm "$tmp/e/model.safetensors"
-head -c 50000000 "$tmp/a/model.safetensors" >"$tmp/e/model.safetensors"
+# Dropped from the shard but still in the index: the index is checked against the files.
+edit model.layers.2.mlp.gate.e_score_correction_bias drop
+expect_err "tensor model.layers.2.mlp.gate.e_score_correction_bias: the index puts it in" $HMOE info --model "$tmp/e"
+# Dropped from both: the loader names the missing tensor.
+sed -i '/model.layers.2.mlp.gate.e_score_correction_bias"/d' "$tmp/e/model.safetensors.index.json"
+expect_err "tensor model.layers.2.mlp.gate.e_score_correction_bias: missing" $HMOE info --model "$tmp/e"
+broken model.layers.1.self_attn.o_proj.weight
+rm "$tmp/e/$shard"
+head -c $(($(stat -c %s "$tmp/c/$shard") / 2)) "$tmp/c/$shard" >"$tmp/e/$shard"
 expect_err "past the end of the data" $HMOE info --model "$tmp/e"
-truncate -s 100 "$tmp/e/model.safetensors"
+truncate -s 100 "$tmp/e/$shard"
 expect_err "runs past the end of the 100-byte file" $HMOE info --model "$tmp/e"
+head -c 1000 /dev/urandom >"$tmp/e/$shard"
+expect_err "$shard" $HMOE info --model "$tmp/e"
+# Config problems, on the single-file checkpoint a.
+broken() { rm -rf "$tmp/e"; mkdir "$tmp/e"; cp "$tmp/a/config.json" "$tmp/e/"; ln -s "$tmp/a/model.safetensors" "$tmp/e/"; }
 broken
 sed -i 's/"hidden_size":.*192,/"hidden_size": "wide",/' "$tmp/e/config.json"
 expect_err "config.json: field hidden_size must be an integer" $HMOE info --model "$tmp/e"
@@ -102,9 +119,6 @@ expect_err "topk_group 5 must be in [1, n_group 4]" $HMOE info --model "$tmp/e"
 broken
 sed -i 's/"hidden_size":.*192,/"hidden_size": 200,/' "$tmp/e/config.json"
 expect_err "tensor model.embed_tokens.weight: expected shape [129280, 200]" $HMOE info --model "$tmp/e"
-broken
-head -c 1000 /dev/urandom >"$tmp/e/model.safetensors"
-expect_err "model.safetensors" $HMOE info --model "$tmp/e"
 
 if [ $fails -ne 0 ]; then echo "$fails failures"; exit 1; fi
 echo "load cli: all checks passed"

@@ -365,7 +365,10 @@ def main():
         tokens = [int(t) for t in a.tokens.split(",")]
     except ValueError:
         fail(f"--tokens {a.tokens}: not a comma-separated list of integers")
-    m = Model(a.model)
+    try:
+        m = Model(a.model)
+    except (OSError, KeyError, ValueError) as e:
+        fail(f"--model {a.model}: {type(e).__name__}: {e}")
     if any(t < 0 or t >= m.cfg.vocab for t in tokens):
         fail(f"--tokens: ids must lie in [0, {m.cfg.vocab})")
     ref = m.logits(tokens).numpy()

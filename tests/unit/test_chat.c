@@ -110,7 +110,11 @@ static void test_errors(void)
 static void test_encode(void)
 {
 	struct hmoe_tok *tok;
-	const char *path = "models/deepseek-v3-tokenizer/tokenizer.json";
+	/* the committed tokenizer, from the repository root (tests/run.sh sets HMOE_ROOT) */
+	char path[4096];
+	const char *root = getenv("HMOE_ROOT");
+	snprintf(path, sizeof(path), "%s%smodels/deepseek-v3-tokenizer/tokenizer.json",
+		 root ? root : "", root ? "/" : "");
 	if (hmoe_tok_load(&tok, path) < 0) {
 		CHECK(0, "%s: %s (run from the repository root)", path, hmoe_last_error());
 		return;

@@ -200,14 +200,15 @@ static int same_linear(const struct hmoe_linear *a, const struct hmoe_linear *b)
 static int files_equal(const char *a, const char *b)
 {
 	FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-	int eq = fa && fb, ca, cb;
+	static char ba[1 << 16], bb[1 << 16];
+	int eq = fa && fb;
 
 	while (eq) {
-		ca = fgetc(fa);
-		cb = fgetc(fb);
-		if (ca != cb)
+		size_t na = fread(ba, 1, sizeof(ba), fa), nb = fread(bb, 1, sizeof(bb), fb);
+
+		if (na != nb || memcmp(ba, bb, na))
 			eq = 0;
-		if (ca == EOF)
+		if (na == 0)
 			break;
 	}
 	if (fa)
@@ -467,6 +468,89 @@ static void test_refusals(void)
 	expect_load_error(sub("e5"), "no model.safetensors", NULL);
 }
 
+/* Another writer's layout: tensors packed in name order (FP8 codes of odd sizes first, so
+ * the F32 scales that follow are unaligned), as simple exporters write them. The loader
+ * must give the same fp32 weights and aligned `scale` pointers. */
+static void test_unaligned(void)
+{
+	struct hmoe_st_file *f = NULL;
+	struct hmoe_model *a = NULL, *b = NULL;
+	struct hmoe_config c;
+	char path[300];
+	FILE *fp;
+	char *hdr = NULL;
+	size_t hlen = 0, off = 0;
+	FILE *mem;
+	int unaligned = 0;
+
+	if (hmoe_st_open(&f, sub("a/model.safetensors")))
+		return;
+	snprintf(path, sizeof(path), "mkdir -p '%s'", sub("u"));
+	CHECK(system(path) == 0, "mkdir");
+	/* A leading 1-byte tensor (unknown names are ignored) shifts everything after it. */
+	mem = open_memstream(&hdr, &hlen);
+	fprintf(mem, "{\"aaa.pad\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}");
+	off = 1;
+	for (int i = 0; i < f->n_tensors; i++) {
+		const struct hmoe_tensor *t = &f->tensors[i];
+
+		fprintf(mem, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[", t->name,
+			hmoe_dtype_name(t->dtype));
+		for (int d = 0; d < t->ndim; d++)
+			fprintf(mem, "%s%lld", d ? "," : "", (long long)t->shape[d]);
+		fprintf(mem, "],\"data_offsets\":[%zu,%zu]}", off, off + t->nbytes);
+		unaligned += t->dtype == HMOE_DT_F32 && off % 4;
+		off += t->nbytes;
+	}
+	fputc('}', mem);
+	while ((ftell(mem) + 8) % 8)
+		fputc(' ', mem);
+	fclose(mem);
+	CHECK(unaligned > 0, "layout should leave some F32 tensors unaligned");
+	snprintf(path, sizeof(path), "%s/model.safetensors", sub("u"));
+	fp = fopen(path, "wb");
+	if (fp) {
+		uint64_t n = hlen;
+
+		fwrite(&n, 8, 1, fp);
+		fwrite(hdr, 1, hlen, fp);
+		fputc(0, fp);
+		for (int i = 0; i < f->n_tensors; i++)
+			fwrite(f->tensors[i].data, 1, f->tensors[i].nbytes, fp);
+		fclose(fp);
+	}
+	free(hdr);
+	hmoe_st_close(f);
+	snprintf(path, sizeof(path), "%s/config.json", sub("u"));
+	if (hmoe_config_load(&c, sub("a/config.json")) || hmoe_config_save(&c, path))
+		CHECK(0, "config: %s", hmoe_last_error());
+	CHECK(hmoe_model_load(&a, sub("a"), HMOE_LOAD_F32) == 0, "load a: %s", hmoe_last_error());
+	CHECK(hmoe_model_load(&b, sub("u"), HMOE_LOAD_F32) == 0, "load unaligned: %s",
+	      hmoe_last_error());
+	if (a && b) {
+		const struct hmoe_linear *la = &a->layers[2].experts[5].w1, *lb = &b->layers[2].experts[5].w1;
+		int bad = 0;
+
+		for (int l = 0; l < 3; l++) {
+			const struct hmoe_linear *x[] = { &b->layers[l].wq_a, &b->layers[l].wq_b,
+							  &b->layers[l].wkv_a, &b->layers[l].wkv_b,
+							  &b->layers[l].wo };
+
+			for (int k = 0; k < 5; k++)
+				bad += (uintptr_t)x[k]->scale % 4 != 0 ||
+				       memcmp(x[k]->scale, x[k]->scale_inv->data,
+					      x[k]->scale_inv->nbytes) != 0;
+		}
+		CHECK(bad == 0, "%d scale pointers unaligned or wrong", bad);
+		CHECK(same_linear(la, lb) && same_linear(&a->layers[1].wkv_b, &b->layers[1].wkv_b) &&
+		      !memcmp(a->layers[2].gate_bias, b->layers[2].gate_bias, 16 * 4) &&
+		      same_linear(&a->head, &b->head),
+		      "unaligned file loads to different weights");
+	}
+	hmoe_model_free(a);
+	hmoe_model_free(b);
+}
+
 /* Counts from the config alone, to compare with hmoe_model_stats. */
 static void test_stats(void)
 {
@@ -546,6 +630,7 @@ int main(void)
 	test_shards_and_determinism();
 	test_variants();
 	test_refusals();
+	test_unaligned();
 	test_stats();
 	test_tokenizer_copy();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);

@@ -91,8 +91,20 @@ static void test_capacity_and_cpu_tier(void)
 	p = build(3, 100 * EB, NULL, 1);
 	hmoe_place_summary(p, &n_cpu, &n_rep, &n_placed);
 	CHECK(n_cpu == 0 && n_placed == 3 * E, "room for all: no CPU tier (%d)", n_cpu);
-	CHECK(p->used_bytes[0] == 8 * EB && p->used_bytes[1] == 8 * EB &&
-	      p->used_bytes[2] == 8 * EB, "spread evenly over 3 cards");
+	for (int l = 1; l < L; l++) {
+		int per[3] = { 0 };
+
+		for (int e = 0; e < E; e++) {
+			const int8_t *devs;
+
+			if (hmoe_place_copies(p, l, e, &devs) == 1)
+				per[devs[0]]++;
+		}
+		/* layers run one after another: each must be spread over the cards */
+		CHECK(per[0] >= 2 && per[0] <= 3 && per[1] >= 2 && per[1] <= 3 && per[2] >= 2 &&
+		      per[2] <= 3, "layer %d spread evenly over 3 cards (%d %d %d)", l, per[0],
+		      per[1], per[2]);
+	}
 	hmoe_place_free(p);
 
 	/* no devices: all on the CPU tier */

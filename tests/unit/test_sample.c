@@ -6,7 +6,8 @@
  *  - the same seed giving different text on a second run;
  *  - top-p letting in tokens outside the nucleus, or sampled frequencies not following
  *    the renormalised distribution (checked over 20000 draws, within 1.5 points);
- *  - top-k sampling outside the k best;
+ *  - top-k sampling outside the k best; the nucleus of a large flat distribution (found by
+ *    selection) wrong, or ties at its edge not going to the lowest ids;
  *  - a padding id (>= n_valid) or a NaN logit chosen, a +inf logit not chosen, or
  *    all-(-inf) logits crashing instead of failing with an error.
  */
@@ -160,6 +161,68 @@ static void test_top_p_top_k(void)
 	check_frequencies("temperature 2", &s, l, 6, want);
 }
 
+/* A 1000-token distribution (the nucleus found by selection, not by sorting all): every
+ * draw within the nucleus of a plain sort, and every token of it drawn. */
+static int by_prob_desc(const void *pa, const void *pb)
+{
+	const double *a = pa, *b = pb; /* (p, id) */
+	return a[0] > b[0] ? -1 : a[0] < b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1];
+}
+
+static void test_large_nucleus(void)
+{
+	enum { N = 1000 };
+	static float l[N];
+	static double ref[N][2];
+	static int rank_of[N], drawn[N];
+	struct hmoe_sampler s;
+	make_logits(l, N, 3);
+	double max = -1e30, total = 0;
+	for (int i = 0; i < N; i++)
+		max = l[i] > max ? l[i] : max;
+	for (int i = 0; i < N; i++) {
+		ref[i][0] = exp((double)l[i] - max);
+		ref[i][1] = i;
+		total += ref[i][0];
+	}
+	qsort(ref, N, sizeof(ref[0]), by_prob_desc);
+	int k = 0;
+	for (double cum = 0; cum < 0.5 * total; k++)
+		cum += ref[k][0];
+	for (int r = 0; r < N; r++)
+		rank_of[(int)ref[r][1]] = r;
+
+	hmoe_sampler_init(&s, 1.0f, 0.5f, 0, 2024);
+	int outside = 0;
+	for (int d = 0; d < N_DRAWS; d++) {
+		int id = hmoe_sample(&s, l, N, NULL);
+		if (id < 0 || id >= N || rank_of[id] > k) /* rank k: the boundary may round in */
+			outside++;
+		else
+			drawn[id]++;
+	}
+	CHECK(k > 40, "nucleus of %d tokens is too small to test selection", k);
+	CHECK(outside == 0, "%d draws outside the top-p 0.5 nucleus of %d tokens", outside, k);
+	int missing = 0;
+	for (int r = 0; r + 1 < k; r++)
+		missing += drawn[(int)ref[r][1]] == 0;
+	CHECK(missing == 0, "%d tokens of the nucleus never drawn", missing);
+
+	/* equal logits: the nucleus is the lowest ids (30.5 of 100 -> ids 0..30) */
+	for (int i = 0; i < 100; i++)
+		l[i] = 0.25f;
+	hmoe_sampler_init(&s, 0.6f, 0.305f, 0, 8);
+	int max_id = -1, n_hit = 0;
+	memset(drawn, 0, sizeof(drawn));
+	for (int d = 0; d < 5000; d++) {
+		int id = hmoe_sample(&s, l, 100, NULL);
+		max_id = id > max_id ? id : max_id;
+		n_hit += drawn[id]++ == 0;
+	}
+	CHECK(max_id == 30 && n_hit == 31, "flat top-p: max id %d, %d ids drawn, want 30, 31",
+	      max_id, n_hit);
+}
+
 static void test_bad_logits(void)
 {
 	struct hmoe_sampler s;
@@ -202,6 +265,7 @@ int main(void)
 	test_greedy();
 	test_seed_reproducible();
 	test_top_p_top_k();
+	test_large_nucleus();
 	test_bad_logits();
 	if (failures) {
 		fprintf(stderr, "test_sample: %d failures\n", failures);

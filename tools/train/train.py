@@ -578,13 +578,25 @@ def exact_match(model, examples, remap, n_unused, bs=100):
     return good / len(examples), margin
 
 
+def load_checkpoint(path):
+    """The Model (export numerics on) and used ids of a training checkpoint."""
+    ck = torch.load(path)
+    used = ck["used"]
+    model = Model(CONFIG, len(used), 0, number_features(used))
+    model.load_state_dict(ck["state"])
+    model.biases = ck["biases"]
+    model.qat = True
+    model.eval()
+    return model, used
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(ROOT, "models", "r1-arith"))
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--examples", type=int, default=200000)
-    ap.add_argument("--steps", type=int, default=3000)
-    ap.add_argument("--batch", type=int, default=48)
+    ap.add_argument("--examples", type=int, default=100000)
+    ap.add_argument("--steps", type=int, default=1400)
+    ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--weight-decay", type=float, default=0.01)
@@ -592,9 +604,16 @@ def main():
     ap.add_argument("--qat-frac", type=float, default=0.2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--log-every", type=int, default=50)
-    ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--log", default=None, help="loss log file (default OUT/train_log.tsv)")
+    ap.add_argument("--export-only", metavar="CKPT", default=None,
+                    help="skip training: export the checkpoint CKPT (build/train/r1-arith.pt) to OUT")
     args = ap.parse_args()
+    if args.export_only:
+        model, used = load_checkpoint(args.export_only)
+        export(model, used, args.out)
+        print(f"exported {args.export_only} to {args.out}")
+        return
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -629,6 +648,8 @@ def main():
     print(f"model: {n_params} trainable parameters ({len(used)} used vocab rows)", flush=True)
 
     os.makedirs(args.out, exist_ok=True)
+    ckpt_path = os.path.join(ROOT, "build", "train", "r1-arith.pt")
+    os.makedirs(os.path.dirname(ckpt_path), exist_ok=True)
     log_path = args.log or os.path.join(args.out, "train_log.tsv")
     log = open(log_path, "w")
     log.write("step\tlr\tloss\ttoken_acc\tqat\tmax_load_ratio\telapsed_s\n")
@@ -685,11 +706,13 @@ def main():
             log.write(f"# step {step + 1} held-out greedy exact match: {msg}\n")
             log.flush()
             model.train()
+            torch.save({"state": model.state_dict(), "biases": model.biases, "used": used,
+                        "step": step + 1, "args": vars(args)}, ckpt_path)
     log.close()
     model.qat = True
     export(model, used, args.out)
-    torch.save({"state": model.state_dict(), "biases": model.biases, "used": used, "args": vars(args)},
-               os.path.join(ROOT, "build", "train", "r1-arith.pt"))
+    torch.save({"state": model.state_dict(), "biases": model.biases, "used": used,
+                "step": args.steps, "args": vars(args)}, ckpt_path)
     print(f"exported to {args.out} in {time.time() - t0:.0f} s total", flush=True)
 
 

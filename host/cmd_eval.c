@@ -1,0 +1,410 @@
+/* cmd_eval: `hmoe eval`: accuracy of a model on held-out arithmetic (--task) or a user's
+ * problems (--jsonl), the way DeepSeek evaluates R1: each problem goes through the R1
+ * chat template (generation prompt "<｜Assistant｜><think>\n"), K samples are generated
+ * (temperature 0.6, top-p 0.95 by default; --temperature 0 is greedy), the answer is
+ * extracted after "</think>" (hmoe_eval_extract) and pass@1 is the mean correctness
+ * over all samples.
+ *
+ * Many problems run at once: up to --batch sequences share every forward call, new
+ * prompts prefill in the same call as the others' decode steps. A sequence's logits do
+ * not depend on its batch-mates (hmoe_forward.h) and each (problem, sample) has its own
+ * sampler seed, so results do not depend on --batch or --threads.
+ *
+ * stdout: a JSON summary; stderr: a progress bar when it is a terminal.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "bench_clock.h"
+#include "hmoe_chat.h"
+#include "hmoe_cli.h"
+#include "hmoe_err.h"
+#include "hmoe_eval.h"
+#include "hmoe_sample.h"
+#include "session.h"
+
+static const struct cli_flag flags[] = {
+	SESSION_FLAGS,
+	{ "task", 1, "--task NAME        held-out problems: " HMOE_EVAL_ARITH_TASKS },
+	{ "jsonl", 1, "--jsonl FILE       your problems: {\"prompt\": ..., \"answer\": ...} per line" },
+	{ "n", 1, "--n N              number of problems (default 500; jsonl: all)" },
+	{ "samples", 1, "--samples K        samples per problem; pass@1 is their mean (default 1)" },
+	{ "temperature", 1, "--temperature T    0 = greedy (default 0.6, R1's protocol)" },
+	{ "top-p", 1, "--top-p P          nucleus sampling (default 0.95)" },
+	{ "seed", 1, "--seed S           sampling seed (default 0)" },
+	{ "max-tokens", 1, "--max-tokens N     generated tokens per sample (default 1024)" },
+	{ "batch", 1, "--batch N          sequences decoded together (default 32)" },
+	{ "dump", 1, "--dump FILE        write one JSON line per sample (output, answer, correct)" },
+	{ "help", 0, "--help             this text" },
+};
+
+/* One sequence being generated: sample `sample` of problem `problem`. */
+struct slot {
+	int active;
+	int problem, sample;
+	int prefill;             /* the prompt still has to be fed */
+	int next;                /* decode: the token to feed */
+	int n_gen;               /* tokens sampled so far */
+	int think_tokens;        /* tokens up to and including the end of "</think>"; -1 */
+	struct hmoe_kv *kv;
+	struct hmoe_sampler sampler;
+	struct hmoe_tok_stream stream;
+	char *text;              /* decoded output so far */
+	size_t len, cap;
+};
+
+struct eval_stats {
+	long done, correct, tokens, think_tokens, truncated;
+	char **dump_lines;       /* [problems * samples] with --dump: written in job order */
+};
+
+static int text_append(struct slot *s, const char *t, size_t n)
+{
+	if (s->len + n + 1 > s->cap) {
+		size_t cap = (s->len + n + 1) * 2;
+		char *p = realloc(s->text, cap);
+
+		if (!p)
+			return hmoe_err(HMOE_ENOMEM, "eval: out of memory for generated text");
+		s->text = p;
+		s->cap = cap;
+	}
+	memcpy(s->text + s->len, t, n);
+	s->len += n;
+	s->text[s->len] = '\0';
+	return 0;
+}
+
+static uint64_t job_seed(uint64_t seed, int problem, int sample)
+{
+	uint64_t z = seed ^ ((uint64_t)problem << 20 | (uint64_t)sample);
+
+	z += 0x9E3779B97F4A7C15ull;
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+static void progress(const struct eval_stats *st, long total, double t0)
+{
+	int width = 30, filled = total ? (int)(width * st->done / total) : width;
+	double dt = clock_now_s() - t0;
+
+	fprintf(stderr, "\r[%.*s%*s] %ld/%ld  acc %5.1f%%  %.0f tok/s ", filled,
+		"##############################", width - filled, "", st->done, total,
+		st->done ? 100.0 * st->correct / st->done : 0.0, dt > 0 ? st->tokens / dt : 0.0);
+	fflush(stderr);
+}
+
+/* Scores a finished sample and writes its dump line. */
+static int finish(struct slot *s, const struct hmoe_eval_set *set, struct eval_stats *st,
+		  int samples, int truncated)
+{
+	char got[256];
+	const struct hmoe_eval_problem *p = &set->p[s->problem];
+	int found = hmoe_eval_extract(s->text ? s->text : "", got, sizeof(got));
+	int ok = found && hmoe_eval_match(got, p->answer);
+
+	st->done++;
+	st->correct += ok;
+	st->tokens += s->n_gen;
+	st->think_tokens += s->think_tokens >= 0 ? s->think_tokens : s->n_gen;
+	st->truncated += truncated;
+	if (st->dump_lines) {
+		cJSON *j = cJSON_CreateObject();
+		char *line;
+
+		if (!j || !cJSON_AddNumberToObject(j, "problem", s->problem) ||
+		    !cJSON_AddNumberToObject(j, "sample", s->sample) ||
+		    !cJSON_AddStringToObject(j, "prompt", p->prompt) ||
+		    !cJSON_AddStringToObject(j, "answer", p->answer) ||
+		    !cJSON_AddStringToObject(j, "output", s->text ? s->text : "") ||
+		    !cJSON_AddStringToObject(j, "extracted", got) ||
+		    !cJSON_AddBoolToObject(j, "correct", ok) ||
+		    !cJSON_AddNumberToObject(j, "tokens", s->n_gen) ||
+		    !cJSON_AddBoolToObject(j, "truncated", truncated) ||
+		    !(line = cJSON_PrintUnformatted(j))) {
+			cJSON_Delete(j);
+			return hmoe_err(HMOE_ENOMEM, "eval: out of memory writing the dump");
+		}
+		st->dump_lines[(size_t)s->problem * samples + s->sample] = line;
+		cJSON_Delete(j);
+	}
+	s->active = 0;
+	return 0;
+}
+
+/* The generation loop over every (problem, sample). */
+static int run_eval(struct session *ses, const struct hmoe_eval_set *set, int samples,
+		    double temperature, double top_p, uint64_t seed, int max_tokens, int batch,
+		    FILE *dump, struct eval_stats *st, double *wall_s)
+{
+	const struct hmoe_config *cfg = &ses->model->cfg;
+	long total = (long)set->n * samples, next_job = 0;
+	int V = cfg->vocab_size, n_valid = session_n_valid(ses), eos = hmoe_tok_eos(ses->tok);
+	int tty = isatty(STDERR_FILENO), ret = 0, **prompt = NULL, *n_prompt = NULL;
+	size_t max_prompt = 0, cap_toks;
+	struct slot *slots = calloc((size_t)batch, sizeof(*slots));
+	struct hmoe_fwd_token *toks = NULL;
+	float *logits = malloc((size_t)batch * (size_t)V * sizeof(float));
+	float *scratch = malloc(2 * (size_t)n_valid * sizeof(float));
+	double t0 = clock_now_s(), last_bar = 0;
+
+	prompt = calloc((size_t)set->n, sizeof(*prompt));
+	n_prompt = calloc((size_t)set->n, sizeof(*n_prompt));
+	if (dump)
+		st->dump_lines = calloc((size_t)total, sizeof(*st->dump_lines));
+	if (!slots || !logits || !scratch || !prompt || !n_prompt || (dump && !st->dump_lines)) {
+		ret = hmoe_err(HMOE_ENOMEM, "eval: out of memory");
+		goto out;
+	}
+	/* every prompt through the R1 chat template, once */
+	for (int i = 0; i < set->n; i++) {
+		struct hmoe_chat_msg msg = { HMOE_ROLE_USER, set->p[i].prompt };
+
+		ret = hmoe_chat_encode(ses->tok, &msg, 1, 1, &prompt[i], &n_prompt[i]);
+		if (ret) {
+			ret = hmoe_err_ctx(ret, "eval problem %d", i + 1);
+			goto out;
+		}
+		if ((size_t)n_prompt[i] > max_prompt)
+			max_prompt = (size_t)n_prompt[i];
+	}
+	cap_toks = (size_t)batch * max_prompt + (size_t)batch;
+	toks = malloc(cap_toks * sizeof(*toks));
+	if (!toks) {
+		ret = hmoe_err(HMOE_ENOMEM, "eval: out of memory");
+		goto out;
+	}
+	for (int b = 0; b < batch; b++)
+		if ((ret = hmoe_kv_create(&slots[b].kv, cfg, 0)))
+			goto out;
+
+	while (st->done < total) {
+		int n = 0, row = 0;
+
+		/* start new samples in free slots */
+		for (int b = 0; b < batch && next_job < total; b++) {
+			struct slot *s = &slots[b];
+
+			if (s->active)
+				continue;
+			s->active = 1;
+			s->problem = (int)(next_job / samples);
+			s->sample = (int)(next_job % samples);
+			next_job++;
+			s->prefill = 1;
+			s->n_gen = 0;
+			s->think_tokens = -1;
+			s->len = 0;
+			if (s->text)
+				s->text[0] = '\0';
+			hmoe_kv_truncate(s->kv, 0);
+			hmoe_sampler_init(&s->sampler, (float)temperature, (float)top_p, 0,
+					  job_seed(seed, s->problem, s->sample));
+			hmoe_tok_stream_init(&s->stream, ses->tok, 1);
+		}
+		/* one batch: whole prompts of new samples, one token of the others */
+		for (int b = 0; b < batch; b++) {
+			struct slot *s = &slots[b];
+
+			if (!s->active)
+				continue;
+			if (s->prefill) {
+				const int *ids = prompt[s->problem];
+				int np = n_prompt[s->problem];
+
+				for (int i = 0; i < np; i++)
+					toks[n++] = (struct hmoe_fwd_token){ s->kv, ids[i], i, i == np - 1 };
+			} else {
+				toks[n++] = (struct hmoe_fwd_token){ s->kv, s->next, s->kv->len, 1 };
+			}
+		}
+		if ((ret = hmoe_forward(ses->fwd, toks, n, logits)))
+			goto out;
+		/* sample each sequence's next token, in batch order */
+		for (int b = 0; b < batch; b++) {
+			struct slot *s = &slots[b];
+			char piece[1024];
+			int tok;
+
+			if (!s->active)
+				continue;
+			s->prefill = 0;
+			tok = hmoe_sample(&s->sampler, logits + (size_t)row++ * V, n_valid, scratch);
+			if (tok < 0) {
+				ret = tok;
+				goto out;
+			}
+			s->n_gen++;
+			if (tok != eos) {
+				if ((ret = hmoe_tok_stream_push(&s->stream, tok, piece, sizeof(piece))) < 0 ||
+				    (ret = text_append(s, piece, (size_t)ret)) < 0)
+					goto out;
+				if (s->think_tokens < 0 && strstr(s->text, HMOE_CHAT_END_THINK))
+					s->think_tokens = s->n_gen;
+			}
+			if (tok == eos || s->n_gen >= max_tokens) {
+				if ((ret = hmoe_tok_stream_flush(&s->stream, piece, sizeof(piece))) < 0 ||
+				    (ret = text_append(s, piece, (size_t)ret)) < 0 ||
+				    (ret = finish(s, set, st, samples, tok != eos)))
+					goto out;
+				continue;
+			}
+			s->next = tok;
+		}
+		if (tty && clock_now_s() - last_bar > 0.1) {
+			progress(st, total, t0);
+			last_bar = clock_now_s();
+		}
+	}
+	if (tty) {
+		progress(st, total, t0);
+		fputc('\n', stderr);
+	}
+	for (long i = 0; dump && i < total; i++)
+		fprintf(dump, "%s\n", st->dump_lines[i]);
+	ret = 0;
+out:
+	*wall_s = clock_now_s() - t0;
+	for (int b = 0; slots && b < batch; b++) {
+		hmoe_kv_free(slots[b].kv);
+		free(slots[b].text);
+	}
+	for (int i = 0; prompt && i < set->n; i++)
+		free(prompt[i]);
+	free(prompt);
+	free(n_prompt);
+	free(slots);
+	free(toks);
+	free(logits);
+	free(scratch);
+	for (long i = 0; st->dump_lines && i < total; i++)
+		free(st->dump_lines[i]);
+	free(st->dump_lines);
+	st->dump_lines = NULL;
+	return ret;
+}
+
+static int print_summary(const struct cli_args *a, const struct session *ses,
+			 const char *source, int n_problems, int samples, double temperature,
+			 double top_p, uint64_t seed, int max_tokens, const struct eval_stats *st,
+			 double wall_s)
+{
+	cJSON *j = cJSON_CreateObject();
+	char *out;
+	int ok;
+
+	ok = j && cJSON_AddStringToObject(j, "model", cli_str(a, "model", "")) &&
+	     cJSON_AddStringToObject(j, cli_has(a, "jsonl") ? "jsonl" : "task", source) &&
+	     cJSON_AddStringToObject(j, "experts", ses->experts->ops->name) &&
+	     cJSON_AddNumberToObject(j, "problems", n_problems) &&
+	     cJSON_AddNumberToObject(j, "samples", samples) &&
+	     cJSON_AddNumberToObject(j, "temperature", round(temperature * 1e6) / 1e6) &&
+	     cJSON_AddNumberToObject(j, "top_p", temperature > 0 ? round(top_p * 1e6) / 1e6 : 1.0) &&
+	     cJSON_AddNumberToObject(j, "seed", (double)seed) &&
+	     cJSON_AddNumberToObject(j, "max_tokens", max_tokens) &&
+	     cJSON_AddNumberToObject(j, "accuracy", st->done ? (double)st->correct / st->done : 0) &&
+	     cJSON_AddNumberToObject(j, "correct", (double)st->correct) &&
+	     cJSON_AddNumberToObject(j, "total", (double)st->done) &&
+	     cJSON_AddNumberToObject(j, "tokens_generated", (double)st->tokens) &&
+	     cJSON_AddNumberToObject(j, "mean_tokens", st->done ? (double)st->tokens / st->done : 0) &&
+	     cJSON_AddNumberToObject(j, "mean_reasoning_tokens",
+				     st->done ? (double)st->think_tokens / st->done : 0) &&
+	     cJSON_AddNumberToObject(j, "truncated", (double)st->truncated) &&
+	     cJSON_AddNumberToObject(j, "tokens_per_s", wall_s > 0 ? st->tokens / wall_s : 0) &&
+	     cJSON_AddNumberToObject(j, "wall_s", wall_s);
+	if (!ok || !(out = cJSON_Print(j))) {
+		cJSON_Delete(j);
+		return hmoe_err(HMOE_ENOMEM, "eval: out of memory for the summary");
+	}
+	printf("%s\n", out);
+	free(out);
+	cJSON_Delete(j);
+	return 0;
+}
+
+int cmd_eval(int argc, char **argv)
+{
+	const int n_flags = (int)(sizeof(flags) / sizeof(flags[0]));
+	struct session ses = { 0 };
+	struct hmoe_eval_set set = { 0 };
+	struct eval_stats st = { 0 };
+	struct cli_args a;
+	const char *task = NULL, *jsonl = NULL, *dump_path;
+	double temperature, top_p, wall_s = 0;
+	long n, samples, max_tokens, batch;
+	uint64_t seed;
+	FILE *dump = NULL;
+	int ret;
+
+	ret = cli_parse(&a, "eval", flags, n_flags, argc, argv);
+	if (ret)
+		return cli_fail(ret);
+	if (cli_has(&a, "help")) {
+		cli_usage("eval", "Accuracy on held-out arithmetic or your own problems (R1's "
+			  "protocol: chat template, answer after </think>, pass@1 over K samples); "
+			  "JSON summary on stdout.", flags, n_flags);
+		cli_free(&a);
+		return 0;
+	}
+	if (a.n_positional) {
+		ret = hmoe_err(HMOE_EINPUT, "hmoe eval: unexpected argument '%s'", a.positional[0]);
+		goto out;
+	}
+	task = cli_str(&a, "task", NULL);
+	jsonl = cli_str(&a, "jsonl", NULL);
+	if (!task == !jsonl) {
+		ret = hmoe_err(HMOE_EINPUT, "hmoe eval: give exactly one of --task and --jsonl");
+		goto out;
+	}
+	if ((ret = cli_int(&a, "n", 500, 1, 100000, &n)) ||
+	    (ret = cli_int(&a, "samples", 1, 1, 4096, &samples)) ||
+	    (ret = cli_float(&a, "temperature", HMOE_R1_TEMPERATURE, 0, 100, &temperature)) ||
+	    (ret = cli_float(&a, "top-p", HMOE_R1_TOP_P, 0, 1, &top_p)) ||
+	    (ret = cli_u64(&a, "seed", 0, &seed)) ||
+	    (ret = cli_int(&a, "max-tokens", 1024, 1, 1 << 20, &max_tokens)) ||
+	    (ret = cli_int(&a, "batch", 32, 1, 4096, &batch)))
+		goto out;
+	if (top_p <= 0) {
+		ret = hmoe_err(HMOE_EINPUT, "hmoe eval: --top-p must be > 0");
+		goto out;
+	}
+	if (temperature == 0 && samples > 1) {
+		fprintf(stderr, "hmoe eval: greedy decoding gives the same output for every "
+			"sample; running 1 sample per problem\n");
+		samples = 1;
+	}
+	ret = task ? hmoe_eval_arith(&set, task, (int)n) : hmoe_eval_load_jsonl(&set, jsonl);
+	if (ret)
+		goto out;
+	if (jsonl && cli_has(&a, "n"))
+		while (set.n > n) { /* the first n problems */
+			set.n--;
+			free(set.p[set.n].prompt);
+			free(set.p[set.n].answer);
+		}
+	if ((dump_path = cli_str(&a, "dump", NULL)) && !(dump = fopen(dump_path, "w"))) {
+		ret = hmoe_err(HMOE_EINPUT, "%s: cannot create the dump file", dump_path);
+		goto out;
+	}
+	if ((ret = session_open(&ses, &a, 1)))
+		goto out;
+	ret = run_eval(&ses, &set, (int)samples, temperature, top_p, seed, (int)max_tokens,
+		       (int)batch, dump, &st, &wall_s);
+	if (!ret)
+		ret = print_summary(&a, &ses, task ? task : jsonl, set.n, (int)samples, temperature,
+				    top_p, seed, (int)max_tokens, &st, wall_s);
+out:
+	if (dump && fclose(dump) && !ret)
+		ret = hmoe_err(HMOE_EIO, "%s: write failed", dump_path);
+	session_close(&ses);
+	hmoe_eval_set_free(&set);
+	cli_free(&a);
+	return ret ? cli_fail(ret) : 0;
+}
