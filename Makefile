@@ -74,17 +74,17 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(HOST_LIB_OBJ) $(LIB)
 include $(wildcard mk/*.mk)
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
-# The default model: the committed trained model when present, else a mktiny checkpoint.
-DEFAULT_MODEL ?= $(BUILD)/models/tiny
-$(BUILD)/models/tiny/config.json: $(HMOE)
-	$(HMOE) mktiny --out $(BUILD)/models/tiny --seed 1
+# The default model: r1-arith, a small DeepSeek-V3-architecture model trained to reason
+# about arithmetic in R1's format (models/r1-arith/README.md, docs/model.md).
+DEFAULT_MODEL ?= models/r1-arith
+PROMPT ?= What is 457 + 386?
 
-run: $(HMOE) $(DEFAULT_MODEL)/config.json
+run: $(HMOE)
 	$(HMOE) info --model $(DEFAULT_MODEL)
-	$(HMOE) generate --model $(DEFAULT_MODEL) --chat --prompt "What is 12 + 35?" --max-tokens 48 --seed 1
+	$(HMOE) generate --model $(DEFAULT_MODEL) --chat --prompt "$(PROMPT)" --max-tokens 128 --seed 1
 
 test: all
-	@scripts/deps.sh test
+	@scripts/deps.sh all
 	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) tests/run.sh
 
 bench: $(HMOE)

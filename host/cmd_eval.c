@@ -80,16 +80,6 @@ static int text_append(struct slot *s, const char *t, size_t n)
 	return 0;
 }
 
-static uint64_t job_seed(uint64_t seed, int problem, int sample)
-{
-	uint64_t z = seed ^ ((uint64_t)problem << 20 | (uint64_t)sample);
-
-	z += 0x9E3779B97F4A7C15ull;
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
-
 static void progress(const struct eval_stats *st, long total, double t0)
 {
 	int width = 30, filled = total ? (int)(width * st->done / total) : width;
@@ -206,7 +196,7 @@ static int run_eval(struct session *ses, const struct hmoe_eval_set *set, int sa
 				s->text[0] = '\0';
 			hmoe_kv_truncate(s->kv, 0);
 			hmoe_sampler_init(&s->sampler, (float)temperature, (float)top_p, 0,
-					  job_seed(seed, s->problem, s->sample));
+					  hmoe_eval_sample_seed(seed, s->problem, s->sample));
 			hmoe_tok_stream_init(&s->stream, ses->tok, 1);
 		}
 		/* one batch: whole prompts of new samples, one token of the others */

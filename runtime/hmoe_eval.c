@@ -29,6 +29,11 @@ uint64_t hmoe_eval_heldout_hash(int op, int a, int b)
 	return mix64((uint64_t)op << 40 | (uint64_t)a << 20 | (uint64_t)b);
 }
 
+uint64_t hmoe_eval_sample_seed(uint64_t seed, int problem, int sample)
+{
+	return mix64(seed ^ ((uint64_t)problem << 20 | (uint64_t)sample));
+}
+
 int hmoe_eval_is_heldout(int op, int a, int b)
 {
 	return hmoe_eval_heldout_hash(op, a, b) % HMOE_EVAL_HELDOUT_MOD == 0;

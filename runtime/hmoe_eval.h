@@ -34,6 +34,10 @@ struct hmoe_eval_set {
 uint64_t hmoe_eval_heldout_hash(int op, int a, int b);
 int hmoe_eval_is_heldout(int op, int a, int b);
 
+/* The sampler seed of one (problem, sample) of a run with seed `seed`: each sample draws
+ * its own stream, so results do not depend on which samples share a batch. */
+uint64_t hmoe_eval_sample_seed(uint64_t seed, int problem, int sample);
+
 /* n held-out problems of task (HMOE_EINPUT for an unknown task, naming the valid ones):
  *   arith      3-digit + 3-digit addition ("What is 347 + 285?")
  *   arith-sub  3-digit - 3-digit subtraction, non-negative results
