@@ -14,17 +14,7 @@
 #include "hmoe_err.h"
 #include "hmoe_tok.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                                  \
-	do {                                                                              \
-		if (!(cond)) {                                                            \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);              \
-			fprintf(stderr, __VA_ARGS__);                                     \
-			fprintf(stderr, "\n");                                            \
-			failures++;                                                       \
-		}                                                                         \
-	} while (0)
+#include "hmoe_test.h"
 
 #define U HMOE_ROLE_USER
 #define A HMOE_ROLE_ASSISTANT

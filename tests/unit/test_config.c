@@ -15,17 +15,7 @@
 #include "hmoe_err.h"
 #include "hmoe_mktiny.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                          \
-	do {                                                                      \
-		if (!(cond)) {                                                    \
-			failures++;                                               \
-			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__);                             \
-			fprintf(stderr, "\n");                                    \
-		}                                                                 \
-	} while (0)
+#include "hmoe_test.h"
 
 /* DeepSeek-R1's config.json, as published on Hugging Face (auto_map shortened). */
 static const char *r1_config =

@@ -21,17 +21,7 @@
 #include "hmoe_energy.h"
 #include "hmoe_err.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                     \
-	do {                                                                 \
-		if (!(cond)) {                                               \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-			fprintf(stderr, __VA_ARGS__);                        \
-			fprintf(stderr, "\n");                               \
-			failures++;                                          \
-		}                                                            \
-	} while (0)
+#include "hmoe_test.h"
 
 static char root[256];
 static double fake_now;

@@ -12,16 +12,7 @@
 #include "hmoe_fxp_pack.h"
 #include "hmoe_num.h"
 
-static int failures;
-#define CHECK(cond, ...)                                   \
-	do {                                               \
-		if (!(cond)) {                             \
-			printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-			printf(__VA_ARGS__);               \
-			printf("\n");                      \
-			failures++;                        \
-		}                                          \
-	} while (0)
+#include "hmoe_test.h"
 
 static uint64_t rng = 88172645463325252ull;
 static uint64_t rnd(void)

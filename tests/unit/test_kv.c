@@ -7,17 +7,7 @@
 #include "hmoe_err.h"
 #include "hmoe_kv.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                                  \
-	do {                                                                              \
-		if (!(cond)) {                                                            \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);              \
-			fprintf(stderr, __VA_ARGS__);                                     \
-			fprintf(stderr, "\n");                                            \
-			failures++;                                                       \
-		}                                                                         \
-	} while (0)
+#include "hmoe_test.h"
 
 static float mark(int layer, int pos, int i)
 {

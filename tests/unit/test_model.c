@@ -26,17 +26,7 @@
 #include "hmoe_num.h"
 #include "hmoe_st.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                          \
-	do {                                                                      \
-		if (!(cond)) {                                                    \
-			failures++;                                               \
-			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__);                             \
-			fprintf(stderr, "\n");                                    \
-		}                                                                 \
-	} while (0)
+#include "hmoe_test.h"
 
 static char root[] = "/tmp/test_model.XXXXXX";
 

@@ -15,17 +15,7 @@
 #include "hmoe_ops.h"
 #include "hmoe_pool.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                                  \
-	do {                                                                              \
-		if (!(cond)) {                                                            \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);              \
-			fprintf(stderr, __VA_ARGS__);                                     \
-			fprintf(stderr, "\n");                                            \
-			failures++;                                                       \
-		}                                                                         \
-	} while (0)
+#include "hmoe_test.h"
 
 static unsigned long long rng = 88172645463325252ull;
 

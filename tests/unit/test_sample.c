@@ -19,17 +19,7 @@
 #include "hmoe_err.h"
 #include "hmoe_sample.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                                  \
-	do {                                                                              \
-		if (!(cond)) {                                                            \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);              \
-			fprintf(stderr, __VA_ARGS__);                                     \
-			fprintf(stderr, "\n");                                            \
-			failures++;                                                       \
-		}                                                                         \
-	} while (0)
+#include "hmoe_test.h"
 
 #define N_DRAWS 20000
 

@@ -21,17 +21,7 @@
 #include "hmoe_err.h"
 #include "hmoe_tok.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                                  \
-	do {                                                                              \
-		if (!(cond)) {                                                            \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);              \
-			fprintf(stderr, __VA_ARGS__);                                     \
-			fprintf(stderr, "\n");                                            \
-			failures++;                                                       \
-		}                                                                         \
-	} while (0)
+#include "hmoe_test.h"
 
 static char tmpdir[] = "/tmp/hmoe_test_tok_XXXXXX";
 
