@@ -14,9 +14,14 @@ run() {
 	local name=$1
 	shift
 	echo "== hmoe bench $name" >&2
-	if "$HMOE" bench "$name" --json "$@" >"$out/$name.json"; then
+	if "$HMOE" bench "$name" --json "$@" >"$out/$name.json" 2>"$out/$name.err"; then
 		cat "$out/$name.json"
+	elif grep -qE 'no hmoe card|no CUDA' "$out/$name.err"; then
+		# A benchmark of hardware this machine does not have is skipped, not failed.
+		echo "bench $name skipped: $(tail -n 1 "$out/$name.err")" >&2
+		rm -f "$out/$name.json"
 	else
+		cat "$out/$name.err" >&2
 		echo "bench $name failed" >&2
 		status=1
 	fi
