@@ -22,7 +22,7 @@ static const struct cli_flag logits_flags[] = {
 	{ "tokens", 1, "--tokens LIST      comma-separated token ids, e.g. 0,15,27" },
 	{ "out", 1, "--out FILE         write the logits (n_tokens, vocab) fp32 LE here" },
 	{ "attn", 1, "--attn FORM        auto (default), naive or absorb" },
-	{ "experts", 1, "--experts SPEC     routed-expert backend (default cpu-f32)" },
+	{ "experts", 1, "--experts SPEC     routed experts: cpu-f32 (default), cpu-fxp[:FMT], kmod[:FMT][,cards=N], sched:..." },
 	{ "threads", 1, "--threads N        worker threads (default: one per CPU)" },
 	{ "step", 1, "--step N           feed N tokens per forward call (default all at once;"
 		     " 1 = decode one at a time through the KV cache)" },

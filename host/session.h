@@ -25,7 +25,7 @@ struct session {
 /* Flags every model-running command accepts; SESSION_FLAGS expands to their specs. */
 #define SESSION_FLAGS                                                                   \
 	{ "model", 1, "--model DIR        checkpoint directory (config.json, safetensors)" }, \
-	{ "experts", 1, "--experts SPEC     experts: cpu-f32 (default), cpu-fxp[:fp8|int8|int4], sched:... (docs/runtime.md)" },       \
+	{ "experts", 1, "--experts SPEC     experts: cpu-f32 (default), cpu-fxp[:fp8|int8|int4], kmod[:FMT][,cards=N], sched:..." },       \
 	{ "attn", 1, "--attn MODE        attention: auto (default), naive, absorb (CPU); cuda (GPU)" }, \
 	{ "threads", 1, "--threads N        worker threads (default: all CPUs)" }
 

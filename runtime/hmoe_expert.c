@@ -12,6 +12,7 @@ static const struct hmoe_expert_ops *const backends[] = {
 	&hmoe_expert_cpu_f32_ops,
 	&hmoe_expert_cpu_fxp_ops,
 	&hmoe_expert_sched_ops,
+	&hmoe_expert_kmod_ops,
 };
 
 int hmoe_expert_open(struct hmoe_expert_backend **out, const char *spec,

@@ -8,7 +8,8 @@
  * bit-identical layer outputs whatever their internal grouping, threading or timing.
  *
  * Backends: "cpu-f32" (float reference, runtime/hmoe_expert_f32.c), "cpu-fxp[:FORMAT]"
- * (fixed point, hls/ kernel), later "kmod" (cards through the driver).
+ * (fixed point, hls/ kernel), "kmod[:FORMAT][,cards=N]" (cards through hmoe.ko,
+ * runtime/hmoe_expert_kmod.c).
  */
 #ifndef HMOE_EXPERT_H
 #define HMOE_EXPERT_H
@@ -54,5 +55,6 @@ void hmoe_expert_close(struct hmoe_expert_backend *b);
 extern const struct hmoe_expert_ops hmoe_expert_cpu_f32_ops;
 extern const struct hmoe_expert_ops hmoe_expert_cpu_fxp_ops;
 extern const struct hmoe_expert_ops hmoe_expert_sched_ops;   /* runtime/hmoe_expert_sched.c */
+extern const struct hmoe_expert_ops hmoe_expert_kmod_ops;    /* runtime/hmoe_expert_kmod.c */
 
 #endif

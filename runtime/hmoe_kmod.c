@@ -63,8 +63,7 @@ static int kmod_try_node(const char *path)
 
 int hmoe_kmod_open(struct hmoe_kmod *k, int card)
 {
-	drmDevicePtr devs[64];
-	int seen = 0, n, ret;
+	int seen = 0, ret;
 
 	memset(k, 0, sizeof(*k));
 	k->fd = -1;
@@ -79,20 +78,16 @@ int hmoe_kmod_open(struct hmoe_kmod *k, int card)
 			k->fd = -1;
 		}
 	}
-	/* Render nodes (6.1). */
-	n = k->fd < 0 ? drmGetDevices2(0, devs, 64) : 0;
-	for (int i = 0; i < n; i++) {
-		if (k->fd < 0 && (devs[i]->available_nodes & (1 << DRM_NODE_RENDER))) {
-			snprintf(k->path, sizeof(k->path), "%s", devs[i]->nodes[DRM_NODE_RENDER]);
-			k->fd = kmod_try_node(k->path);
-			if (k->fd >= 0 && seen++ != card) {
-				close(k->fd);
-				k->fd = -1;
-			}
+	/* Render nodes (6.1), scanned by number: drmGetDevices2() merges platform devices
+	 * without a device-tree name (every emulated card) into one. */
+	for (int i = 128; i < 192 && k->fd < 0; i++) {
+		snprintf(k->path, sizeof(k->path), "/dev/dri/renderD%d", i);
+		k->fd = kmod_try_node(k->path);
+		if (k->fd >= 0 && seen++ != card) {
+			close(k->fd);
+			k->fd = -1;
 		}
 	}
-	if (n > 0)
-		drmFreeDevices(devs, n);
 	if (k->fd < 0)
 		return hmoe_err(HMOE_EDEVICE, "kmod: no hmoe card %d (%d found; is hmoe.ko loaded?)",
 				card, seen);

@@ -97,6 +97,12 @@ if [ -x "$BUILD/hmoe" ]; then
 			cp -L "$lib" "$ird$lib"
 		done
 fi
+# The tokenizer, for the e2e test's `hmoe mktiny` + `hmoe generate` inside.
+if [ -r models/deepseek-v3-tokenizer/tokenizer.json ]; then
+	mkdir -p "$ird/models/deepseek-v3-tokenizer"
+	cp models/deepseek-v3-tokenizer/tokenizer.json \
+		models/deepseek-v3-tokenizer/tokenizer_config.json "$ird/models/deepseek-v3-tokenizer/"
+fi
 echo "${KMOD_TESTS:-all}" >"$ird/etc/ktests"
 echo "${KMOD_CYCLES:-20}" >"$ird/etc/kcycles"
 (cd "$ird" && find . | cpio -o -H newc --quiet | gzip -1) >"$out/initramfs.cpio.gz"
@@ -113,7 +119,7 @@ fi
 echo "== booting $kernel ($accel)"
 start=$(date +%s)
 rc=0
-timeout "${KMOD_TIMEOUT:-240}" qemu-system-x86_64 -accel "$accel" -cpu "$cpu" -smp 2 -m 1024 \
+timeout "${KMOD_TIMEOUT:-240}" qemu-system-x86_64 -accel "$accel" -cpu "$cpu" -smp 2 -m 1536 \
 	-kernel "$kernel" -initrd "$out/initramfs.cpio.gz" \
 	-append "console=ttyS0 quiet panic=-1 oops=panic hung_task_timeout_secs=30 slub_debug=FZP" \
 	-device edu -net none -nographic -no-reboot -monitor none -serial "file:$log" </dev/null || rc=$?

@@ -16,7 +16,7 @@ HMOE_ARGS="emu_cards=2 job_timeout_ms=5000"
 CYCLES=$(cat /etc/kcycles 2>/dev/null)
 
 tests=$(cat /etc/ktests)
-[ "$tests" = all ] && tests="load basic validate multiproc faults race prime ffn hwmon pci bench cycles"
+[ "$tests" = all ] && tests="load basic validate multiproc faults race prime ffn hwmon pci bench e2e cycles"
 echo "KTEST-PLAN $tests"
 
 pass() { echo "KTEST $1 PASS"; }
@@ -66,6 +66,60 @@ t_bench() {
 	else
 		fail bench "hmoe bench kmod: $(tail -n 1 /tmp/bench.err)"
 	fi
+}
+
+# End to end: a tiny checkpoint generated here, greedy text with the cpu-fxp experts and
+# with the kmod backend on both cards must be identical; then again with an error
+# injected on card hmoe_emu.1 once the first token is out: same text, and the backend
+# reports the jobs it redid on the CPU.
+e2e_gen() { # OUT EXPERTS: greedy generation, text to OUT, stderr to OUT.err
+	hmoe generate --model /tmp/m --temperature 0 --max-tokens 16 --threads 2 \
+		--prompt "Experts on cards" --experts "$2" >"$1" 2>"$1.err"
+}
+t_e2e() {
+	[ -x /bin/hmoe ] || { echo "KTEST e2e SKIP hmoe binary not packed"; return; }
+	[ -r /models/deepseek-v3-tokenizer/tokenizer.json ] ||
+		{ echo "KTEST e2e SKIP tokenizer not packed"; return; }
+	echo 5000 >/sys/module/hmoe/parameters/job_timeout_ms
+	hmoe mktiny --out /tmp/m --seed 3 --tokenizer /models/deepseek-v3-tokenizer \
+		>/tmp/mktiny.log 2>&1 || { fail e2e "mktiny: $(tail -n 1 /tmp/mktiny.log)"; return; }
+	e2e_gen /tmp/e2e_cpu cpu-fxp:fp8 || { fail e2e "cpu-fxp: $(tail -n 1 /tmp/e2e_cpu.err)"; return; }
+	HMOE_KMOD_VERIFY=1 e2e_gen /tmp/e2e_kmod kmod:fp8,cards=2 ||
+		{ fail e2e "kmod: $(tail -n 1 /tmp/e2e_kmod.err)"; return; }
+	echo "KTEST-E2E cpu-fxp:fp8 text: $(cat /tmp/e2e_cpu)"
+	echo "KTEST-E2E kmod:fp8,cards=2 text: $(cat /tmp/e2e_kmod)"
+	[ -s /tmp/e2e_cpu ] || { fail e2e "cpu-fxp generated no text"; return; }
+	cmp -s /tmp/e2e_cpu /tmp/e2e_kmod || {
+		sed 's/^/KTEST-E2E kmod stderr: /' /tmp/e2e_kmod.err
+		fail e2e "kmod text differs from cpu-fxp"
+		return
+	}
+	grep -q 'CPU fallbacks' /tmp/e2e_kmod.err &&
+		{ fail e2e "CPU fallbacks without a fault: $(grep fallbacks /tmp/e2e_kmod.err)"; return; }
+	# another format, one card
+	e2e_gen /tmp/e2e_cpu8 cpu-fxp:int8 || { fail e2e "cpu-fxp:int8: $(tail -n 1 /tmp/e2e_cpu8.err)"; return; }
+	e2e_gen /tmp/e2e_kmod8 kmod:int8 || { fail e2e "kmod:int8: $(tail -n 1 /tmp/e2e_kmod8.err)"; return; }
+	echo "KTEST-E2E cpu-fxp:int8 text: $(cat /tmp/e2e_cpu8)"
+	echo "KTEST-E2E kmod:int8 text: $(cat /tmp/e2e_kmod8)"
+	cmp -s /tmp/e2e_cpu8 /tmp/e2e_kmod8 || { fail e2e "kmod:int8 text differs from cpu-fxp:int8"; return; }
+	inj=/sys/kernel/debug/hmoe/hmoe_emu.1/inject_error
+	[ -w $inj ] || { fail e2e "no $inj"; return; }
+	e2e_gen /tmp/e2e_fault kmod:fp8,cards=2 &
+	pid=$!
+	i=0
+	while [ ! -s /tmp/e2e_fault ] && [ $i -lt 1200 ] && kill -0 $pid 2>/dev/null; do
+		usleep 100000
+		i=$((i + 1))
+	done
+	echo 3 >$inj
+	wait $pid || { fail e2e "kmod with a fault: $(tail -n 1 /tmp/e2e_fault.err)"; return; }
+	echo 0 >$inj
+	grep 'redone on the CPU\|CPU fallbacks' /tmp/e2e_fault.err | sed 's/^/KTEST-E2E /'
+	cmp -s /tmp/e2e_cpu /tmp/e2e_fault ||
+		{ fail e2e "kmod text with a fault differs from cpu-fxp: $(cat /tmp/e2e_fault)"; return; }
+	grep -q 'hmoe: kmod experts: [1-9][0-9]* CPU fallbacks' /tmp/e2e_fault.err ||
+		{ fail e2e "the injected fault was not counted as a CPU fallback"; return; }
+	pass e2e
 }
 
 vmstat() { awk -v k="$1" '$1 == k { print $2 }' /proc/vmstat; }
@@ -118,6 +172,7 @@ for t in $tests; do
 	load) t_load ;;
 	pci) t_pci ;;
 	bench) t_bench ;;
+	e2e) t_e2e ;;
 	cycles) t_cycles ;;
 	*) hmoe_ktest "$t" ;;
 	esac

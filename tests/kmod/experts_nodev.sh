@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# experts_nodev.sh: the kmod expert backend (runtime/hmoe_expert_kmod.c) on a machine
+# without hmoe.ko: `--experts kmod` is one clear "no hmoe card" line and exit 1 (a
+# missing device); a malformed backend spec is exit 2; never a crash. The end-to-end
+# run on cards is the e2e step of kmod/qemu (tests/kmod/vm_init.sh).
+set -u
+HMOE=${HMOE:-build/hmoe}
+BUILD=${BUILD:-build}
+if ls /dev/accel/accel* /dev/dri/renderD* >/dev/null 2>&1 &&
+	grep -qs '^hmoe ' /proc/modules; then
+	echo "hmoe.ko is loaded here: the no-device path cannot be tested"
+	exit 77
+fi
+[ -r models/deepseek-v3-tokenizer/tokenizer.json ] ||
+	{ echo "no tokenizer in models/deepseek-v3-tokenizer"; exit 77; }
+dir=$(mktemp -d "${TMPDIR:-/tmp}/hmoe_kmod_nodev.XXXXXX")
+trap 'rm -rf "$dir"' EXIT
+"$HMOE" mktiny --out "$dir/m" --seed 3 >/dev/null || { echo "FAIL: mktiny"; exit 1; }
+gen() { "$HMOE" generate --model "$dir/m" --temperature 0 --max-tokens 2 --prompt hi --experts "$@"; }
+for spec in kmod kmod:fp8,cards=2 kmod:int4; do
+	out=$(gen "$spec" 2>&1 >/dev/null); rc=$?
+	echo "$spec -> $rc: $out"
+	[ $rc -eq 1 ] || { echo "FAIL: '$spec' exited $rc without a card, want 1"; exit 1; }
+	[ "$(echo "$out" | wc -l)" -eq 1 ] && echo "$out" | grep -q 'no hmoe card' ||
+		{ echo "FAIL: want one line saying no hmoe card"; exit 1; }
+done
+for spec in kmod:fp9 kmod:cards=0 kmod:cards=9 kmod:cards=x kmod:fp8,bogus=1 kmod:fp8,int8; do
+	out=$(gen "$spec" 2>&1 >/dev/null); rc=$?
+	echo "$spec -> $rc: $out"
+	[ $rc -eq 2 ] || { echo "FAIL: '$spec' exited $rc, want 2"; exit 1; }
+	[ "$(echo "$out" | wc -l)" -eq 1 ] || { echo "FAIL: want one error line"; exit 1; }
+done
+echo "PASS"
