@@ -224,16 +224,20 @@ static void hmoe_job_retire(struct hmoe_queue *q, struct hmoe_job *job, u32 stat
 	kfree(job);
 }
 
-/* Takes every job not yet started off the queue and ends it CANCELLED. */
-static void hmoe_queue_cancel_pending(struct hmoe_queue *q)
+/* Takes every job not yet started off the queue into `out` (to be cancelled). */
+static void hmoe_queue_take_pending(struct hmoe_queue *q, struct list_head *out)
+{
+	spin_lock(&q->lock);
+	list_splice_init(&q->pending, out);
+	spin_unlock(&q->lock);
+}
+
+/* Ends every job of `jobs` CANCELLED, in list (= seqno) order. */
+static void hmoe_job_cancel_list(struct hmoe_queue *q, struct list_head *jobs)
 {
 	struct hmoe_job *job, *tmp;
-	LIST_HEAD(cancelled);
 
-	spin_lock(&q->lock);
-	list_splice_init(&q->pending, &cancelled);
-	spin_unlock(&q->lock);
-	list_for_each_entry_safe(job, tmp, &cancelled, link) {
+	list_for_each_entry_safe(job, tmp, jobs, link) {
 		list_del(&job->link);
 		hmoe_job_retire(q, job, HMOE_JOB_CANCELLED, 0);
 	}
@@ -336,10 +340,18 @@ static void hmoe_queue_run_work(struct work_struct *work)
 			ret = -ETIMEDOUT;
 
 		status = hmoe_job_check_cmpl(q, job, ret, &cmpl);
-		hmoe_job_retire(q, job, status, cmpl.busy_ns);
 		if (status == HMOE_JOB_TIMEDOUT) {
+			LIST_HEAD(behind);
+
+			/* The jobs queued behind the hang are taken before its fence signals:
+			 * a job submitted by someone who saw that fence must run, not be
+			 * cancelled with them. Retiring keeps seqno order. */
+			hmoe_queue_take_pending(q, &behind);
+			hmoe_job_retire(q, job, status, cmpl.busy_ns);
 			atomic64_inc(&hdev->resets);
-			hmoe_queue_cancel_pending(q);
+			hmoe_job_cancel_list(q, &behind);
+		} else {
+			hmoe_job_retire(q, job, status, cmpl.busy_ns);
 		}
 	}
 }
