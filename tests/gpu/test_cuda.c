@@ -18,6 +18,7 @@
 
 #include "cuda/hmoe_cuda.h"
 #include "cuda/hmoe_cuda_ref.h"
+#include "gpu_open.h"
 #include "hmoe_fxp.h"
 #include "hmoe_err.h"
 #include "hmoe_fxp_pack.h"
@@ -1083,32 +1084,6 @@ static const struct {
 	{ "args", test_args },
 };
 
-/* 77 with the reason when this machine cannot run GPU tests. */
-static int gpu_open(void)
-{
-	char why[512];
-	int n = 0;
-
-	/* an explicit HMOE_CUDA_LIB (e.g. the CPU stand-in fake_cuda) is trusted as is */
-	if (!getenv("HMOE_CUDA_LIB") && system("nvidia-smi -L >/dev/null 2>&1") != 0) {
-		printf("no CUDA device\n");
-		return 77;
-	}
-	api = hmoe_cuda_open(why, sizeof(why));
-	if (!api) {
-		if (system("command -v nvcc >/dev/null 2>&1 || test -x /usr/local/cuda/bin/nvcc") != 0)
-			printf("nvcc not found\n");
-		else
-			printf("GPU backend not built (run `make cuda`): %s\n", why);
-		return 77;
-	}
-	if (api->device_count(&n) < 0 || n == 0) {
-		printf("no CUDA device\n");
-		return 77;
-	}
-	CHECK(api->init(0));
-	return 0;
-}
 
 int main(int argc, char **argv)
 {
@@ -1126,7 +1101,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
 		if (strcmp(argv[1], tests[i].name))
 			continue;
-		ret = gpu_open();
+		ret = gpu_open_api(&api);
 		if (ret)
 			return ret;
 		char dev[128];

@@ -23,6 +23,7 @@
 
 #include "cuda/hmoe_cuda.h"
 #include "cuda/hmoe_cuda_fwd.h"
+#include "gpu_open.h"
 #include "hmoe_err.h"
 #include "hmoe_expert.h"
 #include "hmoe_forward.h"
@@ -75,30 +76,13 @@ int main(void)
 	struct hmoe_forward *cpu = NULL;
 	struct hmoe_kv *kv = NULL;
 	struct hmoe_cuda_fwd *gpu = NULL;
-	char dir[512], why[512];
-	int tok[N_PROMPT], n_dev = 0, vocab, bad = 0;
+	char dir[512];
+	int tok[N_PROMPT], vocab, bad = 0, ret;
 	float *lc, *lg;
 
-	if (!getenv("HMOE_CUDA_LIB") && system("nvidia-smi -L >/dev/null 2>&1") != 0) {
-		printf("no CUDA device\n");
-		return 77;
-	}
-	api = hmoe_cuda_open(why, sizeof(why));
-	if (!api) {
-		if (system("command -v nvcc >/dev/null 2>&1 || test -x /usr/local/cuda/bin/nvcc") != 0)
-			printf("nvcc not found\n");
-		else
-			printf("GPU backend not built (run `make cuda`): %s\n", why);
-		return 77;
-	}
-	if (api->device_count(&n_dev) < 0 || n_dev == 0) {
-		printf("no CUDA device\n");
-		return 77;
-	}
-	if (api->init(0) < 0) {
-		fprintf(stderr, "cuda init: %s\n", api->last_error());
-		return 1;
-	}
+	ret = gpu_open_api(&api);
+	if (ret)
+		return ret;
 
 	snprintf(dir, sizeof(dir), "%s/tests/gpu/mktiny", build);
 	mkdir(dir, 0755);
