@@ -37,24 +37,12 @@
 
 int hmoe_mktiny_preset(struct hmoe_config *c, const char *preset)
 {
+	/* DeepSeek-V3's values (routing, rope theta and betas, eps, 128x128 blocks) come
+	 * from the defaults; a preset sets only what differs from them. */
 	hmoe_config_defaults(c);
-	c->vocab_size = 129280;
-	c->n_shared_experts = 1;
-	c->scoring_func = HMOE_SCORE_SIGMOID;
-	c->noaux_tc = 1;
-	c->norm_topk_prob = 1;
-	c->routed_scaling_factor = 2.5f;
-	c->rope_theta = 10000.0f;
 	c->rope_yarn = 1;
 	c->rope_factor = 40.0f;
-	c->rope_beta_fast = 32.0f;
-	c->rope_beta_slow = 1.0f;
-	c->rope_mscale = 1.0f;
-	c->rope_mscale_all_dim = 1.0f;
-	c->rms_norm_eps = 1e-6f;
-	c->num_nextn_predict_layers = 0;
 	c->fp8 = 1;
-	c->fp8_block[0] = c->fp8_block[1] = 128;
 	if (!strcmp(preset, "tiny")) {
 		/* 192, 320, 160, 80, 96: partial 128-blocks in both weight dimensions. */
 		c->hidden_size = 192;
