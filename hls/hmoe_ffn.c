@@ -5,8 +5,11 @@
  * Two passes over one expert for a tile of tokens:
  *   up:   for each group of 128 inter rows n: h1 = W1[n] x, h3 = W3[n] x (Q16), h =
  *         silu(h1) * h3 (Q32) for every token; then each token's 128 h values are
- *         requantised to int8 by the contract quantiser into s->hq / s->hs.
+ *         requantised by the contract quantiser into s->hq (the mode's int8 planes) and
+ *         s->hs.
  *   down: y[t][n] = W2[n] hq[t] (Q16) for every dim row n.
+ * The mode (format | HMOE_FXP_A16) sets the activation planes P of x and h: each group
+ * dot is 128 * dot(hi plane) + dot(lo plane) for P = 2, dot(the plane) for P = 1.
  * Each row is read once per tile (the weight stream is the cost), tokens are the inner
  * loop. Loop bounds are the HMOE_FXP_* constants; actual sizes break out early.
  */
@@ -48,10 +51,11 @@ ffn_read_codes:
 }
 
 static void ffn_compute_row(const uint8_t *codes, const int32_t ws[HMOE_FXP_MAX_IN_GROUPS],
-			    int32_t format, int32_t groups, const int8_t *x, const int32_t *xs,
-			    int32_t x_stride, int32_t xs_stride, int32_t n_tokens,
-			    int32_t q16[HMOE_FXP_TILE])
+			    int32_t format, int32_t groups, int32_t planes, const int8_t *x,
+			    const int32_t *xs, int32_t x_stride, int32_t xs_stride,
+			    int32_t n_tokens, int32_t q16[HMOE_FXP_TILE])
 {
+	int32_t plane_stride = groups * HMOE_FXP_GROUP;
 	int32_t group_bytes = hmoe_fxp_group_bytes(format);
 
 ffn_compute_tokens:
@@ -66,8 +70,9 @@ ffn_compute_groups:
 #pragma HLS LOOP_TRIPCOUNT min=1 max=56
 			if (g >= groups)
 				break;
-			acc += hmoe_fxp_term(hmoe_fxp_dot_group(codes + g * group_bytes, format,
-								x + t * x_stride + g * HMOE_FXP_GROUP),
+			acc += hmoe_fxp_term(hmoe_fxp_dot_group_planes(
+						     codes + g * group_bytes, format, planes,
+						     x + t * x_stride + g * HMOE_FXP_GROUP, plane_stride),
 					     ws[g], xs[t * xs_stride + g]);
 		}
 		q16[t] = hmoe_fxp_acc_to_q16(acc);
@@ -87,11 +92,12 @@ ffn_write_tokens:
 }
 
 /* Row n of the linear at `lin` (row records over `in` columns) against the tile; the
- * Q16 results go to out[t * out_stride]. x (n_tokens, x_stride) int8, xs (n_tokens,
- * xs_stride) its scale words. */
-static void ffn_row(const uint8_t *lin, int32_t n, int32_t format, int32_t in,
-		    const int8_t *x, const int32_t *xs, int32_t x_stride, int32_t xs_stride,
-		    int32_t n_tokens, uint8_t *row_buf, int32_t *out, int32_t out_stride)
+ * Q16 results go to out[t * out_stride]. x (n_tokens, x_stride) int8: per token
+ * `planes` planes of groups(in) * 128; xs (n_tokens, xs_stride) its scale words. */
+static void ffn_row(const uint8_t *lin, int32_t n, int32_t format, int32_t planes,
+		    int32_t in, const int8_t *x, const int32_t *xs, int32_t x_stride,
+		    int32_t xs_stride, int32_t n_tokens, uint8_t *row_buf, int32_t *out,
+		    int32_t out_stride)
 {
 #pragma HLS DATAFLOW
 	int32_t groups = hmoe_fxp_groups(in);
@@ -110,17 +116,20 @@ static void ffn_row(const uint8_t *lin, int32_t n, int32_t format, int32_t in,
 #endif
 
 	ffn_read_row(lin + n * row_bytes, format, groups, ws, codes);
-	ffn_compute_row(codes, ws, format, groups, x, xs, x_stride, xs_stride, n_tokens, q16);
+	ffn_compute_row(codes, ws, format, groups, planes, x, xs, x_stride, xs_stride, n_tokens,
+			q16);
 	ffn_write_row(q16, n_tokens, out, out_stride);
 }
 
-/* up pass: W1, W3, SwiGLU, requantisation of h. */
+/* up pass: W1, W3, SwiGLU, requantisation of h into s->hq[t]: `planes` planes of
+ * groups(inter) * 128 (hi plane first). */
 static void ffn_up(const uint8_t *w1, const uint8_t *w3, const int8_t *xq,
 		   const int32_t *xs, struct hmoe_ffn_scratch *s, int32_t format,
-		   int32_t n_tokens, int32_t dim, int32_t inter)
+		   int32_t planes, int32_t n_tokens, int32_t dim, int32_t inter)
 {
-	int32_t inter_groups = hmoe_fxp_groups(inter);
-	int32_t dim_groups = hmoe_fxp_groups(dim), x_stride = dim_groups * HMOE_FXP_GROUP;
+	int32_t inter_groups = hmoe_fxp_groups(inter), h_plane = inter_groups * HMOE_FXP_GROUP;
+	int32_t dim_groups = hmoe_fxp_groups(dim);
+	int32_t x_stride = planes * dim_groups * HMOE_FXP_GROUP;
 	int32_t h1[HMOE_FXP_TILE], h3[HMOE_FXP_TILE];
 #pragma HLS ARRAY_PARTITION variable=h1 type=complete
 #pragma HLS ARRAY_PARTITION variable=h3 type=complete
@@ -136,8 +145,10 @@ ffn_up_rows:
 
 			if (n >= inter)
 				break;
-			ffn_row(w1, n, format, dim, xq, xs, x_stride, dim_groups, n_tokens, s->row, h1, 1);
-			ffn_row(w3, n, format, dim, xq, xs, x_stride, dim_groups, n_tokens, s->row, h3, 1);
+			ffn_row(w1, n, format, planes, dim, xq, xs, x_stride, dim_groups, n_tokens,
+				s->row, h1, 1);
+			ffn_row(w3, n, format, planes, dim, xq, xs, x_stride, dim_groups, n_tokens,
+				s->row, h3, 1);
 ffn_up_swiglu:
 			for (int32_t t = 0; t < HMOE_FXP_TILE; t++) {
 #pragma HLS PIPELINE II=1
@@ -150,35 +161,40 @@ ffn_up_quant:
 		for (int32_t t = 0; t < HMOE_FXP_TILE; t++) {
 			int32_t count = inter - gi * HMOE_FXP_GROUP;
 			int8_t *hq = &s->hq[t][gi * HMOE_FXP_GROUP];
+			int8_t *hq_lo = hq + h_plane;  /* A16 only; inside hq[t] in any case */
 
 			if (t >= n_tokens)
 				break;
 			if (count > HMOE_FXP_GROUP)
 				count = HMOE_FXP_GROUP;
-			s->hs[t][gi] = hmoe_fxp_quant_group(s->h[t], count, hq);
+			s->hs[t][gi] = hmoe_fxp_quant_group(s->h[t], count, planes, hq, hq_lo);
 ffn_up_pad:
-			for (int32_t r = count; r < HMOE_FXP_GROUP; r++)
+			for (int32_t r = count; r < HMOE_FXP_GROUP; r++) {
 				hq[r] = 0;
+				hq_lo[r] = 0;
+			}
 		}
 	}
 }
 
 /* down pass: y = W2 hq, Q16. */
 static void ffn_down(const uint8_t *w2, struct hmoe_ffn_scratch *s, int32_t *y,
-		     int32_t format, int32_t n_tokens, int32_t dim, int32_t inter)
+		     int32_t format, int32_t planes, int32_t n_tokens, int32_t dim,
+		     int32_t inter)
 {
 ffn_down_rows:
 	for (int32_t n = 0; n < HMOE_FXP_MAX_DIM; n++) {
 #pragma HLS LOOP_TRIPCOUNT min=1 max=7168
 		if (n >= dim)
 			break;
-		ffn_row(w2, n, format, inter, &s->hq[0][0], &s->hs[0][0], HMOE_FXP_MAX_INTER,
-			HMOE_FXP_MAX_INTER_GROUPS, n_tokens, s->row, y + n, dim);
+		ffn_row(w2, n, format, planes, inter, &s->hq[0][0], &s->hs[0][0],
+			HMOE_FXP_MAX_PLANES * HMOE_FXP_MAX_INTER, HMOE_FXP_MAX_INTER_GROUPS,
+			n_tokens, s->row, y + n, dim);
 	}
 }
 
 int32_t hmoe_ffn(const struct hmoe_fxp_line *wpack, const int8_t *xq, const int32_t *xs,
-		 int32_t *y, struct hmoe_ffn_scratch *s, int32_t format, int32_t n_tokens,
+		 int32_t *y, struct hmoe_ffn_scratch *s, int32_t mode, int32_t n_tokens,
 		 int32_t dim, int32_t inter)
 {
 #pragma HLS INTERFACE m_axi port=wpack offset=slave bundle=gmem0 max_read_burst_length=64
@@ -186,21 +202,23 @@ int32_t hmoe_ffn(const struct hmoe_fxp_line *wpack, const int8_t *xq, const int3
 #pragma HLS INTERFACE m_axi port=xs offset=slave bundle=gmem1
 #pragma HLS INTERFACE m_axi port=y offset=slave bundle=gmem2
 #pragma HLS INTERFACE m_axi port=s offset=slave bundle=gmem3
-#pragma HLS INTERFACE s_axilite port=format
+#pragma HLS INTERFACE s_axilite port=mode
 #pragma HLS INTERFACE s_axilite port=n_tokens
 #pragma HLS INTERFACE s_axilite port=dim
 #pragma HLS INTERFACE s_axilite port=inter
 #pragma HLS INTERFACE s_axilite port=return
 	const uint8_t *w1 = (const uint8_t *)wpack;
 	const uint8_t *w3, *w2;
+	int32_t format, planes;
 
-	if (format < 0 || format >= HMOE_FXP_N_FORMATS || n_tokens < 1 ||
-	    n_tokens > HMOE_FXP_TILE || dim < 1 || dim > HMOE_FXP_MAX_DIM || inter < 1 ||
-	    inter > HMOE_FXP_MAX_INTER)
+	if (!hmoe_fxp_mode_valid(mode) || n_tokens < 1 || n_tokens > HMOE_FXP_TILE || dim < 1 ||
+	    dim > HMOE_FXP_MAX_DIM || inter < 1 || inter > HMOE_FXP_MAX_INTER)
 		return HMOE_FFN_EARGS;
+	format = hmoe_fxp_mode_format(mode);
+	planes = hmoe_fxp_mode_planes(mode);
 	w3 = w1 + hmoe_fxp_linear_lines(format, inter, dim) * HMOE_FXP_LINE_BYTES;
 	w2 = w3 + hmoe_fxp_linear_lines(format, inter, dim) * HMOE_FXP_LINE_BYTES;
-	ffn_up(w1, w3, xq, xs, s, format, n_tokens, dim, inter);
-	ffn_down(w2, s, y, format, n_tokens, dim, inter);
+	ffn_up(w1, w3, xq, xs, s, format, planes, n_tokens, dim, inter);
+	ffn_down(w2, s, y, format, planes, n_tokens, dim, inter);
 	return 0;
 }

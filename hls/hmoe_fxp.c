@@ -195,6 +195,8 @@ int64_t hmoe_fxp_dot_group(const uint8_t *codes, int32_t format, const int8_t *x
 {
 	int64_t dot = 0;
 
+	format = hmoe_fxp_mode_format(format);
+
 	if (format == HMOE_FXP_FP8) {
 fxp_dot_fp8:
 		for (int32_t k = 0; k < HMOE_FXP_GROUP; k++) {
@@ -260,9 +262,12 @@ fxp_bitlen_loop:
 	return n;
 }
 
-int32_t hmoe_fxp_quant_group(const int64_t *v, int32_t n, int8_t *q)
+int32_t hmoe_fxp_quant_group(const int64_t *v, int32_t n, int32_t planes, int8_t *hi,
+			     int8_t *lo)
 {
-	const uint64_t qmax = HMOE_FXP_ACT_QMAX;
+	/* 127 levels of m * 2^k per sign (A8) or 127 * 128 (A16: two int8 planes) */
+	const uint64_t qmax = planes == 2 ? HMOE_FXP_ACT2_QMAX : HMOE_FXP_ACT_QMAX;
+	const int32_t qmax_bits = planes == 2 ? 22 : 15;  /* bitlen(qmax * 255) */
 	uint64_t amax = 0, m, den;
 	int32_t k;
 
@@ -283,13 +288,16 @@ fxp_quant_zero:
 		for (int32_t i = 0; i < HMOE_FXP_GROUP; i++) {
 			if (i >= n)
 				break;
-			q[i] = 0;
+			hi[i] = 0;
+			if (planes == 2)
+				lo[i] = 0;
 		}
 		return 0;
 	}
-	/* Smallest k with amax <= 127 * 255 * 2^k; it is bitlen - 15 or bitlen - 14. Then
-	 * m = ceil(amax / (127 * 2^k)) lies in [128, 255]. */
-	k = fxp_bitlen(amax) - 15;
+	/* Smallest k with amax <= qmax * 255 * 2^k; it is bitlen(amax) - bitlen(qmax * 255)
+	 * or one more. Then m = ceil(amax / (qmax * 2^k)) lies in [128, 255]. No overflow:
+	 * k <= 48 (A8) / 41 (A16), so (qmax * 255) << k < 2^63. */
+	k = fxp_bitlen(amax) - qmax_bits;
 	if (k >= 0 ? amax > (qmax * 255) << k : (amax << -k) > qmax * 255)
 		k++;
 	if (k >= 0) {
@@ -302,17 +310,25 @@ fxp_quant_round:
 	for (int32_t i = 0; i < HMOE_FXP_GROUP; i++) {
 #pragma HLS PIPELINE II=1
 		uint64_t mag, num, r;
+		int32_t q_hi, q_lo;
 
 		if (i >= n)
 			break;
 		mag = fxp_mag(v[i]);
 		if (mag > (uint64_t)HMOE_FXP_ACT_IN_MAX)
 			mag = (uint64_t)HMOE_FXP_ACT_IN_MAX;
-		/* q = round half away from zero of |v| / (m * 2^k) */
+		/* |q| = round half away from zero of |v| / (m * 2^k), <= qmax */
 		num = k >= 0 ? mag : mag << -k;
 		den = k >= 0 ? m << k : m;
 		r = (2 * num + den) / (2 * den);
-		q[i] = (int8_t)(v[i] < 0 ? -(int32_t)r : (int32_t)r);
+		if (planes == 2) {
+			q_hi = (int32_t)((r + 64) >> HMOE_FXP_PLANE_SHIFT);    /* [0, 127] */
+			q_lo = (int32_t)r - (q_hi << HMOE_FXP_PLANE_SHIFT);     /* [-64, 63] */
+			hi[i] = (int8_t)(v[i] < 0 ? -q_hi : q_hi);
+			lo[i] = (int8_t)(v[i] < 0 ? -q_lo : q_lo);
+		} else {
+			hi[i] = (int8_t)(v[i] < 0 ? -(int32_t)r : (int32_t)r);
+		}
 	}
 	return hmoe_fxp_scale_word((uint32_t)m, HMOE_FXP_F_ACT - k);
 }

@@ -9,8 +9,12 @@
  *            128x128 block scale_inv * 2^-9 becomes the scale word of each row.
  *      int8: q in [-127, 127], two's complement bytes.
  *      int4: q in [-7, 7], stored as the nibble q + 8, two per byte, low nibble first.
- *  - Activations: int8 in [-127, 127] per (token, group of 128) with a scale word
- *    m * 2^-e, m in [128, 255]; produced only by hmoe_fxp_quant_group() from Q32 values.
+ *  - Activations: per (token, group of 128) an integer q with a scale word m * 2^-e
+ *    (m in [128, 255]), produced only by hmoe_fxp_quant_group() from Q32 values, and
+ *    carried as int8 planes: mode A8 (one plane) q in [-127, 127]; mode A16 (two
+ *    planes, the default) |q| <= 16256 = 127 * 128, q = 128 * hi + lo with hi in
+ *    [-127, 127] and lo in [-64, 64] (hi = |q| / 128 rounded half up, with q's sign).
+ *    The kernel mode is format | HMOE_FXP_A16; weight packs depend only on the format.
  *  - Dot products per group are exact int64; each is scaled to Q24 (F_ACC) with one
  *    rounding (half away from zero) and summed in int64; h1/h3 and y leave as Q16 int32.
  *  - SiLU: sigmoid table of 1025 Q16 entries on [-16, 16], linear interpolation.
@@ -29,7 +33,7 @@ enum hmoe_fxp_format {
 	HMOE_FXP_N_FORMATS
 };
 
-#define HMOE_FXP_CONTRACT_VERSION 1 /* bumped whenever a number below or a result changes */
+#define HMOE_FXP_CONTRACT_VERSION 2 /* bumped whenever a number below or a result changes */
 #define HMOE_FXP_LINE_BYTES 64      /* the card's memory word: 512 bits */
 #define HMOE_FXP_GROUP 128          /* input columns sharing one scale */
 #define HMOE_FXP_TILE 32            /* tokens per kernel call, at most */
@@ -40,7 +44,34 @@ enum hmoe_fxp_format {
 
 #define HMOE_FXP_FP8_SHIFT 9        /* fp8 q = e4m3 value * 2^9 */
 #define HMOE_FXP_FP8_QMAX 229376    /* 448 * 2^9 */
-#define HMOE_FXP_ACT_QMAX 127       /* activations: int8 in [-127, 127] */
+#define HMOE_FXP_ACT_QMAX 127       /* activations, mode A8: int8 in [-127, 127] */
+#define HMOE_FXP_ACT2_QMAX 16256    /* mode A16: |q| <= 127 * 128, as two int8 planes */
+#define HMOE_FXP_PLANE_SHIFT 7      /* A16: q = hi * 2^7 + lo */
+#define HMOE_FXP_MAX_PLANES 2
+
+/* ---- kernel modes: a weight format, optionally with two activation planes -----------
+ * The `format` argument of the kernel (and of the driver's ffn jobs) is a mode:
+ * enum hmoe_fxp_format | HMOE_FXP_A16. Weight packs depend only on the format, so the
+ * pack geometry below and hmoe_fxp_dot_group() accept either a format or a mode. */
+#define HMOE_FXP_A16 0x100
+#define HMOE_FXP_MODE_MASK (0xff | HMOE_FXP_A16)
+
+static inline int32_t hmoe_fxp_mode_format(int32_t mode)
+{
+	return mode & 0xff;
+}
+
+static inline int32_t hmoe_fxp_mode_planes(int32_t mode)
+{
+	return mode & HMOE_FXP_A16 ? 2 : 1;
+}
+
+/* 1 when mode is a known format with known flags. */
+static inline int32_t hmoe_fxp_mode_valid(int32_t mode)
+{
+	return mode >= 0 && (mode & ~HMOE_FXP_MODE_MASK) == 0 &&
+	       hmoe_fxp_mode_format(mode) < HMOE_FXP_N_FORMATS;
+}
 
 #define HMOE_FXP_F_ACT 32           /* quantiser input: Q32 in int64, |v| <= 2^62 */
 #define HMOE_FXP_F_ACC 24           /* row accumulator: Q24 in int64 */
@@ -89,9 +120,11 @@ static inline int32_t hmoe_fxp_groups(int32_t in)
 	return (in + HMOE_FXP_GROUP - 1) / HMOE_FXP_GROUP;
 }
 
+/* format: a weight format or a mode (only its format counts), here and below. */
 static inline int32_t hmoe_fxp_group_bytes(int32_t format)
 {
-	return format == HMOE_FXP_INT4 ? HMOE_FXP_GROUP / 2 : HMOE_FXP_GROUP;
+	return hmoe_fxp_mode_format(format) == HMOE_FXP_INT4 ? HMOE_FXP_GROUP / 2
+							      : HMOE_FXP_GROUP;
 }
 
 static inline int32_t hmoe_fxp_scale_lines(int32_t in)
@@ -155,12 +188,27 @@ static inline int32_t hmoe_fxp_sat32(int64_t v)
 	     : v < HMOE_FXP_INT32_MIN ? HMOE_FXP_INT32_MIN : (int32_t)v;
 }
 
-/* Exact dot of one group: 128 weight codes (group_bytes() bytes) with 128 int8 x. */
+/* Exact dot of one group: 128 weight codes (group_bytes() bytes) with 128 int8 x of one
+ * plane (|result| <= 229376 * 128 * 128 < 2^32). format: a format or a mode. */
 int64_t hmoe_fxp_dot_group(const uint8_t *codes, int32_t format, const int8_t *x);
 
+/* The same over the activation's planes: x hi plane, x + plane_stride lo plane (A16):
+ * 128 * dot(hi) + dot(lo) (exact: dot with q = 128 hi + lo), |result| < 2^39. */
+static inline int64_t hmoe_fxp_dot_group_planes(const uint8_t *codes, int32_t format,
+						int32_t planes, const int8_t *x,
+						int32_t plane_stride)
+{
+	int64_t dot = hmoe_fxp_dot_group(codes, format, x);
+
+	if (planes == 2)
+		dot = dot * (1 << HMOE_FXP_PLANE_SHIFT) +
+		      hmoe_fxp_dot_group(codes, format, x + plane_stride);
+	return dot;
+}
+
 /* One group's contribution in Q24 from the split scales: m = m_w * (m_x & 0xff) and
- * r = e_w + e_x - F_ACC. |dot| < 2^32 (proof in docs/fxp.md) and m < 2^24: the product
- * is below 2^56, no overflow for any input. */
+ * r = e_w + e_x - F_ACC. |dot| <= 229376 * 16512 * 128 < 2^39 (proof in docs/fxp.md)
+ * and m < 2^24: |dot * m| <= 8.1e18 < 2^63, no overflow for any input. */
 static inline int64_t hmoe_fxp_term_split(int64_t dot, uint32_t m, int32_t r)
 {
 	return hmoe_fxp_shift_round(dot * (int64_t)m, r);
@@ -189,8 +237,12 @@ int32_t hmoe_fxp_silu_q16(int32_t a_q16);
 int64_t hmoe_fxp_swiglu_q32(int32_t gate_q16, int32_t up_q16);
 
 /* THE activation quantiser (x on the host, h inside the kernel): n <= 128 values in Q32
- * (|v| <= 2^62) -> int8 q[n] in [-127, 127] and the returned scale word (m in
- * [128, 255], or 0 for an all-zero group). Definition in docs/fxp.md. */
-int32_t hmoe_fxp_quant_group(const int64_t *v, int32_t n, int8_t *q);
+ * (|v| <= 2^62) -> planes (1 or 2) int8 planes of n values and the returned scale word
+ * (m in [128, 255], or 0 for an all-zero group). planes == 1: q in [-127, 127] into
+ * hi, lo unused (may be NULL). planes == 2: |q| <= 16256, hi[i] = sign(q) * ((|q| +
+ * 64) >> 7) in [-127, 127], lo[i] = q - 128 * hi[i] in [-64, 64]. Any other planes
+ * value is taken as 1. Definition in docs/fxp.md section 1.3. */
+int32_t hmoe_fxp_quant_group(const int64_t *v, int32_t n, int32_t planes, int8_t *hi,
+			     int8_t *lo);
 
 #endif

@@ -1,14 +1,17 @@
 /* bench_experts: `hmoe bench experts`: one MoE layer's routed experts at DeepSeek-V3's
  * real dims (dim 7168, inter 2048, 256 experts, top-8) through the fixed-point CPU path
- * (hmoe_fxp_moe_run, per format) and through the fp32 reference backend (cpu-f32), for
- * 1, 4, 16, 64 and 256 tokens.
+ * (hmoe_fxp_moe_run, per kernel mode: fp8, int8, int4 with two activation planes, and
+ * int8-a8, fp8-a8 with one for comparison) and through the fp32 reference backend
+ * (cpu-f32), for 1, 4, 16, 64 and 256 tokens.
  *
  * Reported per (format, tokens), all measured in this run:
  *   weight_bytes      bytes of every touched expert's weights (each read once: the
  *                     minimum a layer must stream), from the pack geometry
  *   bw_ratio          weight_bytes / seconds over this machine's read bandwidth, probed
  *                     in the same run (bench_read_bandwidth); the decode target is 0.85
- *   int_ops_per_s     2 * 3 * dim * inter * (token, expert) pairs / seconds
+ *   int_ops_per_s     2 * 3 * dim * inter * (token, expert) pairs / seconds (one
+ *                     multiply-add per weight and token, whatever the planes: A16's
+ *                     two int8 products per weight count as one)
  * Modeled, and said so in the JSON: routing (seeded; per token 8 distinct experts drawn
  * with lognormal popularity, as a trained router's load imbalance) and residency: only
  * --experts packs (default 16) are in memory; the 256 experts are mapped onto them in
@@ -35,7 +38,7 @@
 
 static const struct cli_flag flags[] = {
 	{ "tokens", 1, "--tokens LIST      token counts (default 1,4,16,64,256)" },
-	{ "formats", 1, "--formats LIST     fixed-point formats (default fp8,int8,int4)" },
+	{ "formats", 1, "--formats LIST     kernel modes (default fp8,int8,int4,int8-a8,fp8-a8)" },
 	{ "experts", 1, "--experts N        resident fixed-point experts (default 16; 45 MB each)" },
 	{ "f32-experts", 1, "--f32-experts N    resident fp32 experts (default 8; 176 MB each; 0: skip)" },
 	{ "min-time", 1, "--min-time S       seconds of repetitions per point (default 1)" },
@@ -168,18 +171,22 @@ struct point {
 		}                                                                       \
 	} while (0)
 
-static void print_point(const char *what, int tokens, const struct point *pt, double bw,
-			int first)
+/* One result; mode < 0: the fp32 reference. */
+static void print_point(int mode, int tokens, const struct point *pt, double bw, int first)
 {
 	double pairs = (double)tokens * TOP_K;
+	static const char *const weight_names[HMOE_FXP_N_FORMATS] = { "fp8", "int8", "int4" };
 
-	printf("%s{\"format\": \"%s\", \"tokens\": %d, \"experts_touched\": %d, "
+	printf("%s{\"format\": \"%s\", \"weight_format\": \"%s\", \"activation_planes\": %d, "
+	       "\"tokens\": %d, \"experts_touched\": %d, "
 	       "\"seconds\": %.6f, \"reps\": %d, \"weight_bytes\": %.0f, "
 	       "\"weight_bytes_per_s\": %.4g, \"bw_ratio\": %.3f, \"%s\": %.4g}",
-	       first ? "" : ", ", what, tokens, pt->touched, pt->seconds, pt->reps,
+	       first ? "" : ", ", mode < 0 ? "f32" : hmoe_fxp_format_name(mode),
+	       mode < 0 ? "f32" : weight_names[hmoe_fxp_mode_format(mode)],
+	       mode < 0 ? 0 : hmoe_fxp_mode_planes(mode), tokens, pt->touched, pt->seconds, pt->reps,
 	       pt->weight_bytes, pt->weight_bytes / pt->seconds,
 	       bw > 0 ? pt->weight_bytes / pt->seconds / bw : 0.0,
-	       strcmp(what, "f32") ? "int_ops_per_s" : "flops_per_s",
+	       mode >= 0 ? "int_ops_per_s" : "flops_per_s",
 	       2.0 * 3 * DIM * INTER * pairs / pt->seconds);
 }
 
@@ -190,7 +197,7 @@ int bench_experts(int argc, char **argv)
 	struct cli_args a;
 	struct hmoe_pool *pool = NULL;
 	int *tokens = NULL, n_tokens_list = 0, ret, first = 1, slot[N_EXPERTS], *ids = NULL;
-	int formats[HMOE_FXP_N_FORMATS], n_formats = 0;
+	int modes[HMOE_FXP_N_FORMATS * HMOE_FXP_MAX_PLANES], n_modes = 0;
 	long resident, f32_resident, threads, seed, bw_mib;
 	double min_time, bw, log_pop[N_EXPERTS];
 	void *bufs[1024] = { 0 };
@@ -237,17 +244,28 @@ int bench_experts(int argc, char **argv)
 		memcpy(tokens, default_tokens, sizeof(default_tokens));
 	}
 	{
-		char list[64];
+		const char *arg = cli_str(&a, "formats", "fp8,int8,int4,int8-a8,fp8-a8");
+		char list[128];
 		char *save = NULL;
+		const int max_modes = (int)(sizeof(modes) / sizeof(modes[0]));
 
-		snprintf(list, sizeof(list), "%s", cli_str(&a, "formats", "fp8,int8,int4"));
+		if (strlen(arg) >= sizeof(list)) {
+			ret = hmoe_err(HMOE_EINPUT, "bench experts: --formats is too long");
+			goto out;
+		}
+		snprintf(list, sizeof(list), "%s", arg);
 		for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-			if (n_formats == HMOE_FXP_N_FORMATS) {
-				ret = hmoe_err(HMOE_EINPUT, "bench experts: --formats lists too many");
+			if (n_modes == max_modes) {
+				ret = hmoe_err(HMOE_EINPUT, "bench experts: --formats lists more than %d "
+					       "modes", max_modes);
 				goto out;
 			}
-			if ((ret = hmoe_fxp_format_parse(tok, &formats[n_formats++])))
+			if ((ret = hmoe_fxp_format_parse(tok, &modes[n_modes++])))
 				goto out;
+		}
+		if (!n_modes) {
+			ret = hmoe_err(HMOE_EINPUT, "bench experts: --formats lists no mode");
+			goto out;
 		}
 	}
 	if ((ret = hmoe_pool_create(&pool, (int)threads)))
@@ -299,19 +317,20 @@ int bench_experts(int argc, char **argv)
 	       f32_resident, bw);
 	fflush(stdout);
 
-	for (int f = 0; f < n_formats; f++) {
-		size_t bytes = (size_t)hmoe_fxp_expert_lines(formats[f], DIM, INTER) *
-			       HMOE_FXP_LINE_BYTES;
+	for (int f = 0; f < n_modes; f++) {
+		int format = hmoe_fxp_mode_format(modes[f]);
+		size_t bytes = (size_t)hmoe_fxp_expert_lines(format, DIM, INTER) * HMOE_FXP_LINE_BYTES;
 		const struct hmoe_fxp_line *packs[N_EXPERTS];
-		struct hmoe_fxp_experts ex = { formats[f], DIM, INTER, N_EXPERTS, packs };
-		struct fill_job fj = { bufs, bytes, formats[f] };
+		struct hmoe_fxp_experts ex = { .mode = modes[f], .dim = DIM, .inter = INTER,
+					       .n_experts = N_EXPERTS, .packs = packs };
+		struct fill_job fj = { bufs, bytes, format };
 
 		for (int r = 0; r < resident; r++) {
 			bufs[r] = aligned_alloc(HMOE_FXP_LINE_BYTES, bytes);
 			if (!bufs[r]) {
 				ret = hmoe_err(HMOE_ENOMEM, "bench experts: out of memory for %ld "
 					       "resident %s experts (%zu bytes each)", resident,
-					       hmoe_fxp_format_name(formats[f]), bytes);
+					       hmoe_fxp_format_name(modes[f]), bytes);
 				goto out;
 			}
 		}
@@ -327,7 +346,7 @@ int bench_experts(int argc, char **argv)
 			pt.weight_bytes = (double)pt.touched * (double)bytes;
 			TIME_IT(pt, min_time, hmoe_fxp_moe_run(&ex, simd, pool, &ws, tokens[i], TOP_K,
 							       x, ids, y));
-			print_point(hmoe_fxp_format_name(formats[f]), tokens[i], &pt, bw, first);
+			print_point(modes[f], tokens[i], &pt, bw, first);
 			first = 0;
 			fflush(stdout);
 		}
@@ -384,7 +403,7 @@ int bench_experts(int argc, char **argv)
 			batch.n_tokens = tokens[i];
 			pt.weight_bytes = (double)pt.touched * 3 * (double)lin;
 			TIME_IT(pt, min_time, f32->ops->run(f32, &batch));
-			print_point("f32", tokens[i], &pt, bw, first);
+			print_point(-1, tokens[i], &pt, bw, first);
 			first = 0;
 			fflush(stdout);
 		}

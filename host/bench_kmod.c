@@ -12,7 +12,8 @@
  * Reported: counts per layer (jobs, submits, waits, ioctls: the result that means
  * something under emulation) and jobs per second (measured, but emulated time).
  * Weights are zero-filled packs: the card runs the real kernel on them, the values do
- * not matter for counts.
+ * not matter for counts. --format is a kernel mode: int8 (the default) is A16, two
+ * activation planes (twice the x bytes and MACs of int8-a8).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #include "hmoe_cli.h"
 #include "hmoe_err.h"
 #include "hmoe_ffn.h"
+#include "hmoe_fxp_pack.h"
 #include "hmoe_kmod.h"
 
 static const struct cli_flag flags[] = {
@@ -32,7 +34,7 @@ static const struct cli_flag flags[] = {
 	{ "top-k", 1, "--top-k N          experts per token (default 8)" },
 	{ "dim", 1, "--dim N            expert input/output size (default 256)" },
 	{ "inter", 1, "--inter N          expert intermediate size (default 128)" },
-	{ "format", 1, "--format F         fp8, int8 or int4 (default int8)" },
+	{ "format", 1, "--format MODE      fp8|int8|int4 (A16) or fp8-a8|int8-a8|int4-a8 (default int8)" },
 	{ "layers", 1, "--layers N         layers to run (default 20)" },
 	{ "no-chain", 0, "--no-chain         wait after each stage instead of chaining fences" },
 	{ "json", 0, "--json             JSON output (the only format)" },
@@ -54,12 +56,13 @@ static uint64_t align64(uint64_t v)
 /* Routes tokens and lays out one layer's FFN jobs (tiles of the same expert share its
  * weights; x and y of each tile get their own 64-byte-aligned slot). */
 static int plan_layer(struct kmod_layer *L, uint64_t *rng, int n_tokens, int n_experts,
-		      int top_k, int max_tile, int format, int dim, int inter,
+		      int top_k, int max_tile, int mode, int dim, int inter,
 		      const struct hmoe_kmod_bo *w, uint64_t pack_bytes,
 		      const struct hmoe_kmod_bo *x, const struct hmoe_kmod_bo *y)
 {
 	int *count = calloc((size_t)n_experts, sizeof(int));
-	uint64_t groups = (uint64_t)hmoe_fxp_groups(dim);
+	uint64_t x_tok = (uint64_t)hmoe_fxp_groups(dim) *
+			 (HMOE_FXP_GROUP * (uint64_t)hmoe_fxp_mode_planes(mode) + 4);
 
 	L->n_jobs_ffn = 0;
 	L->x_bytes = L->y_bytes = 0;
@@ -87,12 +90,12 @@ static int plan_layer(struct kmod_layer *L, uint64_t *rng, int n_tokens, int n_e
 	for (int e = 0; e < n_experts; e++) {
 		for (int done = 0; done < count[e]; done += max_tile) {
 			int nt = count[e] - done < max_tile ? count[e] - done : max_tile;
-			uint64_t xb = align64((uint64_t)nt * groups * (HMOE_FXP_GROUP + 4));
+			uint64_t xb = align64((uint64_t)nt * x_tok);
 			uint64_t yb = align64((uint64_t)nt * dim * 4);
 
 			L->ffn_jobs[L->n_jobs_ffn++] =
 				hmoe_kmod_ffn(w, (uint64_t)e * pack_bytes, x, L->x_bytes, y,
-					      L->y_bytes, (uint32_t)format, (uint32_t)dim,
+					      L->y_bytes, (uint32_t)mode, (uint32_t)dim,
 					      (uint32_t)inter, (uint32_t)nt);
 			L->x_bytes += xb;
 			L->y_bytes += yb;
@@ -146,7 +149,7 @@ static int run(struct hmoe_kmod *k, const struct cli_args *a)
 {
 	long card, n_tokens, n_experts, top_k, dim, inter, layers;
 	const char *fmt_name = cli_str(a, "format", "int8");
-	int format, ret;
+	int mode, ret;
 
 	if ((ret = cli_int(a, "card", 0, 0, 63, &card)) ||
 	    (ret = cli_int(a, "tokens", 16, 1, 4096, &n_tokens)) ||
@@ -159,30 +162,27 @@ static int run(struct hmoe_kmod *k, const struct cli_args *a)
 	if (top_k > n_experts)
 		return hmoe_err(HMOE_EINPUT, "hmoe bench kmod: --top-k %ld exceeds --experts %ld",
 				top_k, n_experts);
-	if (!strcmp(fmt_name, "fp8"))
-		format = HMOE_FORMAT_FP8;
-	else if (!strcmp(fmt_name, "int8"))
-		format = HMOE_FORMAT_INT8;
-	else if (!strcmp(fmt_name, "int4"))
-		format = HMOE_FORMAT_INT4;
-	else
-		return hmoe_err(HMOE_EINPUT, "hmoe bench kmod: --format '%s': use fp8, int8 or int4",
-				fmt_name);
+	ret = hmoe_fxp_format_parse(fmt_name, &mode);
+	if (ret)
+		return hmoe_err_ctx(ret, "hmoe bench kmod: --format");
 
 	ret = hmoe_kmod_open(k, (int)card);
 	if (ret)
 		return ret;
-	if (!(k->info.weight_formats & (1u << format)))
-		return hmoe_err(HMOE_EDEVICE, "kmod %s: card does not run format %s", k->path,
-				fmt_name);
+	ret = hmoe_kmod_check_mode(k, mode);
+	if (ret)
+		return ret;
 
 	int max_tile = (int)k->info.max_tokens_per_job;
-	uint64_t pack_bytes = (uint64_t)hmoe_fxp_expert_lines(format, (int)dim, (int)inter) *
+	int planes = hmoe_fxp_mode_planes(mode);
+	uint64_t pack_bytes = (uint64_t)hmoe_fxp_expert_lines(hmoe_fxp_mode_format(mode),
+							      (int)dim, (int)inter) *
 			      HMOE_FXP_LINE_BYTES;
 	/* Upper bounds for one layer: every (token, k) its own tile in the worst case. */
 	uint64_t max_jobs = (uint64_t)n_tokens * top_k;
-	uint64_t x_max = max_jobs * align64((uint64_t)hmoe_fxp_groups((int)dim) * (HMOE_FXP_GROUP + 4)) +
-			 (uint64_t)n_experts * 64 * max_tile * hmoe_fxp_groups((int)dim) * 2;
+	uint64_t x_tok = (uint64_t)hmoe_fxp_groups((int)dim) * (HMOE_FXP_GROUP * planes + 4);
+	uint64_t x_max = max_jobs * align64(x_tok) + (uint64_t)n_experts * 64 * max_tile *
+			 hmoe_fxp_groups((int)dim) * 2 * planes;
 	uint64_t y_max = max_jobs * align64((uint64_t)dim * 4) +
 			 (uint64_t)n_experts * 64 * max_tile * (uint64_t)dim * 2;
 	struct hmoe_kmod_bo w = { 0 }, xh = { 0 }, xc = { 0 }, yc = { 0 }, yh = { 0 };
@@ -211,7 +211,7 @@ static int run(struct hmoe_kmod *k, const struct cli_args *a)
 	t0 = bench_now();
 	for (long l = 0; l < layers; l++) {
 		ret = plan_layer(&L, &rng, (int)n_tokens, (int)n_experts, (int)top_k, max_tile,
-				 format, (int)dim, (int)inter, &w, pack_bytes, &xc, &yc);
+				 mode, (int)dim, (int)inter, &w, pack_bytes, &xc, &yc);
 		if (ret)
 			goto out;
 		ret = run_layer(k, &L, chain, q_h2c, q_comp, q_c2h, &xh, &xc, &yc, &yh);
@@ -227,8 +227,10 @@ static int run(struct hmoe_kmod *k, const struct cli_args *a)
 	printf("\"node\": \"%s\", \"backend\": \"%s\", ", k->path,
 	       k->info.backend == HMOE_BACKEND_EMU ? "emu" : "pci");
 	printf("\"config\": {\"tokens\": %ld, \"experts\": %ld, \"top_k\": %ld, \"dim\": %ld, "
-	       "\"inter\": %ld, \"format\": \"%s\", \"layers\": %ld, \"max_tokens_per_job\": %d}, ",
-	       n_tokens, n_experts, top_k, dim, inter, fmt_name, layers, max_tile);
+	       "\"inter\": %ld, \"format\": \"%s\", \"activation_planes\": %d, \"layers\": %ld, "
+	       "\"max_tokens_per_job\": %d}, ",
+	       n_tokens, n_experts, top_k, dim, inter, hmoe_fxp_format_name(mode), planes, layers,
+	       max_tile);
 	printf("\"counts\": {\"jobs_per_layer\": %.2f, \"ffn_jobs_per_layer\": %.2f, "
 	       "\"copy_jobs_per_layer\": 2, \"chained\": %s, \"waits_per_layer\": %d, "
 	       "\"ioctls_per_layer\": %.2f}, ",

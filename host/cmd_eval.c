@@ -5,10 +5,11 @@
  * extracted after "</think>" (hmoe_eval_extract) and pass@1 is the mean correctness
  * over all samples.
  *
- * Many problems run at once: up to --batch sequences share every forward call, new
- * prompts prefill in the same call as the others' decode steps. A sequence's logits do
- * not depend on its batch-mates (hmoe_forward.h) and each (problem, sample) has its own
- * sampler seed, so results do not depend on --batch or --threads.
+ * Many problems run at once in the continuous-batching engine (runtime/hmoe_batch.h): up
+ * to --batch samples share every forward call, new prompts prefill in the same call as
+ * the others' decode steps. A sample's tokens do not depend on its batch-mates and each
+ * (problem, sample) has its own sampler seed, so results do not depend on --batch or
+ * --threads.
  *
  * stdout: a JSON summary; stderr: a progress bar when it is a terminal.
  */
@@ -21,6 +22,7 @@
 #include <cjson/cJSON.h>
 
 #include "bench_clock.h"
+#include "hmoe_batch.h"
 #include "hmoe_chat.h"
 #include "hmoe_cli.h"
 #include "hmoe_err.h"
@@ -43,16 +45,12 @@ static const struct cli_flag flags[] = {
 	{ "help", 0, "--help             this text" },
 };
 
-/* One sequence being generated: sample `sample` of problem `problem`. */
+/* One sample being generated: sample `sample` of problem `problem`; the engine's request
+ * (runtime/hmoe_batch.h) points here through its user pointer. */
 struct slot {
 	int active;
 	int problem, sample;
-	int prefill;             /* the prompt still has to be fed */
-	int next;                /* decode: the token to feed */
-	int n_gen;               /* tokens sampled so far */
 	int think_tokens;        /* tokens up to and including the end of "</think>"; -1 */
-	struct hmoe_kv *kv;
-	struct hmoe_sampler sampler;
 	struct hmoe_tok_stream stream;
 	char *text;              /* decoded output so far */
 	size_t len, cap;
@@ -61,6 +59,13 @@ struct slot {
 struct eval_stats {
 	long done, correct, tokens, think_tokens, truncated;
 	char **dump_lines;       /* [problems * samples] with --dump: written in job order */
+};
+
+/* What the engine's callbacks need. */
+struct eval_run {
+	const struct hmoe_eval_set *set;
+	int samples, eos;
+	struct eval_stats *st;
 };
 
 static int text_append(struct slot *s, const char *t, size_t n)
@@ -91,9 +96,9 @@ static void progress(const struct eval_stats *st, long total, double t0)
 	fflush(stderr);
 }
 
-/* Scores a finished sample and writes its dump line. */
+/* Scores a finished sample of n_gen tokens and writes its dump line. */
 static int finish(struct slot *s, const struct hmoe_eval_set *set, struct eval_stats *st,
-		  int samples, int truncated)
+		  int samples, int n_gen, int truncated)
 {
 	char got[256];
 	const struct hmoe_eval_problem *p = &set->p[s->problem];
@@ -102,8 +107,8 @@ static int finish(struct slot *s, const struct hmoe_eval_set *set, struct eval_s
 
 	st->done++;
 	st->correct += ok;
-	st->tokens += s->n_gen;
-	st->think_tokens += s->think_tokens >= 0 ? s->think_tokens : s->n_gen;
+	st->tokens += n_gen;
+	st->think_tokens += s->think_tokens >= 0 ? s->think_tokens : n_gen;
 	st->truncated += truncated;
 	if (st->dump_lines) {
 		cJSON *j = cJSON_CreateObject();
@@ -116,7 +121,7 @@ static int finish(struct slot *s, const struct hmoe_eval_set *set, struct eval_s
 		    !cJSON_AddStringToObject(j, "output", s->text ? s->text : "") ||
 		    !cJSON_AddStringToObject(j, "extracted", got) ||
 		    !cJSON_AddBoolToObject(j, "correct", ok) ||
-		    !cJSON_AddNumberToObject(j, "tokens", s->n_gen) ||
+		    !cJSON_AddNumberToObject(j, "tokens", n_gen) ||
 		    !cJSON_AddBoolToObject(j, "truncated", truncated) ||
 		    !(line = cJSON_PrintUnformatted(j))) {
 			cJSON_Delete(j);
@@ -129,27 +134,59 @@ static int finish(struct slot *s, const struct hmoe_eval_set *set, struct eval_s
 	return 0;
 }
 
-/* The generation loop over every (problem, sample). */
+/* Engine callback: a sample's new token joins its text. */
+static int on_token(void *arg, const struct hmoe_batch_req *r, int tok, const float *logits)
+{
+	const struct eval_run *run = arg;
+	struct slot *s = r->user;
+	char piece[1024];
+	int ret;
+
+	(void)logits;
+	if (tok == run->eos)
+		return 0;
+	if ((ret = hmoe_tok_stream_push(&s->stream, tok, piece, sizeof(piece))) < 0 ||
+	    (ret = text_append(s, piece, (size_t)ret)) < 0)
+		return ret;
+	if (s->think_tokens < 0 && strstr(s->text, HMOE_CHAT_END_THINK))
+		s->think_tokens = r->n_tokens;
+	return 0;
+}
+
+/* Engine callback: a sample ended (EOS, or --max-tokens: truncated). */
+static int on_finish(void *arg, const struct hmoe_batch_req *r)
+{
+	const struct eval_run *run = arg;
+	struct slot *s = r->user;
+	char piece[1024];
+	int ret;
+
+	if ((ret = hmoe_tok_stream_flush(&s->stream, piece, sizeof(piece))) < 0 ||
+	    (ret = text_append(s, piece, (size_t)ret)) < 0)
+		return ret;
+	return finish(s, run->set, run->st, run->samples, r->n_tokens,
+		      r->finish != HMOE_BATCH_STOP);
+}
+
+/* The generation loop over every (problem, sample): up to `batch` samples at a time in
+ * the continuous-batching engine; a finished sample's slot gets the next job at once. */
 static int run_eval(struct session *ses, const struct hmoe_eval_set *set, int samples,
 		    double temperature, double top_p, uint64_t seed, int max_tokens, int batch,
 		    FILE *dump, struct eval_stats *st, double *wall_s)
 {
-	const struct hmoe_config *cfg = &ses->model->cfg;
 	long total = (long)set->n * samples, next_job = 0;
-	int V = cfg->vocab_size, n_valid = session_n_valid(ses), eos = hmoe_tok_eos(ses->tok);
+	int eos = hmoe_tok_eos(ses->tok), max_prompt = 0;
 	int tty = isatty(STDERR_FILENO), ret = 0, **prompt = NULL, *n_prompt = NULL;
-	size_t max_prompt = 0, cap_toks;
 	struct slot *slots = calloc((size_t)batch, sizeof(*slots));
-	struct hmoe_fwd_token *toks = NULL;
-	float *logits = malloc((size_t)batch * (size_t)V * sizeof(float));
-	float *scratch = malloc(2 * (size_t)n_valid * sizeof(float));
+	struct eval_run run = { set, samples, eos, st };
+	struct hmoe_batch *engine = NULL;
 	double t0 = clock_now_s(), last_bar = 0;
 
 	prompt = calloc((size_t)set->n, sizeof(*prompt));
 	n_prompt = calloc((size_t)set->n, sizeof(*n_prompt));
 	if (dump)
 		st->dump_lines = calloc((size_t)total, sizeof(*st->dump_lines));
-	if (!slots || !logits || !scratch || !prompt || !n_prompt || (dump && !st->dump_lines)) {
+	if (!slots || !prompt || !n_prompt || (dump && !st->dump_lines)) {
 		ret = hmoe_err(HMOE_ENOMEM, "eval: out of memory");
 		goto out;
 	}
@@ -162,25 +199,29 @@ static int run_eval(struct session *ses, const struct hmoe_eval_set *set, int sa
 			ret = hmoe_err_ctx(ret, "eval problem %d", i + 1);
 			goto out;
 		}
-		if ((size_t)n_prompt[i] > max_prompt)
-			max_prompt = (size_t)n_prompt[i];
+		if (n_prompt[i] > max_prompt)
+			max_prompt = n_prompt[i];
 	}
-	cap_toks = (size_t)batch * max_prompt + (size_t)batch;
-	toks = malloc(cap_toks * sizeof(*toks));
-	if (!toks) {
-		ret = hmoe_err(HMOE_ENOMEM, "eval: out of memory");
-		goto out;
-	}
-	for (int b = 0; b < batch; b++)
-		if ((ret = hmoe_kv_create(&slots[b].kv, cfg, 0)))
+	{
+		/* Each prompt prefills whole (one chunk), new prompts in the same step as the
+		 * others' decode tokens; the context never cuts a sample short (--max-tokens
+		 * does). The schedule does not change results (hmoe_batch.h). */
+		struct hmoe_batch_opts o = {
+			.max_seqs = batch, .prefill_chunk = max_prompt,
+			.max_batch_tokens = batch * (max_prompt + 1),
+			.max_ctx = max_prompt + max_tokens, .n_valid = session_n_valid(ses),
+			.on_token = on_token, .on_finish = on_finish, .arg = &run,
+		};
+
+		if ((ret = hmoe_batch_create(&engine, ses->fwd, &ses->model->cfg, &o)))
 			goto out;
+	}
 
 	while (st->done < total) {
-		int n = 0, row = 0;
-
 		/* start new samples in free slots */
 		for (int b = 0; b < batch && next_job < total; b++) {
 			struct slot *s = &slots[b];
+			struct hmoe_batch_params p;
 
 			if (s->active)
 				continue;
@@ -188,66 +229,25 @@ static int run_eval(struct session *ses, const struct hmoe_eval_set *set, int sa
 			s->problem = (int)(next_job / samples);
 			s->sample = (int)(next_job % samples);
 			next_job++;
-			s->prefill = 1;
-			s->n_gen = 0;
 			s->think_tokens = -1;
 			s->len = 0;
 			if (s->text)
 				s->text[0] = '\0';
-			hmoe_kv_truncate(s->kv, 0);
-			hmoe_sampler_init(&s->sampler, (float)temperature, (float)top_p, 0,
-					  hmoe_eval_sample_seed(seed, s->problem, s->sample));
 			hmoe_tok_stream_init(&s->stream, ses->tok, 1);
-		}
-		/* one batch: whole prompts of new samples, one token of the others */
-		for (int b = 0; b < batch; b++) {
-			struct slot *s = &slots[b];
-
-			if (!s->active)
-				continue;
-			if (s->prefill) {
-				const int *ids = prompt[s->problem];
-				int np = n_prompt[s->problem];
-
-				for (int i = 0; i < np; i++)
-					toks[n++] = (struct hmoe_fwd_token){ s->kv, ids[i], i, i == np - 1 };
-			} else {
-				toks[n++] = (struct hmoe_fwd_token){ s->kv, s->next, s->kv->len, 1 };
-			}
-		}
-		if ((ret = hmoe_forward(ses->fwd, toks, n, logits)))
-			goto out;
-		/* sample each sequence's next token, in batch order */
-		for (int b = 0; b < batch; b++) {
-			struct slot *s = &slots[b];
-			char piece[1024];
-			int tok;
-
-			if (!s->active)
-				continue;
-			s->prefill = 0;
-			tok = hmoe_sample(&s->sampler, logits + (size_t)row++ * V, n_valid, scratch);
-			if (tok < 0) {
-				ret = tok;
+			p = (struct hmoe_batch_params){
+				.prompt = prompt[s->problem], .n_prompt = n_prompt[s->problem],
+				.max_tokens = max_tokens, .stop = &eos, .n_stop = eos >= 0,
+				.temperature = (float)temperature, .top_p = (float)top_p,
+				.seed = hmoe_eval_sample_seed(seed, s->problem, s->sample),
+				.user = s,
+			};
+			if ((ret = hmoe_batch_submit(engine, &p, NULL))) {
+				ret = hmoe_err_ctx(ret, "eval problem %d", s->problem + 1);
 				goto out;
 			}
-			s->n_gen++;
-			if (tok != eos) {
-				if ((ret = hmoe_tok_stream_push(&s->stream, tok, piece, sizeof(piece))) < 0 ||
-				    (ret = text_append(s, piece, (size_t)ret)) < 0)
-					goto out;
-				if (s->think_tokens < 0 && strstr(s->text, HMOE_CHAT_END_THINK))
-					s->think_tokens = s->n_gen;
-			}
-			if (tok == eos || s->n_gen >= max_tokens) {
-				if ((ret = hmoe_tok_stream_flush(&s->stream, piece, sizeof(piece))) < 0 ||
-				    (ret = text_append(s, piece, (size_t)ret)) < 0 ||
-				    (ret = finish(s, set, st, samples, tok != eos)))
-					goto out;
-				continue;
-			}
-			s->next = tok;
 		}
+		if ((ret = hmoe_batch_step(engine)) < 0)
+			goto out;
 		if (tty && clock_now_s() - last_bar > 0.1) {
 			progress(st, total, t0);
 			last_bar = clock_now_s();
@@ -262,18 +262,14 @@ static int run_eval(struct session *ses, const struct hmoe_eval_set *set, int sa
 	ret = 0;
 out:
 	*wall_s = clock_now_s() - t0;
-	for (int b = 0; slots && b < batch; b++) {
-		hmoe_kv_free(slots[b].kv);
+	hmoe_batch_free(engine);
+	for (int b = 0; slots && b < batch; b++)
 		free(slots[b].text);
-	}
 	for (int i = 0; prompt && i < set->n; i++)
 		free(prompt[i]);
 	free(prompt);
 	free(n_prompt);
 	free(slots);
-	free(toks);
-	free(logits);
-	free(scratch);
 	for (long i = 0; st->dump_lines && i < total; i++)
 		free(st->dump_lines[i]);
 	free(st->dump_lines);

@@ -33,17 +33,26 @@ int session_open(struct session *s, const struct cli_args *a, unsigned flags)
 	int use_cuda = !strcmp(attn_name, "cuda");
 	enum hmoe_attn attn = HMOE_ATTN_AUTO;
 	double t0 = clock_now_s();
+	const char *micro_str = cli_str(a, "micro-batches", "1");
 	long threads;
-	int ret;
+	int ret, micro = 0;
 
 	memset(s, 0, sizeof(*s));
 	if ((ret = cli_req(a, "model", &dir)) ||
 	    (ret = cli_int(a, "threads", 0, 0, 1024, &threads)) ||
 	    (!use_cuda && (ret = hmoe_attn_parse(attn_name, &attn))))
 		return ret;
+	if (!strcmp(micro_str, "1") || !strcmp(micro_str, "2"))
+		micro = micro_str[0] - '0';
+	if (!micro)
+		return hmoe_err(HMOE_EINPUT, "hmoe %s: --micro-batches '%s': expected 1 or 2",
+				a->cmd, micro_str);
 	if (use_cuda && !(flags & SESSION_GPU_OK))
 		return hmoe_err(HMOE_EINPUT, "hmoe %s: --attn cuda is not supported here (CPU only)",
 				a->cmd);
+	if (use_cuda && micro > 1)
+		return hmoe_err(HMOE_EINPUT, "hmoe %s: --micro-batches 2 needs the CPU forward pass; "
+				"the GPU path (--attn cuda) runs one batch at a time", a->cmd);
 	ret = hmoe_model_load(&s->model, dir, HMOE_LOAD_F32);
 	if (ret)
 		goto err;
@@ -69,6 +78,9 @@ int session_open(struct session *s, const struct cli_args *a, unsigned flags)
 	if (ret)
 		goto err;
 	hmoe_forward_set_attn(s->fwd, attn);
+	ret = hmoe_forward_set_micro_batches(s->fwd, micro);
+	if (ret)
+		goto err;
 	s->load_s = clock_now_s() - t0;
 	return 0;
 err:

@@ -25,8 +25,9 @@ struct session {
 /* Flags every model-running command accepts; SESSION_FLAGS expands to their specs. */
 #define SESSION_FLAGS                                                                   \
 	{ "model", 1, "--model DIR        checkpoint directory (config.json, safetensors)" }, \
-	{ "experts", 1, "--experts SPEC     experts: cpu-f32 (default), cpu-fxp[:fp8|int8|int4], kmod[:FMT][,cards=N], sched:..." },       \
+	{ "experts", 1, "--experts SPEC     experts: cpu-f32 (default), cpu-fxp[:fp8|int8|int4[-a8]], kmod[:MODE][,cards=N], sched:..." }, \
 	{ "attn", 1, "--attn MODE        attention: auto (default), naive, absorb (CPU); cuda (GPU)" }, \
+	{ "micro-batches", 1, "--micro-batches N  1 (default) or 2: one micro-batch's attention overlaps the other's experts (CPU)" }, \
 	{ "threads", 1, "--threads N        worker threads (default: all CPUs)" }
 
 enum session_flags {

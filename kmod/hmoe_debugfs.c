@@ -57,6 +57,8 @@ static int hmoe_debugfs_card_show(struct seq_file *m, void *unused)
 	seq_printf(m, "backend %s\ncard_mem_bytes %llu\ncard_mem_used %llu\ncompute_units %u\nresets %lld\n",
 		   hdev->ops->name, hdev->card_mem_bytes, used, hdev->n_compute_units,
 		   (long long)atomic64_read(&hdev->resets));
+	seq_printf(m, "weight_formats %#x\nformat_flags %#x\nfxp_contract_version %u\n",
+		   hdev->weight_formats, hdev->format_flags, hdev->fxp_contract_version);
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(hmoe_debugfs_card);

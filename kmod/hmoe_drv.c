@@ -34,6 +34,8 @@ static int hmoe_ioctl_get_info(struct drm_device *drm, void *data, struct drm_fi
 	struct drm_hmoe_get_info *args = data;
 	int i;
 
+	if (args->pad)
+		return -EINVAL;
 	for (i = 0; i < ARRAY_SIZE(args->reserved); i++)
 		if (args->reserved[i])
 			return -EINVAL;
@@ -47,7 +49,8 @@ static int hmoe_ioctl_get_info(struct drm_device *drm, void *data, struct drm_fi
 	args->card_mem_free_bytes = hdev->card_mem_bytes - hdev->card_mem_used;
 	mutex_unlock(&hdev->mm_lock);
 	args->weight_formats = hdev->weight_formats;
-	args->fxp_contract_version = HMOE_GLUE_CONTRACT_VERSION;
+	args->format_flags = hdev->format_flags;
+	args->fxp_contract_version = hdev->fxp_contract_version;
 	args->max_queues = HMOE_MAX_QUEUES_PER_FILE;
 	args->max_ring_size = HMOE_MAX_RING_SIZE;
 	args->max_jobs_per_submit = HMOE_MAX_JOBS_PER_SUBMIT;

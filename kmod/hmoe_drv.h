@@ -79,6 +79,8 @@ struct hmoe_device {
 	u32 backend_id;        /* HMOE_BACKEND_* */
 	u32 n_compute_units;
 	u32 weight_formats;    /* bits (1 << HMOE_FORMAT_*) */
+	u32 format_flags;      /* HMOE_FORMAT_A16...: mode flags the compute units run */
+	u32 fxp_contract_version; /* of the compute units (hls/hmoe_fxp.h) */
 	u64 dma_bytes_per_sec; /* for get_info and the DMA model */
 
 	/* Card memory: addresses handed to card BOs. */

@@ -37,7 +37,8 @@
 #define EMU_MAX_CUS 8
 #define EMU_DMA_LATENCY_NS 2000ull            /* descriptor fetch to first byte */
 #define EMU_HBM_BYTES_PER_SEC 400000000000ull /* compute units streaming weights */
-#define EMU_CU_MACS_PER_SEC 500000000000ull   /* int8 MACs per second per unit */
+#define EMU_CU_MACS_PER_SEC 500000000000ull   /* int8 MACs per second per unit; an A16
+					       * job counts two per weight and token */
 #define EMU_IDLE_POWER_MW 20000ull            /* board idle power */
 #define EMU_DMA_PJ_PER_BYTE 20ull             /* PCIe + card memory, per byte moved */
 #define EMU_MAC_FJ 500ull                     /* one int8 MAC, femtojoules */
@@ -163,7 +164,7 @@ static int emu_ffn(struct hmoe_emu *emu, struct hmoe_job *job, u64 *busy_ns)
 	const struct drm_hmoe_job_ffn *f = &job->ffn;
 	struct iosys_map wmap, xmap, ymap;
 	u8 *w, *x, *y;
-	u64 weights_bytes, x_bytes, y_bytes, macs;
+	u64 weights_bytes, x_bytes, y_bytes, macs, xq_token;
 	const s32 *xs;
 	u32 t;
 	int cu, ret;
@@ -185,10 +186,11 @@ static int emu_ffn(struct hmoe_emu *emu, struct hmoe_job *job, u64 *busy_ns)
 	 * call over the tile), and the scheduler gets a chance between them. */
 	cu = emu_cu_get(emu);
 	x += job->offset[1];
-	xs = (const s32 *)(x + (u64)f->n_tokens * hmoe_fxp_groups(f->dim) * HMOE_FXP_GROUP);
+	xq_token = hmoe_glue_ffn_xq_token_bytes(f);
+	xs = (const s32 *)(x + f->n_tokens * xq_token);
 	for (t = 0; t < f->n_tokens && !ret; t++) {
 		ret = hmoe_ffn((const struct hmoe_fxp_line *)(w + job->offset[0]),
-			       (const s8 *)x + (u64)t * hmoe_fxp_groups(f->dim) * HMOE_FXP_GROUP,
+			       (const s8 *)x + t * xq_token,
 			       xs + (u64)t * hmoe_fxp_groups(f->dim),
 			       (s32 *)(y + job->offset[2]) + (u64)t * f->dim, emu->scratch[cu],
 			       f->format, 1, f->dim, f->inter);
@@ -313,6 +315,8 @@ static int hmoe_emu_probe(struct platform_device *pdev)
 	hdev->backend_id = HMOE_BACKEND_EMU;
 	hdev->n_compute_units = n_cus;
 	hdev->weight_formats = HMOE_GLUE_FORMATS;
+	hdev->format_flags = HMOE_GLUE_FORMAT_FLAGS;
+	hdev->fxp_contract_version = HMOE_GLUE_CONTRACT_VERSION;
 	hdev->dma_bytes_per_sec = (u64)emu_dma_mbps * 1000000ull;
 	hdev->card_mem_bytes = (u64)clamp(emu_mem_mib, 1u, 65536u) << 20;
 	platform_set_drvdata(pdev, hdev);

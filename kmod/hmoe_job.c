@@ -122,11 +122,13 @@ static int hmoe_job_prepare_ffn(struct hmoe_queue *q, struct drm_file *file,
 
 	if (q->direction != HMOE_QUEUE_COMPUTE || f->pad)
 		return -EINVAL;
-	if (f->format >= 32 || !(hdev->weight_formats & (1u << f->format)))
-		return -EINVAL;
 	ret = hmoe_glue_ffn_sizes(f, &bytes[0], &bytes[1], &bytes[2]);
 	if (ret)
 		return ret;
+	/* a well-formed mode; this card must run its weight format and every flag */
+	if (!(hdev->weight_formats & BIT(f->format & HMOE_FORMAT_MASK)) ||
+	    (f->format & ~HMOE_FORMAT_MASK & ~hdev->format_flags))
+		return -EINVAL;
 	for (i = 0; i < HMOE_MAX_BOS_PER_JOB; i++) {
 		ret = hmoe_bo_lookup_range(file, handles[i], offsets[i], bytes[i], true, what[i],
 					   &job->bo[i]);

@@ -365,6 +365,8 @@ static int hmoe_pci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	hdev->backend_id = HMOE_BACKEND_PCI;
 	hdev->n_compute_units = HMOE_CAPS_CUS(caps);
 	hdev->weight_formats = HMOE_CAPS_FORMATS(caps);
+	hdev->format_flags = HMOE_CAPS_FORMAT_FLAGS(caps) & HMOE_FORMAT_FLAGS_ALL;
+	hdev->fxp_contract_version = readl(card->regs + HMOE_REG_FXP_CONTRACT);
 	hdev->dma_bytes_per_sec = (u64)readl(card->regs + HMOE_REG_DMA_MBPS) * 1000000ull;
 	hdev->card_mem_bytes = lo_hi_readq(card->regs + HMOE_REG_MEM_SIZE_LO);
 	pci_set_drvdata(pdev, hdev);

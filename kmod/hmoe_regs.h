@@ -19,6 +19,7 @@
 #define HMOE_REGS_VERSION_MAJOR 1
 #define HMOE_REG_CAPS 0x0008 /* RO: see HMOE_CAPS_* */
 #define HMOE_CAPS_CUS(c) ((c) & 0xff)                /* compute units (= compute rings) */
+#define HMOE_CAPS_FORMAT_FLAGS(c) ((c) & 0xff00)     /* HMOE_FORMAT_A16...: mode flags */
 #define HMOE_CAPS_FORMATS(c) (((c) >> 16) & 0xff)    /* bit per HMOE_FORMAT_* */
 #define HMOE_CAPS_MAX_TOKENS(c) (((c) >> 24) & 0xff) /* token tile of the CUs */
 #define HMOE_REG_FXP_CONTRACT 0x000c /* RO: fixed-point contract version of the CUs */
@@ -71,7 +72,7 @@ struct hmoe_desc {
 	__le64 addr0;   /* copy: host bus address;  ffn: weights card address */
 	__le64 addr1;   /* copy: card address;      ffn: x card address */
 	__le64 addr2;   /* copy: bytes;             ffn: y card address */
-	__le32 format;  /* ffn */
+	__le32 format;  /* ffn: the job's mode, HMOE_FORMAT_* | flags, as in the uapi */
 	__le32 dim;     /* ffn */
 	__le32 inter;   /* ffn */
 	__le32 n_tokens; /* ffn */

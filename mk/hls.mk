@@ -19,6 +19,7 @@ $(CSIM_TB): hls/tb/tb_hmoe_ffn.c $(HLS_KERNEL_SRC) $(HLS_HDR)
 
 $(CSIM_GOLDEN): hls/tb/ffn_ref.py
 	@mkdir -p $(dir $@)
+	rm -f $(dir $@)case_*.bin
 	/usr/bin/python3 hls/tb/ffn_ref.py $(dir $@)
 	@touch $@
 

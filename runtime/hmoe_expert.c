@@ -58,3 +58,32 @@ void hmoe_expert_close(struct hmoe_expert_backend *b)
 		b->ops->fini(b);
 	free(b);
 }
+
+int hmoe_expert_is_async(const struct hmoe_expert_backend *b)
+{
+	return b->ops->submit && b->ops->wait;
+}
+
+int hmoe_expert_submit(struct hmoe_expert_backend *b, const struct hmoe_expert_batch *batch,
+		       int *ticket)
+{
+	int slot;
+
+	if (hmoe_expert_is_async(b))
+		return b->ops->submit(b, batch, ticket);
+	slot = b->sync_next;
+	b->sync_next = (slot + 1) % HMOE_EXPERT_MAX_INFLIGHT;
+	b->sync_ret[slot] = b->ops->run(b, batch);
+	*ticket = slot;
+	return 0;
+}
+
+int hmoe_expert_wait(struct hmoe_expert_backend *b, int ticket)
+{
+	if (hmoe_expert_is_async(b))
+		return b->ops->wait(b, ticket);
+	if (ticket < 0 || ticket >= HMOE_EXPERT_MAX_INFLIGHT)
+		return hmoe_err(HMOE_EINTERNAL, "expert backend %s: bad ticket %d", b->ops->name,
+				ticket);
+	return b->sync_ret[ticket];
+}

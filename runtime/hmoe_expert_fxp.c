@@ -1,5 +1,7 @@
-/* hmoe_expert_fxp: the fixed-point routed-expert backend "cpu-fxp[:fp8|int8|int4]"
- * (see hmoe_expert.h). At init every routed expert of every MoE layer is packed into
+/* hmoe_expert_fxp: the fixed-point routed-expert backend "cpu-fxp[:MODE]", MODE one of
+ * fp8 (the default), int8, int4 (two int8 activation planes, A16) or fp8-a8, int8-a8,
+ * int4-a8 (one plane, contract version 1's numbers); see hmoe_expert.h and docs/fxp.md.
+ * At init every routed expert of every MoE layer is packed into
  * the device layout (runtime/hmoe_fxp_pack.c); run quantises each token with the
  * contract quantiser, runs the hls/ kernel's CPU variant chosen for this CPU
  * (runtime/hmoe_fxp_cpu.c), threaded over (expert, token tile, rows), and converts the
@@ -16,7 +18,7 @@
 #include "hmoe_pool.h"
 
 struct fxp_priv {
-	int format;
+	int mode;                          /* weight format | optional HMOE_FXP_A16 */
 	const struct hmoe_fxp_simd *simd;
 	struct hmoe_fxp_experts *layers;   /* [num_hidden_layers]; packs NULL for dense */
 	struct hmoe_fxp_line **packs;      /* [num_hidden_layers * n_routed] */
@@ -39,7 +41,7 @@ static void pack_one(void *arg, long i, int thread)
 	if (!j->p->packs[i])
 		return;
 	j->ret[i] = hmoe_fxp_pack_mlp(j->p->packs[i], &j->m->layers[l].experts[i % n_routed],
-				      j->p->format);
+				      hmoe_fxp_mode_format(j->p->mode));
 }
 
 static void fxp_fini(struct hmoe_expert_backend *b)
@@ -69,7 +71,7 @@ static int fxp_init(struct hmoe_expert_backend *b, const struct hmoe_model *m, c
 	if (!p)
 		return hmoe_err(HMOE_ENOMEM, "cpu-fxp experts: out of memory");
 	b->priv = p;
-	ret = hmoe_fxp_format_parse(arg && *arg ? arg : "fp8", &p->format);
+	ret = hmoe_fxp_format_parse(arg && *arg ? arg : "fp8", &p->mode);
 	if (ret) {
 		ret = hmoe_err_ctx(ret, "expert backend cpu-fxp");
 		goto err;
@@ -89,13 +91,16 @@ static int fxp_init(struct hmoe_expert_backend *b, const struct hmoe_model *m, c
 		ret = hmoe_err(HMOE_ENOMEM, "cpu-fxp experts: out of memory");
 		goto err;
 	}
-	bytes = (size_t)hmoe_fxp_expert_lines(p->format, dim, inter) * HMOE_FXP_LINE_BYTES;
+	bytes = (size_t)hmoe_fxp_expert_lines(hmoe_fxp_mode_format(p->mode), dim, inter) *
+		HMOE_FXP_LINE_BYTES;
 	for (int l = 0; l < c->num_hidden_layers; l++) {
 		struct hmoe_fxp_experts *ex = &p->layers[l];
 
-		*ex = (struct hmoe_fxp_experts){ p->format, dim, inter, c->n_routed_experts,
-						 (const struct hmoe_fxp_line *const *)(
-							 p->packs + (size_t)l * c->n_routed_experts) };
+		*ex = (struct hmoe_fxp_experts){
+			.mode = p->mode, .dim = dim, .inter = inter,
+			.n_experts = c->n_routed_experts,
+			.packs = (const struct hmoe_fxp_line *const *)(
+				p->packs + (size_t)l * c->n_routed_experts) };
 		if (!m->layers[l].is_moe)
 			continue;
 		for (int e = 0; e < c->n_routed_experts; e++) {
@@ -116,7 +121,7 @@ static int fxp_init(struct hmoe_expert_backend *b, const struct hmoe_model *m, c
 		if (j.ret[i]) {
 			pack_one(&j, i, 0);
 			ret = hmoe_err_ctx(j.ret[i], "cpu-fxp:%s layer %d expert %d",
-					   hmoe_fxp_format_name(p->format), i / c->n_routed_experts,
+					   hmoe_fxp_format_name(p->mode), i / c->n_routed_experts,
 					   i % c->n_routed_experts);
 			goto err;
 		}

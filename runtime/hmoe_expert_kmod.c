@@ -1,19 +1,28 @@
-/* hmoe_expert_kmod: the routed-expert backend "kmod[:FORMAT][,cards=N]" (see hmoe_expert.h)
+/* hmoe_expert_kmod: the routed-expert backend "kmod[:MODE][,cards=N]" (see hmoe_expert.h)
  * on hmoe cards through hmoe.ko (runtime/hmoe_kmod.c, docs/kmod.md).
  *
- * Spec: FORMAT is fp8 (default), int8 or int4; cards=N (default 1) opens the first N hmoe
- * cards in node order. Expert e of layer l lives on card (l * n_routed + e) % N, in that
- * card's weight BO at slot (l * n_routed + e) / N.
+ * Spec: MODE is a kernel mode by name (hmoe_fxp_format_parse): fp8 (default), int8 or
+ * int4 with two activation planes (A16), or fp8-a8 / int8-a8 / int4-a8 with one; cards=N
+ * (default 1) opens the first N hmoe cards in node order. Expert e of layer l lives on
+ * card (l * n_routed + e) % N, in that card's weight BO at slot (l * n_routed + e) / N.
  *
- * init: every routed expert is packed with the cpu-fxp packer (hmoe_fxp_pack_mlp) into a
- *       host staging BO, one layer per card at a time, and copied into card memory.
- * run:  every token is quantised once (hmoe_fxp_quant_x, the contract quantiser); the
- *       (token, slot) pairs are grouped by expert in ascending (expert, token, slot) order
- *       and cut into tiles of at most max_tokens_per_job; per card: one H2C copy of its
- *       tiles' activations, ONE submit of its FFN jobs chained to that copy's fence, a
- *       wait per job, one C2H copy of the outputs; then Q16 -> float with
- *       hmoe_fxp_out_to_f32, as cpu-fxp does. The card runs hmoe_ffn(), which cpu-fxp's
- *       kernels equal bit for bit, so the outputs equal cpu-fxp's.
+ * init:   every routed expert is packed with the cpu-fxp packer (hmoe_fxp_pack_mlp) into
+ *         a host staging BO, one layer per card at a time, and copied into card memory.
+ * submit: every token is quantised once (hmoe_fxp_quant_x, the contract quantiser, with
+ *         the mode's planes); the (token, slot) pairs are grouped by expert in ascending
+ *         (expert, token, slot) order and cut into tiles of at most max_tokens_per_job;
+ *         per card: one H2C copy of its tiles' activations, ONE submit of its FFN jobs
+ *         chained to that copy's fence, one C2H copy of the outputs chained to the last
+ *         FFN job's fence; then it returns, the card works on its own.
+ * wait:   per card, a wait per job (so a failed one is known by itself) and for the C2H
+ *         copy; then Q16 -> float with hmoe_fxp_out_to_f32, as cpu-fxp does. The card
+ *         runs hmoe_ffn(), which cpu-fxp's kernels equal bit for bit, so the outputs
+ *         equal cpu-fxp's.
+ * run:    submit + wait.
+ * Up to HMOE_EXPERT_MAX_INFLIGHT batches are in flight: each has its own set of
+ * activation/output BOs, tiles and job arrays (struct km_set), so a second batch's
+ * upload and jobs queue behind the first's on the same card queues while the caller
+ * computes. Submit and wait are called from one thread (not thread-safe).
  * A tile whose job (or whose card's copies) did not end OK is recomputed on the CPU with
  * hmoe_ffn() on the same quantised input (same result), with one line on stderr, and
  * counted; the count is printed on stderr when the backend closes
@@ -32,19 +41,31 @@
 #include "hmoe_kmod.h"
 
 #define KM_MAX_CARDS 8
+#define KM_SETS HMOE_EXPERT_MAX_INFLIGHT
 #define KM_WAIT_MS 60000   /* per wait; a hung job ends TIMEDOUT sooner (job_timeout_ms) */
+
+/* ---------------------------------------------------------------- types */
+
+/* One card's share of one in-flight batch. */
+struct km_card_set {
+	struct hmoe_kmod_bo xh, xc;       /* host / card: the batch's activation tiles */
+	struct hmoe_kmod_bo yc, yh;       /* card / host: its output tiles */
+	uint64_t x_cap, y_cap;            /* bytes of xh/xc and yc/yh */
+	uint64_t x_bytes, y_bytes;        /* used by this batch */
+	struct drm_hmoe_job *jobs;        /* [n_pairs + n_routed max] the batch's FFN jobs */
+	uint8_t *job_ok;                  /* [same] 1 when job j and both copies ended OK */
+	int n_jobs;
+	uint64_t h2c_seq, last_seq, c2h_seq; /* submitted jobs' seqnos; 0: not submitted */
+	int waited;                       /* job_ok[] is final (km_wait_card ran) */
+	char why[256];                    /* first failure seen on this card, "" if none */
+};
 
 struct km_card {
 	struct hmoe_kmod k;
 	int open;
 	uint32_t q_h2c, q_comp, q_c2h;
 	struct hmoe_kmod_bo w;            /* card: n_slots expert packs */
-	struct hmoe_kmod_bo xh, xc;       /* host / card: this layer's activation tiles */
-	struct hmoe_kmod_bo yc, yh;       /* card / host: this layer's output tiles */
-	uint64_t x_cap, y_cap;            /* bytes of xh/xc and yc/yh */
-	uint64_t x_bytes, y_bytes;        /* used by this layer */
-	struct drm_hmoe_job *jobs;        /* [n_pairs max] this layer's FFN jobs */
-	int n_jobs, jobs_cap;
+	struct km_card_set set[KM_SETS];
 };
 
 /* One tile: up to `tile` pairs of one expert. */
@@ -54,18 +75,27 @@ struct km_tile {
 	uint64_t x_off, y_off;            /* in its card's x and y BOs */
 };
 
+/* One batch between submit and wait; its arrays grow as needed and are kept. */
+struct km_set {
+	struct hmoe_expert_batch batch;   /* the caller's (its arrays stay the caller's) */
+	int8_t *xq;                       /* (n_tokens, planes, groups * 128) */
+	int32_t *xs;                      /* (n_tokens, groups) */
+	int *order;                       /* [n_pairs] pairs sorted by expert */
+	struct km_tile *tiles;            /* [n_pairs + n_routed] */
+	int n_tiles;
+	int cap_tokens, cap_pairs;
+};
+
 struct km_priv {
-	int format, dim, inter, n_routed, groups, tile;
+	int mode, format, planes;         /* kernel mode; its weight format and planes */
+	int dim, inter, n_routed, groups, tile;
 	int n_cards;
 	struct km_card cards[KM_MAX_CARDS];
 	uint64_t pack_bytes;              /* one expert pack, bytes (64-multiple) */
-	uint64_t x_tok, y_tok;            /* one token's x (int8 + scales) / y bytes */
-	/* per-layer work, grown as needed */
-	int8_t *xq;                       /* (n_tokens, groups * 128) */
-	int32_t *xs;                      /* (n_tokens, groups) */
-	int *order, *count;               /* pairs sorted by expert; [n_routed + 1] */
-	struct km_tile *tiles;
-	int cap_tokens, cap_pairs;
+	uint64_t xq_tok, x_tok, y_tok;    /* one token's xq planes / x (xq + scales) / y bytes */
+	int *count;                       /* [n_routed + 1] pairs per expert (submit only) */
+	struct km_set sets[KM_SETS];
+	int oldest, n_inflight;           /* sets[oldest] is waited next; in flight */
 	/* CPU fallback */
 	struct hmoe_ffn_scratch *scratch;
 	struct hmoe_fxp_line *fb_pack;
@@ -79,13 +109,13 @@ static uint64_t align64(uint64_t v)
 	return (v + 63) & ~(uint64_t)63;
 }
 
-/* "fp8", "int8,cards=2", "cards=2" -> format, n_cards. */
-static int km_parse(const char *arg, int *format, int *n_cards)
+/* "fp8", "int8-a8,cards=2", "cards=2" -> mode, n_cards. */
+static int km_parse(const char *arg, int *mode, int *n_cards)
 {
 	char buf[128], *save = NULL, *tok;
-	int have_format = 0;
+	int have_mode = 0;
 
-	*format = HMOE_FXP_FP8;
+	*mode = HMOE_FXP_FP8 | HMOE_FXP_A16;
 	*n_cards = 1;
 	if (!arg || !*arg)
 		return 0;
@@ -101,29 +131,38 @@ static int km_parse(const char *arg, int *format, int *n_cards)
 				return hmoe_err(HMOE_EINPUT, "expert backend kmod: '%s': cards must "
 						"be 1..%d", tok, KM_MAX_CARDS);
 			*n_cards = (int)n;
-		} else if (!have_format && !strchr(tok, '=')) {
-			int ret = hmoe_fxp_format_parse(tok, format);
+		} else if (!have_mode && !strchr(tok, '=')) {
+			int ret = hmoe_fxp_format_parse(tok, mode);
 
 			if (ret)
 				return hmoe_err_ctx(ret, "expert backend kmod");
-			have_format = 1;
+			have_mode = 1;
 		} else {
 			return hmoe_err(HMOE_EINPUT, "expert backend kmod: unknown option '%s' (use "
-					"kmod[:fp8|int8|int4][,cards=N])", tok);
+					"kmod[:fp8|int8|int4[-a8]][,cards=N])", tok);
 		}
 	}
 	return 0;
 }
+
+/* ---------------------------------------------------------------- lifetime */
 
 static void km_card_fini(struct km_card *c)
 {
 	if (!c->open)
 		return;
 	hmoe_kmod_bo_free(&c->k, &c->w);
-	hmoe_kmod_bo_free(&c->k, &c->xh);
-	hmoe_kmod_bo_free(&c->k, &c->xc);
-	hmoe_kmod_bo_free(&c->k, &c->yc);
-	hmoe_kmod_bo_free(&c->k, &c->yh);
+	for (int s = 0; s < KM_SETS; s++) {
+		struct km_card_set *cs = &c->set[s];
+
+		hmoe_kmod_bo_free(&c->k, &cs->xh);
+		hmoe_kmod_bo_free(&c->k, &cs->xc);
+		hmoe_kmod_bo_free(&c->k, &cs->yc);
+		hmoe_kmod_bo_free(&c->k, &cs->yh);
+		free(cs->jobs);
+		free(cs->job_ok);
+	}
+	/* jobs still queued (a batch never waited) hold their own BO references */
 	if (c->q_h2c)
 		hmoe_kmod_queue_destroy(&c->k, c->q_h2c);
 	if (c->q_comp)
@@ -131,7 +170,6 @@ static void km_card_fini(struct km_card *c)
 	if (c->q_c2h)
 		hmoe_kmod_queue_destroy(&c->k, c->q_c2h);
 	hmoe_kmod_close(&c->k);
-	free(c->jobs);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -145,11 +183,13 @@ static void km_fini(struct hmoe_expert_backend *b)
 		fprintf(stderr, "hmoe: kmod experts: %ld CPU fallbacks\n", p->fallbacks);
 	for (int i = 0; i < p->n_cards; i++)
 		km_card_fini(&p->cards[i]);
-	free(p->xq);
-	free(p->xs);
-	free(p->order);
+	for (int s = 0; s < KM_SETS; s++) {
+		free(p->sets[s].xq);
+		free(p->sets[s].xs);
+		free(p->sets[s].order);
+		free(p->sets[s].tiles);
+	}
 	free(p->count);
-	free(p->tiles);
 	free(p->scratch);
 	free(p->fb_pack);
 	free(p->fb_y);
@@ -179,7 +219,7 @@ static int km_upload_layer(struct km_priv *p, const struct hmoe_model *m, int l,
 					&m->layers[l].experts[e], p->format);
 		if (ret)
 			return hmoe_err_ctx(ret, "kmod:%s layer %d expert %d",
-					    hmoe_fxp_format_name(p->format), l, e);
+					    hmoe_fxp_format_name(p->mode), l, e);
 		n++;
 	}
 	if (!n)
@@ -206,9 +246,9 @@ static int km_card_init(struct km_priv *p, const struct hmoe_model *m, int ci)
 	if (ret)
 		return ret;
 	c->open = 1;
-	if (!(c->k.info.weight_formats & (1u << p->format)))
-		return hmoe_err(HMOE_EDEVICE, "kmod %s: card does not run format %s", c->k.path,
-				hmoe_fxp_format_name(p->format));
+	ret = hmoe_kmod_check_mode(&c->k, p->mode);
+	if (ret)
+		return ret;
 	if ((int)c->k.info.max_tokens_per_job < p->tile)
 		p->tile = (int)c->k.info.max_tokens_per_job;
 	if ((ret = hmoe_kmod_queue_create(&c->k, HMOE_QUEUE_H2C, 16, &c->q_h2c)) ||
@@ -241,9 +281,11 @@ static int km_init(struct hmoe_expert_backend *b, const struct hmoe_model *m, co
 	if (!p)
 		return hmoe_err(HMOE_ENOMEM, "kmod experts: out of memory");
 	b->priv = p;
-	ret = km_parse(arg, &p->format, &p->n_cards);
+	ret = km_parse(arg, &p->mode, &p->n_cards);
 	if (ret)
 		goto err;
+	p->format = hmoe_fxp_mode_format(p->mode);
+	p->planes = hmoe_fxp_mode_planes(p->mode);
 	p->dim = cfg->hidden_size;
 	p->inter = cfg->moe_intermediate_size;
 	p->n_routed = cfg->n_routed_experts;
@@ -259,8 +301,9 @@ static int km_init(struct hmoe_expert_backend *b, const struct hmoe_model *m, co
 	p->tile = HMOE_FXP_TILE;
 	p->pack_bytes = (uint64_t)hmoe_fxp_expert_lines(p->format, p->dim, p->inter) *
 			HMOE_FXP_LINE_BYTES;
-	p->x_tok = (uint64_t)p->groups * (HMOE_FXP_GROUP + 4);
-	p->y_tok = (uint64_t)p->dim * 4;
+	p->xq_tok = (uint64_t)p->planes * p->groups * HMOE_FXP_GROUP;
+	p->x_tok = p->xq_tok + (uint64_t)p->groups * sizeof(int32_t);
+	p->y_tok = (uint64_t)p->dim * sizeof(int32_t);
 	p->scratch = malloc(sizeof(*p->scratch));
 	p->fb_pack = aligned_alloc(HMOE_FXP_LINE_BYTES, p->pack_bytes);
 	p->fb_y = malloc((size_t)HMOE_FXP_TILE * p->y_tok);
@@ -283,7 +326,7 @@ err:
 	return ret;
 }
 
-/* Grows a host BO pair (host + card) to hold at least `need` bytes. */
+/* Grows a BO pair (host + card) to hold at least `need` bytes. */
 static int km_grow(struct km_card *c, struct hmoe_kmod_bo *host, struct hmoe_kmod_bo *card,
 		   uint64_t *cap, uint64_t need)
 {
@@ -302,68 +345,77 @@ static int km_grow(struct km_card *c, struct hmoe_kmod_bo *host, struct hmoe_kmo
 	return 0;
 }
 
-static int km_reserve(struct km_priv *p, int n_tokens, int n_pairs)
+/* Grows set si's host arrays (and its job arrays on every card) for a batch. */
+static int km_reserve(struct km_priv *p, int si, int n_tokens, int n_pairs)
 {
-	if (n_tokens > p->cap_tokens) {
-		free(p->xq);
-		free(p->xs);
-		p->xq = malloc((size_t)n_tokens * p->groups * HMOE_FXP_GROUP);
-		p->xs = malloc((size_t)n_tokens * p->groups * sizeof(int32_t));
-		p->cap_tokens = p->xq && p->xs ? n_tokens : 0;
-		if (!p->cap_tokens)
+	struct km_set *s = &p->sets[si];
+
+	if (n_tokens > s->cap_tokens) {
+		free(s->xq);
+		free(s->xs);
+		s->xq = malloc((size_t)n_tokens * p->xq_tok);
+		s->xs = malloc((size_t)n_tokens * p->groups * sizeof(int32_t));
+		s->cap_tokens = s->xq && s->xs ? n_tokens : 0;
+		if (!s->cap_tokens)
 			return hmoe_err(HMOE_ENOMEM, "kmod experts: out of memory (%d tokens)",
 					n_tokens);
 	}
-	if (n_pairs > p->cap_pairs) {
-		free(p->order);
-		free(p->tiles);
-		p->order = malloc((size_t)n_pairs * sizeof(*p->order));
-		p->tiles = malloc((size_t)(n_pairs + p->n_routed) * sizeof(*p->tiles));
-		p->cap_pairs = p->order && p->tiles ? n_pairs : 0;
-		for (int i = 0; i < p->n_cards; i++) {
-			struct km_card *c = &p->cards[i];
+	if (n_pairs > s->cap_pairs) {
+		size_t n_max = (size_t)n_pairs + (size_t)p->n_routed; /* tiles, jobs: at most */
 
-			free(c->jobs);
-			c->jobs = malloc((size_t)(n_pairs + p->n_routed) * sizeof(*c->jobs));
-			if (!c->jobs)
-				p->cap_pairs = 0;
+		free(s->order);
+		free(s->tiles);
+		s->order = malloc((size_t)n_pairs * sizeof(*s->order));
+		s->tiles = malloc(n_max * sizeof(*s->tiles));
+		s->cap_pairs = s->order && s->tiles ? n_pairs : 0;
+		for (int i = 0; i < p->n_cards; i++) {
+			struct km_card_set *cs = &p->cards[i].set[si];
+
+			free(cs->jobs);
+			free(cs->job_ok);
+			cs->jobs = malloc(n_max * sizeof(*cs->jobs));
+			cs->job_ok = malloc(n_max);
+			if (!cs->jobs || !cs->job_ok)
+				s->cap_pairs = 0;
 		}
-		if (!p->cap_pairs)
+		if (!s->cap_pairs)
 			return hmoe_err(HMOE_ENOMEM, "kmod experts: out of memory (%d pairs)", n_pairs);
 	}
 	return 0;
 }
 
-/* Writes tile t's activations (xq rows, then scale rows) at dst. */
-static void km_fill_x(const struct km_priv *p, const struct km_tile *t, int top_k, uint8_t *dst)
+/* ---------------------------------------------------------------- compute */
+
+/* Writes tile t's activations (xq planes per token, then scale rows) at dst. */
+static void km_fill_x(const struct km_priv *p, const struct km_set *s,
+		      const struct km_tile *t, uint8_t *dst)
 {
-	size_t row = (size_t)p->groups * HMOE_FXP_GROUP;
-	int32_t *xs = (int32_t *)(dst + (size_t)t->n * row);
+	int32_t *xs = (int32_t *)(dst + (size_t)t->n * p->xq_tok);
 
 	for (int i = 0; i < t->n; i++) {
-		int tok = p->order[t->first + i] / top_k;
+		int tok = s->order[t->first + i] / s->batch.top_k;
 
-		memcpy(dst + i * row, p->xq + tok * row, row);
-		memcpy(xs + (size_t)i * p->groups, p->xs + (size_t)tok * p->groups,
+		memcpy(dst + i * p->xq_tok, s->xq + tok * p->xq_tok, p->xq_tok);
+		memcpy(xs + (size_t)i * p->groups, s->xs + (size_t)tok * p->groups,
 		       (size_t)p->groups * sizeof(int32_t));
 	}
 }
 
 /* Tile t on the CPU into p->fb_y (t->n, dim) Q16: the same hmoe_ffn() the card runs, on
  * the same bytes (the expert is packed again from the model: no second copy is kept). */
-static int km_cpu_tile(struct km_priv *p, const struct hmoe_model *m, int layer,
-		       const struct km_tile *t, int top_k)
+static int km_cpu_tile(struct km_priv *p, const struct hmoe_model *m, const struct km_set *s,
+		       const struct km_tile *t)
 {
-	size_t row = (size_t)p->groups * HMOE_FXP_GROUP;
 	uint8_t *x = malloc((size_t)t->n * p->x_tok);
-	int ret;
+	int layer = s->batch.layer, ret;
 
 	if (!x)
 		return hmoe_err(HMOE_ENOMEM, "kmod experts: out of memory (CPU tile)");
-	km_fill_x(p, t, top_k, x);
+	km_fill_x(p, s, t, x);
 	ret = hmoe_fxp_pack_mlp(p->fb_pack, &m->layers[layer].experts[t->expert], p->format);
-	if (!ret && hmoe_ffn(p->fb_pack, (const int8_t *)x, (const int32_t *)(x + t->n * row),
-			     p->fb_y, p->scratch, p->format, t->n, p->dim, p->inter))
+	if (!ret && hmoe_ffn(p->fb_pack, (const int8_t *)x,
+			     (const int32_t *)(x + t->n * p->xq_tok), p->fb_y, p->scratch,
+			     p->mode, t->n, p->dim, p->inter))
 		ret = hmoe_err(HMOE_EINTERNAL, "kmod experts: hmoe_ffn rejected layer %d expert %d",
 			       layer, t->expert);
 	free(x);
@@ -371,206 +423,290 @@ static int km_cpu_tile(struct km_priv *p, const struct hmoe_model *m, int layer,
 }
 
 /* Q16 outputs (t->n, dim) of tile t -> y rows of its pairs, as cpu-fxp converts them. */
-static void km_scatter(const struct km_priv *p, const struct km_tile *t, const int32_t *yq,
-		       float *y)
+static void km_scatter(const struct km_priv *p, const struct km_set *s,
+		       const struct km_tile *t, const int32_t *yq)
 {
 	for (int i = 0; i < t->n; i++)
 		for (int d = 0; d < p->dim; d++)
-			y[(size_t)p->order[t->first + i] * p->dim + d] =
+			s->batch.y[(size_t)s->order[t->first + i] * p->dim + d] =
 				hmoe_fxp_out_to_f32(yq[(size_t)i * p->dim + d]);
 }
 
 /* A tile whose card job failed: redone on the CPU, one line on stderr, counted. */
-static int km_fallback(struct km_priv *p, const struct hmoe_model *m, int layer,
-		       const struct km_tile *t, int top_k, float *y, const char *why)
+static int km_fallback(struct km_priv *p, const struct hmoe_model *m, const struct km_set *s,
+		       const struct km_tile *t, const char *why)
 {
-	int ret = km_cpu_tile(p, m, layer, t, top_k);
+	int ret = km_cpu_tile(p, m, s, t);
 
 	if (ret)
 		return ret;
-	km_scatter(p, t, p->fb_y, y);
+	km_scatter(p, s, t, p->fb_y);
 	p->fallbacks++;
 	fprintf(stderr, "hmoe: kmod card %d: layer %d expert %d (%d tokens) redone on the CPU: "
-		"%s\n", t->card, layer, t->expert, t->n, why);
+		"%s\n", t->card, s->batch.layer, t->expert, t->n, why);
 	return 0;
 }
 
 /* HMOE_KMOD_VERIFY=1: every card tile is recomputed on the CPU and compared. */
-static int km_verify(struct km_priv *p, const struct hmoe_model *m, int layer,
-		     const struct km_tile *t, int top_k, const int32_t *yq)
+static int km_verify(struct km_priv *p, const struct hmoe_model *m, const struct km_set *s,
+		     const struct km_tile *t, const int32_t *yq)
 {
-	int ret = km_cpu_tile(p, m, layer, t, top_k);
+	int ret = km_cpu_tile(p, m, s, t);
 
 	for (int i = 0; !ret && i < t->n * p->dim; i++)
 		if (yq[i] != p->fb_y[i])
 			ret = hmoe_err(HMOE_EDEVICE, "kmod card %d: layer %d expert %d token %d "
-				       "output %d: card %d, CPU %d", t->card, layer, t->expert,
-				       i / p->dim, i % p->dim, yq[i], p->fb_y[i]);
+				       "output %d: card %d, CPU %d", t->card, s->batch.layer,
+				       t->expert, i / p->dim, i % p->dim, yq[i], p->fb_y[i]);
 	return ret;
 }
 
-static int km_run(struct hmoe_expert_backend *b, const struct hmoe_expert_batch *batch)
+/* Set si's batch: quantised tokens, pairs in ascending (expert, token, slot) order,
+ * tiles with their places in their cards' BOs, the activations in the host BOs and the
+ * FFN jobs. Nothing is queued yet. */
+static int km_plan(struct km_priv *p, int si)
 {
-	struct km_priv *p = b->priv;
-	int n_pairs = batch->n_tokens * batch->top_k, n_tiles = 0, ret;
-	char why[KM_MAX_CARDS][256];          /* first failure seen on each card */
-	uint64_t last[KM_MAX_CARDS] = { 0 };  /* seqno of each card's last FFN job */
-	uint64_t h2c[KM_MAX_CARDS] = { 0 };   /* seqno of each card's activation copy */
-	uint8_t *job_ok[KM_MAX_CARDS] = { 0 }; /* [n_jobs] per card */
-	int next[KM_MAX_CARDS] = { 0 };
+	struct km_set *s = &p->sets[si];
+	const struct hmoe_expert_batch *batch = &s->batch;
+	int n_pairs = batch->n_tokens * batch->top_k, ret;
 
-	if (batch->layer < 0 || batch->layer >= b->model->cfg.num_hidden_layers ||
-	    !b->model->layers[batch->layer].is_moe)
-		return hmoe_err(HMOE_EINTERNAL, "kmod experts: layer %d is not an MoE layer",
-				batch->layer);
-	if (n_pairs <= 0)
-		return 0;
-	for (int i = 0; i < n_pairs; i++)
-		if (batch->expert_ids[i] < 0 || batch->expert_ids[i] >= p->n_routed)
-			return hmoe_err(HMOE_EINPUT, "kmod experts: expert %d of token %d is out of "
-					"range", batch->expert_ids[i], i / batch->top_k);
-	ret = km_reserve(p, batch->n_tokens, n_pairs);
+	ret = km_reserve(p, si, batch->n_tokens, n_pairs);
 	if (ret)
 		return ret;
 	for (int t = 0; t < batch->n_tokens; t++)
-		hmoe_fxp_quant_x(batch->x + (size_t)t * p->dim, p->dim,
-				 p->xq + (size_t)t * p->groups * HMOE_FXP_GROUP,
-				 p->xs + (size_t)t * p->groups);
-	/* pairs in ascending (expert, token, slot) order */
+		hmoe_fxp_quant_x(batch->x + (size_t)t * p->dim, p->dim, p->planes,
+				 s->xq + (size_t)t * p->xq_tok, s->xs + (size_t)t * p->groups);
 	memset(p->count, 0, sizeof(*p->count) * (p->n_routed + 1));
 	for (int i = 0; i < n_pairs; i++)
 		p->count[batch->expert_ids[i] + 1]++;
 	for (int e = 0; e < p->n_routed; e++)
 		p->count[e + 1] += p->count[e];
 	for (int i = 0; i < n_pairs; i++)
-		p->order[p->count[batch->expert_ids[i]]++] = i;
-	for (int i = 0; i < p->n_cards; i++) {
-		p->cards[i].x_bytes = p->cards[i].y_bytes = 0;
-		p->cards[i].n_jobs = 0;
-		why[i][0] = 0;
-	}
-	/* tiles, and their places in their card's BOs */
+		s->order[p->count[batch->expert_ids[i]]++] = i;
 	for (int e = 0; e < p->n_routed; e++) {
 		long g = (long)batch->layer * p->n_routed + e;
 
 		/* count[e] is now the end of e's run in order[] */
 		for (int i = e ? p->count[e - 1] : 0; i < p->count[e]; i += p->tile) {
-			struct km_tile *t = &p->tiles[n_tiles++];
-			struct km_card *c;
+			struct km_tile *t = &s->tiles[s->n_tiles++];
+			struct km_card_set *cs;
 
 			t->expert = e;
 			t->card = (int)(g % p->n_cards);
 			t->first = i;
 			t->n = p->count[e] - i < p->tile ? p->count[e] - i : p->tile;
-			c = &p->cards[t->card];
-			t->x_off = c->x_bytes;
-			t->y_off = c->y_bytes;
-			c->x_bytes += align64((uint64_t)t->n * p->x_tok);
-			c->y_bytes += align64((uint64_t)t->n * p->y_tok);
+			cs = &p->cards[t->card].set[si];
+			t->x_off = cs->x_bytes;
+			t->y_off = cs->y_bytes;
+			cs->x_bytes += align64((uint64_t)t->n * p->x_tok);
+			cs->y_bytes += align64((uint64_t)t->n * p->y_tok);
 		}
 	}
 	for (int i = 0; i < p->n_cards; i++) {
 		struct km_card *c = &p->cards[i];
+		struct km_card_set *cs = &c->set[si];
 
-		if ((ret = km_grow(c, &c->xh, &c->xc, &c->x_cap, c->x_bytes)) ||
-		    (ret = km_grow(c, &c->yh, &c->yc, &c->y_cap, c->y_bytes)))
+		if ((ret = km_grow(c, &cs->xh, &cs->xc, &cs->x_cap, cs->x_bytes)) ||
+		    (ret = km_grow(c, &cs->yh, &cs->yc, &cs->y_cap, cs->y_bytes)))
 			return ret;
 	}
-	for (int ti = 0; ti < n_tiles; ti++) {
-		struct km_tile *t = &p->tiles[ti];
+	for (int ti = 0; ti < s->n_tiles; ti++) {
+		struct km_tile *t = &s->tiles[ti];
 		struct km_card *c = &p->cards[t->card];
+		struct km_card_set *cs = &c->set[si];
 		long g = (long)batch->layer * p->n_routed + t->expert;
 
-		km_fill_x(p, t, batch->top_k, (uint8_t *)c->xh.map + t->x_off);
-		c->jobs[c->n_jobs++] = hmoe_kmod_ffn(&c->w, (uint64_t)(g / p->n_cards) * p->pack_bytes,
-						     &c->xc, t->x_off, &c->yc, t->y_off,
-						     (uint32_t)p->format, (uint32_t)p->dim,
-						     (uint32_t)p->inter, (uint32_t)t->n);
+		km_fill_x(p, s, t, (uint8_t *)cs->xh.map + t->x_off);
+		cs->jobs[cs->n_jobs++] = hmoe_kmod_ffn(&c->w,
+						       (uint64_t)(g / p->n_cards) * p->pack_bytes,
+						       &cs->xc, t->x_off, &cs->yc, t->y_off,
+						       (uint32_t)p->mode, (uint32_t)p->dim,
+						       (uint32_t)p->inter, (uint32_t)t->n);
 	}
-	/* Per card: H2C, then its FFN jobs chained to it (one submit), then wait for each
-	 * job so a failed one is known by itself, then C2H. Cards run at the same time. */
+	return 0;
+}
+
+/* Queues card c's share cs of a batch: H2C, its FFN jobs chained to the H2C fence (one
+ * submit, or more past max_jobs_per_submit), C2H chained to the last FFN job's fence.
+ * A failure is kept in cs->why (the card's tiles then fall back in wait), not returned. */
+static void km_queue_card(struct km_card *c, struct km_card_set *cs)
+{
+	uint32_t max_n = c->k.info.max_jobs_per_submit;
+	struct drm_hmoe_job cp;
+	int in = -1, out = -1, err;
+
+	cp = hmoe_kmod_copy(&cs->xh, 0, &cs->xc, 0, cs->x_bytes);
+	err = hmoe_kmod_submit_chain(&c->k, c->q_h2c, &cp, 1, -1, &in, &cs->h2c_seq);
+	for (int j = 0; !err && j < cs->n_jobs; j += (int)max_n) {
+		uint32_t n = (uint32_t)(cs->n_jobs - j) < max_n ? (uint32_t)(cs->n_jobs - j)
+								: max_n;
+
+		/* submits of one queue run in order: only the first needs the in-fence,
+		 * only the last gives the out-fence */
+		err = hmoe_kmod_submit_chain(&c->k, c->q_comp, cs->jobs + j, n, j ? -1 : in,
+					     j + (int)n >= cs->n_jobs ? &out : NULL,
+					     &cs->last_seq);
+	}
+	if (in >= 0)
+		close(in);
+	if (err) {
+		snprintf(cs->why, sizeof(cs->why), "%s", hmoe_last_error());
+		return;
+	}
+	/* If this submit fails, or the copy is cancelled because the last job failed, wait
+	 * copies the outputs again on its own. */
+	cp = hmoe_kmod_copy(&cs->yc, 0, &cs->yh, 0, cs->y_bytes);
+	if (hmoe_kmod_submit_chain(&c->k, c->q_c2h, &cp, 1, out, NULL, &cs->c2h_seq))
+		cs->c2h_seq = 0;
+	if (out >= 0)
+		close(out);
+}
+
+/* Waits for card c's share cs of a batch and sets job_ok[] of its jobs. */
+static void km_wait_card(struct km_card *c, struct km_card_set *cs)
+{
+	struct drm_hmoe_job cp;
+	int x_ok, any_ok = 0;
+	uint64_t seq;
+
+	cs->waited = 1;
+	memset(cs->job_ok, 0, (size_t)cs->n_jobs);
+	if (cs->why[0]) {
+		/* queueing failed: what was queued must finish before the BOs are reused */
+		if (cs->last_seq)
+			hmoe_kmod_wait(&c->k, c->q_comp, cs->last_seq, KM_WAIT_MS);
+		else if (cs->h2c_seq)
+			hmoe_kmod_wait(&c->k, c->q_h2c, cs->h2c_seq, KM_WAIT_MS);
+		return;
+	}
+	/* a failed copy cancels the jobs chained to it: name the copy */
+	x_ok = !hmoe_kmod_wait(&c->k, c->q_h2c, cs->h2c_seq, KM_WAIT_MS);
+	if (!x_ok)
+		snprintf(cs->why, sizeof(cs->why), "%s", hmoe_last_error());
+	for (int j = 0; j < cs->n_jobs; j++) {
+		uint64_t s = cs->last_seq - (uint64_t)(cs->n_jobs - 1 - j);
+
+		if (hmoe_kmod_wait(&c->k, c->q_comp, s, KM_WAIT_MS)) {
+			if (!cs->why[0])
+				snprintf(cs->why, sizeof(cs->why), "%s", hmoe_last_error());
+		} else {
+			cs->job_ok[j] = (uint8_t)x_ok;
+			any_ok |= x_ok;
+		}
+	}
+	if (!any_ok) {
+		if (cs->c2h_seq) /* cancelled or done: it must not write into the next batch */
+			hmoe_kmod_wait(&c->k, c->q_c2h, cs->c2h_seq, KM_WAIT_MS);
+		return;
+	}
+	if (cs->c2h_seq && !hmoe_kmod_wait(&c->k, c->q_c2h, cs->c2h_seq, KM_WAIT_MS))
+		return;
+	cp = hmoe_kmod_copy(&cs->yc, 0, &cs->yh, 0, cs->y_bytes);
+	if (hmoe_kmod_submit(&c->k, c->q_c2h, &cp, 1, &seq) ||
+	    hmoe_kmod_wait(&c->k, c->q_c2h, seq, KM_WAIT_MS)) {
+		if (!cs->why[0])
+			snprintf(cs->why, sizeof(cs->why), "%s", hmoe_last_error());
+		memset(cs->job_ok, 0, (size_t)cs->n_jobs);
+	}
+}
+
+static int km_submit(struct hmoe_expert_backend *b, const struct hmoe_expert_batch *batch,
+		     int *ticket)
+{
+	struct km_priv *p = b->priv;
+	int n_pairs = batch->n_tokens * batch->top_k, si, ret;
+
+	if (p->n_inflight >= KM_SETS)
+		return hmoe_err(HMOE_EINTERNAL, "kmod experts: %d batches already in flight",
+				p->n_inflight);
+	if (batch->layer < 0 || batch->layer >= b->model->cfg.num_hidden_layers ||
+	    !b->model->layers[batch->layer].is_moe)
+		return hmoe_err(HMOE_EINTERNAL, "kmod experts: layer %d is not an MoE layer",
+				batch->layer);
+	for (int i = 0; i < n_pairs; i++)
+		if (batch->expert_ids[i] < 0 || batch->expert_ids[i] >= p->n_routed)
+			return hmoe_err(HMOE_EINPUT, "kmod experts: expert %d of token %d is out of "
+					"range", batch->expert_ids[i], i / batch->top_k);
+	si = (p->oldest + p->n_inflight) % KM_SETS;
+	p->sets[si].batch = *batch;
+	p->sets[si].n_tiles = 0;
+	for (int i = 0; i < p->n_cards; i++) {
+		struct km_card_set *cs = &p->cards[i].set[si];
+
+		cs->x_bytes = cs->y_bytes = 0;
+		cs->n_jobs = 0;
+		cs->h2c_seq = cs->last_seq = cs->c2h_seq = 0;
+		cs->waited = 0;
+		cs->why[0] = 0;
+	}
+	if (n_pairs > 0) {
+		ret = km_plan(p, si);
+		if (ret)
+			return ret;
+	}
 	for (int i = 0; i < p->n_cards; i++) {
 		struct km_card *c = &p->cards[i];
-		struct drm_hmoe_job cp;
-		int fence = -1, err = 0;
 
-		if (!c->n_jobs)
+		if (!c->set[si].n_jobs)
 			continue;
-		cp = hmoe_kmod_copy(&c->xh, 0, &c->xc, 0, c->x_bytes);
-		err = hmoe_kmod_submit_chain(&c->k, c->q_h2c, &cp, 1, -1, &fence, &h2c[i]);
-		for (int j = 0; !err && j < c->n_jobs; j += (int)c->k.info.max_jobs_per_submit) {
-			uint32_t n = (uint32_t)(c->n_jobs - j);
+		/* A queue remembers the statuses of its last ring_size jobs only: when the
+		 * batch in flight and this one overflow that, collect the older batch's
+		 * statuses now (it loses its overlap on this card, not its results). */
+		for (int o = 0; o < KM_SETS; o++) {
+			struct km_card_set *other = &c->set[o];
 
-			if (n > c->k.info.max_jobs_per_submit)
-				n = c->k.info.max_jobs_per_submit;
-			err = hmoe_kmod_submit_chain(&c->k, c->q_comp, c->jobs + j, n,
-						     j ? -1 : fence, NULL, &last[i]);
+			if (o != si && p->n_inflight && other->n_jobs && !other->waited &&
+			    (uint64_t)other->n_jobs + (uint64_t)c->set[si].n_jobs >
+				    c->k.info.max_ring_size)
+				km_wait_card(c, other);
 		}
-		if (fence >= 0)
-			close(fence);
-		if (err) {
-			snprintf(why[i], sizeof(why[i]), "%s", hmoe_last_error());
-			/* jobs of earlier submits must not write into the next layer's run */
-			if (last[i])
-				hmoe_kmod_wait(&c->k, c->q_comp, last[i], KM_WAIT_MS);
-		}
+		km_queue_card(c, &c->set[si]);
 	}
-	for (int i = 0; i < p->n_cards; i++) {
-		struct km_card *c = &p->cards[i];
-		struct drm_hmoe_job cp;
-		uint64_t seq;
-		int x_ok;
+	p->n_inflight++;
+	*ticket = si;
+	return 0;
+}
 
-		if (!c->n_jobs || why[i][0])
-			continue;
-		job_ok[i] = calloc((size_t)c->n_jobs, 1);
-		if (!job_ok[i]) {
-			snprintf(why[i], sizeof(why[i]), "out of memory");
-			continue;
-		}
-		/* a failed copy cancels the jobs chained to it: name the copy */
-		x_ok = !hmoe_kmod_wait(&c->k, c->q_h2c, h2c[i], KM_WAIT_MS);
-		if (!x_ok)
-			snprintf(why[i], sizeof(why[i]), "%s", hmoe_last_error());
-		for (int j = 0; j < c->n_jobs; j++) {
-			uint64_t s = last[i] - (uint64_t)(c->n_jobs - 1 - j);
+static int km_wait(struct hmoe_expert_backend *b, int ticket)
+{
+	struct km_priv *p = b->priv;
+	struct km_set *s;
+	int next[KM_MAX_CARDS] = { 0 }, ret = 0;
 
-			if (hmoe_kmod_wait(&c->k, c->q_comp, s, KM_WAIT_MS)) {
-				if (!why[i][0])
-					snprintf(why[i], sizeof(why[i]), "%s", hmoe_last_error());
-			} else {
-				job_ok[i][j] = (uint8_t)x_ok;
-			}
-		}
-		cp = hmoe_kmod_copy(&c->yc, 0, &c->yh, 0, c->y_bytes);
-		if (hmoe_kmod_submit(&c->k, c->q_c2h, &cp, 1, &seq) ||
-		    hmoe_kmod_wait(&c->k, c->q_c2h, seq, KM_WAIT_MS)) {
-			if (!why[i][0])
-				snprintf(why[i], sizeof(why[i]), "%s", hmoe_last_error());
-			memset(job_ok[i], 0, (size_t)c->n_jobs);
-		}
-	}
+	if (!p->n_inflight || ticket != p->oldest)
+		return hmoe_err(HMOE_EINTERNAL, "kmod experts: wait for ticket %d, but %s", ticket,
+				p->n_inflight ? "batches are waited in submission order"
+					      : "no batch is in flight");
+	s = &p->sets[ticket];
+	for (int i = 0; i < p->n_cards; i++)
+		if (p->cards[i].set[ticket].n_jobs && !p->cards[i].set[ticket].waited)
+			km_wait_card(&p->cards[i], &p->cards[i].set[ticket]);
 	/* outputs: in tile order, which is each card's job order */
-	ret = 0;
-	for (int ti = 0; ti < n_tiles; ti++) {
-		struct km_tile *t = &p->tiles[ti];
-		struct km_card *c = &p->cards[t->card];
+	for (int ti = 0; ti < s->n_tiles; ti++) {
+		struct km_tile *t = &s->tiles[ti];
+		struct km_card_set *cs = &p->cards[t->card].set[ticket];
 		int j = next[t->card]++;
 
-		if (job_ok[t->card] && job_ok[t->card][j]) {
-			const int32_t *yq = (const int32_t *)((const uint8_t *)c->yh.map + t->y_off);
+		if (cs->job_ok[j]) {
+			const int32_t *yq = (const int32_t *)((const uint8_t *)cs->yh.map + t->y_off);
 
 			if (p->verify && !ret)
-				ret = km_verify(p, b->model, batch->layer, t, batch->top_k, yq);
-			km_scatter(p, t, yq, batch->y);
+				ret = km_verify(p, b->model, s, t, yq);
+			km_scatter(p, s, t, yq);
 		} else if (!ret) {
-			ret = km_fallback(p, b->model, batch->layer, t, batch->top_k, batch->y,
-					  why[t->card][0] ? why[t->card] : "card job failed");
+			ret = km_fallback(p, b->model, s, t, cs->why[0] ? cs->why : "card job failed");
 		}
 	}
-	for (int i = 0; i < p->n_cards; i++)
-		free(job_ok[i]);
+	p->oldest = (p->oldest + 1) % KM_SETS;
+	p->n_inflight--;
 	return ret;
+}
+
+static int km_run(struct hmoe_expert_backend *b, const struct hmoe_expert_batch *batch)
+{
+	int ticket, ret = km_submit(b, batch, &ticket);
+
+	return ret ? ret : km_wait(b, ticket);
 }
 
 const struct hmoe_expert_ops hmoe_expert_kmod_ops = {
@@ -578,4 +714,6 @@ const struct hmoe_expert_ops hmoe_expert_kmod_ops = {
 	.init = km_init,
 	.run = km_run,
 	.fini = km_fini,
+	.submit = km_submit,
+	.wait = km_wait,
 };

@@ -14,7 +14,9 @@
  *     place-out=FILE   at close, write a placement built from the routing counts seen
  *                      during the run (hot experts replicated)
  *     timeout-ms=N     a device silent this long is hung (default 10000)
- *     micro=N          micro-batches per layer call (default 1)
+ *     micro=N          micro-batches per layer call (default 1); with submit/wait (the
+ *                      forward pass's --micro-batches 2) the parts but the last run at
+ *                      submit and the last stays in flight
  *     threads=N        worker threads of each device's backend (default 1)
  *     fault=D@K:MODE   tests: device D fails from its K-th call on; MODE error (returns
  *                      an error) or hang (answers only after 3 x timeout-ms); several
@@ -456,11 +458,30 @@ static int sched_run(struct hmoe_expert_backend *b, const struct hmoe_expert_bat
 	return hmoe_sched_run(p->sched, batch);
 }
 
+/* The devices are threads, so the backend is truly asynchronous: submit returns with
+ * the cards' shares queued (the CPU tier's share has run), wait collects them. */
+static int sched_submit(struct hmoe_expert_backend *b, const struct hmoe_expert_batch *batch,
+			int *ticket)
+{
+	struct sched_priv *p = b->priv;
+
+	return hmoe_sched_submit(p->sched, batch, ticket);
+}
+
+static int sched_wait(struct hmoe_expert_backend *b, int ticket)
+{
+	struct sched_priv *p = b->priv;
+
+	return hmoe_sched_wait(p->sched, ticket);
+}
+
 const struct hmoe_expert_ops hmoe_expert_sched_ops = {
 	.name = "sched",
 	.init = sched_init,
 	.run = sched_run,
 	.fini = sched_fini,
+	.submit = sched_submit,
+	.wait = sched_wait,
 };
 
 struct hmoe_sched *hmoe_expert_sched_get(const struct hmoe_expert_backend *b)

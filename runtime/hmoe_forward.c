@@ -1,7 +1,13 @@
 /* hmoe_forward: fp32 CPU reference forward pass (see hmoe_forward.h, docs/forward.md).
  *
  * Sections: types -> lifetime -> routing/combine -> layer blocks (MLA, MLP, MoE) ->
- * the batch driver. */
+ * the batch driver (micro-batch pipeline).
+ *
+ * Rows: a batch's entries are laid out in "run order": micro-batch 0's sequences first,
+ * each sequence's new tokens together in position order. Every token-sized buffer is
+ * indexed by that row, and micro-batch m owns rows [lo, hi) of all of them, so two
+ * micro-batches never share a buffer row (the expert backend reads one's xn rows and
+ * writes its expert_y rows while this thread works on the other's). */
 #include "hmoe_forward.h"
 
 #include <math.h>
@@ -21,8 +27,18 @@ struct fwd_group {
 	struct hmoe_kv *seq;
 	int start;            /* seq->len before the batch: first new position */
 	int n_new;            /* new tokens */
-	int *entries;         /* [n_new] batch indices, in position order */
+	int row;              /* their rows: [row, row + n_new), in position order */
+	int first_entry;      /* batch index of its first entry (error messages) */
 	int naive;            /* attention form chosen for this group */
+};
+
+/* One micro-batch: whole sequences, rows [lo, hi), groups [g_lo, g_hi). */
+struct fwd_micro {
+	int lo, hi;
+	int g_lo, g_hi;
+	int pending;          /* MoE layer whose routed experts are in flight, or -1 */
+	int ticket;           /* that submission's ticket */
+	struct hmoe_expert_batch batch; /* that submission; the backend holds it until wait */
 };
 
 /* Per-thread attention scratch, sized for the longest sequence of the batch. */
@@ -40,14 +56,17 @@ struct hmoe_forward {
 	struct hmoe_expert_backend *experts;
 	struct hmoe_pool *pool;
 	enum hmoe_attn attn;
+	int micro_batches;    /* asked for: 1 or 2 */
+	int async;            /* the expert backend really overlaps (submit/wait) */
 
 	int n_heads, nope, rope, qk, vdim, kv_lora, q_lora, dim;
 	int mlp_inter;        /* max(intermediate_size, shared inter) */
 	float *freqs;         /* (rope / 2) RoPE frequencies, YaRN-blended when enabled */
 	float softmax_scale;
 
-	/* token-sized scratch, for up to tok_cap tokens */
+	/* token-sized scratch, for up to tok_cap tokens, rows in run order */
 	int tok_cap;
+	struct hmoe_fwd_token *rows; /* (n) the batch's entries in run order */
 	float *x;             /* (n, dim) residual stream */
 	float *xn;            /* (n, dim) normed input of the current block */
 	float *q_a;           /* (n, q_lora) */
@@ -63,9 +82,12 @@ struct hmoe_forward {
 	int *expert_ids;      /* (n, top_k) */
 	float *expert_w;      /* (n, top_k) */
 	float *expert_y;      /* (n, top_k, dim) */
-	int *entry_buf;       /* (n) batch indices grouped by sequence */
-	struct fwd_group *groups; /* [n] */
+	int *row_of;          /* (n) run-order row of each batch entry */
+	struct fwd_group *groups; /* [n], micro-batch 0's first */
 	int n_groups;
+	struct fwd_micro micro[HMOE_FWD_MAX_MICRO];
+	int n_micro;          /* micro-batches of the current batch */
+	int n_in_flight;      /* asynchronous expert submissions not yet waited */
 
 	int n_threads;
 	int thr_len;          /* positions the per-thread scratch holds */
@@ -220,7 +242,8 @@ static void free_tokens(struct hmoe_forward *f)
 	free(f->expert_ids);
 	free(f->expert_w);
 	free(f->expert_y);
-	free(f->entry_buf);
+	free(f->rows);
+	free(f->row_of);
 	free(f->groups);
 	f->tok_cap = 0;
 }
@@ -259,6 +282,8 @@ int hmoe_forward_create(struct hmoe_forward **out, const struct hmoe_model *m,
 	f->cfg = c;
 	f->experts = experts;
 	f->pool = pool;
+	f->micro_batches = 1;
+	f->async = experts && hmoe_expert_is_async(experts);
 	f->n_heads = c->num_attention_heads;
 	f->nope = c->qk_nope_head_dim;
 	f->rope = c->qk_rope_head_dim;
@@ -286,6 +311,15 @@ int hmoe_forward_create(struct hmoe_forward **out, const struct hmoe_model *m,
 void hmoe_forward_set_attn(struct hmoe_forward *f, enum hmoe_attn mode)
 {
 	f->attn = mode;
+}
+
+int hmoe_forward_set_micro_batches(struct hmoe_forward *f, int n)
+{
+	if (n < 1 || n > HMOE_FWD_MAX_MICRO)
+		return hmoe_err(HMOE_EINPUT, "micro-batches %d: expected 1 or %d", n,
+				HMOE_FWD_MAX_MICRO);
+	f->micro_batches = n;
+	return 0;
 }
 
 const struct hmoe_forward_stats *hmoe_forward_stats(const struct hmoe_forward *f)
@@ -321,11 +355,12 @@ static int reserve_tokens(struct hmoe_forward *f, int n)
 	f->expert_ids = malloc((N * topk + 1) * sizeof(int));
 	f->expert_w = alloc_f(N * topk);
 	f->expert_y = alloc_f(N * topk * f->dim);
-	f->entry_buf = malloc(N * sizeof(int));
+	f->rows = calloc(N, sizeof(*f->rows));
+	f->row_of = malloc(N * sizeof(int));
 	f->groups = calloc(N, sizeof(*f->groups));
 	if (!f->x || !f->xn || !f->q_a || !f->q || !f->kv_a || !f->att || !f->out || !f->shared || !f->mlp_g ||
 	    !f->mlp_u || !f->gate || !f->expert_ids || !f->expert_w || !f->expert_y ||
-	    !f->entry_buf || !f->groups) {
+	    !f->rows || !f->row_of || !f->groups) {
 		free_tokens(f);
 		return hmoe_err(HMOE_ENOMEM, "forward: out of memory for a batch of %d tokens", n);
 	}
@@ -461,12 +496,23 @@ static int64_t linear_bytes(const struct hmoe_linear *l)
 	return (int64_t)l->out * l->in * (int64_t)sizeof(float);
 }
 
+/* Wall seconds since t0, added to *phase; also to the overlap when an asynchronous
+ * expert batch was in flight during that attention-device work. */
+static void account(struct hmoe_forward *f, double t0, int in_flight, double *phase)
+{
+	double dt = now_s() - t0;
+
+	*phase += dt;
+	if (in_flight)
+		f->stats.overlap_s += dt;
+}
+
 /* One attention work item: one head of one sequence group. */
 struct attn_job {
 	struct hmoe_forward *f;
 	const struct hmoe_layer *L;
-	const struct hmoe_fwd_token *toks;
 	int layer;
+	int g_lo;             /* the micro-batch's first group */
 };
 
 /* Naive MLA for head h of group g: expand the cached latent of every position through
@@ -492,9 +538,9 @@ static void attn_naive(struct attn_job *j, const struct fwd_group *g, int h, int
 		       cache + (size_t)t * kv->width + f->kv_lora, (size_t)f->rope * sizeof(float));
 
 	for (int i = 0; i < g->n_new; i++) {
-		int e = g->entries[i], upto = g->start + i + 1; /* causal: positions [0, pos] */
-		const float *q = f->q + ((size_t)e * f->n_heads + h) * f->qk;
-		float *o = f->att + ((size_t)e * f->n_heads + h) * f->vdim;
+		int r = g->row + i, upto = g->start + i + 1; /* causal: positions [0, pos] */
+		const float *q = f->q + ((size_t)r * f->n_heads + h) * f->qk;
+		float *o = f->att + ((size_t)r * f->n_heads + h) * f->vdim;
 
 		k->matmul_rows(th->scores, 1, q, f->qk, th->k, 1, f->qk, 0, upto);
 		for (int t = 0; t < upto; t++)
@@ -520,9 +566,9 @@ static void attn_absorb(struct attn_job *j, const struct fwd_group *g, int h, in
 	const float *cache = hmoe_kv_row(kv, j->layer, 0);
 
 	for (int i = 0; i < g->n_new; i++) {
-		int e = g->entries[i], upto = g->start + i + 1;
-		const float *q = f->q + ((size_t)e * f->n_heads + h) * f->qk;
-		float *o = f->att + ((size_t)e * f->n_heads + h) * f->vdim;
+		int r = g->row + i, upto = g->start + i + 1;
+		const float *q = f->q + ((size_t)r * f->n_heads + h) * f->qk;
+		float *o = f->att + ((size_t)r * f->n_heads + h) * f->vdim;
 
 		memset(th->q_lat, 0, (size_t)f->kv_lora * sizeof(float));
 		for (int d = 0; d < f->nope; d++)
@@ -543,7 +589,7 @@ static void attn_absorb(struct attn_job *j, const struct fwd_group *g, int h, in
 static void attn_item(void *arg, long i, int thread)
 {
 	struct attn_job *j = arg;
-	const struct fwd_group *g = &j->f->groups[i / j->f->n_heads];
+	const struct fwd_group *g = &j->f->groups[j->g_lo + i / j->f->n_heads];
 	int h = (int)(i % j->f->n_heads);
 
 	if (g->naive)
@@ -552,113 +598,237 @@ static void attn_item(void *arg, long i, int thread)
 		attn_absorb(j, g, h, thread);
 }
 
-/* f->out (n, dim) = MLA(f->xn) for every batch entry; also writes the cache rows. */
-static void mla(struct hmoe_forward *f, const struct hmoe_fwd_token *toks, int n, int layer)
+/* f->out rows of mb = MLA(f->xn rows of mb); also writes their cache rows. */
+static void mla(struct hmoe_forward *f, const struct fwd_micro *mb, int layer)
 {
 	const struct hmoe_config *c = f->cfg;
 	const struct hmoe_layer *L = &f->m->layers[layer];
-	int width = f->kv_lora + f->rope;
-	struct attn_job job = { f, L, toks, layer };
+	int width = f->kv_lora + f->rope, n = mb->hi - mb->lo, HQ = f->n_heads * f->qk;
+	size_t lo = (size_t)mb->lo;
+	const float *xn = f->xn + lo * f->dim;
+	float *q = f->q + lo * HQ, *kv_a = f->kv_a + lo * width;
+	struct attn_job job = { f, L, layer, mb->g_lo };
 
 	if (f->q_lora) {
-		hmoe_ops_matmul_par(f->pool, f->q_a, f->xn, L->wq_a.w, n, f->dim, f->q_lora);
-		rmsnorm_rows(f->q_a, f->q_a, L->q_norm, n, f->q_lora, c->rms_norm_eps);
-		hmoe_ops_matmul_par(f->pool, f->q, f->q_a, L->wq_b.w, n, f->q_lora,
-				    f->n_heads * f->qk);
+		float *q_a = f->q_a + lo * f->q_lora;
+
+		hmoe_ops_matmul_par(f->pool, q_a, xn, L->wq_a.w, n, f->dim, f->q_lora);
+		rmsnorm_rows(q_a, q_a, L->q_norm, n, f->q_lora, c->rms_norm_eps);
+		hmoe_ops_matmul_par(f->pool, q, q_a, L->wq_b.w, n, f->q_lora, HQ);
 		f->stats.weight_bytes += linear_bytes(&L->wq_a);
 	} else {
-		hmoe_ops_matmul_par(f->pool, f->q, f->xn, L->wq_b.w, n, f->dim, f->n_heads * f->qk);
+		hmoe_ops_matmul_par(f->pool, q, xn, L->wq_b.w, n, f->dim, HQ);
 	}
-	hmoe_ops_matmul_par(f->pool, f->kv_a, f->xn, L->wkv_a.w, n, f->dim, width);
+	hmoe_ops_matmul_par(f->pool, kv_a, xn, L->wkv_a.w, n, f->dim, width);
 	f->stats.weight_bytes += linear_bytes(&L->wq_b) + linear_bytes(&L->wkv_a) +
 				 linear_bytes(&L->wkv_b) + linear_bytes(&L->wo);
 
-	for (int e = 0; e < n; e++) {
-		const float *kva = f->kv_a + (size_t)e * width;
-		float *row = hmoe_kv_row(toks[e].seq, layer, toks[e].pos);
+	for (int r = mb->lo; r < mb->hi; r++) {
+		const struct hmoe_fwd_token *tk = &f->rows[r];
+		const float *kva = f->kv_a + (size_t)r * width;
+		float *row = hmoe_kv_row(tk->seq, layer, tk->pos);
 
 		hmoe_ops_rmsnorm(row, kva, L->kv_norm, f->kv_lora, c->rms_norm_eps);
 		memcpy(row + f->kv_lora, kva + f->kv_lora, (size_t)f->rope * sizeof(float));
-		hmoe_ops_rope(row + f->kv_lora, f->rope, toks[e].pos, f->freqs);
+		hmoe_ops_rope(row + f->kv_lora, f->rope, tk->pos, f->freqs);
 		for (int h = 0; h < f->n_heads; h++)
-			hmoe_ops_rope(f->q + ((size_t)e * f->n_heads + h) * f->qk + f->nope, f->rope,
-				      toks[e].pos, f->freqs);
+			hmoe_ops_rope(f->q + ((size_t)r * f->n_heads + h) * f->qk + f->nope, f->rope,
+				      tk->pos, f->freqs);
 	}
-	for (int g = 0; g < f->n_groups; g++)
+	for (int g = mb->g_lo; g < mb->g_hi; g++)
 		f->stats.kv_bytes += (int64_t)(f->groups[g].start + f->groups[g].n_new) * width *
 				     (int64_t)sizeof(float);
 
-	hmoe_pool_run(f->pool, (long)f->n_groups * f->n_heads, attn_item, &job);
-	hmoe_ops_matmul_par(f->pool, f->out, f->att, L->wo.w, n, f->n_heads * f->vdim, f->dim);
+	hmoe_pool_run(f->pool, (long)(mb->g_hi - mb->g_lo) * f->n_heads, attn_item, &job);
+	hmoe_ops_matmul_par(f->pool, f->out + lo * f->dim, f->att + lo * f->n_heads * f->vdim,
+			    L->wo.w, n, f->n_heads * f->vdim, f->dim);
 }
 
-/* out (n, dim) = w2(silu(w1 x) * w3 x) over f->xn. */
-static void mlp(struct hmoe_forward *f, const struct hmoe_mlp *p, int n, float *out)
+/* out rows of mb (dim each) = w2(silu(w1 x) * w3 x) over f->xn rows of mb. */
+static void mlp(struct hmoe_forward *f, const struct hmoe_mlp *p, const struct fwd_micro *mb,
+		float *out)
 {
-	int inter = p->w1.out;
+	int inter = p->w1.out, n = mb->hi - mb->lo;
+	size_t lo = (size_t)mb->lo;
+	const float *xn = f->xn + lo * f->dim;
+	float *g = f->mlp_g + lo * inter, *u = f->mlp_u + lo * inter;
 
-	hmoe_ops_matmul_par(f->pool, f->mlp_g, f->xn, p->w1.w, n, f->dim, inter);
-	hmoe_ops_matmul_par(f->pool, f->mlp_u, f->xn, p->w3.w, n, f->dim, inter);
+	hmoe_ops_matmul_par(f->pool, g, xn, p->w1.w, n, f->dim, inter);
+	hmoe_ops_matmul_par(f->pool, u, xn, p->w3.w, n, f->dim, inter);
 	for (int t = 0; t < n; t++)
-		hmoe_ops_silu_mul(f->mlp_g + (size_t)t * inter, f->mlp_u + (size_t)t * inter, inter);
-	hmoe_ops_matmul_par(f->pool, out, f->mlp_g, p->w2.w, n, inter, f->dim);
+		hmoe_ops_silu_mul(g + (size_t)t * inter, u + (size_t)t * inter, inter);
+	hmoe_ops_matmul_par(f->pool, out + lo * f->dim, g, p->w2.w, n, inter, f->dim);
 	f->stats.weight_bytes += linear_bytes(&p->w1) + linear_bytes(&p->w3) + linear_bytes(&p->w2);
 }
 
-/* f->out (n, dim) = routed experts (combined) + shared expert, over f->xn. */
-static int moe(struct hmoe_forward *f, int n, int layer)
+/* Starts MoE layer `layer` of mb over its f->xn rows: route, submit the routed experts
+ * (the backend holds mb->batch, its xn, expert_ids and expert_y rows until moe_finish),
+ * then the shared expert here meanwhile into f->shared. */
+static int moe_begin(struct hmoe_forward *f, struct fwd_micro *mb, int layer)
 {
 	const struct hmoe_config *c = f->cfg;
 	const struct hmoe_layer *L = &f->m->layers[layer];
-	int E = c->n_routed_experts, K = c->num_experts_per_tok;
-	struct hmoe_expert_batch batch = {
-		.layer = layer, .n_tokens = n, .top_k = K, .x = f->xn,
-		.expert_ids = f->expert_ids, .y = f->expert_y,
-	};
+	int E = c->n_routed_experts, K = c->num_experts_per_tok, n = mb->hi - mb->lo;
+	size_t lo = (size_t)mb->lo;
 	unsigned char used[E];
+	double t0 = now_s();
 	int ret;
 
-	hmoe_ops_matmul_par(f->pool, f->gate, f->xn, L->gate, n, f->dim, E);
+	hmoe_ops_matmul_par(f->pool, f->gate + lo * E, f->xn + lo * f->dim, L->gate, n, f->dim, E);
 	f->stats.weight_bytes += (int64_t)E * f->dim * (int64_t)sizeof(float);
 	memset(used, 0, sizeof(used));
-	for (int t = 0; t < n; t++) {
-		hmoe_forward_route(c, f->gate + (size_t)t * E, L->gate_bias,
-				   f->expert_ids + (size_t)t * K, f->expert_w + (size_t)t * K,
-				   f->route_scratch);
+	for (size_t t = lo; t < (size_t)mb->hi; t++) {
+		hmoe_forward_route(c, f->gate + t * E, L->gate_bias, f->expert_ids + t * K,
+				   f->expert_w + t * K, f->route_scratch);
 		for (int s = 0; s < K; s++)
-			used[f->expert_ids[(size_t)t * K + s]] = 1;
+			used[f->expert_ids[t * K + s]] = 1;
 	}
 	for (int e = 0; e < E; e++)
 		if (used[e])
 			f->stats.weight_bytes += 3 * linear_bytes(&L->experts[e].w1);
+	account(f, t0, f->n_in_flight, &f->stats.moe_s);
 
-	ret = f->experts->ops->run(f->experts, &batch);
+	t0 = now_s();
+	mb->batch = (struct hmoe_expert_batch){
+		.layer = layer, .n_tokens = n, .top_k = K, .x = f->xn + lo * f->dim,
+		.expert_ids = f->expert_ids + lo * K, .y = f->expert_y + lo * K * f->dim,
+	};
+	ret = hmoe_expert_submit(f->experts, &mb->batch, &mb->ticket);
+	f->stats.expert_submit_s += now_s() - t0;
+	f->stats.moe_s += now_s() - t0;
 	if (ret)
 		return hmoe_err_ctx(ret, "layer %d experts (%s)", layer, f->experts->ops->name);
+	mb->pending = layer;
+	f->n_in_flight += f->async;
 
 	/* model.py: (sum of weighted routed outputs) + shared(x) */
+	t0 = now_s();
 	if (L->has_shared)
-		mlp(f, &L->shared, n, f->shared);
-	for (int t = 0; t < n; t++) {
-		float *y = f->out + (size_t)t * f->dim;
-
-		hmoe_forward_moe_combine(y, f->expert_y + (size_t)t * K * f->dim,
-					 f->expert_ids + (size_t)t * K, f->expert_w + (size_t)t * K,
-					 K, f->dim);
-		if (L->has_shared)
-			for (int d = 0; d < f->dim; d++)
-				y[d] += f->shared[(size_t)t * f->dim + d];
-	}
+		mlp(f, &L->shared, mb, f->shared);
+	account(f, t0, f->n_in_flight, &f->stats.moe_s);
 	return 0;
+}
+
+/* Ends mb's pending MoE layer: waits for its routed experts, combines in the fixed order,
+ * adds the shared expert, and adds the block to the residual stream. */
+static int moe_finish(struct hmoe_forward *f, struct fwd_micro *mb)
+{
+	const struct hmoe_layer *L = &f->m->layers[mb->pending];
+	int K = f->cfg->num_experts_per_tok, dim = f->dim, layer = mb->pending, ret;
+	double t0 = now_s();
+
+	ret = hmoe_expert_wait(f->experts, mb->ticket);
+	f->stats.expert_wait_s += now_s() - t0;
+	mb->pending = -1;
+	f->n_in_flight -= f->async;
+	if (ret) {
+		f->stats.moe_s += now_s() - t0;
+		return hmoe_err_ctx(ret, "layer %d experts (%s)", layer, f->experts->ops->name);
+	}
+	for (size_t t = (size_t)mb->lo; t < (size_t)mb->hi; t++) {
+		float *y = f->out + t * dim, *x = f->x + t * dim;
+
+		hmoe_forward_moe_combine(y, f->expert_y + t * K * dim, f->expert_ids + t * K,
+					 f->expert_w + t * K, K, dim);
+		if (L->has_shared)
+			for (int d = 0; d < dim; d++)
+				y[d] += f->shared[t * dim + d];
+		for (int d = 0; d < dim; d++)
+			x[d] += y[d];
+	}
+	f->stats.moe_s += now_s() - t0;
+	return 0;
+}
+
+/* Attention block of layer l for mb, then its FFN: a dense MLP runs to the end here, an
+ * MoE layer is begun (moe_finish completes it later). */
+static int layer_run(struct hmoe_forward *f, struct fwd_micro *mb, int l)
+{
+	const struct hmoe_config *c = f->cfg;
+	const struct hmoe_layer *L = &f->m->layers[l];
+	size_t lo = (size_t)mb->lo, n = (size_t)(mb->hi - mb->lo), dim = (size_t)f->dim;
+	double t0 = now_s();
+
+	rmsnorm_rows(f->xn + lo * dim, f->x + lo * dim, L->attn_norm, (int)n, f->dim,
+		     c->rms_norm_eps);
+	mla(f, mb, l);
+	for (size_t i = lo * dim; i < (lo + n) * dim; i++)
+		f->x[i] += f->out[i];
+	rmsnorm_rows(f->xn + lo * dim, f->x + lo * dim, L->ffn_norm, (int)n, f->dim,
+		     c->rms_norm_eps);
+	account(f, t0, f->n_in_flight, &f->stats.attn_s);
+	if (L->is_moe)
+		return moe_begin(f, mb, l);
+
+	t0 = now_s();
+	mlp(f, &L->mlp, mb, f->out);
+	for (size_t i = lo * dim; i < (lo + n) * dim; i++)
+		f->x[i] += f->out[i];
+	account(f, t0, f->n_in_flight, &f->stats.dense_s);
+	return 0;
+}
+
+/* Waits every pending submission, oldest first (submission order is (layer, micro-batch)
+ * order), so that the backend lets go of our buffers; after an error its results are
+ * not used. */
+static void drain(struct hmoe_forward *f)
+{
+	for (;;) {
+		struct fwd_micro *oldest = NULL;
+
+		for (int m = 0; m < f->n_micro; m++)
+			if (f->micro[m].pending >= 0 &&
+			    (!oldest || f->micro[m].pending < oldest->pending))
+				oldest = &f->micro[m];
+		if (!oldest)
+			return;
+		(void)hmoe_expert_wait(f->experts, oldest->ticket);
+		oldest->pending = -1;
+		f->n_in_flight -= f->async;
+	}
 }
 
 /* ---- the batch driver ---- */
 
-/* Validates the batch and groups its entries by sequence. */
+/* Cuts groups [0, n_groups) into the micro-batches: with 2, whole sequences on either
+ * side of the cut that balances the token counts best (a single sequence stays whole: its
+ * tokens attend to each other, so splitting it would serialise the halves anyway). */
+static void plan_micro(struct hmoe_forward *f)
+{
+	int G = f->n_groups, total = 0, cut = G, best = -1;
+
+	for (int g = 0; g < G; g++)
+		total += f->groups[g].n_new;
+	if (f->micro_batches > 1 && G > 1) {
+		for (int k = 1, left = 0; k < G; k++) {
+			int diff;
+
+			left += f->groups[k - 1].n_new;
+			diff = abs(total - 2 * left);
+			if (best < 0 || diff < best) {
+				best = diff;
+				cut = k;
+			}
+		}
+	}
+	f->n_micro = cut < G ? 2 : 1;
+	for (int m = 0; m < f->n_micro; m++) {
+		struct fwd_micro *mb = &f->micro[m];
+
+		mb->g_lo = m ? cut : 0;
+		mb->g_hi = m || f->n_micro == 1 ? G : cut;
+		mb->lo = f->groups[mb->g_lo].row;
+		mb->hi = mb->g_hi < G ? f->groups[mb->g_hi].row : total;
+		mb->pending = -1;
+	}
+}
+
+/* Validates the batch, groups its entries by sequence, lays the rows out in run order
+ * and cuts the micro-batches. */
 static int plan_batch(struct hmoe_forward *f, const struct hmoe_fwd_token *toks, int n)
 {
 	const struct hmoe_config *c = f->cfg;
-	int used = 0, max_len = 0, ret;
+	int max_len = 0, row = 0, ret;
 
 	f->n_groups = 0;
 	for (int e = 0; e < n; e++) {
@@ -682,28 +852,34 @@ static int plan_batch(struct hmoe_forward *f, const struct hmoe_fwd_token *toks,
 			g->seq = tk->seq;
 			g->start = tk->seq->len;
 			g->n_new = 0;
+			g->first_entry = e;
 		}
 		if (tk->pos != g->start + g->n_new)
 			return hmoe_err(HMOE_EINPUT, "batch entry %d: position %d, but its sequence "
 					"continues at position %d", e, tk->pos, g->start + g->n_new);
 		g->n_new++;
 	}
-	/* entry lists, in position order, packed into entry_buf */
+	/* rows: each sequence's tokens together, sequences in order of first appearance */
 	for (int i = 0; i < f->n_groups; i++) {
 		struct fwd_group *g = &f->groups[i];
-		int k = 0;
 
-		g->entries = f->entry_buf + used;
-		for (int e = 0; e < n; e++)
-			if (toks[e].seq == g->seq)
-				g->entries[k++] = e;
-		used += g->n_new;
+		g->row = row;
+		row += g->n_new;
 		g->naive = f->attn == HMOE_ATTN_NAIVE || (f->attn == HMOE_ATTN_AUTO && g->n_new > 1);
 		if ((ret = hmoe_kv_reserve(g->seq, g->start + g->n_new)))
-			return hmoe_err_ctx(ret, "batch entry %d", g->entries[0]);
+			return hmoe_err_ctx(ret, "batch entry %d", g->first_entry);
 		if (g->start + g->n_new > max_len)
 			max_len = g->start + g->n_new;
 	}
+	for (int e = 0; e < n; e++) {
+		const struct fwd_group *g = f->groups;
+
+		while (g->seq != toks[e].seq)
+			g++;
+		f->row_of[e] = g->row + (toks[e].pos - g->start);
+		f->rows[f->row_of[e]] = toks[e];
+	}
+	plan_micro(f);
 	return reserve_threads(f, max_len);
 }
 
@@ -712,10 +888,11 @@ int hmoe_forward(struct hmoe_forward *f, const struct hmoe_fwd_token *toks, int 
 {
 	const struct hmoe_config *c = f->cfg;
 	const struct hmoe_model *m = f->m;
-	int dim = f->dim, n_logits = 0, ret;
+	int dim = f->dim, n_logits = 0, ret = 0;
 	double t0;
 
 	memset(&f->stats, 0, sizeof(f->stats));
+	f->n_micro = 0;
 	if (n <= 0)
 		return n < 0 ? hmoe_err(HMOE_EINPUT, "forward: batch of %d tokens", n) : 0;
 	for (int e = 0; e < n; e++)
@@ -726,33 +903,31 @@ int hmoe_forward(struct hmoe_forward *f, const struct hmoe_fwd_token *toks, int 
 	if ((ret = reserve_tokens(f, n)) || (ret = plan_batch(f, toks, n)))
 		return ret;
 
-	for (int e = 0; e < n; e++)
-		memcpy(f->x + (size_t)e * dim, m->embed + (size_t)toks[e].token * dim,
+	for (int r = 0; r < n; r++)
+		memcpy(f->x + (size_t)r * dim, m->embed + (size_t)f->rows[r].token * dim,
 		       (size_t)dim * sizeof(float));
 	f->stats.weight_bytes += (int64_t)n * dim * (int64_t)sizeof(float);
 
-	for (int l = 0; l < c->num_hidden_layers; l++) {
-		const struct hmoe_layer *L = &m->layers[l];
+	/* The pipeline (docs/runtime.md, "Micro-batch overlap"): micro-batch m first ends
+	 * its previous MoE layer (wait, combine), then runs attention and begins the FFN of
+	 * layer l. With two micro-batches, one's routed experts are in flight while the
+	 * other's attention runs: submissions and waits alternate A, B, A, B, ..., at most
+	 * two outstanding, waited in submission order. With one, the shared expert overlaps
+	 * its own routed experts. */
+	for (int l = 0; l < c->num_hidden_layers && !ret; l++)
+		for (int mi = 0; mi < f->n_micro && !ret; mi++) {
+			struct fwd_micro *mb = &f->micro[mi];
 
-		t0 = now_s();
-		rmsnorm_rows(f->xn, f->x, L->attn_norm, n, dim, c->rms_norm_eps);
-		mla(f, toks, n, l);
-		for (size_t i = 0; i < (size_t)n * dim; i++)
-			f->x[i] += f->out[i];
-		f->stats.attn_s += now_s() - t0;
-
-		t0 = now_s();
-		rmsnorm_rows(f->xn, f->x, L->ffn_norm, n, dim, c->rms_norm_eps);
-		if (L->is_moe) {
-			if ((ret = moe(f, n, l)))
-				return ret;
-			f->stats.moe_s += now_s() - t0;
-		} else {
-			mlp(f, &L->mlp, n, f->out);
-			f->stats.dense_s += now_s() - t0;
+			if (mb->pending >= 0 && (ret = moe_finish(f, mb)))
+				break;
+			ret = layer_run(f, mb, l);
 		}
-		for (size_t i = 0; i < (size_t)n * dim; i++)
-			f->x[i] += f->out[i];
+	for (int mi = 0; mi < f->n_micro && !ret; mi++)
+		if (f->micro[mi].pending >= 0)
+			ret = moe_finish(f, &f->micro[mi]);
+	if (ret) {
+		drain(f);
+		return ret;
 	}
 
 	t0 = now_s();
@@ -761,8 +936,9 @@ int hmoe_forward(struct hmoe_forward *f, const struct hmoe_fwd_token *toks, int 
 
 		for (int e = 0; e < n; e++)
 			if (toks[e].want_logits)
-				hmoe_ops_rmsnorm(f->xn + (size_t)k++ * dim, f->x + (size_t)e * dim,
-						 m->norm, dim, c->rms_norm_eps);
+				hmoe_ops_rmsnorm(f->xn + (size_t)k++ * dim,
+						 f->x + (size_t)f->row_of[e] * dim, m->norm, dim,
+						 c->rms_norm_eps);
 		hmoe_ops_matmul_par(f->pool, logits, f->xn, m->head.w, n_logits, dim,
 				    c->vocab_size);
 		f->stats.weight_bytes += linear_bytes(&m->head);
@@ -773,6 +949,7 @@ int hmoe_forward(struct hmoe_forward *f, const struct hmoe_fwd_token *toks, int 
 		f->groups[i].seq->len = f->groups[i].start + f->groups[i].n_new;
 	f->stats.n_tokens = n;
 	f->stats.n_logits = n_logits;
+	f->stats.n_micro = f->n_micro;
 	return 0;
 }
 

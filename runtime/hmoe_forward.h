@@ -18,12 +18,25 @@
  * HMOE_ATTN_NAIVE / HMOE_ATTN_ABSORB force one form for every sequence (tests).
  *
  * Routed experts run on an expert backend (hmoe_expert.h); their unweighted outputs are
- * combined here by hmoe_forward_moe_combine, the one combine function.
+ * combined here by hmoe_forward_moe_combine, the one combine function. Per MoE layer the
+ * batch's routed work is submitted (hmoe_expert_submit), the shared expert runs here
+ * meanwhile, then the batch is waited and combined.
+ *
+ * Micro-batches (hmoe_forward_set_micro_batches, docs/runtime.md "Micro-batch overlap"):
+ * with 2, a batch of several sequences is cut into two micro-batches of whole sequences
+ * (balanced by token count) and the layers run as a software pipeline, so that while one
+ * micro-batch's routed experts are on the expert devices the other's attention runs
+ * here. At most two expert batches are in flight, waited in submission order. A batch of
+ * one sequence runs as one micro-batch.
  *
  * Threads: matmuls over output rows, attention over (sequence, head), experts over the
- * backend's work items. Results are bit-identical for any thread count, and a token's
- * logits are bit-identical whether its sequence runs alone or in a batch with others.
- * A struct hmoe_forward is not thread-safe: one call at a time.
+ * backend's work items. Results are bit-identical for any thread count, any number of
+ * micro-batches, and a token's logits are bit-identical whether its sequence runs alone
+ * or in a batch with others. A struct hmoe_forward is not thread-safe: one call at a
+ * time. During a call, only the calling thread (and the pool it drives) touches the
+ * forward pass's buffers, except the rows of a micro-batch whose experts are in flight:
+ * the backend's threads read its xn and expert_ids rows and write its expert_y rows
+ * until the wait; this thread leaves those rows alone until then.
  */
 #ifndef HMOE_FORWARD_H
 #define HMOE_FORWARD_H
@@ -36,6 +49,9 @@
 
 struct hmoe_pool;
 struct hmoe_forward;
+
+/* Micro-batches a batch may be cut into (one per expert batch in flight). */
+#define HMOE_FWD_MAX_MICRO HMOE_EXPERT_MAX_INFLIGHT
 
 enum hmoe_attn {
 	HMOE_ATTN_AUTO,   /* naive for several new tokens of a sequence, absorbed for one */
@@ -58,7 +74,15 @@ struct hmoe_forward_stats {
 	int64_t weight_bytes;     /* fp32 weight bytes streamed: each linear used counted
 				   * once, routed experts once per distinct expert used */
 	int64_t kv_bytes;         /* KV-cache bytes read by attention */
-	double attn_s, moe_s, dense_s, head_s; /* wall seconds per phase */
+	double attn_s, moe_s, dense_s, head_s; /* wall seconds per phase (moe_s: routing,
+				   * submit, shared expert, wait, combine) */
+	int n_micro;              /* micro-batches the batch ran as (1 or 2) */
+	double expert_submit_s;   /* in hmoe_expert_submit: all of a synchronous backend's
+				   * expert time, the staging of an asynchronous one */
+	double expert_wait_s;     /* the attention device blocked waiting for experts */
+	double overlap_s;         /* attention-device work (attention, router, shared
+				   * expert, dense MLP) done while an asynchronous expert
+				   * batch was in flight: expert time hidden, at most */
 };
 
 /* Parses "auto" | "naive" | "absorb"; anything else is an HMOE_EINPUT error. */
@@ -72,6 +96,8 @@ int hmoe_forward_create(struct hmoe_forward **out, const struct hmoe_model *m,
 			struct hmoe_expert_backend *experts, struct hmoe_pool *pool);
 void hmoe_forward_free(struct hmoe_forward *f);
 void hmoe_forward_set_attn(struct hmoe_forward *f, enum hmoe_attn mode);
+/* Micro-batches per batch: 1 (default) or 2; anything else is an HMOE_EINPUT error. */
+int hmoe_forward_set_micro_batches(struct hmoe_forward *f, int n);
 
 /* Runs one batch of n entries. logits: (number of entries with want_logits, vocab_size),
  * rows in batch order; may be NULL when no entry wants logits. Bad token ids, positions

@@ -5,6 +5,11 @@
  * same order as hmoe_ffn(). Exact integers have one value however they are summed, so
  * bit-identity with the scalar kernel follows from the dots being exact: the bounds
  * that keep each variant's lanes from overflowing are written at each variant.
+ *
+ * Activations in mode A16 have two int8 planes per token (hi, lo; q = 128 hi + lo),
+ * stored back to back, so a tile of n tokens is, for the dot products, a tile of 2n
+ * one-plane rows: the variants only ever see int8 rows, and linear_row() combines the
+ * two rows' dots of a token as 128 * hi + lo before the epilogue runs per token.
  */
 #include "hmoe_fxp_cpu.h"
 
@@ -107,16 +112,19 @@ static void row_epilogue(const struct hmoe_fxp_simd *simd, const uint8_t *row,
 		q16[t * stride] = hmoe_fxp_acc_to_q16(acc[t]);
 }
 
-/* Sums and split scales of quantised activations, per (token, group). */
-static void tile_prepare(const int8_t *q, const int32_t *scales, int n_tokens, int groups,
-			 int32_t *sums, uint32_t *xm, int32_t *xe)
+/* Sums of quantised activations per (token, plane, group) and split scales per (token,
+ * group). q (n_tokens, planes, groups * 128). */
+static void tile_prepare(const int8_t *q, const int32_t *scales, int n_tokens, int planes,
+			 int groups, int32_t *sums, uint32_t *xm, int32_t *xe)
 {
-	for (int i = 0; i < n_tokens * groups; i++) {
+	for (int i = 0; i < n_tokens * planes * groups; i++) {
 		int32_t s = 0;
 
 		for (int k = 0; k < HMOE_FXP_GROUP; k++)
 			s += q[(size_t)i * HMOE_FXP_GROUP + k];
 		sums[i] = s;
+	}
+	for (int i = 0; i < n_tokens * groups; i++) {
 		xm[i] = hmoe_fxp_scale_m(scales[i]) & 0xffu;
 		xe[i] = hmoe_fxp_scale_e(scales[i]) - HMOE_FXP_F_ACC;
 	}
@@ -124,9 +132,21 @@ static void tile_prepare(const int8_t *q, const int32_t *scales, int n_tokens, i
 
 /* Per-thread work memory. */
 struct row_work {
-	int64_t dots[HMOE_FXP_TILE * HMOE_FXP_MAX_IN_GROUPS];  /* (n_tokens, groups) */
+	/* (n_tokens * planes, groups) row dots, then (n_tokens, groups) token dots */
+	int64_t dots[HMOE_FXP_MAX_PLANES * HMOE_FXP_TILE * HMOE_FXP_MAX_IN_GROUPS];
 	_Alignas(64) uint8_t tmp[HMOE_FXP_ROW_TMP_BYTES];       /* the variant's row scratch */
 };
+
+/* A16: the dots of token t's hi and lo rows (2t, 2t + 1) -> 128 * hi + lo at row t, in
+ * place (row t is written after rows 2t and 2t + 1 are read, and 2t >= t). Exact:
+ * |hi|, |lo| < 2^32, so |result| < 2^39. */
+static void combine_planes(int64_t *dots, int n_tokens, int groups)
+{
+	for (int t = 0; t < n_tokens; t++)
+		for (int g = 0; g < groups; g++)
+			dots[t * groups + g] = dots[2 * t * groups + g] * (1 << HMOE_FXP_PLANE_SHIFT) +
+					       dots[(2 * t + 1) * groups + g];
+}
 
 /* One linear's row n for every token of x: Q16 results into out[t * out_stride]. */
 static void linear_row(const struct hmoe_fxp_simd *simd, const uint8_t *lin, int format,
@@ -135,9 +155,14 @@ static void linear_row(const struct hmoe_fxp_simd *simd, const uint8_t *lin, int
 {
 	size_t row_bytes = (size_t)hmoe_fxp_row_lines(format, in) * HMOE_FXP_LINE_BYTES;
 	const uint8_t *row = lin + (size_t)n * row_bytes;
+	struct hmoe_fxp_xtile rows = *x;
 
-	simd->row_dots(row + hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES, format, x,
+	rows.n_tokens = x->n_tokens * x->planes;
+	rows.planes = 1;
+	simd->row_dots(row + hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES, format, &rows,
 		       wk->dots, wk->tmp);
+	if (x->planes == 2)
+		combine_planes(wk->dots, x->n_tokens, x->groups);
 	row_epilogue(simd, row, wk->dots, x, q16, stride);
 }
 
@@ -155,81 +180,91 @@ static void up_rows(const struct hmoe_fxp_simd *simd, const uint8_t *w1, const u
 	}
 }
 
-/* Token t of h (n_tokens, inter) Q32 -> hq (n_tokens, groups * 128), hs, and the tile
- * data (n_tokens, groups) hsum, hm, he. */
-static void quant_h(const int64_t *h, int t, int inter, int8_t *hq, int32_t *hs, int32_t *hsum,
-		    uint32_t *hm, int32_t *he)
+/* Token t of h (n_tokens, inter) Q32 -> hq (n_tokens, planes, groups * 128), hs, and the
+ * tile data hsum (n_tokens, planes, groups), hm, he (n_tokens, groups). */
+static void quant_h(const int64_t *h, int t, int inter, int planes, int8_t *hq, int32_t *hs,
+		    int32_t *hsum, uint32_t *hm, int32_t *he)
 {
-	int groups = hmoe_fxp_groups(inter), stride = groups * HMOE_FXP_GROUP;
+	int groups = hmoe_fxp_groups(inter), plane = groups * HMOE_FXP_GROUP;
+	int8_t *tq = hq + (size_t)t * planes * plane;
 
 	for (int g = 0; g < groups; g++) {
 		int k0 = g * HMOE_FXP_GROUP;
 		int n = inter - k0 < HMOE_FXP_GROUP ? inter - k0 : HMOE_FXP_GROUP;
-		int8_t *q = hq + t * stride + k0;
 
-		hs[t * groups + g] = hmoe_fxp_quant_group(h + (size_t)t * inter + k0, n, q);
-		memset(q + n, 0, (size_t)(HMOE_FXP_GROUP - n));
+		hs[t * groups + g] = hmoe_fxp_quant_group(h + (size_t)t * inter + k0, n, planes,
+							  tq + k0,
+							  planes == 2 ? tq + plane + k0 : NULL);
+		for (int p = 0; p < planes; p++)
+			memset(tq + p * plane + k0 + n, 0, (size_t)(HMOE_FXP_GROUP - n));
 	}
-	tile_prepare(hq + t * stride, hs + t * groups, 1, groups, hsum + t * groups,
+	tile_prepare(tq, hs + t * groups, 1, planes, groups, hsum + t * planes * groups,
 		     hm + t * groups, he + t * groups);
 }
 
 /* ---- tiles --------------------------------------------------------------------------- */
 
-/* One expert's work for up to HMOE_FXP_TILE (token, slot) pairs, and its buffers. */
+/* One expert's work for up to HMOE_FXP_TILE (token, slot) pairs, and its buffers
+ * (P = planes, the mode's activation planes). */
 struct fxp_tile {
-	int expert, n;
+	int expert, n, planes;
 	int pairs[HMOE_FXP_TILE];   /* token * top_k + slot */
-	int8_t *xq;                 /* (n, dim_groups * 128) */
-	int32_t *xs, *xsum, *xe;    /* (n, dim_groups) */
+	int8_t *xq;                 /* (n, P, dim_groups * 128) */
+	int32_t *xs, *xe;           /* (n, dim_groups) */
+	int32_t *xsum;              /* (n, P, dim_groups) */
 	uint32_t *xm;               /* (n, dim_groups) */
 	int64_t *h;                 /* (n, inter) Q32 */
-	int8_t *hq;                 /* (n, inter_groups * 128) */
-	int32_t *hs, *hsum, *he;    /* (n, inter_groups) */
+	int8_t *hq;                 /* (n, P, inter_groups * 128) */
+	int32_t *hs, *he;           /* (n, inter_groups) */
+	int32_t *hsum;              /* (n, P, inter_groups) */
 	uint32_t *hm;               /* (n, inter_groups) */
 	int32_t *y;                 /* (n, dim) Q16 */
 };
 
-static size_t tile_bytes(int dim, int inter)
+static size_t tile_bytes(int dim, int inter, int planes)
 {
 	size_t dg = (size_t)hmoe_fxp_groups(dim), ig = (size_t)hmoe_fxp_groups(inter);
+	size_t P = (size_t)planes;
 	size_t b = HMOE_FXP_TILE * (inter * sizeof(int64_t) + dim * sizeof(int32_t) +
-				    4 * dg * sizeof(int32_t) + 4 * ig * sizeof(int32_t) +
-				    (dg + ig) * HMOE_FXP_GROUP);
+				    (3 + P) * (dg + ig) * sizeof(int32_t) +
+				    P * (dg + ig) * HMOE_FXP_GROUP);
 
 	return (b + 63) & ~(size_t)63;
 }
 
 /* Lays a tile's buffers out in p (tile_bytes() bytes, 8-byte aligned). */
-static void tile_carve(struct fxp_tile *tl, uint8_t *p, int dim, int inter)
+static void tile_carve(struct fxp_tile *tl, uint8_t *p, int dim, int inter, int planes)
 {
 	size_t dg = (size_t)hmoe_fxp_groups(dim), ig = (size_t)hmoe_fxp_groups(inter);
-	size_t T = HMOE_FXP_TILE;
+	size_t T = HMOE_FXP_TILE, P = (size_t)planes;
 
+	tl->planes = planes;
 	tl->h = (int64_t *)p;   p += T * inter * sizeof(int64_t);
 	tl->y = (int32_t *)p;   p += T * dim * sizeof(int32_t);
 	tl->xs = (int32_t *)p;  p += T * dg * sizeof(int32_t);
-	tl->xsum = (int32_t *)p; p += T * dg * sizeof(int32_t);
+	tl->xsum = (int32_t *)p; p += T * P * dg * sizeof(int32_t);
 	tl->xe = (int32_t *)p;  p += T * dg * sizeof(int32_t);
 	tl->xm = (uint32_t *)p; p += T * dg * sizeof(int32_t);
 	tl->hs = (int32_t *)p;  p += T * ig * sizeof(int32_t);
-	tl->hsum = (int32_t *)p; p += T * ig * sizeof(int32_t);
+	tl->hsum = (int32_t *)p; p += T * P * ig * sizeof(int32_t);
 	tl->he = (int32_t *)p;  p += T * ig * sizeof(int32_t);
 	tl->hm = (uint32_t *)p; p += T * ig * sizeof(int32_t);
-	tl->xq = (int8_t *)p;   p += T * dg * HMOE_FXP_GROUP;
+	tl->xq = (int8_t *)p;   p += T * P * dg * HMOE_FXP_GROUP;
 	tl->hq = (int8_t *)p;
 }
 
 static struct hmoe_fxp_xtile tile_x(const struct fxp_tile *tl, int dim)
 {
-	return (struct hmoe_fxp_xtile){ tl->n, hmoe_fxp_groups(dim), tl->xq, tl->xs, tl->xsum,
-					tl->xm, tl->xe };
+	return (struct hmoe_fxp_xtile){ .n_tokens = tl->n, .groups = hmoe_fxp_groups(dim),
+					.xq = tl->xq, .xs = tl->xs, .xsum = tl->xsum,
+					.xm = tl->xm, .xe = tl->xe, .planes = tl->planes };
 }
 
 static struct hmoe_fxp_xtile tile_h(const struct fxp_tile *tl, int inter)
 {
-	return (struct hmoe_fxp_xtile){ tl->n, hmoe_fxp_groups(inter), tl->hq, tl->hs, tl->hsum,
-					tl->hm, tl->he };
+	return (struct hmoe_fxp_xtile){ .n_tokens = tl->n, .groups = hmoe_fxp_groups(inter),
+					.xq = tl->hq, .xs = tl->hs, .xsum = tl->hsum,
+					.xm = tl->hm, .xe = tl->he, .planes = tl->planes };
 }
 
 /* The three stages of one tile; rows [r0, r1) of the up / down pass. */
@@ -245,7 +280,7 @@ static void tile_up(const struct hmoe_fxp_simd *simd, const uint8_t *pack, int f
 static void tile_quant_h(struct fxp_tile *tl, int inter)
 {
 	for (int t = 0; t < tl->n; t++)
-		quant_h(tl->h, t, inter, tl->hq, tl->hs, tl->hsum, tl->hm, tl->he);
+		quant_h(tl->h, t, inter, tl->planes, tl->hq, tl->hs, tl->hsum, tl->hm, tl->he);
 }
 
 static void tile_down(const struct hmoe_fxp_simd *simd, const uint8_t *pack, int format,
@@ -261,30 +296,31 @@ static void tile_down(const struct hmoe_fxp_simd *simd, const uint8_t *pack, int
 /* ---- one expert, one tile, one thread ------------------------------------------------ */
 
 int hmoe_fxp_cpu_ffn(const struct hmoe_fxp_simd *simd, const struct hmoe_fxp_line *wpack,
-		     const int8_t *xq, const int32_t *xs, int32_t *y, int format, int n_tokens,
+		     const int8_t *xq, const int32_t *xs, int32_t *y, int mode, int n_tokens,
 		     int dim, int inter)
 {
-	int dg = hmoe_fxp_groups(dim);
+	int dg = hmoe_fxp_groups(dim), format, planes;
 	struct fxp_tile tl = { .n = n_tokens };
 	uint8_t *mem;
 	struct row_work *wk;
 
-	if (format < 0 || format >= HMOE_FXP_N_FORMATS || n_tokens < 1 ||
-	    n_tokens > HMOE_FXP_TILE || dim < 1 || dim > HMOE_FXP_MAX_DIM || inter < 1 ||
-	    inter > HMOE_FXP_MAX_INTER)
-		return hmoe_err(HMOE_EINPUT, "fxp ffn: bad arguments (format %d, %d tokens, "
-				"dim %d, inter %d)", format, n_tokens, dim, inter);
-	mem = aligned_alloc(64, tile_bytes(dim, inter));
+	if (!hmoe_fxp_mode_valid(mode) || n_tokens < 1 || n_tokens > HMOE_FXP_TILE || dim < 1 ||
+	    dim > HMOE_FXP_MAX_DIM || inter < 1 || inter > HMOE_FXP_MAX_INTER)
+		return hmoe_err(HMOE_EINPUT, "fxp ffn: bad arguments (mode %#x, %d tokens, "
+				"dim %d, inter %d)", (unsigned)mode, n_tokens, dim, inter);
+	format = hmoe_fxp_mode_format(mode);
+	planes = hmoe_fxp_mode_planes(mode);
+	mem = aligned_alloc(64, tile_bytes(dim, inter, planes));
 	wk = aligned_alloc(64, sizeof(*wk));
 	if (!mem || !wk) {
 		free(mem);
 		free(wk);
 		return hmoe_err(HMOE_ENOMEM, "fxp ffn: out of memory");
 	}
-	tile_carve(&tl, mem, dim, inter);
-	memcpy(tl.xq, xq, (size_t)n_tokens * dg * HMOE_FXP_GROUP);
+	tile_carve(&tl, mem, dim, inter, planes);
+	memcpy(tl.xq, xq, (size_t)n_tokens * planes * dg * HMOE_FXP_GROUP);
 	memcpy(tl.xs, xs, sizeof(*xs) * n_tokens * dg);
-	tile_prepare(tl.xq, tl.xs, n_tokens, dg, tl.xsum, tl.xm, tl.xe);
+	tile_prepare(tl.xq, tl.xs, n_tokens, planes, dg, tl.xsum, tl.xm, tl.xe);
 	tile_up(simd, (const uint8_t *)wpack, format, dim, inter, &tl, 0, inter, wk);
 	tile_quant_h(&tl, inter);
 	tile_down(simd, (const uint8_t *)wpack, format, dim, inter, &tl, 0, dim, wk);
@@ -363,6 +399,7 @@ struct moe_job {
 	const float *x;
 	float *y;
 	int top_k;
+	int format, planes;         /* of ex->mode */
 };
 
 #define MOE_UP_ROWS 32    /* inter rows per work item */
@@ -376,9 +413,10 @@ static void moe_quant_x(void *arg, long i, int thread)
 
 	(void)thread;
 	for (int p = 0; p < tl->n; p++)
-		hmoe_fxp_quant_x(j->x + (size_t)(tl->pairs[p] / j->top_k) * dim, dim,
-				 tl->xq + (size_t)p * dg * HMOE_FXP_GROUP, tl->xs + p * dg);
-	tile_prepare(tl->xq, tl->xs, tl->n, dg, tl->xsum, tl->xm, tl->xe);
+		hmoe_fxp_quant_x(j->x + (size_t)(tl->pairs[p] / j->top_k) * dim, dim, tl->planes,
+				 tl->xq + (size_t)p * tl->planes * dg * HMOE_FXP_GROUP,
+				 tl->xs + p * dg);
+	tile_prepare(tl->xq, tl->xs, tl->n, tl->planes, dg, tl->xsum, tl->xm, tl->xe);
 }
 
 static void moe_up(void *arg, long i, int thread)
@@ -388,7 +426,7 @@ static void moe_up(void *arg, long i, int thread)
 	int r0 = (int)(i % j->up_chunks) * MOE_UP_ROWS;
 	int r1 = r0 + MOE_UP_ROWS < j->ex->inter ? r0 + MOE_UP_ROWS : j->ex->inter;
 
-	tile_up(j->simd, (const uint8_t *)j->ex->packs[tl->expert], j->ex->format, j->ex->dim,
+	tile_up(j->simd, (const uint8_t *)j->ex->packs[tl->expert], j->format, j->ex->dim,
 		j->ex->inter, tl, r0, r1, &j->work[thread]);
 }
 
@@ -407,7 +445,7 @@ static void moe_down(void *arg, long i, int thread)
 	int r0 = (int)(i % j->down_chunks) * MOE_DOWN_ROWS;
 	int r1 = r0 + MOE_DOWN_ROWS < j->ex->dim ? r0 + MOE_DOWN_ROWS : j->ex->dim;
 
-	tile_down(j->simd, (const uint8_t *)j->ex->packs[tl->expert], j->ex->format, j->ex->dim,
+	tile_down(j->simd, (const uint8_t *)j->ex->packs[tl->expert], j->format, j->ex->dim,
 		  j->ex->inter, tl, r0, r1, &j->work[thread]);
 }
 
@@ -431,11 +469,17 @@ int hmoe_fxp_moe_run(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_si
 	int n_pairs = n_tokens * top_k, threads = pool ? hmoe_pool_threads(pool) : 1;
 	struct moe_job j = { .ex = ex, .simd = simd, .x = x, .y = y, .top_k = top_k };
 	struct hmoe_fxp_ws *ws = wsp ? *wsp : NULL;
-	size_t per_tile = tile_bytes(ex->dim, ex->inter);
+	size_t per_tile;
 	int *count, *order, n_tiles_max = 0, ret;
 
 	if (n_pairs <= 0)
 		return 0;
+	if (!hmoe_fxp_mode_valid(ex->mode))
+		return hmoe_err(HMOE_EINPUT, "cpu-fxp experts: bad kernel mode %#x",
+				(unsigned)ex->mode);
+	j.format = hmoe_fxp_mode_format(ex->mode);
+	j.planes = hmoe_fxp_mode_planes(ex->mode);
+	per_tile = tile_bytes(ex->dim, ex->inter, j.planes);
 	for (int p = 0; p < n_pairs; p++) {
 		int e = expert_ids[p];
 
@@ -477,7 +521,7 @@ int hmoe_fxp_moe_run(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_si
 				tl->n = 0;
 				tl->expert = e;
 				tile_carve(tl, ws->arena + per_tile * (j.n_tiles - 1), ex->dim,
-					   ex->inter);
+					   ex->inter, j.planes);
 			}
 			tl->pairs[tl->n++] = order[p];
 		}

@@ -12,24 +12,31 @@
 
 struct hmoe_pool;
 
-/* The quantised activations of a tile of tokens for one linear. */
+/* The quantised activations of a tile of tokens for one linear. Each token has
+ * `planes` int8 planes (the mode's: 1, or 2 for A16) of groups * 128 values, back to
+ * back, so the tile's xq is also (n_tokens * planes, groups * 128) one-plane rows:
+ * that is how row_dots sees it (planes == 1, n_tokens <= 2 * HMOE_FXP_TILE). */
 struct hmoe_fxp_xtile {
-	int n_tokens;          /* <= HMOE_FXP_TILE */
+	int n_tokens;          /* <= HMOE_FXP_TILE tokens, or 2x as many rows in row_dots */
 	int groups;            /* input groups of 128 */
-	const int8_t *xq;      /* (n_tokens, groups * 128) */
-	const int32_t *xs;     /* (n_tokens, groups) scale words */
-	const int32_t *xsum;   /* (n_tokens, groups) sum of xq over each group */
+	const int8_t *xq;      /* (n_tokens, planes, groups * 128) */
+	const int32_t *xs;     /* (n_tokens, groups) scale words, shared by the planes */
+	const int32_t *xsum;   /* (n_tokens, planes, groups) sum of each plane over a group */
 	const uint32_t *xm;    /* (n_tokens, groups) scale mantissas (& 0xff) */
 	const int32_t *xe;     /* (n_tokens, groups) scale exponents minus HMOE_FXP_F_ACC */
+	int planes;            /* 1 or 2 */
 };
 
 /* Bytes of per-thread scratch a variant may use while processing one row. */
 #define HMOE_FXP_ROW_TMP_BYTES (4 * HMOE_FXP_MAX_DIM * (int)sizeof(int16_t))
 
-/* One SIMD variant. row_dots: exact group dots of one weight row with every token of a
- * tile, dots (n_tokens, groups) = sum_k q[k] * xq[t][k] over each group, as int64.
- * row_terms (NULL: the scalar loop): acc[t] = sum_g hmoe_fxp_term_split(dots[t][g],
- * mw[g] * xm[t][g], ew[g] + xe[t][g]), the row's Q24 accumulators. */
+/* One SIMD variant. row_dots: exact group dots of one weight row (codes of the weight
+ * format) with every one-plane row of x (x->planes == 1), dots (n_tokens, groups) =
+ * sum_k q[k] * xq[t][k] over each group, as int64; the caller combines an A16 token's
+ * two rows as 128 * hi + lo. row_terms (NULL: the scalar loop), per token: acc[t] =
+ * sum_g hmoe_fxp_term_split(dots[t][g], mw[g] * xm[t][g], ew[g] + xe[t][g]), the
+ * row's Q24 accumulators, for |dots| < 2^39 (so |dot * m| < 2^63 and terms may
+ * saturate at HMOE_FXP_TERM_MAX). */
 struct hmoe_fxp_simd {
 	const char *name;
 	int (*supported)(void);
@@ -50,15 +57,17 @@ const struct hmoe_fxp_simd *hmoe_fxp_simd_best(void);
 const struct hmoe_fxp_simd *hmoe_fxp_simd_find(const char *name);
 
 /* One expert over one tile with a given variant, single-threaded: same inputs and
- * outputs as hmoe_ffn() (the tests compare them bit for bit). */
+ * outputs as hmoe_ffn(), mode included (the tests compare them bit for bit). */
 int hmoe_fxp_cpu_ffn(const struct hmoe_fxp_simd *simd, const struct hmoe_fxp_line *wpack,
-		     const int8_t *xq, const int32_t *xs, int32_t *y, int format, int n_tokens,
+		     const int8_t *xq, const int32_t *xs, int32_t *y, int mode, int n_tokens,
 		     int dim, int inter);
 
 /* The routed experts of one MoE layer, packed. */
 struct hmoe_fxp_experts {
-	int format, dim, inter, n_experts;
-	const struct hmoe_fxp_line *const *packs; /* [n_experts]; NULL: not resident */
+	int mode;         /* kernel mode: weight format | optional HMOE_FXP_A16 */
+	int dim, inter, n_experts;
+	const struct hmoe_fxp_line *const *packs; /* [n_experts] packs of the mode's format;
+						   * NULL: not resident */
 };
 
 /* Work memory kept between calls (tiles, per-thread rows); grows as needed. */

@@ -2,7 +2,8 @@
  *
  * Each row is first decoded to 16-bit weights shared by the tile's tokens: int8 and
  * int4 to q itself; fp8 to ms = +-mantissa (|ms| <= 15; NaN codes -> 0 like the table)
- * and pw = 2^(E-1) (E = 0: 1), with q = ms * pw. Per token, 16 x at a time:
+ * and pw = 2^(E-1) (E = 0: 1), with q = ms * pw. Per one-plane row of x (an A16 token
+ * is two rows, hmoe_fxp_cpu.c; |x| <= 128 in either), 16 x at a time:
  *   int8/int4: vpmaddwd(q, x): a pair <= 2 * 128 * 128 = 32768, 8 chunks per lane
  *              <= 262144, 8 lanes 2.1e6 < 2^31.
  *   fp8:       vpmaddwd(vpmullw(ms, x), pw): |ms * x| <= 1920, a pair <= 2 * 1920 * 2^14

@@ -1,5 +1,8 @@
 /* hmoe_fxp_cpu_avx512: exact group dots with AVX-512 BW + VNNI (see hmoe_fxp_cpu.h).
  *
+ * Every x row here is one int8 plane (|x| <= 128, -128 included): the A16 mode's two
+ * planes per token are two rows (hmoe_fxp_cpu.c), so the lane bounds below hold for both
+ * modes.
  * int8: vpdpbusd needs one unsigned operand, so the weights are flipped to u = q + 128
  *       (q ^ 0x80) and dot = sum(u * x) - 128 * sum(x). Lane bound: 2 vpdpbusd of 4
  *       products each, |u * x| <= 255 * 128: 8 * 32640 = 261120 per lane, 16 lanes
@@ -246,8 +249,8 @@ VBMI_TARGET static inline void fp8_planes_store(__m512i acc[3][4], const struct 
 		dots[t * groups + g + j] = out[j] - (int64_t)x->xsum[t * groups + g + j] * (128 * 16513);
 }
 
-/* One token: the planes stay in registers. Several: decoded once per row into `planes`
- * (3 * groups * 128 bytes) and reused by every token. */
+/* One or two rows of x (an A16 token is two): the planes stay in registers. More:
+ * decoded once per row into `planes` (3 * groups * 128 bytes) and reused by every row. */
 VBMI_TARGET static void dots_fp8_planes(const uint8_t *codes, const struct hmoe_fxp_xtile *x,
 					int64_t *dots, uint8_t *planes)
 {
@@ -276,6 +279,37 @@ VBMI_TARGET static void dots_fp8_planes(const uint8_t *codes, const struct hmoe_
 				}
 			}
 			fp8_planes_store(acc, x, 0, g, n4, dots);
+		}
+		return;
+	}
+	if (x->n_tokens == 2) {
+		/* Two rows (one A16 token, or two A8 tokens): each decoded plane feeds both;
+		 * two groups per block keep the 12 accumulators, the 6 tables and the operands
+		 * in the 32 registers. */
+		const __m512i zero = _mm512_setzero_si512();
+
+		for (int g = 0; g < groups; g += 2) {
+			int n2 = groups - g < 2 ? groups - g : 2;
+			__m512i acc[2][3][4];
+
+			for (int r = 0; r < 2; r++)
+				for (int i = 0; i < 3; i++)
+					for (int j = 0; j < 4; j++)
+						acc[r][i][j] = zero;
+			for (int j = 0; j < n2; j++)
+				for (int h = 0; h < 2; h++) {
+					int k = (g + j) * HMOE_FXP_GROUP + 64 * h;
+					__m512i x0 = _mm512_loadu_si512(x->xq + k);
+					__m512i x1 = _mm512_loadu_si512(x->xq + stride + k), pu[3];
+
+					fp8_planes64(_mm512_loadu_si512(codes + k), tab, pu);
+					for (int i = 0; i < 3; i++) {
+						acc[0][i][j] = _mm512_dpbusd_epi32(acc[0][i][j], pu[i], x0);
+						acc[1][i][j] = _mm512_dpbusd_epi32(acc[1][i][j], pu[i], x1);
+					}
+				}
+			fp8_planes_store(acc[0], x, 0, g, n2, dots);
+			fp8_planes_store(acc[1], x, 1, g, n2, dots);
 		}
 		return;
 	}
@@ -329,12 +363,16 @@ static void avx512_row_dots(const uint8_t *codes, int format, const struct hmoe_
 }
 
 /* The terms of 8 groups at once. For 1 <= r <= 62 (every real scale), shift_round is
- * (|v| + 2^(r-1)) >> r with the sign put back, and |v| < 2^56 never saturates; a block
- * with any other r goes through the scalar hmoe_fxp_term_split. */
+ * min((|v| + 2^(r-1)) >> r, 2^56) with the sign put back. |dot| < 2^39 (A16; A8:
+ * < 2^32) and m < 2^24 give |v| = |dot * m| <= 8.1e18 < 2^63, so vpabsq is exact and
+ * |v| + 2^(r-1) < 2^63 + 2^61 fits the unsigned lane the logical shift reads; the
+ * shifted magnitude can pass 2^56 (A16 only), hence the clamp. A block with any other
+ * r goes through the scalar hmoe_fxp_term_split. */
 static void avx512_row_terms(const int64_t *dots, const uint32_t *mw, const int32_t *ew,
 			     const struct hmoe_fxp_xtile *x, int64_t *acc)
 {
 	const __m512i one = _mm512_set1_epi64(1), zero = _mm512_setzero_si512();
+	const __m512i term_max = _mm512_set1_epi64(HMOE_FXP_TERM_MAX);
 	int groups = x->groups;
 
 	for (int t = 0; t < x->n_tokens; t++) {
@@ -365,6 +403,7 @@ static void avx512_row_terms(const int64_t *dots, const uint32_t *mw, const int3
 			mag = _mm512_abs_epi64(v);
 			mag = _mm512_srlv_epi64(_mm512_add_epi64(mag, _mm512_sllv_epi64(
 							one, _mm512_sub_epi64(r, one))), r);
+			mag = _mm512_min_epu64(mag, term_max);
 			sum = _mm512_add_epi64(sum, _mm512_mask_sub_epi64(
 						       mag, _mm512_cmplt_epi64_mask(v, zero), zero, mag));
 		}

@@ -9,22 +9,28 @@
 #include "hmoe_err.h"
 #include "hmoe_num.h"
 
-static const char *const format_names[HMOE_FXP_N_FORMATS] = { "fp8", "int8", "int4" };
+/* By mode: [format][planes - 1]. The A16 modes carry the bare names: they are the
+ * default. */
+static const char *const mode_names[HMOE_FXP_N_FORMATS][HMOE_FXP_MAX_PLANES] = {
+	{ "fp8-a8", "fp8" }, { "int8-a8", "int8" }, { "int4-a8", "int4" },
+};
 
-int hmoe_fxp_format_parse(const char *name, int *format)
+int hmoe_fxp_format_parse(const char *name, int *mode)
 {
 	for (int f = 0; f < HMOE_FXP_N_FORMATS; f++)
-		if (!strcmp(name, format_names[f])) {
-			*format = f;
-			return 0;
-		}
-	return hmoe_err(HMOE_EINPUT, "unknown fixed-point format '%s' (known: fp8, int8, int4)",
-			name);
+		for (int p = 1; p <= HMOE_FXP_MAX_PLANES; p++)
+			if (!strcmp(name, mode_names[f][p - 1])) {
+				*mode = p == 2 ? f | HMOE_FXP_A16 : f;
+				return 0;
+			}
+	return hmoe_err(HMOE_EINPUT, "unknown fixed-point format '%s' (known: fp8, int8, int4, "
+			"fp8-a8, int8-a8, int4-a8)", name);
 }
 
-const char *hmoe_fxp_format_name(int format)
+const char *hmoe_fxp_format_name(int mode)
 {
-	return format >= 0 && format < HMOE_FXP_N_FORMATS ? format_names[format] : "?";
+	return hmoe_fxp_mode_valid(mode) ? mode_names[hmoe_fxp_mode_format(mode)]
+						     [hmoe_fxp_mode_planes(mode) - 1] : "?";
 }
 
 /* ---- scale words ------------------------------------------------------------------- */
@@ -144,8 +150,9 @@ int hmoe_fxp_pack_fp8(struct hmoe_fxp_line *dst, const uint8_t *codes, const flo
 	int in_blocks = (in + 127) / 128;
 	float *tmp = NULL;
 
-	if (format < 0 || format >= HMOE_FXP_N_FORMATS)
+	if (!hmoe_fxp_mode_valid(format))
 		return hmoe_err(HMOE_EINPUT, "%s: bad fixed-point format %d", what, format);
+	format = hmoe_fxp_mode_format(format);
 	for (int64_t i = 0; i < (int64_t)out * in; i++)
 		if ((codes[i] & 0x7f) == 0x7f)
 			return hmoe_err(HMOE_EINPUT, "%s: FP8 NaN code 0x%02x at row %lld column %lld",
@@ -188,8 +195,9 @@ int hmoe_fxp_pack_f32(struct hmoe_fxp_line *dst, const float *w, int out, int in
 	uint8_t *codes;
 	float *scale;
 
-	if (format < 0 || format >= HMOE_FXP_N_FORMATS)
+	if (!hmoe_fxp_mode_valid(format))
 		return hmoe_err(HMOE_EINPUT, "%s: bad fixed-point format %d", what, format);
+	format = hmoe_fxp_mode_format(format);
 	for (int64_t i = 0; i < (int64_t)out * in; i++)
 		if (!isfinite(w[i]))
 			return hmoe_err(HMOE_EINPUT, "%s: weight at row %lld column %lld is not finite",
@@ -293,16 +301,20 @@ int64_t hmoe_fxp_f32_to_q32(float x)
 	return (int64_t)(x * 4294967296.0f);  /* exact scaling, then truncation */
 }
 
-void hmoe_fxp_quant_x(const float *x, int dim, int8_t *xq, int32_t *xs)
+void hmoe_fxp_quant_x(const float *x, int dim, int planes, int8_t *xq, int32_t *xs)
 {
 	int64_t v[HMOE_FXP_GROUP];
+	int plane = hmoe_fxp_groups(dim) * HMOE_FXP_GROUP;
 
+	planes = planes == 2 ? 2 : 1;
 	for (int g = 0; g < hmoe_fxp_groups(dim); g++) {
 		int k0 = g * HMOE_FXP_GROUP, n = dim - k0 < HMOE_FXP_GROUP ? dim - k0 : HMOE_FXP_GROUP;
 
 		for (int k = 0; k < n; k++)
 			v[k] = hmoe_fxp_f32_to_q32(x[k0 + k]);
-		xs[g] = hmoe_fxp_quant_group(v, n, xq + k0);
-		memset(xq + k0 + n, 0, (size_t)(HMOE_FXP_GROUP - n));
+		xs[g] = hmoe_fxp_quant_group(v, n, planes, xq + k0,
+					     planes == 2 ? xq + plane + k0 : NULL);
+		for (int p = 0; p < planes; p++)
+			memset(xq + p * plane + k0 + n, 0, (size_t)(HMOE_FXP_GROUP - n));
 	}
 }

@@ -12,6 +12,8 @@
 #include <xf86drm.h>
 
 #include "hmoe_err.h"
+#include "hmoe_fxp.h"
+#include "hmoe_fxp_pack.h"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -114,6 +116,29 @@ void hmoe_kmod_close(struct hmoe_kmod *k)
 	k->fd = -1;
 }
 
+int hmoe_kmod_check_mode(const struct hmoe_kmod *k, int mode)
+{
+	uint32_t format = (uint32_t)hmoe_fxp_mode_format(mode);
+	uint32_t flags = (uint32_t)mode & ~HMOE_FORMAT_MASK;
+
+	if (!hmoe_fxp_mode_valid(mode))
+		return hmoe_err(HMOE_EINPUT, "kmod %s: %#x is not a kernel mode", k->path,
+				(unsigned)mode);
+	/* Another contract gives other bytes: the CPU fallback and cpu-fxp would disagree. */
+	if (k->info.fxp_contract_version != HMOE_FXP_CONTRACT_VERSION)
+		return hmoe_err(HMOE_EDEVICE, "kmod %s: the card runs fixed-point contract %u, "
+				"this program contract %d (load the matching hmoe.ko)", k->path,
+				k->info.fxp_contract_version, HMOE_FXP_CONTRACT_VERSION);
+	/* (an A16 mode's name is the bare format name) */
+	if (format >= 32 || !(k->info.weight_formats & (1u << format)))
+		return hmoe_err(HMOE_EDEVICE, "kmod %s: card does not run weight format %s",
+				k->path, hmoe_fxp_format_name((int)format | HMOE_FXP_A16));
+	if (flags & ~k->info.format_flags)
+		return hmoe_err(HMOE_EDEVICE, "kmod %s: card does not run mode %s (two activation "
+				"planes; use the -a8 mode)", k->path, hmoe_fxp_format_name(mode));
+	return 0;
+}
+
 /* ---------------------------------------------------------------- buffer objects */
 
 int hmoe_kmod_bo_create(struct hmoe_kmod *k, uint64_t size, uint32_t flags,
@@ -214,7 +239,7 @@ struct drm_hmoe_job hmoe_kmod_copy(const struct hmoe_kmod_bo *src, uint64_t src_
 struct drm_hmoe_job hmoe_kmod_ffn(const struct hmoe_kmod_bo *weights, uint64_t w_offset,
 				  const struct hmoe_kmod_bo *x, uint64_t x_offset,
 				  const struct hmoe_kmod_bo *y, uint64_t y_offset,
-				  uint32_t format, uint32_t dim, uint32_t inter,
+				  uint32_t mode, uint32_t dim, uint32_t inter,
 				  uint32_t n_tokens)
 {
 	struct drm_hmoe_job j;
@@ -227,7 +252,7 @@ struct drm_hmoe_job hmoe_kmod_ffn(const struct hmoe_kmod_bo *weights, uint64_t w
 	j.ffn.weights_offset = w_offset;
 	j.ffn.x_offset = x_offset;
 	j.ffn.y_offset = y_offset;
-	j.ffn.format = format;
+	j.ffn.format = mode;
 	j.ffn.dim = dim;
 	j.ffn.inter = inter;
 	j.ffn.n_tokens = n_tokens;

@@ -42,14 +42,21 @@ int hmoe_kmod_queue_create(struct hmoe_kmod *k, uint32_t direction, uint32_t rin
 			   uint32_t *queue_id);
 int hmoe_kmod_queue_destroy(struct hmoe_kmod *k, uint32_t queue_id);
 
-/* Job builders. */
+/* 0 when the card runs kernel mode `mode` (enum hmoe_fxp_format | optional
+ * HMOE_FXP_A16, hls/hmoe_fxp.h) under this program's fixed-point contract; else an
+ * HMOE_EDEVICE error naming the node and what it lacks (contract version, weight format,
+ * mode flag), or HMOE_EINPUT for a mode that is none. A card that passes gives
+ * hmoe_ffn()'s bytes for that mode. */
+int hmoe_kmod_check_mode(const struct hmoe_kmod *k, int mode);
+
+/* Job builders. An FFN job's `mode` goes into drm_hmoe_job_ffn.format unchanged. */
 struct drm_hmoe_job hmoe_kmod_copy(const struct hmoe_kmod_bo *src, uint64_t src_offset,
 				   const struct hmoe_kmod_bo *dst, uint64_t dst_offset,
 				   uint64_t bytes);
 struct drm_hmoe_job hmoe_kmod_ffn(const struct hmoe_kmod_bo *weights, uint64_t w_offset,
 				  const struct hmoe_kmod_bo *x, uint64_t x_offset,
 				  const struct hmoe_kmod_bo *y, uint64_t y_offset,
-				  uint32_t format, uint32_t dim, uint32_t inter,
+				  uint32_t mode, uint32_t dim, uint32_t inter,
 				  uint32_t n_tokens);
 
 /* Queues n jobs (all or none); *last_seqno gets the last job's sequence number.

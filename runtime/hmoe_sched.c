@@ -146,7 +146,29 @@ int hmoe_sched_plan(struct hmoe_sched_plan *pl, const struct hmoe_place *place, 
 
 /* ---- the scheduler ------------------------------------------------------------------ */
 
-/* One device: its backend, thread and buffers. */
+/* Slots: a submitted batch (ticket k) uses slot k of every device, so two batches in
+ * flight never share a buffer. HMOE_EXPERT_MAX_INFLIGHT slots. */
+#define SCHED_SLOTS HMOE_EXPERT_MAX_INFLIGHT
+
+/* One slot's work on one device. The buffers are written by the caller only while the
+ * job is not queued, and read by the device thread while it is: a hung device keeps its
+ * queued jobs' buffers to itself (it is out of service, so nobody gathers into them). */
+struct sched_job {
+	struct hmoe_expert_batch batch;
+	int cap;
+	float *x;                    /* (cap, dim) gathered activations */
+	int *ids;                    /* (cap) expert of each row */
+	float *y;                    /* (cap, dim) outputs */
+	int *assign;                 /* (cap) assignment index of each row */
+	int rows;                    /* rows of the current job */
+
+	/* protected by s->lock: */
+	int done;                    /* the last queued job has finished (or was cancelled) */
+	int ret;
+	char err[256];
+};
+
+/* One device: its backend, thread and per-slot jobs. */
 struct sched_dev {
 	struct hmoe_sched *s;
 	int index;
@@ -155,21 +177,24 @@ struct sched_dev {
 	int has_thread;
 
 	/* protected by s->lock: */
-	pthread_cond_t wake;         /* a job was posted, or stop */
-	int posted;                  /* a job is waiting for or running on the thread */
-	int done;                    /* the last posted job has finished */
-	int out_of_service;          /* failed or hung: never used again */
-	int ret;
-	char err[256];
+	pthread_cond_t wake;         /* a job was queued, or stop */
+	int queue[SCHED_SLOTS];      /* slots queued on the thread, oldest first: queue[0]
+				      * is running or next */
+	int n_queued;
+	int out_of_service;          /* failed or hung: never used again; its queued jobs
+				      * are cancelled */
 
-	/* The job. Written by the caller only while the device is idle, read by the
-	 * device thread while posted: a hung device keeps these to itself. */
-	struct hmoe_expert_batch job;
-	int cap;
-	float *x;                    /* (cap, dim) gathered activations */
-	int *ids;                    /* (cap) expert of each row */
-	float *y;                    /* (cap, dim) outputs */
-	int *assign;                 /* (cap) assignment index of each row */
+	struct sched_job job[SCHED_SLOTS];
+};
+
+/* A submitted batch, until it is waited. Touched by the calling thread only. */
+struct sched_slot {
+	int busy;
+	struct hmoe_expert_batch b;  /* the part in flight (the last part of the batch) */
+	int posted[HMOE_PLACE_MAX_DEVICES]; /* devices running a share of it */
+	int n_posted;
+	int cpu_ret;                 /* the CPU tier's result (it runs at submit) */
+	char cpu_err[256];
 };
 
 struct hmoe_sched {
@@ -183,10 +208,13 @@ struct hmoe_sched {
 	pthread_cond_t done;         /* a device finished a job */
 	int stop;
 
+	/* the calling thread's state (submit, wait, run are called from one thread) */
 	struct hmoe_sched_plan plan;
 	unsigned char alive[HMOE_PLACE_MAX_DEVICES];
 	int *retry;                  /* (retry_cap) assignments to plan again */
 	int retry_cap;
+	struct sched_slot slot[SCHED_SLOTS];
+	int64_t n_submitted, n_waited; /* tickets: slot = count % SCHED_SLOTS */
 	struct hmoe_sched_stats stats;
 };
 
@@ -206,44 +234,54 @@ static void *dev_thread(void *arg)
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
 		struct hmoe_expert_backend *b = dv->d.backend;
+		struct sched_job *job;
 		int ret;
 
-		while (!s->stop && !(dv->posted && !dv->done))
+		while (!s->stop && !dv->n_queued)
 			pthread_cond_wait(&dv->wake, &s->lock);
 		if (s->stop)
 			break;
-		pthread_mutex_unlock(&s->lock);
-		hmoe_clear_error();
-		ret = b->ops->run(b, &dv->job);
-		pthread_mutex_lock(&s->lock);
-		dv->ret = ret;
-		if (ret)
-			snprintf(dv->err, sizeof(dv->err), "%s", hmoe_last_error());
-		dv->done = 1;
-		dv->posted = 0;
+		job = &dv->job[dv->queue[0]];
+		if (dv->out_of_service) {
+			/* queued behind the job that failed or hung: its rows are planned
+			 * again elsewhere */
+			ret = -HMOE_EDEVICE;
+			snprintf(job->err, sizeof(job->err), "cancelled: out of service");
+		} else {
+			pthread_mutex_unlock(&s->lock);
+			hmoe_clear_error();
+			ret = b->ops->run(b, &job->batch);
+			pthread_mutex_lock(&s->lock);
+			if (ret)
+				snprintf(job->err, sizeof(job->err), "%s", hmoe_last_error());
+		}
+		job->ret = ret;
+		job->done = 1;
+		dv->n_queued--;
+		memmove(dv->queue, dv->queue + 1, (size_t)dv->n_queued * sizeof(int));
 		pthread_cond_broadcast(&s->done);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return NULL;
 }
 
-static int dev_reserve(struct sched_dev *dv, int rows, int dim)
+static int job_reserve(struct sched_dev *dv, struct sched_job *job, int rows, int dim)
 {
-	if (rows <= dv->cap)
+	if (rows <= job->cap)
 		return 0;
-	free(dv->x);
-	free(dv->y);
-	free(dv->ids);
-	free(dv->assign);
-	dv->x = malloc((size_t)rows * dim * sizeof(float));
-	dv->y = malloc((size_t)rows * dim * sizeof(float));
-	dv->ids = malloc((size_t)rows * sizeof(int));
-	dv->assign = malloc((size_t)rows * sizeof(int));
-	if (!dv->x || !dv->y || !dv->ids || !dv->assign) {
-		dv->cap = 0;
+	free(job->x);
+	free(job->y);
+	free(job->ids);
+	free(job->assign);
+	job->x = malloc((size_t)rows * dim * sizeof(float));
+	job->y = malloc((size_t)rows * dim * sizeof(float));
+	job->ids = malloc((size_t)rows * sizeof(int));
+	job->assign = malloc((size_t)rows * sizeof(int));
+	if (!job->x || !job->y || !job->ids || !job->assign) {
+		job->cap = 0;
 		return hmoe_err(HMOE_ENOMEM, "sched %s: out of memory for %d rows", dv->d.name, rows);
 	}
-	dv->cap = rows;
+	job->cap = rows;
 	return 0;
 }
 
@@ -251,10 +289,12 @@ static void dev_close(struct sched_dev *dv)
 {
 	hmoe_expert_close(dv->d.backend);
 	hmoe_pool_destroy(dv->d.pool);
-	free(dv->x);
-	free(dv->y);
-	free(dv->ids);
-	free(dv->assign);
+	for (int k = 0; k < SCHED_SLOTS; k++) {
+		free(dv->job[k].x);
+		free(dv->job[k].y);
+		free(dv->job[k].ids);
+		free(dv->job[k].assign);
+	}
 	pthread_cond_destroy(&dv->wake);
 }
 
@@ -372,54 +412,70 @@ void hmoe_sched_free(struct hmoe_sched *s)
 	free(s);
 }
 
-/* Gathers plan share d into device d's buffers as a one-slot batch. */
-static int gather(struct hmoe_sched *s, struct sched_dev *dv, const struct hmoe_expert_batch *b,
-		  int lo, int hi)
+/* Gathers plan share [lo, hi) into device dv's slot-k buffers as a one-slot batch. */
+static int gather(struct hmoe_sched *s, struct sched_dev *dv, int k,
+		  const struct hmoe_expert_batch *b, int lo, int hi)
 {
+	struct sched_job *job = &dv->job[k];
 	int rows = hi - lo, K = b->top_k, dim = s->dim;
-	int ret = dev_reserve(dv, rows, dim);
+	int ret = job_reserve(dv, job, rows, dim);
 
 	if (ret)
 		return ret;
 	for (int r = 0; r < rows; r++) {
 		int a = s->plan.order[lo + r];
 
-		dv->assign[r] = a;
-		dv->ids[r] = b->expert_ids[a];
-		memcpy(dv->x + (size_t)r * dim, b->x + (size_t)(a / K) * dim,
+		job->assign[r] = a;
+		job->ids[r] = b->expert_ids[a];
+		memcpy(job->x + (size_t)r * dim, b->x + (size_t)(a / K) * dim,
 		       (size_t)dim * sizeof(float));
 	}
-	dv->job = (struct hmoe_expert_batch){ .layer = b->layer, .n_tokens = rows, .top_k = 1,
-					      .x = dv->x, .expert_ids = dv->ids, .y = dv->y };
+	job->rows = rows;
+	job->batch = (struct hmoe_expert_batch){ .layer = b->layer, .n_tokens = rows, .top_k = 1,
+						 .x = job->x, .expert_ids = job->ids, .y = job->y };
 	return 0;
 }
 
-static void scatter(struct hmoe_sched *s, const struct sched_dev *dv, int rows,
+static void scatter(struct hmoe_sched *s, const struct sched_job *job,
 		    const struct hmoe_expert_batch *b)
 {
-	for (int r = 0; r < rows; r++)
-		memcpy(b->y + (size_t)dv->assign[r] * s->dim, dv->y + (size_t)r * s->dim,
+	for (int r = 0; r < job->rows; r++)
+		memcpy(b->y + (size_t)job->assign[r] * s->dim, job->y + (size_t)r * s->dim,
 		       (size_t)s->dim * sizeof(float));
 }
 
-/* Takes device d out of service and queues its rows for another plan. */
-static int fail_device(struct hmoe_sched *s, struct sched_dev *dv, int rows, int layer,
-		       int timed_out, int *n_retry)
+/* Queues job rows for another plan. */
+static int queue_retry(struct hmoe_sched *s, const struct sched_job *job, int *n_retry)
 {
-	if (*n_retry + rows > s->retry_cap) {
-		int cap = (*n_retry + rows) * 2, *r = realloc(s->retry, (size_t)cap * sizeof(int));
+	if (*n_retry + job->rows > s->retry_cap) {
+		int cap = (*n_retry + job->rows) * 2;
+		int *r = realloc(s->retry, (size_t)cap * sizeof(int));
 
 		if (!r)
 			return hmoe_err(HMOE_ENOMEM, "sched: out of memory");
 		s->retry = r;
 		s->retry_cap = cap;
 	}
-	memcpy(s->retry + *n_retry, dv->assign, (size_t)rows * sizeof(int));
-	*n_retry += rows;
+	memcpy(s->retry + *n_retry, job->assign, (size_t)job->rows * sizeof(int));
+	*n_retry += job->rows;
+	s->stats.retried += job->rows;
+	return 0;
+}
+
+/* Takes device dv out of service (its queued jobs are cancelled) and queues the rows of
+ * its slot-k job for another plan. */
+static int fail_device(struct hmoe_sched *s, struct sched_dev *dv, int k, int layer,
+		       int timed_out, int *n_retry)
+{
+	const struct sched_job *job = &dv->job[k];
+
+	/* first out of service, so that even without memory for the retry list nobody
+	 * gathers into buffers the device may still be reading */
+	pthread_mutex_lock(&s->lock);
 	dv->out_of_service = 1;
+	pthread_mutex_unlock(&s->lock);
 	s->alive[dv->index] = 0;
 	s->stats.n_out_of_service++;
-	s->stats.retried += rows;
 	if (timed_out)
 		s->stats.timeouts++;
 	else
@@ -427,127 +483,185 @@ static int fail_device(struct hmoe_sched *s, struct sched_dev *dv, int rows, int
 	fprintf(s->opts.log, "hmoe: sched: %s %s on layer %d%s%s; taken out of service, its %d "
 		"assignments planned again on the remaining devices\n", dv->d.name,
 		timed_out ? "did not answer" : "failed", layer, timed_out ? "" : ": ",
-		timed_out ? "" : dv->err, rows);
+		timed_out ? "" : job->err, job->rows);
 	if (timed_out)
 		fprintf(s->opts.log, "hmoe: sched: (timeout %d ms)\n", s->opts.timeout_ms);
+	return queue_retry(s, job, n_retry);
+}
+
+/* Starts one round of part b in slot k: plan (n assignments: subset[i], or i when subset
+ * is NULL), gather every share, queue the devices' shares on their threads, and run the
+ * CPU tier's share here meanwhile. An error return means nothing was queued. */
+static int part_begin(struct hmoe_sched *s, int k, const struct hmoe_expert_batch *b,
+		      const int *subset, int n)
+{
+	struct sched_slot *sl = &s->slot[k];
+	int D = s->n_devices, ret;
+	struct sched_dev *cpu = &s->devs[D];
+	double t0 = now_s();
+
+	ret = hmoe_sched_plan(&s->plan, s->place, b->layer, b->expert_ids, subset, n, s->alive,
+			      s->opts.split_min);
+	if (ret)
+		return ret;
+	s->stats.plan_s += now_s() - t0;
+
+	/* gather everything first, so that a failure leaves nothing queued */
+	t0 = now_s();
+	sl->b = *b;
+	sl->n_posted = 0;
+	for (int d = 0; d <= D; d++) {
+		int lo = s->plan.first[d], hi = s->plan.first[d + 1];
+
+		s->devs[d].job[k].rows = 0;
+		if (hi == lo)
+			continue;
+		ret = gather(s, &s->devs[d], k, b, lo, hi);
+		if (ret)
+			return ret;
+	}
+	for (int d = 0; d <= D; d++) {
+		struct sched_dev *dv = &s->devs[d];
+
+		if (!dv->job[k].rows)
+			continue;
+		s->stats.submissions[d]++;
+		s->stats.assignments[d] += dv->job[k].rows;
+		if (d == D)
+			continue;
+		pthread_mutex_lock(&s->lock);
+		dv->job[k].done = 0;
+		dv->queue[dv->n_queued++] = k;
+		pthread_cond_signal(&dv->wake);
+		pthread_mutex_unlock(&s->lock);
+		sl->posted[sl->n_posted++] = d;
+	}
+	s->stats.gather_s += now_s() - t0;
+
+	/* the CPU tier meanwhile, on this thread */
+	sl->cpu_ret = 0;
+	if (cpu->job[k].rows) {
+		sl->cpu_ret = cpu->d.backend->ops->run(cpu->d.backend, &cpu->job[k].batch);
+		if (sl->cpu_ret)
+			snprintf(sl->cpu_err, sizeof(sl->cpu_err), "%s", hmoe_last_error());
+	}
 	return 0;
 }
 
-/* One micro-batch: plan, submit, wait, retry, scatter. */
-static int run_micro(struct hmoe_sched *s, const struct hmoe_expert_batch *b)
+/* Ends one round of slot k: waits up to timeout-ms for its devices, scatters the shares
+ * that came back, and queues (into s->retry, *n_retry rows) those of devices that failed,
+ * did not answer, or went out of service through another slot meanwhile. */
+static int part_end(struct hmoe_sched *s, int k, int *n_retry)
 {
-	int D = s->n_devices, n = b->n_tokens * b->top_k, n_retry = 0, ret;
-	const int *subset = NULL;
-	struct sched_dev *cpu = &s->devs[D];
+	struct sched_slot *sl = &s->slot[k];
+	const struct hmoe_expert_batch *b = &sl->b;
+	struct sched_dev *cpu = &s->devs[s->n_devices];
+	struct timespec deadline;
+	double t0 = now_s(), t1;
+	int ret = 0;
 
-	for (int a = 0; a < n; a++) {
-		int e = b->expert_ids[a];
-
-		if (e >= 0 && e < s->place->n_experts)
-			s->stats.routed[(size_t)b->layer * s->place->n_experts + e]++;
+	*n_retry = 0;
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += s->opts.timeout_ms / 1000;
+	deadline.tv_nsec += (long)(s->opts.timeout_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
 	}
-	for (int round = 0;; round++) {
-		int posted[HMOE_PLACE_MAX_DEVICES], n_posted = 0, rows[HMOE_PLACE_MAX_DEVICES + 1];
-		double t0 = now_s(), t1;
-		struct timespec deadline;
+	pthread_mutex_lock(&s->lock);
+	for (int i = 0; i < sl->n_posted; i++) {
+		struct sched_dev *dv = &s->devs[sl->posted[i]];
 
-		ret = hmoe_sched_plan(&s->plan, s->place, b->layer, b->expert_ids, subset,
-				      subset ? n_retry : n, s->alive, s->opts.split_min);
-		if (ret)
-			return ret;
-		s->stats.plan_s += now_s() - t0;
-		if (subset)
-			n_retry = 0;  /* the retry list is consumed by this plan */
-		t0 = now_s();
-		for (int d = 0; d <= D; d++) {
-			int lo = s->plan.first[d], hi = s->plan.first[d + 1];
+		while (!dv->job[k].done && !dv->out_of_service)
+			if (pthread_cond_timedwait(&s->done, &s->lock, &deadline) == ETIMEDOUT)
+				break;
+	}
+	pthread_mutex_unlock(&s->lock);
+	t1 = now_s();
+	s->stats.wait_s += t1 - t0;
 
-			rows[d] = hi - lo;
-			if (!rows[d])
-				continue;
-			ret = gather(s, &s->devs[d], b, lo, hi);
-			if (ret)
-				return ret;
-			s->stats.submissions[d]++;
-			s->stats.assignments[d] += rows[d];
-			if (d == D)
-				continue;
-			pthread_mutex_lock(&s->lock);
-			s->devs[d].done = 0;
-			s->devs[d].posted = 1;
-			pthread_cond_signal(&s->devs[d].wake);
-			pthread_mutex_unlock(&s->lock);
-			posted[n_posted++] = d;
-		}
-		s->stats.gather_s += now_s() - t0;
+	/* every posted device is settled (scattered, or out of service) even after an
+	 * error: a slot is reused only once its devices gave its buffers back */
+	for (int i = 0; i < sl->n_posted; i++) {
+		struct sched_dev *dv = &s->devs[sl->posted[i]];
+		int done, dret, gone, r = 0;
 
-		/* the CPU tier meanwhile, on this thread */
-		if (rows[D]) {
-			ret = cpu->d.backend->ops->run(cpu->d.backend, &cpu->job);
-			if (ret) {
-				ret = hmoe_err_ctx(ret, "sched: CPU tier (%s), layer %d",
-						   cpu->d.backend->ops->name, b->layer);
-				/* devices still running keep their own buffers; wait for them */
-			}
-		}
-
-		/* wait for the devices */
-		t0 = now_s();
-		clock_gettime(CLOCK_MONOTONIC, &deadline);
-		deadline.tv_sec += s->opts.timeout_ms / 1000;
-		deadline.tv_nsec += (long)(s->opts.timeout_ms % 1000) * 1000000L;
-		if (deadline.tv_nsec >= 1000000000L) {
-			deadline.tv_sec++;
-			deadline.tv_nsec -= 1000000000L;
-		}
 		pthread_mutex_lock(&s->lock);
-		for (int i = 0; i < n_posted; i++) {
-			struct sched_dev *dv = &s->devs[posted[i]];
-
-			while (!dv->done)
-				if (pthread_cond_timedwait(&s->done, &s->lock, &deadline) == ETIMEDOUT)
-					break;
-		}
+		done = dv->job[k].done;
+		dret = dv->job[k].ret;
+		gone = dv->out_of_service;
 		pthread_mutex_unlock(&s->lock);
-		t1 = now_s();
-		s->stats.wait_s += t1 - t0;
+		if (done && !dret)
+			scatter(s, &dv->job[k], b);
+		else if (gone)  /* failed on the other slot's batch: counted there */
+			r = queue_retry(s, &dv->job[k], n_retry);
+		else
+			r = fail_device(s, dv, k, b->layer, !done, n_retry);
+		if (r && !ret)
+			ret = r;
+	}
+	if (!ret && sl->cpu_ret)
+		ret = hmoe_err(sl->cpu_ret, "sched: CPU tier (%s), layer %d: %s",
+			       cpu->d.backend->ops->name, b->layer, sl->cpu_err);
+	if (!ret && cpu->job[k].rows)
+		scatter(s, &cpu->job[k], b);
+	s->stats.scatter_s += now_s() - t1;
+	return ret;
+}
+
+/* Completes slot k's part (begun by part_begin): waits, then plans the rows of failed
+ * devices again over the live ones until every row is done. */
+static int part_complete(struct hmoe_sched *s, int k)
+{
+	for (int round = 0;; round++) {
+		int n_retry, ret = part_end(s, k, &n_retry);
+
+		if (ret || !n_retry)
+			return ret;
+		if (round > s->n_devices)
+			return hmoe_err(HMOE_EINTERNAL, "sched: layer %d: retries do not converge",
+					s->slot[k].b.layer);
+		/* plan() reads the retry list before part_end refills it; the failed
+		 * devices' own assign[] stays theirs */
+		ret = part_begin(s, k, &s->slot[k].b, s->retry, n_retry);
 		if (ret)
 			return ret;
-
-		for (int i = 0; i < n_posted; i++) {
-			struct sched_dev *dv = &s->devs[posted[i]];
-			int done, dret;
-
-			pthread_mutex_lock(&s->lock);
-			done = dv->done;
-			dret = dv->ret;
-			pthread_mutex_unlock(&s->lock);
-			if (done && !dret) {
-				scatter(s, dv, rows[dv->index], b);
-				continue;
-			}
-			ret = fail_device(s, dv, rows[dv->index], b->layer, !done, &n_retry);
-			if (ret)
-				return ret;
-		}
-		if (rows[D])
-			scatter(s, cpu, rows[D], b);
-		s->stats.scatter_s += now_s() - t1;
-		if (!n_retry)
-			return 0;
-		if (round > D)
-			return hmoe_err(HMOE_EINTERNAL, "sched: layer %d: retries do not converge",
-					b->layer);
-		/* The retry list moves to a scratch copy: plan() reads it while the failed
-		 * devices' own assign[] stays theirs. */
-		subset = s->retry;
 	}
 }
 
-int hmoe_sched_run(struct hmoe_sched *s, const struct hmoe_expert_batch *batch)
+/* Part m of M of batch: contiguous tokens, counted in the routing statistics. */
+static struct hmoe_expert_batch batch_part(struct hmoe_sched *s,
+					   const struct hmoe_expert_batch *batch, int m, int M)
+{
+	int T = batch->n_tokens;
+	int t0 = (int)((int64_t)T * m / M), t1 = (int)((int64_t)T * (m + 1) / M);
+	size_t K = (size_t)batch->top_k, dim = (size_t)s->dim;
+	struct hmoe_expert_batch mb = {
+		.layer = batch->layer, .n_tokens = t1 - t0, .top_k = batch->top_k,
+		.x = batch->x + (size_t)t0 * dim,
+		.expert_ids = batch->expert_ids + (size_t)t0 * K,
+		.y = batch->y + (size_t)t0 * K * dim,
+	};
+
+	for (size_t a = 0; a < (size_t)mb.n_tokens * K; a++) {
+		int e = mb.expert_ids[a];
+
+		if (e >= 0 && e < s->place->n_experts)
+			s->stats.routed[(size_t)batch->layer * s->place->n_experts + e]++;
+	}
+	if (mb.n_tokens)
+		s->stats.micro_batches++;
+	return mb;
+}
+
+/* Runs batch in slot k: its micro= parts one after the other, all but the last
+ * completed here; the last is left in flight when keep_last (submit). */
+static int run_parts(struct hmoe_sched *s, int k, const struct hmoe_expert_batch *batch,
+		     int keep_last, int *in_flight)
 {
 	int T = batch->n_tokens, M = s->opts.micro_batches < T ? s->opts.micro_batches : T;
 
+	*in_flight = 0;
 	if (batch->layer < 0 || batch->layer >= s->n_layers || !s->place->is_moe[batch->layer])
 		return hmoe_err(HMOE_EINPUT, "sched: layer %d has no placement (not an MoE layer)",
 				batch->layer);
@@ -555,23 +669,68 @@ int hmoe_sched_run(struct hmoe_sched *s, const struct hmoe_expert_batch *batch)
 	if (M < 1)
 		M = 1;
 	for (int m = 0; m < M; m++) {
-		int t0 = (int)((int64_t)T * m / M), t1 = (int)((int64_t)T * (m + 1) / M), ret;
-		size_t K = (size_t)batch->top_k, dim = (size_t)s->dim;
-		struct hmoe_expert_batch mb = {
-			.layer = batch->layer, .n_tokens = t1 - t0, .top_k = batch->top_k,
-			.x = batch->x + (size_t)t0 * dim,
-			.expert_ids = batch->expert_ids + (size_t)t0 * K,
-			.y = batch->y + (size_t)t0 * K * dim,
-		};
+		struct hmoe_expert_batch mb = batch_part(s, batch, m, M);
+		int ret;
 
 		if (!mb.n_tokens)
 			continue;
-		s->stats.micro_batches++;
-		ret = run_micro(s, &mb);
+		ret = part_begin(s, k, &mb, NULL, mb.n_tokens * mb.top_k);
+		if (ret)
+			return ret;
+		if (keep_last && m == M - 1) {
+			*in_flight = 1;
+			return 0;
+		}
+		ret = part_complete(s, k);
 		if (ret)
 			return ret;
 	}
 	return 0;
+}
+
+int hmoe_sched_run(struct hmoe_sched *s, const struct hmoe_expert_batch *batch)
+{
+	int k = 0, in_flight;
+
+	/* any free slot: a synchronous run may come between a submit and its wait */
+	while (k < SCHED_SLOTS && s->slot[k].busy)
+		k++;
+	if (k == SCHED_SLOTS)
+		return hmoe_err(HMOE_EINTERNAL, "sched: run with %d batches in flight",
+				SCHED_SLOTS);
+	return run_parts(s, k, batch, 0, &in_flight);
+}
+
+int hmoe_sched_submit(struct hmoe_sched *s, const struct hmoe_expert_batch *batch,
+		      int *ticket)
+{
+	int k = (int)(s->n_submitted % SCHED_SLOTS), in_flight, ret;
+
+	if (s->slot[k].busy)
+		return hmoe_err(HMOE_EINTERNAL, "sched: more than %d batches in flight",
+				SCHED_SLOTS);
+	ret = run_parts(s, k, batch, 1, &in_flight);
+	if (ret)
+		return ret;
+	/* an empty batch completes at once; its ticket is still waited in order */
+	s->slot[k].busy = 1 + in_flight;
+	*ticket = k;
+	s->n_submitted++;
+	return 0;
+}
+
+int hmoe_sched_wait(struct hmoe_sched *s, int ticket)
+{
+	int k = (int)(s->n_waited % SCHED_SLOTS), ret = 0;
+
+	if (ticket != k || !s->slot[k].busy)
+		return hmoe_err(HMOE_EINTERNAL, "sched: wait for ticket %d, but the oldest batch "
+				"in flight is %s%d", ticket, s->slot[k].busy ? "" : "none, next ", k);
+	if (s->slot[k].busy == 2)
+		ret = part_complete(s, k);
+	s->slot[k].busy = 0;
+	s->n_waited++;
+	return ret;
 }
 
 const struct hmoe_sched_stats *hmoe_sched_stats(const struct hmoe_sched *s)

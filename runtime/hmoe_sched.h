@@ -22,9 +22,22 @@
  * Micro-batches: the batch's tokens are cut into micro_batches contiguous parts, each
  * planned and submitted (one call per device per micro-batch) in turn.
  *
+ * Asynchronous use (the forward pass's two micro-batches, hmoe_expert.h submit/wait):
+ * hmoe_sched_submit does steps 1-2 (and the CPU tier's share, on the calling thread) and
+ * returns with the devices' shares queued on their threads; hmoe_sched_wait does 3-4.
+ * Each of the HMOE_EXPERT_MAX_INFLIGHT tickets has its own buffers on every device, and
+ * a device thread runs its queued jobs in submission order. A device that fails on one
+ * batch is out of service for the other too: its job for the other batch is cancelled
+ * (or, if already running, ignored) and those rows are planned again at that wait,
+ * counted once as retried but not as another failure. The timeout counts from the
+ * start of the wait.
+ *
  * Threads: one per device, created at hmoe_sched_create. The CPU-tier backend may use
  * the caller's pool; each device backend must have its own pool (or none), since pools
- * are not reentrant. hmoe_sched_run is not reentrant.
+ * are not reentrant. run, submit and wait are called from one thread (the caller's):
+ * plan, statistics, slots and the retry list are that thread's; a device's job buffers
+ * belong to the device thread from queueing until its job is done; the queue, done
+ * flags, results and out_of_service are under the scheduler's lock.
  */
 #ifndef HMOE_SCHED_H
 #define HMOE_SCHED_H
@@ -106,8 +119,18 @@ int hmoe_sched_create(struct hmoe_sched **out, const struct hmoe_place *place,
  * (a deliberate leak: freeing it under a running thread would be worse). */
 void hmoe_sched_free(struct hmoe_sched *s);
 
-/* Computes batch->y; fails only when the CPU tier fails or on bad input. */
+/* Computes batch->y; fails only when the CPU tier fails or on bad input. May come
+ * between a submit and its wait while a ticket is free. */
 int hmoe_sched_run(struct hmoe_sched *s, const struct hmoe_expert_batch *batch);
+
+/* The same work split in two (see above): submit plans and queues batch (its micro=
+ * parts but the last complete here; the last stays in flight) and returns a ticket;
+ * wait(ticket) completes it exactly as run would. At most HMOE_EXPERT_MAX_INFLIGHT
+ * submitted and not waited, waited in submission order; a violation is HMOE_EINTERNAL.
+ * A submit that fails leaves nothing in flight. */
+int hmoe_sched_submit(struct hmoe_sched *s, const struct hmoe_expert_batch *batch,
+		      int *ticket);
+int hmoe_sched_wait(struct hmoe_sched *s, int ticket);
 
 const struct hmoe_sched_stats *hmoe_sched_stats(const struct hmoe_sched *s);
 const char *hmoe_sched_device_name(const struct hmoe_sched *s, int d);

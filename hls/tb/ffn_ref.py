@@ -7,8 +7,9 @@ hls/tb/tb_hmoe_ffn.c compares hmoe_ffn() against.
     /usr/bin/python3 hls/tb/ffn_ref.py OUTDIR     writes OUTDIR/case_*.bin
 
 Case file (little-endian): int32 header [magic 0x46465848 'HXFF', contract version,
-format, n_tokens, dim, inter, pack_bytes], then the expert pack, xq (n_tokens,
-groups(dim)*128) int8, xs (n_tokens, groups(dim)) int32, y (n_tokens, dim) int32.
+mode, n_tokens, dim, inter, pack_bytes], then the expert pack, xq (n_tokens, planes,
+groups(dim)*128) int8, xs (n_tokens, groups(dim)) int32, y (n_tokens, dim) int32. The
+mode is the weight format, | 0x100 (A16) for two activation planes per value.
 """
 import math
 import os
@@ -22,7 +23,11 @@ F_ACT, F_ACC, F_H = 32, 24, 16
 TERM_MAX = 1 << 56
 ACT_IN_MAX = 1 << 62
 FP8, INT8, INT4 = 0, 1, 2
-CONTRACT_VERSION = 1
+A16 = 0x100
+CONTRACT_VERSION = 2
+QMAX = {1: 127, 2: 127 * 128}  # activation levels per sign, by planes
+FP8_QMAX, W_CODE_MAX = 229376, {FP8: 229376, INT8: 128, INT4: 8}  # widest |weight code|
+X_CODE_MAX = {1: 128, 2: 128 * 128 + 128}  # widest |x|, -128 plane values included
 
 
 def fp8_q(c):
@@ -80,24 +85,53 @@ def silu_q16(a):
     return shift_round(a * sig, F_H)
 
 
-def quant_group(v):
-    """THE activation quantiser on Q32 integers: returns (q list, scale word)."""
+def quant_group(v, planes):
+    """THE activation quantiser on Q32 integers: returns (planes lists of int8, scale
+    word); the value of element i is q_i * m * 2^-(32-k) with q_i = 128 hi_i + lo_i
+    (two planes) or hi_i (one)."""
+    qmax = QMAX[planes]
     mags = [min(abs(x), ACT_IN_MAX) for x in v]
     amax = max(mags) if mags else 0
     if amax == 0:
-        return [0] * len(v), 0
+        return [[0] * len(v) for _ in range(planes)], 0
     k = -80
-    while -(-amax * (1 << max(-k, 0)) // (127 << max(k, 0))) > 255:  # ceil(amax/(127*2^k))
+    while -(-amax * (1 << max(-k, 0)) // (qmax << max(k, 0))) > 255:  # ceil(amax/(qmax*2^k))
         k += 1
-    m = -(-amax * (1 << max(-k, 0)) // (127 << max(k, 0)))
+    m = -(-amax * (1 << max(-k, 0)) // (qmax << max(k, 0)))
     assert 128 <= m <= 255
-    q = []
+    assert (qmax * 255) << max(k, 0) < 1 << 63, "quantiser bound overflows int64"
+    hi, lo = [], []
     for x, mag in zip(v, mags):
         num, den = mag << max(-k, 0), m << max(k, 0)
+        assert 2 * num + den < 1 << 64, "quantiser numerator overflows uint64"
         r = (2 * num + den) // (2 * den)
-        assert r <= 127
-        q.append(-r if x < 0 else r)
-    return q, (F_ACT - k) * 65536 + m
+        assert r <= qmax
+        sign = -1 if x < 0 else 1
+        if planes == 1:
+            hi.append(sign * r)
+        else:
+            h = (r + 64) >> 7
+            hi.append(sign * h)
+            lo.append(sign * (r - 128 * h))
+            assert -127 <= hi[-1] <= 127 and -64 <= lo[-1] <= 64
+            assert 128 * hi[-1] + lo[-1] == sign * r
+    return ([hi] if planes == 1 else [hi, lo]), (F_ACT - k) * 65536 + m
+
+
+def quant_vector(v, planes):
+    """A token's values (any length) -> (planes lists of groups*128 int8, scale words)."""
+    out, words = [[] for _ in range(planes)], []
+    for g in range(groups(len(v))):
+        pl, w = quant_group(v[g * GROUP:(g + 1) * GROUP], planes)
+        for p in range(planes):
+            out[p] += pl[p] + [0] * (GROUP - len(pl[p]))
+        words.append(w)
+    return out, words
+
+
+def plane_value(pl):
+    """The integer activations of a token from its planes."""
+    return pl[0] if len(pl) == 1 else [128 * h + l for h, l in zip(pl[0], pl[1])]
 
 
 def groups(n):
@@ -121,36 +155,39 @@ def weight(fmt, codes, k):
     return ((codes[k // 2] >> (4 * (k % 2))) & 15) - 8
 
 
-def linear_row(pack, off, fmt, n_in, x, xs):
-    """acc (Q24) of one row record at byte offset off against one token."""
+def linear_row(pack, off, fmt, planes, n_in, x, xs):
+    """acc (Q24) of one row record at byte offset off against one token's integer
+    activations x (the planes already combined: the dot is exact either way)."""
     acc = 0
     codes = pack[off + scale_lines(n_in) * LINE: off + row_bytes(fmt, n_in)]
+    dot_bound = FP8_QMAX * X_CODE_MAX[planes] * GROUP  # the proof's, for every format
     for g in range(groups(n_in)):
         ws = struct.unpack_from("<i", pack, off + 4 * g)[0]
         dot = sum(weight(fmt, codes, k) * x[k] for k in range(g * GROUP, (g + 1) * GROUP))
-        assert abs(dot) < 1 << 32, "group dot exceeds the proven bound"
+        assert abs(dot) <= W_CODE_MAX[fmt] * X_CODE_MAX[planes] * GROUP <= dot_bound
+        assert abs(dot) < 1 << (32 if planes == 1 else 39), "group dot exceeds the proven bound"
         acc += term(dot, ws, xs[g])
-    assert abs(acc) < 1 << 63
+    assert abs(acc) < 1 << 62, "row accumulator exceeds the proven bound"
     return acc
 
 
-def ffn(pack, fmt, xq, xs, n_tokens, dim, inter):
+def ffn(pack, mode, xq, xs, n_tokens, dim, inter):
+    fmt, planes = mode & 0xff, 2 if mode & A16 else 1
     lin = inter * row_bytes(fmt, dim)
     y = []
     for t in range(n_tokens):
+        x = plane_value(xq[t])
         h = []
         for n in range(inter):
-            h1 = sat32(shift_round(linear_row(pack, n * row_bytes(fmt, dim), fmt, dim, xq[t], xs[t]), F_ACC - F_H))
-            h3 = sat32(shift_round(linear_row(pack, lin + n * row_bytes(fmt, dim), fmt, dim, xq[t], xs[t]), F_ACC - F_H))
+            h1 = sat32(shift_round(linear_row(pack, n * row_bytes(fmt, dim), fmt, planes, dim, x, xs[t]), F_ACC - F_H))
+            h3 = sat32(shift_round(linear_row(pack, lin + n * row_bytes(fmt, dim), fmt, planes, dim, x, xs[t]), F_ACC - F_H))
             h.append(silu_q16(h1) * h3)
-        hq, hs = [], []
-        for g in range(groups(inter)):
-            q, w = quant_group(h[g * GROUP:(g + 1) * GROUP])
-            hq += q + [0] * (GROUP - len(q))
-            hs.append(w)
+            assert abs(h[-1]) <= ACT_IN_MAX, "h exceeds the quantiser's input bound"
+        hq, hs = quant_vector(h, planes)
+        hx = plane_value(hq)
         for n in range(dim):
             off = 2 * lin + n * row_bytes(fmt, inter)
-            y.append(sat32(shift_round(linear_row(pack, off, fmt, inter, hq, hs), F_ACC - F_H)))
+            y.append(sat32(shift_round(linear_row(pack, off, fmt, planes, inter, hx, hs), F_ACC - F_H)))
     return y
 
 
@@ -170,44 +207,52 @@ def random_pack(rng, fmt, dim, inter, e_offset):
     return bytes(out)
 
 
-def random_acts(rng, n_tokens, dim, huge):
+def random_acts(rng, n_tokens, dim, huge, planes, extreme):
+    """Per token: planes lists and scale words. extreme: every plane value at the edge
+    the proof covers (+-127 or -128 in each plane), scale words from real data."""
     xq, xs = [], []
     for _ in range(n_tokens):
         v = [int(rng.gauss(0, 1) * 2**32) for _ in range(dim)]
         if huge:
             v[rng.randrange(dim)] = 40 * 2**32
-        q, s = [], []
-        for g in range(groups(dim)):
-            gq, w = quant_group(v[g * GROUP:(g + 1) * GROUP])
-            q += gq + [0] * (GROUP - len(gq))
-            s.append(w)
-        xq.append(q)
+        pl, s = quant_vector(v, planes)
+        if extreme:
+            pl = [[rng.choice((-128, 127)) if k < dim else 0 for k in range(len(p))] for p in pl]
+        xq.append(pl)
         xs.append(s)
     return xq, xs
 
 
-CASES = [  # name, format, n_tokens, dim, inter, scale offset, one huge activation
-    ("fp8_small", FP8, 3, 256, 128, 0, False),
-    ("int8_odd", INT8, 5, 200, 72, 0, True),
-    ("int4_odd", INT4, 2, 136, 260, 0, False),
-    ("int8_saturating", INT8, 1, 128, 128, -12, False),
-    ("fp8_nan_codes_one_token", FP8, 1, 384, 136, 0, True),
+CASES = [  # name, mode, n_tokens, dim, inter, scale offset, one huge activation, extreme x
+    ("fp8_a8_small", FP8, 3, 256, 128, 0, False, False),
+    ("int8_a8_odd", INT8, 5, 200, 72, 0, True, False),
+    ("int4_a8_odd", INT4, 2, 136, 260, 0, False, False),
+    ("int8_a8_saturating", INT8, 1, 128, 128, -12, False, False),
+    ("fp8_a8_nan_codes_one_token", FP8, 1, 384, 136, 0, True, False),
+    ("fp8_a16_small", FP8 | A16, 3, 256, 128, 0, False, False),
+    ("int8_a16_odd", INT8 | A16, 4, 200, 72, 0, True, False),
+    ("int4_a16_odd", INT4 | A16, 2, 136, 260, 0, False, False),
+    ("fp8_a16_nan_codes_huge", FP8 | A16, 1, 384, 136, 0, True, False),
+    ("int8_a16_extreme", INT8 | A16, 2, 256, 128, 0, False, True),
+    ("fp8_a16_extreme_saturating", FP8 | A16, 2, 256, 128, -12, False, True),
 ]
 
 
 def main():
     outdir = sys.argv[1]
     os.makedirs(outdir, exist_ok=True)
-    for name, fmt, n_tokens, dim, inter, e_off, huge in CASES:
+    for name, mode, n_tokens, dim, inter, e_off, huge, extreme in CASES:
         rng = random.Random(name)
-        pack = random_pack(rng, fmt, dim, inter, e_off)
-        xq, xs = random_acts(rng, n_tokens, dim, huge)
-        y = ffn(pack, fmt, xq, xs, n_tokens, dim, inter)
+        planes = 2 if mode & A16 else 1
+        pack = random_pack(rng, mode & 0xff, dim, inter, e_off)
+        xq, xs = random_acts(rng, n_tokens, dim, huge, planes, extreme)
+        y = ffn(pack, mode, xq, xs, n_tokens, dim, inter)
         with open(os.path.join(outdir, "case_%s.bin" % name), "wb") as f:
-            f.write(struct.pack("<7i", 0x46465848, CONTRACT_VERSION, fmt, n_tokens, dim, inter, len(pack)))
+            f.write(struct.pack("<7i", 0x46465848, CONTRACT_VERSION, mode, n_tokens, dim, inter, len(pack)))
             f.write(pack)
-            for row in xq:
-                f.write(struct.pack("<%db" % len(row), *row))
+            for token in xq:
+                for row in token:
+                    f.write(struct.pack("<%db" % len(row), *row))
             for row in xs:
                 f.write(struct.pack("<%di" % len(row), *row))
             f.write(struct.pack("<%di" % len(y), *y))

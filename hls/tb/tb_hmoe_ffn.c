@@ -56,15 +56,16 @@ static int run_case(const char *path, struct hmoe_ffn_scratch *s)
 	}
 	for (int i = 0; i < 7; i++)
 		hdr[i] = le32(buf + 4 * i);
-	int fmt = hdr[2], n_tokens = hdr[3], dim = hdr[4], inter = hdr[5], pack_bytes = hdr[6];
-	int dg = hmoe_fxp_groups(dim);
+	int mode = hdr[2], n_tokens = hdr[3], dim = hdr[4], inter = hdr[5], pack_bytes = hdr[6];
+	int dg = hmoe_fxp_groups(dim), planes = hmoe_fxp_mode_planes(mode);
+	long xq_bytes = (long)n_tokens * planes * dg * HMOE_FXP_GROUP;
 
-	need = 28 + (long)pack_bytes + (long)n_tokens * dg * (HMOE_FXP_GROUP + 4) +
+	need = 28 + (long)pack_bytes + xq_bytes + (long)n_tokens * dg * 4 +
 	       (long)n_tokens * dim * 4;
 	if (hdr[0] != CASE_MAGIC || hdr[1] != HMOE_FXP_CONTRACT_VERSION || n_tokens < 1 ||
 	    n_tokens > HMOE_FXP_TILE || dim < 1 || dim > HMOE_FXP_MAX_DIM || inter < 1 ||
-	    inter > HMOE_FXP_MAX_INTER || fmt < 0 || fmt >= HMOE_FXP_N_FORMATS ||
-	    pack_bytes != hmoe_fxp_expert_lines(fmt, dim, inter) * HMOE_FXP_LINE_BYTES ||
+	    inter > HMOE_FXP_MAX_INTER || !hmoe_fxp_mode_valid(mode) ||
+	    pack_bytes != hmoe_fxp_expert_lines(mode, dim, inter) * HMOE_FXP_LINE_BYTES ||
 	    size != need) {
 		printf("%s: not a case file of contract version %d (bad header or size)\n", path,
 		       HMOE_FXP_CONTRACT_VERSION);
@@ -72,7 +73,7 @@ static int run_case(const char *path, struct hmoe_ffn_scratch *s)
 		return 2;
 	}
 	pack = aligned_alloc(HMOE_FXP_LINE_BYTES, (size_t)pack_bytes);
-	xq = malloc((size_t)n_tokens * dg * HMOE_FXP_GROUP);
+	xq = malloc((size_t)xq_bytes);
 	xs = malloc(sizeof(*xs) * n_tokens * dg);
 	y_gold = malloc(sizeof(*y_gold) * n_tokens * dim);
 	y = malloc(sizeof(*y) * n_tokens * dim);
@@ -83,14 +84,14 @@ static int run_case(const char *path, struct hmoe_ffn_scratch *s)
 	p = buf + 28;
 	memcpy(pack, p, (size_t)pack_bytes);
 	p += pack_bytes;
-	memcpy(xq, p, (size_t)n_tokens * dg * HMOE_FXP_GROUP);
-	p += n_tokens * dg * HMOE_FXP_GROUP;
+	memcpy(xq, p, (size_t)xq_bytes);
+	p += xq_bytes;
 	for (int i = 0; i < n_tokens * dg; i++, p += 4)
 		xs[i] = le32(p);
 	for (int i = 0; i < n_tokens * dim; i++, p += 4)
 		y_gold[i] = le32(p);
 
-	ret = hmoe_ffn(pack, xq, xs, y, s, fmt, n_tokens, dim, inter);
+	ret = hmoe_ffn(pack, xq, xs, y, s, mode, n_tokens, dim, inter);
 	for (int i = 0; !ret && i < n_tokens * dim; i++)
 		if (y[i] != y_gold[i] && bad++ == 0)
 			first = i;
@@ -102,8 +103,9 @@ static int run_case(const char *path, struct hmoe_ffn_scratch *s)
 			       path, bad, n_tokens * dim, first / dim, first % dim, y[first],
 			       y_gold[first]);
 	} else {
-		printf("%s: PASSED (format %d, %d tokens, dim %d, inter %d)\n", path, fmt,
-		       n_tokens, dim, inter);
+		printf("%s: PASSED (format %d, %d activation plane%s, %d tokens, dim %d, "
+		       "inter %d)\n", path, hmoe_fxp_mode_format(mode), planes,
+		       planes > 1 ? "s" : "", n_tokens, dim, inter);
 	}
 	free(buf);
 	free(pack);

@@ -40,7 +40,7 @@ extern "C" {
 #endif
 
 #define HMOE_DRM_VERSION_MAJOR 1
-#define HMOE_DRM_VERSION_MINOR 0
+#define HMOE_DRM_VERSION_MINOR 1 /* 1: ffn job modes (HMOE_FORMAT_A16), format_flags */
 
 /* ---------------------------------------------------------------- get info */
 
@@ -51,6 +51,16 @@ extern "C" {
 #define HMOE_FORMAT_FP8 0
 #define HMOE_FORMAT_INT8 1
 #define HMOE_FORMAT_INT4 2
+
+/* The `format` field of an FFN job is a mode (hls/hmoe_fxp.h, "kernel modes"): the
+ * weight format in bits 0-7 and mode flags above it. Every flag set must be one the
+ * card lists in get_info.format_flags, else the job is refused (-EINVAL).
+ *  HMOE_FORMAT_A16: each activation is two int8 planes (hi, lo), q = 128 * hi + lo
+ *  (fixed-point contract 2+): the x buffer holds two planes per token and the card
+ *  makes two int8 passes over the weights. Without it: one plane, |q| <= 127 (A8). */
+#define HMOE_FORMAT_MASK 0xffu
+#define HMOE_FORMAT_A16 (1u << 8)
+#define HMOE_FORMAT_FLAGS_ALL HMOE_FORMAT_A16
 
 struct drm_hmoe_get_info {
 	__u32 version_major;        /* out: HMOE_DRM_VERSION_MAJOR */
@@ -66,7 +76,10 @@ struct drm_hmoe_get_info {
 	__u32 max_jobs_per_submit;  /* out */
 	__u32 max_tokens_per_job;   /* out: token tile of one expert FFN job */
 	__u64 dma_bytes_per_sec;    /* out: DMA engine bandwidth (modeled on emu), bytes/s */
-	__u64 reserved[4];          /* in: zero */
+	__u32 format_flags;         /* out: the HMOE_FORMAT_* mode flags FFN jobs may set
+				     * (uapi 1.1; a 1.0 driver leaves it 0: A8 only) */
+	__u32 pad;                  /* in: zero */
+	__u64 reserved[3];          /* in: zero */
 };
 
 /* ---------------------------------------------------------------- buffer objects */
@@ -153,15 +166,19 @@ struct drm_hmoe_job_copy {
 };
 
 /* One expert FFN y = W2(silu(W1 x) * W3 x) over n_tokens tokens, with the layouts of
- * hls/hmoe_ffn.h. All three BOs are card BOs; the ranges must lie inside them:
- *   weights: the expert's weight pack for (format, dim, inter), hmoe_ffn_pack_bytes()
- *   x:       n_tokens activation rows (int8 + scale), hmoe_ffn_x_bytes()
- *   y:       n_tokens output rows (int32 fixed point), hmoe_ffn_y_bytes()  */
+ * hls/hmoe_ffn.h (groups = ceil(dim / 128), planes = 2 with HMOE_FORMAT_A16, else 1).
+ * All three BOs are card BOs; the ranges, in bytes, must lie inside them:
+ *   weights: the expert's weight pack for (format & HMOE_FORMAT_MASK, dim, inter),
+ *            hmoe_fxp_expert_lines() lines of 64 bytes
+ *   x:       xq int8 (n_tokens, planes, groups * 128), then xs int32 (n_tokens, groups):
+ *            n_tokens * groups * (128 * planes + 4) bytes
+ *   y:       int32 (n_tokens, dim), Q16 fixed point: n_tokens * dim * 4 bytes
+ * Offsets are multiples of 64.  */
 struct drm_hmoe_job_ffn {
 	__u32 weights_handle;
 	__u32 x_handle;
 	__u32 y_handle;
-	__u32 format;   /* HMOE_FORMAT_* */
+	__u32 format;   /* mode: HMOE_FORMAT_FP8/INT8/INT4 | optional HMOE_FORMAT_A16 */
 	__u64 weights_offset;
 	__u64 x_offset;
 	__u64 y_offset;

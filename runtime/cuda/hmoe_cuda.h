@@ -140,9 +140,11 @@ struct hmoe_cuda_api {
 
 	/* ---- expert datapath hand-off ---- */
 	/* The fixed-point activation quantiser (docs/fxp.md), bit-identical to the CPU's
-	 * hmoe_fxp_quant_x: x (n, dim) fp32 (x_f32) or bf16 -> xq (n, groups * 128) int8,
-	 * zero-padded, and xs (n, groups) scale words, groups = ceil(dim / 128). */
-	int (*fxp_quant_x)(int8_t *xq, int32_t *xs, const void *x, int x_f32, int n, int dim);
+	 * hmoe_fxp_quant_x: x (n, dim) fp32 (x_f32) or bf16 -> xq (n, planes, groups * 128)
+	 * int8, zero-padded, and xs (n, groups) scale words, groups = ceil(dim / 128).
+	 * planes = hmoe_fxp_mode_planes(mode): 2 (A16: hi plane, then lo) or 1 (A8). */
+	int (*fxp_quant_x)(int8_t *xq, int32_t *xs, const void *x, int x_f32, int n, int dim,
+			   int planes);
 
 	/* ---- MLA ---- */
 	/* Absorbed-form decode for a batch of sequences, one new token each.

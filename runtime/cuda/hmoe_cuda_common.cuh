@@ -141,7 +141,8 @@ int hcu_route(int32_t *ids, float *weights, const float *logits, const float *bi
 	      int n_experts, int n_group, int topk_group, int top_k, int softmax, int norm,
 	      float scale);
 /* hmoe_cuda_fxp.cu */
-int hcu_fxp_quant_x(int8_t *xq, int32_t *xs, const void *x, int x_f32, int n, int dim);
+int hcu_fxp_quant_x(int8_t *xq, int32_t *xs, const void *x, int x_f32, int n, int dim,
+		    int planes);
 /* hmoe_cuda_mla.cu */
 int hcu_mla_decode(void *out, const void *q, const struct hmoe_cuda_kv_pages *kv, int batch,
 		   int n_heads, int kv_lora, int rope_dim, float scale, int version);

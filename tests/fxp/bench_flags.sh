@@ -1,28 +1,32 @@
 #!/usr/bin/env bash
 # bench_flags: `hmoe bench experts` refuses bad flags with one line and exit 2, and a
-# minimal run (1 token, int4, 1 resident expert, no fp32) prints one well-formed JSON
-# object with the fields docs/fxp.md describes.
+# minimal run (1 and 3 tokens, int4 with two activation planes and int4-a8 with one,
+# 1 resident expert, no fp32) prints one well-formed JSON object with the fields
+# docs/fxp.md describes.
 set -u
 cd "${HMOE_ROOT:-.}"
 HMOE=${HMOE:-build/hmoe}
 fail() { echo "FAIL: $*"; exit 1; }
 
-for bad in "--tokens 0" "--formats int3" "--experts 0" "--min-time x"; do
+for bad in "--tokens 0" "--formats int3" "--formats int4-a16" "--formats ," \
+	"--formats fp8,int8,int4,fp8-a8,int8-a8,int4-a8,fp8" "--experts 0" "--min-time x"; do
 	out=$("$HMOE" bench experts --json $bad 2>&1 >/dev/null)
 	rc=$?
 	[ $rc -eq 2 ] || fail "bench experts $bad exited $rc, want 2"
 	[ "$(printf '%s\n' "$out" | grep -c .)" -eq 1 ] || fail "bench experts $bad: not one line: $out"
 	echo "$bad -> $out"
 done
-"$HMOE" bench experts --json --tokens 1,3 --formats int4 --experts 1 --f32-experts 0 \
+"$HMOE" bench experts --json --tokens 1,3 --formats int4,int4-a8 --experts 1 --f32-experts 0 \
 	--min-time 0 --bw-mib 16 >"${BUILD:-build}/fxp-bench-smoke.json" || fail "bench run"
 /usr/bin/python3 - "${BUILD:-build}/fxp-bench-smoke.json" <<'PY' || exit 1
 import json, sys
 d = json.load(open(sys.argv[1]))
 assert d["bench"] == "experts" and d["dims"] == {"dim": 7168, "inter": 2048, "experts": 256, "top_k": 8}, d
 rs = d["results"]
-assert [(r["format"], r["tokens"]) for r in rs] == [("int4", 1), ("int4", 3)], rs
+assert [(r["format"], r["tokens"]) for r in rs] == \
+    [("int4", 1), ("int4", 3), ("int4-a8", 1), ("int4-a8", 3)], rs
 for r in rs:
+    assert r["weight_format"] == "int4" and r["activation_planes"] == (1 if r["format"].endswith("-a8") else 2), r
     assert r["seconds"] > 0 and r["weight_bytes"] == r["experts_touched"] * 23527424, r
     assert r["int_ops_per_s"] > 0 and r["bw_ratio"] > 0, r
 assert rs[0]["experts_touched"] == 8, rs[0]

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # e2e: the cpu-fxp expert backend end to end on a mktiny checkpoint (dim 192, inter 160:
-# partial groups), against cpu-f32, over 64 teacher-forced positions:
-#   - fp8: argmax agrees with cpu-f32 at >= 85% of positions (measured 92%), logits
-#     relative L2 <= 10% (measured 6.3%; the model is random, so small expert differences
-#     grow through its layers; the expert error alone is ~1.5%, unit/test_fxp_accuracy);
+# partial groups), against cpu-f32, over 64 teacher-forced positions, per kernel mode:
+#   - fp8 (A16, the default): argmax agrees with cpu-f32 at >= 98% of positions
+#     (measured 100%), logits relative L2 <= 0.1% (measured 0.01%: the fp8 weights are the
+#     checkpoint's and two activation planes leave ~0.01% per expert);
+#   - int8 (measured 95% / 4.5%) and int4 (70% / 17%): weight rounding dominates;
+#   - the one-plane modes fp8-a8 (92% / 6.3%) and int8-a8 (91% / 6.3%), contract v1's
+#     numbers (the model is random, so small expert differences grow through its layers);
 #   - the same logits, bit for bit, with 1 thread + the scalar kernel and with all threads
-#     + the best SIMD variant (the determinism the heterogeneous runtime relies on);
-#   - int8 (measured 91%, 6.3%) and int4 (70%, 16%) within looser bounds; a bad format is one error line and exit 2.
+#     + the best SIMD variant, in both modes (the determinism the heterogeneous runtime
+#     relies on); a bad format is one error line and exit 2.
 set -u
 cd "${HMOE_ROOT:-.}"
 HMOE=${HMOE:-build/hmoe}
@@ -27,19 +30,41 @@ run fp8 cpu-fxp:fp8 2
 run fp8_scalar cpu-fxp 1 HMOE_FXP_SIMD=scalar
 run int8 cpu-fxp:int8 2
 run int4 cpu-fxp:int4 2
+run fp8-a8 cpu-fxp:fp8-a8 2
+run fp8-a8_scalar cpu-fxp:fp8-a8 1 HMOE_FXP_SIMD=scalar
+run int8-a8 cpu-fxp:int8-a8 2
 cmp -s "$dir/fp8.bin" "$dir/fp8_scalar.bin" || fail "cpu-fxp:fp8 logits differ between 2 threads + SIMD and 1 thread + scalar"
+cmp -s "$dir/fp8-a8.bin" "$dir/fp8-a8_scalar.bin" || fail "cpu-fxp:fp8-a8 logits differ between 2 threads + SIMD and 1 thread + scalar"
 /usr/bin/python3 - "$dir" <<'PY' || exit 1
-import sys
-import numpy as np
+import array, math, sys
 d = sys.argv[1]
-ref = np.fromfile(d + "/f32.bin", dtype=np.float32).reshape(64, -1)
+POS = 64
+
+def load(name):
+    a = array.array("f")
+    with open(d + "/%s.bin" % name, "rb") as f:
+        a.frombytes(f.read())
+    if sys.byteorder != "little":
+        a.byteswap()
+    n = len(a) // POS
+    assert n * POS == len(a) and n > 0, "%s.bin is not (64, vocab) float32" % name
+    return [a[i * n:(i + 1) * n] for i in range(POS)]
+
+def argmax(row):
+    return max(range(len(row)), key=row.__getitem__)
+
+ref = load("f32")
+ref_arg = [argmax(r) for r in ref]
+ref_sq = sum(v * v for r in ref for v in r)
 ok = True
-for name, min_agree, max_rel in (("fp8", 0.85, 0.10), ("int8", 0.80, 0.12), ("int4", 0.50, 0.30)):
-    l = np.fromfile(d + "/%s.bin" % name, dtype=np.float32).reshape(64, -1)
-    agree = float((l.argmax(1) == ref.argmax(1)).mean())
-    rel = float(np.linalg.norm(l - ref) / np.linalg.norm(ref))
-    good = np.isfinite(l).all() and agree >= min_agree and rel <= max_rel
-    print("cpu-fxp:%-4s argmax agreement %.3f (>= %.2f), logits relative L2 %.4f (<= %.2f) %s"
+for name, min_agree, max_rel in (("fp8", 0.98, 0.001), ("int8", 0.90, 0.06), ("int4", 0.60, 0.22),
+                                 ("fp8-a8", 0.85, 0.10), ("int8-a8", 0.80, 0.10)):
+    l = load(name)
+    finite = all(math.isfinite(v) for r in l for v in r)
+    agree = sum(argmax(r) == a for r, a in zip(l, ref_arg)) / POS
+    rel = math.sqrt(sum((v - w) ** 2 for r, q in zip(l, ref) for v, w in zip(r, q)) / ref_sq)
+    good = finite and agree >= min_agree and rel <= max_rel
+    print("cpu-fxp:%-7s argmax agreement %.3f (>= %.2f), logits relative L2 %.4f (<= %.2f) %s"
           % (name, agree, min_agree, rel, max_rel, "ok" if good else "FAIL"))
     ok &= bool(good)
 sys.exit(0 if ok else 1)

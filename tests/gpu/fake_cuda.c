@@ -218,11 +218,20 @@ static int fake_route(int32_t *ids, float *w, const float *l, const float *b, in
 	return 0;
 }
 
-/* The GPU quantiser's steps: exact x * 2^32 truncated, then the integer quantiser. */
-_Static_assert(HMOE_FXP_CONTRACT_VERSION == 1, "docs/fxp.md changed: re-check the quantiser");
-static int fake_fxp_quant_x(int8_t *xq, int32_t *xs, const void *x, int f32, int n, int dim)
+/* The GPU quantiser's steps: exact x * 2^32 truncated, then the integer quantiser, into
+ * xq (n, planes, groups * 128). */
+_Static_assert(HMOE_FXP_CONTRACT_VERSION == 2, "docs/fxp.md changed: re-check the quantiser");
+static int fake_fxp_quant_x(int8_t *xq, int32_t *xs, const void *x, int f32, int n, int dim,
+			    int planes)
 {
 	int groups = (dim + 127) / 128;
+	long plane = (long)groups * 128;
+
+	if (n < 0 || dim <= 0 || (planes != 1 && planes != 2)) {
+		snprintf(fake_msg, sizeof(fake_msg), "fxp_quant_x: n %d, dim %d, planes %d", n,
+			 dim, planes);
+		return -1; /* HMOE_EINPUT, as the GPU's argument checks */
+	}
 
 	for (int t = 0; t < n; t++)
 		for (int g = 0; g < groups; g++) {
@@ -238,10 +247,13 @@ static int fake_fxp_quant_x(int8_t *xq, int32_t *xs, const void *x, int f32, int
 				     : f <= -1073741824.0f ? -HMOE_FXP_ACT_IN_MAX
 				     : (int64_t)(f * 4294967296.0f);
 			}
-			int8_t *q = xq + ((long)t * groups + g) * 128;
+			int8_t *hi = xq + (long)t * planes * plane + (long)g * 128;
+			int8_t *lo = planes == 2 ? hi + plane : NULL;
 
-			xs[(long)t * groups + g] = hmoe_fxp_quant_group(v, cnt, q);
-			memset(q + cnt, 0, (size_t)(128 - cnt));
+			xs[(long)t * groups + g] = hmoe_fxp_quant_group(v, cnt, planes, hi, lo);
+			memset(hi + cnt, 0, (size_t)(128 - cnt));
+			if (lo)
+				memset(lo + cnt, 0, (size_t)(128 - cnt));
 		}
 	return 0;
 }

@@ -653,18 +653,18 @@ static int test_route(void)
 }
 
 /* The fixed-point activation quantiser: bit-identical to the CPU's hmoe_fxp_quant_x
- * (the oracle is that function itself, not a copy), on random data plus the edges of
- * its contract: an all-zero group (scale word 0), NaN (-> 0), values past 2^30
- * (saturate), subnormals, values near 2^-32 (truncation, not rounding, to Q32), a
- * partial last group. */
-static int test_fxp_quant(void)
+ * (the oracle is that function itself, not a copy) in both activation modes (A16: two
+ * planes, A8: one), on random data plus the edges of its contract: an all-zero group
+ * (scale word 0), NaN (-> 0), values past 2^30 (saturate), subnormals, values near
+ * 2^-32 (truncation, not rounding, to Q32), a partial last group. */
+static int test_fxp_quant_planes(int planes)
 {
 	const int n = 9, dims[] = { 7168, 200 };
 	int fails = 0;
 
 	for (size_t d = 0; d < sizeof(dims) / sizeof(dims[0]); d++) {
 		int dim = dims[d], groups = (dim + 127) / 128;
-		size_t nx = (size_t)n * dim, nq = (size_t)n * groups * 128;
+		size_t nx = (size_t)n * dim, nq = (size_t)n * planes * groups * 128;
 		float *x = xmalloc(nx * sizeof(float));
 		uint16_t *xb = xmalloc(nx * 2);
 		int8_t *rq = xmalloc(nq), *gq;
@@ -698,32 +698,48 @@ static int test_fxp_quant(void)
 			}
 			dx = f32 ? up(x, nx * sizeof(float)) : up(xb, nx * 2);
 			for (int t = 0; t < n; t++)
-				hmoe_fxp_quant_x(x + (size_t)t * dim, dim, rq + (size_t)t * groups * 128,
+				hmoe_fxp_quant_x(x + (size_t)t * dim, dim, planes,
+						 rq + (size_t)t * planes * groups * 128,
 						 rs + (size_t)t * groups);
-			CHECK(api->fxp_quant_x(dq, ds, dx, f32, n, dim));
+			CHECK(api->fxp_quant_x(dq, ds, dx, f32, n, dim, planes));
 			gq = down(dq, nq);
 			gs = down(ds, sizeof(int32_t) * (size_t)n * groups);
 			for (size_t i = 0; i < nq && !bad; i++)
 				if (gq[i] != rq[i]) {
-					printf("fxp_quant dim %d %s FAILED: xq[%zu] gpu %d cpu %d\n", dim,
-					       f32 ? "fp32" : "bf16", i, gq[i], rq[i]);
+					printf("fxp_quant A%d dim %d %s FAILED: xq[%zu] gpu %d cpu %d\n",
+					       8 * planes, dim, f32 ? "fp32" : "bf16", i, gq[i], rq[i]);
 					bad = 1;
 				}
 			for (int i = 0; i < n * groups && !bad; i++)
 				if (gs[i] != rs[i]) {
-					printf("fxp_quant dim %d %s FAILED: xs[%d] gpu %#x cpu %#x\n", dim,
-					       f32 ? "fp32" : "bf16", i, (unsigned)gs[i], (unsigned)rs[i]);
+					printf("fxp_quant A%d dim %d %s FAILED: xs[%d] gpu %#x cpu %#x\n",
+					       8 * planes, dim, f32 ? "fp32" : "bf16", i, (unsigned)gs[i],
+					       (unsigned)rs[i]);
 					bad = 1;
 				}
 			if (!bad)
-				printf("fxp_quant dim %-5d %s (bit-exact)  ok: %d tokens\n", dim,
-				       f32 ? "fp32" : "bf16", n);
+				printf("fxp_quant A%-2d dim %-5d %s (bit-exact)  ok: %d tokens\n",
+				       8 * planes, dim, f32 ? "fp32" : "bf16", n);
 			fails += bad;
 			free(gq), free(gs);
 			api->free(dx), api->free(dq), api->free(ds);
 		}
 		free(x), free(xb), free(rq), free(rs);
 	}
+	return fails;
+}
+
+static int test_fxp_quant(void)
+{
+	int fails = test_fxp_quant_planes(2) + test_fxp_quant_planes(1);
+	void *dx = poisoned(128 * sizeof(float)), *dq = poisoned(3 * 128), *ds = poisoned(4);
+
+	/* a plane count outside the contract is an argument error, not a launch */
+	if (api->fxp_quant_x(dq, ds, dx, 1, 1, 128, 3) >= 0) {
+		printf("fxp_quant FAILED: 3 planes accepted\n");
+		fails++;
+	}
+	api->free(dx), api->free(dq), api->free(ds);
 	return fails;
 }
 

@@ -13,7 +13,7 @@ echo "$out"
 [ $rc -eq 1 ] || { echo "FAIL: exit $rc without a card, want 1"; exit 1; }
 [ "$(echo "$out" | wc -l)" -eq 1 ] && echo "$out" | grep -q 'no hmoe card' ||
 	{ echo "FAIL: want one line saying no hmoe card"; exit 1; }
-for bad in "--tokens 0" "--format fp9" "--experts 4 --top-k 8" "--bogus"; do
+for bad in "--tokens 0" "--format fp9" "--format int8-a9" "--experts 4 --top-k 8" "--bogus"; do
 	out=$("$HMOE" bench kmod $bad 2>&1); rc=$?
 	echo "$bad -> $rc: $out"
 	[ $rc -eq 2 ] || { echo "FAIL: '$bad' exited $rc, want 2"; exit 1; }

@@ -17,14 +17,14 @@ dir=$(mktemp -d "${TMPDIR:-/tmp}/hmoe_kmod_nodev.XXXXXX")
 trap 'rm -rf "$dir"' EXIT
 "$HMOE" mktiny --out "$dir/m" --seed 3 >/dev/null || { echo "FAIL: mktiny"; exit 1; }
 gen() { "$HMOE" generate --model "$dir/m" --temperature 0 --max-tokens 2 --prompt hi --experts "$@"; }
-for spec in kmod kmod:fp8,cards=2 kmod:int4; do
+for spec in kmod kmod:fp8,cards=2 kmod:int4 kmod:int8-a8,cards=2; do
 	out=$(gen "$spec" 2>&1 >/dev/null); rc=$?
 	echo "$spec -> $rc: $out"
 	[ $rc -eq 1 ] || { echo "FAIL: '$spec' exited $rc without a card, want 1"; exit 1; }
 	[ "$(echo "$out" | wc -l)" -eq 1 ] && echo "$out" | grep -q 'no hmoe card' ||
 		{ echo "FAIL: want one line saying no hmoe card"; exit 1; }
 done
-for spec in kmod:fp9 kmod:cards=0 kmod:cards=9 kmod:cards=x kmod:fp8,bogus=1 kmod:fp8,int8; do
+for spec in kmod:fp9 kmod:fp8-a4 kmod:cards=0 kmod:cards=9 kmod:cards=x kmod:fp8,bogus=1 kmod:fp8,int8; do
 	out=$(gen "$spec" 2>&1 >/dev/null); rc=$?
 	echo "$spec -> $rc: $out"
 	[ $rc -eq 2 ] || { echo "FAIL: '$spec' exited $rc, want 2"; exit 1; }

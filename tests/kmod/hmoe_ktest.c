@@ -311,6 +311,12 @@ static int test_basic(void)
 	      info.card_mem_free_bytes == info.card_mem_bytes &&
 	      info.weight_formats == 7 && info.max_queues == HMOE_MAX_QUEUES_PER_FILE_TEST && info.max_tokens_per_job == HMOE_FXP_TILE &&
 	      info.fxp_contract_version >= 1, "get_info: implausible values");
+	/* the emulated card runs the hls/ kernel compiled into this program too */
+	CHECK(info.version_minor >= 1 && info.fxp_contract_version == HMOE_FXP_CONTRACT_VERSION &&
+	      info.format_flags == HMOE_FORMAT_A16,
+	      "get_info: uapi %u.%u, contract %u, format flags %#x (want A16 of contract %d)",
+	      info.version_major, info.version_minor, info.fxp_contract_version,
+	      info.format_flags, HMOE_FXP_CONTRACT_VERSION);
 
 	CHECK(!bo_create(fd, size, 0, &src) && !bo_create(fd, size, 0, &dst), "bo_create host");
 	CHECK(!bo_create(fd, size + 1, HMOE_BO_CARD, &card), "bo_create card");
@@ -411,9 +417,16 @@ static int test_validate(void)
 
 	CHECK(fd >= 0 && fd2 >= 0, "open");
 	{
-		struct drm_hmoe_get_info i = { .reserved = { 0, 0, 1, 0 } };
+		struct drm_hmoe_get_info i = { .reserved = { 0, 0, 1 } };
 
 		CHECK_ERR(fd, DRM_IOCTL_HMOE_GET_INFO, &i, -EINVAL);
+		memset(&i, 0, sizeof(i));
+		i.pad = 1;
+		CHECK_ERR(fd, DRM_IOCTL_HMOE_GET_INFO, &i, -EINVAL);
+		memset(&i, 0, sizeof(i));
+		i.format_flags = ~0u; /* out: its input value is ignored */
+		CHECK(!xioctl(fd, DRM_IOCTL_HMOE_GET_INFO, &i) && i.format_flags == HMOE_FORMAT_A16,
+		      "get_info with format_flags set on input: flags %#x", i.format_flags);
 	}
 	{
 		struct drm_hmoe_bo_create c = { .size = 4096 };
@@ -618,7 +631,9 @@ static int test_validate(void)
 		b.ffn.weights_handle = card;
 		b.ffn.x_handle = card;
 		b.ffn.y_handle = card;
-		b.ffn.format = HMOE_FORMAT_INT8;
+		/* b is a valid job (int4 weights: 48 KiB fit the 64 KiB BO) but for its queue;
+		 * each case below breaks one more thing */
+		b.ffn.format = HMOE_FORMAT_INT4;
 		b.ffn.dim = 128;
 		b.ffn.inter = 128;
 		b.ffn.n_tokens = 1;
@@ -633,6 +648,22 @@ static int test_validate(void)
 			BAD_JOB(comp, c, -EINVAL);
 			c = b;
 			c.ffn.format = 3;
+			BAD_JOB(comp, c, -EINVAL);
+			/* modes: unknown flag bits, a bad format under a good flag */
+			c.ffn.format = HMOE_FORMAT_INT4 | (1u << 9);
+			BAD_JOB(comp, c, -EINVAL);
+			c.ffn.format = HMOE_FORMAT_INT4 | HMOE_FORMAT_A16 | (1u << 31);
+			BAD_JOB(comp, c, -EINVAL);
+			c.ffn.format = HMOE_FORMAT_INT4 | 0x80;
+			BAD_JOB(comp, c, -EINVAL);
+			c.ffn.format = 3 | HMOE_FORMAT_A16;
+			BAD_JOB(comp, c, -EINVAL);
+			/* A16 needs two planes of x: a range that holds one (A8) is too short */
+			CHECK(hmoe_fxp_expert_lines(HMOE_FXP_INT4, 128, 128) * HMOE_FXP_LINE_BYTES <=
+				      65536 - 192, "the validate FFN job's weights do not fit");
+			c = b;
+			c.ffn.format = HMOE_FORMAT_INT4 | HMOE_FORMAT_A16;
+			c.ffn.x_offset = 65536 - 192; /* 132 bytes of A8 fit, 260 of A16 do not */
 			BAD_JOB(comp, c, -EINVAL);
 			c = b;
 			c.ffn.dim = 0;
@@ -1003,10 +1034,12 @@ static int test_prime(void)
 	return 0;
 }
 
-/* Builds a random but well-formed expert pack and quantised activations. */
-static void make_ffn_inputs(int format, int dim, int inter, int n_tokens, uint8_t *pack,
+/* Builds a random but well-formed expert pack and quantised activations for a kernel
+ * mode: xq (n_tokens, planes, groups * 128), xs (n_tokens, groups). */
+static void make_ffn_inputs(int mode, int dim, int inter, int n_tokens, uint8_t *pack,
 			    int8_t *xq, int32_t *xs)
 {
+	int format = hmoe_fxp_mode_format(mode), planes = hmoe_fxp_mode_planes(mode);
 	int64_t lines = hmoe_fxp_expert_lines(format, dim, inter);
 	int groups = hmoe_fxp_groups(dim);
 	int e_base = format == HMOE_FXP_FP8 ? 36 : format == HMOE_FXP_INT8 ? 28 : 24;
@@ -1033,19 +1066,24 @@ static void make_ffn_inputs(int format, int dim, int inter, int n_tokens, uint8_
 			int64_t v[HMOE_FXP_GROUP];
 			int n = dim - g * HMOE_FXP_GROUP < HMOE_FXP_GROUP ? dim - g * HMOE_FXP_GROUP
 									  : HMOE_FXP_GROUP;
-			int8_t *q = xq + ((size_t)t * groups + g) * HMOE_FXP_GROUP;
+			size_t plane = (size_t)groups * HMOE_FXP_GROUP;
+			int8_t *hi = xq + (size_t)t * planes * plane + (size_t)g * HMOE_FXP_GROUP;
+			int8_t *lo = planes == 2 ? hi + plane : NULL;
 
 			for (int i = 0; i < n; i++)
 				v[i] = (int64_t)(rng() % (1ull << 34)) - (1ll << 33);
 			if (t == 1 && g == 0)
 				v[0] = 1ll << 40; /* one huge activation among small ones */
-			memset(q, 0, HMOE_FXP_GROUP);
-			xs[t * groups + g] = hmoe_fxp_quant_group(v, n, q);
+			memset(hi, 0, HMOE_FXP_GROUP);
+			if (lo)
+				memset(lo, 0, HMOE_FXP_GROUP);
+			xs[t * groups + g] = hmoe_fxp_quant_group(v, n, planes, hi, lo);
 		}
 	}
 }
 
-/* Expert FFN jobs on the card vs the same hls/ kernel in this program, bit for bit. */
+/* Expert FFN jobs on the card vs the same hls/ kernel in this program, bit for bit, in
+ * both activation modes (A16: two planes, A8: one) of every weight format. */
 static int test_ffn(void)
 {
 	static const struct { int format, dim, inter, n_tokens; } cases[] = {
@@ -1060,11 +1098,14 @@ static int test_ffn(void)
 	CHECK(fd >= 0 && scratch, "open");
 	CHECK(!queue_create(fd, HMOE_QUEUE_H2C, 8, &h2c) && !queue_create(fd, HMOE_QUEUE_C2H, 8, &c2h) &&
 	      !queue_create(fd, HMOE_QUEUE_COMPUTE, 8, &comp), "queues");
-	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
-		int f = cases[c].format, dim = cases[c].dim, inter = cases[c].inter;
+	for (size_t cm = 0; cm < 2 * sizeof(cases) / sizeof(cases[0]); cm++) {
+		size_t c = cm / 2;
+		int f = cases[c].format | (cm % 2 ? 0 : HMOE_FXP_A16);
+		int dim = cases[c].dim, inter = cases[c].inter;
 		int nt = cases[c].n_tokens, groups = hmoe_fxp_groups(dim);
-		size_t wbytes = (size_t)hmoe_fxp_expert_lines(f, dim, inter) * HMOE_FXP_LINE_BYTES;
-		size_t xq_bytes = (size_t)nt * groups * HMOE_FXP_GROUP;
+		size_t wbytes = (size_t)hmoe_fxp_expert_lines(hmoe_fxp_mode_format(f), dim, inter) *
+				HMOE_FXP_LINE_BYTES;
+		size_t xq_bytes = (size_t)nt * hmoe_fxp_mode_planes(f) * groups * HMOE_FXP_GROUP;
 		size_t xbytes = xq_bytes + (size_t)nt * groups * 4, ybytes = (size_t)nt * dim * 4;
 		uint32_t hw, hx, hy, cw, cx, cy;
 		uint8_t *pw, *px, *py;
@@ -1114,10 +1155,10 @@ static int test_ffn(void)
 		CHECK(!submit(fd, c2h, &j, 1, &seq) && !wait_job(fd, c2h, seq, 10000, &st) &&
 		      st == HMOE_JOB_OK, "download");
 		CHECK(!memcmp(py, yref, ybytes),
-		      "case %zu (format %d, %dx%d, %d tokens): card output differs from user space",
+		      "case %zu (mode %#x, %dx%d, %d tokens): card output differs from user space",
 		      c, f, dim, inter, nt);
-		printf("ffn: format %d dim %d inter %d tokens %d: %zu output bytes identical\n", f,
-		       dim, inter, nt, ybytes);
+		printf("ffn: mode %#x (%d planes) dim %d inter %d tokens %d: %zu output bytes "
+		       "identical\n", f, hmoe_fxp_mode_planes(f), dim, inter, nt, ybytes);
 		munmap(pw, wbytes);
 		munmap(px, xbytes);
 		munmap(py, ybytes);

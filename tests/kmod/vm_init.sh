@@ -16,7 +16,7 @@ HMOE_ARGS="emu_cards=2 job_timeout_ms=5000"
 CYCLES=$(cat /etc/kcycles 2>/dev/null)
 
 tests=$(cat /etc/ktests)
-[ "$tests" = all ] && tests="load basic validate multiproc faults race prime ffn hwmon pci bench e2e cycles"
+[ "$tests" = all ] && tests="load basic validate multiproc faults race prime ffn hwmon pci bench e2e experts cycles"
 echo "KTEST-PLAN $tests"
 
 pass() { echo "KTEST $1 PASS"; }
@@ -76,13 +76,22 @@ e2e_gen() { # OUT EXPERTS: greedy generation, text to OUT, stderr to OUT.err
 	hmoe generate --model /tmp/m --temperature 0 --max-tokens 16 --threads 2 \
 		--prompt "Experts on cards" --experts "$2" >"$1" 2>"$1.err"
 }
+# make_model TEST: the tiny checkpoint /tmp/m (once); fails TEST if it cannot be made.
+make_model() {
+	[ -r /tmp/m/config.json ] && return 0
+	hmoe mktiny --out /tmp/m --seed 3 --tokenizer /models/deepseek-v3-tokenizer \
+		>/tmp/mktiny.log 2>&1 && return 0
+	fail "$1" "mktiny: $(tail -n 1 /tmp/mktiny.log)"
+	return 1
+}
+# The modes are A16 (fp8: two activation planes, the default) for the 2-card runs and
+# the fault run, A8 (int8-a8) for the one-card run.
 t_e2e() {
 	[ -x /bin/hmoe ] || { echo "KTEST e2e SKIP hmoe binary not packed"; return; }
 	[ -r /models/deepseek-v3-tokenizer/tokenizer.json ] ||
 		{ echo "KTEST e2e SKIP tokenizer not packed"; return; }
 	echo 5000 >/sys/module/hmoe/parameters/job_timeout_ms
-	hmoe mktiny --out /tmp/m --seed 3 --tokenizer /models/deepseek-v3-tokenizer \
-		>/tmp/mktiny.log 2>&1 || { fail e2e "mktiny: $(tail -n 1 /tmp/mktiny.log)"; return; }
+	make_model e2e || return
 	e2e_gen /tmp/e2e_cpu cpu-fxp:fp8 || { fail e2e "cpu-fxp: $(tail -n 1 /tmp/e2e_cpu.err)"; return; }
 	HMOE_KMOD_VERIFY=1 e2e_gen /tmp/e2e_kmod kmod:fp8,cards=2 ||
 		{ fail e2e "kmod: $(tail -n 1 /tmp/e2e_kmod.err)"; return; }
@@ -96,12 +105,12 @@ t_e2e() {
 	}
 	grep -q 'CPU fallbacks' /tmp/e2e_kmod.err &&
 		{ fail e2e "CPU fallbacks without a fault: $(grep fallbacks /tmp/e2e_kmod.err)"; return; }
-	# another format, one card
-	e2e_gen /tmp/e2e_cpu8 cpu-fxp:int8 || { fail e2e "cpu-fxp:int8: $(tail -n 1 /tmp/e2e_cpu8.err)"; return; }
-	e2e_gen /tmp/e2e_kmod8 kmod:int8 || { fail e2e "kmod:int8: $(tail -n 1 /tmp/e2e_kmod8.err)"; return; }
-	echo "KTEST-E2E cpu-fxp:int8 text: $(cat /tmp/e2e_cpu8)"
-	echo "KTEST-E2E kmod:int8 text: $(cat /tmp/e2e_kmod8)"
-	cmp -s /tmp/e2e_cpu8 /tmp/e2e_kmod8 || { fail e2e "kmod:int8 text differs from cpu-fxp:int8"; return; }
+	# another format and the one-plane mode, one card
+	e2e_gen /tmp/e2e_cpu8 cpu-fxp:int8-a8 || { fail e2e "cpu-fxp:int8-a8: $(tail -n 1 /tmp/e2e_cpu8.err)"; return; }
+	e2e_gen /tmp/e2e_kmod8 kmod:int8-a8 || { fail e2e "kmod:int8-a8: $(tail -n 1 /tmp/e2e_kmod8.err)"; return; }
+	echo "KTEST-E2E cpu-fxp:int8-a8 text: $(cat /tmp/e2e_cpu8)"
+	echo "KTEST-E2E kmod:int8-a8 text: $(cat /tmp/e2e_kmod8)"
+	cmp -s /tmp/e2e_cpu8 /tmp/e2e_kmod8 || { fail e2e "kmod:int8-a8 text differs from cpu-fxp:int8-a8"; return; }
 	inj=/sys/kernel/debug/hmoe/hmoe_emu.1/inject_error
 	[ -w $inj ] || { fail e2e "no $inj"; return; }
 	e2e_gen /tmp/e2e_fault kmod:fp8,cards=2 &
@@ -120,6 +129,23 @@ t_e2e() {
 	grep -q 'hmoe: kmod experts: [1-9][0-9]* CPU fallbacks' /tmp/e2e_fault.err ||
 		{ fail e2e "the injected fault was not counted as a CPU fallback"; return; }
 	pass e2e
+}
+
+# The kmod expert backend against cpu-fxp on both cards, through run() and through
+# submit/wait with two batches in flight, in A16 and A8 (tests/kmod/kmod_experts.c).
+t_experts() {
+	[ -x /bin/kmod_experts ] || { echo "KTEST experts SKIP kmod_experts not built (no libhmoe)"; return; }
+	[ -x /bin/hmoe ] || { echo "KTEST experts SKIP hmoe binary not packed"; return; }
+	[ -r /models/deepseek-v3-tokenizer/tokenizer.json ] ||
+		{ echo "KTEST experts SKIP tokenizer not packed"; return; }
+	make_model experts || return
+	if kmod_experts /tmp/m >/tmp/experts.log 2>&1; then
+		grep 'kmod_experts:' /tmp/experts.log | sed 's/^/KTEST-EXPERTS /'
+		pass experts
+	else
+		sed 's/^/KTEST-EXPERTS /' /tmp/experts.log | tail -n 20
+		fail experts "$(grep -m 1 '^FAIL' /tmp/experts.log)"
+	fi
 }
 
 vmstat() { awk -v k="$1" '$1 == k { print $2 }' /proc/vmstat; }
@@ -173,6 +199,7 @@ for t in $tests; do
 	pci) t_pci ;;
 	bench) t_bench ;;
 	e2e) t_e2e ;;
+	experts) t_experts ;;
 	cycles) t_cycles ;;
 	*) hmoe_ktest "$t" ;;
 	esac

@@ -1,6 +1,7 @@
 /* test_fxp_accuracy: the fixed-point expert against the fp32 reference expert on
- * realistic synthetic data, per format: relative L2 error of y over a batch, asserted
- * (thresholds published in docs/fxp.md).
+ * realistic synthetic data, per kernel mode (weight format x activation planes: A16, the
+ * default, and A8): relative L2 error of y over a batch, asserted (thresholds published
+ * in docs/fxp.md).
  *
  * Data: an FP8 checkpoint made the way DeepSeek's are (128x128 blocks, scale amax/448)
  * from Gaussian weights (std 1/sqrt(in)) with outlier input channels (x8); activations
@@ -22,15 +23,17 @@ enum { DIM = 2048, INTER = 1024, N_TOKENS = 16 };
 
 /* Two data sets: plain Gaussian, and Gaussian with outlier channels (weights: input
  * columns k % 512 == 17 scaled x8; activations: channels 5, 900, 1500 scaled x30).
- * Thresholds: what the datapath achieves here (docs/fxp.md) plus about 10%. */
+ * Thresholds [planes - 1][format]: what the datapath achieves here (docs/fxp.md) plus
+ * about 10%. */
 struct dataset {
 	const char *name;
 	double w_outlier, x_outlier;
-	double max_rel_err[HMOE_FXP_N_FORMATS];
+	double max_rel_err[HMOE_FXP_MAX_PLANES][HMOE_FXP_N_FORMATS];
 };
 static const struct dataset datasets[] = {
-	{ "gaussian", 1, 1, { 0.019, 0.023, 0.21 } },
-	{ "outliers", 8, 30, { 0.040, 0.045, 0.31 } },
+	/*                  A8: fp8, int8, int4       A16: fp8, int8, int4 */
+	{ "gaussian", 1, 1, { { 0.019, 0.023, 0.21 }, { 0.0002, 0.0132, 0.21 } } },
+	{ "outliers", 8, 30, { { 0.040, 0.045, 0.31 }, { 0.0003, 0.0200, 0.31 } } },
 };
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
@@ -135,8 +138,8 @@ static int run_dataset(const struct dataset *d)
 	struct ckpt w1, w3, w2;
 	static float x[N_TOKENS * DIM], yf[N_TOKENS * DIM];
 	static double yref[N_TOKENS * DIM], ywq[N_TOKENS * DIM];
-	static int8_t xq[N_TOKENS * DIM];
-	static int32_t xs[N_TOKENS * DIM / 128], y32[N_TOKENS * DIM];
+	static int8_t xq[HMOE_FXP_MAX_PLANES][HMOE_FXP_MAX_PLANES * N_TOKENS * DIM];
+	static int32_t xs[HMOE_FXP_MAX_PLANES][N_TOKENS * DIM / 128], y32[N_TOKENS * DIM];
 	float *u1 = malloc(sizeof(float) * DIM * INTER), *u3 = malloc(sizeof(float) * DIM * INTER);
 	float *u2 = malloc(sizeof(float) * DIM * INTER);
 	int failures = 0;
@@ -148,12 +151,14 @@ static int run_dataset(const struct dataset *d)
 		x[i] = (float)gauss() * (i % DIM == 5 || i % DIM == 900 || i % DIM == 1500 ? d->x_outlier : 1);
 	for (int t = 0; t < N_TOKENS; t++) {
 		ref_expert(w1.w, w3.w, w2.w, x + t * DIM, yref + t * DIM);
-		hmoe_fxp_quant_x(x + t * DIM, DIM, xq + t * DIM, xs + t * DIM / 128);
+		for (int p = 1; p <= HMOE_FXP_MAX_PLANES; p++)
+			hmoe_fxp_quant_x(x + t * DIM, DIM, p, xq[p - 1] + t * p * DIM,
+					 xs[p - 1] + t * DIM / 128);
 	}
 	for (int f = 0; f < HMOE_FXP_N_FORMATS; f++) {
 		int64_t lin = hmoe_fxp_linear_lines(f, INTER, DIM);
 		struct hmoe_fxp_line *pack = aligned_alloc(64, 64 * hmoe_fxp_expert_lines(f, DIM, INTER));
-		double num = 0, den = 0, num_w = 0;
+		double num_w = 0, den = 0;
 
 		if (hmoe_fxp_pack_fp8(pack, w1.codes, w1.scale, INTER, DIM, f, "w1") ||
 		    hmoe_fxp_pack_fp8(pack + lin, w3.codes, w3.scale, INTER, DIM, f, "w3") ||
@@ -161,25 +166,37 @@ static int run_dataset(const struct dataset *d)
 			printf("FAIL packing %s\n", hmoe_fxp_format_name(f));
 			return 1;
 		}
-		hmoe_fxp_cpu_ffn(hmoe_fxp_simd_best(), pack, xq, xs, y32, f, N_TOKENS, DIM, INTER);
 		unpack((const uint8_t *)pack, f, INTER, DIM, u1);
 		unpack((const uint8_t *)(pack + lin), f, INTER, DIM, u3);
 		unpack((const uint8_t *)(pack + 2 * lin), f, DIM, INTER, u2);
 		for (int t = 0; t < N_TOKENS; t++)
 			ref_expert(u1, u3, u2, x + t * DIM, ywq + t * DIM);
 		for (int i = 0; i < N_TOKENS * DIM; i++) {
-			yf[i] = hmoe_fxp_out_to_f32(y32[i]);
-			num += (yf[i] - yref[i]) * (yf[i] - yref[i]);
 			num_w += (ywq[i] - yref[i]) * (ywq[i] - yref[i]);
 			den += yref[i] * yref[i];
 		}
-		printf("%s %-4s relative L2 error %.4f%% (weights alone %.4f%%; threshold %.2f%%), "
-		       "|y| rms %.3f\n", d->name, hmoe_fxp_format_name(f), 100 * sqrt(num / den),
-		       100 * sqrt(num_w / den), 100 * d->max_rel_err[f], sqrt(den / (N_TOKENS * DIM)));
-		if (!(sqrt(num / den) <= d->max_rel_err[f])) {
-			printf("FAIL %s %s: relative L2 error %.4f > %.4f\n", d->name, hmoe_fxp_format_name(f),
-			       sqrt(num / den), d->max_rel_err[f]);
-			failures++;
+		for (int p = HMOE_FXP_MAX_PLANES; p >= 1; p--) {
+			int mode = p == 2 ? f | HMOE_FXP_A16 : f;
+			double num = 0, max_err = d->max_rel_err[p - 1][f];
+
+			if (hmoe_fxp_cpu_ffn(hmoe_fxp_simd_best(), pack, xq[p - 1], xs[p - 1], y32,
+					     mode, N_TOKENS, DIM, INTER)) {
+				printf("FAIL %s: the kernel refused mode %#x\n", d->name, (unsigned)mode);
+				return 1;
+			}
+			for (int i = 0; i < N_TOKENS * DIM; i++) {
+				yf[i] = hmoe_fxp_out_to_f32(y32[i]);
+				num += (yf[i] - yref[i]) * (yf[i] - yref[i]);
+			}
+			printf("%s %-7s relative L2 error %.4f%% (weights alone %.4f%%; threshold "
+			       "%.2f%%), |y| rms %.3f\n", d->name, hmoe_fxp_format_name(mode),
+			       100 * sqrt(num / den), 100 * sqrt(num_w / den), 100 * max_err,
+			       sqrt(den / (N_TOKENS * DIM)));
+			if (!(sqrt(num / den) <= max_err)) {
+				printf("FAIL %s %s: relative L2 error %.4f > %.4f\n", d->name,
+				       hmoe_fxp_format_name(mode), sqrt(num / den), max_err);
+				failures++;
+			}
 		}
 		free(pack);
 	}

@@ -1,9 +1,10 @@
 /* test_fxp_simd: every CPU variant of the fixed-point expert kernel (scalar driver,
  * AVX2, AVX-512 VNNI, whichever this CPU has) is bit-identical to the hls/ scalar kernel
- * hmoe_ffn() on random packs and activations, including the extremes: +-127 (and the
- * off-contract -128) activations, saturating accumulations, all-zero rows and groups,
- * one huge activation among small ones, NaN fp8 codes, odd token counts and dims.
- * Also: the threaded MoE driver gives the same floats as hmoe_ffn() per expert.
+ * hmoe_ffn() in both activation modes (A16: two int8 planes, A8: one) on random packs
+ * and activations, including the extremes: +-127 (and the off-contract -128) in every
+ * plane, saturating accumulations, all-zero rows and groups, one huge activation among
+ * small ones, NaN fp8 codes, odd token counts and dims. Also: the threaded MoE driver
+ * gives the same floats as hmoe_ffn() per expert, in both modes.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,9 +87,14 @@ static void fill_linear(uint8_t *lin, int format, int out, int in, enum weights 
 	}
 }
 
-static void fill_acts(int8_t *xq, int32_t *xs, int n_tokens, int dim, enum acts mode)
+/* xq (n_tokens, planes, groups * 128), xs (n_tokens, groups). X_EXTREME / X_MINUS128
+ * overwrite every plane's live columns (so an A16 value reaches 128 * 127 + 127 or,
+ * off contract, -(128 * 128 + 128): the overflow proof's bound). */
+static void fill_acts(int8_t *xq, int32_t *xs, int n_tokens, int dim, int planes,
+		      enum acts mode)
 {
-	int groups = hmoe_fxp_groups(dim), stride = groups * HMOE_FXP_GROUP;
+	int groups = hmoe_fxp_groups(dim), plane = groups * HMOE_FXP_GROUP;
+	int stride = planes * plane;
 	float *x = malloc(sizeof(*x) * dim);
 
 	for (int t = 0; t < n_tokens; t++) {
@@ -98,25 +104,28 @@ static void fill_acts(int8_t *xq, int32_t *xs, int n_tokens, int dim, enum acts 
 			x[rnd() % dim] = 3000.0f;
 		if (mode == X_ZERO_GROUPS)
 			memset(x, 0, sizeof(*x) * (dim < 128 ? dim : 128));
-		hmoe_fxp_quant_x(x, dim, xq + t * stride, xs + t * groups);
+		hmoe_fxp_quant_x(x, dim, planes, xq + t * stride, xs + t * groups);
 		if (mode == X_EXTREME || mode == X_MINUS128)
-			for (int k = 0; k < dim; k++)
-				xq[t * stride + k] = (int8_t)(mode == X_MINUS128 ? (rnd() & 1 ? -128 : 127)
-							      : (rnd() & 1 ? 127 : -127));
+			for (int p = 0; p < planes; p++)
+				for (int k = 0; k < dim; k++)
+					xq[t * stride + p * plane + k] = (int8_t)(
+						mode == X_MINUS128 ? (rnd() & 1 ? -128 : 127)
+								   : (rnd() & 1 ? 127 : -127));
 	}
 	free(x);
 }
 
 static int failures;
 
-static void check_case(int format, int dim, int inter, int n_tokens, enum weights wm,
+static void check_case(int mode, int dim, int inter, int n_tokens, enum weights wm,
 		       enum acts xm, int e_base)
 {
+	int format = hmoe_fxp_mode_format(mode), planes = hmoe_fxp_mode_planes(mode);
 	int64_t lin = hmoe_fxp_linear_lines(format, inter, dim);
 	size_t pack_bytes = (size_t)hmoe_fxp_expert_lines(format, dim, inter) * HMOE_FXP_LINE_BYTES;
 	int dg = hmoe_fxp_groups(dim);
 	uint8_t *pack = aligned_alloc(64, pack_bytes);
-	int8_t *xq = calloc((size_t)n_tokens * dg * HMOE_FXP_GROUP, 1);
+	int8_t *xq = calloc((size_t)n_tokens * planes * dg * HMOE_FXP_GROUP, 1);
 	int32_t *xs = calloc((size_t)n_tokens * dg, sizeof(*xs));
 	int32_t *ref = malloc(sizeof(*ref) * n_tokens * dim);
 	int32_t *got = malloc(sizeof(*got) * n_tokens * dim);
@@ -127,11 +136,11 @@ static void check_case(int format, int dim, int inter, int n_tokens, enum weight
 	fill_linear(pack, format, inter, dim, wm, e_base);
 	fill_linear(pack + lin * HMOE_FXP_LINE_BYTES, format, inter, dim, wm, e_base);
 	fill_linear(pack + 2 * lin * HMOE_FXP_LINE_BYTES, format, dim, inter, wm, e_base);
-	fill_acts(xq, xs, n_tokens, dim, xm);
-	if (hmoe_ffn((const struct hmoe_fxp_line *)pack, xq, xs, ref, s, format, n_tokens, dim,
+	fill_acts(xq, xs, n_tokens, dim, planes, xm);
+	if (hmoe_ffn((const struct hmoe_fxp_line *)pack, xq, xs, ref, s, mode, n_tokens, dim,
 		     inter)) {
-		printf("FAIL hmoe_ffn rejected format %d dim %d inter %d tokens %d\n", format, dim,
-		       inter, n_tokens);
+		printf("FAIL hmoe_ffn rejected mode %#x dim %d inter %d tokens %d\n", (unsigned)mode,
+		       dim, inter, n_tokens);
 		failures++;
 	}
 	if (wm == W_RANDOM && xm == X_RANDOM) {
@@ -143,7 +152,7 @@ static void check_case(int format, int dim, int inter, int n_tokens, enum weight
 			live += ref[i] != 0 && ref[i] != HMOE_FXP_INT32_MAX && ref[i] != HMOE_FXP_INT32_MIN;
 		if (live < n_tokens * dim / 2) {
 			printf("FAIL %s dim %d: only %d of %d outputs in range; the case tests nothing\n",
-			       hmoe_fxp_format_name(format), dim, live, n_tokens * dim);
+			       hmoe_fxp_format_name(mode), dim, live, n_tokens * dim);
 			failures++;
 		}
 	}
@@ -154,7 +163,7 @@ static void check_case(int format, int dim, int inter, int n_tokens, enum weight
 			sat += ref[i] == HMOE_FXP_INT32_MAX || ref[i] == HMOE_FXP_INT32_MIN;
 		if (sat == 0) {
 			printf("FAIL %s dim %d: the saturating case saturated nothing\n",
-			       hmoe_fxp_format_name(format), dim);
+			       hmoe_fxp_format_name(mode), dim);
 			failures++;
 		}
 	}
@@ -162,13 +171,17 @@ static void check_case(int format, int dim, int inter, int n_tokens, enum weight
 		if (!variants[v]->supported())
 			continue;
 		memset(got, 0x5a, sizeof(*got) * n_tokens * dim);
-		hmoe_fxp_cpu_ffn(variants[v], (const struct hmoe_fxp_line *)pack, xq, xs, got, format,
-				 n_tokens, dim, inter);
+		if (hmoe_fxp_cpu_ffn(variants[v], (const struct hmoe_fxp_line *)pack, xq, xs, got,
+				     mode, n_tokens, dim, inter)) {
+			printf("FAIL %s rejected mode %#x\n", variants[v]->name, (unsigned)mode);
+			failures++;
+			continue;
+		}
 		for (int i = 0; i < n_tokens * dim; i++)
 			if (got[i] != ref[i]) {
 				printf("FAIL %s %s dim %d inter %d tokens %d weights %s acts %s: y[%d][%d] "
 				       "= %d, scalar kernel %d\n", variants[v]->name,
-				       hmoe_fxp_format_name(format), dim, inter, n_tokens, wnames[wm],
+				       hmoe_fxp_format_name(mode), dim, inter, n_tokens, wnames[wm],
 				       xnames[xm], i / dim, i % dim, got[i], ref[i]);
 				failures++;
 				break;
@@ -182,20 +195,82 @@ static void check_case(int format, int dim, int inter, int n_tokens, enum weight
 	free(s);
 }
 
+/* A16's group dots reach 2^39, so with fp8 weights and the largest scales a group term
+ * passes HMOE_FXP_TERM_MAX before it is clamped: W1 and W3 rows with 4 groups of +448
+ * (term ~2^61.8 unclamped) and 4 of -448 at half the scale (~2^60.8) against x = 16383
+ * everywhere. Clamped, the terms cancel (h1 = h3 = 0, y = 0); a variant that forgot the
+ * clamp would see h1 saturate. */
+static void check_term_clamp(void)
+{
+	enum { DIM = 1024, INTER = 128 };
+	int mode = HMOE_FXP_FP8 | HMOE_FXP_A16, groups = DIM / HMOE_FXP_GROUP;
+	int64_t lin = hmoe_fxp_linear_lines(mode, INTER, DIM);
+	size_t row_bytes = (size_t)hmoe_fxp_row_lines(mode, DIM) * HMOE_FXP_LINE_BYTES;
+	size_t scale_bytes = (size_t)hmoe_fxp_scale_lines(DIM) * HMOE_FXP_LINE_BYTES;
+	uint8_t *pack = aligned_alloc(64, (size_t)hmoe_fxp_expert_lines(mode, DIM, INTER) * 64);
+	static int8_t xq[2 * DIM];
+	int32_t xs[DIM / HMOE_FXP_GROUP], ref[DIM], got[DIM];
+	struct hmoe_ffn_scratch *s = malloc(sizeof(*s));
+	const struct hmoe_fxp_simd *variants[] = { &hmoe_fxp_simd_scalar, &hmoe_fxp_simd_avx2,
+						   &hmoe_fxp_simd_avx512 };
+	int nonzero = 0;
+
+	fill_linear(pack + 2 * lin * HMOE_FXP_LINE_BYTES, mode, DIM, INTER, W_RANDOM, 0);
+	for (int m = 0; m < 2; m++)
+		for (int n = 0; n < INTER; n++) {
+			uint8_t *row = pack + m * lin * HMOE_FXP_LINE_BYTES + n * row_bytes;
+
+			memset(row, 0, scale_bytes);
+			for (int g = 0; g < groups; g++) {
+				/* e_w 5 + e_x 20 - 24: r = 1 */
+				uint32_t w = (uint32_t)hmoe_fxp_scale_word(g < 4 ? 65535 : 32768, 5);
+
+				for (int b = 0; b < 4; b++)
+					row[4 * g + b] = (uint8_t)(w >> (8 * b));
+				memset(row + scale_bytes + g * HMOE_FXP_GROUP, g < 4 ? 0x7e : 0xfe,
+				       HMOE_FXP_GROUP);
+			}
+		}
+	memset(xq, 127, sizeof(xq));
+	for (int g = 0; g < groups; g++)
+		xs[g] = hmoe_fxp_scale_word(255, 20);
+	hmoe_ffn((const struct hmoe_fxp_line *)pack, xq, xs, ref, s, mode, 1, DIM, INTER);
+	for (int i = 0; i < DIM; i++)
+		nonzero += ref[i] != 0;
+	if (nonzero) {
+		printf("FAIL term clamp: the kernel gives %d non-zero outputs, want 0\n", nonzero);
+		failures++;
+	}
+	for (size_t v = 0; v < sizeof(variants) / sizeof(variants[0]); v++) {
+		if (!variants[v]->supported())
+			continue;
+		hmoe_fxp_cpu_ffn(variants[v], (const struct hmoe_fxp_line *)pack, xq, xs, got, mode,
+				 1, DIM, INTER);
+		if (memcmp(got, ref, sizeof(ref))) {
+			printf("FAIL term clamp: %s differs from the kernel\n", variants[v]->name);
+			failures++;
+		}
+	}
+	free(pack);
+	free(s);
+}
+
 /* The threaded MoE driver vs hmoe_ffn() per (token, slot). */
-static void check_moe(int format)
+static void check_moe(int mode)
 {
 	enum { N_EXPERTS = 5, TOP_K = 3, N_TOKENS = 37, DIM = 200, INTER = 136 };
+	int format = hmoe_fxp_mode_format(mode), planes = hmoe_fxp_mode_planes(mode);
 	int64_t lines = hmoe_fxp_expert_lines(format, DIM, INTER);
 	int64_t lin = hmoe_fxp_linear_lines(format, INTER, DIM);
 	struct hmoe_fxp_line *packs[N_EXPERTS];
-	struct hmoe_fxp_experts ex = { format, DIM, INTER, N_EXPERTS,
-				       (const struct hmoe_fxp_line *const *)packs };
+	struct hmoe_fxp_experts ex = { .mode = mode, .dim = DIM, .inter = INTER,
+				       .n_experts = N_EXPERTS,
+				       .packs = (const struct hmoe_fxp_line *const *)packs };
 	static float x[N_TOKENS * DIM], y[N_TOKENS * TOP_K * DIM];
 	static int ids[N_TOKENS * TOP_K];
 	struct hmoe_ffn_scratch *s = malloc(sizeof(*s));
 	struct hmoe_pool *pool = NULL;
-	int8_t xq[2 * HMOE_FXP_GROUP];
+	int8_t xq[HMOE_FXP_MAX_PLANES * 2 * HMOE_FXP_GROUP];
 	int32_t xs[2], yref[DIM];
 
 	for (int e = 0; e < N_EXPERTS; e++) {
@@ -216,12 +291,12 @@ static void check_moe(int format)
 		failures++;
 	}
 	for (int p = 0; p < N_TOKENS * TOP_K && !failures; p++) {
-		hmoe_fxp_quant_x(x + (p / TOP_K) * DIM, DIM, xq, xs);
-		hmoe_ffn(packs[ids[p]], xq, xs, yref, s, format, 1, DIM, INTER);
+		hmoe_fxp_quant_x(x + (p / TOP_K) * DIM, DIM, planes, xq, xs);
+		hmoe_ffn(packs[ids[p]], xq, xs, yref, s, mode, 1, DIM, INTER);
 		for (int n = 0; n < DIM; n++)
 			if (y[(size_t)p * DIM + n] != hmoe_fxp_out_to_f32(yref[n])) {
 				printf("FAIL moe_run %s pair %d row %d: %g vs kernel %g\n",
-				       hmoe_fxp_format_name(format), p, n, y[(size_t)p * DIM + n],
+				       hmoe_fxp_format_name(mode), p, n, y[(size_t)p * DIM + n],
 				       hmoe_fxp_out_to_f32(yref[n]));
 				failures++;
 				break;
@@ -241,20 +316,54 @@ int main(void)
 	int cases = 0;
 
 	printf("variant chosen here: %s\n", hmoe_fxp_simd_best()->name);
-	for (int f = 0; f < HMOE_FXP_N_FORMATS; f++) {
-		for (size_t d = 0; d < sizeof(dims) / sizeof(dims[0]); d++)
-			for (int wm = 0; wm <= W_GARBAGE; wm++)
-				for (int xm = 0; xm <= X_MINUS128; xm++) {
-					/* W_MAX: scales 2^12 too large, so terms saturate */
-					check_case(f, dims[d][0], dims[d][1], dims[d][2], wm, xm,
-						   wm == W_MAX ? -12 : 0);
-					cases++;
-				}
-		check_moe(f);
+	for (int a16 = 1; a16 >= 0; a16--)
+		for (int f = 0; f < HMOE_FXP_N_FORMATS; f++) {
+			int mode = a16 ? f | HMOE_FXP_A16 : f;
+
+			for (size_t d = 0; d < sizeof(dims) / sizeof(dims[0]); d++)
+				for (int wm = 0; wm <= W_GARBAGE; wm++)
+					for (int xm = 0; xm <= X_MINUS128; xm++) {
+						/* W_MAX: scales 2^12 too large, so terms saturate */
+						check_case(mode, dims[d][0], dims[d][1], dims[d][2], wm,
+							   xm, wm == W_MAX ? -12 : 0);
+						cases++;
+					}
+			check_moe(mode);
+		}
+	check_term_clamp();
+	cases++;
+	/* modes the kernel does not know: refused by the kernel and by every variant */
+	{
+		static const int bad_modes[] = { -1, HMOE_FXP_N_FORMATS, 0x200, 0x180,
+						 HMOE_FXP_N_FORMATS | HMOE_FXP_A16 };
+		struct hmoe_ffn_scratch *s = malloc(sizeof(*s));
+		static uint8_t pack[64 * 1024];
+		static int8_t xq[2 * HMOE_FXP_GROUP];
+		int32_t xs[1] = { 0 }, y[64];
+
+		for (size_t i = 0; i < sizeof(bad_modes) / sizeof(bad_modes[0]); i++) {
+			if (hmoe_ffn((const struct hmoe_fxp_line *)pack, xq, xs, y, s, bad_modes[i], 1,
+				     64, 64) != HMOE_FFN_EARGS) {
+				printf("FAIL hmoe_ffn accepted mode %#x\n", (unsigned)bad_modes[i]);
+				failures++;
+			}
+			if (!hmoe_fxp_cpu_ffn(&hmoe_fxp_simd_scalar, (const struct hmoe_fxp_line *)pack,
+					      xq, xs, y, bad_modes[i], 1, 64, 64)) {
+				printf("FAIL hmoe_fxp_cpu_ffn accepted mode %#x\n",
+				       (unsigned)bad_modes[i]);
+				failures++;
+			}
+		}
+		free(s);
 	}
-	/* one case at DeepSeek-V3's dims */
-	check_case(HMOE_FXP_FP8, HMOE_FXP_MAX_DIM, HMOE_FXP_MAX_INTER, 1, W_RANDOM, X_ONE_HUGE, 0);
-	check_case(HMOE_FXP_INT8, HMOE_FXP_MAX_DIM, HMOE_FXP_MAX_INTER, 2, W_MAX, X_EXTREME, -12);
-	printf("%d cases, %d failures\n", cases + 2, failures);
+	/* DeepSeek-V3's dims, both modes */
+	for (int a16 = 1; a16 >= 0; a16--) {
+		check_case(HMOE_FXP_FP8 | (a16 ? HMOE_FXP_A16 : 0), HMOE_FXP_MAX_DIM,
+			   HMOE_FXP_MAX_INTER, 1, W_RANDOM, X_ONE_HUGE, 0);
+		check_case(HMOE_FXP_INT8 | (a16 ? HMOE_FXP_A16 : 0), HMOE_FXP_MAX_DIM,
+			   HMOE_FXP_MAX_INTER, 2, W_MAX, X_EXTREME, -12);
+		cases += 2;
+	}
+	printf("%d cases, %d failures\n", cases, failures);
 	return failures ? 1 : 0;
 }

@@ -119,11 +119,13 @@ static void test_rounding(void)
 	CHECK(hmoe_fxp_acc_to_q16(-((int64_t)1 << 50)) == HMOE_FXP_INT32_MIN, "acc sat");
 }
 
-/* The quantiser vs its definition, implemented again in long double. */
-static void test_quantiser(void)
+/* The quantiser vs its definition, implemented again in long double, for one plane
+ * (QMAX 127) and two (QMAX 16256 = 127 * 128, q = 128 hi + lo). */
+static void test_quantiser(int planes)
 {
+	const long double qmax = planes == 2 ? HMOE_FXP_ACT2_QMAX : HMOE_FXP_ACT_QMAX;
 	int64_t v[128];
-	int8_t q[128];
+	int8_t hi[128], lo[128];
 
 	for (int iter = 0; iter < 20000; iter++) {
 		int n = 1 + (int)(rnd() % 128), bits = 1 + (int)(rnd() % 62);
@@ -141,18 +143,26 @@ static void test_quantiser(void)
 				v[i] /= 1000;      /* one large among small ones */
 			amax = (uint64_t)llabs(v[i]) > amax ? (uint64_t)llabs(v[i]) : amax;
 		}
-		w = hmoe_fxp_quant_group(v, n, q);
+		if (iter == 0) {                   /* the input bound itself */
+			v[0] = -HMOE_FXP_ACT_IN_MAX;
+			amax = (uint64_t)HMOE_FXP_ACT_IN_MAX;
+		}
+		memset(lo, 0x5a, sizeof(lo));
+		w = hmoe_fxp_quant_group(v, n, planes, hi, planes == 2 ? lo : NULL);
 		if (amax == 0) {
 			CHECK(w == 0, "zero group has scale %d", w);
+			for (int i = 0; i < n; i++)
+				CHECK(hi[i] == 0 && (planes == 1 || lo[i] == 0), "zero group: planes %d %d",
+				      hi[i], lo[i]);
 			continue;
 		}
-		/* smallest k with ceil(amax / (127 * 2^k)) <= 255 */
+		/* smallest k with ceil(amax / (qmax * 2^k)) <= 255 */
 		for (k = -80;; k++)
-			if (ceill((long double)amax / (127.0L * ldexpl(1.0L, k))) <= 255)
+			if (ceill((long double)amax / (qmax * ldexpl(1.0L, k))) <= 255)
 				break;
-		m = (uint64_t)ceill((long double)amax / (127.0L * ldexpl(1.0L, k)));
+		m = (uint64_t)ceill((long double)amax / (qmax * ldexpl(1.0L, k)));
 		CHECK(hmoe_fxp_scale_m(w) == m && hmoe_fxp_scale_e(w) == HMOE_FXP_F_ACT - k,
-		      "amax %llu: scale (m %u, e %d), definition (m %llu, e %d)",
+		      "%d planes, amax %llu: scale (m %u, e %d), definition (m %llu, e %d)", planes,
 		      (unsigned long long)amax, hmoe_fxp_scale_m(w), hmoe_fxp_scale_e(w),
 		      (unsigned long long)m, HMOE_FXP_F_ACT - k);
 		CHECK(m >= 128 && m <= 255, "m %llu outside [128, 255]", (unsigned long long)m);
@@ -160,17 +170,110 @@ static void test_quantiser(void)
 		for (int i = 0; i < n; i++) {
 			long double r = fabsl((long double)v[i]) / step;
 			long want = (long)floorl(r + 0.5L);
+			long got = planes == 2 ? 128L * hi[i] + lo[i] : hi[i];
 
 			if (v[i] < 0)
 				want = -want;
-			CHECK(q[i] == want, "v %lld: q %d, definition %ld", (long long)v[i], q[i], want);
-			CHECK(q[i] >= -127 && q[i] <= 127, "q %d out of [-127, 127]", q[i]);
+			CHECK(got == want, "%d planes, v %lld: q %ld (hi %d, lo %d), definition %ld",
+			      planes, (long long)v[i], got, hi[i], planes == 2 ? lo[i] : 0, want);
+			CHECK(labs(got) <= (long)qmax, "q %ld out of [-%ld, %ld]", got, (long)qmax,
+			      (long)qmax);
+			CHECK(hi[i] >= -127 && hi[i] <= 127, "hi %d out of [-127, 127]", hi[i]);
+			if (planes == 2) {
+				/* hi = |q| / 128 rounded half up, with q's sign */
+				long hi_want = (long)floorl(fabsl((long double)want) / 128 + 0.5L);
+
+				CHECK(hi[i] == (want < 0 ? -hi_want : hi_want), "q %ld: hi %d, want %ld",
+				      want, hi[i], want < 0 ? -hi_want : hi_want);
+				CHECK(lo[i] >= -64 && lo[i] <= 64, "lo %d out of [-64, 64]", lo[i]);
+			} else {
+				CHECK((uint8_t)lo[0] == 0x5a, "one plane wrote the lo plane");
+			}
 		}
 	}
+	if (planes == 2) {
+		/* The split at its edges: groups whose values are exact multiples of the step
+		 * (m = 200, k = 10: amax = 16256 * 200 * 2^10). */
+		static const int32_t qs[][3] = { /* q, hi, lo */
+			{ 16256, 127, 0 }, { -16256, -127, 0 }, { 16255, 127, -1 }, { 64, 1, -64 },
+			{ -64, -1, 64 }, { 63, 0, 63 }, { -63, 0, -63 }, { 191, 1, 63 },
+			{ 192, 2, -64 }, { 1, 0, 1 }, { 0, 0, 0 }, { 16191, 126, 63 },
+		};
+		int n = (int)(sizeof(qs) / sizeof(qs[0]));
+		int32_t w;
+
+		for (int i = 0; i < n; i++)
+			v[i] = (int64_t)qs[i][0] * 200 * 1024;
+		w = hmoe_fxp_quant_group(v, n, 2, hi, lo);
+		CHECK(hmoe_fxp_scale_m(w) == 200 && hmoe_fxp_scale_e(w) == HMOE_FXP_F_ACT - 10,
+		      "edge group: scale (m %u, e %d), want (200, 22)", hmoe_fxp_scale_m(w),
+		      hmoe_fxp_scale_e(w));
+		for (int i = 0; i < n; i++)
+			CHECK(hi[i] == qs[i][1] && lo[i] == qs[i][2], "q %d: (hi %d, lo %d), want "
+			      "(%d, %d)", qs[i][0], hi[i], lo[i], qs[i][1], qs[i][2]);
+	}
+}
+
+static void test_host_quant(void)
+{
 	/* host side: x -> Q32 exactly */
 	CHECK(hmoe_fxp_f32_to_q32(1.5f) == (int64_t)3 << 31, "1.5 in Q32");
 	CHECK(hmoe_fxp_f32_to_q32(-1e30f) == -HMOE_FXP_ACT_IN_MAX, "-1e30 saturates");
 	CHECK(hmoe_fxp_f32_to_q32(NAN) == 0, "NaN is 0");
+
+	/* x -> planes: (planes, groups * 128), hi then lo, zero-padded, one scale per group */
+	for (int planes = 1; planes <= 2; planes++) {
+		enum { DIM = 200, PLANE = 256 };
+		float x[DIM];
+		int8_t xq[2 * PLANE], hi[128], lo[128];
+		int32_t xs[2];
+		int64_t v[128];
+
+		for (int k = 0; k < DIM; k++)
+			x[k] = (float)((int)(rnd() % 2001) - 1000) / 77.0f;
+		memset(xq, 0x5a, sizeof(xq));
+		hmoe_fxp_quant_x(x, DIM, planes, xq, xs);
+		for (int g = 0; g < 2; g++) {
+			int n = g ? DIM - 128 : 128;
+
+			for (int k = 0; k < n; k++)
+				v[k] = hmoe_fxp_f32_to_q32(x[g * 128 + k]);
+			CHECK(xs[g] == hmoe_fxp_quant_group(v, n, planes, hi, lo),
+			      "quant_x group %d scale", g);
+			for (int k = 0; k < 128; k++) {
+				CHECK(xq[g * 128 + k] == (k < n ? hi[k] : 0), "quant_x %d planes: hi[%d]",
+				      planes, g * 128 + k);
+				if (planes == 2)
+					CHECK(xq[PLANE + g * 128 + k] == (k < n ? lo[k] : 0),
+					      "quant_x: lo[%d]", g * 128 + k);
+			}
+		}
+		CHECK(planes == 2 || (uint8_t)xq[PLANE] == 0x5a, "one plane wrote past its plane");
+	}
+}
+
+/* Mode names: the bare names are A16, "-a8" one plane; anything else is refused. */
+static void test_mode_names(void)
+{
+	static const char *const names[] = { "fp8", "int8", "int4", "fp8-a8", "int8-a8",
+					     "int4-a8" };
+	int mode = -1;
+
+	for (int i = 0; i < 6; i++) {
+		CHECK(hmoe_fxp_format_parse(names[i], &mode) == 0, "%s refused", names[i]);
+		CHECK(hmoe_fxp_mode_valid(mode) && hmoe_fxp_mode_format(mode) == i % 3 &&
+		      hmoe_fxp_mode_planes(mode) == (i < 3 ? 2 : 1), "%s -> mode %#x", names[i],
+		      (unsigned)mode);
+		CHECK(!strcmp(hmoe_fxp_format_name(mode), names[i]), "mode %#x named %s, want %s",
+		      (unsigned)mode, hmoe_fxp_format_name(mode), names[i]);
+	}
+	CHECK(hmoe_fxp_format_parse("fp8", &mode) == 0 && mode == (HMOE_FXP_FP8 | HMOE_FXP_A16),
+	      "fp8 is not fp8 weights + A16");
+	CHECK(hmoe_fxp_format_parse("int3", &mode) == -HMOE_EINPUT &&
+	      strstr(hmoe_last_error(), "int3") && strstr(hmoe_last_error(), "int4-a8"),
+	      "bad name: %s", hmoe_last_error());
+	CHECK(hmoe_fxp_format_parse("fp8-a16", &mode) == -HMOE_EINPUT, "fp8-a16 accepted");
+	CHECK(!strcmp(hmoe_fxp_format_name(0x200), "?"), "unknown mode has a name");
 }
 
 int main(void)
@@ -178,7 +281,10 @@ int main(void)
 	test_fp8_table();
 	test_sigmoid_silu();
 	test_rounding();
-	test_quantiser();
+	test_quantiser(1);
+	test_quantiser(2);
+	test_host_quant();
+	test_mode_names();
 	printf("%d failures\n", failures);
 	return failures ? 1 : 0;
 }

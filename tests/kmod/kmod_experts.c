@@ -1,0 +1,191 @@
+/* kmod_experts: the kmod expert backend (runtime/hmoe_expert_kmod.c) on the cards of the
+ * QEMU guest (tests/kmod/run_vm.sh builds it against libhmoe; vm_init.sh runs it as the
+ * "experts" test with two emulated cards).
+ *
+ * `kmod_experts MODEL_DIR` (a checkpoint, e.g. from `hmoe mktiny`), for the modes fp8
+ * (A16), int8-a8 and int4 (A16), what a user would notice if broken:
+ *  - run() on the cards gives other expert outputs than cpu-fxp (bit for bit);
+ *  - submit/wait with two batches in flight (two micro-batches) gives other outputs
+ *    than run(), or mixes the two batches up;
+ *  - a caller that breaks the contract (a third batch in flight, a wait out of order)
+ *    corrupts anything instead of getting one error.
+ * Prints one line per check and "kmod_experts: PASS" or the failures; exit 0 on pass.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hmoe_err.h"
+#include "hmoe_expert.h"
+#include "hmoe_model.h"
+#include "hmoe_pool.h"
+#include "test_forward_model.h" /* tfm_fill, tfm_rng */
+
+#include "hmoe_test.h"
+
+static struct hmoe_model *model;
+static struct hmoe_pool *pool;
+
+/* A batch of one MoE layer: random x, distinct experts per token, expert 5 hot enough
+ * (every other token) that its pairs need more than one 32-token tile. */
+struct batch {
+	struct hmoe_expert_batch b;
+	float *x, *y;
+	int *ids;
+};
+
+static void batch_make(struct batch *bt, int layer, int n, uint64_t seed)
+{
+	const struct hmoe_config *c = &model->cfg;
+	struct tfm_rng r = { seed };
+	int K = c->num_experts_per_tok, dim = c->hidden_size;
+
+	bt->x = tfm_fill(&r, (size_t)n * dim, 0.0f, 1.0f);
+	bt->y = malloc((size_t)n * K * dim * sizeof(float) + 1);
+	bt->ids = malloc((size_t)n * K * sizeof(int) + 1);
+	memset(bt->y, 0xff, (size_t)n * K * dim * sizeof(float)); /* NaN poison */
+	for (int t = 0; t < n; t++) {
+		int used[64] = { 0 }, k = 0;
+
+		if (t % 2 == 0) {
+			bt->ids[t * K + k++] = 5;
+			used[5] = 1;
+		}
+		while (k < K) {
+			int e;
+
+			r.s = r.s * 6364136223846793005ull + 1442695040888963407ull;
+			e = (int)((r.s >> 33) % (uint64_t)c->n_routed_experts);
+			if (used[e])
+				continue;
+			used[e] = 1;
+			bt->ids[t * K + k++] = e;
+		}
+	}
+	bt->b = (struct hmoe_expert_batch){ layer, n, K, bt->x, bt->ids, bt->y };
+}
+
+static void batch_free(struct batch *bt)
+{
+	free(bt->x);
+	free(bt->y);
+	free(bt->ids);
+}
+
+static size_t batch_y_bytes(const struct batch *bt)
+{
+	return (size_t)bt->b.n_tokens * bt->b.top_k * model->cfg.hidden_size * sizeof(float);
+}
+
+static void check_same(const struct batch *got, const struct batch *want, const char *what)
+{
+	CHECK(!memcmp(got->y, want->y, batch_y_bytes(want)), "%s: outputs differ from cpu-fxp",
+	      what);
+	printf("kmod_experts: %s: %zu output bytes %s\n", what, batch_y_bytes(want),
+	       memcmp(got->y, want->y, batch_y_bytes(want)) ? "DIFFER" : "identical");
+}
+
+static void test_mode(const char *mode)
+{
+	/* layer, tokens, seed of each batch: two layers, tile splits, an empty batch */
+	static const struct { int layer, n; uint64_t seed; } cases[] = {
+		{ 1, 70, 11 }, { 2, 9, 12 }, { 2, 0, 13 }, { 1, 1, 14 },
+	};
+	enum { N = sizeof(cases) / sizeof(cases[0]) };
+	struct batch ref[N], run[N], as[N];
+	struct hmoe_expert_backend *cpu = NULL, *km = NULL;
+	char spec_cpu[64], spec_km[64], what[160];
+	int ret, t0, t1, t2;
+
+	snprintf(spec_cpu, sizeof(spec_cpu), "cpu-fxp:%s", mode);
+	snprintf(spec_km, sizeof(spec_km), "kmod:%s,cards=2", mode);
+	ret = hmoe_expert_open(&cpu, spec_cpu, model, pool);
+	CHECK(!ret, "%s: %s", spec_cpu, hmoe_last_error());
+	if (!ret) {
+		ret = hmoe_expert_open(&km, spec_km, model, pool);
+		CHECK(!ret, "%s: %s", spec_km, hmoe_last_error());
+	}
+	if (ret) {
+		hmoe_expert_close(cpu);
+		return;
+	}
+	CHECK(hmoe_expert_is_async(km), "%s: the backend has no submit/wait", spec_km);
+	for (int i = 0; i < N; i++) {
+		batch_make(&ref[i], cases[i].layer, cases[i].n, cases[i].seed);
+		batch_make(&run[i], cases[i].layer, cases[i].n, cases[i].seed);
+		batch_make(&as[i], cases[i].layer, cases[i].n, cases[i].seed);
+		CHECK(!cpu->ops->run(cpu, &ref[i].b), "%s: %s", spec_cpu, hmoe_last_error());
+		CHECK(!km->ops->run(km, &run[i].b), "%s run: %s", spec_km, hmoe_last_error());
+		snprintf(what, sizeof(what), "%s run, layer %d, %d tokens", spec_km, cases[i].layer,
+			 cases[i].n);
+		check_same(&run[i], &ref[i], what);
+	}
+
+	/* two in flight, waited in order; then the pairs (1, 2) and (2, 3) overlapping */
+	for (int i = 0; i + 1 < N; i++) {
+		ret = hmoe_expert_submit(km, &as[i].b, &t0);
+		CHECK(!ret, "submit %d: %s", i, hmoe_last_error());
+		if (!ret) {
+			ret = hmoe_expert_submit(km, &as[i + 1].b, &t1);
+			CHECK(!ret, "submit %d: %s", i + 1, hmoe_last_error());
+			CHECK(!hmoe_expert_wait(km, t0), "wait %d: %s", i, hmoe_last_error());
+			if (!ret)
+				CHECK(!hmoe_expert_wait(km, t1), "wait %d: %s", i + 1,
+				      hmoe_last_error());
+		}
+		snprintf(what, sizeof(what), "%s submit/wait, 2 in flight, batches %d and %d",
+			 spec_km, i, i + 1);
+		check_same(&as[i], &ref[i], what);
+		check_same(&as[i + 1], &ref[i + 1], what);
+		memset(as[i].y, 0xff, batch_y_bytes(&as[i]));
+		memset(as[i + 1].y, 0xff, batch_y_bytes(&as[i + 1]));
+	}
+
+	/* contract breaches: one error each, and the batches in flight still complete */
+	CHECK(!hmoe_expert_submit(km, &as[0].b, &t0) && !hmoe_expert_submit(km, &as[1].b, &t1),
+	      "submit two: %s", hmoe_last_error());
+	CHECK(hmoe_expert_submit(km, &as[3].b, &t2) == -HMOE_EINTERNAL,
+	      "a third batch in flight was accepted");
+	CHECK(hmoe_expert_wait(km, t1) == -HMOE_EINTERNAL, "a wait out of order was accepted");
+	CHECK(!hmoe_expert_wait(km, t0) && !hmoe_expert_wait(km, t1), "waits after breaches: %s",
+	      hmoe_last_error());
+	CHECK(hmoe_expert_wait(km, t1) == -HMOE_EINTERNAL, "a wait with nothing in flight was "
+	      "accepted");
+	snprintf(what, sizeof(what), "%s after contract breaches", spec_km);
+	check_same(&as[0], &ref[0], what);
+	check_same(&as[1], &ref[1], what);
+
+	for (int i = 0; i < N; i++) {
+		batch_free(&ref[i]);
+		batch_free(&run[i]);
+		batch_free(&as[i]);
+	}
+	hmoe_expert_close(km);
+	hmoe_expert_close(cpu);
+}
+
+int main(int argc, char **argv)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc != 2) {
+		fprintf(stderr, "usage: kmod_experts MODEL_DIR\n");
+		return 2;
+	}
+	if (hmoe_model_load(&model, argv[1], HMOE_LOAD_F32) || hmoe_pool_create(&pool, 2)) {
+		fprintf(stderr, "kmod_experts: %s\n", hmoe_last_error());
+		return 1;
+	}
+	if (model->cfg.num_hidden_layers < 3 || !model->layers[1].is_moe ||
+	    !model->layers[2].is_moe || model->cfg.n_routed_experts < 8) {
+		fprintf(stderr, "kmod_experts: want MoE layers 1 and 2 with 8+ experts\n");
+		return 1;
+	}
+	test_mode("fp8");
+	test_mode("int8-a8");
+	test_mode("int4");
+	hmoe_pool_destroy(pool);
+	hmoe_model_free(model);
+	printf("kmod_experts: %s\n", failures ? "FAIL" : "PASS");
+	return failures ? 1 : 0;
+}
