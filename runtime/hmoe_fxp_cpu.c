@@ -134,6 +134,7 @@ static void tile_prepare(const int8_t *q, const int32_t *scales, int n_tokens, i
 struct row_work {
 	/* (n_tokens * planes, groups) row dots, then (n_tokens, groups) token dots */
 	int64_t dots[HMOE_FXP_MAX_PLANES * HMOE_FXP_TILE * HMOE_FXP_MAX_IN_GROUPS];
+	int64_t dots2[HMOE_FXP_TILE * HMOE_FXP_MAX_IN_GROUPS];  /* row_dots2's second row */
 	_Alignas(64) uint8_t tmp[HMOE_FXP_ROW_TMP_BYTES];       /* the variant's row scratch */
 };
 
@@ -148,22 +149,49 @@ static void combine_planes(int64_t *dots, int n_tokens, int groups)
 					       dots[(2 * t + 1) * groups + g];
 }
 
-/* One linear's row n for every token of x: Q16 results into out[t * out_stride]. */
-static void linear_row(const struct hmoe_fxp_simd *simd, const uint8_t *lin, int format,
-		       int in, int n, const struct hmoe_fxp_xtile *x, struct row_work *wk,
+/* Row `row` (a row record over `in` columns) for every token of x: Q16 results into
+ * q16[t * stride]. */
+static void linear_row(const struct hmoe_fxp_simd *simd, const uint8_t *row, int format,
+		       int in, const struct hmoe_fxp_xtile *x, struct row_work *wk,
 		       int32_t *q16, int stride)
 {
-	size_t row_bytes = (size_t)hmoe_fxp_row_lines(format, in) * HMOE_FXP_LINE_BYTES;
-	const uint8_t *row = lin + (size_t)n * row_bytes;
+	const uint8_t *codes = row + hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
 	struct hmoe_fxp_xtile rows = *x;
 
-	rows.n_tokens = x->n_tokens * x->planes;
-	rows.planes = 1;
-	simd->row_dots(row + hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES, format, &rows,
-		       wk->dots, wk->tmp);
-	if (x->planes == 2)
-		combine_planes(wk->dots, x->n_tokens, x->groups);
+	if (x->planes == 2 && simd->int_planes && format != HMOE_FXP_FP8) {
+		simd->row_dots(codes, format, x, wk->dots, wk->tmp);
+	} else {
+		rows.n_tokens = x->n_tokens * x->planes;
+		rows.planes = 1;
+		simd->row_dots(codes, format, &rows, wk->dots, wk->tmp);
+		if (x->planes == 2)
+			combine_planes(wk->dots, x->n_tokens, x->groups);
+	}
 	row_epilogue(simd, row, wk->dots, x, q16, stride);
+}
+
+/* Two rows a, b against x (results into qa, qb): one pass over both weight streams
+ * where the variant has it (row_dots2: int8/int4), else one row after the other. */
+static void linear_row_pair(const struct hmoe_fxp_simd *simd, const uint8_t *a,
+			    const uint8_t *b, int format, int in,
+			    const struct hmoe_fxp_xtile *x, struct row_work *wk, int32_t *qa,
+			    int32_t *qb, int stride)
+{
+	size_t skip = (size_t)hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
+
+	if (!simd->row_dots2 || format == HMOE_FXP_FP8) {
+		linear_row(simd, a, format, in, x, wk, qa, stride);
+		linear_row(simd, b, format, in, x, wk, qb, stride);
+		return;
+	}
+	simd->row_dots2(a + skip, b + skip, format, x, wk->dots, wk->dots2);
+	row_epilogue(simd, a, wk->dots, x, qa, stride);
+	row_epilogue(simd, b, wk->dots2, x, qb, stride);
+}
+
+static const uint8_t *row_at(const uint8_t *lin, int format, int in, int n)
+{
+	return lin + (size_t)n * hmoe_fxp_row_lines(format, in) * HMOE_FXP_LINE_BYTES;
 }
 
 static void up_rows(const struct hmoe_fxp_simd *simd, const uint8_t *w1, const uint8_t *w3,
@@ -173,8 +201,8 @@ static void up_rows(const struct hmoe_fxp_simd *simd, const uint8_t *w1, const u
 	int32_t h1[HMOE_FXP_TILE], h3[HMOE_FXP_TILE];
 
 	for (int n = r0; n < r1; n++) {
-		linear_row(simd, w1, format, dim, n, x, wk, h1, 1);
-		linear_row(simd, w3, format, dim, n, x, wk, h3, 1);
+		linear_row_pair(simd, row_at(w1, format, dim, n), row_at(w3, format, dim, n),
+				format, dim, x, wk, h1, h3, 1);
 		for (int t = 0; t < x->n_tokens; t++)
 			h[t * inter + n] = hmoe_fxp_swiglu_q32(h1[t], h3[t]);
 	}
@@ -289,8 +317,15 @@ static void tile_down(const struct hmoe_fxp_simd *simd, const uint8_t *pack, int
 	size_t lin = (size_t)hmoe_fxp_linear_lines(format, inter, dim) * HMOE_FXP_LINE_BYTES;
 	struct hmoe_fxp_xtile ht = tile_h(tl, inter);
 
-	for (int n = r0; n < r1; n++)
-		linear_row(simd, pack + 2 * lin, format, inter, n, &ht, wk, tl->y + n, dim);
+	const uint8_t *w2 = pack + 2 * lin;
+	int n = r0;
+
+	for (; n + 2 <= r1; n += 2)
+		linear_row_pair(simd, row_at(w2, format, inter, n), row_at(w2, format, inter, n + 1),
+				format, inter, &ht, wk, tl->y + n, tl->y + n + 1, dim);
+	for (; n < r1; n++)
+		linear_row(simd, row_at(w2, format, inter, n), format, inter, &ht, wk, tl->y + n,
+			   dim);
 }
 
 /* ---- one expert, one tile, one thread ------------------------------------------------ */

@@ -31,7 +31,7 @@ struct hmoe_fxp_xtile {
 #define HMOE_FXP_ROW_TMP_BYTES (4 * HMOE_FXP_MAX_DIM * (int)sizeof(int16_t))
 
 /* One SIMD variant. row_dots: exact group dots of one weight row (codes of the weight
- * format) with every one-plane row of x (x->planes == 1), dots (n_tokens, groups) =
+ * format) with every one-plane row of x (x->planes == 1; see int_planes), dots (n_tokens, groups) =
  * sum_k q[k] * xq[t][k] over each group, as int64; the caller combines an A16 token's
  * two rows as 128 * hi + lo. row_terms (NULL: the scalar loop), per token: acc[t] =
  * sum_g hmoe_fxp_term_split(dots[t][g], mw[g] * xm[t][g], ew[g] + xe[t][g]), the
@@ -44,6 +44,14 @@ struct hmoe_fxp_simd {
 			 int64_t *dots, void *tmp);
 	void (*row_terms)(const int64_t *dots, const uint32_t *mw, const int32_t *ew,
 			  const struct hmoe_fxp_xtile *x, int64_t *acc);
+	/* Nonzero: row_dots also takes int8/int4 rows with x->planes == 2 and writes whole
+	 * tokens' dots (128 * hi + lo) itself, which saves a reduction per plane. */
+	int int_planes;
+	/* Optional, int8/int4 only: row_dots of two rows in one pass (two weight streams in
+	 * flight), with x as for row_dots when int_planes (either plane count), dots of
+	 * whole tokens: (n_tokens, groups) each. */
+	void (*row_dots2)(const uint8_t *codes_a, const uint8_t *codes_b, int format,
+			  const struct hmoe_fxp_xtile *x, int64_t *dots_a, int64_t *dots_b);
 };
 
 extern const struct hmoe_fxp_simd hmoe_fxp_simd_scalar;
