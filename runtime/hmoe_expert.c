@@ -56,6 +56,7 @@ void hmoe_expert_close(struct hmoe_expert_backend *b)
 		return;
 	if (b->ops->fini)
 		b->ops->fini(b);
+	free(b->resident);
 	free(b);
 }
 
@@ -64,11 +65,80 @@ int hmoe_expert_is_async(const struct hmoe_expert_backend *b)
 	return b->ops->submit && b->ops->wait;
 }
 
+int hmoe_expert_check_resident(const struct hmoe_expert_backend *b,
+			       const struct hmoe_expert_batch *batch)
+{
+	int E = b->model->cfg.n_routed_experts, n = batch->n_tokens * batch->top_k;
+	const uint8_t *row;
+
+	if (!b->resident || n <= 0)
+		return 0;
+	if (batch->layer < 0 || batch->layer >= b->model->cfg.num_hidden_layers)
+		return hmoe_err(HMOE_EINTERNAL, "expert backend %s: layer %d does not exist",
+				b->ops->name, batch->layer);
+	row = b->resident + (size_t)batch->layer * E;
+	for (int i = 0; i < n; i++) {
+		int e = batch->expert_ids[i];
+
+		if (e >= 0 && e < E && !row[e])
+			return hmoe_err(HMOE_EINTERNAL, "expert backend %s: layer %d expert %d is "
+					"not resident here (token %d)", b->ops->name, batch->layer,
+					e, i / batch->top_k);
+	}
+	return 0;
+}
+
+int hmoe_expert_run(struct hmoe_expert_backend *b, const struct hmoe_expert_batch *batch)
+{
+	int ret = hmoe_expert_check_resident(b, batch);
+
+	return ret ? ret : b->ops->run(b, batch);
+}
+
+int hmoe_expert_set_resident(struct hmoe_expert_backend *b, const uint8_t *mask)
+{
+	const struct hmoe_config *c = &b->model->cfg;
+	size_t n = (size_t)c->num_hidden_layers * (size_t)c->n_routed_experts;
+	int ret;
+
+	for (size_t i = 0; i < n; i++)
+		if (mask[i] && !b->model->layers[i / c->n_routed_experts].is_moe)
+			return hmoe_err(HMOE_EINPUT, "expert backend %s: residency mask names layer "
+					"%zu expert %zu, but layer %zu is not an MoE layer",
+					b->ops->name, i / c->n_routed_experts,
+					i % c->n_routed_experts, i / c->n_routed_experts);
+	if (!b->resident) {
+		b->resident = malloc(n);
+		if (!b->resident)
+			return hmoe_err(HMOE_ENOMEM, "expert backend %s: out of memory", b->ops->name);
+		memset(b->resident, 1, n);  /* until the op succeeds: what it held before */
+	}
+	if (b->ops->set_resident) {
+		ret = b->ops->set_resident(b, mask);
+		if (ret) {
+			/* only what was resident before and stays so is sure to be held */
+			for (size_t i = 0; i < n; i++)
+				b->resident[i] = (uint8_t)(b->resident[i] && mask[i]);
+			return ret;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		b->resident[i] = mask[i] ? 1 : 0;
+	return 0;
+}
+
+const uint8_t *hmoe_expert_resident(const struct hmoe_expert_backend *b)
+{
+	return b->resident;
+}
+
 int hmoe_expert_submit(struct hmoe_expert_backend *b, const struct hmoe_expert_batch *batch,
 		       int *ticket)
 {
-	int slot;
+	int slot, ret = hmoe_expert_check_resident(b, batch);
 
+	if (ret)
+		return ret;
 	if (hmoe_expert_is_async(b))
 		return b->ops->submit(b, batch, ticket);
 	slot = b->sync_next;

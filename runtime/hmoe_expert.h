@@ -9,8 +9,21 @@
  * bit-identical layer outputs whatever their internal grouping, threading or timing.
  *
  * Backends: "cpu-f32" (float reference, runtime/hmoe_expert_f32.c), "cpu-fxp[:FORMAT]"
- * (fixed point, hls/ kernel), "kmod[:FORMAT][,cards=N]" (cards through hmoe.ko,
- * runtime/hmoe_expert_kmod.c).
+ * (fixed point, hls/ kernel), "kmod[:FORMAT][,cards=N|card=I]" (cards through hmoe.ko,
+ * runtime/hmoe_expert_kmod.c), "sched:..." (several devices, runtime/hmoe_expert_sched.c).
+ *
+ * Residency (hmoe_expert_set_resident): a caller that spreads the experts over several
+ * backends (the sched backend's devices) tells each which experts it must hold, as a
+ * mask (n_layers, n_routed_experts), nonzero = resident. It may do so after init and
+ * again at any time when none of this backend's batches is in flight (submitted and
+ * not waited, or running on another thread). A backend with the op (kmod) holds only
+ * the resident experts (uploads the newly resident ones, forgets the others); one
+ * without it holds every expert anyway, and hmoe_expert_set_resident only records the
+ * mask. Either way, from that call on a batch that names an expert outside the mask is
+ * an HMOE_EINTERNAL error naming the layer and expert (checked by hmoe_expert_run and
+ * hmoe_expert_submit; the sched backend never sends one). A failed call leaves the
+ * backend unusable for batches naming experts of the new mask that were not resident
+ * before (kmod: they stay non-resident); the caller should stop using it.
  */
 #ifndef HMOE_EXPERT_H
 #define HMOE_EXPERT_H
@@ -47,6 +60,11 @@ struct hmoe_expert_ops {
 	int (*submit)(struct hmoe_expert_backend *b, const struct hmoe_expert_batch *batch,
 		      int *ticket);
 	int (*wait)(struct hmoe_expert_backend *b, int ticket);
+	/* Optional residency (see the top of this file): mask (n_layers, n_routed_experts),
+	 * nonzero = this backend must hold that expert; only MoE layers may be nonzero.
+	 * Called with no batch in flight. NULL: the backend holds every expert. Too many
+	 * experts for the device is an HMOE_EINPUT error saying how many fit. */
+	int (*set_resident)(struct hmoe_expert_backend *b, const uint8_t *mask);
 };
 
 /* Batches a caller may have submitted and not yet waited (two micro-batches). */
@@ -60,6 +78,9 @@ struct hmoe_expert_backend {
 	/* hmoe_expert_submit() on a synchronous backend: results kept for wait */
 	int sync_ret[HMOE_EXPERT_MAX_INFLIGHT];
 	int sync_next;
+	/* the last mask given to hmoe_expert_set_resident (n_layers, n_routed_experts), or
+	 * NULL (never called: every expert) */
+	uint8_t *resident;
 };
 
 /* Creates a backend from a spec such as "cpu-f32" or "cpu-fxp:int8". An unknown name is
@@ -75,6 +96,18 @@ int hmoe_expert_submit(struct hmoe_expert_backend *b, const struct hmoe_expert_b
 int hmoe_expert_wait(struct hmoe_expert_backend *b, int ticket);
 /* 1 when the backend really overlaps (has submit/wait). */
 int hmoe_expert_is_async(const struct hmoe_expert_backend *b);
+/* ops->run after the residency check: what every caller that is not the backend
+ * itself should call. */
+int hmoe_expert_run(struct hmoe_expert_backend *b, const struct hmoe_expert_batch *batch);
+
+/* Residency (see the top of this file): calls ops->set_resident when the backend has
+ * it, then records the mask (a copy) in b->resident. Only with no batch in flight. */
+int hmoe_expert_set_resident(struct hmoe_expert_backend *b, const uint8_t *mask);
+/* The recorded mask, or NULL when set_resident was never called (every expert). */
+const uint8_t *hmoe_expert_resident(const struct hmoe_expert_backend *b);
+/* 0, or the HMOE_EINTERNAL error for the first expert of batch outside b->resident. */
+int hmoe_expert_check_resident(const struct hmoe_expert_backend *b,
+			       const struct hmoe_expert_batch *batch);
 
 /* The registry: each backend file defines one of these. */
 extern const struct hmoe_expert_ops hmoe_expert_cpu_f32_ops;

@@ -12,6 +12,7 @@
 #include <xf86drm.h>
 
 #include "hmoe_err.h"
+#include "hmoe_expert.h"
 #include "hmoe_fxp.h"
 #include "hmoe_fxp_pack.h"
 
@@ -323,5 +324,30 @@ int hmoe_kmod_wait(struct hmoe_kmod *k, uint32_t queue_id, uint64_t seqno, int t
 		return hmoe_err(HMOE_EDEVICE, "kmod %s: job %llu of queue %u ended %s", k->path,
 				(unsigned long long)seqno, queue_id,
 				hmoe_kmod_status_name(w.status));
+	return 0;
+}
+
+/* ---------------------------------------------------------------- expert backend */
+
+uint64_t hmoe_kmod_act_reserve(int mode, int dim)
+{
+	uint64_t groups = (uint64_t)hmoe_fxp_groups(dim);
+	uint64_t planes = (uint64_t)hmoe_fxp_mode_planes(mode);
+	/* a pair's x (planes, then scale words) and y rows, plus one tile's alignment */
+	uint64_t per_pair = planes * groups * HMOE_FXP_GROUP + groups * sizeof(int32_t) +
+			    (uint64_t)dim * sizeof(int32_t) + 2 * 64;
+
+	return (uint64_t)HMOE_EXPERT_MAX_INFLIGHT * HMOE_KMOD_ACT_PAIRS * per_pair;
+}
+
+int hmoe_kmod_card_mem(int card, uint64_t *bytes)
+{
+	struct hmoe_kmod k;
+	int ret = hmoe_kmod_open(&k, card);
+
+	if (ret)
+		return ret;
+	*bytes = k.info.card_mem_bytes;
+	hmoe_kmod_close(&k);
 	return 0;
 }

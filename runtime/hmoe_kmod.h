@@ -75,4 +75,18 @@ int hmoe_kmod_wait(struct hmoe_kmod *k, uint32_t queue_id, uint64_t seqno, int t
 
 const char *hmoe_kmod_status_name(uint32_t status);
 
+/* ---- what the kmod expert backend needs of a card (runtime/hmoe_expert_kmod.c) ---- */
+
+/* (token, expert) pairs per in-flight batch that the kmod expert backend's activation
+ * and output card buffers are sized for when it keeps expert memory free for them; a
+ * larger batch still runs when the card has room left. */
+#define HMOE_KMOD_ACT_PAIRS 4096
+/* Card bytes the kmod expert backend keeps for the activation and output buffers of
+ * its HMOE_EXPERT_MAX_INFLIGHT batches in kernel mode `mode` at hidden size dim:
+ * HMOE_KMOD_ACT_PAIRS pairs each (x planes, scales and Q16 y, 64-byte aligned tiles). */
+uint64_t hmoe_kmod_act_reserve(int mode, int dim);
+/* Card memory as the driver reports it (GET_INFO card_mem_bytes) of the card-th hmoe
+ * card: opens the node, asks, closes. Errors as hmoe_kmod_open. */
+int hmoe_kmod_card_mem(int card, uint64_t *bytes);
+
 #endif
