@@ -448,6 +448,8 @@ static int generate_prompts(const struct cli_args *a)
 	struct sampling sp;
 	struct hmoe_batch *engine = NULL;
 	struct hmoe_batch_opts o = { 0 };
+	struct hmoe_energy *energy = NULL;
+	struct hmoe_energy_opts eo = { .model = cli_str(a, "energy-model", NULL) };
 	long max_seqs, chunk, budget;
 	double t0;
 	int ret;
@@ -457,9 +459,6 @@ static int generate_prompts(const struct cli_args *a)
 	if (!strcmp(cli_str(a, "attn", "auto"), "cuda"))
 		return hmoe_err(HMOE_EINPUT, "hmoe generate: --prompts runs on the CPU forward "
 				"pass; with --attn cuda give one --prompt per run");
-	if (cli_has(a, "energy-model"))
-		return hmoe_err(HMOE_EINPUT, "hmoe generate: --energy-model is not supported "
-				"with --prompts yet");
 	if ((ret = sampling_flags(a, &sp)) ||
 	    (ret = cli_int(a, "max-seqs", HMOE_BATCH_MAX_SEQS, 1, 4096, &max_seqs)) ||
 	    (ret = cli_int(a, "prefill-chunk", HMOE_BATCH_PREFILL_CHUNK, 1, 1 << 20, &chunk)) ||
@@ -496,6 +495,10 @@ static int generate_prompts(const struct cli_args *a)
 		.max_batch_tokens = (int)budget, .n_valid = session_n_valid(&s),
 		.on_token = on_token, .on_finish = on_finish, .arg = &ps,
 	};
+	/* joules per token by device and phase, a mixed step split by its tokens */
+	if ((ret = hmoe_energy_open(&energy, &eo)))
+		goto out;
+	o.energy = energy;
 	if ((ret = hmoe_batch_create(&engine, s.fwd, &s.model->cfg, &o)))
 		goto out;
 	for (int i = 0; i < ps.n; i++) {
@@ -518,8 +521,10 @@ static int generate_prompts(const struct cli_args *a)
 	if ((ret = hmoe_batch_run(engine)))
 		goto out;
 	print_batch_summary(&s, hmoe_batch_stats(engine), clock_now_s() - t0);
+	hmoe_energy_print(energy, stderr);
 out:
 	hmoe_batch_free(engine);
+	hmoe_energy_close(energy);
 	session_close(&s);
 	prompts_free(&ps);
 	return ret;

@@ -450,6 +450,8 @@ int hmoe_batch_step(struct hmoe_batch *b)
 		return ret;
 	if (!n_toks) /* cannot happen: something running or arrived always fits */
 		return hmoe_err(HMOE_EINTERNAL, "batch step %ld: nothing to run", b->clock);
+	if (b->o.energy)
+		hmoe_energy_begin(b->o.energy, HMOE_ENERGY_DECODE);
 	t0 = now_s();
 	if ((ret = hmoe_forward(b->fwd, b->toks, n_toks, b->logits)))
 		return step_error(b, ret, n_items);
@@ -480,6 +482,8 @@ int hmoe_batch_step(struct hmoe_batch *b)
 		}
 	}
 	count(b, n_toks, n_decode, now_s() - t0);
+	if (b->o.energy)
+		hmoe_energy_end_split(b->o.energy, n_toks - n_decode, n_decode);
 	b->clock++;
 	return b->n_running || b->n_waiting ? 1 : 0;
 }

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "hmoe_config.h"
+#include "hmoe_energy.h"
 #include "hmoe_forward.h"
 
 struct hmoe_batch;
@@ -89,6 +90,9 @@ struct hmoe_batch_opts {
 	int (*on_finish)(void *arg, const struct hmoe_batch_req *r);
 	void *arg;               /* passed to the callbacks; a callback's negative return
 				  * (an hmoe_err code) aborts the step with that error */
+	struct hmoe_energy *energy; /* NULL, or meters: each step (forward + sampling) is one
+				  * span, split between prefill and decode by its tokens
+				  * (hmoe_energy_end_split); not owned */
 };
 
 /* Defaults for unset (zero) fields of struct hmoe_batch_opts. */

@@ -304,6 +304,30 @@ void hmoe_energy_end(struct hmoe_energy *e, enum hmoe_energy_phase ph, long n_to
 		e->phase_uj[ph][i] += e->meters[i].total_uj - e->span_start_uj[i];
 }
 
+void hmoe_energy_end_split(struct hmoe_energy *e, long prefill_tokens, long decode_tokens)
+{
+	long n = prefill_tokens + decode_tokens;
+	double dt;
+
+	if (!e->span_open || prefill_tokens < 0 || decode_tokens < 0 || n <= 0)
+		return;
+	hmoe_energy_sample(e);
+	e->span_open = 0;
+	dt = e->opts.now_s() - e->span_t0_s;
+	e->phase_s[HMOE_ENERGY_PREFILL] += dt * (double)prefill_tokens / (double)n;
+	e->phase_s[HMOE_ENERGY_DECODE] += dt * (double)decode_tokens / (double)n;
+	e->phase_tokens[HMOE_ENERGY_PREFILL] += prefill_tokens;
+	e->phase_tokens[HMOE_ENERGY_DECODE] += decode_tokens;
+	for (int i = 0; i < e->n_meters; i++) {
+		uint64_t uj = e->meters[i].total_uj - e->span_start_uj[i];
+		uint64_t pre = (uint64_t)((unsigned __int128)uj * (uint64_t)prefill_tokens /
+					  (uint64_t)n);
+
+		e->phase_uj[HMOE_ENERGY_PREFILL][i] += pre;
+		e->phase_uj[HMOE_ENERGY_DECODE][i] += uj - pre;
+	}
+}
+
 int hmoe_energy_n_meters(const struct hmoe_energy *e)
 {
 	return e->n_meters;

@@ -128,6 +128,11 @@ uint64_t hmoe_energy_delta(uint64_t prev, uint64_t now, uint64_t wrap);
  * n_tokens to its token count. One span open at a time. */
 void hmoe_energy_begin(struct hmoe_energy *e, enum hmoe_energy_phase ph);
 void hmoe_energy_end(struct hmoe_energy *e, enum hmoe_energy_phase ph, long n_tokens);
+/* Ends the open span (whatever phase it began as) for a step that ran prefill_tokens
+ * and decode_tokens together (continuous batching): its seconds and each meter's energy
+ * are split between the phases by token share (integer microjoules; the rounding
+ * remainder goes to decode, so the phases still sum to the meter's total). */
+void hmoe_energy_end_split(struct hmoe_energy *e, long prefill_tokens, long decode_tokens);
 
 int hmoe_energy_n_meters(const struct hmoe_energy *e);
 const struct hmoe_energy_meter *hmoe_energy_meter_at(const struct hmoe_energy *e, int i);

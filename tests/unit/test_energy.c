@@ -11,6 +11,7 @@
  *  - an absent NVML library breaks the open.
  */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -363,12 +364,58 @@ static void test_real_machine(void)
 	hmoe_energy_close(e);
 }
 
+/* A continuous-batching step mixes prefill and decode tokens: its energy and time are
+ * split by token share, exactly (the phases sum to the meter's total). */
+static void test_split(void)
+{
+	struct hmoe_energy *e;
+	int pkg;
+
+	fresh_root();
+	put(RAPL "/name", "package-0\n");
+	put(RAPL "/max_energy_range_uj", "%llu\n", MAX_UJ);
+	put(RAPL "/energy_uj", "1000\n");
+	fake_now = 10.0;
+	e = open_set(NULL);
+	pkg = find(e, "cpu0-package");
+	CHECK(pkg >= 0, "package meter found");
+	/* step 1: 3 prefill + 1 decode tokens, 4.000001 J over 2 s */
+	hmoe_energy_begin(e, HMOE_ENERGY_DECODE);
+	put(RAPL "/energy_uj", "%llu\n", 1000ull + 4000001ull);
+	fake_now = 12.0;
+	hmoe_energy_end_split(e, 3, 1);
+	/* step 2: decode only, 1 J over 1 s */
+	hmoe_energy_begin(e, HMOE_ENERGY_DECODE);
+	put(RAPL "/energy_uj", "%llu\n", 1000ull + 5000001ull);
+	fake_now = 13.0;
+	hmoe_energy_end_split(e, 0, 2);
+	CHECK(hmoe_energy_tokens(e, HMOE_ENERGY_PREFILL) == 3, "prefill tokens %ld",
+	      hmoe_energy_tokens(e, HMOE_ENERGY_PREFILL));
+	CHECK(hmoe_energy_tokens(e, HMOE_ENERGY_DECODE) == 3, "decode tokens %ld",
+	      hmoe_energy_tokens(e, HMOE_ENERGY_DECODE));
+	CHECK(fabs(hmoe_energy_joules(e, pkg, HMOE_ENERGY_PREFILL) - 3.0) < 1e-5,
+	      "prefill joules %.7f, want 3 (3/4 of step 1)",
+	      hmoe_energy_joules(e, pkg, HMOE_ENERGY_PREFILL));
+	CHECK(fabs(hmoe_energy_joules(e, pkg, HMOE_ENERGY_PREFILL) +
+		   hmoe_energy_joules(e, pkg, HMOE_ENERGY_DECODE) - 5.000001) < 1e-9,
+	      "the phases sum to the meter's total");
+	CHECK(fabs(hmoe_energy_seconds(e, HMOE_ENERGY_PREFILL) - 1.5) < 1e-9 &&
+	      fabs(hmoe_energy_seconds(e, HMOE_ENERGY_DECODE) - 1.5) < 1e-9,
+	      "seconds split 1.5 / 1.5, got %.3f / %.3f",
+	      hmoe_energy_seconds(e, HMOE_ENERGY_PREFILL),
+	      hmoe_energy_seconds(e, HMOE_ENERGY_DECODE));
+	hmoe_energy_end_split(e, 1, 1); /* no open span: nothing happens */
+	CHECK(hmoe_energy_tokens(e, HMOE_ENERGY_DECODE) == 3, "a split without a span is ignored");
+	hmoe_energy_close(e);
+}
+
 int main(void)
 {
 	char cmd[300];
 
 	test_delta();
 	test_rapl_wrap();
+	test_split();
 	test_rapl_bad_files();
 	test_hwmon_and_model();
 	test_bad_model_text();
