@@ -9,6 +9,7 @@
 
 #include "hmoe_cli.h"
 #include "hmoe_err.h"
+#include "hmoe_tok.h"
 
 static int flag_index(const struct cli_args *a, const char *name)
 {
@@ -224,4 +225,49 @@ int cli_fail(int ret)
 	/* Messages from the CLI already start with "hmoe CMD:"; others get the prefix. */
 	fprintf(stderr, "%s%s\n", strncmp(msg, "hmoe ", 5) ? "hmoe: " : "", msg);
 	return ret == -HMOE_EINPUT ? 2 : 1;
+}
+
+/* ---- generated text ---- */
+
+int cli_text_append(struct cli_text *t, const char *p, size_t n)
+{
+	if (t->len + n + 1 > t->cap) {
+		size_t cap = (t->len + n + 1) * 2;
+		char *q = realloc(t->s, cap);
+
+		if (!q)
+			return hmoe_err(HMOE_ENOMEM, "out of memory for generated text");
+		t->s = q;
+		t->cap = cap;
+	}
+	memcpy(t->s + t->len, p, n);
+	t->len += n;
+	t->s[t->len] = '\0';
+	return 0;
+}
+
+int cli_text_token(struct cli_text *t, struct hmoe_tok_stream *st, int tok, int eos)
+{
+	char piece[1024];
+	int ret;
+
+	if (tok == eos)
+		return 0;
+	if ((ret = hmoe_tok_stream_push(st, tok, piece, sizeof(piece))) < 0)
+		return ret;
+	return cli_text_append(t, piece, (size_t)ret);
+}
+
+int cli_text_flush(struct cli_text *t, struct hmoe_tok_stream *st)
+{
+	char piece[1024];
+	int ret = hmoe_tok_stream_flush(st, piece, sizeof(piece));
+
+	return ret < 0 ? ret : cli_text_append(t, piece, (size_t)ret);
+}
+
+void cli_text_free(struct cli_text *t)
+{
+	free(t->s);
+	*t = (struct cli_text){ 0 };
 }

@@ -52,8 +52,7 @@ struct slot {
 	int problem, sample;
 	int think_tokens;        /* tokens up to and including the end of "</think>"; -1 */
 	struct hmoe_tok_stream stream;
-	char *text;              /* decoded output so far */
-	size_t len, cap;
+	struct cli_text text;    /* decoded output so far */
 };
 
 struct eval_stats {
@@ -67,23 +66,6 @@ struct eval_run {
 	int samples, eos;
 	struct eval_stats *st;
 };
-
-static int text_append(struct slot *s, const char *t, size_t n)
-{
-	if (s->len + n + 1 > s->cap) {
-		size_t cap = (s->len + n + 1) * 2;
-		char *p = realloc(s->text, cap);
-
-		if (!p)
-			return hmoe_err(HMOE_ENOMEM, "eval: out of memory for generated text");
-		s->text = p;
-		s->cap = cap;
-	}
-	memcpy(s->text + s->len, t, n);
-	s->len += n;
-	s->text[s->len] = '\0';
-	return 0;
-}
 
 static void progress(const struct eval_stats *st, long total, double t0)
 {
@@ -102,7 +84,7 @@ static int finish(struct slot *s, const struct hmoe_eval_set *set, struct eval_s
 {
 	char got[256];
 	const struct hmoe_eval_problem *p = &set->p[s->problem];
-	int found = hmoe_eval_extract(s->text ? s->text : "", got, sizeof(got));
+	int found = hmoe_eval_extract(s->text.s ? s->text.s : "", got, sizeof(got));
 	int ok = found && hmoe_eval_match(got, p->answer);
 
 	st->done++;
@@ -118,7 +100,7 @@ static int finish(struct slot *s, const struct hmoe_eval_set *set, struct eval_s
 		    !cJSON_AddNumberToObject(j, "sample", s->sample) ||
 		    !cJSON_AddStringToObject(j, "prompt", p->prompt) ||
 		    !cJSON_AddStringToObject(j, "answer", p->answer) ||
-		    !cJSON_AddStringToObject(j, "output", s->text ? s->text : "") ||
+		    !cJSON_AddStringToObject(j, "output", s->text.s ? s->text.s : "") ||
 		    !cJSON_AddStringToObject(j, "extracted", got) ||
 		    !cJSON_AddBoolToObject(j, "correct", ok) ||
 		    !cJSON_AddNumberToObject(j, "tokens", n_gen) ||
@@ -139,16 +121,12 @@ static int on_token(void *arg, const struct hmoe_batch_req *r, int tok, const fl
 {
 	const struct eval_run *run = arg;
 	struct slot *s = r->user;
-	char piece[1024];
 	int ret;
 
 	(void)logits;
-	if (tok == run->eos)
-		return 0;
-	if ((ret = hmoe_tok_stream_push(&s->stream, tok, piece, sizeof(piece))) < 0 ||
-	    (ret = text_append(s, piece, (size_t)ret)) < 0)
+	if ((ret = cli_text_token(&s->text, &s->stream, tok, run->eos)) < 0)
 		return ret;
-	if (s->think_tokens < 0 && strstr(s->text, HMOE_CHAT_END_THINK))
+	if (s->think_tokens < 0 && s->text.s && strstr(s->text.s, HMOE_CHAT_END_THINK))
 		s->think_tokens = r->n_tokens;
 	return 0;
 }
@@ -158,11 +136,9 @@ static int on_finish(void *arg, const struct hmoe_batch_req *r)
 {
 	const struct eval_run *run = arg;
 	struct slot *s = r->user;
-	char piece[1024];
 	int ret;
 
-	if ((ret = hmoe_tok_stream_flush(&s->stream, piece, sizeof(piece))) < 0 ||
-	    (ret = text_append(s, piece, (size_t)ret)) < 0)
+	if ((ret = cli_text_flush(&s->text, &s->stream)) < 0)
 		return ret;
 	return finish(s, run->set, run->st, run->samples, r->n_tokens,
 		      r->finish != HMOE_BATCH_STOP);
@@ -230,9 +206,9 @@ static int run_eval(struct session *ses, const struct hmoe_eval_set *set, int sa
 			s->sample = (int)(next_job % samples);
 			next_job++;
 			s->think_tokens = -1;
-			s->len = 0;
-			if (s->text)
-				s->text[0] = '\0';
+			s->text.len = 0;
+			if (s->text.s)
+				s->text.s[0] = '\0';
 			hmoe_tok_stream_init(&s->stream, ses->tok, 1);
 			p = (struct hmoe_batch_params){
 				.prompt = prompt[s->problem], .n_prompt = n_prompt[s->problem],
@@ -264,7 +240,7 @@ out:
 	*wall_s = clock_now_s() - t0;
 	hmoe_batch_free(engine);
 	for (int b = 0; slots && b < batch; b++)
-		free(slots[b].text);
+		cli_text_free(&slots[b].text);
 	for (int i = 0; prompt && i < set->n; i++)
 		free(prompt[i]);
 	free(prompt);

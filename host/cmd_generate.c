@@ -24,6 +24,7 @@
 #include "hmoe_batch.h"
 #include "hmoe_chat.h"
 #include "hmoe_energy.h"
+#include "hmoe_jsonl.h"
 #include "hmoe_cli.h"
 #include "hmoe_err.h"
 #include "hmoe_sample.h"
@@ -206,14 +207,13 @@ struct request {
 	cJSON *id;                 /* the line's "id", or NULL: the index is the id */
 	int *ids, n_ids;           /* prompt token ids */
 	struct hmoe_tok_stream stream;
-	char *text;                /* generated text so far */
-	size_t len, cap;
+	struct cli_text text;      /* generated so far */
 };
 
 struct prompts {
 	const char *path;
 	struct request *r;         /* [n] */
-	int n;
+	int n, cap;
 	int eos;
 };
 
@@ -223,7 +223,7 @@ static void prompts_free(struct prompts *ps)
 		free(ps->r[i].prompt);
 		cJSON_Delete(ps->r[i].id);
 		free(ps->r[i].ids);
-		free(ps->r[i].text);
+		cli_text_free(&ps->r[i].text);
 	}
 	free(ps->r);
 	ps->r = NULL;
@@ -242,14 +242,12 @@ static int json_int(const cJSON *v, double lo, double hi, double *out)
 }
 
 /* Reads one request from a parsed line; errors name the file and line. */
-static int parse_request(const struct prompts *ps, cJSON *j, struct request *r)
+static int parse_request(const struct prompts *ps, const cJSON *j, struct request *r)
 {
 	const char *path = ps->path;
 	cJSON *f;
 	double v;
 
-	if (!cJSON_IsObject(j))
-		return hmoe_err(HMOE_EINPUT, "%s line %ld: not a JSON object", path, r->line);
 	cJSON_ArrayForEach(f, j) {
 		const char *k = f->string;
 
@@ -294,85 +292,39 @@ static int parse_request(const struct prompts *ps, cJSON *j, struct request *r)
 	return 0;
 }
 
-static int blank(const char *s)
+/* hmoe_jsonl_read callback: one request per object. */
+static int load_request(void *arg, const cJSON *j, long lineno)
 {
-	while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
-		s++;
-	return !*s;
+	struct prompts *ps = arg;
+	struct request *r;
+
+	if (ps->n == ps->cap) {
+		int cap = ps->cap ? ps->cap * 2 : 16;
+		void *p = realloc(ps->r, (size_t)cap * sizeof(*ps->r));
+
+		if (!p)
+			return hmoe_err(HMOE_ENOMEM, "%s: out of memory", ps->path);
+		ps->r = p;
+		ps->cap = cap;
+	}
+	r = &ps->r[ps->n++];
+	memset(r, 0, sizeof(*r));
+	r->line = lineno;
+	return parse_request(ps, j, r);
 }
 
 /* Reads the --prompts file: one request per non-blank line. */
 static int prompts_load(struct prompts *ps, const char *path)
 {
-	FILE *f = fopen(path, "rb");
-	char *line = NULL;
-	size_t cap_line = 0;
-	ssize_t len;
-	long lineno = 0;
-	int cap = 0, ret = 0;
+	int ret;
 
 	memset(ps, 0, sizeof(*ps));
 	ps->path = path;
-	if (!f)
-		return hmoe_err(HMOE_EINPUT, "%s: cannot open: %s", path, strerror(errno));
-	while (!ret && (len = getline(&line, &cap_line, f)) >= 0) {
-		struct request *r;
-		cJSON *j;
-
-		lineno++;
-		if ((size_t)len != strlen(line)) {
-			ret = hmoe_err(HMOE_EINPUT, "%s line %ld: contains a NUL byte", path, lineno);
-			break;
-		}
-		if (blank(line))
-			continue;
-		if (ps->n == cap) {
-			void *p = realloc(ps->r, (size_t)(cap ? cap * 2 : 16) * sizeof(*ps->r));
-
-			if (!p) {
-				ret = hmoe_err(HMOE_ENOMEM, "%s: out of memory", path);
-				break;
-			}
-			ps->r = p;
-			cap = cap ? cap * 2 : 16;
-		}
-		r = &ps->r[ps->n++];
-		memset(r, 0, sizeof(*r));
-		r->line = lineno;
-		j = cJSON_Parse(line);
-		if (!j)
-			ret = hmoe_err(HMOE_EINPUT, "%s line %ld: not a JSON object", path, lineno);
-		else
-			ret = parse_request(ps, j, r);
-		cJSON_Delete(j);
-	}
-	if (!ret && ferror(f))
-		ret = hmoe_err(HMOE_EIO, "%s: read error", path);
-	if (!ret && ps->n == 0)
-		ret = hmoe_err(HMOE_EINPUT, "%s: no prompts (one JSON object per line: "
-			       "{\"prompt\": \"...\"})", path);
-	free(line);
-	fclose(f);
+	ret = hmoe_jsonl_read(path, "no prompts (one JSON object per line: {\"prompt\": \"...\"})",
+			      load_request, ps);
 	if (ret)
 		prompts_free(ps);
 	return ret;
-}
-
-static int text_append(struct request *r, const char *t, size_t n)
-{
-	if (r->len + n + 1 > r->cap) {
-		size_t cap = (r->len + n + 1) * 2;
-		char *p = realloc(r->text, cap);
-
-		if (!p)
-			return hmoe_err(HMOE_ENOMEM, "out of memory for generated text");
-		r->text = p;
-		r->cap = cap;
-	}
-	memcpy(r->text + r->len, t, n);
-	r->len += n;
-	r->text[r->len] = '\0';
-	return 0;
 }
 
 /* Engine callback: a request's new token joins its text (the stop id prints nothing,
@@ -381,16 +333,9 @@ static int on_token(void *arg, const struct hmoe_batch_req *br, int tok, const f
 {
 	const struct prompts *ps = arg;
 	struct request *r = br->user;
-	char piece[1024];
-	int ret;
 
 	(void)logits;
-	if (tok == ps->eos)
-		return 0;
-	if ((ret = hmoe_tok_stream_push(&r->stream, tok, piece, sizeof(piece))) < 0 ||
-	    (ret = text_append(r, piece, (size_t)ret)) < 0)
-		return ret;
-	return 0;
+	return cli_text_token(&r->text, &r->stream, tok, ps->eos);
 }
 
 /* Engine callback: a request finished: its JSON line, at once. */
@@ -399,17 +344,16 @@ static int on_finish(void *arg, const struct hmoe_batch_req *br)
 	const struct prompts *ps = arg;
 	struct request *r = br->user;
 	int index = (int)(r - ps->r), ret;
-	char piece[1024], *out = NULL;
+	char *out = NULL;
 	cJSON *j;
 
-	if ((ret = hmoe_tok_stream_flush(&r->stream, piece, sizeof(piece))) < 0 ||
-	    (ret = text_append(r, piece, (size_t)ret)) < 0)
+	if ((ret = cli_text_flush(&r->text, &r->stream)) < 0)
 		return ret;
 	j = cJSON_CreateObject();
 	if (!j || !cJSON_AddItemToObject(j, "id", r->id ? cJSON_Duplicate(r->id, 1)
 						      : cJSON_CreateNumber(index)) ||
 	    !cJSON_AddNumberToObject(j, "index", index) ||
-	    !cJSON_AddStringToObject(j, "text", r->text ? r->text : "") ||
+	    !cJSON_AddStringToObject(j, "text", r->text.s ? r->text.s : "") ||
 	    !cJSON_AddNumberToObject(j, "tokens", br->n_tokens) ||
 	    !cJSON_AddNumberToObject(j, "prompt_tokens", br->n_prompt) ||
 	    !cJSON_AddStringToObject(j, "finish", hmoe_batch_finish_name(br->finish)) ||
@@ -421,9 +365,7 @@ static int on_finish(void *arg, const struct hmoe_batch_req *br)
 	fflush(stdout);
 	free(out);
 	cJSON_Delete(j);
-	free(r->text); /* printed: no need to keep it */
-	r->text = NULL;
-	r->len = r->cap = 0;
+	cli_text_free(&r->text); /* printed: no need to keep it */
 	return 0;
 }
 

@@ -46,6 +46,21 @@ void cli_usage(const char *cmd, const char *summary, const struct cli_flag *flag
 /* Prints "hmoe: <last error>" and returns the exit status for a negative ret. */
 int cli_fail(int ret);
 
+/* A growing NUL-terminated text: a request's or sample's generated output. */
+struct cli_text {
+	char *s;      /* NULL until something is appended */
+	size_t len, cap;
+};
+
+int cli_text_append(struct cli_text *t, const char *p, size_t n);
+/* Decodes one generated token through its detokenizer stream and appends the bytes
+ * (the stop id `eos` adds nothing). Returns 0 or a negative error. */
+struct hmoe_tok_stream;
+int cli_text_token(struct cli_text *t, struct hmoe_tok_stream *st, int tok, int eos);
+/* Appends what the stream still holds (an unfinished UTF-8 sequence) at the end. */
+int cli_text_flush(struct cli_text *t, struct hmoe_tok_stream *st);
+void cli_text_free(struct cli_text *t);
+
 /* Subcommands; each lives in host/cmd_<name>.c. */
 int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);

@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "hmoe_err.h"
+#include "hmoe_jsonl.h"
 
 /* ---- held-out arithmetic ---- */
 
@@ -140,86 +141,53 @@ int hmoe_eval_arith(struct hmoe_eval_set *set, const char *task, int n)
 
 /* ---- jsonl files ---- */
 
-static int blank(const char *s)
+struct jsonl_load {
+	struct hmoe_eval_set *set;
+	const char *path;
+	int cap;
+};
+
+static int load_problem(void *arg, const cJSON *j, long lineno)
 {
-	while (*s && isspace((unsigned char)*s))
-		s++;
-	return !*s;
+	struct jsonl_load *ld = arg;
+	const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(j, "prompt");
+	const cJSON *answer = cJSON_GetObjectItemCaseSensitive(j, "answer");
+	struct hmoe_eval_set *set = ld->set;
+	char num[64];
+	const char *ans;
+
+	if (!cJSON_IsString(prompt) || !*prompt->valuestring)
+		return hmoe_err(HMOE_EINPUT, "%s line %ld: \"prompt\" missing or not a "
+				"non-empty string", ld->path, lineno);
+	if (cJSON_IsNumber(answer)) {
+		snprintf(num, sizeof(num), "%.17g", answer->valuedouble);
+		ans = num;
+	} else if (cJSON_IsString(answer) && !hmoe_jsonl_blank(answer->valuestring)) {
+		ans = answer->valuestring;
+	} else {
+		return hmoe_err(HMOE_EINPUT, "%s line %ld: \"answer\" missing or not a "
+				"non-empty string or number", ld->path, lineno);
+	}
+	if (set->n == ld->cap) {
+		int ncap = ld->cap ? 2 * ld->cap : 64;
+		struct hmoe_eval_problem *np = realloc(set->p, (size_t)ncap * sizeof(*np));
+
+		if (!np)
+			return hmoe_err(HMOE_ENOMEM, "%s: out of memory", ld->path);
+		set->p = np;
+		ld->cap = ncap;
+	}
+	return set_add(set, ld->cap, prompt->valuestring, ans);
 }
 
 int hmoe_eval_load_jsonl(struct hmoe_eval_set *set, const char *path)
 {
-	FILE *f = fopen(path, "rb");
-	char *line = NULL;
-	size_t cap_line = 0;
-	ssize_t len;
-	long lineno = 0;
-	int cap = 0, ret = 0;
+	struct jsonl_load ld = { set, path, 0 };
+	int ret;
 
 	memset(set, 0, sizeof(*set));
-	if (!f)
-		return hmoe_err(HMOE_EINPUT, "%s: cannot open: %s", path, strerror(errno));
-	while ((len = getline(&line, &cap_line, f)) >= 0) {
-		cJSON *j, *prompt, *answer;
-		char num[64];
-		const char *ans;
-
-		lineno++;
-		if ((size_t)len != strlen(line)) {
-			ret = hmoe_err(HMOE_EINPUT, "%s line %ld: contains a NUL byte", path, lineno);
-			break;
-		}
-		if (blank(line))
-			continue;
-		j = cJSON_Parse(line);
-		if (!j || !cJSON_IsObject(j)) {
-			cJSON_Delete(j);
-			ret = hmoe_err(HMOE_EINPUT, "%s line %ld: not a JSON object", path, lineno);
-			break;
-		}
-		prompt = cJSON_GetObjectItemCaseSensitive(j, "prompt");
-		answer = cJSON_GetObjectItemCaseSensitive(j, "answer");
-		if (!cJSON_IsString(prompt) || !*prompt->valuestring) {
-			cJSON_Delete(j);
-			ret = hmoe_err(HMOE_EINPUT, "%s line %ld: \"prompt\" missing or not a "
-				       "non-empty string", path, lineno);
-			break;
-		}
-		if (cJSON_IsNumber(answer)) {
-			snprintf(num, sizeof(num), "%.17g", answer->valuedouble);
-			ans = num;
-		} else if (cJSON_IsString(answer) && !blank(answer->valuestring)) {
-			ans = answer->valuestring;
-		} else {
-			cJSON_Delete(j);
-			ret = hmoe_err(HMOE_EINPUT, "%s line %ld: \"answer\" missing or not a "
-				       "non-empty string or number", path, lineno);
-			break;
-		}
-		if (set->n == cap) {
-			int ncap = cap ? 2 * cap : 64;
-			struct hmoe_eval_problem *np = realloc(set->p, (size_t)ncap * sizeof(*np));
-
-			if (!np) {
-				cJSON_Delete(j);
-				ret = hmoe_err(HMOE_ENOMEM, "%s: out of memory", path);
-				break;
-			}
-			set->p = np;
-			cap = ncap;
-		}
-		ret = set_add(set, cap, prompt->valuestring, ans);
-		cJSON_Delete(j);
-		if (ret)
-			break;
-	}
-	if (!ret && ferror(f))
-		ret = hmoe_err(HMOE_EIO, "%s: read error", path);
-	if (!ret && set->n == 0)
-		ret = hmoe_err(HMOE_EINPUT, "%s: no problems (expected jsonl lines "
-			       "{\"prompt\": ..., \"answer\": ...})", path);
-	free(line);
-	fclose(f);
+	ret = hmoe_jsonl_read(path, "no problems (expected jsonl lines {\"prompt\": ..., "
+			      "\"answer\": ...})", load_problem, &ld);
 	if (ret)
 		hmoe_eval_set_free(set);
 	return ret;

@@ -68,11 +68,12 @@ int hmoe_expert_is_async(const struct hmoe_expert_backend *b)
 int hmoe_expert_check_resident(const struct hmoe_expert_backend *b,
 			       const struct hmoe_expert_batch *batch)
 {
-	int E = b->model->cfg.n_routed_experts, n = batch->n_tokens * batch->top_k;
+	int E, n = batch->n_tokens * batch->top_k;
 	const uint8_t *row;
 
 	if (!b->resident || n <= 0)
 		return 0;
+	E = b->model->cfg.n_routed_experts;
 	if (batch->layer < 0 || batch->layer >= b->model->cfg.num_hidden_layers)
 		return hmoe_err(HMOE_EINTERNAL, "expert backend %s: layer %d does not exist",
 				b->ops->name, batch->layer);
@@ -97,9 +98,15 @@ int hmoe_expert_run(struct hmoe_expert_backend *b, const struct hmoe_expert_batc
 
 int hmoe_expert_set_resident(struct hmoe_expert_backend *b, const uint8_t *mask)
 {
-	const struct hmoe_config *c = &b->model->cfg;
-	size_t n = (size_t)c->num_hidden_layers * (size_t)c->n_routed_experts;
+	const struct hmoe_config *c;
+	size_t n;
 	int ret;
+
+	/* a stand-in backend without a model (benchmarks): nothing to size a record by */
+	if (!b->model)
+		return b->ops->set_resident ? b->ops->set_resident(b, mask) : 0;
+	c = &b->model->cfg;
+	n = (size_t)c->num_hidden_layers * (size_t)c->n_routed_experts;
 
 	for (size_t i = 0; i < n; i++)
 		if (mask[i] && !b->model->layers[i / c->n_routed_experts].is_moe)

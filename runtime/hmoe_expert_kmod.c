@@ -1,13 +1,25 @@
-/* hmoe_expert_kmod: the routed-expert backend "kmod[:MODE][,cards=N]" (see hmoe_expert.h)
- * on hmoe cards through hmoe.ko (runtime/hmoe_kmod.c, docs/kmod.md).
+/* hmoe_expert_kmod: the routed-expert backend "kmod[:MODE][,cards=N|card=I]" (see
+ * hmoe_expert.h) on hmoe cards through hmoe.ko (runtime/hmoe_kmod.c, docs/kmod.md).
  *
  * Spec: MODE is a kernel mode by name (hmoe_fxp_format_parse): fp8 (default), int8 or
  * int4 with two activation planes (A16), or fp8-a8 / int8-a8 / int4-a8 with one; cards=N
- * (default 1) opens the first N hmoe cards in node order. Expert e of layer l lives on
- * card (l * n_routed + e) % N, in that card's weight BO at slot (l * n_routed + e) / N.
+ * (default 1) opens the first N hmoe cards in node order; card=I opens only the card
+ * of node index I (a sched device; exclusive with cards=).
  *
- * init:   every routed expert is packed with the cpu-fxp packer (hmoe_fxp_pack_mlp) into
- *         a host staging BO, one layer per card at a time, and copied into card memory.
+ * Residency: a table (layer, expert) -> (card, slot in that card's weight BO).
+ * set_resident(mask) gives each newly resident expert a card (the one with the most
+ * free slots, then the lowest index; an expert already resident stays where it is) and
+ * a free slot, forgets the experts no longer resident (their slots are reused), grows a
+ * card's weight BO when its slots run out (re-uploading that card's experts), and
+ * uploads the new ones: packed with the cpu-fxp packer (hmoe_fxp_pack_mlp) into a host
+ * staging BO, one layer at a time, one H2C copy per expert. A card holds at most
+ * (card_mem_bytes - hmoe_kmod_act_reserve()) / pack bytes experts: a larger mask is an
+ * HMOE_EINPUT error that says how many fit. Without a set_resident call before the first
+ * batch, that batch makes every expert resident as before set_resident existed: expert
+ * e of layer l on card (l * n_routed + e) % N. A batch naming a non-resident expert is
+ * an HMOE_EINTERNAL error.
+ *
+ * init:   opens the cards, checks the mode, creates the queues (no upload yet).
  * submit: every token is quantised once (hmoe_fxp_quant_x, the contract quantiser, with
  *         the mode's planes); the (token, slot) pairs are grouped by expert in ascending
  *         (expert, token, slot) order and cut into tiles of at most max_tokens_per_job;
@@ -65,6 +77,10 @@ struct km_card {
 	int open;
 	uint32_t q_h2c, q_comp, q_c2h;
 	struct hmoe_kmod_bo w;            /* card: n_slots expert packs */
+	int n_slots;                      /* packs w holds */
+	int cap_slots;                    /* packs the card's memory holds next to the
+					   * activation reserve */
+	int32_t *slot_owner;              /* [n_slots] g = l * n_routed + e there, or -1 */
 	struct km_card_set set[KM_SETS];
 };
 
@@ -89,8 +105,13 @@ struct km_set {
 struct km_priv {
 	int mode, format, planes;         /* kernel mode; its weight format and planes */
 	int dim, inter, n_routed, groups, tile;
-	int n_cards;
+	int n_cards, card_base;           /* cards[i] is node index card_base + i */
+	int card_one;                     /* opened with card=I */
 	struct km_card cards[KM_MAX_CARDS];
+	int n_layers;
+	int placed;                       /* residency set (set_resident or first batch) */
+	int8_t *card_of;                  /* [n_layers * n_routed] card holding g, or -1 */
+	int32_t *slot_of;                 /* [same] its slot in that card's weight BO */
 	uint64_t pack_bytes;              /* one expert pack, bytes (64-multiple) */
 	uint64_t xq_tok, x_tok, y_tok;    /* one token's xq planes / x (xq + scales) / y bytes */
 	int *count;                       /* [n_routed + 1] pairs per expert (submit only) */
@@ -109,14 +130,15 @@ static uint64_t align64(uint64_t v)
 	return (v + 63) & ~(uint64_t)63;
 }
 
-/* "fp8", "int8-a8,cards=2", "cards=2" -> mode, n_cards. */
-static int km_parse(const char *arg, int *mode, int *n_cards)
+/* "fp8", "int8-a8,cards=2", "cards=2", "fp8,card=1" -> mode, n_cards, card (-1: none). */
+static int km_parse(const char *arg, int *mode, int *n_cards, int *card)
 {
 	char buf[128], *save = NULL, *tok;
-	int have_mode = 0;
+	int have_mode = 0, have_cards = 0;
 
 	*mode = HMOE_FXP_FP8 | HMOE_FXP_A16;
 	*n_cards = 1;
+	*card = -1;
 	if (!arg || !*arg)
 		return 0;
 	if (strlen(arg) >= sizeof(buf))
@@ -131,6 +153,15 @@ static int km_parse(const char *arg, int *mode, int *n_cards)
 				return hmoe_err(HMOE_EINPUT, "expert backend kmod: '%s': cards must "
 						"be 1..%d", tok, KM_MAX_CARDS);
 			*n_cards = (int)n;
+			have_cards = 1;
+		} else if (!strncmp(tok, "card=", 5)) {
+			char *end;
+			long n = strtol(tok + 5, &end, 10);
+
+			if (end == tok + 5 || *end || n < 0 || n > 63)
+				return hmoe_err(HMOE_EINPUT, "expert backend kmod: '%s': card must be "
+						"a card index 0..63", tok);
+			*card = (int)n;
 		} else if (!have_mode && !strchr(tok, '=')) {
 			int ret = hmoe_fxp_format_parse(tok, mode);
 
@@ -139,9 +170,13 @@ static int km_parse(const char *arg, int *mode, int *n_cards)
 			have_mode = 1;
 		} else {
 			return hmoe_err(HMOE_EINPUT, "expert backend kmod: unknown option '%s' (use "
-					"kmod[:fp8|int8|int4[-a8]][,cards=N])", tok);
+					"kmod[:fp8|int8|int4[-a8]][,cards=N|,card=I])", tok);
 		}
 	}
+	if (have_cards && *card >= 0)
+		return hmoe_err(HMOE_EINPUT, "expert backend kmod: card=%d and cards=%d exclude "
+				"each other (card= opens one card by index, cards= the first N)",
+				*card, *n_cards);
 	return 0;
 }
 
@@ -152,6 +187,7 @@ static void km_card_fini(struct km_card *c)
 	if (!c->open)
 		return;
 	hmoe_kmod_bo_free(&c->k, &c->w);
+	free(c->slot_owner);
 	for (int s = 0; s < KM_SETS; s++) {
 		struct km_card_set *cs = &c->set[s];
 
@@ -190,6 +226,8 @@ static void km_fini(struct hmoe_expert_backend *b)
 		free(p->sets[s].tiles);
 	}
 	free(p->count);
+	free(p->card_of);
+	free(p->slot_of);
 	free(p->scratch);
 	free(p->fb_pack);
 	free(p->fb_y);
@@ -197,52 +235,216 @@ static void km_fini(struct hmoe_expert_backend *b)
 	b->priv = NULL;
 }
 
-/* Packs every routed expert of layer l that lives on card ci into the staging BO st and
- * copies them into the card's weight BO. */
-static int km_upload_layer(struct km_priv *p, const struct hmoe_model *m, int l, int ci,
-			   const struct hmoe_kmod_bo *st)
+/* Packs the n experts gs[] (all of one layer) into the staging BO st and copies each
+ * into its slot on card ci; on failure those experts are made non-resident. */
+static int km_upload(struct km_priv *p, const struct hmoe_model *m, int ci, const int *gs,
+		     int n, const struct hmoe_kmod_bo *st)
 {
 	struct km_card *c = &p->cards[ci];
-	uint64_t first_slot = UINT64_MAX, n = 0, seq;
-	struct drm_hmoe_job cp;
-	int ret;
+	struct drm_hmoe_job cp[16];
+	int chunk = (int)c->k.info.max_jobs_per_submit, ret = 0, done = 0;
 
-	for (int e = 0; e < p->n_routed; e++) {
-		long g = (long)l * p->n_routed + e;
+	if (chunk > 16)
+		chunk = 16;  /* the H2C ring's size (km_card_init) */
+	for (int i = 0; i < n && !ret; i++) {
+		int l = gs[i] / p->n_routed, e = gs[i] % p->n_routed;
 
-		if (g % p->n_cards != ci)
-			continue;
-		if (first_slot == UINT64_MAX)
-			first_slot = (uint64_t)(g / p->n_cards);
 		ret = hmoe_fxp_pack_mlp((struct hmoe_fxp_line *)((uint8_t *)st->map +
-								  n * p->pack_bytes),
+								  (uint64_t)i * p->pack_bytes),
 					&m->layers[l].experts[e], p->format);
 		if (ret)
-			return hmoe_err_ctx(ret, "kmod:%s layer %d expert %d",
-					    hmoe_fxp_format_name(p->mode), l, e);
-		n++;
+			ret = hmoe_err_ctx(ret, "kmod:%s layer %d expert %d",
+					   hmoe_fxp_format_name(p->mode), l, e);
 	}
-	if (!n)
-		return 0;
-	cp = hmoe_kmod_copy(st, 0, &c->w, first_slot * p->pack_bytes, n * p->pack_bytes);
-	ret = hmoe_kmod_submit(&c->k, c->q_h2c, &cp, 1, &seq);
-	if (!ret)
-		ret = hmoe_kmod_wait(&c->k, c->q_h2c, seq, KM_WAIT_MS);
-	if (ret)
-		return hmoe_err_ctx(ret, "kmod: uploading layer %d experts", l);
+	while (!ret && done < n) {
+		int k = n - done < chunk ? n - done : chunk;
+		uint64_t seq;
+
+		for (int i = 0; i < k; i++)
+			cp[i] = hmoe_kmod_copy(st, (uint64_t)(done + i) * p->pack_bytes, &c->w,
+					       (uint64_t)p->slot_of[gs[done + i]] * p->pack_bytes,
+					       p->pack_bytes);
+		ret = hmoe_kmod_submit(&c->k, c->q_h2c, cp, (uint32_t)k, &seq);
+		/* every copy's own status: one that failed leaves its slot undefined */
+		for (int i = 0; !ret && i < k; i++)
+			ret = hmoe_kmod_wait(&c->k, c->q_h2c, seq - (uint64_t)(k - 1 - i), KM_WAIT_MS);
+		if (!ret)
+			done += k;
+	}
+	if (ret) {
+		for (int i = done; i < n; i++) {
+			c->slot_owner[p->slot_of[gs[i]]] = -1;
+			p->card_of[gs[i]] = -1;
+		}
+		return hmoe_err_ctx(ret, "kmod: uploading layer %d experts to card %d",
+				    gs[0] / p->n_routed, p->card_base + ci);
+	}
 	return 0;
 }
 
-static int km_card_init(struct km_priv *p, const struct hmoe_model *m, int ci)
+/* Makes the experts g with want[g] = card index resident there (want[g] < 0: not
+ * resident), keeping those already in place; see the top of this file. */
+static int km_apply(struct km_priv *p, const struct hmoe_model *m, const int8_t *want)
 {
-	const struct hmoe_config *cfg = &m->cfg;
-	struct km_card *c = &p->cards[ci];
-	uint64_t slots = ((uint64_t)cfg->num_hidden_layers * p->n_routed + p->n_cards - 1 - ci) /
-			 p->n_cards;
+	int G = p->n_layers * p->n_routed, ret = 0;
+	int *gs = malloc((size_t)(p->n_routed > 0 ? p->n_routed : 1) * sizeof(int));
 	struct hmoe_kmod_bo st = { 0 };
+
+	if (!gs)
+		return hmoe_err(HMOE_ENOMEM, "kmod experts: out of memory");
+	for (int ci = 0; ci < p->n_cards; ci++) {
+		struct km_card *c = &p->cards[ci];
+		int need = 0;
+
+		for (int g = 0; g < G; g++)
+			need += want[g] == ci;
+		if (need > c->cap_slots) {
+			uint64_t reserve = hmoe_kmod_act_reserve(p->mode, p->dim);
+
+			free(gs);
+			return hmoe_err(HMOE_EINPUT, "kmod card %d (%s): %d experts asked resident, "
+					"%d fit (card memory %llu MiB minus %llu MiB of activation "
+					"buffers, %llu bytes per expert)", p->card_base + ci,
+					c->k.path, need, c->cap_slots,
+					(unsigned long long)(c->k.info.card_mem_bytes >> 20),
+					(unsigned long long)(reserve >> 20),
+					(unsigned long long)p->pack_bytes);
+		}
+	}
+	p->placed = 1;
+	/* forget what moves or leaves */
+	for (int g = 0; g < G; g++)
+		if (p->card_of[g] >= 0 && p->card_of[g] != want[g]) {
+			p->cards[p->card_of[g]].slot_owner[p->slot_of[g]] = -1;
+			p->card_of[g] = -1;
+		}
+	for (int ci = 0; ci < p->n_cards && !ret; ci++) {
+		struct km_card *c = &p->cards[ci];
+		int need = 0, free_at = 0;
+
+		for (int g = 0; g < G; g++)
+			need += want[g] == ci;
+		if (need > c->n_slots) {
+			/* a larger weight BO (some room to grow, up to the card's capacity); the
+			 * card's experts are uploaded again into it */
+			int n = need + need / 4 < c->cap_slots ? need + need / 4 : c->cap_slots;
+			int32_t *own = malloc((size_t)n * sizeof(*own));
+
+			if (!own) {
+				ret = hmoe_err(HMOE_ENOMEM, "kmod experts: out of memory");
+				break;
+			}
+			for (int g = 0; g < G; g++)
+				if (p->card_of[g] == ci)
+					p->card_of[g] = -1;
+			free(c->slot_owner);
+			c->slot_owner = own;
+			for (int i = 0; i < n; i++)
+				own[i] = -1;
+			hmoe_kmod_bo_free(&c->k, &c->w);
+			c->n_slots = 0;
+			ret = hmoe_kmod_bo_create(&c->k, (uint64_t)n * p->pack_bytes, HMOE_BO_CARD,
+						  &c->w);
+			if (ret) {
+				ret = hmoe_err_ctx(ret, "kmod: %d expert packs of %llu bytes on card %d",
+						   n, (unsigned long long)p->pack_bytes,
+						   p->card_base + ci);
+				break;
+			}
+			c->n_slots = n;
+		}
+		if (!need)
+			continue;
+		if (!st.handle) {
+			ret = hmoe_kmod_bo_create(&c->k, (uint64_t)p->n_routed * p->pack_bytes, 0, &st);
+			if (ret)
+				break;
+		}
+		/* new residents, a layer at a time, into the lowest free slots */
+		for (int l = 0; l < p->n_layers && !ret; l++) {
+			int n = 0;
+
+			for (int e = 0; e < p->n_routed; e++) {
+				int g = l * p->n_routed + e;
+
+				if (want[g] != ci || p->card_of[g] == ci)
+					continue;
+				while (c->slot_owner[free_at] >= 0)
+					free_at++;  /* need <= n_slots: a free slot exists */
+				c->slot_owner[free_at] = g;
+				p->slot_of[g] = free_at;
+				p->card_of[g] = (int8_t)ci;
+				gs[n++] = g;
+			}
+			if (n)
+				ret = km_upload(p, m, ci, gs, n, &st);
+		}
+		/* the staging BO belongs to card ci's file */
+		hmoe_kmod_bo_free(&c->k, &st);
+		memset(&st, 0, sizeof(st));
+	}
+	free(gs);
+	return ret;
+}
+
+/* Residency before set_resident existed: every expert, round-robin over the cards. */
+static int km_place_all(struct km_priv *p, const struct hmoe_model *m)
+{
+	int G = p->n_layers * p->n_routed, ret;
+	int8_t *want = malloc((size_t)G);
+
+	if (!want)
+		return hmoe_err(HMOE_ENOMEM, "kmod experts: out of memory");
+	for (int g = 0; g < G; g++)
+		want[g] = m->layers[g / p->n_routed].is_moe ? (int8_t)(g % p->n_cards) : -1;
+	ret = km_apply(p, m, want);
+	free(want);
+	return ret;
+}
+
+static int km_set_resident(struct hmoe_expert_backend *b, const uint8_t *mask)
+{
+	struct km_priv *p = b->priv;
+	int G = p->n_layers * p->n_routed, free_slots[KM_MAX_CARDS], ret;
+	int8_t *want;
+
+	if (p->n_inflight)
+		return hmoe_err(HMOE_EINTERNAL, "kmod experts: set_resident with %d batches in "
+				"flight", p->n_inflight);
+	want = malloc((size_t)G);
+	if (!want)
+		return hmoe_err(HMOE_ENOMEM, "kmod experts: out of memory");
+	for (int ci = 0; ci < p->n_cards; ci++)
+		free_slots[ci] = p->cards[ci].cap_slots;
+	/* those that stay keep their card */
+	for (int g = 0; g < G; g++) {
+		want[g] = mask[g] ? p->card_of[g] : -1;
+		if (want[g] >= 0)
+			free_slots[want[g]]--;
+	}
+	for (int g = 0; g < G; g++) {
+		int best = 0;
+
+		if (!mask[g] || want[g] >= 0)
+			continue;
+		for (int ci = 1; ci < p->n_cards; ci++)
+			if (free_slots[ci] > free_slots[best])
+				best = ci;
+		want[g] = (int8_t)best;
+		free_slots[best]--;
+	}
+	ret = km_apply(p, b->model, want);
+	free(want);
+	return ret;
+}
+
+static int km_card_init(struct km_priv *p, int ci)
+{
+	struct km_card *c = &p->cards[ci];
+	uint64_t reserve = hmoe_kmod_act_reserve(p->mode, p->dim), mem;
 	int ret;
 
-	ret = hmoe_kmod_open(&c->k, ci);
+	ret = hmoe_kmod_open(&c->k, p->card_base + ci);
 	if (ret)
 		return ret;
 	c->open = 1;
@@ -256,19 +458,9 @@ static int km_card_init(struct km_priv *p, const struct hmoe_model *m, int ci)
 	    (ret = hmoe_kmod_queue_create(&c->k, HMOE_QUEUE_COMPUTE, c->k.info.max_ring_size,
 					  &c->q_comp)))
 		return ret;
-	ret = hmoe_kmod_bo_create(&c->k, slots * p->pack_bytes, HMOE_BO_CARD, &c->w);
-	if (ret)
-		return hmoe_err_ctx(ret, "kmod: %llu expert packs of %llu bytes on card %d",
-				    (unsigned long long)slots, (unsigned long long)p->pack_bytes,
-				    ci);
-	ret = hmoe_kmod_bo_create(&c->k, (uint64_t)p->n_routed * p->pack_bytes, 0, &st);
-	if (ret)
-		return ret;
-	for (int l = 0; l < cfg->num_hidden_layers && !ret; l++)
-		if (m->layers[l].is_moe)
-			ret = km_upload_layer(p, m, l, ci, &st);
-	hmoe_kmod_bo_free(&c->k, &st);
-	return ret;
+	mem = c->k.info.card_mem_bytes;
+	c->cap_slots = mem > reserve ? (int)((mem - reserve) / p->pack_bytes) : 0;
+	return 0;
 }
 
 static int km_init(struct hmoe_expert_backend *b, const struct hmoe_model *m, const char *arg)
@@ -281,9 +473,13 @@ static int km_init(struct hmoe_expert_backend *b, const struct hmoe_model *m, co
 	if (!p)
 		return hmoe_err(HMOE_ENOMEM, "kmod experts: out of memory");
 	b->priv = p;
-	ret = km_parse(arg, &p->mode, &p->n_cards);
+	ret = km_parse(arg, &p->mode, &p->n_cards, &p->card_base);
 	if (ret)
 		goto err;
+	p->card_one = p->card_base >= 0;
+	if (!p->card_one)
+		p->card_base = 0;
+	p->n_layers = cfg->num_hidden_layers;
 	p->format = hmoe_fxp_mode_format(p->mode);
 	p->planes = hmoe_fxp_mode_planes(p->mode);
 	p->dim = cfg->hidden_size;
@@ -308,14 +504,19 @@ static int km_init(struct hmoe_expert_backend *b, const struct hmoe_model *m, co
 	p->fb_pack = aligned_alloc(HMOE_FXP_LINE_BYTES, p->pack_bytes);
 	p->fb_y = malloc((size_t)HMOE_FXP_TILE * p->y_tok);
 	p->count = calloc((size_t)p->n_routed + 1, sizeof(*p->count));
-	if (!p->scratch || !p->fb_pack || !p->fb_y || !p->count) {
+	p->card_of = malloc((size_t)p->n_layers * p->n_routed);
+	p->slot_of = calloc((size_t)p->n_layers * p->n_routed, sizeof(*p->slot_of));
+	if (!p->scratch || !p->fb_pack || !p->fb_y || !p->count || !p->card_of || !p->slot_of) {
 		ret = hmoe_err(HMOE_ENOMEM, "kmod experts: out of memory");
 		goto err;
 	}
+	memset(p->card_of, -1, (size_t)p->n_layers * p->n_routed);
 	for (int i = 0; i < p->n_cards; i++) {
-		ret = km_card_init(p, m, i);
+		ret = km_card_init(p, i);
 		if (ret) {
-			if (!p->cards[i].open)
+			if (!p->cards[i].open && p->card_one)
+				ret = hmoe_err_ctx(ret, "expert backend kmod (card=%d)", p->card_base);
+			else if (!p->cards[i].open)
 				ret = hmoe_err_ctx(ret, "expert backend kmod (cards=%d)", p->n_cards);
 			goto err;
 		}
@@ -330,18 +531,25 @@ err:
 static int km_grow(struct km_card *c, struct hmoe_kmod_bo *host, struct hmoe_kmod_bo *card,
 		   uint64_t *cap, uint64_t need)
 {
+	uint64_t grow;
 	int ret;
 
 	if (need <= *cap)
 		return 0;
-	need = need * 2 > need + (1u << 20) ? need * 2 : need + (1u << 20);
 	hmoe_kmod_bo_free(&c->k, host);
 	hmoe_kmod_bo_free(&c->k, card);
 	*cap = 0;
-	if ((ret = hmoe_kmod_bo_create(&c->k, need, 0, host)) ||
-	    (ret = hmoe_kmod_bo_create(&c->k, need, HMOE_BO_CARD, card)))
+	/* room to grow, unless the card (full of resident experts) has only what is
+	 * needed now */
+	grow = need * 2 > need + (1u << 20) ? need * 2 : need + (1u << 20);
+	if (hmoe_kmod_bo_create(&c->k, grow, HMOE_BO_CARD, card)) {
+		grow = need;
+		if ((ret = hmoe_kmod_bo_create(&c->k, grow, HMOE_BO_CARD, card)))
+			return ret;
+	}
+	if ((ret = hmoe_kmod_bo_create(&c->k, grow, 0, host)))
 		return ret;
-	*cap = need;
+	*cap = grow;
 	return 0;
 }
 
@@ -492,7 +700,7 @@ static int km_plan(struct km_priv *p, int si)
 			struct km_card_set *cs;
 
 			t->expert = e;
-			t->card = (int)(g % p->n_cards);
+			t->card = p->card_of[g];
 			t->first = i;
 			t->n = p->count[e] - i < p->tile ? p->count[e] - i : p->tile;
 			cs = &p->cards[t->card].set[si];
@@ -518,7 +726,7 @@ static int km_plan(struct km_priv *p, int si)
 
 		km_fill_x(p, s, t, (uint8_t *)cs->xh.map + t->x_off);
 		cs->jobs[cs->n_jobs++] = hmoe_kmod_ffn(&c->w,
-						       (uint64_t)(g / p->n_cards) * p->pack_bytes,
+						       (uint64_t)p->slot_of[g] * p->pack_bytes,
 						       &cs->xc, t->x_off, &cs->yc, t->y_off,
 						       (uint32_t)p->mode, (uint32_t)p->dim,
 						       (uint32_t)p->inter, (uint32_t)t->n);
@@ -627,6 +835,16 @@ static int km_submit(struct hmoe_expert_backend *b, const struct hmoe_expert_bat
 		if (batch->expert_ids[i] < 0 || batch->expert_ids[i] >= p->n_routed)
 			return hmoe_err(HMOE_EINPUT, "kmod experts: expert %d of token %d is out of "
 					"range", batch->expert_ids[i], i / batch->top_k);
+	if (!p->placed && n_pairs > 0) {
+		ret = km_place_all(p, b->model);
+		if (ret)
+			return ret;
+	}
+	for (int i = 0; i < n_pairs; i++)
+		if (p->card_of[(size_t)batch->layer * p->n_routed + batch->expert_ids[i]] < 0)
+			return hmoe_err(HMOE_EINTERNAL, "kmod experts: layer %d expert %d is not "
+					"resident on this backend's cards (token %d)", batch->layer,
+					batch->expert_ids[i], i / batch->top_k);
 	si = (p->oldest + p->n_inflight) % KM_SETS;
 	p->sets[si].batch = *batch;
 	p->sets[si].n_tiles = 0;
@@ -716,4 +934,5 @@ const struct hmoe_expert_ops hmoe_expert_kmod_ops = {
 	.fini = km_fini,
 	.submit = km_submit,
 	.wait = km_wait,
+	.set_resident = km_set_resident,
 };

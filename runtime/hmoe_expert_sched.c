@@ -3,11 +3,15 @@
  *
  *   --experts sched[:KEY=VALUE[,KEY=VALUE...]]
  *     cards=N          expert devices (default 2; 0: CPU tier only)
- *     card=SPEC        backend of each device (default cpu-fxp; until the kmod client
- *                      lands, a card is emulated by a CPU backend on its own thread)
- *     cpu=SPEC         backend of the host CPU tier (default: the card SPEC)
+ *     card=SPEC        backend of each device (default cpu-fxp: a card emulated by a CPU
+ *                      backend on its own thread); kmod[:MODE]: device d is the hmoe
+ *                      card of node index d (kmod:MODE,card=d)
+ *     cpu=SPEC         backend of the host CPU tier (default: the card SPEC; cpu-fxp
+ *                      with the same MODE for card=kmod[:MODE])
  *     mem=BYTES        expert memory per device, suffix K/M/G/T (binary) allowed
- *                      (default: room for its share of every expert plus 25%)
+ *                      (default: room for its share of every expert plus 25%; for kmod
+ *                      cards, the card's memory as the driver reports it minus the
+ *                      kmod backend's activation reserve)
  *     replicas=N       copies of a hot expert at most (default 2; needs routing counts,
  *                      so it takes effect through place-out= then place=)
  *     place=FILE       load the placement (devices and capacities come from it)
@@ -18,15 +22,19 @@
  *                      forward pass's --micro-batches 2) the parts but the last run at
  *                      submit and the last stays in flight
  *     threads=N        worker threads of each device's backend (default 1)
+ *     replan=N         after every N MoE-layer calls, build the placement again from the
+ *                      routing counts seen so far (hot experts replicated) and move the
+ *                      experts (set_resident) where it changed; N >= 1
  *     fault=D@K:MODE   tests: device D fails from its K-th call on; MODE error (returns
  *                      an error) or hang (answers only after 3 x timeout-ms); several
  *                      joined by '+'
  *     verbose          print the scheduler's counters at close
  * Child SPECs may contain ':' (cpu-fxp:int8) but not ','.
  *
- * Every device backend is opened over the whole model; the placement decides which
- * experts it is sent. (A real card uploads only its placed experts; the expert-backend
- * interface has no residency argument yet, so emulated cards hold every pack.)
+ * Every device backend is opened over the whole model, then told which experts the
+ * placement puts on it (hmoe_expert_set_resident, by the scheduler): a kmod card uploads
+ * only those; a CPU backend (an emulated card) holds every pack and only records the
+ * mask. The CPU tier holds everything.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -36,6 +44,7 @@
 #include "hmoe_err.h"
 #include "hmoe_expert.h"
 #include "hmoe_fxp_pack.h"
+#include "hmoe_kmod.h"
 #include "hmoe_place.h"
 #include "hmoe_pool.h"
 #include "hmoe_sched.h"
@@ -53,7 +62,9 @@ struct sched_cfg {
 	int64_t mem;                  /* 0: automatic */
 	int replicas;
 	char place[512], place_out[512];
-	int timeout_ms, micro, threads, verbose;
+	int timeout_ms, micro, threads, verbose, replan;
+	int kmod;                     /* card=kmod[:MODE]: device d opens card node d */
+	int kmod_mode;                /* its kernel mode */
 	struct sched_fault faults[SCHED_MAX_FAULTS];
 	int n_faults;
 };
@@ -79,7 +90,7 @@ static int fault_run(struct hmoe_expert_backend *b, const struct hmoe_expert_bat
 	struct fault_priv *f = b->priv;
 
 	if (++f->calls < f->from_call)
-		return f->child->ops->run(f->child, batch);
+		return hmoe_expert_run(f->child, batch);
 	if (f->hang) {
 		struct timespec ts = { f->hang_ms / 1000, (long)(f->hang_ms % 1000) * 1000000L };
 
@@ -107,11 +118,19 @@ static int fault_init(struct hmoe_expert_backend *b, const struct hmoe_model *m,
 	return hmoe_err(HMOE_EINTERNAL, "the fault wrapper is made by the sched backend only");
 }
 
+static int fault_set_resident(struct hmoe_expert_backend *b, const uint8_t *mask)
+{
+	struct fault_priv *f = b->priv;
+
+	return hmoe_expert_set_resident(f->child, mask);
+}
+
 static const struct hmoe_expert_ops fault_ops = {
 	.name = "fault",
 	.init = fault_init,
 	.run = fault_run,
 	.fini = fault_fini,
+	.set_resident = fault_set_resident,
 };
 
 /* Wraps *child (taking it over) so that calls from from_call on fail. */
@@ -233,7 +252,7 @@ static int parse_spec(struct sched_cfg *c, const char *arg)
 		if (!val || !*val)
 			return hmoe_err(HMOE_EINPUT, "expert backend sched: '%s' needs =VALUE (keys: "
 					"cards, card, cpu, mem, replicas, place, place-out, timeout-ms, "
-					"micro, threads, fault, verbose)", key);
+					"micro, threads, replan, fault, verbose)", key);
 		if (!strcmp(key, "cards")) {
 			ret = parse_long(key, val, 0, HMOE_PLACE_MAX_DEVICES, &v);
 			c->cards = (int)v;
@@ -268,17 +287,34 @@ static int parse_spec(struct sched_cfg *c, const char *arg)
 		} else if (!strcmp(key, "threads")) {
 			ret = parse_long(key, val, 1, 1024, &v);
 			c->threads = (int)v;
+		} else if (!strcmp(key, "replan")) {
+			ret = parse_long(key, val, 1, 1000000000, &v);
+			c->replan = (int)v;
 		} else if (!strcmp(key, "fault")) {
 			ret = parse_faults(c, val);
 		} else {
 			return hmoe_err(HMOE_EINPUT, "expert backend sched: unknown key '%s' (keys: "
 					"cards, card, cpu, mem, replicas, place, place-out, timeout-ms, "
-					"micro, threads, fault, verbose)", key);
+					"micro, threads, replan, fault, verbose)", key);
 		}
 		if (ret)
 			return ret;
 	}
-	if (!have_cpu)
+	c->kmod = !strncmp(c->card, "kmod", 4) && (!c->card[4] || c->card[4] == ':');
+	if (c->kmod) {
+		const char *mode = c->card[4] ? c->card + 5 : "";
+
+		if (strchr(mode, '='))
+			return hmoe_err(HMOE_EINPUT, "expert backend sched: card=%s: give only the "
+					"mode (card=kmod[:MODE]); device d opens card d itself", c->card);
+		ret = hmoe_fxp_format_parse(*mode ? mode : "fp8", &c->kmod_mode);
+		if (ret)
+			return hmoe_err_ctx(ret, "expert backend sched: card=%s", c->card);
+	}
+	if (!have_cpu && c->kmod)
+		snprintf(c->cpu, sizeof(c->cpu), "cpu-fxp%s%s", c->card[4] ? ":" : "",
+			 c->card[4] ? c->card + 5 : "");
+	else if (!have_cpu)
 		snprintf(c->cpu, sizeof(c->cpu), "%s", c->card);
 	return 0;
 }
@@ -294,7 +330,7 @@ static int expert_bytes(const char *spec, const struct hmoe_config *c, int64_t *
 		*out = 3 * (int64_t)c->hidden_size * c->moe_intermediate_size * (int64_t)sizeof(float);
 		return 0;
 	}
-	if (colon && !strncmp(spec, "cpu-fxp", 7)) {
+	if (colon && (!strncmp(spec, "cpu-fxp", 7) || !strncmp(spec, "kmod", 4))) {
 		int ret = hmoe_fxp_format_parse(colon + 1, &format);
 
 		if (ret)
@@ -374,6 +410,16 @@ static int make_placement(struct sched_priv *p, const struct hmoe_model *m)
 		snprintf(devs[d].name, sizeof(devs[d].name), "card%d", d);
 		devs[d].capacity_bytes = p->cfg.mem ? p->cfg.mem
 						    : (share + (share + 3) / 4) * p->expert_bytes;
+		if (p->cfg.kmod && !p->cfg.mem) {
+			/* what the card holds next to the kmod backend's activation buffers */
+			uint64_t mem, reserve = hmoe_kmod_act_reserve(p->cfg.kmod_mode,
+								       c->hidden_size);
+
+			ret = hmoe_kmod_card_mem(d, &mem);
+			if (ret)
+				return hmoe_err_ctx(ret, "expert backend sched: card%d", d);
+			devs[d].capacity_bytes = mem > reserve ? (int64_t)(mem - reserve) : 0;
+		}
 	}
 	return hmoe_place_build(&p->place, &o);
 }
@@ -421,9 +467,16 @@ static int sched_init(struct hmoe_expert_backend *b, const struct hmoe_model *m,
 		snprintf(sd->name, sizeof(sd->name), "%s", d < D ? p->place->devices[d].name : "cpu");
 		if (d < D && p->cfg.threads > 1)
 			ret = hmoe_pool_create(&sd->pool, p->cfg.threads);
-		if (!ret)
+		if (!ret && d < D && p->cfg.kmod) {
+			char spec[160];
+
+			snprintf(spec, sizeof(spec), "%s%scard=%d", p->cfg.card,
+				 p->cfg.card[4] ? "," : ":", d);
+			ret = hmoe_expert_open(&sd->backend, spec, m, sd->pool);
+		} else if (!ret) {
 			ret = hmoe_expert_open(&sd->backend, d < D ? p->cfg.card : p->cfg.cpu, m,
 					       d < D ? sd->pool : b->pool);
+		}
 		if (ret) {
 			ret = hmoe_err_ctx(ret, "expert backend sched: %s", sd->name);
 			break;
@@ -441,6 +494,9 @@ static int sched_init(struct hmoe_expert_backend *b, const struct hmoe_model *m,
 	}
 	so.timeout_ms = p->cfg.timeout_ms;
 	so.micro_batches = p->cfg.micro;
+	so.replan_every = p->cfg.replan;
+	so.max_replicas = p->cfg.replicas;
+	so.verbose = p->cfg.verbose;
 	ret = hmoe_sched_create(&p->sched, p->place, devs, c->hidden_size, c->num_hidden_layers,
 				&so);
 	if (ret)

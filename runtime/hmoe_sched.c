@@ -216,6 +216,11 @@ struct hmoe_sched {
 	struct sched_slot slot[SCHED_SLOTS];
 	int64_t n_submitted, n_waited; /* tickets: slot = count % SCHED_SLOTS */
 	struct hmoe_sched_stats stats;
+	/* re-placement (the calling thread's) */
+	struct hmoe_place *own_place; /* the latest re-placement (place points at it), or NULL */
+	uint8_t *mask_old, *mask_new; /* (n_layers, n_experts) scratch */
+	int64_t since_replan;         /* layer calls since the last re-placement */
+	int replan_pending;           /* due, waiting for a point with nothing in flight */
 };
 
 static double now_s(void)
@@ -250,7 +255,7 @@ static void *dev_thread(void *arg)
 		} else {
 			pthread_mutex_unlock(&s->lock);
 			hmoe_clear_error();
-			ret = b->ops->run(b, &job->batch);
+			ret = hmoe_expert_run(b, &job->batch);
 			pthread_mutex_lock(&s->lock);
 			if (ret)
 				snprintf(job->err, sizeof(job->err), "%s", hmoe_last_error());
@@ -296,6 +301,132 @@ static void dev_close(struct sched_dev *dv)
 		free(dv->job[k].assign);
 	}
 	pthread_cond_destroy(&dv->wake);
+}
+
+/* ---- residency and re-placement ------------------------------------------------------ */
+
+/* mask := the experts placement p puts on device d. Returns how many. */
+static int device_mask(const struct hmoe_place *p, int d, uint8_t *mask)
+{
+	int n = 0;
+
+	for (int l = 0; l < p->n_layers; l++)
+		for (int e = 0; e < p->n_experts; e++) {
+			size_t i = (size_t)l * p->n_experts + e;
+			const int8_t *devs;
+			int nc = p->is_moe[l] ? hmoe_place_copies(p, l, e, &devs) : 0, on = 0;
+
+			for (int c = 0; c < nc; c++)
+				on |= devs[c] == d;
+			mask[i] = (uint8_t)on;
+			n += on;
+		}
+	return n;
+}
+
+/* At create: every card is told its experts (before its thread starts). */
+static int residency_init(struct hmoe_sched *s)
+{
+	size_t n = (size_t)s->place->n_layers * s->place->n_experts;
+
+	s->mask_old = malloc(n);
+	s->mask_new = malloc(n);
+	if (!s->mask_old || !s->mask_new)
+		return hmoe_err(HMOE_ENOMEM, "sched: out of memory");
+	for (int d = 0; d < s->n_devices; d++) {
+		int ret;
+
+		device_mask(s->place, d, s->mask_new);
+		ret = hmoe_expert_set_resident(s->devs[d].d.backend, s->mask_new);
+		if (ret)
+			return hmoe_err_ctx(ret, "sched %s", s->devs[d].d.name);
+	}
+	return 0;
+}
+
+/* A re-placement from the routing counts so far (see hmoe_sched.h); only called with
+ * nothing in flight, so every live device's thread is idle. */
+static int replan(struct hmoe_sched *s)
+{
+	const struct hmoe_place *old = s->place;
+	struct hmoe_place_device devs[HMOE_PLACE_MAX_DEVICES];
+	struct hmoe_place_opts o = {
+		.n_layers = old->n_layers, .n_experts = old->n_experts, .is_moe = old->is_moe,
+		.expert_bytes = old->expert_bytes, .n_devices = old->n_devices, .devices = devs,
+		.counts = s->stats.routed, .max_replicas = s->opts.max_replicas,
+	};
+	struct hmoe_place *np = NULL;
+	int64_t moved = 0;
+	int ret;
+
+	memcpy(devs, old->devices, (size_t)old->n_devices * sizeof(*devs));
+	for (int d = 0; d < old->n_devices; d++)
+		if (!s->alive[d])
+			devs[d].capacity_bytes = 0;  /* out of service: nothing goes there */
+	ret = hmoe_place_build(&np, &o);
+	if (ret)
+		return hmoe_err_ctx(ret, "sched: re-placement");
+	for (int d = 0; d < s->n_devices; d++) {
+		struct sched_dev *dv = &s->devs[d];
+		size_t n = (size_t)old->n_layers * old->n_experts;
+
+		if (!s->alive[d])
+			continue;
+		device_mask(old, d, s->mask_old);
+		device_mask(np, d, s->mask_new);
+		if (!memcmp(s->mask_old, s->mask_new, n))
+			continue;
+		for (size_t i = 0; i < n; i++)
+			moved += s->mask_new[i] && !s->mask_old[i];
+		ret = hmoe_expert_set_resident(dv->d.backend, s->mask_new);
+		if (ret) {
+			pthread_mutex_lock(&s->lock);
+			dv->out_of_service = 1;
+			pthread_mutex_unlock(&s->lock);
+			s->alive[d] = 0;
+			s->stats.n_out_of_service++;
+			s->stats.failures++;
+			fprintf(s->opts.log, "hmoe: sched: %s failed to take its experts at "
+				"re-placement %lld: %s; taken out of service\n", dv->d.name,
+				(long long)s->stats.replans + 1, hmoe_last_error());
+		}
+	}
+	s->stats.replans++;
+	s->stats.experts_moved += moved;
+	if (s->opts.verbose) {
+		int n_cpu, n_rep, n_placed;
+
+		hmoe_place_summary(np, &n_cpu, &n_rep, &n_placed);
+		fprintf(s->opts.log, "hmoe: sched: re-placement %lld after %lld layer calls: %lld "
+			"experts moved; %d experts on cards, %d replicated, %d on the CPU tier\n",
+			(long long)s->stats.replans, (long long)s->stats.runs, (long long)moved,
+			n_placed, n_rep, n_cpu);
+	}
+	hmoe_place_free(s->own_place);
+	s->own_place = np;
+	s->place = np;
+	return 0;
+}
+
+/* At every run and submit: counts the call, re-places when due and nothing is in
+ * flight. */
+static int replan_point(struct hmoe_sched *s)
+{
+	int ret = 0, busy = 0;
+
+	if (s->opts.replan_every <= 0)
+		return 0;
+	if (s->since_replan >= s->opts.replan_every)
+		s->replan_pending = 1;
+	for (int k = 0; k < SCHED_SLOTS; k++)
+		busy |= s->slot[k].busy;
+	if (s->replan_pending && !busy) {
+		ret = replan(s);
+		s->replan_pending = 0;
+		s->since_replan = 0;
+	}
+	s->since_replan++;
+	return ret;
 }
 
 int hmoe_sched_create(struct hmoe_sched **out, const struct hmoe_place *place,
@@ -353,6 +484,8 @@ int hmoe_sched_create(struct hmoe_sched **out, const struct hmoe_place *place,
 			s->alive[d] = 1;
 	}
 	ret = hmoe_sched_plan_init(&s->plan, D, place->n_experts);
+	if (!ret)
+		ret = residency_init(s);
 	for (int d = 0; !ret && d < D; d++) {
 		if (pthread_create(&s->devs[d].thread, NULL, dev_thread, &s->devs[d]))
 			ret = hmoe_err(HMOE_EDEVICE, "sched %s: cannot start its thread",
@@ -405,6 +538,9 @@ void hmoe_sched_free(struct hmoe_sched *s)
 		free(s->devs);
 	}
 	hmoe_sched_plan_fini(&s->plan);
+	hmoe_place_free(s->own_place);
+	free(s->mask_old);
+	free(s->mask_new);
 	free(s->retry);
 	free(s->stats.routed);
 	pthread_cond_destroy(&s->done);
@@ -541,7 +677,7 @@ static int part_begin(struct hmoe_sched *s, int k, const struct hmoe_expert_batc
 	/* the CPU tier meanwhile, on this thread */
 	sl->cpu_ret = 0;
 	if (cpu->job[k].rows) {
-		sl->cpu_ret = cpu->d.backend->ops->run(cpu->d.backend, &cpu->job[k].batch);
+		sl->cpu_ret = hmoe_expert_run(cpu->d.backend, &cpu->job[k].batch);
 		if (sl->cpu_ret)
 			snprintf(sl->cpu_err, sizeof(sl->cpu_err), "%s", hmoe_last_error());
 	}
@@ -690,7 +826,7 @@ static int run_parts(struct hmoe_sched *s, int k, const struct hmoe_expert_batch
 
 int hmoe_sched_run(struct hmoe_sched *s, const struct hmoe_expert_batch *batch)
 {
-	int k = 0, in_flight;
+	int k = 0, in_flight, ret;
 
 	/* any free slot: a synchronous run may come between a submit and its wait */
 	while (k < SCHED_SLOTS && s->slot[k].busy)
@@ -698,7 +834,8 @@ int hmoe_sched_run(struct hmoe_sched *s, const struct hmoe_expert_batch *batch)
 	if (k == SCHED_SLOTS)
 		return hmoe_err(HMOE_EINTERNAL, "sched: run with %d batches in flight",
 				SCHED_SLOTS);
-	return run_parts(s, k, batch, 0, &in_flight);
+	ret = replan_point(s);
+	return ret ? ret : run_parts(s, k, batch, 0, &in_flight);
 }
 
 int hmoe_sched_submit(struct hmoe_sched *s, const struct hmoe_expert_batch *batch,
@@ -709,6 +846,9 @@ int hmoe_sched_submit(struct hmoe_sched *s, const struct hmoe_expert_batch *batc
 	if (s->slot[k].busy)
 		return hmoe_err(HMOE_EINTERNAL, "sched: more than %d batches in flight",
 				SCHED_SLOTS);
+	ret = replan_point(s);
+	if (ret)
+		return ret;
 	ret = run_parts(s, k, batch, 1, &in_flight);
 	if (ret)
 		return ret;
@@ -748,6 +888,16 @@ int hmoe_sched_n_devices(const struct hmoe_sched *s)
 	return s->n_devices;
 }
 
+const struct hmoe_place *hmoe_sched_place(const struct hmoe_sched *s)
+{
+	return s->place;
+}
+
+struct hmoe_expert_backend *hmoe_sched_device_backend(const struct hmoe_sched *s, int d)
+{
+	return d >= 0 && d <= s->n_devices ? s->devs[d].d.backend : NULL;
+}
+
 void hmoe_sched_print_stats(const struct hmoe_sched *s, FILE *f)
 {
 	const struct hmoe_sched_stats *st = &s->stats;
@@ -757,6 +907,10 @@ void hmoe_sched_print_stats(const struct hmoe_sched *s, FILE *f)
 		fprintf(f, " %s %lld calls/%lld rows%s", s->devs[d].d.name,
 			(long long)st->submissions[d], (long long)st->assignments[d],
 			d < s->n_devices && !s->alive[d] ? " (out of service)" : "");
-	fprintf(f, "; %lld failures, %lld timeouts, %lld assignments retried]\n",
+	fprintf(f, "; %lld failures, %lld timeouts, %lld assignments retried",
 		(long long)st->failures, (long long)st->timeouts, (long long)st->retried);
+	if (s->opts.replan_every > 0)
+		fprintf(f, "; %lld re-placements, %lld experts moved", (long long)st->replans,
+			(long long)st->experts_moved);
+	fprintf(f, "]\n");
 }

@@ -19,6 +19,16 @@
  * expert (hmoe_expert.h), so y is bit-identical whatever the placement, the number of
  * devices, micro-batching, replica choice or which devices failed.
  *
+ * Residency: at create every device backend is told the experts the placement puts on
+ * it (hmoe_expert_set_resident; the CPU tier holds everything). With replan_every = N,
+ * after every N layer calls (run or submit) the placement is built again from the
+ * routing counts seen so far (hmoe_place_build with the counts and max_replicas: hot
+ * experts get replicas; deterministic; devices out of service get none), at the first
+ * run or submit that finds no batch in flight (else it waits for one); each live device
+ * whose set changed gets set_resident with its new set, then the new placement is
+ * used. A device whose set_resident fails is taken out of service (logged, counted as
+ * a failure). Outputs do not change: any copy of an expert gives the same bytes.
+ *
  * Micro-batches: the batch's tokens are cut into micro_batches contiguous parts, each
  * planned and submitted (one call per device per micro-batch) in turn.
  *
@@ -89,6 +99,9 @@ struct hmoe_sched_opts {
 	int micro_batches;   /* >= 1 */
 	int split_min;       /* <= 0: 64 (two kernel tiles) */
 	FILE *log;           /* failures and retries; NULL: stderr */
+	int replan_every;    /* re-placement after every N layer calls; 0: never */
+	int max_replicas;    /* of a hot expert at re-placement (<= 1: none) */
+	int verbose;         /* print each re-placement on log */
 };
 
 #define HMOE_SCHED_MAX_DEVICES (HMOE_PLACE_MAX_DEVICES + 1)
@@ -102,6 +115,8 @@ struct hmoe_sched_stats {
 	int64_t timeouts;            /* device calls that did not answer in time */
 	int64_t retried;             /* assignments planned again after a failure */
 	int n_out_of_service;        /* devices taken out of service */
+	int64_t replans;             /* re-placements done */
+	int64_t experts_moved;       /* (layer, expert, device) copies made resident by them */
 	double plan_s, gather_s, scatter_s, wait_s; /* host seconds in each step */
 	int64_t *routed;             /* (n_layers, n_experts) assignments seen per expert */
 };
@@ -110,7 +125,9 @@ struct hmoe_sched;
 
 /* devices: n_devices cards (the placement's, in its order) then the CPU tier, so
  * n_devices + 1 entries; the scheduler owns their backends and pools from here on (even
- * on failure). dim: hidden size; n_layers: routing statistics rows. */
+ * on failure), and tells each card its experts (set_resident; its error is returned).
+ * place stays the caller's and must outlive the scheduler. dim: hidden size; n_layers:
+ * routing statistics rows. */
 int hmoe_sched_create(struct hmoe_sched **out, const struct hmoe_place *place,
 		      struct hmoe_sched_device *devices, int dim, int n_layers,
 		      const struct hmoe_sched_opts *opts);
@@ -135,13 +152,18 @@ int hmoe_sched_wait(struct hmoe_sched *s, int ticket);
 const struct hmoe_sched_stats *hmoe_sched_stats(const struct hmoe_sched *s);
 const char *hmoe_sched_device_name(const struct hmoe_sched *s, int d);
 int hmoe_sched_n_devices(const struct hmoe_sched *s);  /* cards, without the CPU tier */
+/* The placement in use (the caller's, or the latest re-placement's). */
+const struct hmoe_place *hmoe_sched_place(const struct hmoe_sched *s);
+/* Device d's backend (d = n_devices: the CPU tier), e.g. for hmoe_expert_resident. */
+struct hmoe_expert_backend *hmoe_sched_device_backend(const struct hmoe_sched *s, int d);
 
 /* ---- the "sched" expert backend (runtime/hmoe_expert_sched.c) ---------------------- */
 
 /* hmoe_expert_sched_ops is declared with the other backends in hmoe_expert.h.
  * The scheduler behind a "sched" backend, or NULL when b is another backend. */
 struct hmoe_sched *hmoe_expert_sched_get(const struct hmoe_expert_backend *b);
-/* One line: devices, submissions, failures, timeouts, retried assignments. */
+/* One line: devices, submissions, failures, timeouts, retried assignments (and
+ * re-placements when replan_every is set). */
 void hmoe_sched_print_stats(const struct hmoe_sched *s, FILE *f);
 
 #endif

@@ -8,7 +8,11 @@
  *  - submit/wait with two batches in flight (two micro-batches) gives other outputs
  *    than run(), or mixes the two batches up;
  *  - a caller that breaks the contract (a third batch in flight, a wait out of order)
- *    corrupts anything instead of getting one error.
+ *    corrupts anything instead of getting one error;
+ *  - residency (card=1, set_resident): the card computes with the wrong expert after
+ *    experts are evicted and their slots reused or the weight BO grows, a batch naming
+ *    a non-resident expert is computed instead of refused, or set_resident with a batch
+ *    in flight is accepted.
  * Prints one line per check and "kmod_experts: PASS" or the failures; exit 0 on pass.
  */
 #include <stdint.h>
@@ -165,6 +169,84 @@ static void test_mode(const char *mode)
 	hmoe_expert_close(cpu);
 }
 
+/* mask: layer 1 (all experts, or only expert 5) and layer 2 (all or none) resident */
+static void mask_set(uint8_t *mask, int l1, int l1_only5, int l2)
+{
+	int E = model->cfg.n_routed_experts;
+
+	memset(mask, 0, (size_t)model->cfg.num_hidden_layers * E);
+	for (int e = 0; e < E; e++) {
+		mask[1 * E + e] = (uint8_t)(l1 && (!l1_only5 || e == 5));
+		mask[2 * E + e] = (uint8_t)l2;
+	}
+}
+
+static void test_resident(void)
+{
+	const char *spec_km = "kmod:fp8,card=1", *spec_cpu = "cpu-fxp:fp8";
+	struct hmoe_expert_backend *cpu = NULL, *km = NULL;
+	struct batch ref1, ref2, b1, b2;
+	uint8_t *mask = malloc((size_t)model->cfg.num_hidden_layers * model->cfg.n_routed_experts);
+	int ret, t0, t1;
+
+	ret = hmoe_expert_open(&cpu, spec_cpu, model, pool);
+	ret = ret ? ret : hmoe_expert_open(&km, spec_km, model, pool);
+	CHECK(!ret && mask, "%s: %s", spec_km, hmoe_last_error());
+	if (ret || !mask) {
+		hmoe_expert_close(cpu);
+		free(mask);
+		return;
+	}
+	batch_make(&ref1, 1, 70, 41);
+	batch_make(&ref2, 2, 33, 42);
+	CHECK(!cpu->ops->run(cpu, &ref1.b) && !cpu->ops->run(cpu, &ref2.b), "%s: %s", spec_cpu,
+	      hmoe_last_error());
+	batch_make(&b1, 1, 70, 41);
+	batch_make(&b2, 2, 33, 42);
+
+	/* layer 1 only: its batch on the card, layer 2's refused */
+	mask_set(mask, 1, 0, 0);
+	CHECK(!hmoe_expert_set_resident(km, mask), "set_resident layer 1: %s", hmoe_last_error());
+	CHECK(!km->ops->run(km, &b1.b), "layer 1 resident: %s", hmoe_last_error());
+	check_same(&b1, &ref1, "card=1, layer 1 resident, layer 1 batch");
+	ret = km->ops->run(km, &b2.b);
+	CHECK(ret == -HMOE_EINTERNAL && strstr(hmoe_last_error(), "layer 2 expert"),
+	      "a layer 2 batch with layer 2 not resident: got %d '%s'", ret, hmoe_last_error());
+	printf("kmod_experts: non-resident expert refused: %s\n", hmoe_last_error());
+
+	/* layer 2 and expert 5 of layer 1: evicted slots reused */
+	mask_set(mask, 1, 1, 1);
+	CHECK(!hmoe_expert_set_resident(km, mask), "set_resident layer 2: %s", hmoe_last_error());
+	memset(b2.y, 0xff, batch_y_bytes(&b2));
+	CHECK(!km->ops->run(km, &b2.b), "layer 2 resident: %s", hmoe_last_error());
+	check_same(&b2, &ref2, "card=1, layer 2 resident in layer 1's slots, layer 2 batch");
+	CHECK(km->ops->run(km, &b1.b) == -HMOE_EINTERNAL, "layer 1 batch after its eviction");
+
+	/* everything: the weight BO grows; two batches in flight */
+	mask_set(mask, 1, 0, 1);
+	CHECK(!hmoe_expert_set_resident(km, mask), "set_resident all: %s", hmoe_last_error());
+	memset(b1.y, 0xff, batch_y_bytes(&b1));
+	memset(b2.y, 0xff, batch_y_bytes(&b2));
+	ret = hmoe_expert_submit(km, &b1.b, &t0);
+	ret = ret ? ret : hmoe_expert_submit(km, &b2.b, &t1);
+	CHECK(!ret, "submit after growing: %s", hmoe_last_error());
+	if (!ret) {
+		CHECK(hmoe_expert_set_resident(km, mask) == -HMOE_EINTERNAL,
+		      "set_resident with batches in flight was accepted");
+		CHECK(!hmoe_expert_wait(km, t0) && !hmoe_expert_wait(km, t1), "waits: %s",
+		      hmoe_last_error());
+	}
+	check_same(&b1, &ref1, "card=1, all resident (BO grown), submit/wait layer 1");
+	check_same(&b2, &ref2, "card=1, all resident (BO grown), submit/wait layer 2");
+	batch_free(&ref1);
+	batch_free(&ref2);
+	batch_free(&b1);
+	batch_free(&b2);
+	free(mask);
+	hmoe_expert_close(km);
+	hmoe_expert_close(cpu);
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -184,6 +266,7 @@ int main(int argc, char **argv)
 	test_mode("fp8");
 	test_mode("int8-a8");
 	test_mode("int4");
+	test_resident();
 	hmoe_pool_destroy(pool);
 	hmoe_model_free(model);
 	printf("kmod_experts: %s\n", failures ? "FAIL" : "PASS");

@@ -10,7 +10,7 @@
 # end marker, or when the kernel log has any warning, oops, BUG or sanitizer report.
 # Exits 77 (skip) when the kernel image, its modules, headers or QEMU are missing.
 #   env: BUILD (build dir), KDIR (kernel build tree), KMOD_TESTS (tests to run inside,
-#        default all), KMOD_CYCLES (load/unload cycles, default 20), KMOD_TIMEOUT (guest time limit, s, default 360),
+#        default all), KMOD_CYCLES (load/unload cycles, default 20), KMOD_TIMEOUT (guest time limit, s, default 480),
 #        KMOD_ACCEL (tcg or kvm: no probing)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -138,7 +138,7 @@ boot() { # ACCEL: boots the guest, serial console to $log; returns qemu's status
 	[ "$1" = kvm ] && cpu=host
 	echo "== booting $kernel ($1)"
 	: >"$log"
-	timeout "${KMOD_TIMEOUT:-360}" qemu-system-x86_64 -accel "$1" -cpu "$cpu" -smp 2 -m 1536 \
+	timeout "${KMOD_TIMEOUT:-480}" qemu-system-x86_64 -accel "$1" -cpu "$cpu" -smp 2 -m 1536 \
 		-kernel "$kernel" -initrd "$out/initramfs.cpio.gz" \
 		-append "console=ttyS0 quiet panic=-1 oops=panic hung_task_timeout_secs=30 slub_debug=FZP" \
 		-device edu -net none -nographic -no-reboot -monitor none -serial "file:$log" </dev/null

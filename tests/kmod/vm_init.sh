@@ -16,7 +16,7 @@ HMOE_ARGS="emu_cards=2 job_timeout_ms=5000"
 CYCLES=$(cat /etc/kcycles 2>/dev/null)
 
 tests=$(cat /etc/ktests)
-[ "$tests" = all ] && tests="load basic validate multiproc faults race prime ffn hwmon pci bench e2e experts cycles"
+[ "$tests" = all ] && tests="load basic validate multiproc faults race prime ffn hwmon pci bench e2e sched experts cycles"
 echo "KTEST-PLAN $tests"
 
 pass() { echo "KTEST $1 PASS"; }
@@ -72,8 +72,8 @@ t_bench() {
 # with the kmod backend on both cards must be identical; then again with an error
 # injected on card hmoe_emu.1 once the first token is out: same text, and the backend
 # reports the jobs it redid on the CPU.
-e2e_gen() { # OUT EXPERTS: greedy generation, text to OUT, stderr to OUT.err
-	hmoe generate --model /tmp/m --temperature 0 --max-tokens 16 --threads 2 \
+e2e_gen() { # OUT EXPERTS [TOKENS]: greedy generation (16 tokens), text to OUT, stderr to OUT.err
+	hmoe generate --model /tmp/m --temperature 0 --max-tokens "${3:-16}" --threads 2 \
 		--prompt "Experts on cards" --experts "$2" >"$1" 2>"$1.err"
 }
 # make_model TEST: the tiny checkpoint /tmp/m (once); fails TEST if it cannot be made.
@@ -129,6 +129,59 @@ t_e2e() {
 	grep -q 'hmoe: kmod experts: [1-9][0-9]* CPU fallbacks' /tmp/e2e_fault.err ||
 		{ fail e2e "the injected fault was not counted as a CPU fallback"; return; }
 	pass e2e
+}
+
+# The sched backend with kmod cards as its devices (device d = card d, only its placed
+# experts resident), with a small mem= (experts on the CPU tier) and with re-placement
+# during the run: the same greedy text as cpu-fxp:fp8. Then the two-micro-batch forward
+# pass on the asynchronous kmod backend (and on sched over kmod cards, re-placing) with
+# --prompts: the same JSON lines as cpu-fxp:fp8.
+# (8 tokens: under the sanitizers each run takes ~20 s in the guest)
+sched_gen() { # NAME EXPERTS: like e2e_gen, then the text must equal cpu-fxp's
+	e2e_gen "/tmp/sched_$1" "$2" 8 || { fail sched "$2: $(tail -n 1 "/tmp/sched_$1.err")"; return 1; }
+	echo "KTEST-SCHED $2 text: $(cat "/tmp/sched_$1")"
+	grep '^\[sched:\|re-placement\|CPU fallbacks' "/tmp/sched_$1.err" | sed 's/^/KTEST-SCHED /'
+	cmp -s /tmp/sched_cpu "/tmp/sched_$1" || { fail sched "$2: text differs from cpu-fxp:fp8"; return 1; }
+}
+prompts_gen() { # OUT EXPERTS MICRO: the requests of /tmp/reqs.jsonl, JSON lines to OUT
+	hmoe generate --model /tmp/m --temperature 0 --max-tokens 6 --threads 2 \
+		--prompts /tmp/reqs.jsonl --max-seqs 3 --micro-batches "$3" --experts "$2" \
+		>"$1" 2>"$1.err"
+}
+t_sched() {
+	[ -x /bin/hmoe ] || { echo "KTEST sched SKIP hmoe binary not packed"; return; }
+	[ -r /models/deepseek-v3-tokenizer/tokenizer.json ] ||
+		{ echo "KTEST sched SKIP tokenizer not packed"; return; }
+	echo 5000 >/sys/module/hmoe/parameters/job_timeout_ms
+	make_model sched || return
+	e2e_gen /tmp/sched_cpu cpu-fxp:fp8 8 || { fail sched "cpu-fxp: $(tail -n 1 /tmp/sched_cpu.err)"; return; }
+	[ -s /tmp/sched_cpu ] || { fail sched "cpu-fxp generated no text"; return; }
+	sched_gen cards "sched:card=kmod:fp8,cards=2,verbose" || return
+	grep -q 'cpu 0 calls' /tmp/sched_cards.err ||
+		{ fail sched "default mem: the CPU tier was used"; return; }
+	# an fp8 expert pack of the tiny model is 160 KiB: 480K holds 3 per card
+	sched_gen tight "sched:card=kmod:fp8,cards=2,mem=480K,verbose" || return
+	grep -Eq 'cpu [1-9][0-9]* calls' /tmp/sched_tight.err ||
+		{ fail sched "mem=480K: the CPU tier was not used"; return; }
+	sched_gen replan "sched:card=kmod,cards=2,replan=2,verbose" || return
+	grep -Eq '[1-9][0-9]* re-placements, [1-9][0-9]* experts moved' /tmp/sched_replan.err ||
+		{ fail sched "replan=2: no experts moved"; return; }
+	printf '%s\n' '{"prompt": "Experts on cards", "id": "a"}' \
+		'{"prompt": "Two micro-batches overlap the experts", "max_tokens": 4}' \
+		'{"prompt": "hi", "id": 3}' >/tmp/reqs.jsonl
+	prompts_gen /tmp/reqs_cpu cpu-fxp:fp8 1 || { fail sched "--prompts cpu-fxp: $(tail -n 1 /tmp/reqs_cpu.err)"; return; }
+	[ "$(wc -l </tmp/reqs_cpu)" = 3 ] || { fail sched "--prompts cpu-fxp: want 3 JSON lines"; return; }
+	sed 's/^/KTEST-SCHED cpu-fxp:fp8 --prompts: /' /tmp/reqs_cpu
+	for spec in kmod:fp8,cards=2 "sched:card=kmod:fp8,cards=2,replan=3,verbose"; do
+		prompts_gen /tmp/reqs_km "$spec" 2 || { fail sched "--prompts --micro-batches 2 $spec: $(tail -n 1 /tmp/reqs_km.err)"; return; }
+		grep '^\[sched:\|CPU fallbacks' /tmp/reqs_km.err | sed "s/^/KTEST-SCHED $spec --prompts: /"
+		cmp -s /tmp/reqs_cpu /tmp/reqs_km || {
+			sed "s/^/KTEST-SCHED $spec --prompts: /" /tmp/reqs_km
+			fail sched "--prompts --micro-batches 2 on $spec: JSON lines differ from cpu-fxp:fp8"
+			return
+		}
+	done
+	pass sched
 }
 
 # The kmod expert backend against cpu-fxp on both cards, through run() and through
@@ -199,6 +252,7 @@ for t in $tests; do
 	pci) t_pci ;;
 	bench) t_bench ;;
 	e2e) t_e2e ;;
+	sched) t_sched ;;
 	experts) t_experts ;;
 	cycles) t_cycles ;;
 	*) hmoe_ktest "$t" ;;

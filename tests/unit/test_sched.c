@@ -7,7 +7,12 @@
  *  - a card that errors or hangs loses work or changes the output, or its failure is
  *    neither counted nor logged;
  *  - a bad spec or placement file crashes instead of one error line naming it;
- *  - the observed-routing placement (place-out) is not written or replicates nothing.
+ *  - the observed-routing placement (place-out) is not written or replicates nothing;
+ *  - a device is not told the experts the placement gives it (set_resident: a kmod card
+ *    would hold the wrong experts), or a batch naming an expert a backend does not hold
+ *    is computed instead of refused;
+ *  - replan= does not move the hot experts to replicas during the run, is not
+ *    deterministic, re-places with a batch in flight, or changes any output.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -261,14 +266,16 @@ static void test_faults(void)
 	}
 }
 
-/* The whole forward pass: sched with a failing card gives the plain backend's logits. */
+/* The whole forward pass: sched with a failing card, or re-placing at every layer call,
+ * gives the plain backend's logits. */
 static void test_forward(void)
 {
-	const char *specs[] = { "cpu-f32", "sched:cards=3,card=cpu-f32,fault=2@4:error,micro=2" };
+	const char *specs[] = { "cpu-f32", "sched:cards=3,card=cpu-f32,fault=2@4:error,micro=2",
+				"sched:cards=2,card=cpu-f32,replan=1" };
 	int V = model->cfg.vocab_size, toks[9] = { 3, 14, 15, 9, 26, 5, 35, 8, 9 };
-	float *logits[2];
+	float *logits[3];
 
-	for (int s = 0; s < 2; s++) {
+	for (int s = 0; s < 3; s++) {
 		struct hmoe_expert_backend *eb = NULL;
 		struct hmoe_forward *f = NULL;
 		struct hmoe_kv *kv = NULL;
@@ -291,8 +298,219 @@ static void test_forward(void)
 	}
 	CHECK(!memcmp(logits[0], logits[1], (size_t)V * 12 * sizeof(float)),
 	      "prefill + decode logits identical with sched (and a failing card)");
-	free(logits[0]);
-	free(logits[1]);
+	CHECK(!memcmp(logits[0], logits[2], (size_t)V * 12 * sizeof(float)),
+	      "prefill + decode logits identical with sched re-placing at every layer call");
+	for (int s = 0; s < 3; s++)
+		free(logits[s]);
+}
+
+/* Every card's recorded residency mask equals what the placement gives it. */
+static int masks_match(struct hmoe_sched *s, const char *what)
+{
+	const struct hmoe_place *p = hmoe_sched_place(s);
+	int D = hmoe_sched_n_devices(s), bad = 0;
+
+	for (int d = 0; d < D; d++) {
+		const uint8_t *m = hmoe_expert_resident(hmoe_sched_device_backend(s, d));
+
+		if (!m) {
+			CHECK(0, "%s: device %d was never told its experts", what, d);
+			return 0;
+		}
+		for (int l = 0; l < p->n_layers; l++)
+			for (int e = 0; e < p->n_experts; e++) {
+				const int8_t *devs;
+				int n = p->is_moe[l] ? hmoe_place_copies(p, l, e, &devs) : 0, on = 0;
+
+				for (int c = 0; c < n; c++)
+					on |= devs[c] == d;
+				if (!m[l * p->n_experts + e] != !on && !bad++)
+					CHECK(0, "%s: device %d layer %d expert %d: mask %d, placement %d",
+					      what, d, l, e, m[l * p->n_experts + e], on);
+			}
+	}
+	CHECK(hmoe_expert_resident(hmoe_sched_device_backend(s, D)) == NULL,
+	      "%s: the CPU tier holds everything (never given a mask)", what);
+	return !bad;
+}
+
+static void test_residency(void)
+{
+	const size_t bytes_per_expert = 3 * 40 * 24 * sizeof(float);
+	char spec[256];
+	const char *specs[] = { "sched:cards=3,card=cpu-f32", NULL,
+				"sched:cards=2,card=cpu-f32,fault=1@100:error" };
+
+	snprintf(spec, sizeof(spec), "sched:cards=2,card=cpu-f32,mem=%zu", 3 * bytes_per_expert);
+	specs[1] = spec;
+	for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+		struct hmoe_expert_backend *eb = NULL;
+		int ret = hmoe_expert_open(&eb, specs[i], model, pool);
+
+		CHECK(ret == 0, "%s: %s", specs[i], hmoe_last_error());
+		if (ret)
+			continue;
+		masks_match(hmoe_expert_sched_get(eb), specs[i]);
+		hmoe_expert_close(eb);
+	}
+}
+
+/* A batch naming an expert outside the mask: one HMOE_EINTERNAL error naming it. */
+static void test_not_resident(void)
+{
+	const struct hmoe_config *c = &model->cfg;
+	size_t n = (size_t)c->num_hidden_layers * c->n_routed_experts;
+	uint8_t *mask = calloc(n, 1);
+	struct hmoe_expert_backend *eb = NULL;
+	struct batch b;
+	int ret, ticket;
+
+	for (int l = 0; l < c->num_hidden_layers; l++)
+		for (int e = 0; e < c->n_routed_experts; e++)
+			mask[l * c->n_routed_experts + e] = (uint8_t)model->layers[l].is_moe;
+	mask[1 * c->n_routed_experts + 5] = 0;
+	ret = hmoe_expert_open(&eb, "cpu-f32", model, pool);
+	CHECK(ret == 0, "cpu-f32: %s", hmoe_last_error());
+	if (ret) {
+		free(mask);
+		return;
+	}
+	CHECK(hmoe_expert_set_resident(eb, mask) == 0, "set_resident: %s", hmoe_last_error());
+	batch_make(&b, 1, N_TOK, 7);  /* expert 5 on every other token */
+	{
+		struct hmoe_expert_batch eb_batch = { b.layer, b.n, b.K, b.x, b.ids, b.y };
+
+		ret = hmoe_expert_run(eb, &eb_batch);
+		CHECK(ret == -HMOE_EINTERNAL && strstr(hmoe_last_error(), "layer 1 expert 5"),
+		      "run with a non-resident expert: want EINTERNAL naming layer 1 expert 5, got "
+		      "%d '%s'", ret, hmoe_last_error());
+		ret = hmoe_expert_submit(eb, &eb_batch, &ticket);
+		CHECK(ret == -HMOE_EINTERNAL && strstr(hmoe_last_error(), "layer 1 expert 5"),
+		      "submit with a non-resident expert: got %d '%s'", ret, hmoe_last_error());
+		eb_batch.layer = 2;  /* every expert of layer 2 is resident */
+		CHECK(hmoe_expert_run(eb, &eb_batch) == 0, "layer 2: %s", hmoe_last_error());
+	}
+	batch_free(&b);
+	mask[0] = 1;  /* layer 0 is dense */
+	ret = hmoe_expert_set_resident(eb, mask);
+	CHECK(ret == -HMOE_EINPUT && strstr(hmoe_last_error(), "not an MoE layer"),
+	      "a mask naming a dense layer: got %d '%s'", ret, hmoe_last_error());
+	hmoe_expert_close(eb);
+	free(mask);
+}
+
+/* Every token of b routes to expert 5 (the others random, distinct). */
+static void batch_all_hot(struct batch *b, int layer, unsigned seed)
+{
+	batch_make(b, layer, N_TOK, seed);
+	for (int t = 0; t < b->n; t++) {
+		int has = 0;
+
+		for (int k = 0; k < b->K; k++)
+			has |= b->ids[t * b->K + k] == 5;
+		if (!has)
+			b->ids[t * b->K] = 5;
+	}
+}
+
+/* One layer call through eb (run, or submit + wait) against cpu-f32. */
+static int replan_call(struct hmoe_expert_backend *eb, int layer, unsigned seed, int async,
+		       const char *spec)
+{
+	struct batch b, ref;
+	struct hmoe_expert_batch eb_batch;
+	int ret, ticket;
+
+	batch_all_hot(&b, layer, seed);
+	batch_all_hot(&ref, layer, seed);
+	run_spec("cpu-f32", &ref, NULL);
+	eb_batch = (struct hmoe_expert_batch){ b.layer, b.n, b.K, b.x, b.ids, b.y };
+	if (async) {
+		ret = hmoe_expert_submit(eb, &eb_batch, &ticket);
+		ret = ret ? ret : hmoe_expert_wait(eb, ticket);
+	} else {
+		ret = hmoe_expert_run(eb, &eb_batch);
+	}
+	CHECK(ret == 0, "%s layer %d: %s", spec, layer, hmoe_last_error());
+	CHECK(!ret && !memcmp(b.y, ref.y, (size_t)b.n * b.K * b.dim * sizeof(float)),
+	      "%s layer %d seed %u: outputs differ from cpu-f32", spec, layer, seed);
+	batch_free(&b);
+	batch_free(&ref);
+	return ret;
+}
+
+static void test_replan(void)
+{
+	const char *spec = "sched:cards=2,card=cpu-f32,replicas=2,replan=2";
+	struct hmoe_expert_backend *eb[2] = { NULL, NULL };
+	int ret;
+
+	for (int i = 0; i < 2; i++) {
+		ret = hmoe_expert_open(&eb[i], spec, model, pool);
+		CHECK(ret == 0, "%s: %s", spec, hmoe_last_error());
+		if (ret)
+			goto out;
+	}
+	{
+		struct hmoe_sched *s = hmoe_expert_sched_get(eb[0]);
+		const struct hmoe_sched_stats *st = hmoe_sched_stats(s);
+		const int8_t *devs;
+
+		CHECK(hmoe_place_copies(hmoe_sched_place(s), 1, 5, &devs) == 1,
+		      "before any routing: expert 5 has one copy");
+		/* 6 layer calls, run and submit/wait mixed: re-placements before calls 3, 5 */
+		for (int call = 0; call < 6; call++)
+			for (int i = 0; i < 2; i++)
+				replan_call(eb[i], 1 + call % 2, 20 + (unsigned)call, call % 3 == 1, spec);
+		CHECK(st->replans == 2, "replan=2 over 6 calls: 2 re-placements (%lld)",
+		      (long long)st->replans);
+		CHECK(st->experts_moved > 0, "the re-placement moved experts (%lld)",
+		      (long long)st->experts_moved);
+		CHECK(hmoe_place_copies(hmoe_sched_place(s), 1, 5, &devs) == 2 &&
+		      hmoe_place_copies(hmoe_sched_place(s), 2, 5, &devs) == 2,
+		      "the hot expert 5 got a replica on both cards in both MoE layers");
+		CHECK(hmoe_place_equal(hmoe_sched_place(s),
+				       hmoe_sched_place(hmoe_expert_sched_get(eb[1]))),
+		      "two runs with the same routing give the same placement");
+		masks_match(s, "after re-placement");
+		CHECK(st->submissions[0] > 0 && st->submissions[1] > 0 && st->submissions[2] == 0,
+		      "both cards work, the CPU tier idles");
+	}
+	/* a re-placement due while a batch is in flight waits for none to be */
+	{
+		struct hmoe_expert_backend *e1 = NULL;
+		struct batch a, b;
+		int ta, tb;
+
+		ret = hmoe_expert_open(&e1, "sched:cards=2,card=cpu-f32,replan=1", model, pool);
+		CHECK(ret == 0, "replan=1: %s", hmoe_last_error());
+		if (!ret) {
+			const struct hmoe_sched_stats *st = hmoe_sched_stats(hmoe_expert_sched_get(e1));
+			struct hmoe_expert_batch ba, bb;
+
+			batch_all_hot(&a, 1, 31);
+			batch_all_hot(&b, 2, 32);
+			ba = (struct hmoe_expert_batch){ a.layer, a.n, a.K, a.x, a.ids, a.y };
+			bb = (struct hmoe_expert_batch){ b.layer, b.n, b.K, b.x, b.ids, b.y };
+			ret = hmoe_expert_submit(e1, &ba, &ta);
+			ret = ret ? ret : hmoe_expert_submit(e1, &bb, &tb);
+			CHECK(ret == 0 && st->replans == 0,
+			      "no re-placement with a batch in flight (%lld)", (long long)st->replans);
+			ret = ret ? ret : hmoe_expert_wait(e1, ta);
+			ret = ret ? ret : hmoe_expert_wait(e1, tb);
+			CHECK(ret == 0, "replan=1 submit/wait: %s", hmoe_last_error());
+			replan_call(e1, 1, 33, 0, "replan=1");
+			CHECK(st->replans == 1, "the deferred re-placement ran at the next call with "
+			      "nothing in flight (%lld)", (long long)st->replans);
+			masks_match(hmoe_expert_sched_get(e1), "replan=1");
+			batch_free(&a);
+			batch_free(&b);
+			hmoe_expert_close(e1);
+		}
+	}
+out:
+	hmoe_expert_close(eb[0]);
+	hmoe_expert_close(eb[1]);
 }
 
 static void expect_bad(const char *spec, const char *needle)
@@ -319,6 +537,16 @@ static void test_bad_specs(void)
 	expect_bad("sched:card=cpu-f32,fault=0@0:error", "fault '0@0:error'");
 	expect_bad("sched:card=sched", "not a device backend");
 	expect_bad("sched:card=nope", "unknown expert backend 'nope'");
+	expect_bad("sched:card=cpu-f32,replan=0", "replan=0");
+	expect_bad("sched:card=cpu-f32,replan=x", "replan=x");
+	expect_bad("sched:card=kmod:card=1", "give only the mode");
+	expect_bad("sched:card=kmod:fp9", "card=kmod:fp9");
+	/* kmod's spec is checked before any card is opened */
+	expect_bad("kmod:card=0,cards=2", "exclude each other");
+	expect_bad("kmod:fp8,cards=2,card=1", "exclude each other");
+	expect_bad("kmod:card=x", "'card=x'");
+	expect_bad("kmod:card=-1", "'card=-1'");
+	expect_bad("kmod:card=64", "'card=64'");
 	expect_bad("sched:card=cpu-f32,place=/nonexistent/p.txt", "/nonexistent/p.txt");
 	snprintf(path, sizeof(path), "%s/wrong.txt", tmpdir);
 	f = fopen(path, "w");
@@ -383,6 +611,9 @@ int main(void)
 	test_forward();
 	test_bad_specs();
 	test_place_out();
+	test_residency();
+	test_not_resident();
+	test_replan();
 	hmoe_pool_destroy(pool);
 	tfm_free(model);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
