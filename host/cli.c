@@ -26,6 +26,85 @@ void cli_usage(const char *cmd, const char *summary, const struct cli_flag *flag
 		printf("  %s\n", flags[i].help);
 }
 
+/* --config FILE: more flags, one "name = value" (or "name value", or a bare switch
+ * name) per line, '#' comments and blank lines ignored; the command line wins over the
+ * file. Every name must be one of the command's flags. */
+static int config_load(struct cli_args *a, const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	long size, lineno = 0;
+	char *p, *end;
+
+	if (!f)
+		return hmoe_err(HMOE_EINPUT, "hmoe %s: --config %s: cannot open: %s", a->cmd, path,
+				strerror(errno));
+	if (fseek(f, 0, SEEK_END) || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) ||
+	    size > (1 << 20)) {
+		fclose(f);
+		return hmoe_err(HMOE_EINPUT, "hmoe %s: --config %s: not a regular file of at most "
+				"1 MiB", a->cmd, path);
+	}
+	a->config_text = malloc((size_t)size + 1);
+	if (!a->config_text) {
+		fclose(f);
+		return hmoe_err(HMOE_ENOMEM, "out of memory");
+	}
+	if (fread(a->config_text, 1, (size_t)size, f) != (size_t)size) {
+		fclose(f);
+		return hmoe_err(HMOE_EIO, "hmoe %s: --config %s: read error", a->cmd, path);
+	}
+	fclose(f);
+	a->config_text[size] = '\0';
+	if (strlen(a->config_text) != (size_t)size)
+		return hmoe_err(HMOE_EINPUT, "hmoe %s: --config %s: contains a NUL byte", a->cmd,
+				path);
+	for (p = a->config_text; *p; p = end) {
+		char *nl = strchr(p, '\n'), *name, *value, *q;
+		int k;
+
+		end = nl ? nl + 1 : p + strlen(p);
+		if (nl)
+			*nl = '\0';
+		lineno++;
+		if ((q = strchr(p, '#')))
+			*q = '\0';
+		/* trim, then split at the first '=' or blank */
+		while (*p == ' ' || *p == '\t')
+			p++;
+		for (q = p + strlen(p); q > p && (q[-1] == ' ' || q[-1] == '\t' || q[-1] == '\r');)
+			*--q = '\0';
+		if (!*p)
+			continue;
+		name = p;
+		p += strcspn(p, " \t=");
+		value = NULL;
+		if (*p) {
+			char sep = *p;
+
+			*p++ = '\0';
+			p += strspn(p, " \t");
+			if (sep != '=' && *p == '=')  /* "name = value" */
+				p += 1 + strspn(p + 1, " \t");
+			value = p;
+		}
+		if (!strncmp(name, "--", 2))
+			name += 2;
+		k = flag_index(a, name);
+		if (k < 0 || !strcmp(name, "config"))
+			return hmoe_err(HMOE_EINPUT, "hmoe %s: %s line %ld: unknown flag '%s' (hmoe %s "
+					"--help)", a->cmd, path, lineno, name, a->cmd);
+		if (a->flags[k].takes_value && (!value || !*value))
+			return hmoe_err(HMOE_EINPUT, "hmoe %s: %s line %ld: %s needs a value", a->cmd,
+					path, lineno, name);
+		if (!a->flags[k].takes_value && value && *value)
+			return hmoe_err(HMOE_EINPUT, "hmoe %s: %s line %ld: %s takes no value",
+					a->cmd, path, lineno, name);
+		if (!a->values[k])  /* the command line wins */
+			a->values[k] = a->flags[k].takes_value ? value : "";
+	}
+	return 0;
+}
+
 int cli_parse(struct cli_args *a, const char *cmd, const struct cli_flag *flags,
 	      int n_flags, int argc, char **argv)
 {
@@ -80,6 +159,14 @@ int cli_parse(struct cli_args *a, const char *cmd, const struct cli_flag *flags,
 		}
 		a->values[k] = value;
 	}
+	if (flag_index(a, "config") >= 0 && cli_has(a, "config")) {
+		int ret = config_load(a, cli_str(a, "config", ""));
+
+		if (ret) {
+			cli_free(a);
+			return ret;
+		}
+	}
 	return 0;
 }
 
@@ -87,6 +174,8 @@ void cli_free(struct cli_args *a)
 {
 	free(a->values);
 	free(a->positional);
+	free(a->config_text);
+	a->config_text = NULL;
 	a->values = NULL;
 	a->positional = NULL;
 }

@@ -591,7 +591,7 @@ int cmd_generate(int argc, char **argv)
 		" [load %.2f s, experts %s]\n",
 		n_ids, t_prefill > 0 ? n_ids / t_prefill : 0.0, n_gen,
 		t_decode > 0 ? n_gen / t_decode : 0.0, s.load_s,
-		s.cuda_fwd ? "cuda (GPU)" : s.experts->ops->name);
+		s.experts ? s.experts->ops->name : "cuda (GPU)");
 	hmoe_energy_print(energy, stderr);
 	ret = 0;
 out:

@@ -22,10 +22,13 @@ struct cli_args {
 	const char **values;      /* [n_flags]: value, "" for a given switch, NULL if absent */
 	const char **positional;  /* leftover non-flag words */
 	int n_positional;
+	char *config_text;        /* --config FILE's text; values point into it */
 };
 
 /* Parses argv against flags. Unknown flags, missing values and repeated flags are one
- * error line naming the flag; returns 0 or -HMOE_EINPUT. */
+ * error line naming the flag; returns 0 or -HMOE_EINPUT. When the command has a
+ * "config" flag and it is given, the file adds flags ("name = value" lines, '#'
+ * comments; the command line wins; errors name file and line). */
 int cli_parse(struct cli_args *a, const char *cmd, const struct cli_flag *flags,
 	      int n_flags, int argc, char **argv);
 void cli_free(struct cli_args *a);

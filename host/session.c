@@ -23,15 +23,28 @@ static int session_open_cuda(struct session *s)
 		return hmoe_err(HMOE_EDEVICE, "--attn cuda: no CUDA backend/device: init failed (%d)",
 				ret);
 	return hmoe_cuda_fwd_create(&s->cuda_fwd, s->cuda, s->model, CUDA_MAX_LEN,
-				    CUDA_MAX_PROMPT);
+				    CUDA_MAX_PROMPT, s->experts);
+}
+
+/* --attn: "cuda", "cpu" (= auto) or a CPU attention form, or alternatives "A|B" tried in
+ * order where a missing GPU (HMOE_EDEVICE) moves on to the next with a note on stderr. */
+static int parse_attn_alt(const char *name, int *cuda, enum hmoe_attn *attn)
+{
+	*cuda = !strcmp(name, "cuda");
+	*attn = HMOE_ATTN_AUTO;
+	if (*cuda || !strcmp(name, "cpu"))
+		return 0;
+	return hmoe_attn_parse(name, attn);
 }
 
 int session_open(struct session *s, const struct cli_args *a, unsigned flags)
 {
 	const char *dir, *experts = cli_str(a, "experts", "cpu-f32");
-	const char *attn_name = cli_str(a, "attn", "auto");
-	int use_cuda = !strcmp(attn_name, "cuda");
-	enum hmoe_attn attn = HMOE_ATTN_AUTO;
+	const char *attn_spec = cli_str(a, "attn", "auto");
+	char attn_name[64];
+	const char *next;
+	int use_cuda;
+	enum hmoe_attn attn;
 	double t0 = clock_now_s();
 	const char *micro_str = cli_str(a, "micro-batches", "1");
 	long threads;
@@ -39,18 +52,35 @@ int session_open(struct session *s, const struct cli_args *a, unsigned flags)
 
 	memset(s, 0, sizeof(*s));
 	if ((ret = cli_req(a, "model", &dir)) ||
-	    (ret = cli_int(a, "threads", 0, 0, 1024, &threads)) ||
-	    (!use_cuda && (ret = hmoe_attn_parse(attn_name, &attn))))
+	    (ret = cli_int(a, "threads", 0, 0, 1024, &threads)))
 		return ret;
+	/* every alternative must name a known mode, whether or not it is reached */
+	for (const char *p = attn_spec;; p = next + 1) {
+		size_t n;
+
+		next = strchr(p, '|');
+		n = next ? (size_t)(next - p) : strlen(p);
+		if (n == 0 || n >= sizeof(attn_name))
+			return hmoe_err(HMOE_EINPUT, "hmoe %s: --attn '%s': expected cuda, cpu, auto, "
+					"naive or absorb, or alternatives A|B", a->cmd, attn_spec);
+		snprintf(attn_name, sizeof(attn_name), "%.*s", (int)n, p);
+		if ((ret = parse_attn_alt(attn_name, &use_cuda, &attn)))
+			return hmoe_err_ctx(ret, "hmoe %s: --attn", a->cmd);
+		if (!next)
+			break;
+	}
+	next = attn_spec;
+	snprintf(attn_name, sizeof(attn_name), "%.*s", (int)strcspn(attn_spec, "|"), attn_spec);
+	parse_attn_alt(attn_name, &use_cuda, &attn);
 	if (!strcmp(micro_str, "1") || !strcmp(micro_str, "2"))
 		micro = micro_str[0] - '0';
 	if (!micro)
 		return hmoe_err(HMOE_EINPUT, "hmoe %s: --micro-batches '%s': expected 1 or 2",
 				a->cmd, micro_str);
-	if (use_cuda && !(flags & SESSION_GPU_OK))
+	if (use_cuda && !(flags & SESSION_GPU_OK) && !strchr(attn_spec, '|'))
 		return hmoe_err(HMOE_EINPUT, "hmoe %s: --attn cuda is not supported here (CPU only)",
 				a->cmd);
-	if (use_cuda && micro > 1)
+	if (use_cuda && micro > 1 && !strchr(attn_spec, '|'))
 		return hmoe_err(HMOE_EINPUT, "hmoe %s: --micro-batches 2 needs the CPU forward pass; "
 				"the GPU path (--attn cuda) runs one batch at a time", a->cmd);
 	ret = hmoe_model_load(&s->model, dir, HMOE_LOAD_F32);
@@ -64,16 +94,44 @@ int session_open(struct session *s, const struct cli_args *a, unsigned flags)
 	ret = hmoe_pool_create(&s->pool, (int)threads);
 	if (ret)
 		goto err;
-	if (use_cuda) {
-		ret = session_open_cuda(s);
+	/* --experts given with the GPU: the routed experts run on that backend (cards, CPU
+	 * fixed point) and the GPU runs the rest; without it they run on the GPU too */
+	if (cli_has(a, "experts")) {
+		ret = hmoe_expert_open(&s->experts, experts, s->model, s->pool);
 		if (ret)
 			goto err;
-		s->load_s = clock_now_s() - t0;
-		return 0;
 	}
-	ret = hmoe_expert_open(&s->experts, experts, s->model, s->pool);
-	if (ret)
-		goto err;
+	/* the alternatives in order: the GPU where it is wanted, usable and there */
+	for (;;) {
+		const char *bar = strchr(next, '|');
+
+		snprintf(attn_name, sizeof(attn_name), "%.*s", (int)strcspn(next, "|"), next);
+		parse_attn_alt(attn_name, &use_cuda, &attn);
+		if (!use_cuda)
+			break;
+		if (!(flags & SESSION_GPU_OK) || micro > 1)
+			ret = hmoe_err(HMOE_EDEVICE, "the GPU path does not run hmoe %s%s", a->cmd,
+				       micro > 1 ? " with --micro-batches 2" : "");
+		else
+			ret = session_open_cuda(s);
+		if (!ret) {
+			s->load_s = clock_now_s() - t0;
+			return 0;
+		}
+		if (ret != -HMOE_EDEVICE || !bar)
+			goto err;
+		fprintf(stderr, "hmoe: --attn cuda unavailable (%s); trying %.*s\n",
+			hmoe_last_error(), (int)strcspn(bar + 1, "|"), bar + 1);
+		hmoe_cuda_fwd_free(s->cuda_fwd);
+		s->cuda_fwd = NULL;
+		s->cuda = NULL;
+		next = bar + 1;
+	}
+	if (!s->experts) {
+		ret = hmoe_expert_open(&s->experts, experts, s->model, s->pool);
+		if (ret)
+			goto err;
+	}
 	ret = hmoe_forward_create(&s->fwd, s->model, s->experts, s->pool);
 	if (ret)
 		goto err;

@@ -15,8 +15,8 @@ static const struct hmoe_expert_ops *const backends[] = {
 	&hmoe_expert_kmod_ops,
 };
 
-int hmoe_expert_open(struct hmoe_expert_backend **out, const char *spec,
-		     const struct hmoe_model *m, struct hmoe_pool *pool)
+static int expert_open_one(struct hmoe_expert_backend **out, const char *spec,
+			   const struct hmoe_model *m, struct hmoe_pool *pool)
 {
 	const char *colon = strchr(spec, ':');
 	size_t name_len = colon ? (size_t)(colon - spec) : strlen(spec);
@@ -48,6 +48,37 @@ int hmoe_expert_open(struct hmoe_expert_backend **out, const char *spec,
 		strncat(known, backends[i]->name, sizeof(known) - strlen(known) - 1);
 	}
 	return hmoe_err(HMOE_EINPUT, "unknown expert backend '%s' (known: %s)", spec, known);
+}
+
+/* "A|B|...": the first alternative whose device is there. Only a missing or failing
+ * device (HMOE_EDEVICE) moves on to the next, with one line on stderr; a bad spec is an
+ * error whatever follows it, so a typo never turns into a silent fallback. */
+int hmoe_expert_open(struct hmoe_expert_backend **out, const char *spec,
+		     const struct hmoe_model *m, struct hmoe_pool *pool)
+{
+	char alt[512];
+	const char *p = spec;
+	size_t len = strlen(spec);
+
+	if (!len || spec[0] == '|' || spec[len - 1] == '|' || strstr(spec, "||"))
+		return hmoe_err(HMOE_EINPUT, "--experts '%s': an empty alternative", spec);
+	for (;;) {
+		const char *bar = strchr(p, '|');
+		size_t n = bar ? (size_t)(bar - p) : strlen(p);
+		int ret;
+
+		if (n >= sizeof(alt))
+			return hmoe_err(HMOE_EINPUT, "--experts '%s': an alternative is longer than "
+					"%zu bytes", spec, sizeof(alt) - 1);
+		memcpy(alt, p, n);
+		alt[n] = '\0';
+		ret = expert_open_one(out, alt, m, pool);
+		if (ret != -HMOE_EDEVICE || !bar)
+			return ret;
+		fprintf(stderr, "hmoe: experts %s unavailable (%s); trying %.*s\n", alt,
+			hmoe_last_error(), (int)strcspn(bar + 1, "|"), bar + 1);
+		p = bar + 1;
+	}
 }
 
 void hmoe_expert_close(struct hmoe_expert_backend *b)

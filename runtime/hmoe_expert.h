@@ -84,7 +84,9 @@ struct hmoe_expert_backend {
 };
 
 /* Creates a backend from a spec such as "cpu-f32" or "cpu-fxp:int8". An unknown name is
- * an HMOE_EINPUT error that lists the known ones. */
+ * an HMOE_EINPUT error that lists the known ones. "A|B|..." opens the first alternative
+ * whose device is available: only an HMOE_EDEVICE failure (no card, no driver) moves on,
+ * noted on stderr; any other error ends the search. */
 int hmoe_expert_open(struct hmoe_expert_backend **out, const char *spec,
 		     const struct hmoe_model *m, struct hmoe_pool *pool);
 void hmoe_expert_close(struct hmoe_expert_backend *b);

@@ -5,6 +5,8 @@
 
 #include "cuda/hmoe_cuda_fwd.h"
 #include "hmoe_err.h"
+#include "hmoe_expert.h"
+#include "hmoe_forward.h"
 #include "hmoe_num.h"
 #include "hmoe_ops.h"
 
@@ -44,7 +46,17 @@ struct hmoe_cuda_fwd {
 	void *pos, *ids, *bt, *lens, *freqs, *gate_logits, *route_ids, *route_w, *logits;
 	float *acc;                /* host (max_n, dim) fp32 MoE combine */
 	uint16_t *hbuf;            /* host (max(dim, inter)) bf16 expert output */
+	/* routed experts on an expert backend (NULL: on the GPU, bf16) */
+	struct hmoe_expert_backend *experts;
+	float *ex_x;               /* host (max_n, dim) fp32: the normed activations */
+	int *ex_ids;               /* host (max_n, top_k) chosen experts */
+	float *ex_w;               /* host (max_n, top_k) their weights */
+	float *ex_y;               /* host (FWD_EXPERT_CHUNK, top_k, dim) expert outputs */
 };
+
+/* Tokens per expert-backend batch: bounds the host output buffer (at V3's dims 64 tokens
+ * x 8 slots x 7168 x 4 bytes = 14.7 MB) whatever the prompt length. */
+#define FWD_EXPERT_CHUNK 64
 
 #define GPU(call)                                                                         \
 	do {                                                                              \
@@ -127,6 +139,7 @@ void hmoe_cuda_fwd_free(struct hmoe_cuda_fwd *f)
 		api->free(scratch[i]);
 	free(f->acc);
 	free(f->hbuf);
+	free(f->ex_x), free(f->ex_ids), free(f->ex_w), free(f->ex_y);
 	free(f);
 }
 
@@ -139,7 +152,8 @@ static int fwd_alloc(struct hmoe_cuda_fwd *f, void **p, size_t bytes)
 }
 
 int hmoe_cuda_fwd_create(struct hmoe_cuda_fwd **out, const struct hmoe_cuda_api *api,
-			 const struct hmoe_model *m, int max_len, int max_n)
+			 const struct hmoe_model *m, int max_len, int max_n,
+			 struct hmoe_expert_backend *experts)
 {
 	const struct hmoe_config *c = &m->cfg;
 	struct hmoe_cuda_fwd *f = calloc(1, sizeof(*f));
@@ -151,6 +165,7 @@ int hmoe_cuda_fwd_create(struct hmoe_cuda_fwd **out, const struct hmoe_cuda_api 
 		return hmoe_err(HMOE_ENOMEM, "cuda forward: out of memory");
 	f->api = api;
 	f->c = c;
+	f->experts = experts;
 	f->max_len = max_len;
 	f->max_n = max_n;
 	f->H = c->num_attention_heads;
@@ -206,14 +221,16 @@ int hmoe_cuda_fwd_create(struct hmoe_cuda_fwd **out, const struct hmoe_cuda_api 
 				goto err;
 			continue;
 		}
-		L->experts = calloc((size_t)c->n_routed_experts, sizeof(*L->experts));
-		if (!L->experts) {
-			ret = hmoe_err(HMOE_ENOMEM, "cuda forward: out of memory");
-			goto err;
-		}
-		for (int e = 0; e < c->n_routed_experts; e++)
-			if ((ret = up_mlp(f, &L->experts[e], &s->experts[e])))
+		if (!experts) {  /* else the expert backend holds them */
+			L->experts = calloc((size_t)c->n_routed_experts, sizeof(*L->experts));
+			if (!L->experts) {
+				ret = hmoe_err(HMOE_ENOMEM, "cuda forward: out of memory");
 				goto err;
+			}
+			for (int e = 0; e < c->n_routed_experts; e++)
+				if ((ret = up_mlp(f, &L->experts[e], &s->experts[e])))
+					goto err;
+		}
 		L->has_shared = s->has_shared;
 		if (s->has_shared && (ret = up_mlp(f, &L->shared, &s->shared)))
 			goto err;
@@ -273,7 +290,16 @@ int hmoe_cuda_fwd_create(struct hmoe_cuda_fwd **out, const struct hmoe_cuda_api 
 		free(zeros);
 		f->acc = malloc(sizeof(float) * n * f->dim);
 		f->hbuf = malloc(2 * n * big);
-		if (!f->acc || !f->hbuf) {
+		if (experts) {
+			size_t k = (size_t)c->num_experts_per_tok;
+
+			f->ex_x = malloc(sizeof(float) * n * f->dim);
+			f->ex_ids = malloc(sizeof(int) * n * k);
+			f->ex_w = malloc(sizeof(float) * n * k);
+			f->ex_y = malloc(sizeof(float) * FWD_EXPERT_CHUNK * k * f->dim);
+		}
+		if (!f->acc || !f->hbuf ||
+		    (experts && (!f->ex_x || !f->ex_ids || !f->ex_w || !f->ex_y))) {
 			ret = hmoe_err(HMOE_ENOMEM, "cuda forward: out of memory");
 			goto err;
 		}
@@ -349,8 +375,57 @@ static int acc_rows(struct hmoe_cuda_fwd *f, float *acc, const void *dev, int n_
 	return 0;
 }
 
+/* The routed experts of layer l on the expert backend: the GPU's normed activations and
+ * routing go to the host, each chunk of tokens is submitted (quantised and sent to the
+ * cards by the backend), the shared expert runs on the GPU meanwhile (into f->y), and
+ * the chunk is combined into acc with the one combine function, in ascending expert id;
+ * the caller then adds the shared expert, as hmoe_forward does. */
+static int run_routed_backend(struct hmoe_cuda_fwd *f, struct fwd_layer *L, int l, int n)
+{
+	const struct hmoe_cuda_api *api = f->api;
+	int k = f->c->num_experts_per_tok, E = f->c->n_routed_experts, ret, shared_done = 0;
+
+	_Static_assert(sizeof(int) == sizeof(int32_t), "the router's int32 ids are copied as int");
+	GPU(api->d2h(f->hbuf, f->h, (size_t)n * f->dim * 2));
+	for (long i = 0; i < (long)n * f->dim; i++)
+		f->ex_x[i] = hmoe_bf16_to_f32(f->hbuf[i]);
+	GPU(api->d2h(f->ex_ids, f->route_ids, sizeof(int32_t) * (size_t)n * k));
+	for (long i = 0; i < (long)n * k; i++)
+		if (f->ex_ids[i] < 0 || f->ex_ids[i] >= E)
+			return hmoe_err(HMOE_EINTERNAL, "cuda forward: router chose expert %d",
+					f->ex_ids[i]);
+	GPU(api->d2h(f->ex_w, f->route_w, sizeof(float) * (size_t)n * k));
+	for (int t0 = 0; t0 < n; t0 += FWD_EXPERT_CHUNK) {
+		int nc = n - t0 < FWD_EXPERT_CHUNK ? n - t0 : FWD_EXPERT_CHUNK, ticket;
+		struct hmoe_expert_batch b = {
+			.layer = l, .n_tokens = nc, .top_k = k,
+			.x = f->ex_x + (size_t)t0 * f->dim, .expert_ids = f->ex_ids + (size_t)t0 * k,
+			.y = f->ex_y,
+		};
+
+		if ((ret = hmoe_expert_submit(f->experts, &b, &ticket)))
+			return hmoe_err_ctx(ret, "cuda forward: layer %d experts", l);
+		if (!shared_done && L->has_shared) {
+			ret = run_mlp(f, &L->shared, f->h, f->y, n);
+			shared_done = 1;
+			if (ret) {
+				hmoe_expert_wait(f->experts, ticket);
+				return ret;
+			}
+		}
+		if ((ret = hmoe_expert_wait(f->experts, ticket)))
+			return hmoe_err_ctx(ret, "cuda forward: layer %d experts", l);
+		for (int t = 0; t < nc; t++)
+			hmoe_forward_moe_combine(f->acc + (size_t)(t0 + t) * f->dim,
+						 f->ex_y + (size_t)t * k * f->dim,
+						 f->ex_ids + (size_t)(t0 + t) * k,
+						 f->ex_w + (size_t)(t0 + t) * k, k, f->dim);
+	}
+	return 0;
+}
+
 /* x += FFN(ffn_norm(x)) */
-static int run_ffn(struct hmoe_cuda_fwd *f, struct fwd_layer *L, int n)
+static int run_ffn(struct hmoe_cuda_fwd *f, struct fwd_layer *L, int l, int n)
 {
 	const struct hmoe_cuda_api *api = f->api;
 	const struct hmoe_config *c = f->c;
@@ -372,6 +447,12 @@ static int run_ffn(struct hmoe_cuda_fwd *f, struct fwd_layer *L, int n)
 		       c->n_group, c->topk_group, k, c->scoring_func == HMOE_SCORE_SOFTMAX,
 		       c->norm_topk_prob, c->routed_scaling_factor));
 	memset(f->acc, 0, sizeof(float) * (size_t)n * f->dim);
+	if (f->experts) {
+		if ((ret = run_routed_backend(f, L, l, n)) ||
+		    (L->has_shared && (ret = acc_rows(f, f->acc, f->y, n, NULL))))
+			return ret;
+		goto combined;
+	}
 	for (int t = 0; t < n; t++) {
 		const uint16_t *ht = (const uint16_t *)f->h + (size_t)t * f->dim;
 
@@ -390,6 +471,7 @@ static int run_ffn(struct hmoe_cuda_fwd *f, struct fwd_layer *L, int n)
 	    ((ret = run_mlp(f, &L->shared, f->h, f->y, n)) ||
 	     (ret = acc_rows(f, f->acc, f->y, n, NULL))))
 		return ret;
+combined:
 	for (long i = 0; i < (long)n * f->dim; i++)
 		f->hbuf[i] = hmoe_f32_to_bf16(f->acc[i]);
 	GPU(api->h2d(f->y, f->hbuf, (size_t)n * f->dim * 2));
@@ -419,7 +501,7 @@ int hmoe_cuda_fwd_feed(struct hmoe_cuda_fwd *f, const int *tokens, int n, float 
 	GPU(api->embed(f->x, f->embed, f->ids, n, f->dim, f->vocab));
 	for (int l = 0; l < f->c->num_hidden_layers; l++)
 		if ((ret = run_attention(f, &f->layers[l], start, n)) ||
-		    (ret = run_ffn(f, &f->layers[l], n)))
+		    (ret = run_ffn(f, &f->layers[l], l, n)))
 			return ret;
 	GPU(api->rmsnorm(f->h, f->dim, (const uint16_t *)f->x + (size_t)(n - 1) * f->dim, f->dim,
 			 f->norm, 1, f->dim, f->c->rms_norm_eps));

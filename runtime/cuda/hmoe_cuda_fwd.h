@@ -7,8 +7,11 @@
  *
  * It is the first step of `hmoe generate --attn cuda` and the subject of the whole-model
  * test (tests/gpu/test_cuda_model.c: GPU logits vs the CPU reference forward pass on a
- * mktiny checkpoint). Not yet: batches of sequences, paged allocation, FP8 weights read
- * directly, experts on the expert backends. Nothing here has run on a GPU yet. */
+ * mktiny checkpoint). Routed experts run either on the GPU (bf16 GEMMs) or on an expert
+ * backend (cpu-fxp, kmod cards, sched: the heterogeneous configuration), to which the
+ * GPU's normed activations and routing are handed per layer while the shared expert runs
+ * on the GPU. Not yet: batches of sequences, paged allocation, FP8 weights read
+ * directly. Nothing here has run on a GPU yet. */
 #ifndef HMOE_CUDA_FWD_H
 #define HMOE_CUDA_FWD_H
 
@@ -17,11 +20,15 @@
 
 struct hmoe_cuda_fwd;
 
+struct hmoe_expert_backend;
+
 /* Uploads m's weights (m loaded with HMOE_LOAD_F32; rounded to bf16) and allocates a
  * cache of max_len positions and scratch for prompts of up to max_n tokens. The api must
- * be initialised (api->init). */
+ * be initialised (api->init). experts: NULL to run the routed experts on the GPU, or
+ * the backend that runs them (not owned; its routed weights are then not uploaded). */
 int hmoe_cuda_fwd_create(struct hmoe_cuda_fwd **out, const struct hmoe_cuda_api *api,
-			 const struct hmoe_model *m, int max_len, int max_n);
+			 const struct hmoe_model *m, int max_len, int max_n,
+			 struct hmoe_expert_backend *experts);
 void hmoe_cuda_fwd_free(struct hmoe_cuda_fwd *f);
 
 /* Feeds tokens[0, n) at the next positions; writes the fp32 logits (vocab_size) of the

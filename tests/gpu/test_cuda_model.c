@@ -14,7 +14,9 @@
  *    CPU's top-2 gap exceeds 2 e max |cpu| and e <= 5%.
  * Exit 77 "no CUDA device" / "nvcc not found" as the kernel tests. With HMOE_CUDA_LIB
  * pointing at the CPU stand-in (tests/gpu/fake_cuda.c) it checks the GPU forward's
- * orchestration on any machine. */
+ * orchestration on any machine. Run twice: the routed experts on the GPU, and (the
+ * heterogeneous configuration) on the cpu-fxp:fp8 expert backend with the CPU reference
+ * on the same backend. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,58 +66,41 @@ static int fail_lib(const char *what)
 	return 1;
 }
 
-int main(void)
+/* One comparison over N_STEPS + 1 steps: the CPU forward pass with expert backend
+ * spec, and the GPU forward pass with its routed experts on the GPU (gpu_experts 0) or
+ * on that same backend (1: the heterogeneous configuration, GPU attention + CPU or card
+ * experts). Returns the number of failures, or -1 when something could not run. */
+static int compare(const struct hmoe_cuda_api *api, const struct hmoe_model *m,
+		   struct hmoe_pool *pool, const char *spec, int gpu_experts)
 {
-	const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
-	const struct hmoe_cuda_api *api;
-	struct hmoe_config cfg;
-	struct hmoe_mktiny_opts o = { 0 };
-	struct hmoe_model *m = NULL;
-	struct hmoe_pool *pool = NULL;
 	struct hmoe_expert_backend *ex = NULL;
 	struct hmoe_forward *cpu = NULL;
 	struct hmoe_kv *kv = NULL;
 	struct hmoe_cuda_fwd *gpu = NULL;
-	char dir[512];
-	int tok[N_PROMPT], vocab, bad = 0, ret;
-	float *lc, *lg;
-
-	ret = gpu_open_api(&api);
-	if (ret)
-		return ret;
-
-	snprintf(dir, sizeof(dir), "%s/tests/gpu/mktiny", build);
-	mkdir(dir, 0755);
-	o.out_dir = dir;
-	o.seed = 7;
-	o.shards = 1;
-	if (hmoe_mktiny_preset(&cfg, "tiny") || hmoe_mktiny_write(&cfg, &o))
-		return fail_lib("mktiny");
-	if (hmoe_model_load(&m, dir, HMOE_LOAD_F32))
-		return fail_lib("loading the mktiny model");
-	vocab = m->cfg.vocab_size;
-	printf("model %s: %d layers, dim %d, %d heads, %d experts\n", dir,
-	       m->cfg.num_hidden_layers, m->cfg.hidden_size, m->cfg.num_attention_heads,
-	       m->cfg.n_routed_experts);
-	if (hmoe_pool_create(&pool, 2) || hmoe_expert_open(&ex, "cpu-f32", m, pool) ||
-	    hmoe_forward_create(&cpu, m, ex, pool) || hmoe_kv_create(&kv, &m->cfg, 0))
-		return fail_lib("CPU forward");
-	if (hmoe_cuda_fwd_create(&gpu, api, m, N_PROMPT + N_STEPS + 1, N_PROMPT))
-		return fail_lib("GPU forward");
-	lc = malloc(sizeof(float) * (size_t)vocab);
-	lg = malloc(sizeof(float) * (size_t)vocab);
-	if (!lc || !lg)
-		return 1;
-	for (int i = 0; i < N_PROMPT; i++)
-		tok[i] = (i * 37 + 5 + (i * i) % 7) % vocab;
-
-	if (hmoe_forward_seq(cpu, kv, tok, N_PROMPT, 1, lc))
-		return fail_lib("CPU prompt");
-	if (hmoe_cuda_fwd_feed(gpu, tok, N_PROMPT, lg))
-		return fail_lib("GPU prompt");
+	int tok[N_PROMPT], vocab = m->cfg.vocab_size, bad = 0;
 	double errs[N_STEPS + 1];
 	int n_over = 0, n_clear = 0;
+	float *lc = malloc(sizeof(float) * (size_t)vocab);
+	float *lg = malloc(sizeof(float) * (size_t)vocab);
 
+	printf("== CPU forward with %s vs GPU forward with routed experts on %s\n", spec,
+	       gpu_experts ? spec : "the GPU");
+	if (!lc || !lg || hmoe_expert_open(&ex, spec, m, pool) ||
+	    hmoe_forward_create(&cpu, m, ex, pool) || hmoe_kv_create(&kv, &m->cfg, 0) ||
+	    hmoe_cuda_fwd_create(&gpu, api, m, N_PROMPT + N_STEPS + 1, N_PROMPT,
+				 gpu_experts ? ex : NULL)) {
+		fail_lib("setting up the forward passes");
+		bad = -1;
+		goto out;
+	}
+	for (int i = 0; i < N_PROMPT; i++)
+		tok[i] = (i * 37 + 5 + (i * i) % 7) % vocab;
+	if (hmoe_forward_seq(cpu, kv, tok, N_PROMPT, 1, lc) ||
+	    hmoe_cuda_fwd_feed(gpu, tok, N_PROMPT, lg)) {
+		fail_lib("prompt");
+		bad = -1;
+		goto out;
+	}
 	for (int step = 0; step <= N_STEPS; step++) {
 		double e = rel_err(lg, lc, vocab), mx = 0;
 		int tc = argmax(lc, vocab), tg = argmax(lg, vocab);
@@ -140,10 +125,11 @@ int main(void)
 		       e, e <= LOGIT_TOL ? "" : "  (over tolerance)");
 		if (step == N_STEPS)
 			break;
-		if (hmoe_forward_seq(cpu, kv, &tc, 1, 1, lc))
-			return fail_lib("CPU decode");
-		if (hmoe_cuda_fwd_feed(gpu, &tc, 1, lg))
-			return fail_lib("GPU decode");
+		if (hmoe_forward_seq(cpu, kv, &tc, 1, 1, lc) || hmoe_cuda_fwd_feed(gpu, &tc, 1, lg)) {
+			fail_lib("decode");
+			bad = -1;
+			goto out;
+		}
 	}
 	/* median by insertion sort of 33 values */
 	for (int a = 1; a <= N_STEPS; a++)
@@ -159,12 +145,54 @@ int main(void)
 		printf("FAILED: logits too far from the CPU reference\n");
 		bad++;
 	}
-	printf("model: %s\n", bad ? "FAILED" : "PASSED");
+out:
 	free(lc), free(lg);
 	hmoe_cuda_fwd_free(gpu);
 	hmoe_kv_free(kv);
 	hmoe_forward_free(cpu);
 	hmoe_expert_close(ex);
+	return bad;
+}
+
+int main(void)
+{
+	const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
+	const struct hmoe_cuda_api *api;
+	struct hmoe_config cfg;
+	struct hmoe_mktiny_opts o = { 0 };
+	struct hmoe_model *m = NULL;
+	struct hmoe_pool *pool = NULL;
+	char dir[512];
+	int bad = 0, ret;
+
+	ret = gpu_open_api(&api);
+	if (ret)
+		return ret;
+
+	snprintf(dir, sizeof(dir), "%s/tests/gpu/mktiny", build);
+	mkdir(dir, 0755);
+	o.out_dir = dir;
+	o.seed = 7;
+	o.shards = 1;
+	if (hmoe_mktiny_preset(&cfg, "tiny") || hmoe_mktiny_write(&cfg, &o))
+		return fail_lib("mktiny");
+	if (hmoe_model_load(&m, dir, HMOE_LOAD_F32))
+		return fail_lib("loading the mktiny model");
+	printf("model %s: %d layers, dim %d, %d heads, %d experts\n", dir,
+	       m->cfg.num_hidden_layers, m->cfg.hidden_size, m->cfg.num_attention_heads,
+	       m->cfg.n_routed_experts);
+	if (hmoe_pool_create(&pool, 2))
+		return fail_lib("threads");
+	/* the GPU alone; then GPU attention with the routed experts on the fixed-point
+	 * backend, against the CPU forward pass on the same backend */
+	for (int c = 0; c < 2; c++) {
+		int r = compare(api, m, pool, c ? "cpu-fxp:fp8" : "cpu-f32", c);
+
+		if (r < 0)
+			return 1;
+		bad += r;
+	}
+	printf("model: %s\n", bad ? "FAILED" : "PASSED");
 	hmoe_pool_destroy(pool);
 	hmoe_model_free(m);
 	return bad ? 1 : 0;
