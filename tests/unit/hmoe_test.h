@@ -5,8 +5,19 @@
 #define HMOE_TEST_H
 
 #include <stdio.h>
+#include <stdlib.h>
 
 static int failures;
+
+/* Removes a test's temporary folder (rm -rf); a failure is only a warning. */
+static inline void hmoe_test_rmdir(const char *dir)
+{
+	char cmd[600];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd))
+		fprintf(stderr, "warning: cannot remove %s\n", dir);
+}
 
 #define CHECK(cond, ...)                                                     \
 	do {                                                                 \

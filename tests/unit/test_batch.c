@@ -427,7 +427,6 @@ int main(void)
 	struct hmoe_config c;
 	struct hmoe_mktiny_opts mo = { .seed = 11, .shards = 1 };
 	struct fwd mixed, single;
-	char cmd[128];
 
 	if (!mkdtemp(root)) {
 		perror("mkdtemp");
@@ -462,9 +461,7 @@ int main(void)
 	fwd_close(&mixed);
 	fwd_close(&single);
 	hmoe_model_free(model);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-	if (system(cmd))
-		fprintf(stderr, "could not remove %s\n", root);
+	hmoe_test_rmdir(root);
 	printf("%s\n", failures ? "FAILED" : "ok");
 	return failures ? 1 : 0;
 }

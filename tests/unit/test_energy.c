@@ -59,13 +59,8 @@ static void put(const char *rel, const char *fmt, ...)
 
 static void fresh_root(void)
 {
-	char cmd[300];
-
-	if (root[0]) {
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-		if (system(cmd))
-			fprintf(stderr, "warning: cannot remove %s\n", root);
-	}
+	if (root[0])
+		hmoe_test_rmdir(root);
 	snprintf(root, sizeof(root), "/tmp/hmoe_energy_XXXXXX");
 	if (!mkdtemp(root)) {
 		perror("mkdtemp");
@@ -411,8 +406,6 @@ static void test_split(void)
 
 int main(void)
 {
-	char cmd[300];
-
 	test_delta();
 	test_rapl_wrap();
 	test_split();
@@ -420,9 +413,7 @@ int main(void)
 	test_hwmon_and_model();
 	test_bad_model_text();
 	test_real_machine();
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-	if (system(cmd))
-		fprintf(stderr, "warning: cannot remove %s\n", root);
+	hmoe_test_rmdir(root);
 	if (failures) {
 		fprintf(stderr, "%d check(s) failed\n", failures);
 		return 1;

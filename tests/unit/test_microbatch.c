@@ -468,7 +468,7 @@ int main(void)
 {
 	struct hmoe_config c;
 	struct hmoe_mktiny_opts o = { .seed = 11, .shards = 1 };
-	char cmd[128], dir[128];
+	char dir[128];
 	int ret;
 
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/hmoe_micro_XXXXXX");
@@ -495,9 +495,7 @@ int main(void)
 	test_failure();
 	hmoe_pool_destroy(pool);
 	hmoe_model_free(model);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	if (system(cmd))
-		fprintf(stderr, "warning: cannot remove %s\n", tmpdir);
+	hmoe_test_rmdir(tmpdir);
 	if (failures) {
 		fprintf(stderr, "%d check(s) failed\n", failures);
 		return 1;

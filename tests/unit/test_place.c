@@ -256,8 +256,6 @@ static void test_bad_files(void)
 
 int main(void)
 {
-	char cmd[128];
-
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/hmoe_place_XXXXXX");
 	if (!mkdtemp(tmpdir)) {
 		perror("mkdtemp");
@@ -267,9 +265,7 @@ int main(void)
 	test_hot_experts();
 	test_round_trip();
 	test_bad_files();
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	if (system(cmd))
-		fprintf(stderr, "warning: cannot remove %s\n", tmpdir);
+	hmoe_test_rmdir(tmpdir);
 	if (failures) {
 		fprintf(stderr, "%d check(s) failed\n", failures);
 		return 1;

@@ -594,7 +594,6 @@ static void test_place_out(void)
 int main(void)
 {
 	struct hmoe_config c = tfm_config();
-	char cmd[128];
 
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/hmoe_sched_XXXXXX");
 	if (!mkdtemp(tmpdir)) {
@@ -616,9 +615,7 @@ int main(void)
 	test_replan();
 	hmoe_pool_destroy(pool);
 	tfm_free(model);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	if (system(cmd))
-		fprintf(stderr, "warning: cannot remove %s\n", tmpdir);
+	hmoe_test_rmdir(tmpdir);
 	if (failures) {
 		fprintf(stderr, "%d check(s) failed\n", failures);
 		return 1;
