@@ -407,7 +407,8 @@ static int full_run_overhead(const struct shapes *s, const struct hmoe_place *pl
 		return ret ? ret : hmoe_err(HMOE_ENOMEM, "bench sched: out of memory");
 	}
 	for (int r = 0; r < reps; r++) {
-		struct hmoe_expert_batch b = { layer, n_tokens, K, x, ids, y };
+		struct hmoe_expert_batch b = { .layer = layer, .n_tokens = n_tokens, .top_k = K,
+					       .x = x, .expert_ids = ids, .y = y };
 		double dt;
 
 		t0 = bench_now();

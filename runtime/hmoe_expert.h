@@ -28,6 +28,8 @@
 #ifndef HMOE_EXPERT_H
 #define HMOE_EXPERT_H
 
+#include <stdint.h>
+
 #include "hmoe_model.h"
 
 struct hmoe_pool;
@@ -41,6 +43,15 @@ struct hmoe_expert_batch {
 	const float *x;        /* (n_tokens, dim) ffn-normed activations */
 	const int *expert_ids; /* (n_tokens, top_k) chosen experts */
 	float *y;              /* (n_tokens, top_k, dim) out: unweighted expert outputs */
+	/* Optional: x already quantised by the fixed-point contract's quantiser
+	 * (hmoe_fxp_quant_x, docs/fxp.md) with xq_planes planes, e.g. on the GPU. A
+	 * fixed-point backend whose mode has that many planes uses it instead of quantising
+	 * x itself (the same bytes by the contract); every other backend ignores it, so x is
+	 * always given. xq (n_tokens, xq_planes, groups(dim) * 128), xs (n_tokens,
+	 * groups(dim)); xq_planes 0: none. */
+	const int8_t *xq;
+	const int32_t *xs;
+	int xq_planes;
 };
 
 struct hmoe_expert_ops {
@@ -75,6 +86,8 @@ struct hmoe_expert_backend {
 	const struct hmoe_model *model;
 	struct hmoe_pool *pool;  /* worker threads shared with the forward pass */
 	void *priv;
+	int act_planes;          /* fixed-point backends: their activation planes (the
+				  * xq_planes they take); 0: float or mixed */
 	/* hmoe_expert_submit() on a synchronous backend: results kept for wait */
 	int sync_ret[HMOE_EXPERT_MAX_INFLIGHT];
 	int sync_next;

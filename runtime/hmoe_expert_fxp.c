@@ -76,6 +76,7 @@ static int fxp_init(struct hmoe_expert_backend *b, const struct hmoe_model *m, c
 		ret = hmoe_err_ctx(ret, "expert backend cpu-fxp");
 		goto err;
 	}
+	b->act_planes = hmoe_fxp_mode_planes(p->mode);
 	if (dim > HMOE_FXP_MAX_DIM || inter > HMOE_FXP_MAX_INTER) {
 		ret = hmoe_err(HMOE_EINPUT, "cpu-fxp experts: hidden_size %d / moe_intermediate_size "
 			       "%d exceed the kernel's bounds %d / %d", dim, inter, HMOE_FXP_MAX_DIM,
@@ -141,6 +142,10 @@ static int fxp_run(struct hmoe_expert_backend *b, const struct hmoe_expert_batch
 	    !b->model->layers[batch->layer].is_moe)
 		return hmoe_err(HMOE_EINTERNAL, "cpu-fxp experts: layer %d is not an MoE layer",
 				batch->layer);
+	if (batch->xq && batch->xs && batch->xq_planes == b->act_planes)
+		return hmoe_fxp_moe_run_q(&p->layers[batch->layer], p->simd, b->pool, &p->ws,
+					  batch->n_tokens, batch->top_k, batch->x, batch->xq,
+					  batch->xs, batch->expert_ids, batch->y);
 	return hmoe_fxp_moe_run(&p->layers[batch->layer], p->simd, b->pool, &p->ws, batch->n_tokens,
 				batch->top_k, batch->x, batch->expert_ids, batch->y);
 }

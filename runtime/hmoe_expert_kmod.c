@@ -482,6 +482,7 @@ static int km_init(struct hmoe_expert_backend *b, const struct hmoe_model *m, co
 	p->n_layers = cfg->num_hidden_layers;
 	p->format = hmoe_fxp_mode_format(p->mode);
 	p->planes = hmoe_fxp_mode_planes(p->mode);
+	b->act_planes = p->planes;
 	p->dim = cfg->hidden_size;
 	p->inter = cfg->moe_intermediate_size;
 	p->n_routed = cfg->n_routed_experts;
@@ -681,9 +682,15 @@ static int km_plan(struct km_priv *p, int si)
 	ret = km_reserve(p, si, batch->n_tokens, n_pairs);
 	if (ret)
 		return ret;
-	for (int t = 0; t < batch->n_tokens; t++)
-		hmoe_fxp_quant_x(batch->x + (size_t)t * p->dim, p->dim, p->planes,
-				 s->xq + (size_t)t * p->xq_tok, s->xs + (size_t)t * p->groups);
+	if (batch->xq && batch->xs && batch->xq_planes == p->planes) {  /* e.g. from the GPU */
+		memcpy(s->xq, batch->xq, (size_t)batch->n_tokens * p->xq_tok);
+		memcpy(s->xs, batch->xs, sizeof(int32_t) * (size_t)batch->n_tokens * p->groups);
+	} else {
+		for (int t = 0; t < batch->n_tokens; t++)
+			hmoe_fxp_quant_x(batch->x + (size_t)t * p->dim, p->dim, p->planes,
+					 s->xq + (size_t)t * p->xq_tok,
+					 s->xs + (size_t)t * p->groups);
+	}
 	memset(p->count, 0, sizeof(*p->count) * (p->n_routed + 1));
 	for (int i = 0; i < n_pairs; i++)
 		p->count[batch->expert_ids[i] + 1]++;

@@ -375,6 +375,10 @@ struct hmoe_fxp_ws {
 	int cap_pairs, cap_experts;
 	struct row_work *work;      /* [n_work] */
 	int n_work;
+	int8_t *xq;                 /* (cap_tokens, planes, groups * 128): x quantised once */
+	int32_t *xs;                /* (cap_tokens, groups) */
+	size_t xq_bytes;
+	int cap_tokens;
 };
 
 void hmoe_fxp_ws_free(struct hmoe_fxp_ws *ws)
@@ -386,6 +390,8 @@ void hmoe_fxp_ws_free(struct hmoe_fxp_ws *ws)
 	free(ws->order);
 	free(ws->count);
 	free(ws->work);
+	free(ws->xq);
+	free(ws->xs);
 	free(ws);
 }
 
@@ -432,6 +438,10 @@ struct moe_job {
 	struct row_work *work;      /* [threads] */
 	int up_chunks, down_chunks; /* row chunks per tile */
 	const float *x;
+	const int8_t *xq;           /* (n_tokens, planes, groups * 128): x quantised once */
+	const int32_t *xs;          /* (n_tokens, groups) */
+	int8_t *xq_own;             /* when this call quantises: ws->xq, ws->xs */
+	int32_t *xs_own;
 	float *y;
 	int top_k;
 	int format, planes;         /* of ex->mode */
@@ -440,17 +450,32 @@ struct moe_job {
 #define MOE_UP_ROWS 32    /* inter rows per work item */
 #define MOE_DOWN_ROWS 128 /* dim rows per work item */
 
+/* Token i's activations, quantised once per layer call (a token goes to top_k tiles). */
+static void moe_quant_token(void *arg, long i, int thread)
+{
+	struct moe_job *j = arg;
+	int dim = j->ex->dim, dg = hmoe_fxp_groups(dim);
+
+	(void)thread;
+	hmoe_fxp_quant_x(j->x + (size_t)i * dim, dim, j->planes,
+			 j->xq_own + (size_t)i * j->planes * dg * HMOE_FXP_GROUP, j->xs_own + i * dg);
+}
+
+/* A tile's rows of the quantised activations, and their sums and split scales. */
 static void moe_quant_x(void *arg, long i, int thread)
 {
 	struct moe_job *j = arg;
 	struct fxp_tile *tl = &j->tiles[i];
-	int dim = j->ex->dim, dg = hmoe_fxp_groups(dim);
+	int dg = hmoe_fxp_groups(j->ex->dim);
+	size_t row = (size_t)tl->planes * dg * HMOE_FXP_GROUP;
 
 	(void)thread;
-	for (int p = 0; p < tl->n; p++)
-		hmoe_fxp_quant_x(j->x + (size_t)(tl->pairs[p] / j->top_k) * dim, dim, tl->planes,
-				 tl->xq + (size_t)p * tl->planes * dg * HMOE_FXP_GROUP,
-				 tl->xs + p * dg);
+	for (int p = 0; p < tl->n; p++) {
+		int t = tl->pairs[p] / j->top_k;
+
+		memcpy(tl->xq + (size_t)p * row, j->xq + (size_t)t * row, row);
+		memcpy(tl->xs + p * dg, j->xs + (size_t)t * dg, sizeof(int32_t) * dg);
+	}
 	tile_prepare(tl->xq, tl->xs, tl->n, tl->planes, dg, tl->xsum, tl->xm, tl->xe);
 }
 
@@ -501,8 +526,18 @@ int hmoe_fxp_moe_run(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_si
 		     struct hmoe_pool *pool, struct hmoe_fxp_ws **wsp, int n_tokens, int top_k,
 		     const float *x, const int *expert_ids, float *y)
 {
+	return hmoe_fxp_moe_run_q(ex, simd, pool, wsp, n_tokens, top_k, x, NULL, NULL,
+				  expert_ids, y);
+}
+
+int hmoe_fxp_moe_run_q(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_simd *simd,
+		       struct hmoe_pool *pool, struct hmoe_fxp_ws **wsp, int n_tokens,
+		       int top_k, const float *x, const int8_t *xq, const int32_t *xs,
+		       const int *expert_ids, float *y)
+{
 	int n_pairs = n_tokens * top_k, threads = pool ? hmoe_pool_threads(pool) : 1;
-	struct moe_job j = { .ex = ex, .simd = simd, .x = x, .y = y, .top_k = top_k };
+	struct moe_job j = { .ex = ex, .simd = simd, .x = x, .xq = xq, .xs = xs, .y = y,
+			     .top_k = top_k };
 	struct hmoe_fxp_ws *ws = wsp ? *wsp : NULL;
 	size_t per_tile;
 	int *count, *order, n_tiles_max = 0, ret;
@@ -535,6 +570,26 @@ int hmoe_fxp_moe_run(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_si
 	ret = ws_reserve(ws, n_pairs, ex->n_experts, per_tile * n_tiles_max, threads);
 	if (ret)
 		goto out;
+	if (!xq || !xs) {  /* quantise each token once, below */
+		int dg = hmoe_fxp_groups(ex->dim);
+		size_t bytes = (size_t)n_tokens * j.planes * dg * HMOE_FXP_GROUP;
+
+		if (bytes > ws->xq_bytes || n_tokens > ws->cap_tokens) {
+			free(ws->xq);
+			free(ws->xs);
+			ws->xq = malloc(bytes);
+			ws->xs = malloc(sizeof(int32_t) * (size_t)n_tokens * dg);
+			ws->xq_bytes = ws->xq ? bytes : 0;
+			ws->cap_tokens = ws->xs ? n_tokens : 0;
+			if (!ws->xq || !ws->xs) {
+				ret = hmoe_err(HMOE_ENOMEM, "cpu-fxp experts: out of memory for %d "
+					       "tokens' activations", n_tokens);
+				goto out;
+			}
+		}
+		j.xq = j.xq_own = ws->xq;
+		j.xs = j.xs_own = ws->xs;
+	}
 	count = ws->count;
 	order = ws->order;
 	j.tiles = ws->tiles;
@@ -562,6 +617,8 @@ int hmoe_fxp_moe_run(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_si
 		}
 	j.up_chunks = (ex->inter + MOE_UP_ROWS - 1) / MOE_UP_ROWS;
 	j.down_chunks = (ex->dim + MOE_DOWN_ROWS - 1) / MOE_DOWN_ROWS;
+	if (j.xq_own)
+		hmoe_pool_run(pool, n_tokens, moe_quant_token, &j);
 	hmoe_pool_run(pool, j.n_tiles, moe_quant_x, &j);
 	hmoe_pool_run(pool, (long)j.n_tiles * j.up_chunks, moe_up, &j);
 	hmoe_pool_run(pool, j.n_tiles, moe_quant_h, &j);

@@ -88,5 +88,13 @@ void hmoe_fxp_ws_free(struct hmoe_fxp_ws *ws);
 int hmoe_fxp_moe_run(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_simd *simd,
 		     struct hmoe_pool *pool, struct hmoe_fxp_ws **ws, int n_tokens, int top_k,
 		     const float *x, const int *expert_ids, float *y);
+/* The same with the activations already quantised by the contract quantiser for the
+ * mode's planes (hmoe_fxp_quant_x): xq (n_tokens, planes, groups * 128), xs (n_tokens,
+ * groups), e.g. on the GPU; x is then unused and may be NULL. xq or xs NULL: each token
+ * of x is quantised once here (what hmoe_fxp_moe_run does). */
+int hmoe_fxp_moe_run_q(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_simd *simd,
+		       struct hmoe_pool *pool, struct hmoe_fxp_ws **ws, int n_tokens,
+		       int top_k, const float *x, const int8_t *xq, const int32_t *xs,
+		       const int *expert_ids, float *y);
 
 #endif

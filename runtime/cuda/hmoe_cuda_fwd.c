@@ -52,6 +52,10 @@ struct hmoe_cuda_fwd {
 	int *ex_ids;               /* host (max_n, top_k) chosen experts */
 	float *ex_w;               /* host (max_n, top_k) their weights */
 	float *ex_y;               /* host (FWD_EXPERT_CHUNK, top_k, dim) expert outputs */
+	int planes;                /* the backend's activation planes: 0 none (float) */
+	void *xq_dev, *xs_dev;     /* device (max_n, planes, groups * 128) int8, (max_n, groups) */
+	int8_t *ex_xq;             /* host copies: the tokens leave the GPU quantised */
+	int32_t *ex_xs;
 };
 
 /* Tokens per expert-backend batch: bounds the host output buffer (at V3's dims 64 tokens
@@ -140,6 +144,8 @@ void hmoe_cuda_fwd_free(struct hmoe_cuda_fwd *f)
 	free(f->acc);
 	free(f->hbuf);
 	free(f->ex_x), free(f->ex_ids), free(f->ex_w), free(f->ex_y);
+	api->free(f->xq_dev), api->free(f->xs_dev);
+	free(f->ex_xq), free(f->ex_xs);
 	free(f);
 }
 
@@ -297,9 +303,20 @@ int hmoe_cuda_fwd_create(struct hmoe_cuda_fwd **out, const struct hmoe_cuda_api 
 			f->ex_ids = malloc(sizeof(int) * n * k);
 			f->ex_w = malloc(sizeof(float) * n * k);
 			f->ex_y = malloc(sizeof(float) * FWD_EXPERT_CHUNK * k * f->dim);
+			f->planes = experts->act_planes;
+		}
+		if (f->planes) {  /* a fixed-point backend: quantise on the GPU (docs/fxp.md) */
+			size_t groups = (size_t)(f->dim + 127) / 128;
+
+			if ((ret = fwd_alloc(f, &f->xq_dev, n * f->planes * groups * 128)) ||
+			    (ret = fwd_alloc(f, &f->xs_dev, n * groups * 4)))
+				goto err;
+			f->ex_xq = malloc(n * f->planes * groups * 128);
+			f->ex_xs = malloc(sizeof(int32_t) * n * groups);
 		}
 		if (!f->acc || !f->hbuf ||
-		    (experts && (!f->ex_x || !f->ex_ids || !f->ex_w || !f->ex_y))) {
+		    (experts && (!f->ex_x || !f->ex_ids || !f->ex_w || !f->ex_y)) ||
+		    (f->planes && (!f->ex_xq || !f->ex_xs))) {
 			ret = hmoe_err(HMOE_ENOMEM, "cuda forward: out of memory");
 			goto err;
 		}
@@ -395,6 +412,13 @@ static int run_routed_backend(struct hmoe_cuda_fwd *f, struct fwd_layer *L, int 
 			return hmoe_err(HMOE_EINTERNAL, "cuda forward: router chose expert %d",
 					f->ex_ids[i]);
 	GPU(api->d2h(f->ex_w, f->route_w, sizeof(float) * (size_t)n * k));
+	if (f->planes) {  /* the routed tokens leave the GPU quantised, ready for the cards */
+		size_t groups = (size_t)(f->dim + 127) / 128;
+
+		GPU(api->fxp_quant_x(f->xq_dev, f->xs_dev, f->h, 0, n, f->dim, f->planes));
+		GPU(api->d2h(f->ex_xq, f->xq_dev, (size_t)n * f->planes * groups * 128));
+		GPU(api->d2h(f->ex_xs, f->xs_dev, sizeof(int32_t) * (size_t)n * groups));
+	}
 	for (int t0 = 0; t0 < n; t0 += FWD_EXPERT_CHUNK) {
 		int nc = n - t0 < FWD_EXPERT_CHUNK ? n - t0 : FWD_EXPERT_CHUNK, ticket;
 		struct hmoe_expert_batch b = {
@@ -402,6 +426,14 @@ static int run_routed_backend(struct hmoe_cuda_fwd *f, struct fwd_layer *L, int 
 			.x = f->ex_x + (size_t)t0 * f->dim, .expert_ids = f->ex_ids + (size_t)t0 * k,
 			.y = f->ex_y,
 		};
+
+		if (f->planes) {
+			size_t groups = (size_t)(f->dim + 127) / 128;
+
+			b.xq = f->ex_xq + (size_t)t0 * f->planes * groups * 128;
+			b.xs = f->ex_xs + (size_t)t0 * groups;
+			b.xq_planes = f->planes;
+		}
 
 		if ((ret = hmoe_expert_submit(f->experts, &b, &ticket)))
 			return hmoe_err_ctx(ret, "cuda forward: layer %d experts", l);

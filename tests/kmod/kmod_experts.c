@@ -67,7 +67,8 @@ static void batch_make(struct batch *bt, int layer, int n, uint64_t seed)
 			bt->ids[t * K + k++] = e;
 		}
 	}
-	bt->b = (struct hmoe_expert_batch){ layer, n, K, bt->x, bt->ids, bt->y };
+	bt->b = (struct hmoe_expert_batch){ .layer = layer, .n_tokens = n, .top_k = K, .x = bt->x,
+					    .expert_ids = bt->ids, .y = bt->y };
 }
 
 static void batch_free(struct batch *bt)

@@ -302,6 +302,34 @@ static void check_moe(int mode)
 				break;
 			}
 	}
+	/* Activations quantised elsewhere (the GPU's quantiser writes the same bytes) give
+	 * the same outputs, and are really used: changing one plane changes them. */
+	{
+		int dg = hmoe_fxp_groups(DIM);
+		size_t row = (size_t)planes * dg * HMOE_FXP_GROUP;
+		int8_t *tq = calloc((size_t)N_TOKENS, row);
+		int32_t *ts = calloc((size_t)N_TOKENS * dg, sizeof(int32_t));
+		static float y2[N_TOKENS * TOP_K * DIM];
+
+		for (int t = 0; t < N_TOKENS; t++)
+			hmoe_fxp_quant_x(x + t * DIM, DIM, planes, tq + t * row, ts + t * dg);
+		if (hmoe_fxp_moe_run_q(&ex, hmoe_fxp_simd_best(), pool, NULL, N_TOKENS, TOP_K,
+				       NULL, tq, ts, ids, y2) ||
+		    memcmp(y, y2, sizeof(y))) {
+			printf("FAIL moe_run_q %s: pre-quantised activations give other outputs\n",
+			       hmoe_fxp_format_name(mode));
+			failures++;
+		}
+		tq[0] = (int8_t)(tq[0] == 100 ? 99 : 100);
+		if (hmoe_fxp_moe_run_q(&ex, hmoe_fxp_simd_best(), pool, NULL, N_TOKENS, TOP_K,
+				       NULL, tq, ts, ids, y2) || !memcmp(y, y2, sizeof(y))) {
+			printf("FAIL moe_run_q %s: the pre-quantised activations were not used\n",
+			       hmoe_fxp_format_name(mode));
+			failures++;
+		}
+		free(tq);
+		free(ts);
+	}
 	hmoe_pool_destroy(pool);
 	for (int e = 0; e < N_EXPERTS; e++)
 		free(packs[e]);

@@ -43,6 +43,13 @@ struct batch {
 	int *ids;
 };
 
+/* The expert-backend view of a test batch. */
+static struct hmoe_expert_batch as_batch(const struct batch *b)
+{
+	return (struct hmoe_expert_batch){ .layer = b->layer, .n_tokens = b->n, .top_k = b->K,
+					   .x = b->x, .expert_ids = b->ids, .y = b->y };
+}
+
 static void batch_make(struct batch *b, int layer, int n, unsigned seed)
 {
 	const struct hmoe_config *c = &model->cfg;
@@ -86,7 +93,7 @@ static void batch_free(struct batch *b)
 static int run_spec(const char *spec, struct batch *b, struct hmoe_expert_backend **keep)
 {
 	struct hmoe_expert_backend *eb = NULL;
-	struct hmoe_expert_batch eb_batch = { b->layer, b->n, b->K, b->x, b->ids, b->y };
+	struct hmoe_expert_batch eb_batch = as_batch(b);
 	int ret = hmoe_expert_open(&eb, spec, model, pool);
 
 	if (ret)
@@ -238,7 +245,7 @@ static void test_faults(void)
 			batch_make(&b, 1 + pass % 2, N_TOK, 11 + pass);
 			batch_make(&ref, 1 + pass % 2, N_TOK, 11 + pass);
 			run_spec("cpu-f32", &ref, NULL);
-			eb_batch = (struct hmoe_expert_batch){ b.layer, b.n, b.K, b.x, b.ids, b.y };
+			eb_batch = as_batch(&b);
 			ret = eb->ops->run(eb, &eb_batch);
 			CHECK(ret == 0, "%s pass %d: %s", specs[i], pass, hmoe_last_error());
 			CHECK(!memcmp(b.y, ref.y, (size_t)b.n * b.K * b.dim * sizeof(float)),
@@ -378,7 +385,7 @@ static void test_not_resident(void)
 	CHECK(hmoe_expert_set_resident(eb, mask) == 0, "set_resident: %s", hmoe_last_error());
 	batch_make(&b, 1, N_TOK, 7);  /* expert 5 on every other token */
 	{
-		struct hmoe_expert_batch eb_batch = { b.layer, b.n, b.K, b.x, b.ids, b.y };
+		struct hmoe_expert_batch eb_batch = as_batch(&b);
 
 		ret = hmoe_expert_run(eb, &eb_batch);
 		CHECK(ret == -HMOE_EINTERNAL && strstr(hmoe_last_error(), "layer 1 expert 5"),
@@ -424,7 +431,7 @@ static int replan_call(struct hmoe_expert_backend *eb, int layer, unsigned seed,
 	batch_all_hot(&b, layer, seed);
 	batch_all_hot(&ref, layer, seed);
 	run_spec("cpu-f32", &ref, NULL);
-	eb_batch = (struct hmoe_expert_batch){ b.layer, b.n, b.K, b.x, b.ids, b.y };
+	eb_batch = as_batch(&b);
 	if (async) {
 		ret = hmoe_expert_submit(eb, &eb_batch, &ticket);
 		ret = ret ? ret : hmoe_expert_wait(eb, ticket);
@@ -490,8 +497,8 @@ static void test_replan(void)
 
 			batch_all_hot(&a, 1, 31);
 			batch_all_hot(&b, 2, 32);
-			ba = (struct hmoe_expert_batch){ a.layer, a.n, a.K, a.x, a.ids, a.y };
-			bb = (struct hmoe_expert_batch){ b.layer, b.n, b.K, b.x, b.ids, b.y };
+			ba = as_batch(&a);
+			bb = as_batch(&b);
 			ret = hmoe_expert_submit(e1, &ba, &ta);
 			ret = ret ? ret : hmoe_expert_submit(e1, &bb, &tb);
 			CHECK(ret == 0 && st->replans == 0,
@@ -574,7 +581,7 @@ static void test_place_out(void)
 		struct hmoe_expert_batch eb_batch;
 
 		batch_make(&b, layer, N_TOK, 3);
-		eb_batch = (struct hmoe_expert_batch){ b.layer, b.n, b.K, b.x, b.ids, b.y };
+		eb_batch = as_batch(&b);
 		ret = eb->ops->run(eb, &eb_batch);
 		CHECK(ret == 0, "run: %s", hmoe_last_error());
 		batch_free(&b);
