@@ -501,6 +501,7 @@ static int sched_init(struct hmoe_expert_backend *b, const struct hmoe_model *m,
 				&so);
 	if (ret)
 		goto err;
+	b->act_planes = hmoe_sched_planes(p->sched);  /* takes GPU-quantised tokens then */
 	return 0;
 err:
 	sched_fini(b);

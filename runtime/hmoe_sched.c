@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "hmoe_err.h"
+#include "hmoe_fxp_pack.h"
 #include "hmoe_pool.h"
 
 /* ---- planning ----------------------------------------------------------------------- */
@@ -157,6 +158,8 @@ struct sched_job {
 	struct hmoe_expert_batch batch;
 	int cap;
 	float *x;                    /* (cap, dim) gathered activations */
+	int8_t *xq;                  /* (cap, planes, groups * 128) their quantised form */
+	int32_t *xs;                 /* (cap, groups) when the batch carries it */
 	int *ids;                    /* (cap) expert of each row */
 	float *y;                    /* (cap, dim) outputs */
 	int *assign;                 /* (cap) assignment index of each row */
@@ -195,12 +198,17 @@ struct sched_slot {
 	int n_posted;
 	int cpu_ret;                 /* the CPU tier's result (it runs at submit) */
 	char cpu_err[256];
+	int8_t *xq;                  /* (xq_cap tokens, planes, groups * 128): the batch's */
+	int32_t *xs;                 /* tokens quantised once, when the devices are all */
+	int xq_cap;                  /* fixed point with the same planes */
 };
 
 struct hmoe_sched {
 	const struct hmoe_place *place;
 	int n_devices;               /* cards; devs[n_devices] is the CPU tier */
 	int dim, n_layers;
+	int planes, groups;          /* every device's activation planes (0: not all the
+				      * same fixed-point kind) and groups(dim) */
 	struct hmoe_sched_opts opts;
 	struct sched_dev *devs;      /* [n_devices + 1] */
 
@@ -272,17 +280,25 @@ static void *dev_thread(void *arg)
 
 static int job_reserve(struct sched_dev *dv, struct sched_job *job, int rows, int dim)
 {
+	struct hmoe_sched *s = dv->s;
+	size_t xq_row = (size_t)s->planes * s->groups * HMOE_FXP_GROUP;
+
 	if (rows <= job->cap)
 		return 0;
 	free(job->x);
 	free(job->y);
 	free(job->ids);
 	free(job->assign);
+	free(job->xq);
+	free(job->xs);
 	job->x = malloc((size_t)rows * dim * sizeof(float));
 	job->y = malloc((size_t)rows * dim * sizeof(float));
 	job->ids = malloc((size_t)rows * sizeof(int));
 	job->assign = malloc((size_t)rows * sizeof(int));
-	if (!job->x || !job->y || !job->ids || !job->assign) {
+	job->xq = s->planes ? malloc((size_t)rows * xq_row) : NULL;
+	job->xs = s->planes ? malloc((size_t)rows * s->groups * sizeof(int32_t)) : NULL;
+	if (!job->x || !job->y || !job->ids || !job->assign ||
+	    (s->planes && (!job->xq || !job->xs))) {
 		job->cap = 0;
 		return hmoe_err(HMOE_ENOMEM, "sched %s: out of memory for %d rows", dv->d.name, rows);
 	}
@@ -299,6 +315,8 @@ static void dev_close(struct sched_dev *dv)
 		free(dv->job[k].y);
 		free(dv->job[k].ids);
 		free(dv->job[k].assign);
+		free(dv->job[k].xq);
+		free(dv->job[k].xs);
 	}
 	pthread_cond_destroy(&dv->wake);
 }
@@ -483,6 +501,12 @@ int hmoe_sched_create(struct hmoe_sched **out, const struct hmoe_place *place,
 		if (d < D)
 			s->alive[d] = 1;
 	}
+	/* quantise once here when every device takes the same fixed-point activations */
+	s->groups = hmoe_fxp_groups(dim);
+	s->planes = devices[0].backend ? devices[0].backend->act_planes : 0;
+	for (int d = 1; d <= D; d++)
+		if (!devices[d].backend || devices[d].backend->act_planes != s->planes)
+			s->planes = 0;
 	ret = hmoe_sched_plan_init(&s->plan, D, place->n_experts);
 	if (!ret)
 		ret = residency_init(s);
@@ -542,6 +566,10 @@ void hmoe_sched_free(struct hmoe_sched *s)
 	free(s->mask_old);
 	free(s->mask_new);
 	free(s->retry);
+	for (int k = 0; k < SCHED_SLOTS; k++) {
+		free(s->slot[k].xq);
+		free(s->slot[k].xs);
+	}
 	free(s->stats.routed);
 	pthread_cond_destroy(&s->done);
 	pthread_mutex_destroy(&s->lock);
@@ -565,10 +593,22 @@ static int gather(struct hmoe_sched *s, struct sched_dev *dv, int k,
 		job->ids[r] = b->expert_ids[a];
 		memcpy(job->x + (size_t)r * dim, b->x + (size_t)(a / K) * dim,
 		       (size_t)dim * sizeof(float));
+		if (b->xq) {
+			size_t row = (size_t)s->planes * s->groups * HMOE_FXP_GROUP;
+
+			memcpy(job->xq + r * row, b->xq + (size_t)(a / K) * row, row);
+			memcpy(job->xs + (size_t)r * s->groups, b->xs + (size_t)(a / K) * s->groups,
+			       (size_t)s->groups * sizeof(int32_t));
+		}
 	}
 	job->rows = rows;
 	job->batch = (struct hmoe_expert_batch){ .layer = b->layer, .n_tokens = rows, .top_k = 1,
 						 .x = job->x, .expert_ids = job->ids, .y = job->y };
+	if (b->xq) {
+		job->batch.xq = job->xq;
+		job->batch.xs = job->xs;
+		job->batch.xq_planes = s->planes;
+	}
 	return 0;
 }
 
@@ -779,6 +819,12 @@ static struct hmoe_expert_batch batch_part(struct hmoe_sched *s,
 		.y = batch->y + (size_t)t0 * K * dim,
 	};
 
+	if (batch->xq) {
+		mb.xq = batch->xq + (size_t)t0 * s->planes * s->groups * HMOE_FXP_GROUP;
+		mb.xs = batch->xs + (size_t)t0 * s->groups;
+		mb.xq_planes = batch->xq_planes;
+	}
+
 	for (size_t a = 0; a < (size_t)mb.n_tokens * K; a++) {
 		int e = mb.expert_ids[a];
 
@@ -790,12 +836,50 @@ static struct hmoe_expert_batch batch_part(struct hmoe_sched *s,
 	return mb;
 }
 
+/* Every device takes fixed-point activations with s->planes planes: the batch's tokens
+ * are quantised once, here, into slot k (unless the batch brings them, e.g. from the
+ * GPU), and the devices get their rows of them (gather). Otherwise q is left as is and
+ * the devices quantise their rows themselves. */
+static int quant_once(struct hmoe_sched *s, int k, struct hmoe_expert_batch *q)
+{
+	struct sched_slot *sl = &s->slot[k];
+	size_t row = (size_t)s->planes * s->groups * HMOE_FXP_GROUP;
+
+	if (!s->planes || q->n_tokens <= 0) {
+		q->xq = NULL, q->xs = NULL, q->xq_planes = 0;
+		return 0;
+	}
+	if (q->xq && q->xs && q->xq_planes == s->planes)
+		return 0;
+	if (q->n_tokens > sl->xq_cap) {
+		free(sl->xq);
+		free(sl->xs);
+		sl->xq = malloc((size_t)q->n_tokens * row);
+		sl->xs = malloc((size_t)q->n_tokens * s->groups * sizeof(int32_t));
+		sl->xq_cap = sl->xq && sl->xs ? q->n_tokens : 0;
+		if (!sl->xq_cap)
+			return hmoe_err(HMOE_ENOMEM, "sched: out of memory for %d tokens", q->n_tokens);
+	}
+	for (int t = 0; t < q->n_tokens; t++)
+		hmoe_fxp_quant_x(q->x + (size_t)t * s->dim, s->dim, s->planes,
+				 sl->xq + (size_t)t * row, sl->xs + (size_t)t * s->groups);
+	q->xq = sl->xq;
+	q->xs = sl->xs;
+	q->xq_planes = s->planes;
+	return 0;
+}
+
 /* Runs batch in slot k: its micro= parts one after the other, all but the last
  * completed here; the last is left in flight when keep_last (submit). */
-static int run_parts(struct hmoe_sched *s, int k, const struct hmoe_expert_batch *batch,
+static int run_parts(struct hmoe_sched *s, int k, const struct hmoe_expert_batch *batch_in,
 		     int keep_last, int *in_flight)
 {
+	struct hmoe_expert_batch q = *batch_in, *batch = &q;
 	int T = batch->n_tokens, M = s->opts.micro_batches < T ? s->opts.micro_batches : T;
+	int ret = quant_once(s, k, &q);
+
+	if (ret)
+		return ret;
 
 	*in_flight = 0;
 	if (batch->layer < 0 || batch->layer >= s->n_layers || !s->place->is_moe[batch->layer])
@@ -806,7 +890,6 @@ static int run_parts(struct hmoe_sched *s, int k, const struct hmoe_expert_batch
 		M = 1;
 	for (int m = 0; m < M; m++) {
 		struct hmoe_expert_batch mb = batch_part(s, batch, m, M);
-		int ret;
 
 		if (!mb.n_tokens)
 			continue;
@@ -881,6 +964,11 @@ const struct hmoe_sched_stats *hmoe_sched_stats(const struct hmoe_sched *s)
 const char *hmoe_sched_device_name(const struct hmoe_sched *s, int d)
 {
 	return d >= 0 && d <= s->n_devices ? s->devs[d].d.name : "?";
+}
+
+int hmoe_sched_planes(const struct hmoe_sched *s)
+{
+	return s->planes;
 }
 
 int hmoe_sched_n_devices(const struct hmoe_sched *s)

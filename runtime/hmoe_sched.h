@@ -152,6 +152,9 @@ int hmoe_sched_wait(struct hmoe_sched *s, int ticket);
 const struct hmoe_sched_stats *hmoe_sched_stats(const struct hmoe_sched *s);
 const char *hmoe_sched_device_name(const struct hmoe_sched *s, int d);
 int hmoe_sched_n_devices(const struct hmoe_sched *s);  /* cards, without the CPU tier */
+/* The activation planes every device takes (fixed point, all alike), or 0: then a batch's
+ * tokens are quantised once by the scheduler and the devices get their rows. */
+int hmoe_sched_planes(const struct hmoe_sched *s);
 /* The placement in use (the caller's, or the latest re-placement's). */
 const struct hmoe_place *hmoe_sched_place(const struct hmoe_sched *s);
 /* Device d's backend (d = n_devices: the CPU tier), e.g. for hmoe_expert_resident. */

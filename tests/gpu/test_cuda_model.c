@@ -184,9 +184,12 @@ int main(void)
 	if (hmoe_pool_create(&pool, 2))
 		return fail_lib("threads");
 	/* the GPU alone; then GPU attention with the routed experts on the fixed-point
-	 * backend, against the CPU forward pass on the same backend */
-	for (int c = 0; c < 2; c++) {
-		int r = compare(api, m, pool, c ? "cpu-fxp:fp8" : "cpu-f32", c);
+	 * backend, and on the scheduler over two (emulated) cards, each against the CPU
+	 * forward pass on the same backend; both take the GPU-quantised tokens */
+	static const char *const specs[] = { "cpu-f32", "cpu-fxp:fp8", "sched:cards=2" };
+
+	for (int c = 0; c < 3; c++) {
+		int r = compare(api, m, pool, specs[c], c > 0);
 
 		if (r < 0)
 			return 1;
