@@ -25,7 +25,8 @@
  *     replan=N         after every N MoE-layer calls, build the placement again from the
  *                      routing counts seen so far (hot experts replicated) and move the
  *                      experts (set_resident) where it changed; N >= 1
- *     fault=D@K:MODE   tests: device D fails from its K-th call on; MODE error (returns
+ *     fault=D@K[-L]:MODE  tests: device D fails from its K-th call on (to its L-th);
+ *                      MODE error (returns
  *                      an error) or hang (answers only after 3 x timeout-ms); several
  *                      joined by '+'
  *     verbose          print the scheduler's counters at close
@@ -52,7 +53,7 @@
 #define SCHED_MAX_FAULTS 8
 
 struct sched_fault {
-	int device, from_call;
+	int device, from_call, to_call;   /* to_call 0: for ever */
 	int hang;
 };
 
@@ -81,7 +82,7 @@ struct sched_priv {
 
 struct fault_priv {
 	struct hmoe_expert_backend *child;
-	int from_call, hang, hang_ms;
+	int from_call, to_call, hang, hang_ms;
 	int calls;
 };
 
@@ -89,7 +90,7 @@ static int fault_run(struct hmoe_expert_backend *b, const struct hmoe_expert_bat
 {
 	struct fault_priv *f = b->priv;
 
-	if (++f->calls < f->from_call)
+	if (++f->calls < f->from_call || (f->to_call && f->calls > f->to_call))
 		return hmoe_expert_run(f->child, batch);
 	if (f->hang) {
 		struct timespec ts = { f->hang_ms / 1000, (long)(f->hang_ms % 1000) * 1000000L };
@@ -147,6 +148,7 @@ static int fault_wrap(struct hmoe_expert_backend **child, const struct sched_fau
 	}
 	f->child = *child;
 	f->from_call = fl->from_call;
+	f->to_call = fl->to_call;
 	f->hang = fl->hang;
 	f->hang_ms = 3 * timeout_ms;
 	b->ops = &fault_ops;
@@ -209,11 +211,16 @@ static int parse_faults(struct sched_cfg *c, const char *v)
 		if (c->n_faults >= SCHED_MAX_FAULTS)
 			return hmoe_err(HMOE_EINPUT, "expert backend sched: more than %d faults",
 					SCHED_MAX_FAULTS);
-		if (sscanf(tok, "%d@%d:%15[a-z]%n", &f->device, &f->from_call, mode, &n) != 3 ||
+		f->to_call = 0;
+		if ((sscanf(tok, "%d@%d:%15[a-z]%n", &f->device, &f->from_call, mode, &n) != 3 &&
+		     (n = 0, sscanf(tok, "%d@%d-%d:%15[a-z]%n", &f->device, &f->from_call,
+				    &f->to_call, mode, &n) != 4)) ||
 		    tok[n] || f->device < 0 || f->from_call < 1 ||
+		    (f->to_call && f->to_call < f->from_call) ||
 		    (strcmp(mode, "error") && strcmp(mode, "hang")))
 			return hmoe_err(HMOE_EINPUT, "expert backend sched: fault '%s': expected "
-					"DEVICE@CALL:error or DEVICE@CALL:hang (CALL >= 1)", tok);
+					"DEVICE@CALL[-LAST]:error or DEVICE@CALL[-LAST]:hang (1 <= CALL "
+					"<= LAST)", tok);
 		f->hang = !strcmp(mode, "hang");
 		c->n_faults++;
 	}

@@ -184,8 +184,9 @@ struct sched_dev {
 	int queue[SCHED_SLOTS];      /* slots queued on the thread, oldest first: queue[0]
 				      * is running or next */
 	int n_queued;
-	int out_of_service;          /* failed or hung: never used again; its queued jobs
-				      * are cancelled */
+	int out_of_service;          /* failed or hung: not used; its queued jobs are
+				      * cancelled (an error, not a hang, may be revived) */
+	int hung;                    /* taken out for a timeout: never probed again */
 
 	struct sched_job job[SCHED_SLOTS];
 };
@@ -426,8 +427,60 @@ static int replan(struct hmoe_sched *s)
 	return 0;
 }
 
+/* A device out of service after an error (not a hang: its thread must be idle) gets one
+ * probe: a token through an expert it holds, which must equal the CPU tier's bytes (every
+ * backend is bit-identical). Passing brings it back; the re-placement that follows gives
+ * it experts again. Called with nothing in flight. */
+static void try_revive(struct hmoe_sched *s, int d)
+{
+	struct sched_dev *dv = &s->devs[d], *cpu = &s->devs[s->n_devices];
+	const uint8_t *mask = hmoe_expert_resident(dv->d.backend);
+	int n = s->n_layers * s->place->n_experts, i = 0, id, idle;
+	float *x = NULL, *y_dev = NULL, *y_cpu = NULL;
+	struct hmoe_expert_batch b = { .n_tokens = 1, .top_k = 1, .expert_ids = &id };
+
+	pthread_mutex_lock(&s->lock);
+	idle = dv->out_of_service && !dv->hung && !dv->n_queued;
+	pthread_mutex_unlock(&s->lock);
+	if (!idle)
+		return;
+	for (; i < n; i++)  /* the first MoE expert it holds */
+		if (s->place->is_moe[i / s->place->n_experts] && (!mask || mask[i]))
+			break;
+	if (i == n)
+		return;
+	b.layer = i / s->place->n_experts;
+	id = i % s->place->n_experts;
+	x = malloc(sizeof(float) * (size_t)s->dim);
+	y_dev = calloc((size_t)s->dim, sizeof(float));
+	y_cpu = calloc((size_t)s->dim, sizeof(float));
+	if (x && y_dev && y_cpu) {
+		int ok;
+
+		for (int k = 0; k < s->dim; k++)
+			x[k] = (float)((k * 37 + 11) % 23 - 11) / 8.0f;
+		b.x = x;
+		b.y = y_dev;
+		ok = !hmoe_expert_run(dv->d.backend, &b);
+		b.y = y_cpu;
+		ok = ok && !hmoe_expert_run(cpu->d.backend, &b) &&
+		     !memcmp(y_dev, y_cpu, sizeof(float) * (size_t)s->dim);
+		if (ok) {
+			pthread_mutex_lock(&s->lock);
+			dv->out_of_service = 0;
+			pthread_mutex_unlock(&s->lock);
+			s->alive[d] = 1;
+			s->stats.revived++;
+			fprintf(s->opts.log, "hmoe: sched: %s answered a probe correctly; back in "
+				"service\n", dv->d.name);
+		}
+	}
+	hmoe_clear_error();
+	free(x), free(y_dev), free(y_cpu);
+}
+
 /* At every run and submit: counts the call, re-places when due and nothing is in
- * flight. */
+ * flight (first probing the devices out of service, so it can give them experts). */
 static int replan_point(struct hmoe_sched *s)
 {
 	int ret = 0, busy = 0;
@@ -439,6 +492,9 @@ static int replan_point(struct hmoe_sched *s)
 	for (int k = 0; k < SCHED_SLOTS; k++)
 		busy |= s->slot[k].busy;
 	if (s->replan_pending && !busy) {
+		for (int d = 0; d < s->n_devices; d++)
+			if (!s->alive[d])
+				try_revive(s, d);
 		ret = replan(s);
 		s->replan_pending = 0;
 		s->since_replan = 0;
@@ -649,6 +705,7 @@ static int fail_device(struct hmoe_sched *s, struct sched_dev *dv, int k, int la
 	 * gathers into buffers the device may still be reading */
 	pthread_mutex_lock(&s->lock);
 	dv->out_of_service = 1;
+	dv->hung |= timed_out;
 	pthread_mutex_unlock(&s->lock);
 	s->alive[dv->index] = 0;
 	s->stats.n_out_of_service++;
@@ -998,7 +1055,7 @@ void hmoe_sched_print_stats(const struct hmoe_sched *s, FILE *f)
 	fprintf(f, "; %lld failures, %lld timeouts, %lld assignments retried",
 		(long long)st->failures, (long long)st->timeouts, (long long)st->retried);
 	if (s->opts.replan_every > 0)
-		fprintf(f, "; %lld re-placements, %lld experts moved", (long long)st->replans,
-			(long long)st->experts_moved);
+		fprintf(f, "; %lld re-placements, %lld experts moved, %d devices revived",
+			(long long)st->replans, (long long)st->experts_moved, st->revived);
 	fprintf(f, "]\n");
 }

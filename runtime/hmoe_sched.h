@@ -116,6 +116,7 @@ struct hmoe_sched_stats {
 	int64_t retried;             /* assignments planned again after a failure */
 	int n_out_of_service;        /* devices taken out of service */
 	int64_t replans;             /* re-placements done */
+	int revived;                 /* devices brought back into service at a re-placement */
 	int64_t experts_moved;       /* (layer, expert, device) copies made resident by them */
 	double plan_s, gather_s, scatter_s, wait_s; /* host seconds in each step */
 	int64_t *routed;             /* (n_layers, n_experts) assignments seen per expert */

@@ -446,6 +446,46 @@ static int replan_call(struct hmoe_expert_backend *eb, int layer, unsigned seed,
 	return ret;
 }
 
+/* A card that errors once is taken out of service, then brought back by the probe at the
+ * next re-placement and given experts again; every output stays cpu-f32's. A hung card
+ * is never probed (the probe runs on the caller's thread). */
+static void test_revive(void)
+{
+	static const char *const specs[] = {
+		"sched:cards=2,card=cpu-f32,replan=2,fault=1@2-2:error",
+		"sched:cards=2,card=cpu-f32,replan=2,timeout-ms=200,fault=1@2-2:hang",
+	};
+
+	for (int c = 0; c < 2; c++) {
+		struct hmoe_expert_backend *eb = NULL;
+		const struct hmoe_sched_stats *st;
+		int64_t before;
+		int ret = hmoe_expert_open(&eb, specs[c], model, pool);
+
+		CHECK(ret == 0, "%s: %s", specs[c], hmoe_last_error());
+		if (ret)
+			continue;
+		st = hmoe_sched_stats(hmoe_expert_sched_get(eb));
+		for (int call = 0; call < 3; call++)  /* the 2nd call fails on card 1 */
+			replan_call(eb, 1 + call % 2, 40 + (unsigned)call, call == 1, specs[c]);
+		CHECK(st->n_out_of_service == 1, "%s: card 1 out of service (%d)", specs[c],
+		      st->n_out_of_service);
+		before = st->assignments[1];
+		for (int call = 3; call < 7; call++)  /* re-placements before calls 3 and 5 */
+			replan_call(eb, 1 + call % 2, 40 + (unsigned)call, call == 4, specs[c]);
+		if (c == 0) {
+			CHECK(st->revived == 1, "%s: revived once (%d)", specs[c], st->revived);
+			CHECK(st->assignments[1] > before, "%s: card 1 works again after the probe",
+			      specs[c]);
+		} else {
+			CHECK(st->revived == 0, "%s: a hung card is not probed (%d)", specs[c],
+			      st->revived);
+			CHECK(st->assignments[1] == before, "%s: the hung card stays out", specs[c]);
+		}
+		hmoe_expert_close(eb);
+	}
+}
+
 static void test_replan(void)
 {
 	const char *spec = "sched:cards=2,card=cpu-f32,replicas=2,replan=2";
@@ -620,6 +660,7 @@ int main(void)
 	test_residency();
 	test_not_resident();
 	test_replan();
+	test_revive();
 	hmoe_pool_destroy(pool);
 	tfm_free(model);
 	hmoe_test_rmdir(tmpdir);
