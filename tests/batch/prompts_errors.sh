@@ -18,19 +18,8 @@ printf '\n  \n' >"$TMP/blank.jsonl"
 : >"$TMP/empty.jsonl"
 printf '{"prompt": "What is 1 + 1?"}\n' >"$TMP/ok.jsonl"
 
-expect() { # expect WORDS-IN-MESSAGE -- ARGS...
-	local want=$1
-	shift 2
-	"$HMOE" generate --model "$MODEL" "$@" >"$TMP/out" 2>"$TMP/err"
-	local rc=$?
-	if [ $rc -ne 2 ] || ! grep -qF -- "$want" "$TMP/err" || [ "$(wc -l <"$TMP/err")" -ne 1 ]; then
-		echo "FAIL: hmoe generate $*: exit $rc, wanted '$want' in one line, stderr:"
-		cat "$TMP/err"
-		fail=1
-		return
-	fi
-	echo "ok: $* -> $(cat "$TMP/err")"
-}
+. "${HMOE_ROOT:-.}/tests/lib/expect_error.sh"
+expect() { expect_error "$1" -- "$HMOE" generate --model "$MODEL" "${@:3}"; } # expect WORDS -- ARGS...
 
 expect "$TMP/nope.jsonl: cannot open" -- --prompts "$TMP/nope.jsonl"
 expect "$TMP/badjson.jsonl line 2: not a JSON object" -- --prompts "$TMP/badjson.jsonl"

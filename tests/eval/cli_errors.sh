@@ -11,18 +11,8 @@ printf '{"prompt": "What is 1 + 1?", "answer": "2"}\n{"prompt": "x", "answer": }
 printf '{"prompt": "What is 1 + 1?"}\n' >"$TMP/noans.jsonl"
 : >"$TMP/empty.jsonl"
 
-expect() { # expect WORDS-IN-MESSAGE -- ARGS...
-	local want=$1
-	shift 2
-	"$HMOE" eval "$@" >"$TMP/out" 2>"$TMP/err"
-	local rc=$?
-	if [ $rc -ne 2 ] || ! grep -q -- "$want" "$TMP/err" || [ "$(wc -l <"$TMP/err")" -ne 1 ]; then
-		echo "FAIL: hmoe eval $*: exit $rc, stderr:"
-		cat "$TMP/err"
-		exit 1
-	fi
-	echo "ok: $* -> $(cat "$TMP/err")"
-}
+. "${HMOE_ROOT:-.}/tests/lib/expect_error.sh"
+expect() { expect_error "$1" -- "$HMOE" eval "${@:3}"; } # expect WORDS -- ARGS...
 
 expect "unknown-task" -- --model "$MODEL" --task unknown-task
 expect "exactly one of --task and --jsonl" -- --model "$MODEL"
@@ -36,3 +26,4 @@ expect "--top-p" -- --model "$MODEL" --task arith --top-p 0
 expect "--samples" -- --model "$MODEL" --task arith --samples x
 expect "no-such-dir" -- --model "$TMP/no-such-dir" --task arith --n 1
 expect "unknown flag" -- --model "$MODEL" --task arith --bogus 1
+exit $fail

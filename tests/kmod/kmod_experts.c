@@ -49,24 +49,7 @@ static void batch_make(struct batch *bt, int layer, int n, uint64_t seed)
 	bt->y = malloc((size_t)n * K * dim * sizeof(float) + 1);
 	bt->ids = malloc((size_t)n * K * sizeof(int) + 1);
 	memset(bt->y, 0xff, (size_t)n * K * dim * sizeof(float)); /* NaN poison */
-	for (int t = 0; t < n; t++) {
-		int used[64] = { 0 }, k = 0;
-
-		if (t % 2 == 0) {
-			bt->ids[t * K + k++] = 5;
-			used[5] = 1;
-		}
-		while (k < K) {
-			int e;
-
-			r.s = r.s * 6364136223846793005ull + 1442695040888963407ull;
-			e = (int)((r.s >> 33) % (uint64_t)c->n_routed_experts);
-			if (used[e])
-				continue;
-			used[e] = 1;
-			bt->ids[t * K + k++] = e;
-		}
-	}
+	tfm_route(&r, n, K, c->n_routed_experts, bt->ids);
 	bt->b = (struct hmoe_expert_batch){ .layer = layer, .n_tokens = n, .top_k = K, .x = bt->x,
 					    .expert_ids = bt->ids, .y = bt->y };
 }

@@ -2,7 +2,7 @@
 # tests/microbatch/generate_test.sh: `hmoe generate --micro-batches 2` on the default
 # model prints exactly the text it prints without the flag, with plain and with
 # scheduled (emulated-card, asynchronous) experts; one prompt (a batch of one sequence
-# runs as one micro-batch) and, where generate has --prompts, several requests batched
+# runs as one micro-batch) and, with --prompts, several requests batched
 # together (really two micro-batches); a bad value, or 2 with --attn cuda, is one line
 # and exit 2.
 set -u
@@ -36,40 +36,27 @@ gen fxp --experts cpu-fxp
 gen sched_micro2 --experts sched:cards=2 --micro-batches 2
 same fxp sched_micro2
 
-if "$HMOE" generate --help | grep -q -- "--prompts FILE"; then
-	printf '%s\n' '{"prompt": "What is 12 + 30?"}' \
-		'{"prompt": "What is 457 + 386?", "max_tokens": 20}' \
-		'{"prompt": "What is 9 + 9?", "arrive": 3}' '{"prompt": "What is 70 + 5?"}' \
-		>"$tmp/prompts.jsonl"
-	many() { # many NAME ARGS...
-		local name=$1
-		shift
-		"$HMOE" generate --model "$MODEL" --prompts "$tmp/prompts.jsonl" --max-tokens 24 \
-			--seed 1 --threads 2 "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" ||
-			{ echo "FAIL $name ($*)"; cat "$tmp/$name.err"; fail=1; }
-	}
-	many many_f32
-	many many_f32_micro2 --micro-batches 2
-	same many_f32 many_f32_micro2
-	many many_fxp --experts cpu-fxp
-	many many_sched_micro2 --experts sched:cards=2 --micro-batches 2
-	same many_fxp many_sched_micro2
-else
-	echo "note: generate has no --prompts here; only one-sequence batches checked"
-fi
-
-bad() { # bad WHAT ARGS...: exit 2, one line on stderr
-	local what=$1
+printf '%s\n' '{"prompt": "What is 12 + 30?"}' \
+	'{"prompt": "What is 457 + 386?", "max_tokens": 20}' \
+	'{"prompt": "What is 9 + 9?", "arrive": 3}' '{"prompt": "What is 70 + 5?"}' \
+	>"$tmp/prompts.jsonl"
+many() { # many NAME ARGS...
+	local name=$1
 	shift
-	"$HMOE" generate --model "$MODEL" --prompt x "$@" >"$tmp/bad.out" 2>"$tmp/bad.err"
-	local rc=$?
-	if [ $rc -eq 2 ] && [ "$(wc -l <"$tmp/bad.err")" -eq 1 ] &&
-		grep -q -- "$what" "$tmp/bad.err"; then
-		echo "ok   $* -> exit 2: $(cat "$tmp/bad.err")"
-	else
-		echo "FAIL $*: exit $rc, stderr:"; cat "$tmp/bad.err"; fail=1
-	fi
+	"$HMOE" generate --model "$MODEL" --prompts "$tmp/prompts.jsonl" --max-tokens 24 \
+		--seed 1 --threads 2 "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" ||
+		{ echo "FAIL $name ($*)"; cat "$tmp/$name.err"; fail=1; }
 }
+many many_f32
+many many_f32_micro2 --micro-batches 2
+same many_f32 many_f32_micro2
+many many_fxp --experts cpu-fxp
+many many_sched_micro2 --experts sched:cards=2 --micro-batches 2
+same many_fxp many_sched_micro2
+
+TMP=$tmp
+. "${HMOE_ROOT:-.}/tests/lib/expect_error.sh"
+bad() { expect_error "$1" -- "$HMOE" generate --model "$MODEL" --prompt x "${@:2}"; } # bad WHAT ARGS...
 bad "expected 1 or 2" --micro-batches 3
 bad "expected 1 or 2" --micro-batches 0
 bad "expected 1 or 2" --micro-batches two

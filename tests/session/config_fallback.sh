@@ -53,19 +53,8 @@ gen gpu_or_cpu --model "$MODEL" --attn "cuda|cpu"
 same f32 gpu_or_cpu "--attn cuda|cpu without a GPU"  # with a GPU: bf16 vs fp32 may differ
 [ -e /dev/nvidia0 ] && echo "(a GPU is present: the last comparison may legitimately differ)"
 
-expect() { # expect WORDS -- ARGS...
-	local want=$1
-	shift 2
-	"$HMOE" generate --prompt x --max-tokens 2 "$@" >"$TMP/out" 2>"$TMP/err"
-	local rc=$?
-	if [ $rc -ne 2 ] || ! grep -qF -- "$want" "$TMP/err" || [ "$(wc -l <"$TMP/err")" -ne 1 ]; then
-		echo "FAIL: hmoe generate $*: exit $rc, wanted '$want' in one line, stderr:"
-		cat "$TMP/err"
-		fail=1
-	else
-		echo "ok: $(cat "$TMP/err")"
-	fi
-}
+. "${HMOE_ROOT:-.}/tests/lib/expect_error.sh"
+expect() { expect_error "$1" -- "$HMOE" generate --prompt x --max-tokens 2 "${@:3}"; } # expect WORDS -- ARGS...
 printf 'model = %s\nbogus = 1\n' "$MODEL" >"$TMP/unknown.conf"
 printf 'model = %s\nthreads\n' "$MODEL" >"$TMP/noval.conf"
 printf 'model = %s\nconfig = x\n' "$MODEL" >"$TMP/nested.conf"

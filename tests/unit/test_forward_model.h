@@ -81,6 +81,30 @@ static inline float *tfm_fill(struct tfm_rng *r, size_t n, float center, float s
 	return p;
 }
 
+/* Routing for expert-backend tests: ids (n, k) of n_experts (<= 64), k distinct experts
+ * per token drawn from r, and expert 5 first in every even token (a hot expert). */
+static inline void tfm_route(struct tfm_rng *r, int n, int k, int n_experts, int *ids)
+{
+	for (int t = 0; t < n; t++) {
+		int used[64] = { 0 }, j = 0;
+
+		if (t % 2 == 0) {
+			ids[t * k + j++] = 5;
+			used[5] = 1;
+		}
+		while (j < k) {
+			int e;
+
+			r->s = r->s * 6364136223846793005ull + 1442695040888963407ull;
+			e = (int)((r->s >> 33) % (uint64_t)n_experts);
+			if (used[e])
+				continue;
+			used[e] = 1;
+			ids[t * k + j++] = e;
+		}
+	}
+}
+
 static inline void tfm_linear(struct tfm_rng *r, struct hmoe_linear *l, int out, int in)
 {
 	l->out = out;

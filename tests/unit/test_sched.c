@@ -62,24 +62,7 @@ static void batch_make(struct batch *b, int layer, int n, unsigned seed)
 	b->x = tfm_fill(&r, (size_t)n * b->dim, 0.0f, 1.0f);
 	b->y = calloc((size_t)n * b->K * b->dim, sizeof(float));
 	b->ids = malloc((size_t)n * b->K * sizeof(int));
-	for (int t = 0; t < n; t++) {
-		int used[64] = { 0 }, k = 0;
-
-		if (t % 2 == 0) {  /* a hot expert */
-			b->ids[t * b->K + k++] = 5;
-			used[5] = 1;
-		}
-		while (k < b->K) {
-			int e;
-
-			r.s = r.s * 6364136223846793005ull + 1442695040888963407ull;
-			e = (int)((r.s >> 33) % (uint64_t)c->n_routed_experts);
-			if (used[e])
-				continue;
-			used[e] = 1;
-			b->ids[t * b->K + k++] = e;
-		}
-	}
+	tfm_route(&r, n, b->K, c->n_routed_experts, b->ids);
 }
 
 static void batch_free(struct batch *b)
