@@ -27,60 +27,66 @@ static int session_open_cuda(struct session *s)
 }
 
 /* --attn: "cuda", "cpu" (= auto) or a CPU attention form, or alternatives "A|B" tried in
- * order where a missing GPU (HMOE_EDEVICE) moves on to the next with a note on stderr. */
-static int parse_attn_alt(const char *name, int *cuda, enum hmoe_attn *attn)
+ * order, where a missing GPU (HMOE_EDEVICE) moves on to the next with a note on stderr.
+ * Every alternative must name a known mode, whether or not it is reached. */
+#define ATTN_MAX_ALTS 4
+struct attn_alt {
+	int cuda;
+	enum hmoe_attn form;   /* the CPU attention form */
+	char name[16];
+};
+
+static int parse_attn(const struct cli_args *a, struct attn_alt *alts, int *n_alts)
 {
-	*cuda = !strcmp(name, "cuda");
-	*attn = HMOE_ATTN_AUTO;
-	if (*cuda || !strcmp(name, "cpu"))
-		return 0;
-	return hmoe_attn_parse(name, attn);
+	const char *spec = cli_str(a, "attn", "auto"), *p = spec;
+	int ret;
+
+	for (*n_alts = 0;; (*n_alts)++) {
+		struct attn_alt *t = &alts[*n_alts];
+		size_t n = strcspn(p, "|");
+
+		if (n == 0 || n >= sizeof(t->name) || *n_alts == ATTN_MAX_ALTS)
+			return hmoe_err(HMOE_EINPUT, "hmoe %s: --attn '%s': expected cuda, cpu, auto, "
+					"naive or absorb, or up to %d alternatives A|B", a->cmd, spec,
+					ATTN_MAX_ALTS);
+		snprintf(t->name, sizeof(t->name), "%.*s", (int)n, p);
+		t->cuda = !strcmp(t->name, "cuda");
+		t->form = HMOE_ATTN_AUTO;
+		if (!t->cuda && strcmp(t->name, "cpu") && (ret = hmoe_attn_parse(t->name, &t->form)))
+			return hmoe_err_ctx(ret, "hmoe %s: --attn", a->cmd);
+		if (!p[n]) {
+			(*n_alts)++;
+			return 0;
+		}
+		p += n + 1;
+	}
 }
 
 int session_open(struct session *s, const struct cli_args *a, unsigned flags)
 {
 	const char *dir, *experts = cli_str(a, "experts", "cpu-f32");
-	const char *attn_spec = cli_str(a, "attn", "auto");
-	char attn_name[64];
-	const char *next;
-	int use_cuda;
-	enum hmoe_attn attn;
-	double t0 = clock_now_s();
 	const char *micro_str = cli_str(a, "micro-batches", "1");
+	struct attn_alt alts[ATTN_MAX_ALTS];
+	double t0 = clock_now_s();
 	long threads;
-	int ret, micro = 0;
+	int ret, micro = 0, n_alts, i;
 
 	memset(s, 0, sizeof(*s));
 	if ((ret = cli_req(a, "model", &dir)) ||
-	    (ret = cli_int(a, "threads", 0, 0, 1024, &threads)))
+	    (ret = cli_int(a, "threads", 0, 0, 1024, &threads)) ||
+	    (ret = parse_attn(a, alts, &n_alts)))
 		return ret;
-	/* every alternative must name a known mode, whether or not it is reached */
-	for (const char *p = attn_spec;; p = next + 1) {
-		size_t n;
-
-		next = strchr(p, '|');
-		n = next ? (size_t)(next - p) : strlen(p);
-		if (n == 0 || n >= sizeof(attn_name))
-			return hmoe_err(HMOE_EINPUT, "hmoe %s: --attn '%s': expected cuda, cpu, auto, "
-					"naive or absorb, or alternatives A|B", a->cmd, attn_spec);
-		snprintf(attn_name, sizeof(attn_name), "%.*s", (int)n, p);
-		if ((ret = parse_attn_alt(attn_name, &use_cuda, &attn)))
-			return hmoe_err_ctx(ret, "hmoe %s: --attn", a->cmd);
-		if (!next)
-			break;
-	}
-	next = attn_spec;
-	snprintf(attn_name, sizeof(attn_name), "%.*s", (int)strcspn(attn_spec, "|"), attn_spec);
-	parse_attn_alt(attn_name, &use_cuda, &attn);
 	if (!strcmp(micro_str, "1") || !strcmp(micro_str, "2"))
 		micro = micro_str[0] - '0';
 	if (!micro)
 		return hmoe_err(HMOE_EINPUT, "hmoe %s: --micro-batches '%s': expected 1 or 2",
 				a->cmd, micro_str);
-	if (use_cuda && !(flags & SESSION_GPU_OK) && !strchr(attn_spec, '|'))
+	/* a lone cuda that cannot serve this command is an input error; as one of
+	 * several alternatives it is only skipped (below) */
+	if (n_alts == 1 && alts[0].cuda && !(flags & SESSION_GPU_OK))
 		return hmoe_err(HMOE_EINPUT, "hmoe %s: --attn cuda is not supported here (CPU only)",
 				a->cmd);
-	if (use_cuda && micro > 1 && !strchr(attn_spec, '|'))
+	if (n_alts == 1 && alts[0].cuda && micro > 1)
 		return hmoe_err(HMOE_EINPUT, "hmoe %s: --micro-batches 2 needs the CPU forward pass; "
 				"the GPU path (--attn cuda) runs one batch at a time", a->cmd);
 	ret = hmoe_model_load(&s->model, dir, HMOE_LOAD_F32);
@@ -102,13 +108,7 @@ int session_open(struct session *s, const struct cli_args *a, unsigned flags)
 			goto err;
 	}
 	/* the alternatives in order: the GPU where it is wanted, usable and there */
-	for (;;) {
-		const char *bar = strchr(next, '|');
-
-		snprintf(attn_name, sizeof(attn_name), "%.*s", (int)strcspn(next, "|"), next);
-		parse_attn_alt(attn_name, &use_cuda, &attn);
-		if (!use_cuda)
-			break;
+	for (i = 0; alts[i].cuda; i++) {
 		if (!(flags & SESSION_GPU_OK) || micro > 1)
 			ret = hmoe_err(HMOE_EDEVICE, "the GPU path does not run hmoe %s%s", a->cmd,
 				       micro > 1 ? " with --micro-batches 2" : "");
@@ -118,14 +118,13 @@ int session_open(struct session *s, const struct cli_args *a, unsigned flags)
 			s->load_s = clock_now_s() - t0;
 			return 0;
 		}
-		if (ret != -HMOE_EDEVICE || !bar)
+		if (ret != -HMOE_EDEVICE || i + 1 == n_alts)
 			goto err;
-		fprintf(stderr, "hmoe: --attn cuda unavailable (%s); trying %.*s\n",
-			hmoe_last_error(), (int)strcspn(bar + 1, "|"), bar + 1);
+		fprintf(stderr, "hmoe: --attn cuda unavailable (%s); trying %s\n",
+			hmoe_last_error(), alts[i + 1].name);
 		hmoe_cuda_fwd_free(s->cuda_fwd);
 		s->cuda_fwd = NULL;
 		s->cuda = NULL;
-		next = bar + 1;
 	}
 	if (!s->experts) {
 		ret = hmoe_expert_open(&s->experts, experts, s->model, s->pool);
@@ -135,7 +134,7 @@ int session_open(struct session *s, const struct cli_args *a, unsigned flags)
 	ret = hmoe_forward_create(&s->fwd, s->model, s->experts, s->pool);
 	if (ret)
 		goto err;
-	hmoe_forward_set_attn(s->fwd, attn);
+	hmoe_forward_set_attn(s->fwd, alts[i].form);
 	ret = hmoe_forward_set_micro_batches(s->fwd, micro);
 	if (ret)
 		goto err;
