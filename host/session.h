@@ -25,7 +25,7 @@ struct session {
 /* Flags every model-running command accepts; SESSION_FLAGS expands to their specs. */
 #define SESSION_FLAGS                                                                   \
 	{ "model", 1, "--model DIR        checkpoint directory (config.json, safetensors)" }, \
-	{ "experts", 1, "--experts SPEC     experts: cpu-f32 (default), cpu-fxp[:MODE], kmod[:MODE][,cards=N], sched:...; A|B: B where A's device is missing (MODE: fp8|int8|int4[-a8])" }, \
+	{ "experts", 1, "--experts SPEC     experts: cpu-f32 (default), cpu-fxp[:MODE], kmod[:MODE][,cards=N|,card=I], sched:...; A|B: B where A's device is missing (MODE: fp8|int8|int4[-a8])" }, \
 	{ "attn", 1, "--attn MODE        attention: cpu = auto (default), naive, absorb (CPU); cuda (GPU); A|B: B where A's device is missing" }, \
 	{ "micro-batches", 1, "--micro-batches N  1 (default) or 2: one micro-batch's attention overlaps the other's experts (CPU)" }, \
 	{ "threads", 1, "--threads N        worker threads (default: all CPUs)" }, \
