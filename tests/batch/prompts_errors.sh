@@ -16,6 +16,7 @@ printf '{"prompt": "a", "arrive": -1}\n' >"$TMP/arrive.jsonl"
 printf '[1, 2]\n' >"$TMP/array.jsonl"
 printf '\n  \n' >"$TMP/blank.jsonl"
 : >"$TMP/empty.jsonl"
+printf '{"prompt": "a"}\n{"prompt": "b\0"}\n' >"$TMP/nul.jsonl"
 printf '{"prompt": "What is 1 + 1?"}\n' >"$TMP/ok.jsonl"
 
 . "${HMOE_ROOT:-.}/tests/lib/expect_error.sh"
@@ -28,6 +29,7 @@ expect "$TMP/unknown.jsonl line 2: unknown field \"max_token\"" -- --prompts "$T
 expect "$TMP/maxtok.jsonl line 1: \"max_tokens\" must be" -- --prompts "$TMP/maxtok.jsonl"
 expect "$TMP/noprompt.jsonl line 3: \"prompt\" missing" -- --prompts "$TMP/noprompt.jsonl"
 expect "$TMP/arrive.jsonl line 1: \"arrive\"" -- --prompts "$TMP/arrive.jsonl"
+expect "$TMP/nul.jsonl line 2: contains a NUL byte" -- --prompts "$TMP/nul.jsonl"
 expect "$TMP/empty.jsonl: no prompts" -- --prompts "$TMP/empty.jsonl"
 expect "$TMP/blank.jsonl: no prompts" -- --prompts "$TMP/blank.jsonl"
 expect "--prefill-chunk 32 is larger than --max-batch-tokens 16" -- --prompts "$TMP/ok.jsonl" \
