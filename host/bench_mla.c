@@ -3,7 +3,11 @@
  *  - decode (absorbed form over the paged latent cache), batch x context grid: achieved
  *    GB/s = bytes the kernel must read (the cache: batch * context * 576 * 2 bytes, plus
  *    queries, outputs and block table) / time, over a device-to-device cudaMemcpy's
- *    (bytes read + bytes written) / time;
+ *    (bytes read + bytes written) / time; also its FLOP/s over a cuBLAS bf16 GEMM's
+ *    (4096 x 7168 x 16384) and the roofline ratio (the larger of bytes at the copy's
+ *    rate and FLOPs at the GEMM's, over the time): at 128 heads decode does 242 FLOP per
+ *    byte, above an H100/H200's ridge, so it is compute-bound and the copy ratio alone
+ *    cannot reach 1;
  *  - prefill (causal, naive form, qk 192 / v 128): FLOP/s = 2 * heads * n(n+1)/2 *
  *    (192 + 128) / time, over a cuBLAS bf16 GEMM of similar size (n x 7168 -> 16384,
  *    the shape of the output projection's transpose).
@@ -37,6 +41,8 @@ static const struct cli_flag mla_flags[] = {
 	{ "reps", 1, "--reps N          timed repetitions at most (default 20)" },
 	{ "device", 1, "--device N        CUDA device (default 0)" },
 	{ "version", 1, "--version N       MLA decode kernel version (default: the dispatcher's)" },
+	{ "prefill-version", 1, "--prefill-version N  MLA prefill kernel version (default: the "
+	  "dispatcher's)" },
 	{ "help", 0, "--help            this message" },
 };
 #define N_MLA_FLAGS ((int)(sizeof(mla_flags) / sizeof(mla_flags[0])))
@@ -122,13 +128,13 @@ static int run_decode(void *c_)
 			       0.13523378f, c->version);
 }
 
-struct prefill_ctx { void *out; const void *q, *k, *v; int n; };
+struct prefill_ctx { void *out; const void *q, *k, *v; int n, version; };
 static int run_prefill(void *c_)
 {
 	struct prefill_ctx *c = c_;
 
 	return api->mla_prefill(c->out, c->q, c->k, c->v, c->n, MLA_HEADS, MLA_QK, MLA_V,
-				0.13523378f);
+				0.13523378f, c->version);
 }
 
 struct gemm_ctx { void *y; const void *x, *w; int n; };
@@ -178,12 +184,13 @@ int bench_mla(int argc, char **argv)
 	struct cli_args a;
 	int *batches = NULL, *ctxs = NULL, *pres = NULL, nb = 0, nc = 0, np = 0;
 	long reps = 20, device = 0, version = HMOE_MLA_DECODE_AUTO;
+	long pversion = HMOE_MLA_PREFILL_AUTO;
 	void *pages = NULL, *bt = NULL, *lens = NULL, *q = NULL, *out = NULL;
 	void *pk = NULL, *pv = NULL, *gw = NULL, *copy_src = NULL, *copy_dst = NULL;
 	int32_t *h_bt = NULL, *h_lens = NULL;
 	char why[512], dev[160];
 	int ret, n_dev = 0, drv = 0, rt = 0;
-	double copy_s = 0, copy_gbps;
+	double copy_s = 0, copy_gbps, peak_s = 0, peak_tflops;
 	const size_t copy_bytes = (size_t)1 << 30;
 
 	ret = cli_parse(&a, "bench mla", mla_flags, N_MLA_FLAGS, argc, argv);
@@ -202,7 +209,9 @@ int bench_mla(int argc, char **argv)
 	    (ret = cli_int(&a, "reps", 20, 1, 100000, &reps)) ||
 	    (ret = cli_int(&a, "device", 0, 0, 1024, &device)) ||
 	    (ret = cli_int(&a, "version", HMOE_MLA_DECODE_AUTO, 0, HMOE_MLA_DECODE_COUNT - 1,
-			   &version)))
+			   &version)) ||
+	    (ret = cli_int(&a, "prefill-version", HMOE_MLA_PREFILL_AUTO, 0,
+			   HMOE_MLA_PREFILL_COUNT - 1, &pversion)))
 		goto out;
 
 	api = hmoe_cuda_open(why, sizeof(why));
@@ -242,6 +251,28 @@ int bench_mla(int argc, char **argv)
 	copy_src = copy_dst = NULL;
 	copy_gbps = 2.0 * (double)copy_bytes / copy_s * 1e-9;  /* read + write */
 
+	/* ---- peer 2: the tensor-core rate, a cuBLAS bf16 GEMM (4096 x 7168) . (7168 x
+	 * 16384): the compute ceiling of decode's roofline ---- */
+	if (api->malloc(&q, (size_t)4096 * MLA_DIM * 2) < 0 ||
+	    api->malloc(&gw, (size_t)MLA_HEADS * MLA_V * MLA_DIM * 2) < 0 ||
+	    api->malloc(&out, (size_t)4096 * MLA_HEADS * MLA_V * 2) < 0) {
+		ret = gpu_err("allocating GEMM buffers");
+		goto out;
+	}
+	if ((ret = fill_random_bf16(q, (size_t)4096 * MLA_DIM, 9)) ||
+	    (ret = fill_random_bf16(gw, (size_t)MLA_HEADS * MLA_V * MLA_DIM, 10)))
+		goto out;
+	{
+		struct gemm_ctx g = { out, q, gw, 4096 };
+		struct timed t = { run_gemm, &g };
+
+		if ((ret = time_it(&t, (int)reps, &peak_s)))
+			goto out;
+	}
+	api->free(q), api->free(gw), api->free(out);
+	q = gw = out = NULL;
+	peak_tflops = 2.0 * 4096 * (double)MLA_DIM * MLA_HEADS * MLA_V / peak_s * 1e-12;
+
 	printf("{\"bench\": \"mla\", ");
 	bench_json_machine(stdout);
 	printf("\"gpu\": \"%s\", \"cuda_driver\": %d, \"cuda_runtime\": %d, ", dev, drv, rt);
@@ -251,6 +282,9 @@ int bench_mla(int argc, char **argv)
 	       "\"page_size\": %d}, ", MLA_HEADS, MLA_KV_LORA, MLA_ROPE, MLA_QK, MLA_V, MLA_PAGE);
 	printf("\"memcpy_d2d\": {\"bytes\": %zu, \"ms\": %.4f, \"GBps_read_plus_write\": %.1f}, ",
 	       copy_bytes, copy_s * 1e3, copy_gbps);
+	printf("\"gemm_bf16_peak\": {\"m\": 4096, \"k\": %d, \"n\": %d, \"ms\": %.4f, "
+	       "\"TFLOPs\": %.1f}, ", MLA_DIM, MLA_HEADS * MLA_V, peak_s * 1e3, peak_tflops);
+	printf("\"decode_version\": %ld, ", version);
 	fflush(stdout);
 
 	/* ---- decode grid ---- */
@@ -288,7 +322,7 @@ int bench_mla(int argc, char **argv)
 				struct decode_ctx d = { out, q, { pages, bt, lens, MLA_PAGE, pages_per_seq, c },
 							b, (int)version };
 				struct timed t = { run_decode, &d };
-				double s, bytes, flops;
+				double s, bytes, flops, floor_s;
 
 				for (int i = 0; i < b; i++)
 					h_lens[i] = c;
@@ -302,10 +336,17 @@ int bench_mla(int argc, char **argv)
 					(double)b * MLA_HEADS * (MLA_D + MLA_KV_LORA) * 2 +
 					(double)b * ((c + MLA_PAGE - 1) / MLA_PAGE) * 4;
 				flops = 2.0 * b * c * MLA_HEADS * (MLA_D + MLA_KV_LORA);
+				/* roofline: the larger of the bytes at the copy's rate and the
+				 * FLOPs at the GEMM's, over the measured time */
+				floor_s = bytes / (copy_gbps * 1e9);
+				if (flops / (peak_tflops * 1e12) > floor_s)
+					floor_s = flops / (peak_tflops * 1e12);
 				printf("%s{\"batch\": %d, \"context\": %d, \"ms\": %.4f, \"bytes\": %.0f, "
-				       "\"GBps\": %.1f, \"ratio_vs_memcpy\": %.3f, \"TFLOPs\": %.2f}",
+				       "\"GBps\": %.1f, \"ratio_vs_memcpy\": %.3f, \"TFLOPs\": %.2f, "
+				       "\"ratio_vs_gemm\": %.3f, \"roofline_ratio\": %.3f}",
 				       ib + ic ? ", " : "", b, c, s * 1e3, bytes, bytes / s * 1e-9,
-				       bytes / s * 1e-9 / copy_gbps, flops / s * 1e-12);
+				       bytes / s * 1e-9 / copy_gbps, flops / s * 1e-12,
+				       flops / s * 1e-12 / peak_tflops, floor_s / s);
 				fflush(stdout);
 			}
 		printf("], ");
@@ -331,7 +372,7 @@ int bench_mla(int argc, char **argv)
 		if ((ret = fill_random_bf16(q, qk_vals, 4)) || (ret = fill_random_bf16(pk, qk_vals, 5)) ||
 		    (ret = fill_random_bf16(pv, v_vals, 6)))
 			goto out;
-		p = (struct prefill_ctx){ out, q, pk, pv, n };
+		p = (struct prefill_ctx){ out, q, pk, pv, n, (int)pversion };
 		if ((ret = time_it(&tp, (int)reps, &sp)))
 			goto out;
 		api->free(q), api->free(pk), api->free(pv), api->free(out);
@@ -353,11 +394,12 @@ int bench_mla(int argc, char **argv)
 		q = gw = out = NULL;
 		fp = 2.0 * MLA_HEADS * ((double)n * (n + 1) / 2.0) * (MLA_QK + MLA_V);
 		fg = 2.0 * n * (double)MLA_DIM * MLA_HEADS * MLA_V;
-		printf("%s{\"n\": %d, \"ms\": %.3f, \"flops\": %.4g, \"TFLOPs\": %.2f, "
+		printf("%s{\"n\": %d, \"version\": %d, \"ms\": %.3f, \"flops\": %.4g, "
+		       "\"TFLOPs\": %.2f, "
 		       "\"gemm_peer\": {\"m\": %d, \"k\": %d, \"n\": %d, \"ms\": %.3f, \"TFLOPs\": %.2f}, "
 		       "\"ratio_vs_gemm\": %.3f}",
-		       ip ? ", " : "", n, sp * 1e3, fp, fp / sp * 1e-12, n, MLA_DIM, MLA_HEADS * MLA_V,
-		       sg * 1e3, fg / sg * 1e-12, (fp / sp) / (fg / sg));
+		       ip ? ", " : "", n, (int)pversion, sp * 1e3, fp, fp / sp * 1e-12, n, MLA_DIM,
+		       MLA_HEADS * MLA_V, sg * 1e3, fg / sg * 1e-12, (fp / sp) / (fg / sg));
 		fflush(stdout);
 	}
 	printf("]}\n");

@@ -27,15 +27,23 @@ extern "C" {
 #endif
 
 /* Bumped whenever struct hmoe_cuda_api changes; the loader refuses a mismatch. */
-#define HMOE_CUDA_ABI 1
+#define HMOE_CUDA_ABI 2
 
 /* MLA decode implementations behind the dispatcher (HMOE_MLA_DECODE_AUTO picks). */
 enum hmoe_cuda_mla_version {
 	HMOE_MLA_DECODE_AUTO = 0,
 	HMOE_MLA_DECODE_V1 = 1,   /* CUDA cores, head groups of 16, split-K + combine */
-	HMOE_MLA_DECODE_V2 = 2,   /* tensor cores (WMMA bf16, sm_80+), head groups of 32;
-				   * not yet validated on a GPU, so AUTO picks V1 */
+	HMOE_MLA_DECODE_V2 = 2,   /* tensor cores (mma.sync bf16, sm_80+), head groups of 64,
+				   * accumulators in registers, cp.async tile pipeline */
 	HMOE_MLA_DECODE_COUNT
+};
+
+/* MLA prefill implementations (HMOE_MLA_PREFILL_AUTO picks). */
+enum hmoe_cuda_mla_prefill_version {
+	HMOE_MLA_PREFILL_AUTO = 0,
+	HMOE_MLA_PREFILL_V1 = 1,  /* CUDA cores, flash-style */
+	HMOE_MLA_PREFILL_V2 = 2,  /* tensor cores (mma.sync bf16, sm_80+), flash-style */
+	HMOE_MLA_PREFILL_COUNT
 };
 
 /* The paged latent KV cache of ONE layer as MLA decode reads it.
@@ -168,9 +176,10 @@ struct hmoe_cuda_api {
 	/* Naive-form causal prefill of one sequence at positions [0, n) (flash-style: tiles
 	 * of queries, keys in tiles with an online softmax; fp32 softmax and accumulation).
 	 *   q, k: (n, n_heads, qk_dim) bf16; v: (n, n_heads, v_dim) bf16;
-	 *   out: (n, n_heads, v_dim) bf16. qk_dim <= 192, v_dim <= 128. */
+	 *   out: (n, n_heads, v_dim) bf16. qk_dim <= 192, v_dim <= 128.
+	 * version: enum hmoe_cuda_mla_prefill_version. */
 	int (*mla_prefill)(void *out, const void *q, const void *k, const void *v, int n,
-			   int n_heads, int qk_dim, int v_dim, float scale);
+			   int n_heads, int qk_dim, int v_dim, float scale, int version);
 };
 
 /* The one symbol libhmoe_cuda.so exports. */

@@ -143,6 +143,21 @@ int hcu_route(int32_t *ids, float *weights, const float *logits, const float *bi
 /* hmoe_cuda_fxp.cu */
 int hcu_fxp_quant_x(int8_t *xq, int32_t *xs, const void *x, int x_f32, int n, int dim,
 		    int planes);
+/* hmoe_cuda_decode.cu: MLA decode version 2 (tensor cores) behind hcu_mla_decode */
+int hcu_mla_decode2_supported(int kv_lora, int rope_dim, char *why, size_t why_n);
+void hcu_mla_decode2_splits(int batch, int n_heads, int max_len, int *n_splits,
+			    int *split_len);
+int hcu_mla_decode2_launch(uint16_t *out, const uint16_t *q,
+			   const struct hmoe_cuda_kv_pages *kv, int batch, int n_heads,
+			   int kv_lora, int D, float scale, int split_len, int n_splits,
+			   float *part_o, float *part_ml);
+/* hmoe_cuda_prefill.cu: MLA prefill version 2 (tensor cores) behind hcu_mla_prefill.
+ * _ok: whether it takes these arguments (AUTO's choice); hcu_mla_prefill2 refuses the
+ * others with -HMOE_EINPUT. */
+int hcu_mla_prefill2_ok(const void *out, const void *q, const void *k, const void *v,
+			int qk_dim, int v_dim);
+int hcu_mla_prefill2(void *out, const void *q, const void *k, const void *v, int n,
+		     int n_heads, int qk_dim, int v_dim, float scale);
 /* hmoe_cuda_mla.cu */
 int hcu_mla_decode(void *out, const void *q, const struct hmoe_cuda_kv_pages *kv, int batch,
 		   int n_heads, int kv_lora, int rope_dim, float scale, int version);
@@ -151,6 +166,6 @@ int hcu_mla_absorb_q(void *qc, int qc_stride, const void *q, int q_stride,
 int hcu_mla_absorb_o(void *o, const void *oc, const void *wkv_b, int n, int n_heads,
 		     int nope, int v_dim, int kv_lora);
 int hcu_mla_prefill(void *out, const void *q, const void *k, const void *v, int n,
-		    int n_heads, int qk_dim, int v_dim, float scale);
+		    int n_heads, int qk_dim, int v_dim, float scale, int version);
 
 #endif

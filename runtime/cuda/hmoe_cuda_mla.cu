@@ -14,7 +14,6 @@
  * CPU references: hcu_ref_mla_decode, hcu_ref_mla_prefill in hmoe_cuda_ref.c.
  */
 #include <math.h>
-#include <mma.h>
 
 #include "hmoe_cuda.h"
 #include "hmoe_cuda_common.cuh"
@@ -160,190 +159,6 @@ mla_decode_kernel1(uint16_t *out, const uint16_t *q, const uint16_t *pages,
 	}
 }
 
-/* ---- decode, version 2: tensor cores (WMMA bf16, sm_80+) ---- */
-
-#define DV2_THREADS 256
-#define DV2_HG 32                   /* heads per CTA: two 16-row MMA fragments */
-#define DV2_T 32                    /* tokens per tile */
-#define DV2_QROW (DEC_DMAX + 8)     /* 584 bf16: a multiple of 8 (WMMA ldm), rows 32-byte
-				     * aligned at every 16th row */
-#define DV2_SROW (DV2_T + 4)        /* fp32 scores, ldm multiple of 4 */
-#define DV2_PROW (DV2_T + 8)        /* bf16 probabilities */
-#define DV2_OROW (DEC_LMAX + 4)     /* fp32 output accumulator rows */
-
-/* Shared memory layout (bytes), each region 128-byte aligned. */
-#define DV2_Q_BYTES (DV2_HG * DV2_QROW * 2)
-#define DV2_K_BYTES (DV2_T * DV2_QROW * 2)
-#define DV2_S_BYTES (DV2_HG * DV2_SROW * 4)
-#define DV2_P_BYTES (DV2_HG * DV2_PROW * 2)
-#define DV2_O_BYTES (DV2_HG * DV2_OROW * 4)
-#define DV2_ALIGN(x) (((x) + 127) / 128 * 128)
-#define DV2_SMEM (DV2_ALIGN(DV2_Q_BYTES) + DV2_ALIGN(DV2_K_BYTES) + DV2_ALIGN(DV2_S_BYTES) + \
-		  DV2_ALIGN(DV2_P_BYTES) + DV2_ALIGN(DV2_O_BYTES) + 3 * DV2_HG * 4)
-
-/* Same grid and outputs as version 1, with 32 heads per CTA and the two products on
- * tensor cores: S (32 heads x 32 tokens) = Q (32 x D) . K^T by 4 warps (one 16x16
- * fragment each, D / 16 steps), the online softmax by 8 threads per head on S in shared
- * memory, then O (32 x L, fp32 in shared memory, rescaled by alpha first) += P (bf16) .
- * V, V being the first L columns of the same K tile: 8 warps x up to 8 fragments. WMMA
- * accumulator layouts are opaque, so the accumulator lives in shared memory and is
- * loaded, multiplied into and stored back per tile (the rescale needs its rows).
- * Requires D padded to 16 (zero columns) and L % 16 == 0; ~145 KB of shared memory. */
-__global__ void __launch_bounds__(DV2_THREADS)
-mla_decode_kernel2(uint16_t *out, const uint16_t *q, const uint16_t *pages,
-		   const int32_t *block_table, const int32_t *seq_lens, int page_size,
-		   int max_pages, int H, int L, int D, float scale, int split_len, int n_splits,
-		   float *part_o, float *part_ml)
-{
-	extern __shared__ __align__(128) unsigned char dv2_smem[];
-	__nv_bfloat16 *qs = (__nv_bfloat16 *)dv2_smem;
-	__nv_bfloat16 *ks = (__nv_bfloat16 *)(dv2_smem + DV2_ALIGN(DV2_Q_BYTES));
-	float *ss = (float *)((unsigned char *)ks + DV2_ALIGN(DV2_K_BYTES));
-	__nv_bfloat16 *pss = (__nv_bfloat16 *)((unsigned char *)ss + DV2_ALIGN(DV2_S_BYTES));
-	float *os = (float *)((unsigned char *)pss + DV2_ALIGN(DV2_P_BYTES));
-	float *alpha_s = (float *)((unsigned char *)os + DV2_ALIGN(DV2_O_BYTES));
-	float *m_s = alpha_s + DV2_HG, *l_s = m_s + DV2_HG;
-	int b = blockIdx.z, split = blockIdx.y, h0 = blockIdx.x * DV2_HG;
-	int tid = threadIdx.x, warp = tid >> 5;
-	int r = tid >> 3, g8 = tid & 7;   /* softmax: head row r, tokens 4 g8 .. 4 g8 + 3 */
-	int len = seq_lens[b], words = D / 2, dpad = (D + 15) / 16 * 16;
-	int t_begin = split * split_len, t_end = min(len, t_begin + split_len);
-	const int32_t *bt = block_table + (long)b * max_pages;
-	float m = -INFINITY, l = 0.0f;
-
-	/* Q rows (zero for heads past H and columns past D); K's padding columns stay 0 */
-	for (int i = tid; i < DV2_HG * DV2_QROW / 2; i += DV2_THREADS) {
-		int hh = i / (DV2_QROW / 2), w = i % (DV2_QROW / 2);
-		uint32_t v = 0;
-
-		if (h0 + hh < H && w < words)
-			v = ((const uint32_t *)(q + ((long)b * H + h0 + hh) * D))[w];
-		((uint32_t *)qs)[i] = v;
-	}
-	for (int i = tid; i < DV2_T * DV2_QROW / 2; i += DV2_THREADS)
-		((uint32_t *)ks)[i] = 0;
-	for (int i = tid; i < DV2_HG * DV2_OROW; i += DV2_THREADS)
-		os[i] = 0.0f;
-	for (int t0 = t_begin; t0 < t_end; t0 += DV2_T) {
-		__syncthreads();  /* Q, K padding, O ready / the previous tile consumed */
-		for (int i = tid; i < DV2_T * words; i += DV2_THREADS) {
-			int tt = i / words, w = i % words, tok = t0 + tt;
-			uint32_t v = 0;
-
-			if (tok < t_end) {
-				long row = (long)bt[tok / page_size] * page_size + tok % page_size;
-
-				v = ((const uint32_t *)(pages + row * D))[w];
-			}
-			((uint32_t *)(ks + tt * DV2_QROW))[w] = v;
-		}
-		__syncthreads();
-		if (warp < 4) {  /* S fragment (mi, ni) = Q[mi] . K[ni]^T */
-			int mi = warp >> 1, ni = warp & 1;
-			nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> acc;
-
-			nvcuda::wmma::fill_fragment(acc, 0.0f);
-			for (int k0 = 0; k0 < dpad; k0 += 16) {
-				nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, __nv_bfloat16,
-						       nvcuda::wmma::row_major> fa;
-				nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, __nv_bfloat16,
-						       nvcuda::wmma::col_major> fb;
-
-				nvcuda::wmma::load_matrix_sync(fa, qs + mi * 16 * DV2_QROW + k0, DV2_QROW);
-				nvcuda::wmma::load_matrix_sync(fb, ks + ni * 16 * DV2_QROW + k0, DV2_QROW);
-				nvcuda::wmma::mma_sync(acc, fa, fb, acc);
-			}
-			nvcuda::wmma::store_matrix_sync(ss + mi * 16 * DV2_SROW + ni * 16, acc, DV2_SROW,
-							nvcuda::wmma::mem_row_major);
-		}
-		__syncthreads();
-		{
-			float sc[4], tmax = -INFINITY, m_new, alpha, psum = 0.0f;
-
-			for (int j = 0; j < 4; j++) {
-				int tt = 4 * g8 + j;
-
-				sc[j] = t0 + tt < t_end ? ss[r * DV2_SROW + tt] * scale : -INFINITY;
-				tmax = fmaxf(tmax, sc[j]);
-			}
-			for (int o = 4; o > 0; o >>= 1)
-				tmax = fmaxf(tmax, __shfl_xor_sync(0xffffffffu, tmax, o));
-			m_new = fmaxf(m, tmax);
-			alpha = m_new == -INFINITY ? 1.0f : expf(m - m_new);
-			for (int j = 0; j < 4; j++) {
-				float p = sc[j] == -INFINITY ? 0.0f : expf(sc[j] - m_new);
-
-				pss[r * DV2_PROW + 4 * g8 + j] = __float2bfloat16_rn(p);
-				psum += p;
-			}
-			for (int o = 4; o > 0; o >>= 1)
-				psum += __shfl_xor_sync(0xffffffffu, psum, o);
-			l = l * alpha + psum;
-			m = m_new;
-			if (g8 == 0)
-				alpha_s[r] = alpha;
-		}
-		__syncthreads();
-		for (int i = tid; i < DV2_HG * L; i += DV2_THREADS)
-			os[(i / L) * DV2_OROW + i % L] *= alpha_s[i / L];
-		__syncthreads();
-		{
-			int mi = warp & 1;
-
-			for (int j = 0; j < 8; j++) {
-				int ni = (warp >> 1) * 8 + j;
-				nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> acc;
-
-				if (ni * 16 >= L)
-					break;
-				float *o_frag = os + mi * 16 * DV2_OROW + ni * 16;
-
-				nvcuda::wmma::load_matrix_sync(acc, o_frag, DV2_OROW,
-							       nvcuda::wmma::mem_row_major);
-				for (int k0 = 0; k0 < DV2_T; k0 += 16) {
-					nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16,
-							       __nv_bfloat16, nvcuda::wmma::row_major> fa;
-					nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16,
-							       __nv_bfloat16, nvcuda::wmma::row_major> fb;
-
-					nvcuda::wmma::load_matrix_sync(fa, pss + mi * 16 * DV2_PROW + k0,
-								       DV2_PROW);
-					nvcuda::wmma::load_matrix_sync(fb, ks + k0 * DV2_QROW + ni * 16,
-								       DV2_QROW);
-					nvcuda::wmma::mma_sync(acc, fa, fb, acc);
-				}
-				nvcuda::wmma::store_matrix_sync(o_frag, acc, DV2_OROW,
-								nvcuda::wmma::mem_row_major);
-			}
-		}
-	}
-	if (g8 == 0) {
-		m_s[r] = m;
-		l_s[r] = l;
-	}
-	__syncthreads();
-	for (int i = tid; i < DV2_HG * L; i += DV2_THREADS) {
-		int rr = i / L, c = i % L, h = h0 + rr;
-
-		if (h >= H)
-			continue;
-		if (n_splits == 1) {
-			float lr = l_s[rr];
-
-			out[((long)b * H + h) * L + c] =
-				hcu_to_bf(lr > 0.0f ? os[rr * DV2_OROW + c] / lr : 0.0f);
-		} else {
-			long slot = ((long)b * n_splits + split) * H + h;
-
-			part_o[slot * L + c] = os[rr * DV2_OROW + c];
-			if (c == 0) {
-				part_ml[slot * 2] = m_s[rr];
-				part_ml[slot * 2 + 1] = l_s[rr];
-			}
-		}
-	}
-}
-
 /* Grid (H, batch). out = sum_s exp(m_s - M) o_s / sum_s exp(m_s - M) l_s, M = max m_s;
  * empty splits (m_s = -inf) weigh nothing. */
 __global__ void mla_decode_combine(uint16_t *out, const float *part_o, const float *part_ml,
@@ -397,7 +212,7 @@ static void decode_splits(int batch, int n_hg, int max_len, int *n_splits, int *
 int hcu_mla_decode(void *out, const void *q, const struct hmoe_cuda_kv_pages *kv, int batch,
 		   int n_heads, int kv_lora, int rope_dim, float scale, int version)
 {
-	int D = kv_lora + rope_dim, n_hg, n_splits, split_len;
+	int D = kv_lora + rope_dim, n_splits, split_len, max_len;
 	float *part_o = NULL, *part_ml = NULL;
 	int ret = hcu_need_init();
 
@@ -418,19 +233,20 @@ int hcu_mla_decode(void *out, const void *q, const struct hmoe_cuda_kv_pages *kv
 		"mla_decode: no version %d", version);
 	if (batch == 0)
 		return 0;
-	/* AUTO stays on version 1 until version 2 has passed on a GPU (docs/gpu.md) */
-	if (version == HMOE_MLA_DECODE_AUTO)
-		version = HMOE_MLA_DECODE_V1;
-	if (version == HMOE_MLA_DECODE_V2) {
-		HCU_ARG(kv_lora % 16 == 0, "mla_decode v2: kv_lora %d is not a multiple of 16",
-			kv_lora);
-		HCU_ARG(hcu.smem_optin >= DV2_SMEM, "mla_decode v2: needs %d bytes of shared "
-			"memory per block, the device has %zu", (int)DV2_SMEM, hcu.smem_optin);
+	if (version != HMOE_MLA_DECODE_V1) {
+		char why[160];
+		int ok = hcu_mla_decode2_supported(kv_lora, rope_dim, why, sizeof(why));
+
+		if (version == HMOE_MLA_DECODE_V2)
+			HCU_ARG(ok, "mla_decode v2: %s", why);
+		version = ok ? HMOE_MLA_DECODE_V2 : HMOE_MLA_DECODE_V1;
 	}
-	n_hg = version == HMOE_MLA_DECODE_V2 ? (n_heads + DV2_HG - 1) / DV2_HG
-					     : (n_heads + DEC_HG - 1) / DEC_HG;
-	decode_splits(batch, n_hg, kv->max_seq_len > 0 ? kv->max_seq_len : 1, &n_splits,
-		      &split_len);
+	max_len = kv->max_seq_len > 0 ? kv->max_seq_len : 1;
+	if (version == HMOE_MLA_DECODE_V2)
+		hcu_mla_decode2_splits(batch, n_heads, max_len, &n_splits, &split_len);
+	else
+		decode_splits(batch, (n_heads + DEC_HG - 1) / DEC_HG, max_len, &n_splits,
+			      &split_len);
 	if (n_splits > 1) {
 		size_t n_slot = (size_t)batch * n_splits * n_heads;
 		void *work;
@@ -442,20 +258,14 @@ int hcu_mla_decode(void *out, const void *q, const struct hmoe_cuda_kv_pages *kv
 		part_ml = part_o + n_slot * (size_t)kv_lora;
 	}
 	if (version == HMOE_MLA_DECODE_V2) {
-		split_len = (split_len + DV2_T - 1) / DV2_T * DV2_T;
-		n_splits = (kv->max_seq_len + split_len - 1) / split_len;
-		if (n_splits < 1)
-			n_splits = 1;
-		CUDA_CHECK(cudaFuncSetAttribute(mla_decode_kernel2,
-						cudaFuncAttributeMaxDynamicSharedMemorySize,
-						(int)DV2_SMEM));
-		mla_decode_kernel2<<<dim3(n_hg, n_splits, batch), DV2_THREADS, DV2_SMEM,
-				     hcu.stream>>>(
-			(uint16_t *)out, (const uint16_t *)q, (const uint16_t *)kv->pages,
-			kv->block_table, kv->seq_lens, kv->page_size, kv->max_pages, n_heads,
-			kv_lora, D, scale, split_len, n_splits, part_o, part_ml);
+		ret = hcu_mla_decode2_launch((uint16_t *)out, (const uint16_t *)q, kv, batch,
+					     n_heads, kv_lora, D, scale, split_len, n_splits,
+					     part_o, part_ml);
+		if (ret)
+			return ret;
 	} else {
-		mla_decode_kernel1<<<dim3(n_hg, n_splits, batch), DEC_THREADS, 0, hcu.stream>>>(
+		mla_decode_kernel1<<<dim3((n_heads + DEC_HG - 1) / DEC_HG, n_splits, batch),
+				     DEC_THREADS, 0, hcu.stream>>>(
 			(uint16_t *)out, (const uint16_t *)q, (const uint16_t *)kv->pages,
 			kv->block_table, kv->seq_lens, kv->page_size, kv->max_pages, n_heads,
 			kv_lora, D, scale, split_len, n_splits, part_o, part_ml);
@@ -655,7 +465,7 @@ mla_prefill_kernel1(uint16_t *out, const uint16_t *q, const uint16_t *k, const u
 }
 
 int hcu_mla_prefill(void *out, const void *q, const void *k, const void *v, int n,
-		    int n_heads, int qk_dim, int v_dim, float scale)
+		    int n_heads, int qk_dim, int v_dim, float scale, int version)
 {
 	int ret = hcu_need_init();
 
@@ -667,6 +477,15 @@ int hcu_mla_prefill(void *out, const void *q, const void *k, const void *v, int 
 		v_dim <= PRE_DV && v_dim % 2 == 0,
 		"mla_prefill: qk_dim %d (even, <= %d), v_dim %d (even, <= %d)", qk_dim, PRE_DQK,
 		v_dim, PRE_DV);
+	HCU_ARG(version >= 0 && version < HMOE_MLA_PREFILL_COUNT, "mla_prefill: no version %d",
+		version);
+	/* AUTO: version 2 (hmoe_cuda_prefill.cu) where it takes the arguments (dims multiples
+	 * of 8, aligned pointers), else version 1; an explicit version 2 checks its own */
+	if (version == HMOE_MLA_PREFILL_AUTO)
+		version = hcu_mla_prefill2_ok(out, q, k, v, qk_dim, v_dim) ? HMOE_MLA_PREFILL_V2
+									  : HMOE_MLA_PREFILL_V1;
+	if (version == HMOE_MLA_PREFILL_V2)
+		return hcu_mla_prefill2(out, q, k, v, n, n_heads, qk_dim, v_dim, scale);
 	if (n == 0)
 		return 0;
 	mla_prefill_kernel1<<<dim3(hcu_blocks(n, PRE_BQ), n_heads), PRE_THREADS, 0, hcu.stream>>>(

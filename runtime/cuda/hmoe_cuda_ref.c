@@ -300,7 +300,7 @@ void hcu_ref_route(int32_t *ids, float *weights, const float *logits, const floa
 
 void hcu_ref_mla_decode(double *out, const uint16_t *q, const uint16_t *pages,
 			const int32_t *block_table, const int32_t *seq_lens, int page_size,
-			int max_pages, int batch, int H, int L, int R, float scale)
+			int max_pages, int batch, int H, int L, int R, float scale, double *spread)
 {
 	int D = L + R;
 
@@ -339,13 +339,27 @@ void hcu_ref_mla_decode(double *out, const uint16_t *q, const uint16_t *pages,
 				for (int c = 0; c < L; c++)
 					o[c] += p[t] / z * bf(kv[c]);
 			}
+			if (!spread)
+				continue;
+			double *sp = spread + ((long)b * H + h) * L;
+
+			for (int c = 0; c < L; c++)
+				sp[c] = 0.0;
+			for (int t = 0; t < len; t++) {
+				const uint16_t *kv = pages +
+					((long)block_table[(long)b * max_pages + t / page_size] *
+					 page_size + t % page_size) * D;
+
+				for (int c = 0; c < L; c++)
+					sp[c] += p[t] / z * fabs(bf(kv[c]) - o[c]);
+			}
 		}
 		free(p);
 	}
 }
 
 void hcu_ref_mla_prefill(double *out, const uint16_t *q, const uint16_t *k, const uint16_t *v,
-			 int n, int H, int dqk, int dv, float scale)
+			 int n, int H, int dqk, int dv, float scale, double *spread)
 {
 	double *p = malloc(sizeof(double) * (size_t)n);
 
@@ -375,6 +389,12 @@ void hcu_ref_mla_prefill(double *out, const uint16_t *q, const uint16_t *k, cons
 				for (int j = 0; j <= i; j++)
 					s += p[j] * bf(v[((long)j * H + h) * dv + c]);
 				o[c] = s / z;
+				if (!spread)
+					continue;
+				s = 0.0;
+				for (int j = 0; j <= i; j++)
+					s += p[j] * fabs(bf(v[((long)j * H + h) * dv + c]) - o[c]);
+				spread[((long)i * H + h) * dv + c] = s / z;
 			}
 		}
 	free(p);

@@ -41,13 +41,16 @@ int hcu_ref_sample_ok(const float *l, int n, float temperature, float top_p, flo
 void hcu_ref_route(int32_t *ids, float *weights, const float *logits, const float *bias,
 		   int n, int n_experts, int n_group, int topk_group, int top_k, int softmax,
 		   int norm, float scale, float *sel_out);
-/* Absorbed decode over pages, in double: out (batch, H, L) unrounded. */
+/* Absorbed decode over pages, in double: out (batch, H, L) unrounded. spread (same
+ * shape, may be NULL) gets sum_t p_t |v_t - o| with p the softmax weights: the factor by
+ * which rounding each weight to relative precision u moves o (at most u x spread), the
+ * error term of kernels that feed bf16 probabilities to tensor cores. */
 void hcu_ref_mla_decode(double *out, const uint16_t *q, const uint16_t *pages,
 			const int32_t *block_table, const int32_t *seq_lens, int page_size,
-			int max_pages, int batch, int H, int L, int R, float scale);
-/* Causal naive prefill, in double: out (n, H, dv) unrounded. */
+			int max_pages, int batch, int H, int L, int R, float scale, double *spread);
+/* Causal naive prefill, in double: out (n, H, dv) unrounded; spread as for decode. */
 void hcu_ref_mla_prefill(double *out, const uint16_t *q, const uint16_t *k, const uint16_t *v,
-			 int n, int H, int dqk, int dv, float scale);
+			 int n, int H, int dqk, int dv, float scale, double *spread);
 /* qc (n, H, L) = q_nope . W_UK and o (n, H, v) = oc . W_UV^T, in double; abs: sum |a||b|. */
 void hcu_ref_absorb_q(double *qc, double *abs_qc, const uint16_t *q, int q_stride,
 		      const uint16_t *wkv_b, int n, int H, int nope, int v, int L);

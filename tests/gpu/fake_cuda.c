@@ -259,7 +259,9 @@ static int fake_fxp_quant_x(int8_t *xq, int32_t *xs, const void *x, int f32, int
 }
 
 /* The GPU decode algorithm: per (seq, split, head) an online softmax over tiles of 16
- * tokens in fp32, partials (o, m, l) per split, then the log-sum-exp combine. */
+ * tokens in fp32, partials (o, m, l) per split, then the log-sum-exp combine. Version 2
+ * (tensor cores) rounds each probability to bf16 before it weighs a value and sums the
+ * rounded ones, as the kernel does. */
 static int fake_mla_decode(void *out, const void *q_, const struct hmoe_cuda_kv_pages *kv,
 			   int batch, int H, int L, int R, float scale, int version)
 {
@@ -268,7 +270,6 @@ static int fake_mla_decode(void *out, const void *q_, const struct hmoe_cuda_kv_
 	int n_splits = (max_len + 63) / 64 < 5 ? (max_len + 63) / 64 : 5, split_len;
 	float *po = malloc(sizeof(float) * (size_t)n_splits * L), pm[64], pl[64];
 
-	(void)version;
 	split_len = ((max_len + n_splits - 1) / n_splits + 15) / 16 * 16;
 	for (int b = 0; b < batch; b++)
 		for (int h = 0; h < H; h++) {
@@ -308,6 +309,8 @@ static int fake_mla_decode(void *out, const void *q_, const struct hmoe_cuda_kv_
 					for (int j = 0; j < 16; j++) {
 						float p = sc[j] == -INFINITY ? 0.0f : expf(sc[j] - m_new);
 
+						if (version == HMOE_MLA_DECODE_V2)
+							p = hmoe_bf16_to_f32(hmoe_f32_to_bf16(p));
 						l += p;
 						for (int c = 0; row[j] && c < L; c++)
 							acc[c] += p * hmoe_bf16_to_f32(row[j][c]);
@@ -364,11 +367,18 @@ static int fake_absorb_o(void *o, const void *oc, const void *w, int n, int H, i
 }
 
 static int fake_prefill(void *out, const void *q, const void *k, const void *v, int n, int H,
-			int dqk, int dv, float scale)
+			int dqk, int dv, float scale, int version)
 {
-	double *r = malloc(sizeof(double) * (size_t)n * H * dv);
+	double *r;
 
-	hcu_ref_mla_prefill(r, q, k, v, n, H, dqk, dv, scale);
+	/* every version is the reference rounded to bf16 (a stand-in of the API, not of a
+	 * kernel); an unknown version is refused as the real dispatcher refuses it */
+	if (version < 0 || version >= HMOE_MLA_PREFILL_COUNT) {
+		snprintf(fake_msg, sizeof(fake_msg), "mla_prefill: no version %d", version);
+		return -1; /* HMOE_EINPUT */
+	}
+	r = malloc(sizeof(double) * (size_t)n * H * dv);
+	hcu_ref_mla_prefill(r, q, k, v, n, H, dqk, dv, scale, NULL);
 	for (long i = 0; i < (long)n * H * dv; i++)
 		((uint16_t *)out)[i] = hmoe_f32_to_bf16((float)r[i]);
 	free(r);

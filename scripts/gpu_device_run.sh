@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# gpu_device_run.sh: one prepared run on a lent GPU machine (an H100/H200 reached through
+# the workplace's device tool), from binaries built on the dev machine and carried along.
+#
+#   scripts/gpu_device_pack.sh              (dev machine: builds, fills .gpulibs/)
+#   scripts/gpu_device_run.sh OUTDIR        (GPU machine, repository root)
+#
+# Runs, each step under a time limit and within GPU_RUN_BUDGET_S seconds overall:
+#   1. environment: nvidia-smi, driver, nvcc, which libraries resolve;
+#   2. every tests/gpu test (the real GPU ones and the CPU stand-in ones);
+#   3. the heterogeneous CLI for real (GPU attention + cpu-fxp experts) and its speed;
+#   4. `hmoe bench mla --json`: the default kernels, and version 1 on a few points;
+#   5. compute-sanitizer (memcheck, racecheck, synccheck) on the attention kernel tests,
+#      as far as the time allows.
+# Everything lands in OUTDIR: summary.txt (printed last), bench JSON, logs.tgz.
+set -u
+out=${1:?usage: scripts/gpu_device_run.sh OUTDIR}
+mkdir -p "$out/logs"
+logs=$out/logs
+t0=$(date +%s)
+budget=${GPU_RUN_BUDGET_S:-420}
+summary=$out/summary.txt
+: >"$summary"
+say() { echo "$*" | tee -a "$summary"; }
+left() { echo $((budget - ($(date +%s) - t0))); }
+
+# Debian libraries the carried binaries link (libcjson, libpcre2-8, libdrm); the CUDA
+# libraries come from the machine (its CUDA toolkit, else the pip wheels' copies).
+export LD_LIBRARY_PATH=$PWD/.gpulibs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+if ldd build/libhmoe_cuda.so 2>/dev/null | grep -q "not found"; then
+	for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
+		 /usr/lib/x86_64-linux-gnu $(ls -d /opt/*/.venv/lib/python3*/site-packages/nvidia/*/lib \
+		 /usr/local/lib/python3*/dist-packages/nvidia/*/lib 2>/dev/null); do
+		ls "$d"/libcublas.so.13* >/dev/null 2>&1 && export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d
+		ls "$d"/libcudart.so.13* >/dev/null 2>&1 && export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d
+	done
+fi
+{
+	date -u; uname -a; nvidia-smi; nvidia-smi -q | grep -iE "product name|driver version|cuda version|bus id|persistence|clocks|power limit" | head -30
+	command -v nvcc && nvcc --version
+	echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+	for f in build/hmoe build/tests/gpu/test_cuda build/tests/gpu/test_cuda_model build/libhmoe_cuda.so; do
+		echo "== ldd $f"; ldd "$f"
+	done
+	ls /usr/lib/x86_64-linux-gnu/libnvidia-ml* 2>&1
+} >"$logs/env.txt" 2>&1
+say "gpu: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1)"
+if ldd build/libhmoe_cuda.so | grep -q "not found"; then
+	say "the carried libhmoe_cuda.so does not resolve; rebuilding it here with nvcc"
+	make -B NVCC="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)" -j16 build/libhmoe_cuda.so \
+		>"$logs/rebuild.txt" 2>&1 || say "rebuild failed (logs/rebuild.txt)"
+fi
+
+# ---- 2. the GPU tests ----
+TEST_TIMEOUT=120 BUILD=build TESTS='^gpu/' timeout 200 tests/run.sh >"$logs/tests.txt" 2>&1
+say "tests: $(tail -n 1 "$logs/tests.txt")"
+grep -E "^(FAIL|SKIP) " "$logs/tests.txt" | tee -a "$summary"
+cp -r build/test-logs "$logs/test-logs" 2>/dev/null
+
+# ---- 3. the heterogeneous CLI, for real ----
+gen() { # gen NAME ARGS...
+	local name=$1
+	shift
+	timeout 120 build/hmoe generate --model models/r1-arith --chat --prompt "What is 457 + 386?" \
+		--max-tokens 128 --temperature 0 "$@" >"$logs/gen-$name.out" 2>"$logs/gen-$name.err"
+	say "generate $name (exit $?): $(grep -o 'The answer is [0-9]*' "$logs/gen-$name.out" | tail -1) | $(grep -h '^\[prompt' "$logs/gen-$name.err")"
+}
+if [ "$(left)" -gt 60 ]; then
+	env -u HMOE_CUDA_LIB timeout 150 tests/gpu/generate_hetero.sh >"$logs/hetero.txt" 2>&1
+	say "generate-hetero (real GPU, exit $?): $(tail -n 1 "$logs/hetero.txt")"
+	gen cpu-f32 --experts cpu-f32
+	gen cuda --attn cuda
+	gen cuda-fxp --attn cuda --experts cpu-fxp:fp8
+	grep -h "^\[energy" "$logs/gen-cuda.err" | tee -a "$summary"
+fi
+
+# ---- 4. the MLA benchmark: the default kernels, then version 1 of both on a few points
+# for a same-run comparison (HMOE_MLA_RUNS overrides: NAME=ARGS;...) ----
+runs=${HMOE_MLA_RUNS:-"default=;v1=--version 1 --prefill-version 1 --batch 1,64 --context 4096 --prefill 1024"}
+IFS=';' read -ra run_list <<<"$runs"
+for r in "${run_list[@]}"; do
+	v=${r%%=*}
+	arg=${r#*=}
+	[ "$(left)" -gt 40 ] || { say "bench mla $v: skipped, out of time"; continue; }
+	timeout 120 build/hmoe bench mla --json $arg >"$out/mla-$v.json" 2>"$logs/mla-$v.err"
+	say "bench mla $v (exit $?): $(head -c 300 "$logs/mla-$v.err")"
+	/usr/bin/env python3 - "$out/mla-$v.json" <<'EOF' 2>&1 | tee -a "$summary"
+import json, sys
+try:
+    r = json.load(open(sys.argv[1]))
+except Exception as e:
+    print("  (no JSON:", e, ")"); sys.exit(0)
+print("  memcpy %.0f GB/s, gemm %.0f TFLOP/s" % (r["memcpy_d2d"]["GBps_read_plus_write"], r.get("gemm_bf16_peak", {}).get("TFLOPs", 0)))
+for d in r["decode"]:
+    print("  decode b=%-3d ctx=%-5d %8.3f ms %7.1f GB/s ratio %.3f, %6.1f TFLOP/s, roofline %.3f" % (d["batch"], d["context"], d["ms"], d["GBps"], d["ratio_vs_memcpy"], d["TFLOPs"], d.get("roofline_ratio", 0)))
+for p in r["prefill"]:
+    print("  prefill n=%-5d %8.3f ms %6.2f TFLOP/s, gemm %6.1f TFLOP/s, ratio %.3f" % (p["n"], p["ms"], p["TFLOPs"], p["gemm_peer"]["TFLOPs"], p["ratio_vs_gemm"]))
+EOF
+done
+
+# ---- 5. compute-sanitizer over the kernel tests (HMOE_SANITIZE: TOOL:TEST ...) ----
+if command -v compute-sanitizer >/dev/null; then
+	for tk in ${HMOE_SANITIZE:-memcheck:mla_decode memcheck:mla_prefill racecheck:mla_decode racecheck:mla_prefill synccheck:mla_decode}; do
+		tool=${tk%%:*} k=${tk#*:}
+		[ "$(left)" -gt 25 ] || { say "$tool $k: skipped, out of time"; continue; }
+		timeout $(($(left) - 15)) compute-sanitizer --tool "$tool" --error-exitcode 9 \
+			build/tests/gpu/test_cuda "$k" >"$logs/$tool-$k.txt" 2>&1
+		say "$tool $k: exit $? $(grep -m1 'ERROR SUMMARY' "$logs/$tool-$k.txt")"
+	done
+else
+	say "compute-sanitizer not found"
+fi
+say "elapsed $(($(date +%s) - t0)) s"
+tar czf "$out/logs.tgz" -C "$out" logs && rm -rf "$logs"
