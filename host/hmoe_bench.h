@@ -14,7 +14,8 @@ int bench_experts(int argc, char **argv); /* host/bench_experts.c: fixed-point e
 int bench_sched(int argc, char **argv);   /* host/bench_sched.c: scheduler, modeled devices */
 
 /* Read bandwidth of this machine in bytes/s: all threads summing a buffer of `bytes`
- * (well past the last-level cache), best of `reps`. */
+ * (well past the last-level cache), best of `reps` passes with 8-byte loads and `reps`
+ * with 64-byte (AVX-512) loads where the CPU has them. */
 double bench_read_bandwidth(size_t bytes, int reps, int n_threads);
 /* Monotonic seconds. */
 double bench_now(void);

@@ -4,6 +4,8 @@
 #   make test-gpu   the above, then every tests/gpu test (they skip without a GPU)
 #
 # The CPU build never needs CUDA: hmoe and the tests open libhmoe_cuda.so with dlopen.
+# The tensor-core attention kernels also run on a host emulator (tests/gpu/emu, g++ only):
+# `make` always builds it, and tests gpu/emu/* run it on any machine.
 # The GPU test program is plain C (it only dlopens the backend), so `make` always builds
 # it and `make test` reports its tests skipped, with the reason, where no GPU is visible.
 # nvcc: $(NVCC), else nvcc on PATH, else /usr/local/cuda/bin/nvcc. Targets: sm_90 code
@@ -27,10 +29,28 @@ CUDA_HDR := $(wildcard runtime/cuda/*.cuh runtime/cuda/*.h) runtime/hmoe_err.h h
 GPU_TEST := $(BUILD)/tests/gpu/test_cuda
 GPU_MODEL_TEST := $(BUILD)/tests/gpu/test_cuda_model
 GPU_FAKE := $(BUILD)/tests/gpu/libfake_cuda.so
+EMU_ATTN := $(BUILD)/tests/gpu/emu_attn
 
 .PHONY: cuda test-gpu
 
-all: $(GPU_TEST) $(GPU_MODEL_TEST) $(GPU_FAKE)
+all: $(GPU_TEST) $(GPU_MODEL_TEST) $(GPU_FAKE) $(EMU_ATTN)
+
+# The version-2 attention kernels' real device code (hmoe_cuda_decode2.cuh with the split-K
+# combine, hmoe_cuda_prefill2.cuh) built by g++ with HMOE_CUDA_EMU for the host emulator
+# (tests/gpu/emu/hmoe_cuda_emu.h), against the CPU references; sanitized like the other
+# test programs (SAN_FLAGS).
+EMU_SRC := tests/gpu/emu/emu_attn.cpp tests/gpu/emu/hmoe_cuda_emu.cpp
+EMU_OBJ := $(BUILD)/obj/runtime/cuda/hmoe_cuda_ref.o $(BUILD)/obj/runtime/hmoe_num.o
+EMU_HDR := tests/gpu/emu/hmoe_cuda_emu.h runtime/cuda/hmoe_cuda_decode2.cuh \
+	runtime/cuda/hmoe_cuda_prefill2.cuh runtime/cuda/hmoe_cuda_mma.cuh \
+	runtime/cuda/hmoe_cuda_ref.h runtime/hmoe_num.h
+EMU_CXXFLAGS := -std=c++20 -O1 -g -Wall -Wextra -Werror -Wno-unknown-pragmas \
+	-fno-strict-aliasing -pthread -DHMOE_CUDA_EMU -Iruntime -Iruntime/cuda -Ihls \
+	-Itests/gpu/emu $(SAN_FLAGS)
+
+$(EMU_ATTN): $(EMU_SRC) $(EMU_HDR) $(EMU_OBJ)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) $(LDFLAGS) -o $@ $(EMU_SRC) $(EMU_OBJ) -lm
 
 # The whole-model test: the GPU forward driver (plain C over the API) vs hmoe_forward.
 $(GPU_MODEL_TEST): tests/gpu/test_cuda_model.c runtime/cuda/hmoe_cuda_fwd.c \

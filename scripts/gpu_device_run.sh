@@ -51,11 +51,13 @@ if ldd build/libhmoe_cuda.so | grep -q "not found"; then
 		>"$logs/rebuild.txt" 2>&1 || say "rebuild failed (logs/rebuild.txt)"
 fi
 
-# ---- 2. the GPU tests ----
+# ---- 2. the GPU tests (every kernel version), then the whole model with AUTO = v2 ----
 TEST_TIMEOUT=120 BUILD=build TESTS='^gpu/' timeout 200 tests/run.sh >"$logs/tests.txt" 2>&1
 say "tests: $(tail -n 1 "$logs/tests.txt")"
 grep -E "^(FAIL|SKIP) " "$logs/tests.txt" | tee -a "$summary"
 cp -r build/test-logs "$logs/test-logs" 2>/dev/null
+HMOE_MLA_AUTO_V2=1 BUILD=build timeout 120 build/tests/gpu/test_cuda_model >"$logs/model-auto-v2.txt" 2>&1
+say "gpu/model with HMOE_MLA_AUTO_V2=1: exit $? $(tail -n 1 "$logs/model-auto-v2.txt")"
 
 # ---- 3. the heterogeneous CLI, for real ----
 gen() { # gen NAME ARGS...
@@ -71,12 +73,13 @@ if [ "$(left)" -gt 60 ]; then
 	gen cpu-f32 --experts cpu-f32
 	gen cuda --attn cuda
 	gen cuda-fxp --attn cuda --experts cpu-fxp:fp8
+	HMOE_MLA_AUTO_V2=1 gen cuda-v2 --attn cuda
 	grep -h "^\[energy" "$logs/gen-cuda.err" | tee -a "$summary"
 fi
 
-# ---- 4. the MLA benchmark: the default kernels, then version 1 of both on a few points
-# for a same-run comparison (HMOE_MLA_RUNS overrides: NAME=ARGS;...) ----
-runs=${HMOE_MLA_RUNS:-"default=;v1=--version 1 --prefill-version 1 --batch 1,64 --context 4096 --prefill 1024"}
+# ---- 4. the MLA benchmark: version 2 of both kernels, then version 1 on a few points for
+# a same-run comparison (HMOE_MLA_RUNS overrides: NAME=ARGS;...) ----
+runs=${HMOE_MLA_RUNS:-"v2=--version 2 --prefill-version 2;v1=--version 1 --prefill-version 1 --batch 1,64 --context 4096 --prefill 1024"}
 IFS=';' read -ra run_list <<<"$runs"
 for r in "${run_list[@]}"; do
 	v=${r%%=*}

@@ -3,6 +3,7 @@
  * in hmoe_cuda_{dense,sample,router,fxp,mla}.cu; their CPU references in hmoe_cuda_ref.c. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "hmoe_cuda.h"
@@ -85,6 +86,7 @@ static int hcu_init(int device)
 	CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
 	hcu.smem_optin = (size_t)optin;
 	CUDA_CHECK(cudaDeviceGetAttribute(&hcu.n_sm, cudaDevAttrMultiProcessorCount, device));
+	hcu.auto_v2 = getenv("HMOE_MLA_AUTO_V2") && strcmp(getenv("HMOE_MLA_AUTO_V2"), "1") == 0;
 	for (int i = 0; i < 8; i++)
 		CUDA_CHECK(cudaEventCreate(&hcu.ev[i]));
 	hcu.device = device;

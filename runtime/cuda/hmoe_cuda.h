@@ -29,7 +29,9 @@ extern "C" {
 /* Bumped whenever struct hmoe_cuda_api changes; the loader refuses a mismatch. */
 #define HMOE_CUDA_ABI 2
 
-/* MLA decode implementations behind the dispatcher (HMOE_MLA_DECODE_AUTO picks). */
+/* MLA decode implementations behind the dispatcher. AUTO picks version 1; with the
+ * environment variable HMOE_MLA_AUTO_V2=1 (read at init) it picks version 2 where the
+ * dims allow, for decode and prefill alike: version 2 has not yet run on a GPU. */
 enum hmoe_cuda_mla_version {
 	HMOE_MLA_DECODE_AUTO = 0,
 	HMOE_MLA_DECODE_V1 = 1,   /* CUDA cores, head groups of 16, split-K + combine */
@@ -38,7 +40,7 @@ enum hmoe_cuda_mla_version {
 	HMOE_MLA_DECODE_COUNT
 };
 
-/* MLA prefill implementations (HMOE_MLA_PREFILL_AUTO picks). */
+/* MLA prefill implementations (AUTO as for decode). */
 enum hmoe_cuda_mla_prefill_version {
 	HMOE_MLA_PREFILL_AUTO = 0,
 	HMOE_MLA_PREFILL_V1 = 1,  /* CUDA cores, flash-style */

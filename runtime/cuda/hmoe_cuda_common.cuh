@@ -54,6 +54,8 @@ struct hcu_state {
 	size_t work_bytes;
 	size_t smem_optin;    /* max dynamic shared memory per block, bytes */
 	int n_sm;             /* streaming multiprocessors: sizes split-K grids */
+	int auto_v2;          /* AUTO may pick the tensor-core attention kernels (version 2):
+			       * only with HMOE_MLA_AUTO_V2=1 until they have passed on a GPU */
 	cudaEvent_t ev[8];
 };
 extern struct hcu_state hcu;
@@ -144,7 +146,8 @@ int hcu_route(int32_t *ids, float *weights, const float *logits, const float *bi
 int hcu_fxp_quant_x(int8_t *xq, int32_t *xs, const void *x, int x_f32, int n, int dim,
 		    int planes);
 /* hmoe_cuda_decode.cu: MLA decode version 2 (tensor cores) behind hcu_mla_decode */
-int hcu_mla_decode2_supported(int kv_lora, int rope_dim, char *why, size_t why_n);
+int hcu_mla_decode2_supported(const void *out, const void *q, const void *pages, int kv_lora,
+			      int rope_dim, char *why, size_t why_n);
 void hcu_mla_decode2_splits(int batch, int n_heads, int max_len, int *n_splits,
 			    int *split_len);
 int hcu_mla_decode2_launch(uint16_t *out, const uint16_t *q,

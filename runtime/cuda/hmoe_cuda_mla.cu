@@ -17,6 +17,7 @@
 
 #include "hmoe_cuda.h"
 #include "hmoe_cuda_common.cuh"
+#include "hmoe_cuda_decode2.cuh"   /* mla_decode_combine */
 
 /* ---- decode, version 1: CUDA cores ---- */
 
@@ -159,36 +160,6 @@ mla_decode_kernel1(uint16_t *out, const uint16_t *q, const uint16_t *pages,
 	}
 }
 
-/* Grid (H, batch). out = sum_s exp(m_s - M) o_s / sum_s exp(m_s - M) l_s, M = max m_s;
- * empty splits (m_s = -inf) weigh nothing. */
-__global__ void mla_decode_combine(uint16_t *out, const float *part_o, const float *part_ml,
-				   int H, int L, int n_splits)
-{
-	int b = blockIdx.y, h = blockIdx.x;
-	float M = -INFINITY, den = 0.0f;
-
-	for (int s = 0; s < n_splits; s++)
-		M = fmaxf(M, part_ml[(((long)b * n_splits + s) * H + h) * 2]);
-	for (int s = 0; s < n_splits; s++) {
-		const float *ml = part_ml + (((long)b * n_splits + s) * H + h) * 2;
-
-		if (ml[0] != -INFINITY)
-			den += expf(ml[0] - M) * ml[1];
-	}
-	for (int c = threadIdx.x; c < L; c += blockDim.x) {
-		float num = 0.0f;
-
-		for (int s = 0; s < n_splits; s++) {
-			long slot = ((long)b * n_splits + s) * H + h;
-			float ms = part_ml[slot * 2];
-
-			if (ms != -INFINITY)
-				num += expf(ms - M) * part_o[slot * L + c];
-		}
-		out[((long)b * H + h) * L + c] = hcu_to_bf(den > 0.0f ? num / den : 0.0f);
-	}
-}
-
 /* Split-K sizing: enough CTAs for two waves over the SMs, splits of at least 64 tokens
  * (a multiple of the tile). */
 static void decode_splits(int batch, int n_hg, int max_len, int *n_splits, int *split_len)
@@ -233,13 +204,17 @@ int hcu_mla_decode(void *out, const void *q, const struct hmoe_cuda_kv_pages *kv
 		"mla_decode: no version %d", version);
 	if (batch == 0)
 		return 0;
-	if (version != HMOE_MLA_DECODE_V1) {
+	/* AUTO: version 1, or with hcu.auto_v2 version 2 where it takes these dims */
+	if (version == HMOE_MLA_DECODE_V2 || (version == HMOE_MLA_DECODE_AUTO && hcu.auto_v2)) {
 		char why[160];
-		int ok = hcu_mla_decode2_supported(kv_lora, rope_dim, why, sizeof(why));
+		int ok = hcu_mla_decode2_supported(out, q, kv->pages, kv_lora, rope_dim, why,
+						   sizeof(why));
 
 		if (version == HMOE_MLA_DECODE_V2)
 			HCU_ARG(ok, "mla_decode v2: %s", why);
 		version = ok ? HMOE_MLA_DECODE_V2 : HMOE_MLA_DECODE_V1;
+	} else {
+		version = HMOE_MLA_DECODE_V1;
 	}
 	max_len = kv->max_seq_len > 0 ? kv->max_seq_len : 1;
 	if (version == HMOE_MLA_DECODE_V2)
@@ -479,11 +454,12 @@ int hcu_mla_prefill(void *out, const void *q, const void *k, const void *v, int 
 		v_dim, PRE_DV);
 	HCU_ARG(version >= 0 && version < HMOE_MLA_PREFILL_COUNT, "mla_prefill: no version %d",
 		version);
-	/* AUTO: version 2 (hmoe_cuda_prefill.cu) where it takes the arguments (dims multiples
-	 * of 8, aligned pointers), else version 1; an explicit version 2 checks its own */
+	/* AUTO: version 1, or with hcu.auto_v2 version 2 (hmoe_cuda_prefill.cu) where it
+	 * takes the arguments (dims multiples of 8, aligned pointers); an explicit version 2
+	 * checks its own */
 	if (version == HMOE_MLA_PREFILL_AUTO)
-		version = hcu_mla_prefill2_ok(out, q, k, v, qk_dim, v_dim) ? HMOE_MLA_PREFILL_V2
-									  : HMOE_MLA_PREFILL_V1;
+		version = hcu.auto_v2 && hcu_mla_prefill2_ok(out, q, k, v, qk_dim, v_dim)
+				  ? HMOE_MLA_PREFILL_V2 : HMOE_MLA_PREFILL_V1;
 	if (version == HMOE_MLA_PREFILL_V2)
 		return hcu_mla_prefill2(out, q, k, v, n, n_heads, qk_dim, v_dim, scale);
 	if (n == 0)

@@ -19,6 +19,35 @@
 
 #include <stdint.h>
 
+/* Element offsets (row * stride + col) of this lane's ldmatrix.x4 row, see above. */
+__device__ __forceinline__ int hmma_lane_a(int lane, int stride)
+{
+	return (lane & 15) * stride + (lane >> 4) * 8;
+}
+
+__device__ __forceinline__ int hmma_lane_b_nk(int lane, int stride)
+{
+	return ((lane & 7) + ((lane >> 4) << 3)) * stride + ((lane >> 3) & 1) * 8;
+}
+
+__device__ __forceinline__ int hmma_lane_b_kn(int lane, int stride)
+{
+	return ((lane & 7) + (((lane >> 3) & 1) << 3)) * stride + (lane >> 4) * 8;
+}
+
+/* Two floats rounded to nearest-even bf16, packed low (first) / high (second): the
+ * A or B register layout. */
+__device__ __forceinline__ uint32_t hmma_pack_bf16(float lo, float hi)
+{
+	__nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+
+	return *(uint32_t *)&v;
+}
+
+/* The primitives (inline PTX). With HMOE_CUDA_EMU the kernels' CPU test
+ * (tests/gpu/emu) supplies them, with the same signatures, and the CUDA builtins, from
+ * its own header included before this one; only the pure helpers above are shared. */
+#ifndef HMOE_CUDA_EMU
 __device__ __forceinline__ uint32_t hmma_smem(const void *p)
 {
 	return (uint32_t)__cvta_generic_to_shared(p);
@@ -46,31 +75,6 @@ __device__ __forceinline__ void hmma_bf16(float c[4], const uint32_t a[4], uint3
 		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-/* Element offsets (row * stride + col) of this lane's ldmatrix.x4 row, see above. */
-__device__ __forceinline__ int hmma_lane_a(int lane, int stride)
-{
-	return (lane & 15) * stride + (lane >> 4) * 8;
-}
-
-__device__ __forceinline__ int hmma_lane_b_nk(int lane, int stride)
-{
-	return ((lane & 7) + ((lane >> 4) << 3)) * stride + ((lane >> 3) & 1) * 8;
-}
-
-__device__ __forceinline__ int hmma_lane_b_kn(int lane, int stride)
-{
-	return ((lane & 7) + (((lane >> 3) & 1) << 3)) * stride + (lane >> 4) * 8;
-}
-
-/* Two floats rounded to nearest-even bf16, packed low (first) / high (second): the
- * A or B register layout. */
-__device__ __forceinline__ uint32_t hmma_pack_bf16(float lo, float hi)
-{
-	__nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-
-	return *(uint32_t *)&v;
-}
-
 /* 16 bytes global -> shared, asynchronously; with valid == false the 16 bytes are
  * zero-filled and nothing is read (src must still be a valid-looking pointer). */
 __device__ __forceinline__ void hmma_cp16(uint32_t dst, const void *src, bool valid)
@@ -95,5 +99,6 @@ __device__ __forceinline__ void hmma_bar(int id, int threads)
 {
 	asm volatile("bar.sync %0, %1;\n" :: "r"(id), "r"(threads) : "memory");
 }
+#endif /* HMOE_CUDA_EMU */
 
 #endif

@@ -949,6 +949,8 @@ static int test_args(void)
 		{ "mla_prefill qk_dim", "qk_dim 256" },
 		{ "mla_prefill version", "version 99" },
 		{ "mla_prefill v2 dims % 8", "qk_dim 20" },
+		{ "mla_decode v2 kv_lora % 32", "kv_lora 48" },
+		{ "mla_decode v2 alignment", "16-byte aligned" },
 		{ "rmsnorm stride", "strides 10" },
 	};
 	struct hmoe_cuda_kv_pages kv;
@@ -971,6 +973,11 @@ static int test_args(void)
 		case 7: ret = api->mla_prefill(d, d, d, d, 4, 1, 192, 128, 1.0f, 99); break;
 		case 8:
 			ret = api->mla_prefill(d, d, d, d, 4, 1, 20, 16, 1.0f, HMOE_MLA_PREFILL_V2);
+			break;
+		case 9: ret = api->mla_decode(d, d, &kv, 1, 128, 48, 16, 1.0f, HMOE_MLA_DECODE_V2); break;
+		case 10:
+			ret = api->mla_decode(d, (char *)d + 2, &kv, 1, 128, 512, 64, 1.0f,
+					      HMOE_MLA_DECODE_V2);
 			break;
 		default: ret = api->rmsnorm(d, 10, d, 10, d, 1, 64, 1e-6f); break;
 		}
