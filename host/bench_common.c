@@ -51,43 +51,73 @@ static void read_chunk(void *arg, long i, int thread)
 	j->sums[i] = s0 ^ s1 ^ s2 ^ s3;
 }
 
+struct bench_probe {
+	struct hmoe_pool *pool;
+	struct read_job j;
+	size_t bytes;
+	int passes;
+};
+
+struct bench_probe *bench_probe_open(size_t bytes, int n_threads)
+{
+	struct bench_probe *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	p->bytes = bytes;
+	if (hmoe_pool_create(&p->pool, n_threads)) {
+		free(p);
+		return NULL;
+	}
+	p->j.n_chunks = (long)hmoe_pool_threads(p->pool) * 16;
+	p->j.sums = calloc((size_t)p->j.n_chunks, sizeof(*p->j.sums));
+	p->j.buf = aligned_alloc(64, bytes);
+	p->j.n_words = bytes / sizeof(uint64_t);
+	if (!p->j.sums || !p->j.buf) {
+		bench_probe_close(p);
+		return NULL;
+	}
+	memset((void *)p->j.buf, 1, bytes);  /* touch every page: the timing sees no faults */
+	__builtin_cpu_init();
+	return p;
+}
+
+double bench_probe_pass(struct bench_probe *p)
+{
+	double t0, dt;
+
+	/* 8-byte and (where the CPU has them) 64-byte loads on alternate passes, so that
+	 * the best pass is not slower than the kernels it is the yardstick for */
+	p->j.wide = p->passes++ % 2 && __builtin_cpu_supports("avx512f");
+	t0 = bench_now();
+	hmoe_pool_run(p->pool, p->j.n_chunks, read_chunk, &p->j);
+	dt = bench_now() - t0;
+	return dt > 0 ? (double)p->bytes / dt : 0;
+}
+
+void bench_probe_close(struct bench_probe *p)
+{
+	if (!p)
+		return;
+	free((void *)p->j.buf);
+	free(p->j.sums);
+	hmoe_pool_destroy(p->pool);
+	free(p);
+}
+
 double bench_read_bandwidth(size_t bytes, int reps, int n_threads)
 {
-	struct hmoe_pool *pool = NULL;
-	struct read_job j = { 0 };
+	struct bench_probe *p = bench_probe_open(bytes, n_threads);
 	double best = 0;
-	uint64_t *buf;
 
-	if (hmoe_pool_create(&pool, n_threads))
+	if (!p)
 		return 0;
-	buf = aligned_alloc(64, bytes);
-	j.n_chunks = (long)hmoe_pool_threads(pool) * 16;
-	j.sums = calloc((size_t)j.n_chunks, sizeof(*j.sums));
-	if (!buf || !j.sums) {
-		free(buf);
-		free(j.sums);
-		hmoe_pool_destroy(pool);
-		return 0;
-	}
-	memset(buf, 1, bytes);  /* touch every page so the timing sees no faults */
-	j.buf = buf;
-	j.n_words = bytes / sizeof(uint64_t);
-	/* the better of 8-byte and (where the CPU has them) 64-byte loads, alternating, so
-	 * that the probe is not slower than the kernels it is compared with */
-	__builtin_cpu_init();
 	for (int r = 0; r < 2 * reps; r++) {
-		double t0, dt;
+		double b = bench_probe_pass(p);
 
-		j.wide = r % 2 && __builtin_cpu_supports("avx512f");
-		t0 = bench_now();
-		hmoe_pool_run(pool, j.n_chunks, read_chunk, &j);
-		dt = bench_now() - t0;
-		if (dt > 0 && (double)bytes / dt > best)
-			best = (double)bytes / dt;
+		best = b > best ? b : best;
 	}
-	free(buf);
-	free(j.sums);
-	hmoe_pool_destroy(pool);
+	bench_probe_close(p);
 	return best;
 }
 

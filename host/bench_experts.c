@@ -7,8 +7,13 @@
  * Reported per (format, tokens), all measured in this run:
  *   weight_bytes      bytes of every touched expert's weights (each read once: the
  *                     minimum a layer must stream), from the pack geometry
- *   bw_ratio          weight_bytes / seconds over this machine's read bandwidth, probed
- *                     in the same run (bench_read_bandwidth); the decode target is 0.85
+ *   bw_ratio          weight_bytes / seconds (best run) over this machine's read
+ *                     bandwidth (best probe pass) measured interleaved with the point's
+ *                     runs: 2 probe passes before, one after each timed run, 2 after
+ *                     (256 MiB, 8- and 64-byte loads alternately): a shared VM's
+ *                     bandwidth moves by 2x within minutes, so both bests must come from
+ *                     the same window; the decode target is 0.85. bw_ratio_start is the
+ *                     same over the longer probe at the start of the run
  *   int_ops_per_s     2 * 3 * dim * inter * (token, expert) pairs / seconds (one
  *                     multiply-add per weight and token, whatever the planes: A16's
  *                     two int8 products per weight count as one)
@@ -142,8 +147,20 @@ static void fill_one(void *arg, long i, int thread)
 
 struct point {
 	double seconds, weight_bytes;
+	double bw_around;  /* read bandwidth probed around the point, bytes/s */
 	int reps, touched;
 };
+
+/* The best of `passes` probe passes and `best`. */
+static double probe_best(struct bench_probe *probe, int passes, double best)
+{
+	for (int i = 0; i < passes; i++) {
+		double b = bench_probe_pass(probe);
+
+		best = b > best ? b : best;
+	}
+	return best;
+}
 
 /* Runs call until min_time has passed (at least 1, at most 10 timed runs after a
  * warm-up); the best time counts. A warm-up longer than 4 * min_time is the measurement
@@ -151,11 +168,13 @@ struct point {
 #define TIME_IT(pt, min_time, call)                                                     \
 	do {                                                                            \
 		double t_total = 0, t_warm = bench_now();                               \
+		(pt).bw_around = probe_best(probe, 2, 0);                               \
 		if ((ret = (call)))                                                     \
 			goto out;                                                       \
 		(pt).seconds = bench_now() - t_warm;                                    \
 		if ((pt).seconds > 4 * (min_time)) {                                    \
 			(pt).reps = 0;                                                  \
+			(pt).bw_around = probe_best(probe, 2, (pt).bw_around);          \
 			break;                                                          \
 		}                                                                       \
 		(pt).seconds = 1e30;                                                    \
@@ -168,7 +187,9 @@ struct point {
 			t_total += dt;                                                  \
 			if (dt < (pt).seconds)                                          \
 				(pt).seconds = dt;                                      \
+			(pt).bw_around = probe_best(probe, 1, (pt).bw_around);          \
 		}                                                                       \
+		(pt).bw_around = probe_best(probe, 2, (pt).bw_around);                  \
 	} while (0)
 
 /* One result; mode < 0: the fp32 reference. */
@@ -180,11 +201,13 @@ static void print_point(int mode, int tokens, const struct point *pt, double bw,
 	printf("%s{\"format\": \"%s\", \"weight_format\": \"%s\", \"activation_planes\": %d, "
 	       "\"tokens\": %d, \"experts_touched\": %d, "
 	       "\"seconds\": %.6f, \"reps\": %d, \"weight_bytes\": %.0f, "
-	       "\"weight_bytes_per_s\": %.4g, \"bw_ratio\": %.3f, \"%s\": %.4g}",
+	       "\"weight_bytes_per_s\": %.4g, \"read_bw_around\": %.4g, \"bw_ratio\": %.3f, "
+	       "\"bw_ratio_start\": %.3f, \"%s\": %.4g}",
 	       first ? "" : ", ", mode < 0 ? "f32" : hmoe_fxp_format_name(mode),
 	       mode < 0 ? "f32" : weight_names[hmoe_fxp_mode_format(mode)],
 	       mode < 0 ? 0 : hmoe_fxp_mode_planes(mode), tokens, pt->touched, pt->seconds, pt->reps,
-	       pt->weight_bytes, pt->weight_bytes / pt->seconds,
+	       pt->weight_bytes, pt->weight_bytes / pt->seconds, pt->bw_around,
+	       pt->bw_around > 0 ? pt->weight_bytes / pt->seconds / pt->bw_around : 0.0,
 	       bw > 0 ? pt->weight_bytes / pt->seconds / bw : 0.0,
 	       mode >= 0 ? "int_ops_per_s" : "flops_per_s",
 	       2.0 * 3 * DIM * INTER * pairs / pt->seconds);
@@ -196,6 +219,7 @@ int bench_experts(int argc, char **argv)
 	static const int default_tokens[] = { 1, 4, 16, 64, 256 };
 	struct cli_args a;
 	struct hmoe_pool *pool = NULL;
+	struct bench_probe *probe = NULL;
 	int *tokens = NULL, n_tokens_list = 0, ret, first = 1, slot[N_EXPERTS], *ids = NULL;
 	int modes[HMOE_FXP_N_FORMATS * HMOE_FXP_MAX_PLANES], n_modes = 0;
 	long resident, f32_resident, threads, seed, bw_mib;
@@ -271,6 +295,11 @@ int bench_experts(int argc, char **argv)
 	if ((ret = hmoe_pool_create(&pool, (int)threads)))
 		goto out;
 	bw = bench_read_bandwidth((size_t)bw_mib << 20, 5, hmoe_pool_threads(pool));
+	probe = bench_probe_open((size_t)256 << 20, hmoe_pool_threads(pool));
+	if (!probe) {
+		ret = hmoe_err(HMOE_ENOMEM, "bench experts: out of memory for the bandwidth probe");
+		goto out;
+	}
 
 	rng_state = 0x853c49e6748fea9bull ^ (uint64_t)seed;
 	for (int e = 0; e < N_EXPERTS; e++) {
@@ -413,7 +442,8 @@ int bench_experts(int argc, char **argv)
 	       "of first use; weights random in the formats' ranges\", \"measured\": \"all "
 	       "timings (best of up to 10 after a warm-up; reps 0: the warm-up alone, when it took "
 	       "over 4x --min-time); read bandwidth: all threads summing "
-	       "a %ld MiB buffer, best of 5\"}\n", TOP_K, bw_mib);
+	       "a buffer (%ld MiB at the start, best of 5 + 5 passes; 256 MiB interleaved with each "
+	       "point's runs), 8-byte and 64-byte loads alternately\"}\n", TOP_K, bw_mib);
 	ret = 0;
 out:
 	if (ret)
@@ -427,6 +457,7 @@ out:
 	free(x);
 	free(y);
 	free(tokens);
+	bench_probe_close(probe);
 	hmoe_pool_destroy(pool);
 	cli_free(&a);
 	return ret ? cli_fail(ret) : 0;

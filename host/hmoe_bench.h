@@ -17,6 +17,12 @@ int bench_sched(int argc, char **argv);   /* host/bench_sched.c: scheduler, mode
  * (well past the last-level cache), best of `reps` passes with 8-byte loads and `reps`
  * with 64-byte (AVX-512) loads where the CPU has them. */
 double bench_read_bandwidth(size_t bytes, int reps, int n_threads);
+/* The same probe kept open, for interleaving with a measurement: one pass per call
+ * (8- and 64-byte loads alternately), bytes/s; open returns NULL when out of memory. */
+struct bench_probe;
+struct bench_probe *bench_probe_open(size_t bytes, int n_threads);
+double bench_probe_pass(struct bench_probe *p);
+void bench_probe_close(struct bench_probe *p);
 /* Monotonic seconds. */
 double bench_now(void);
 /* Writes `"machine": {...}` fields (CPU model, cores, ISA, commit) into an open JSON
