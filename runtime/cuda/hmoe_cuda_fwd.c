@@ -43,6 +43,9 @@ struct hmoe_cuda_fwd {
 	struct fwd_linear head;
 	/* device scratch, sized for max_n tokens */
 	void *x, *h, *qa, *q, *qdec, *oc, *o, *g, *u, *y;
+	/* a prompt's naive-form attention (NULL where the prefill kernel cannot take the
+	 * dims): latent (n, kv_lora), [k_nope | v] per head, k (n, H, qk), v (n, H, vd) */
+	void *lat, *kv_up, *pk, *pv;
 	void *pos, *ids, *bt, *lens, *freqs, *gate_logits, *route_ids, *route_w, *logits;
 	float *acc;                /* host (max_n, dim) fp32 MoE combine */
 	uint16_t *hbuf;            /* host (max(dim, inter)) bf16 expert output */
@@ -138,7 +141,7 @@ void hmoe_cuda_fwd_free(struct hmoe_cuda_fwd *f)
 	api->free(f->embed), api->free(f->norm), api->free(f->head.w);
 	void *scratch[] = { f->x, f->h, f->qa, f->q, f->qdec, f->oc, f->o, f->g, f->u, f->y,
 			    f->pos, f->ids, f->bt, f->lens, f->freqs, f->gate_logits,
-			    f->route_ids, f->route_w, f->logits };
+			    f->route_ids, f->route_w, f->logits, f->lat, f->kv_up, f->pk, f->pv };
 	for (size_t i = 0; i < sizeof(scratch) / sizeof(scratch[0]); i++)
 		api->free(scratch[i]);
 	free(f->acc);
@@ -281,7 +284,12 @@ int hmoe_cuda_fwd_create(struct hmoe_cuda_fwd **out, const struct hmoe_cuda_api 
 		    (ret = fwd_alloc(f, &f->gate_logits, n * 4 * (size_t)(c->n_routed_experts + 1))) ||
 		    (ret = fwd_alloc(f, &f->route_ids, n * 4 * (size_t)(c->num_experts_per_tok + 1))) ||
 		    (ret = fwd_alloc(f, &f->route_w, n * 4 * (size_t)(c->num_experts_per_tok + 1))) ||
-		    (ret = fwd_alloc(f, &f->logits, (size_t)f->vocab * 4))) {
+		    (ret = fwd_alloc(f, &f->logits, (size_t)f->vocab * 4)) ||
+		    (f->qk <= 192 && f->vd <= 128 && f->qk % 2 == 0 && f->vd % 2 == 0 &&
+		     ((ret = fwd_alloc(f, &f->lat, n * f->kv_lora * 2)) ||
+		      (ret = fwd_alloc(f, &f->kv_up, n * f->H * (f->nope + f->vd) * 2)) ||
+		      (ret = fwd_alloc(f, &f->pk, n * f->H * f->qk * 2)) ||
+		      (ret = fwd_alloc(f, &f->pv, n * f->H * f->vd * 2))))) {
 			free(zeros);
 			goto err;
 		}
@@ -368,6 +376,32 @@ static int run_attention(struct hmoe_cuda_fwd *f, struct fwd_layer *L, int start
 			 c->rms_norm_eps));
 	GPU(api->rope(rows, n, f->width, 1, 0, f->kv_lora, f->rope, f->pos, f->freqs));
 	GPU(api->rope(f->q, n, H * f->qk, H, f->qk, f->nope, f->rope, f->pos, f->freqs));
+	if (start == 0 && n > 1 && f->pk) {
+		/* a prompt from position 0: model.py's naive form, as its prefill does. Per
+		 * head k = [c . W_UK^T | k_pe] and v = c . W_UV^T from the latent rows just
+		 * written (one GEMM against wkv_b, then strided copies), then the flash-style
+		 * causal prefill: O(n^2 (qk + v)) per head instead of the absorbed form's
+		 * O(n^2 (2 kv_lora + rope)) */
+		size_t up = (size_t)(f->nope + f->vd) * 2;
+
+		GPU(api->copy2d(f->lat, (size_t)f->kv_lora * 2, rows, (size_t)f->width * 2,
+				(size_t)f->kv_lora * 2, (size_t)n));
+		GPU(api->gemm_bf16(f->kv_up, 0, f->lat, L->wkv_b.w, n, f->kv_lora,
+				   H * (f->nope + f->vd)));
+		GPU(api->copy2d(f->pk, (size_t)f->qk * 2, f->kv_up, up, (size_t)f->nope * 2,
+				(size_t)n * H));
+		GPU(api->copy2d(f->pv, (size_t)f->vd * 2, (const uint16_t *)f->kv_up + f->nope, up,
+				(size_t)f->vd * 2, (size_t)n * H));
+		for (int h = 0; h < H; h++)
+			GPU(api->copy2d((uint16_t *)f->pk + (size_t)h * f->qk + f->nope,
+					(size_t)H * f->qk * 2, rows + f->kv_lora, (size_t)f->width * 2,
+					(size_t)f->rope * 2, (size_t)n));
+		GPU(api->mla_prefill(f->o, f->q, f->pk, f->pv, n, H, f->qk, f->vd, f->scale,
+				     HMOE_MLA_PREFILL_AUTO));
+		GPU(api->gemm_bf16(f->y, 0, f->o, L->wo.w, n, H * f->vd, f->dim));
+		GPU(api->add(f->x, f->y, (long)n * f->dim));
+		return 0;
+	}
 	/* decode queries [q_nope . W_UK | q_pe]; token i attends to positions <= start + i */
 	GPU(api->mla_absorb_q(f->qdec, f->width, f->q, f->qk, L->wkv_b.w, n, H, f->nope, f->vd,
 			      f->kv_lora));
