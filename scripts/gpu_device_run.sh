@@ -9,9 +9,10 @@
 #   1. environment: nvidia-smi, driver, nvcc, which libraries resolve;
 #   2. every tests/gpu test (the real GPU ones and the CPU stand-in ones);
 #   3. the heterogeneous CLI for real (GPU attention + cpu-fxp experts) and its speed;
-#   4. `hmoe bench mla --json`: the default kernels, and version 1 on a few points;
+#   4. `hmoe bench mla --json`: version 2 of both kernels, and version 1 on a few points;
 #   5. compute-sanitizer (memcheck, racecheck, synccheck) on the attention kernel tests,
-#      as far as the time allows.
+#      as far as the time allows;
+#   6. Nsight Compute's counters for one launch of each version-2 attention kernel.
 # Everything lands in OUTDIR: summary.txt (printed last), bench JSON, logs.tgz.
 set -u
 out=${1:?usage: scripts/gpu_device_run.sh OUTDIR}
@@ -113,5 +114,20 @@ if command -v compute-sanitizer >/dev/null; then
 else
 	say "compute-sanitizer not found"
 fi
+# ---- 6. Nsight Compute on one decode and one prefill launch of version 2 (the hardware
+# counters: what bounds each kernel), as far as the time allows ----
+ncu_bin=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
+for kp in "decode2 mla_decode_kernel2" "prefill2 mla_prefill_kernel2"; do
+	name=${kp%% *} kernel=${kp#* }
+	[ -n "$ncu_bin" ] || { say "ncu not found"; break; }
+	[ "$(left)" -gt 60 ] || { say "ncu $name: skipped, out of time"; continue; }
+	timeout $(($(left) - 20)) "$ncu_bin" --clock-control none --launch-count 1 \
+		--kernel-name "regex:$kernel" --section SpeedOfLight --section Occupancy \
+		--section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
+		--section WarpStateStats build/hmoe bench mla --json --version 2 \
+		--prefill-version 2 --batch 64 --context 4096 --prefill 4096 --reps 3 \
+		>"$logs/ncu-$name.txt" 2>&1
+	say "ncu $name: exit $? ($(grep -c . "$logs/ncu-$name.txt") lines)"
+done
 say "elapsed $(($(date +%s) - t0)) s"
 tar czf "$out/logs.tgz" -C "$out" logs && rm -rf "$logs"
