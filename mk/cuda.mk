@@ -41,12 +41,12 @@ all: $(GPU_TEST) $(GPU_MODEL_TEST) $(GPU_FAKE) $(EMU_ATTN)
 # test programs (SAN_FLAGS).
 EMU_SRC := tests/gpu/emu/emu_attn.cpp tests/gpu/emu/hmoe_cuda_emu.cpp
 EMU_OBJ := $(BUILD)/obj/runtime/cuda/hmoe_cuda_ref.o $(BUILD)/obj/runtime/hmoe_num.o
-EMU_HDR := tests/gpu/emu/hmoe_cuda_emu.h runtime/cuda/hmoe_cuda_decode2.cuh \
+EMU_HDR := tests/gpu/emu/hmoe_cuda_emu.h tests/gpu/gpu_check.h runtime/cuda/hmoe_cuda_decode2.cuh \
 	runtime/cuda/hmoe_cuda_prefill2.cuh runtime/cuda/hmoe_cuda_mma.cuh \
 	runtime/cuda/hmoe_cuda_ref.h runtime/hmoe_num.h
 EMU_CXXFLAGS := -std=c++20 -O1 -g -Wall -Wextra -Werror -Wno-unknown-pragmas \
 	-fno-strict-aliasing -pthread -DHMOE_CUDA_EMU -Iruntime -Iruntime/cuda -Ihls \
-	-Itests/gpu/emu $(SAN_FLAGS)
+	-Itests/gpu/emu -Itests/gpu $(SAN_FLAGS)
 
 $(EMU_ATTN): $(EMU_SRC) $(EMU_HDR) $(EMU_OBJ)
 	@mkdir -p $(dir $@)
@@ -67,8 +67,8 @@ $(GPU_FAKE): tests/gpu/fake_cuda.c runtime/cuda/hmoe_cuda_ref.c runtime/cuda/hmo
 	$(CC) $(CFLAGS) -Wno-unknown-pragmas -fPIC -shared $(LDFLAGS) -o $@ tests/gpu/fake_cuda.c \
 		runtime/cuda/hmoe_cuda_ref.c runtime/hmoe_num.c hls/hmoe_fxp.c -lm
 
-$(GPU_TEST): tests/gpu/test_cuda.c runtime/cuda/hmoe_cuda_ref.c runtime/cuda/hmoe_cuda_ref.h \
-		runtime/cuda/hmoe_cuda.h $(LIB)
+$(GPU_TEST): tests/gpu/test_cuda.c tests/gpu/gpu_check.h runtime/cuda/hmoe_cuda_ref.c \
+		runtime/cuda/hmoe_cuda_ref.h runtime/cuda/hmoe_cuda.h $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ tests/gpu/test_cuda.c \
 		runtime/cuda/hmoe_cuda_ref.c $(LIB) $(LDLIBS)

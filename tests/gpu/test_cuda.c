@@ -18,6 +18,7 @@
 
 #include "cuda/hmoe_cuda.h"
 #include "cuda/hmoe_cuda_ref.h"
+#include "gpu_check.h"
 #include "gpu_open.h"
 #include "hmoe_fxp.h"
 #include "hmoe_err.h"
@@ -34,52 +35,6 @@ static const struct hmoe_cuda_api *api;
 			exit(1);                                                          \
 		}                                                                         \
 	} while (0)
-
-/* ---- random data (splitmix64; the seed is printed so a failure can be replayed) ---- */
-
-static uint64_t rng_state;
-
-static uint64_t rng_next(void)
-{
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static float rng_uniform(float lo, float hi)
-{
-	return lo + (hi - lo) * (float)((double)(rng_next() >> 11) / 9007199254740992.0);
-}
-
-static float rng_normal(void)
-{
-	float u1 = rng_uniform(1e-7f, 1.0f), u2 = rng_uniform(0.0f, 1.0f);
-
-	return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853f * u2);
-}
-
-static void *xmalloc(size_t n)
-{
-	void *p = malloc(n ? n : 1);
-
-	if (!p) {
-		fprintf(stderr, "out of memory (%zu bytes)\n", n);
-		exit(1);
-	}
-	return p;
-}
-
-/* (n) bf16 uniform in [lo, hi) */
-static uint16_t *rand_bf16(size_t n, float lo, float hi)
-{
-	uint16_t *p = xmalloc(n * 2);
-
-	for (size_t i = 0; i < n; i++)
-		p[i] = hmoe_f32_to_bf16(rng_uniform(lo, hi));
-	return p;
-}
 
 /* Device copy of a host buffer. */
 static void *up(const void *src, size_t bytes)
@@ -110,60 +65,10 @@ static void *down(const void *d, size_t bytes)
 	return h;
 }
 
-/* ---- comparison ---- */
-
-struct cmp {
-	const char *what;
-	long n, bad;
-	double max_err, max_ratio;  /* largest |gpu - ref| and largest |gpu - ref| / tol */
-	long first_bad;
-	double first_gpu, first_ref, first_tol;
-};
-
-static void cmp_one(struct cmp *c, long i, double gpu, double ref, double tol)
-{
-	double err = fabs(gpu - ref);
-
-	c->n++;
-	if (!(err <= tol)) {  /* NaN fails */
-		if (c->bad++ == 0) {
-			c->first_bad = i;
-			c->first_gpu = gpu;
-			c->first_ref = ref;
-			c->first_tol = tol;
-		}
-		if (!isnan(err) && err > c->max_err)
-			c->max_err = err;
-		c->max_ratio = INFINITY;
-		return;
-	}
-	if (err > c->max_err)
-		c->max_err = err;
-	if (tol > 0 && err / tol > c->max_ratio)
-		c->max_ratio = err / tol;
-}
-
-static int cmp_report(const struct cmp *c)
-{
-	if (c->bad) {
-		printf("%-34s FAILED: %ld of %ld outside tolerance; first [%ld] gpu %.8g ref %.8g "
-		       "tol %.3g\n", c->what, c->bad, c->n, c->first_bad, c->first_gpu,
-		       c->first_ref, c->first_tol);
-		return 1;
-	}
-	printf("%-34s ok: %ld values, max |err| %.3g, max err/tol %.3f\n", c->what, c->n,
-	       c->max_err, c->max_ratio);
-	return 0;
-}
-
 static double bf16_val(uint16_t h)
 {
 	return hmoe_bf16_to_f32(h);
 }
-
-/* One bf16 rounding to nearest moves a value r by at most 2^-8 |r| (8 significant bits;
- * 2^-9 |r| for most r, 2^-8 |r| just above a power of two). */
-#define BF16_ULP (1.0 / 256.0)
 
 /* ---- the tests ---- */
 
@@ -797,14 +702,9 @@ static int decode_case(const char *what, int batch, const int *lens, int H, int 
 		CHECK(api->fill_nan(dout, (size_t)batch * H * L * 2));
 		CHECK(api->mla_decode(dout, dq, &kv, batch, H, L, R, scale, v));
 		o = down(dout, (size_t)batch * H * L * 2);
-		/* o_c is a convex combination of latent values in [-1, 1]: fp32 softmax and
-		 * accumulation in another order, then one bf16 rounding. Version 2 (tensor
-		 * cores) also rounds each probability to bf16 before P . V and normalises by
-		 * the sum of the rounded ones: o moves by at most u / (1 - u) x sum_t p_t |v_t -
-		 * o| with u = 2^-8, bf16's unit roundoff (hcu_ref_mla_decode's spread). */
 		for (long i = 0; i < (long)batch * H * L; i++)
-			cmp_one(&c, i, bf16_val(o[i]), ref[i], BF16_ULP * fabs(ref[i]) + 1e-4 +
-				(v >= HMOE_MLA_DECODE_V2 ? 1.01 * ldexp(1.0, -8) * spread[i] : 0.0));
+			cmp_one(&c, i, bf16_val(o[i]), ref[i],
+				attn_tol(ref[i], spread[i], v >= HMOE_MLA_DECODE_V2));
 		fails += cmp_report(&c);
 		free(o);
 	}
@@ -907,9 +807,7 @@ static int prefill_case(const char *what, int n, int H, int dqk, int dv)
 		CHECK(api->mla_prefill(dout, dq, dk, dv_, n, H, dqk, dv, scale, ver));
 		o = down(dout, vn * 2);
 		for (size_t i = 0; i < vn; i++)
-			cmp_one(&c, (long)i, bf16_val(o[i]), ref[i],
-				BF16_ULP * fabs(ref[i]) + 1e-4 +
-				(tc ? 1.01 * ldexp(1.0, -8) * spread[i] : 0.0));
+			cmp_one(&c, (long)i, bf16_val(o[i]), ref[i], attn_tol(ref[i], spread[i], tc));
 		fails += cmp_report(&c);
 		free(o);
 	}
@@ -1157,15 +1055,13 @@ static const struct {
 
 int main(int argc, char **argv)
 {
-	const char *seed_env = getenv("HMOE_TEST_SEED");
 	int ret;
 
 	if (argc != 2) {
 		fprintf(stderr, "usage: test_cuda KERNEL|ref\n");
 		return 2;
 	}
-	rng_state = seed_env ? strtoull(seed_env, NULL, 0) : 0x5eedull;
-	printf("seed %llu (HMOE_TEST_SEED replays)\n", (unsigned long long)rng_state);
+	rng_seed_from_env();
 	if (!strcmp(argv[1], "ref"))
 		return test_ref() ? 1 : 0;
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {

@@ -15,7 +15,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <string>
 #include <vector>
 
 #include "hmoe_cuda_emu.h"
@@ -27,53 +26,13 @@ extern "C" {
 #include "hmoe_cuda_ref.h"
 #include "hmoe_num.h"
 }
+#include "gpu_check.h"
 
 /* the kernels' extern __shared__ arrays; bytes past a launch's size are a canary */
 #define SMEM_CANARY 4096
 alignas(128) unsigned char d2_smem[D2_HG * D2_ROW * 2 + 3 * D2_T * D2_ROW * 2 +
 				   D2_HG * D2_PROW * 2 + 4 * D2_HG * 4 + SMEM_CANARY];
 alignas(128) unsigned char p2_smem[P2_SMEM + SMEM_CANARY];
-
-#define BF16_ULP (1.0 / 256.0)
-
-/* ---- random data (splitmix64, as tests/gpu/test_cuda.c) ---- */
-
-static uint64_t rng_state;
-
-static uint64_t rng_next(void)
-{
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static float rng_uniform(float lo, float hi)
-{
-	return lo + (hi - lo) * (float)((double)(rng_next() >> 11) / 9007199254740992.0);
-}
-
-static void *xalloc(size_t bytes)
-{
-	/* 16-byte aligned, rounded up to 16: cp.async sources */
-	void *p = aligned_alloc(16, (bytes + 15) / 16 * 16 + 16);
-
-	if (!p) {
-		fprintf(stderr, "out of memory (%zu bytes)\n", bytes);
-		exit(1);
-	}
-	return p;
-}
-
-static uint16_t *rand_bf16(size_t n, float lo, float hi)
-{
-	uint16_t *p = (uint16_t *)xalloc(n * 2);
-
-	for (size_t i = 0; i < n; i++)
-		p[i] = hmoe_f32_to_bf16(rng_uniform(lo, hi));
-	return p;
-}
 
 /* An output buffer: n elements, poisoned (0xff bytes: NaN) like the GPU tests', between
  * guard elements, as poisoned, that must stay so: enough of them to take the rows of a
@@ -102,61 +61,12 @@ template <typename T> struct guarded {
 	}
 };
 
-/* ---- comparison (as tests/gpu/test_cuda.c) ---- */
-
-struct cmp {
-	std::string what;
-	long n = 0, bad = 0;
-	double max_err = 0, max_ratio = 0;
-	long first_bad = 0;
-	double first_got = 0, first_ref = 0, first_tol = 0;
-};
-
-static void cmp_one(cmp &c, long i, double got, double ref, double tol)
-{
-	double err = fabs(got - ref);
-
-	c.n++;
-	if (!(err <= tol)) {  /* NaN (an element never written) fails */
-		if (c.bad++ == 0) {
-			c.first_bad = i;
-			c.first_got = got;
-			c.first_ref = ref;
-			c.first_tol = tol;
-		}
-		c.max_ratio = INFINITY;
-		return;
-	}
-	if (err > c.max_err)
-		c.max_err = err;
-	if (tol > 0 && err / tol > c.max_ratio)
-		c.max_ratio = err / tol;
-}
-
-static int cmp_report(const cmp &c)
-{
-	if (c.bad) {
-		printf("%-58s FAILED: %ld of %ld outside tolerance; first [%ld] got %.8g ref %.8g "
-		       "tol %.3g\n", c.what.c_str(), c.bad, c.n, c.first_bad, c.first_got,
-		       c.first_ref, c.first_tol);
-		return 1;
-	}
-	printf("%-58s ok: %ld values, max |err| %.3g, max err/tol %.3f\n", c.what.c_str(), c.n,
-	       c.max_err, c.max_ratio);
-	return 0;
-}
-
 static int guard_report(const char *what, const char *buf, long hit)
 {
 	if (!hit)
 		return 0;
-	printf("%-58s FAILED: %s written at element %ld outside it\n", what, buf, hit);
+	printf("%-34s FAILED: %s written at element %ld outside it\n", what, buf, hit);
 	return 1;
-}
-
-static double tol_v2(double ref, double spread)
-{
-	return BF16_ULP * fabs(ref) + 1e-4 + 1.01 * ldexp(1.0, -8) * spread;
 }
 
 /* ---- decode: mla_decode_kernel2<STAGES> (+ mla_decode_combine) ---- */
@@ -255,7 +165,7 @@ static int decode_case(const dcase &dc)
 					    (unsigned)batch },
 					  D2_THREADS, d2_smem, sizeof(d2_smem),
 					  d2_smem_bytes(stages), "mla_decode_kernel2" };
-			cmp c;
+			struct cmp c = {};
 
 			snprintf(what, sizeof(what), "decode2<%d> %s, %d x %d", stages, dc.what,
 				 n_splits, split_len);
@@ -275,9 +185,9 @@ static int decode_case(const dcase &dc)
 			}
 			c.what = what;
 			for (size_t i = 0; i < out_n; i++)
-				cmp_one(c, (long)i, hmoe_bf16_to_f32(out.data()[i]), ref[i],
-					tol_v2(ref[i], spread[i]));
-			fails += cmp_report(c);
+				cmp_one(&c, (long)i, hmoe_bf16_to_f32(out.data()[i]), ref[i],
+					attn_tol(ref[i], spread[i], 1));
+			fails += cmp_report(&c);
 			fails += guard_report(what, "out", out.guard_hit());
 			fails += guard_report(what, "part_o", part_o.guard_hit());
 			fails += guard_report(what, "part_ml", part_ml.guard_hit());
@@ -334,7 +244,7 @@ static int prefill_case(int n, int H, int dqk, int dv)
 	emu_launch l = { { (unsigned)((n + P2_BQ - 1) / P2_BQ), (unsigned)H, 1 }, P2_THREADS,
 			 p2_smem, sizeof(p2_smem), P2_SMEM, "mla_prefill_kernel2" };
 	char what[160];
-	cmp c;
+	struct cmp c = {};
 	int fails;
 
 	snprintf(what, sizeof(what), "prefill2 n%d H%d %d/%d", n, H, dqk, dv);
@@ -347,9 +257,9 @@ static int prefill_case(int n, int H, int dqk, int dv)
 	hcu_ref_mla_prefill(ref.data(), q, k, v, n, H, dqk, dv, scale, spread.data());
 	c.what = what;
 	for (size_t i = 0; i < vn; i++)
-		cmp_one(c, (long)i, hmoe_bf16_to_f32(out.data()[i]), ref[i],
-			tol_v2(ref[i], spread[i]));
-	fails = cmp_report(c) + guard_report(what, "out", out.guard_hit());
+		cmp_one(&c, (long)i, hmoe_bf16_to_f32(out.data()[i]), ref[i],
+			attn_tol(ref[i], spread[i], 1));
+	fails = cmp_report(&c) + guard_report(what, "out", out.guard_hit());
 	free(q);
 	free(k);
 	free(v);
@@ -381,7 +291,6 @@ static int run_prefill(const char *only)
 
 int main(int argc, char **argv)
 {
-	const char *seed_env = getenv("HMOE_TEST_SEED");
 	struct timespec t0, t1;
 	int fails;
 
@@ -393,9 +302,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: emu_attn decode|prefill [SUBSTRING]\n");
 		return 2;
 	}
-	rng_state = seed_env ? strtoull(seed_env, NULL, 0) : 0x5eedull;
-	printf("seed %llu (HMOE_TEST_SEED replays)\n", (unsigned long long)rng_state);
-	emu_seed(rng_state);
+	emu_seed(rng_seed_from_env());
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (!strcmp(argv[1], "decode"))
 		fails = run_decode(argc > 2 ? argv[2] : NULL);
