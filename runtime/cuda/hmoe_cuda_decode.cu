@@ -59,6 +59,29 @@ void hcu_mla_decode2_splits(int batch, int n_heads, int max_len, int *n_splits, 
 		*n_splits = 1;
 }
 
+/* One launch with STAGES pipeline stages; the shared-memory opt-in is set on the first
+ * (the backend drives one device per process). */
+template <int STAGES>
+static int d2_launch(dim3 grid, uint16_t *out, const uint16_t *q,
+		     const struct hmoe_cuda_kv_pages *kv, int n_heads, int kv_lora, int D,
+		     float scale_log2, int split_len, int n_splits, float *part_o, float *part_ml)
+{
+	static int smem_set;
+
+	if (!smem_set) {
+		CUDA_CHECK(cudaFuncSetAttribute(mla_decode_kernel2<STAGES>,
+						cudaFuncAttributeMaxDynamicSharedMemorySize,
+						(int)d2_smem_bytes(STAGES)));
+		smem_set = 1;
+	}
+	mla_decode_kernel2<STAGES><<<grid, D2_THREADS, d2_smem_bytes(STAGES), hcu.stream>>>(
+		out, q, (const uint16_t *)kv->pages, kv->block_table, kv->seq_lens, kv->page_size,
+		kv->max_pages, n_heads, kv_lora, D, scale_log2, split_len, n_splits, part_o,
+		part_ml);
+	CUDA_CHECK_LAUNCH();
+	return 0;
+}
+
 int hcu_mla_decode2_launch(uint16_t *out, const uint16_t *q, const struct hmoe_cuda_kv_pages *kv,
 			   int batch, int n_heads, int kv_lora, int D, float scale, int split_len,
 			   int n_splits, float *part_o, float *part_ml)
@@ -66,23 +89,10 @@ int hcu_mla_decode2_launch(uint16_t *out, const uint16_t *q, const struct hmoe_c
 	dim3 grid((n_heads + D2_HG - 1) / D2_HG, n_splits, batch);
 	float scale_log2 = scale * 1.44269504f;
 
-	if (hcu.smem_optin >= d2_smem_bytes(3)) {
-		CUDA_CHECK(cudaFuncSetAttribute(mla_decode_kernel2<3>,
-						cudaFuncAttributeMaxDynamicSharedMemorySize,
-						(int)d2_smem_bytes(3)));
-		mla_decode_kernel2<3><<<grid, D2_THREADS, d2_smem_bytes(3), hcu.stream>>>(
-			out, q, (const uint16_t *)kv->pages, kv->block_table, kv->seq_lens,
-			kv->page_size, kv->max_pages, n_heads, kv_lora, D, scale_log2, split_len,
-			n_splits, part_o, part_ml);
-	} else {
-		CUDA_CHECK(cudaFuncSetAttribute(mla_decode_kernel2<2>,
-						cudaFuncAttributeMaxDynamicSharedMemorySize,
-						(int)d2_smem_bytes(2)));
-		mla_decode_kernel2<2><<<grid, D2_THREADS, d2_smem_bytes(2), hcu.stream>>>(
-			out, q, (const uint16_t *)kv->pages, kv->block_table, kv->seq_lens,
-			kv->page_size, kv->max_pages, n_heads, kv_lora, D, scale_log2, split_len,
-			n_splits, part_o, part_ml);
-	}
-	CUDA_CHECK_LAUNCH();
-	return 0;
+	/* 3 stages where a block may have the shared memory (Hopper), else 2 (A100) */
+	if (hcu.smem_optin >= d2_smem_bytes(3))
+		return d2_launch<3>(grid, out, q, kv, n_heads, kv_lora, D, scale_log2, split_len,
+				    n_splits, part_o, part_ml);
+	return d2_launch<2>(grid, out, q, kv, n_heads, kv_lora, D, scale_log2, split_len,
+			    n_splits, part_o, part_ml);
 }

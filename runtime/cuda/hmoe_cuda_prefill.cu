@@ -21,6 +21,8 @@ int hcu_mla_prefill2_ok(const void *out, const void *q, const void *k, const voi
 int hcu_mla_prefill2(void *out, const void *q, const void *k, const void *v, int n,
 		     int n_heads, int qk_dim, int v_dim, float scale)
 {
+	static int smem_set;
+
 	HCU_ARG(qk_dim > 0 && qk_dim <= P2_DQK && qk_dim % 8 == 0 && v_dim > 0 &&
 		v_dim <= P2_DV && v_dim % 8 == 0,
 		"mla_prefill v2: qk_dim %d, v_dim %d (multiples of 8, <= %d / %d)", qk_dim,
@@ -33,8 +35,12 @@ int hcu_mla_prefill2(void *out, const void *q, const void *k, const void *v, int
 		n_heads);
 	if (n == 0)
 		return 0;
-	CUDA_CHECK(cudaFuncSetAttribute(mla_prefill_kernel2,
-					cudaFuncAttributeMaxDynamicSharedMemorySize, (int)P2_SMEM));
+	if (!smem_set) {  /* once: the backend drives one device per process */
+		CUDA_CHECK(cudaFuncSetAttribute(mla_prefill_kernel2,
+						cudaFuncAttributeMaxDynamicSharedMemorySize,
+						(int)P2_SMEM));
+		smem_set = 1;
+	}
 	mla_prefill_kernel2<<<dim3(hcu_blocks(n, P2_BQ), n_heads), P2_THREADS, P2_SMEM,
 			      hcu.stream>>>(
 		(uint16_t *)out, (const uint16_t *)q, (const uint16_t *)k, (const uint16_t *)v, n,
