@@ -29,6 +29,10 @@ for r in rs:
     assert r["weight_format"] == "int4" and r["activation_planes"] == (1 if r["format"].endswith("-a8") else 2), r
     assert r["seconds"] > 0 and r["weight_bytes"] == r["experts_touched"] * 23527424, r
     assert r["int_ops_per_s"] > 0 and r["bw_ratio"] > 0, r
+    # the ratio's yardstick is the bandwidth probed beside the point (read_bw_around)
+    assert r["read_bw_around"] > 0 and r["bw_ratio_start"] > 0, r
+    want = r["weight_bytes_per_s"] / r["read_bw_around"]
+    assert abs(r["bw_ratio"] - want) <= 0.002 + 0.002 * want, (r, want)
 assert rs[0]["experts_touched"] == 8, rs[0]
 print("ok:", json.dumps(rs[0]))
 PY
