@@ -145,6 +145,28 @@ static int run_gemm(void *c_)
 	return api->gemm_bf16(c->y, 0, c->x, c->w, c->n, MLA_DIM, MLA_HEADS * MLA_V);
 }
 
+/* Seconds per cuBLAS bf16 GEMM y (n, 16384) = x (n, 7168) . W^T (the output projection's
+ * shape) on fresh random data: the tensor-core peer of the attention kernels. */
+static int time_gemm(int n, int reps, double *sec)
+{
+	void *x = NULL, *w = NULL, *y = NULL;
+	struct gemm_ctx g;
+	struct timed t = { run_gemm, &g };
+	int ret;
+
+	if (api->malloc(&x, (size_t)n * MLA_DIM * 2) < 0 ||
+	    api->malloc(&w, (size_t)MLA_HEADS * MLA_V * MLA_DIM * 2) < 0 ||
+	    api->malloc(&y, (size_t)n * MLA_HEADS * MLA_V * 2) < 0)
+		ret = gpu_err("allocating GEMM buffers");
+	else if (!(ret = fill_random_bf16(x, (size_t)n * MLA_DIM, 7)) &&
+		 !(ret = fill_random_bf16(w, (size_t)MLA_HEADS * MLA_V * MLA_DIM, 8))) {
+		g = (struct gemm_ctx){ y, x, w, n };
+		ret = time_it(&t, reps, sec);
+	}
+	api->free(x), api->free(w), api->free(y);
+	return ret;
+}
+
 static int max_of(const int *v, int n)
 {
 	int m = 0;
@@ -186,7 +208,7 @@ int bench_mla(int argc, char **argv)
 	long reps = 20, device = 0, version = HMOE_MLA_DECODE_AUTO;
 	long pversion = HMOE_MLA_PREFILL_AUTO;
 	void *pages = NULL, *bt = NULL, *lens = NULL, *q = NULL, *out = NULL;
-	void *pk = NULL, *pv = NULL, *gw = NULL, *copy_src = NULL, *copy_dst = NULL;
+	void *pk = NULL, *pv = NULL, *copy_src = NULL, *copy_dst = NULL;
 	int32_t *h_bt = NULL, *h_lens = NULL;
 	char why[512], dev[160];
 	int ret, n_dev = 0, drv = 0, rt = 0;
@@ -253,24 +275,8 @@ int bench_mla(int argc, char **argv)
 
 	/* ---- peer 2: the tensor-core rate, a cuBLAS bf16 GEMM (4096 x 7168) . (7168 x
 	 * 16384): the compute ceiling of decode's roofline ---- */
-	if (api->malloc(&q, (size_t)4096 * MLA_DIM * 2) < 0 ||
-	    api->malloc(&gw, (size_t)MLA_HEADS * MLA_V * MLA_DIM * 2) < 0 ||
-	    api->malloc(&out, (size_t)4096 * MLA_HEADS * MLA_V * 2) < 0) {
-		ret = gpu_err("allocating GEMM buffers");
+	if ((ret = time_gemm(4096, (int)reps, &peak_s)))
 		goto out;
-	}
-	if ((ret = fill_random_bf16(q, (size_t)4096 * MLA_DIM, 9)) ||
-	    (ret = fill_random_bf16(gw, (size_t)MLA_HEADS * MLA_V * MLA_DIM, 10)))
-		goto out;
-	{
-		struct gemm_ctx g = { out, q, gw, 4096 };
-		struct timed t = { run_gemm, &g };
-
-		if ((ret = time_it(&t, (int)reps, &peak_s)))
-			goto out;
-	}
-	api->free(q), api->free(gw), api->free(out);
-	q = gw = out = NULL;
 	peak_tflops = 2.0 * 4096 * (double)MLA_DIM * MLA_HEADS * MLA_V / peak_s * 1e-12;
 
 	printf("{\"bench\": \"mla\", ");
@@ -360,8 +366,7 @@ int bench_mla(int argc, char **argv)
 		int n = pres[ip];
 		size_t qk_vals = (size_t)n * MLA_HEADS * MLA_QK, v_vals = (size_t)n * MLA_HEADS * MLA_V;
 		struct prefill_ctx p;
-		struct gemm_ctx g;
-		struct timed tp = { run_prefill, &p }, tg = { run_gemm, &g };
+		struct timed tp = { run_prefill, &p };
 		double sp, sg, fp, fg;
 
 		if (api->malloc(&q, qk_vals * 2) < 0 || api->malloc(&pk, qk_vals * 2) < 0 ||
@@ -378,20 +383,8 @@ int bench_mla(int argc, char **argv)
 		api->free(q), api->free(pk), api->free(pv), api->free(out);
 		q = pk = pv = out = NULL;
 		/* peer: y (n, 16384) = x (n, 7168) . W^T in bf16 */
-		if (api->malloc(&q, (size_t)n * MLA_DIM * 2) < 0 ||
-		    api->malloc(&gw, (size_t)MLA_HEADS * MLA_V * MLA_DIM * 2) < 0 ||
-		    api->malloc(&out, (size_t)n * MLA_HEADS * MLA_V * 2) < 0) {
-			ret = gpu_err("allocating GEMM buffers");
+		if ((ret = time_gemm(n, (int)reps, &sg)))
 			goto out;
-		}
-		if ((ret = fill_random_bf16(q, (size_t)n * MLA_DIM, 7)) ||
-		    (ret = fill_random_bf16(gw, (size_t)MLA_HEADS * MLA_V * MLA_DIM, 8)))
-			goto out;
-		g = (struct gemm_ctx){ out, q, gw, n };
-		if ((ret = time_it(&tg, (int)reps, &sg)))
-			goto out;
-		api->free(q), api->free(gw), api->free(out);
-		q = gw = out = NULL;
 		fp = 2.0 * MLA_HEADS * ((double)n * (n + 1) / 2.0) * (MLA_QK + MLA_V);
 		fg = 2.0 * n * (double)MLA_DIM * MLA_HEADS * MLA_V;
 		printf("%s{\"n\": %d, \"version\": %d, \"ms\": %.3f, \"flops\": %.4g, "
@@ -407,7 +400,7 @@ int bench_mla(int argc, char **argv)
 out:
 	if (api) {
 		api->free(pages), api->free(bt), api->free(lens), api->free(q), api->free(out);
-		api->free(pk), api->free(pv), api->free(gw), api->free(copy_src), api->free(copy_dst);
+		api->free(pk), api->free(pv), api->free(copy_src), api->free(copy_dst);
 	}
 	free(batches), free(ctxs), free(pres), free(h_bt), free(h_lens);
 	cli_free(&a);
