@@ -381,7 +381,8 @@ static int run_attention(struct hmoe_cuda_fwd *f, struct fwd_layer *L, int start
 		 * head k = [c . W_UK^T | k_pe] and v = c . W_UV^T from the latent rows just
 		 * written (one GEMM against wkv_b, then strided copies), then the flash-style
 		 * causal prefill: O(n^2 (qk + v)) per head instead of the absorbed form's
-		 * O(n^2 (2 kv_lora + rope)) */
+		 * O(n^2 (2 kv_lora + rope)). The k_pe broadcast is one strided copy per head
+		 * (H small copies per layer and prompt, whatever n) */
 		size_t up = (size_t)(f->nope + f->vd) * 2;
 
 		GPU(api->copy2d(f->lat, (size_t)f->kv_lora * 2, rows, (size_t)f->width * 2,
