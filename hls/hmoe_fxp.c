@@ -211,12 +211,12 @@ fxp_dot_int8:
 		}
 	} else {
 fxp_dot_int4:
-		for (int32_t k = 0; k < HMOE_FXP_GROUP; k += 2) {
+		for (int32_t k = 0; k < HMOE_FXP_GROUP / 2; k++) {
 #pragma HLS PIPELINE II=1
-			int32_t lo = (int32_t)(codes[k / 2] & 15) - 8;
-			int32_t hi = (int32_t)(codes[k / 2] >> 4) - 8;
+			int32_t lo = (int32_t)(codes[k] & 15) - 8;
+			int32_t hi = (int32_t)(codes[k] >> 4) - 8;
 
-			dot += (int64_t)lo * x[k] + (int64_t)hi * x[k + 1];
+			dot += (int64_t)lo * x[k] + (int64_t)hi * x[k + HMOE_FXP_GROUP / 2];
 		}
 	}
 	return dot;

@@ -8,7 +8,8 @@
  *      fp8:  q = e4m3 value * 2^9, exact, |q| <= 229376 (table hmoe_fxp_fp8_q); the
  *            128x128 block scale_inv * 2^-9 becomes the scale word of each row.
  *      int8: q in [-127, 127], two's complement bytes.
- *      int4: q in [-7, 7], stored as the nibble q + 8, two per byte, low nibble first.
+ *      int4: q in [-7, 7], stored as the nibble q + 8, two per byte: in each group
+ *            of 128 columns, byte j holds column j (low nibble) and j + 64 (high).
  *  - Activations: per (token, group of 128) an integer q with a scale word m * 2^-e
  *    (m in [128, 255]), produced only by hmoe_fxp_quant_group() from Q32 values, and
  *    carried as int8 planes: mode A8 (one plane) q in [-127, 127]; mode A16 (two
@@ -33,7 +34,7 @@ enum hmoe_fxp_format {
 	HMOE_FXP_N_FORMATS
 };
 
-#define HMOE_FXP_CONTRACT_VERSION 2 /* bumped whenever a number below or a result changes */
+#define HMOE_FXP_CONTRACT_VERSION 3 /* bumped whenever a number below or a result changes */
 #define HMOE_FXP_LINE_BYTES 64      /* the card's memory word: 512 bits */
 #define HMOE_FXP_GROUP 128          /* input columns sharing one scale */
 #define HMOE_FXP_TILE 32            /* tokens per kernel call, at most */

@@ -24,7 +24,7 @@
 
 /* The sizes below are those of contract 2 (two activation planes): a new contract
  * must be re-checked here. */
-static_assert(HMOE_FXP_CONTRACT_VERSION == 2);
+static_assert(HMOE_FXP_CONTRACT_VERSION == 3);
 #define HMOE_GLUE_CONTRACT_VERSION HMOE_FXP_CONTRACT_VERSION
 #define HMOE_GLUE_MAX_TOKENS HMOE_FXP_TILE
 #define HMOE_GLUE_FORMATS ((1u << HMOE_FORMAT_FP8) | (1u << HMOE_FORMAT_INT8) | \

@@ -73,11 +73,19 @@ const struct hmoe_fxp_simd *hmoe_fxp_simd_best(void)
 
 /* ---- the epilogue, shared by every variant ------------------------------------------ */
 
-static void scalar_row_terms(const int64_t *dots, const uint32_t *mw, const int32_t *ew,
+static void scalar_row_terms(const int64_t *dots, const uint8_t *scales,
 			     const struct hmoe_fxp_xtile *x, int64_t *acc)
 {
+	uint32_t mw[HMOE_FXP_MAX_IN_GROUPS];
+	int32_t ew[HMOE_FXP_MAX_IN_GROUPS];
 	int groups = x->groups;
 
+	for (int g = 0; g < groups; g++) {
+		int32_t w = hmoe_fxp_row_scale(scales, g);
+
+		mw[g] = hmoe_fxp_scale_m(w);
+		ew[g] = hmoe_fxp_scale_e(w);
+	}
 	for (int t = 0; t < x->n_tokens; t++) {
 		const int64_t *d = dots + t * groups;
 		const uint32_t *xm = x->xm + t * groups;
@@ -91,23 +99,15 @@ static void scalar_row_terms(const int64_t *dots, const uint32_t *mw, const int3
 }
 
 /* One row against every token of x, from its dots: acc = sum_g term, Q24 -> Q16. The
- * row's scale words are split once and the tile's at tile set-up (hmoe_fxp_term_split
- * is hmoe_fxp_term with the decoding hoisted). */
+ * tile's scale words are split at tile set-up (hmoe_fxp_term_split is hmoe_fxp_term
+ * with the decoding hoisted), the row's by row_terms. */
 static void row_epilogue(const struct hmoe_fxp_simd *simd, const uint8_t *row,
 			 const int64_t *dots, const struct hmoe_fxp_xtile *x, int32_t *q16,
 			 int stride)
 {
-	uint32_t mw[HMOE_FXP_MAX_IN_GROUPS];
-	int32_t ew[HMOE_FXP_MAX_IN_GROUPS];
 	int64_t acc[HMOE_FXP_TILE];
 
-	for (int g = 0; g < x->groups; g++) {
-		int32_t w = hmoe_fxp_row_scale(row, g);
-
-		mw[g] = hmoe_fxp_scale_m(w);
-		ew[g] = hmoe_fxp_scale_e(w);
-	}
-	(simd->row_terms ? simd->row_terms : scalar_row_terms)(dots, mw, ew, x, acc);
+	(simd->row_terms ? simd->row_terms : scalar_row_terms)(dots, row, x, acc);
 	for (int t = 0; t < x->n_tokens; t++)
 		q16[t * stride] = hmoe_fxp_acc_to_q16(acc[t]);
 }

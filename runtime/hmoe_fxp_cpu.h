@@ -28,21 +28,22 @@ struct hmoe_fxp_xtile {
 };
 
 /* Bytes of per-thread scratch a variant may use while processing one row. */
-#define HMOE_FXP_ROW_TMP_BYTES (4 * HMOE_FXP_MAX_DIM * (int)sizeof(int16_t))
+#define HMOE_FXP_ROW_TMP_BYTES (2 * HMOE_FXP_MAX_DIM * (int)sizeof(int16_t))
 
 /* One SIMD variant. row_dots: exact group dots of one weight row (codes of the weight
  * format) with every one-plane row of x (x->planes == 1; see int_planes), dots (n_tokens, groups) =
  * sum_k q[k] * xq[t][k] over each group, as int64; the caller combines an A16 token's
  * two rows as 128 * hi + lo. row_terms (NULL: the scalar loop), per token: acc[t] =
- * sum_g hmoe_fxp_term_split(dots[t][g], mw[g] * xm[t][g], ew[g] + xe[t][g]), the
- * row's Q24 accumulators, for |dots| < 2^39 (so |dot * m| < 2^63 and terms may
- * saturate at HMOE_FXP_TERM_MAX). */
+ * sum_g hmoe_fxp_term(dots[t][g], w[g], xs[t][g]) with w[g] the row's scale word g
+ * (read from `scales`, the row record's little-endian scale lines; the tile's scales
+ * come split as xm, xe), the row's Q24 accumulators, for |dots| < 2^39 (so
+ * |dot * m| < 2^63 and terms may saturate at HMOE_FXP_TERM_MAX). */
 struct hmoe_fxp_simd {
 	const char *name;
 	int (*supported)(void);
 	void (*row_dots)(const uint8_t *codes, int format, const struct hmoe_fxp_xtile *x,
 			 int64_t *dots, void *tmp);
-	void (*row_terms)(const int64_t *dots, const uint32_t *mw, const int32_t *ew,
+	void (*row_terms)(const int64_t *dots, const uint8_t *scales,
 			  const struct hmoe_fxp_xtile *x, int64_t *acc);
 	/* Nonzero: row_dots also takes int8/int4 rows with x->planes == 2 and writes whole
 	 * tokens' dots (128 * hi + lo) itself, which saves a reduction per plane. */

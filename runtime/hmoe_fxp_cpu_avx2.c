@@ -25,9 +25,11 @@ static void decode_row(const uint8_t *codes, int format, int n, int16_t *w, int1
 		for (int k = 0; k < n; k++)
 			w[k] = (int8_t)codes[k];
 	} else if (format == HMOE_FXP_INT4) {
-		for (int k = 0; k < n; k += 2) {
-			w[k] = (int16_t)((codes[k / 2] & 15) - 8);
-			w[k + 1] = (int16_t)((codes[k / 2] >> 4) - 8);
+		for (int k = 0; k < n; k++) {
+			int b = codes[k / HMOE_FXP_GROUP * (HMOE_FXP_GROUP / 2) +
+				      k % (HMOE_FXP_GROUP / 2)];
+
+			w[k] = (int16_t)((k % HMOE_FXP_GROUP < HMOE_FXP_GROUP / 2 ? b & 15 : b >> 4) - 8);
 		}
 	} else {
 		for (int k = 0; k < n; k++) {

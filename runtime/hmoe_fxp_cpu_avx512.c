@@ -8,8 +8,8 @@
  *       products each, |u * x| <= 255 * 128: 8 * 32640 = 261120 per lane, 16 lanes
  *       4.2e6 < 2^31.
  * int4: the nibbles are already u = q + 8 in [0, 15]: dot = sum(u * x) - 8 * sum(x).
- *       Unpacking lo/hi nibbles interleaves them per 128-bit lane, so x is permuted by
- *       lanes to match (vshufi64x2); the sum does not care about order.
+ *       A group's 64 bytes hold columns 0-63 in their low nibbles and 64-127 in their
+ *       high ones, so the two nibble vectors pair with x's two halves as they are.
  * fp8:  each code is decoded once per row into ms = +-mantissa (|ms| <= 15, NaN codes
  *       -> 0 like the table) and pw = 2^(E-1) (E = 0: 1), so q = ms * pw exactly; then
  *       per token vpmullw(ms, x) (|.| <= 15 * 128 = 1920) and vpmaddwd with pw: a pair
@@ -17,7 +17,8 @@
  *       <= 2.01e9 < 2^31 are summed in int32, the last two halves in int64.
  * fp8 with VBMI (chosen at run time): |q| < 2^18 is split into three base-128 digits of
  *       its magnitude with its sign, q = p2 * 2^14 + p1 * 2^7 + p0, |p_i| <= 127, looked up
- *       per code by vpermi2b (NaN codes: 0 digits); each plane is stored as u = p + 128 and
+ *       per code by vpermi2b (NaN codes: 0 digits) from tables that hold |p| + 128, negated
+ *       mod 256 for negative codes (128 - |p|); each plane is so u = p + 128 and
  *       runs through vpdpbusd like int8: S_i = sum(u_i * x), lanes <= 8 * 255 * 128, and
  *       dot = 2^14 S2 + 2^7 S1 + S0 - 128 * (2^14 + 2^7 + 1) * sum(x) in int64.
  */
@@ -58,39 +59,30 @@ static inline void load_u(const uint8_t *codes, int format, int g, __m512i *u0, 
 	} else {
 		const __m512i low4 = _mm512_set1_epi8(0x0f);
 		__m512i b = _mm512_loadu_si512(codes + g * HMOE_FXP_GROUP / 2);
-		__m512i lo = _mm512_and_si512(b, low4);
-		__m512i hi = _mm512_and_si512(_mm512_srli_epi16(b, 4), low4);
 
-		*u0 = _mm512_unpacklo_epi8(lo, hi);
-		*u1 = _mm512_unpackhi_epi8(lo, hi);
+		*u0 = _mm512_and_si512(b, low4);
+		*u1 = _mm512_and_si512(_mm512_srli_epi16(b, 4), low4);
 	}
 }
 
-static inline __m512i dot_u(__m512i u0, __m512i u1, const int8_t *xp, int format)
+static inline __m512i dot_u(__m512i u0, __m512i u1, const int8_t *xp)
 {
 	__m512i xa = _mm512_loadu_si512(xp), xb = _mm512_loadu_si512(xp + 64);
 
-	if (format == HMOE_FXP_INT4) {
-		/* unpacked nibbles pair with x permuted by 128-bit lanes */
-		__m512i t = _mm512_shuffle_i64x2(xa, xb, 0x88);
-
-		xb = _mm512_shuffle_i64x2(xa, xb, 0xdd);
-		xa = t;
-	}
 	return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u0, xa), u1, xb);
 }
 
 /* One group of token rows: one plane, or (A16) both planes combined inside the lanes as
  * 128 * dot(hi) + dot(lo). A lane holds 8 products |u * x| <= 255 * 128 per plane, so
  * 129 * 261120 = 3.4e7 per lane and 16 lanes 5.4e8 < 2^31 after the reduction. */
-static inline __m512i dot_u_planes(__m512i u0, __m512i u1, const int8_t *xp, int format,
+static inline __m512i dot_u_planes(__m512i u0, __m512i u1, const int8_t *xp,
 				   int planes, int plane_stride)
 {
-	__m512i d = dot_u(u0, u1, xp, format);
+	__m512i d = dot_u(u0, u1, xp);
 
 	if (planes == 2)
 		d = _mm512_add_epi32(_mm512_slli_epi32(d, HMOE_FXP_PLANE_SHIFT),
-				     dot_u(u0, u1, xp + plane_stride, format));
+				     dot_u(u0, u1, xp + plane_stride));
 	return d;
 }
 
@@ -118,7 +110,7 @@ static __m128i xsum4(const struct hmoe_fxp_xtile *x, int t, int g)
 #define DOTS_PREFETCH_BYTES 8192
 
 static inline __attribute__((always_inline)) void
-dots_int_rows(const uint8_t *const *codes, const int R, int format,
+dots_int_rows(const uint8_t *const *codes, const int R, const int format,
 	      const struct hmoe_fxp_xtile *x, int64_t *const *dots)
 {
 	int plane = x->groups * HMOE_FXP_GROUP, stride = x->planes * plane;
@@ -129,11 +121,15 @@ dots_int_rows(const uint8_t *const *codes, const int R, int format,
 	for (; g + 4 <= groups; g += 4) {
 		__m512i u[2][8];
 
+#pragma GCC unroll 2
 		for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
 			for (int i = 0; i < 4 * group_bytes; i += HMOE_FXP_LINE_BYTES)
 				_mm_prefetch((const char *)codes[r] + (size_t)g * group_bytes +
 						     DOTS_PREFETCH_BYTES + i, _MM_HINT_T1);
+#pragma GCC unroll 2
 		for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
 			for (int i = 0; i < 4; i++)
 				load_u(codes[r], format, g + i, &u[r][2 * i], &u[r][2 * i + 1]);
 		for (int t = 0; t < x->n_tokens; t++) {
@@ -141,12 +137,13 @@ dots_int_rows(const uint8_t *const *codes, const int R, int format,
 			__m256i bias = _mm256_slli_epi64(_mm256_cvtepi32_epi64(xsum4(x, t, g)),
 							 bias_shift);
 
+#pragma GCC unroll 2
 			for (int r = 0; r < R; r++) {
 				__m128i sums = reduce4_epi32(
-					dot_u_planes(u[r][0], u[r][1], xp, format, planes, plane),
-					dot_u_planes(u[r][2], u[r][3], xp + 128, format, planes, plane),
-					dot_u_planes(u[r][4], u[r][5], xp + 256, format, planes, plane),
-					dot_u_planes(u[r][6], u[r][7], xp + 384, format, planes, plane));
+					dot_u_planes(u[r][0], u[r][1], xp, planes, plane),
+					dot_u_planes(u[r][2], u[r][3], xp + 128, planes, plane),
+					dot_u_planes(u[r][4], u[r][5], xp + 256, planes, plane),
+					dot_u_planes(u[r][6], u[r][7], xp + 384, planes, plane));
 
 				_mm256_storeu_si256((__m256i *)(dots[r] + t * groups + g),
 						    _mm256_sub_epi64(_mm256_cvtepi32_epi64(sums), bias));
@@ -166,7 +163,7 @@ dots_int_rows(const uint8_t *const *codes, const int R, int format,
 				dots[r][t * groups + g] =
 					(int64_t)_mm512_reduce_add_epi32(dot_u_planes(
 						u0, u1, x->xq + (size_t)t * stride + g * HMOE_FXP_GROUP,
-						format, planes, plane)) -
+						planes, plane)) -
 					xs * (1 << bias_shift);
 			}
 		}
@@ -176,7 +173,10 @@ dots_int_rows(const uint8_t *const *codes, const int R, int format,
 static void dots_int(const uint8_t *codes, int format, const struct hmoe_fxp_xtile *x,
 		     int64_t *dots)
 {
-	dots_int_rows(&codes, 1, format, x, &dots);
+	if (format == HMOE_FXP_INT8)
+		dots_int_rows(&codes, 1, HMOE_FXP_INT8, x, &dots);
+	else
+		dots_int_rows(&codes, 1, HMOE_FXP_INT4, x, &dots);
 }
 
 static void avx512_row_dots2(const uint8_t *codes_a, const uint8_t *codes_b, int format,
@@ -185,7 +185,10 @@ static void avx512_row_dots2(const uint8_t *codes_a, const uint8_t *codes_b, int
 	const uint8_t *codes[2] = { codes_a, codes_b };
 	int64_t *dots[2] = { dots_a, dots_b };
 
-	dots_int_rows(codes, 2, format, x, dots);
+	if (format == HMOE_FXP_INT8)
+		dots_int_rows(codes, 2, HMOE_FXP_INT8, x, dots);
+	else
+		dots_int_rows(codes, 2, HMOE_FXP_INT4, x, dots);
 }
 
 static void dots_fp8(const uint8_t *codes, const struct hmoe_fxp_xtile *x, int64_t *dots,
@@ -216,8 +219,10 @@ static void dots_fp8(const uint8_t *codes, const struct hmoe_fxp_xtile *x, int64
 			const int8_t *xp = x->xq + t * stride + g * HMOE_FXP_GROUP;
 			__m512i acc[4];
 
+#pragma GCC unroll 4
 			for (int i = 0; i < 4; i++) {
 				acc[i] = _mm512_setzero_si512();
+#pragma GCC unroll 4
 				for (int c = 0; i < n4 && c < HMOE_FXP_GROUP; c += 32) {
 					int k = (g + i) * HMOE_FXP_GROUP + c;
 					__m512i xv = _mm512_cvtepi8_epi16(_mm256_loadu_si256(
@@ -254,7 +259,7 @@ static void dots_fp8(const uint8_t *codes, const struct hmoe_fxp_xtile *x, int64
 
 /* ---- fp8 as three int8 planes (needs AVX512-VBMI for the 128-entry lookups) ---- */
 
-static uint8_t fp8_digits[3][128];  /* |q| digits of e4m3 codes 0..127, base 128 */
+static uint8_t fp8_digits[3][128];  /* 128 + |q| digits of e4m3 codes 0..127, base 128 */
 static int fp8_use_planes;           /* VBMI present and $HMOE_FXP_NO_VBMI unset */
 static pthread_once_t fp8_digits_once = PTHREAD_ONCE_INIT;
 
@@ -268,9 +273,9 @@ static void fp8_digits_init(void)
 	for (int c = 0; c < 128; c++) {
 		int32_t q = hmoe_fxp_fp8_q[c];  /* >= 0 for c < 128; NaN 0x7f is 0 */
 
-		fp8_digits[0][c] = (uint8_t)(q & 127);
-		fp8_digits[1][c] = (uint8_t)((q >> 7) & 127);
-		fp8_digits[2][c] = (uint8_t)(q >> 14);
+		fp8_digits[0][c] = (uint8_t)(128 + (q & 127));
+		fp8_digits[1][c] = (uint8_t)(128 + ((q >> 7) & 127));
+		fp8_digits[2][c] = (uint8_t)(128 + (q >> 14));
 	}
 }
 
@@ -283,135 +288,110 @@ static int fp8_planes(void)
 
 #define VBMI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")))
 
-/* The three planes u_i = p_i + 128 of 64 codes. */
+/* The three planes u_i = p_i + 128 of 64 codes: 128 + |p_i| from the table, and for a
+ * negative code 128 - |p_i| = 256 - (128 + |p_i|), i.e. the table byte negated. */
 VBMI_TARGET static inline void fp8_planes64(__m512i c, const __m512i tab[3][2], __m512i pu[3])
 {
-	const __m512i c128 = _mm512_set1_epi8((char)0x80);
 	__mmask64 neg = _mm512_movepi8_mask(c);
 
 	for (int i = 0; i < 3; i++) {
 		__m512i d = _mm512_permutex2var_epi8(tab[i][0], c, tab[i][1]);
 
-		pu[i] = _mm512_mask_sub_epi8(_mm512_add_epi8(d, c128), neg, c128, d);
+		pu[i] = _mm512_mask_sub_epi8(d, neg, _mm512_setzero_si512(), d);
 	}
 }
 
-/* dots of groups g..g+n4-1 of token t from the plane accumulators. */
-VBMI_TARGET static inline void fp8_planes_store(__m512i acc[3][4], const struct hmoe_fxp_xtile *x,
-						int t, int g, int n4, int64_t *dots)
+/* Decodes groups g .. g + NG - 1 (NG <= 2) into pu[j][h][i]: group g + j, half h, digit i. */
+VBMI_TARGET static inline __attribute__((always_inline)) void
+fp8_decode_groups(const uint8_t *codes, int g, const int NG, const __m512i tab[3][2],
+		  __m512i pu[2][2][3])
 {
-	int groups = x->groups;
-	int64_t out[4];
-	__m256i d;
-
-	d = _mm256_cvtepi32_epi64(reduce4_epi32(acc[0][0], acc[0][1], acc[0][2], acc[0][3]));
-	d = _mm256_add_epi64(d, _mm256_slli_epi64(_mm256_cvtepi32_epi64(
-		reduce4_epi32(acc[1][0], acc[1][1], acc[1][2], acc[1][3])), 7));
-	d = _mm256_add_epi64(d, _mm256_slli_epi64(_mm256_cvtepi32_epi64(
-		reduce4_epi32(acc[2][0], acc[2][1], acc[2][2], acc[2][3])), 14));
-	_mm256_storeu_si256((__m256i *)out, d);
-	for (int j = 0; j < n4; j++)
-		dots[t * groups + g + j] = out[j] - (int64_t)x->xsum[t * groups + g + j] * (128 * 16513);
+#pragma GCC unroll 2
+	for (int j = 0; j < NG; j++)
+#pragma GCC unroll 2
+		for (int h = 0; h < 2; h++)
+			fp8_planes64(_mm512_loadu_si512(codes + (g + j) * HMOE_FXP_GROUP + 64 * h),
+				     tab, pu[j][h]);
 }
 
-/* One or two rows of x (an A16 token is two): the planes stay in registers. More:
- * decoded once per row into `planes` (3 * groups * 128 bytes) and reused by every row. */
-VBMI_TARGET static void dots_fp8_planes(const uint8_t *codes, const struct hmoe_fxp_xtile *x,
-					int64_t *dots, uint8_t *planes)
+/* Dots of rows r0 .. r0 + R - 1 of x over groups g .. g + NG - 1 (R, NG <= 2) from their
+ * decoded planes. Always inlined with constant R and NG, so the 3 * R * NG <= 12
+ * accumulators and the 12 planes stay in the 32 registers. A lane of an accumulator
+ * holds 8 products u * x <= 255 * 128 per group, 16 lanes 4.2e6 < 2^31. */
+VBMI_TARGET static inline __attribute__((always_inline)) void
+fp8_rows_block(const __m512i pu[2][2][3], const struct hmoe_fxp_xtile *x, int r0,
+	       const int R, int g, const int NG, int64_t *dots)
 {
-	int n = x->groups * HMOE_FXP_GROUP, stride = n, groups = x->groups;
+	const __m512i zero = _mm512_setzero_si512();
+	int stride = x->groups * HMOE_FXP_GROUP, groups = x->groups, n = 3 * R * NG;
+	__m512i acc[12];   /* [(j * R + r) * 3 + i]: group g + j, row r0 + r, digit i */
+	int32_t sum[12];
+
+#pragma GCC unroll 12
+	for (int e = 0; e < n; e++)
+		acc[e] = zero;
+#pragma GCC unroll 2
+	for (int j = 0; j < NG; j++)
+#pragma GCC unroll 2
+		for (int h = 0; h < 2; h++)
+#pragma GCC unroll 2
+			for (int r = 0; r < R; r++) {
+				__m512i xv = _mm512_loadu_si512(x->xq + (size_t)(r0 + r) * stride +
+								(g + j) * HMOE_FXP_GROUP + 64 * h);
+
+#pragma GCC unroll 3
+				for (int i = 0; i < 3; i++)
+					acc[(j * R + r) * 3 + i] = _mm512_dpbusd_epi32(
+						acc[(j * R + r) * 3 + i], pu[j][h][i], xv);
+			}
+#pragma GCC unroll 3
+	for (int e = 0; e < n; e += 4)
+		_mm_storeu_si128((__m128i *)(sum + e), reduce4_epi32(
+			acc[e], e + 1 < n ? acc[e + 1] : zero, e + 2 < n ? acc[e + 2] : zero,
+			e + 3 < n ? acc[e + 3] : zero));
+#pragma GCC unroll 2
+	for (int j = 0; j < NG; j++)
+#pragma GCC unroll 2
+		for (int r = 0; r < R; r++) {
+			const int32_t *d = sum + (j * R + r) * 3;
+			int i = (r0 + r) * groups + g + j;
+
+			dots[i] = d[0] + (int64_t)d[1] * 128 + (int64_t)d[2] * 16384 -
+				  (int64_t)x->xsum[i] * (128 * 16513);
+		}
+}
+
+/* Groups g .. g + NG - 1 for every row of x: decoded once, then two rows at a time. */
+VBMI_TARGET static inline __attribute__((always_inline)) void
+fp8_groups_all_rows(const uint8_t *codes, const struct hmoe_fxp_xtile *x, int g, const int NG,
+		    const __m512i tab[3][2], int64_t *dots)
+{
+	__m512i pu[2][2][3];
+	int r = 0;
+
+	fp8_decode_groups(codes, g, NG, tab, pu);
+	for (; r + 2 <= x->n_tokens; r += 2)
+		fp8_rows_block(pu, x, r, 2, g, NG, dots);
+	if (r < x->n_tokens)
+		fp8_rows_block(pu, x, r, 1, g, NG, dots);
+}
+
+/* Every row of x (n_tokens one-plane rows; an A16 token is two), weight-stationary: each
+ * pair of groups is decoded into registers once and feeds every row. */
+VBMI_TARGET static void dots_fp8_planes(const uint8_t *codes, const struct hmoe_fxp_xtile *x,
+					int64_t *dots)
+{
+	int groups = x->groups, g = 0;
 	__m512i tab[3][2];
 
 	for (int i = 0; i < 3; i++) {
 		tab[i][0] = _mm512_loadu_si512(fp8_digits[i]);
 		tab[i][1] = _mm512_loadu_si512(fp8_digits[i] + 64);
 	}
-	if (x->n_tokens == 1) {
-		for (int g = 0; g < groups; g += 4) {
-			int n4 = groups - g < 4 ? groups - g : 4;
-			__m512i acc[3][4];
-
-			for (int j = 0; j < 4; j++) {
-				for (int i = 0; i < 3; i++)
-					acc[i][j] = _mm512_setzero_si512();
-				for (int h = 0; j < n4 && h < 2; h++) {
-					int k = (g + j) * HMOE_FXP_GROUP + 64 * h;
-					__m512i xv = _mm512_loadu_si512(x->xq + k), pu[3];
-
-					fp8_planes64(_mm512_loadu_si512(codes + k), tab, pu);
-					for (int i = 0; i < 3; i++)
-						acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], pu[i], xv);
-				}
-			}
-			fp8_planes_store(acc, x, 0, g, n4, dots);
-		}
-		return;
-	}
-	if (x->n_tokens == 2) {
-		/* Two rows (one A16 token, or two A8 tokens): each decoded plane feeds both;
-		 * two groups per block keep the 12 accumulators, the 6 tables and the operands
-		 * in the 32 registers. */
-		const __m512i zero = _mm512_setzero_si512();
-
-		for (int g = 0; g < groups; g += 2) {
-			int n2 = groups - g < 2 ? groups - g : 2;
-			__m512i acc[2][3][4];
-
-			for (int r = 0; r < 2; r++)
-				for (int i = 0; i < 3; i++)
-					for (int j = 0; j < 4; j++)
-						acc[r][i][j] = zero;
-			for (int j = 0; j < n2; j++)
-				for (int h = 0; h < 2; h++) {
-					int k = (g + j) * HMOE_FXP_GROUP + 64 * h;
-					__m512i x0 = _mm512_loadu_si512(x->xq + k);
-					__m512i x1 = _mm512_loadu_si512(x->xq + stride + k), pu[3];
-
-					fp8_planes64(_mm512_loadu_si512(codes + k), tab, pu);
-					for (int i = 0; i < 3; i++) {
-						acc[0][i][j] = _mm512_dpbusd_epi32(acc[0][i][j], pu[i], x0);
-						acc[1][i][j] = _mm512_dpbusd_epi32(acc[1][i][j], pu[i], x1);
-					}
-				}
-			fp8_planes_store(acc[0], x, 0, g, n2, dots);
-			fp8_planes_store(acc[1], x, 1, g, n2, dots);
-		}
-		return;
-	}
-	for (int k = 0; k < n; k += 64) {
-		__m512i pu[3];
-
-		fp8_planes64(_mm512_loadu_si512(codes + k), tab, pu);
-		for (int i = 0; i < 3; i++)
-			_mm512_storeu_si512(planes + i * n + k, pu[i]);
-	}
-	for (int g = 0; g < groups; g += 4) {
-		int n4 = groups - g < 4 ? groups - g : 4;
-
-		for (int t = 0; t < x->n_tokens; t++) {
-			const int8_t *xp = x->xq + t * stride + g * HMOE_FXP_GROUP;
-			__m512i acc[3][4];
-
-			for (int j = 0; j < 4; j++) {
-				__m512i xa, xb;
-
-				for (int i = 0; i < 3; i++)
-					acc[i][j] = _mm512_setzero_si512();
-				if (j >= n4)
-					continue;
-				xa = _mm512_loadu_si512(xp + j * HMOE_FXP_GROUP);
-				xb = _mm512_loadu_si512(xp + j * HMOE_FXP_GROUP + 64);
-				for (int i = 0; i < 3; i++) {
-					const uint8_t *pl = planes + i * n + (g + j) * HMOE_FXP_GROUP;
-
-					acc[i][j] = _mm512_dpbusd_epi32(
-						_mm512_dpbusd_epi32(acc[i][j], _mm512_loadu_si512(pl), xa),
-						_mm512_loadu_si512(pl + 64), xb);
-				}
-			}
-			fp8_planes_store(acc, x, t, g, n4, dots);
-		}
-	}
+	for (; g + 2 <= groups; g += 2)
+		fp8_groups_all_rows(codes, x, g, 2, tab, dots);
+	if (g < groups)
+		fp8_groups_all_rows(codes, x, g, 1, tab, dots);
 }
 
 static void avx512_row_dots(const uint8_t *codes, int format, const struct hmoe_fxp_xtile *x,
@@ -422,24 +402,38 @@ static void avx512_row_dots(const uint8_t *codes, int format, const struct hmoe_
 	if (format != HMOE_FXP_FP8)
 		dots_int(codes, format, x, dots);
 	else if (fp8_planes())
-		dots_fp8_planes(codes, x, dots, tmp);
+		dots_fp8_planes(codes, x, dots);
 	else
 		dots_fp8(codes, x, dots, ms, pw);
 }
 
-/* The terms of 8 groups at once. For 1 <= r <= 62 (every real scale), shift_round is
+/* The terms of 8 groups at once. The row's scale words w = e * 65536 + m (m < 65536)
+ * split as m = w & 0xffff and e = (w - m) >> 16 (exact: w - m is a multiple of 65536;
+ * x86 is little-endian, so the words load as they are stored). For 1 <= r <= 62
+ * (every real scale), shift_round is
  * min((|v| + 2^(r-1)) >> r, 2^56) with the sign put back. |dot| < 2^39 (A16; A8:
  * < 2^32) and m < 2^24 give |v| = |dot * m| <= 8.1e18 < 2^63, so vpabsq is exact and
  * |v| + 2^(r-1) < 2^63 + 2^61 fits the unsigned lane the logical shift reads; the
  * shifted magnitude can pass 2^56 (A16 only), hence the clamp. A block with any other
  * r goes through the scalar hmoe_fxp_term_split. */
-static void avx512_row_terms(const int64_t *dots, const uint32_t *mw, const int32_t *ew,
+static void avx512_row_terms(const int64_t *dots, const uint8_t *scales,
 			     const struct hmoe_fxp_xtile *x, int64_t *acc)
 {
 	const __m512i one = _mm512_set1_epi64(1), zero = _mm512_setzero_si512();
 	const __m512i term_max = _mm512_set1_epi64(HMOE_FXP_TERM_MAX);
 	int groups = x->groups;
+	_Alignas(32) uint32_t mw[HMOE_FXP_MAX_IN_GROUPS + 8];
+	_Alignas(32) int32_t ew[HMOE_FXP_MAX_IN_GROUPS + 8];
 
+	for (int g = 0; g < groups; g += 8) {
+		__m256i w = _mm256_loadu_si256((const __m256i *)(scales + 4 * g));
+		__m256i m = _mm256_and_si256(w, _mm256_set1_epi32(0xffff));
+
+		/* words past the last group are the scale lines' zero padding (4 * g is a
+		 * multiple of 32 below their length, a multiple of 64); never used */
+		_mm256_store_si256((__m256i *)(mw + g), m);
+		_mm256_store_si256((__m256i *)(ew + g), _mm256_srai_epi32(_mm256_sub_epi32(w, m), 16));
+	}
 	for (int t = 0; t < x->n_tokens; t++) {
 		const int64_t *d = dots + t * groups;
 		const uint32_t *xm = x->xm + t * groups;

@@ -136,9 +136,11 @@ static void pack_row_int(uint8_t *row, const float *w, int in, int format)
 				codes[k0 + k] = (uint8_t)(int8_t)q;
 			} else {
 				uint8_t nib = (uint8_t)((int)q + 8);
-				uint8_t *b = &codes[(k0 + k) / 2];
+				/* column k of a group: byte k % 64, high nibble from k = 64 on */
+				uint8_t *b = &codes[k0 / 2 + k % (HMOE_FXP_GROUP / 2)];
 
-				*b = (uint8_t)(k % 2 ? (*b & 0x0f) | nib << 4 : (*b & 0xf0) | nib);
+				*b = (uint8_t)(k >= HMOE_FXP_GROUP / 2 ? (*b & 0x0f) | nib << 4
+								      : (*b & 0xf0) | nib);
 			}
 		}
 	}

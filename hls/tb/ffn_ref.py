@@ -24,7 +24,7 @@ TERM_MAX = 1 << 56
 ACT_IN_MAX = 1 << 62
 FP8, INT8, INT4 = 0, 1, 2
 A16 = 0x100
-CONTRACT_VERSION = 2
+CONTRACT_VERSION = 3
 QMAX = {1: 127, 2: 127 * 128}  # activation levels per sign, by planes
 FP8_QMAX, W_CODE_MAX = 229376, {FP8: 229376, INT8: 128, INT4: 8}  # widest |weight code|
 X_CODE_MAX = {1: 128, 2: 128 * 128 + 128}  # widest |x|, -128 plane values included
@@ -152,7 +152,9 @@ def weight(fmt, codes, k):
         return fp8_q(codes[k])
     if fmt == INT8:
         return codes[k] - 256 if codes[k] > 127 else codes[k]
-    return ((codes[k // 2] >> (4 * (k % 2))) & 15) - 8
+    # int4: column j of a group of 128 is byte j % 64 of its 64, high nibble for j >= 64
+    g, j = divmod(k, GROUP)
+    return ((codes[g * (GROUP // 2) + j % (GROUP // 2)] >> (4 * (j // (GROUP // 2)))) & 15) - 8
 
 
 def linear_row(pack, off, fmt, planes, n_in, x, xs):

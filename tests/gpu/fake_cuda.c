@@ -220,7 +220,7 @@ static int fake_route(int32_t *ids, float *w, const float *l, const float *b, in
 
 /* The GPU quantiser's steps: exact x * 2^32 truncated, then the integer quantiser, into
  * xq (n, planes, groups * 128). */
-_Static_assert(HMOE_FXP_CONTRACT_VERSION == 2, "docs/fxp.md changed: re-check the quantiser");
+_Static_assert(HMOE_FXP_CONTRACT_VERSION == 3, "docs/fxp.md changed: re-check the quantiser");
 static int fake_fxp_quant_x(int8_t *xq, int32_t *xs, const void *x, int f32, int n, int dim,
 			    int planes)
 {
