@@ -290,10 +290,12 @@ static int fp8_planes(void)
 
 /* The three planes u_i = p_i + 128 of 64 codes: 128 + |p_i| from the table, and for a
  * negative code 128 - |p_i| = 256 - (128 + |p_i|), i.e. the table byte negated. */
-VBMI_TARGET static inline void fp8_planes64(__m512i c, const __m512i tab[3][2], __m512i pu[3])
+VBMI_TARGET static inline __attribute__((always_inline)) void
+fp8_planes64(__m512i c, const __m512i tab[3][2], __m512i pu[3])
 {
 	__mmask64 neg = _mm512_movepi8_mask(c);
 
+#pragma GCC unroll 3
 	for (int i = 0; i < 3; i++) {
 		__m512i d = _mm512_permutex2var_epi8(tab[i][0], c, tab[i][1]);
 
