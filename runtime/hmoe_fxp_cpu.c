@@ -113,21 +113,27 @@ static void row_epilogue(const struct hmoe_fxp_simd *simd, const uint8_t *row,
 }
 
 /* Sums of quantised activations per (token, plane, group) and split scales per (token,
- * group). q (n_tokens, planes, groups * 128). */
-static void tile_prepare(const int8_t *q, const int32_t *scales, int n_tokens, int planes,
-			 int groups, int32_t *sums, uint32_t *xm, int32_t *xe)
+ * group). q (n_tokens, planes, groups * 128). Returns 1 when some q is -128 (see
+ * hmoe_fxp_xtile.has_m128), else 0. */
+static int tile_prepare(const int8_t *q, const int32_t *scales, int n_tokens, int planes,
+			int groups, int32_t *sums, uint32_t *xm, int32_t *xe)
 {
+	int m128 = 0;
+
 	for (int i = 0; i < n_tokens * planes * groups; i++) {
 		int32_t s = 0;
 
-		for (int k = 0; k < HMOE_FXP_GROUP; k++)
+		for (int k = 0; k < HMOE_FXP_GROUP; k++) {
 			s += q[(size_t)i * HMOE_FXP_GROUP + k];
+			m128 |= q[(size_t)i * HMOE_FXP_GROUP + k] == -128;
+		}
 		sums[i] = s;
 	}
 	for (int i = 0; i < n_tokens * groups; i++) {
 		xm[i] = hmoe_fxp_scale_m(scales[i]) & 0xffu;
 		xe[i] = hmoe_fxp_scale_e(scales[i]) - HMOE_FXP_F_ACC;
 	}
+	return m128;
 }
 
 /* Per-thread work memory. */
@@ -210,8 +216,8 @@ static void up_rows(const struct hmoe_fxp_simd *simd, const uint8_t *w1, const u
 
 /* Token t of h (n_tokens, inter) Q32 -> hq (n_tokens, planes, groups * 128), hs, and the
  * tile data hsum (n_tokens, planes, groups), hm, he (n_tokens, groups). */
-static void quant_h(const int64_t *h, int t, int inter, int planes, int8_t *hq, int32_t *hs,
-		    int32_t *hsum, uint32_t *hm, int32_t *he)
+static int quant_h(const int64_t *h, int t, int inter, int planes, int8_t *hq, int32_t *hs,
+		   int32_t *hsum, uint32_t *hm, int32_t *he)
 {
 	int groups = hmoe_fxp_groups(inter), plane = groups * HMOE_FXP_GROUP;
 	int8_t *tq = hq + (size_t)t * planes * plane;
@@ -226,8 +232,8 @@ static void quant_h(const int64_t *h, int t, int inter, int planes, int8_t *hq, 
 		for (int p = 0; p < planes; p++)
 			memset(tq + p * plane + k0 + n, 0, (size_t)(HMOE_FXP_GROUP - n));
 	}
-	tile_prepare(tq, hs + t * groups, 1, planes, groups, hsum + t * planes * groups,
-		     hm + t * groups, he + t * groups);
+	return tile_prepare(tq, hs + t * groups, 1, planes, groups, hsum + t * planes * groups,
+			    hm + t * groups, he + t * groups);
 }
 
 /* ---- tiles --------------------------------------------------------------------------- */
@@ -236,6 +242,7 @@ static void quant_h(const int64_t *h, int t, int inter, int planes, int8_t *hq, 
  * (P = planes, the mode's activation planes). */
 struct fxp_tile {
 	int expert, n, planes;
+	int x_m128, h_m128;         /* has_m128 of xq, hq */
 	int pairs[HMOE_FXP_TILE];   /* token * top_k + slot */
 	int8_t *xq;                 /* (n, P, dim_groups * 128) */
 	int32_t *xs, *xe;           /* (n, dim_groups) */
@@ -285,14 +292,16 @@ static struct hmoe_fxp_xtile tile_x(const struct fxp_tile *tl, int dim)
 {
 	return (struct hmoe_fxp_xtile){ .n_tokens = tl->n, .groups = hmoe_fxp_groups(dim),
 					.xq = tl->xq, .xs = tl->xs, .xsum = tl->xsum,
-					.xm = tl->xm, .xe = tl->xe, .planes = tl->planes };
+					.xm = tl->xm, .xe = tl->xe, .planes = tl->planes,
+					.has_m128 = tl->x_m128 };
 }
 
 static struct hmoe_fxp_xtile tile_h(const struct fxp_tile *tl, int inter)
 {
 	return (struct hmoe_fxp_xtile){ .n_tokens = tl->n, .groups = hmoe_fxp_groups(inter),
 					.xq = tl->hq, .xs = tl->hs, .xsum = tl->hsum,
-					.xm = tl->hm, .xe = tl->he, .planes = tl->planes };
+					.xm = tl->hm, .xe = tl->he, .planes = tl->planes,
+					.has_m128 = tl->h_m128 };
 }
 
 /* The three stages of one tile; rows [r0, r1) of the up / down pass. */
@@ -307,8 +316,10 @@ static void tile_up(const struct hmoe_fxp_simd *simd, const uint8_t *pack, int f
 
 static void tile_quant_h(struct fxp_tile *tl, int inter)
 {
+	tl->h_m128 = 0;
 	for (int t = 0; t < tl->n; t++)
-		quant_h(tl->h, t, inter, tl->planes, tl->hq, tl->hs, tl->hsum, tl->hm, tl->he);
+		tl->h_m128 |= quant_h(tl->h, t, inter, tl->planes, tl->hq, tl->hs, tl->hsum,
+				      tl->hm, tl->he);
 }
 
 static void tile_down(const struct hmoe_fxp_simd *simd, const uint8_t *pack, int format,
@@ -355,7 +366,7 @@ int hmoe_fxp_cpu_ffn(const struct hmoe_fxp_simd *simd, const struct hmoe_fxp_lin
 	tile_carve(&tl, mem, dim, inter, planes);
 	memcpy(tl.xq, xq, (size_t)n_tokens * planes * dg * HMOE_FXP_GROUP);
 	memcpy(tl.xs, xs, sizeof(*xs) * n_tokens * dg);
-	tile_prepare(tl.xq, tl.xs, n_tokens, planes, dg, tl.xsum, tl.xm, tl.xe);
+	tl.x_m128 = tile_prepare(tl.xq, tl.xs, n_tokens, planes, dg, tl.xsum, tl.xm, tl.xe);
 	tile_up(simd, (const uint8_t *)wpack, format, dim, inter, &tl, 0, inter, wk);
 	tile_quant_h(&tl, inter);
 	tile_down(simd, (const uint8_t *)wpack, format, dim, inter, &tl, 0, dim, wk);
@@ -476,7 +487,8 @@ static void moe_quant_x(void *arg, long i, int thread)
 		memcpy(tl->xq + (size_t)p * row, j->xq + (size_t)t * row, row);
 		memcpy(tl->xs + p * dg, j->xs + (size_t)t * dg, sizeof(int32_t) * dg);
 	}
-	tile_prepare(tl->xq, tl->xs, tl->n, tl->planes, dg, tl->xsum, tl->xm, tl->xe);
+	tl->x_m128 = tile_prepare(tl->xq, tl->xs, tl->n, tl->planes, dg, tl->xsum, tl->xm,
+				  tl->xe);
 }
 
 static void moe_up(void *arg, long i, int thread)

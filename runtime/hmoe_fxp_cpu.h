@@ -25,6 +25,9 @@ struct hmoe_fxp_xtile {
 	const uint32_t *xm;    /* (n_tokens, groups) scale mantissas (& 0xff) */
 	const int32_t *xe;     /* (n_tokens, groups) scale exponents minus HMOE_FXP_F_ACC */
 	int planes;            /* 1 or 2 */
+	int has_m128;          /* some xq byte is -128 (off contract: the quantiser never
+				* writes it); a variant whose fast path needs |x| <= 127
+				* takes its exact general path */
 };
 
 /* Bytes of per-thread scratch a variant may use while processing one row. */
@@ -46,7 +49,8 @@ struct hmoe_fxp_simd {
 	void (*row_terms)(const int64_t *dots, const uint8_t *scales,
 			  const struct hmoe_fxp_xtile *x, int64_t *acc);
 	/* Nonzero: row_dots also takes int8/int4 rows with x->planes == 2 and writes whole
-	 * tokens' dots (128 * hi + lo) itself, which saves a reduction per plane. */
+	 * tokens' dots (128 * hi + lo) itself, which saves a reduction per plane. dots has
+	 * room for (n_tokens * planes, groups) either way (a variant may use it as scratch). */
 	int int_planes;
 	/* Optional, int8/int4 only: row_dots of two rows in one pass (two weight streams in
 	 * flight), with x as for row_dots when int_planes (either plane count), dots of

@@ -1,9 +1,21 @@
 /* hmoe_fxp_cpu_avx2: exact group dots with AVX2 (see hmoe_fxp_cpu.h).
  *
- * Each row is first decoded to 16-bit weights shared by the tile's tokens: int8 and
- * int4 to q itself; fp8 to ms = +-mantissa (|ms| <= 15; NaN codes -> 0 like the table)
- * and pw = 2^(E-1) (E = 0: 1), with q = ms * pw. Per one-plane row of x (an A16 token
- * is two rows, hmoe_fxp_cpu.c; |x| <= 128 in either), 16 x at a time:
+ * int8 / int4 (the fast path; A16 tokens come whole, int_planes): per group the weights
+ * become an unsigned operand u and, per token and plane, vpmaddubsw(u, x') sums pairs of
+ * u * x' into int16 and vpmaddwd with 128 (hi plane) or 1 (lo plane, A8) widens them into
+ * int32 lanes, so the planes combine inside the lanes.
+ *   int8: u = |q|, x' = vpsignb(x, q) (x negated where q < 0, zeroed where q = 0), so
+ *         u * x' = q * x. Needs |x| <= 127 (vpsignb cannot negate -128): a pair is then
+ *         <= 2 * 128 * 127 = 32512 < 2^15 (no saturation, |q| = 128 included), a lane
+ *         <= 4 * 2 * 32512 * (128 + 1) = 3.4e7 per group, 8 lanes 2.7e8 < 2^31. A tile
+ *         with an off-contract -128 (hmoe_fxp_xtile.has_m128) takes the general path.
+ *   int4: u = the nibble q + 8 in [0, 15], x' = x: a pair <= 2 * 15 * 128 = 3840 for any
+ *         int8 x; dot = sum(u * x) - 8 * sum(x). A group's 64 bytes hold columns 0-63 in
+ *         their low nibbles and 64-127 in their high ones, matching x's halves.
+ * General path (fp8, and int8 with -128 in x): each row is first decoded to 16-bit
+ * weights shared by the tile's rows: int8 and int4 to q itself; fp8 to ms = +-mantissa
+ * (|ms| <= 15; NaN codes -> 0 like the table) and pw = 2^(E-1) (E = 0: 1), with
+ * q = ms * pw. Per one-plane row of x (|x| <= 128), 16 x at a time:
  *   int8/int4: vpmaddwd(q, x): a pair <= 2 * 128 * 128 = 32768, 8 chunks per lane
  *              <= 262144, 8 lanes 2.1e6 < 2^31.
  *   fp8:       vpmaddwd(vpmullw(ms, x), pw): |ms * x| <= 1920, a pair <= 2 * 1920 * 2^14
@@ -42,8 +54,9 @@ static void decode_row(const uint8_t *codes, int format, int n, int16_t *w, int1
 	}
 }
 
-static void avx2_row_dots(const uint8_t *codes, int format, const struct hmoe_fxp_xtile *x,
-			  int64_t *dots, void *tmp)
+/* The general path over one-plane rows (x->planes == 1). */
+static void dots_general(const uint8_t *codes, int format, const struct hmoe_fxp_xtile *x,
+			 int64_t *dots, void *tmp)
 {
 	int16_t *w = tmp, *pw = w + HMOE_FXP_MAX_DIM;
 	int stride = x->groups * HMOE_FXP_GROUP;
@@ -77,8 +90,116 @@ static void avx2_row_dots(const uint8_t *codes, int format, const struct hmoe_fx
 	}
 }
 
+/* Prefetch distance into L2 of the fast path (as the AVX-512 variant's). */
+#define AVX2_PREFETCH_BYTES 8192
+
+/* One group's unsigned operands u[k] (columns 32k .. 32k + 31) and, for int8, the codes
+ * themselves (the signs vpsignb applies to x). */
+static inline __attribute__((always_inline)) void
+group_operands(const uint8_t *codes, const int format, int g, __m256i u[4], __m256i q[4])
+{
+	if (format == HMOE_FXP_INT8) {
+		const uint8_t *c = codes + (size_t)g * HMOE_FXP_GROUP;
+
+#pragma GCC unroll 4
+		for (int k = 0; k < 4; k++) {
+			q[k] = _mm256_loadu_si256((const __m256i *)(c + 32 * k));
+			u[k] = _mm256_abs_epi8(q[k]);
+		}
+	} else {
+		const uint8_t *c = codes + (size_t)g * (HMOE_FXP_GROUP / 2);
+		const __m256i low4 = _mm256_set1_epi8(0x0f);
+		__m256i b0 = _mm256_loadu_si256((const __m256i *)c);
+		__m256i b1 = _mm256_loadu_si256((const __m256i *)(c + 32));
+
+		u[0] = _mm256_and_si256(b0, low4);
+		u[1] = _mm256_and_si256(b1, low4);
+		u[2] = _mm256_and_si256(_mm256_srli_epi16(b0, 4), low4);
+		u[3] = _mm256_and_si256(_mm256_srli_epi16(b1, 4), low4);
+	}
+}
+
+/* mult * sum over one group of u * x' for one plane of x (see the top of the file). */
+static inline __attribute__((always_inline)) __m256i
+group_plane(const __m256i u[4], const __m256i q[4], const int8_t *xp, const int format,
+	    __m256i mult, __m256i acc)
+{
+#pragma GCC unroll 4
+	for (int k = 0; k < 4; k++) {
+		__m256i xv = _mm256_loadu_si256((const __m256i *)(xp + 32 * k));
+
+		if (format == HMOE_FXP_INT8)
+			xv = _mm256_sign_epi8(xv, q[k]);
+		acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u[k], xv), mult));
+	}
+	return acc;
+}
+
+/* int8 / int4 dots of every token of x (either plane count), whole tokens. */
+static inline __attribute__((always_inline)) void
+dots_int(const uint8_t *codes, const int format, const struct hmoe_fxp_xtile *x, int64_t *dots)
+{
+	const __m256i one = _mm256_set1_epi16(1);
+	const __m256i hi_mult = _mm256_set1_epi16(x->planes == 2 ? 1 << HMOE_FXP_PLANE_SHIFT : 1);
+	int plane = x->groups * HMOE_FXP_GROUP, stride = x->planes * plane, groups = x->groups;
+	int group_bytes = hmoe_fxp_group_bytes(format);
+
+	for (int g = 0; g < groups; g++) {
+		__m256i u[4], q[4];
+
+		for (int i = 0; i < group_bytes; i += HMOE_FXP_LINE_BYTES)
+			_mm_prefetch((const char *)codes + (size_t)g * group_bytes +
+				     AVX2_PREFETCH_BYTES + i, _MM_HINT_T1);
+		group_operands(codes, format, g, u, q);
+		for (int t = 0; t < x->n_tokens; t++) {
+			const int8_t *xp = x->xq + (size_t)t * stride + g * HMOE_FXP_GROUP;
+			const int32_t *xs = x->xsum + (size_t)t * x->planes * groups + g;
+			__m256i acc = group_plane(u, q, xp, format, hi_mult, _mm256_setzero_si256());
+			__m128i h;
+			int64_t dot;
+
+			if (x->planes == 2)
+				acc = group_plane(u, q, xp + plane, format, one, acc);
+			h = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+			h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+			h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+			dot = _mm_cvtsi128_si32(h);
+			if (format == HMOE_FXP_INT4)
+				dot -= 8 * (x->planes == 2 ? (int64_t)xs[0] * (1 << HMOE_FXP_PLANE_SHIFT) +
+							     xs[groups] : xs[0]);
+			dots[t * groups + g] = dot;
+		}
+	}
+}
+
+static void avx2_row_dots(const uint8_t *codes, int format, const struct hmoe_fxp_xtile *x,
+			  int64_t *dots, void *tmp)
+{
+	struct hmoe_fxp_xtile rows = *x;
+
+	if (format == HMOE_FXP_INT4 || (format == HMOE_FXP_INT8 && !x->has_m128)) {
+		if (format == HMOE_FXP_INT8)
+			dots_int(codes, HMOE_FXP_INT8, x, dots);
+		else
+			dots_int(codes, HMOE_FXP_INT4, x, dots);
+		return;
+	}
+	/* the general path takes one-plane rows: an A16 token's two rows are combined after,
+	 * in place (row t is written after rows 2t and 2t + 1 are read); exact in int64 */
+	rows.n_tokens = x->n_tokens * x->planes;
+	rows.planes = 1;
+	dots_general(codes, format, &rows, dots, tmp);
+	if (x->planes == 2)
+		for (int t = 0; t < x->n_tokens; t++)
+			for (int g = 0; g < x->groups; g++)
+				dots[t * x->groups + g] =
+					dots[2 * t * x->groups + g] * (1 << HMOE_FXP_PLANE_SHIFT) +
+					dots[(2 * t + 1) * x->groups + g];
+}
+
 const struct hmoe_fxp_simd hmoe_fxp_simd_avx2 = {
 	.name = "avx2",
 	.supported = avx2_supported,
 	.row_dots = avx2_row_dots,
+	.int_planes = 1,
 };
