@@ -44,12 +44,34 @@ static void decode_row(const uint8_t *codes, int format, int n, int16_t *w, int1
 			w[k] = (int16_t)((k % HMOE_FXP_GROUP < HMOE_FXP_GROUP / 2 ? b & 15 : b >> 4) - 8);
 		}
 	} else {
-		for (int k = 0; k < n; k++) {
-			int c = codes[k], e = (c >> 3) & 15, m = c & 7;
+		/* 16 codes at a time in 16-bit lanes (n is a multiple of 128): pw = 2^(E-1)
+		 * from two 16-entry byte tables (the lanes' high bytes index with 0x80, which
+		 * vpshufb turns into 0) */
+		const __m256i tab_lo = _mm256_setr_epi8(1, 1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0,
+							0, 0, 0, 0, 1, 1, 2, 4, 8, 16, 32, 64,
+							-128, 0, 0, 0, 0, 0, 0, 0);
+		const __m256i tab_hi = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 8, 16,
+							32, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2,
+							4, 8, 16, 32, 64);
+		const __m256i c7 = _mm256_set1_epi16(7), c8 = _mm256_set1_epi16(8);
+		const __m256i c15 = _mm256_set1_epi16(15), c7f = _mm256_set1_epi16(0x7f);
+		const __m256i c80 = _mm256_set1_epi16(0x80), hi_zero = _mm256_set1_epi16(-32768);
 
-			m = (c & 0x7f) == 0x7f ? 0 : e ? m | 8 : m;
-			w[k] = (int16_t)(c & 0x80 ? -m : m);
-			pw[k] = (int16_t)(1 << (e ? e - 1 : 0));
+		for (int k = 0; k < n; k += 16) {
+			__m256i c = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(codes + k)));
+			__m256i e = _mm256_and_si256(_mm256_srli_epi16(c, 3), c15);
+			__m256i m = _mm256_and_si256(c, c7);
+			__m256i normal = _mm256_cmpgt_epi16(e, _mm256_setzero_si256());
+			__m256i nan = _mm256_cmpeq_epi16(_mm256_and_si256(c, c7f), c7f);
+			__m256i neg = _mm256_cmpeq_epi16(_mm256_and_si256(c, c80), c80);
+			__m256i idx = _mm256_or_si256(e, hi_zero);
+
+			m = _mm256_andnot_si256(nan, _mm256_or_si256(m, _mm256_and_si256(normal, c8)));
+			_mm256_storeu_si256((__m256i *)(w + k),
+					    _mm256_sub_epi16(_mm256_xor_si256(m, neg), neg));
+			_mm256_storeu_si256((__m256i *)(pw + k), _mm256_or_si256(
+				_mm256_shuffle_epi8(tab_lo, idx),
+				_mm256_slli_epi16(_mm256_shuffle_epi8(tab_hi, idx), 8)));
 		}
 	}
 }
