@@ -12,12 +12,12 @@
  *   int4: u = the nibble q + 8 in [0, 15], x' = x: a pair <= 2 * 15 * 128 = 3840 for any
  *         int8 x; dot = sum(u * x) - 8 * sum(x). A group's 64 bytes hold columns 0-63 in
  *         their low nibbles and 64-127 in their high ones, matching x's halves.
- * General path (fp8, and int8 with -128 in x): each row is first decoded to 16-bit
- * weights shared by the tile's rows: int8 and int4 to q itself; fp8 to ms = +-mantissa
- * (|ms| <= 15; NaN codes -> 0 like the table) and pw = 2^(E-1) (E = 0: 1), with
- * q = ms * pw. Per one-plane row of x (|x| <= 128), 16 x at a time:
- *   int8/int4: vpmaddwd(q, x): a pair <= 2 * 128 * 128 = 32768, 8 chunks per lane
- *              <= 262144, 8 lanes 2.1e6 < 2^31.
+ * General path (fp8, and int8 with -128 in x; int4 never needs it): each row is first
+ * decoded to 16-bit weights shared by the tile's rows: int8 to q itself; fp8 to
+ * ms = +-mantissa (|ms| <= 15; NaN codes -> 0 like the table) and pw = 2^(E-1) (E = 0:
+ * 1), with q = ms * pw. Per one-plane row of x (|x| <= 128), 16 x at a time:
+ *   int8: vpmaddwd(q, x): a pair <= 2 * 128 * 128 = 32768, 8 chunks per lane
+ *         <= 262144, 8 lanes 2.1e6 < 2^31.
  *   fp8:       vpmaddwd(vpmullw(ms, x), pw): |ms * x| <= 1920, a pair <= 2 * 1920 * 2^14
  *              = 62914560, 8 chunks <= 5.03e8 < 2^31 per lane; lanes summed in int64.
  */
@@ -36,13 +36,6 @@ static void decode_row(const uint8_t *codes, int format, int n, int16_t *w, int1
 	if (format == HMOE_FXP_INT8) {
 		for (int k = 0; k < n; k++)
 			w[k] = (int8_t)codes[k];
-	} else if (format == HMOE_FXP_INT4) {
-		for (int k = 0; k < n; k++) {
-			int b = codes[k / HMOE_FXP_GROUP * (HMOE_FXP_GROUP / 2) +
-				      k % (HMOE_FXP_GROUP / 2)];
-
-			w[k] = (int16_t)((k % HMOE_FXP_GROUP < HMOE_FXP_GROUP / 2 ? b & 15 : b >> 4) - 8);
-		}
 	} else {
 		/* 16 codes at a time in 16-bit lanes (n is a multiple of 128): pw = 2^(E-1)
 		 * from two 16-entry byte tables (the lanes' high bytes index with 0x80, which
