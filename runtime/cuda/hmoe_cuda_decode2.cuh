@@ -180,13 +180,7 @@ mla_decode_kernel2(uint16_t *out, const uint16_t *q, const uint16_t *pages,
 		hmma_bar(1 + hb, 64);
 
 		/* O (16 heads x this warp's L/2 columns) = O * alpha + P . V */
-#pragma unroll
-		for (int nt = 0; nt < D2_NT; nt++) {
-			acc[nt][0] *= alpha[0];
-			acc[nt][1] *= alpha[0];
-			acc[nt][2] *= alpha[1];
-			acc[nt][3] *= alpha[1];
-		}
+		hmma_scale_rows<D2_NT>(acc, alpha);
 #pragma unroll
 		for (int kk = 0; kk < D2_T / 16; kk++) {
 			uint32_t a[4];

@@ -47,6 +47,20 @@ __device__ __forceinline__ uint32_t hmma_pack_bf16(float lo, float hi)
 /* The primitives (inline PTX). With HMOE_CUDA_EMU the kernels' CPU test
  * (tests/gpu/emu) supplies them, with the same signatures, and the CUDA builtins, from
  * its own header included before this one; only the pure helpers above are shared. */
+/* Scales N accumulator fragments of m16n8 C layout by their rows' factors: c[i][0..1] lie
+ * in row lane / 4 (factor f[0]), c[i][2..3] in row lane / 4 + 8 (f[1]). The online
+ * softmax's O * alpha. */
+template <int N> __device__ __forceinline__ void hmma_scale_rows(float c[N][4], const float f[2])
+{
+#pragma unroll
+	for (int i = 0; i < N; i++) {
+		c[i][0] *= f[0];
+		c[i][1] *= f[0];
+		c[i][2] *= f[1];
+		c[i][3] *= f[1];
+	}
+}
+
 #ifndef HMOE_CUDA_EMU
 __device__ __forceinline__ uint32_t hmma_smem(const void *p)
 {

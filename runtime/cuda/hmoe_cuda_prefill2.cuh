@@ -205,13 +205,7 @@ mla_prefill_kernel2(uint16_t *out, const uint16_t *q, const uint16_t *k, const u
 		 * across the quad), reduced over the quad at the end */
 		l[0] = l[0] * alpha[0] + rs[0];
 		l[1] = l[1] * alpha[1] + rs[1];
-#pragma unroll
-		for (int j = 0; j < P2_NT; j++) {
-			o[j][0] *= alpha[0];
-			o[j][1] *= alpha[0];
-			o[j][2] *= alpha[1];
-			o[j][3] *= alpha[1];
-		}
+		hmma_scale_rows<P2_NT>(o, alpha);
 
 		/* O (16 x v) += P (16 x 64) . V (64 x v): per k16 step and 16 columns, one
 		 * transposed ldmatrix.x4 = the B fragments of two n-tiles */

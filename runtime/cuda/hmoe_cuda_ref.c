@@ -298,6 +298,13 @@ void hcu_ref_route(int32_t *ids, float *weights, const float *logits, const floa
 	free(s);
 }
 
+/* Row t (D bf16 values) of a sequence in the paged latent cache, through its block-table row. */
+static const uint16_t *cache_row(const uint16_t *pages, const int32_t *blocks, int page_size,
+				 int t, int D)
+{
+	return pages + ((long)blocks[t / page_size] * page_size + t % page_size) * D;
+}
+
 void hcu_ref_mla_decode(double *out, const uint16_t *q, const uint16_t *pages,
 			const int32_t *block_table, const int32_t *seq_lens, int page_size,
 			int max_pages, int batch, int H, int L, int R, float scale, double *spread)
@@ -315,9 +322,8 @@ void hcu_ref_mla_decode(double *out, const uint16_t *q, const uint16_t *pages,
 			double *o = out + ((long)b * H + h) * L, m = -INFINITY, z = 0.0;
 
 			for (int t = 0; t < len; t++) {
-				const uint16_t *kv = pages +
-					((long)block_table[(long)b * max_pages + t / page_size] *
-					 page_size + t % page_size) * D;
+				const uint16_t *kv = cache_row(pages, block_table + (long)b * max_pages,
+							       page_size, t, D);
 				double s = 0.0;
 
 				for (int d = 0; d < D; d++)
@@ -332,9 +338,8 @@ void hcu_ref_mla_decode(double *out, const uint16_t *q, const uint16_t *pages,
 			for (int c = 0; c < L; c++)
 				o[c] = 0.0;
 			for (int t = 0; t < len; t++) {
-				const uint16_t *kv = pages +
-					((long)block_table[(long)b * max_pages + t / page_size] *
-					 page_size + t % page_size) * D;
+				const uint16_t *kv = cache_row(pages, block_table + (long)b * max_pages,
+							       page_size, t, D);
 
 				for (int c = 0; c < L; c++)
 					o[c] += p[t] / z * bf(kv[c]);
@@ -346,9 +351,8 @@ void hcu_ref_mla_decode(double *out, const uint16_t *q, const uint16_t *pages,
 			for (int c = 0; c < L; c++)
 				sp[c] = 0.0;
 			for (int t = 0; t < len; t++) {
-				const uint16_t *kv = pages +
-					((long)block_table[(long)b * max_pages + t / page_size] *
-					 page_size + t % page_size) * D;
+				const uint16_t *kv = cache_row(pages, block_table + (long)b * max_pages,
+							       page_size, t, D);
 
 				for (int c = 0; c < L; c++)
 					sp[c] += p[t] / z * fabs(bf(kv[c]) - o[c]);
