@@ -147,7 +147,7 @@ struct row_work {
 /* A16: the dots of token t's hi and lo rows (2t, 2t + 1) -> 128 * hi + lo at row t, in
  * place (row t is written after rows 2t and 2t + 1 are read, and 2t >= t). Exact:
  * |hi|, |lo| < 2^32, so |result| < 2^39. */
-static void combine_planes(int64_t *dots, int n_tokens, int groups)
+void hmoe_fxp_combine_planes(int64_t *dots, int n_tokens, int groups)
 {
 	for (int t = 0; t < n_tokens; t++)
 		for (int g = 0; g < groups; g++)
@@ -164,14 +164,14 @@ static void linear_row(const struct hmoe_fxp_simd *simd, const uint8_t *row, int
 	const uint8_t *codes = row + hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
 	struct hmoe_fxp_xtile rows = *x;
 
-	if (x->planes == 2 && simd->int_planes && format != HMOE_FXP_FP8) {
+	if (x->planes == 2 && (simd->whole_tokens & (1u << format))) {
 		simd->row_dots(codes, format, x, wk->dots, wk->tmp);
 	} else {
 		rows.n_tokens = x->n_tokens * x->planes;
 		rows.planes = 1;
 		simd->row_dots(codes, format, &rows, wk->dots, wk->tmp);
 		if (x->planes == 2)
-			combine_planes(wk->dots, x->n_tokens, x->groups);
+			hmoe_fxp_combine_planes(wk->dots, x->n_tokens, x->groups);
 	}
 	row_epilogue(simd, row, wk->dots, x, q16, stride);
 }

@@ -34,7 +34,7 @@ struct hmoe_fxp_xtile {
 #define HMOE_FXP_ROW_TMP_BYTES (2 * HMOE_FXP_MAX_DIM * (int)sizeof(int16_t))
 
 /* One SIMD variant. row_dots: exact group dots of one weight row (codes of the weight
- * format) with every one-plane row of x (x->planes == 1; see int_planes), dots (n_tokens, groups) =
+ * format) with every one-plane row of x (x->planes == 1; see whole_tokens), dots (n_tokens, groups) =
  * sum_k q[k] * xq[t][k] over each group, as int64; the caller combines an A16 token's
  * two rows as 128 * hi + lo. row_terms (NULL: the scalar loop), per token: acc[t] =
  * sum_g hmoe_fxp_term(dots[t][g], w[g], xs[t][g]) with w[g] the row's scale word g
@@ -48,13 +48,14 @@ struct hmoe_fxp_simd {
 			 int64_t *dots, void *tmp);
 	void (*row_terms)(const int64_t *dots, const uint8_t *scales,
 			  const struct hmoe_fxp_xtile *x, int64_t *acc);
-	/* Nonzero: row_dots also takes int8/int4 rows with x->planes == 2 and writes whole
-	 * tokens' dots (128 * hi + lo) itself, which saves a reduction per plane. dots has
-	 * room for (n_tokens * planes, groups) either way (a variant may use it as scratch). */
-	int int_planes;
+	/* Bit (1 << format) set: for that weight format row_dots also takes x with
+	 * x->planes == 2 and writes whole tokens' dots (128 * hi + lo) itself, which saves
+	 * reductions. dots has room for (n_tokens * planes, groups) either way (a variant
+	 * may use it as scratch). */
+	unsigned whole_tokens;
 	/* Optional, int8/int4 only: row_dots of two rows in one pass (two weight streams in
-	 * flight), with x as for row_dots when int_planes (either plane count), dots of
-	 * whole tokens: (n_tokens, groups) each. */
+	 * flight), with x as for row_dots when whole_tokens has the format (either plane
+	 * count), dots of whole tokens: (n_tokens, groups) each. */
 	void (*row_dots2)(const uint8_t *codes_a, const uint8_t *codes_b, int format,
 			  const struct hmoe_fxp_xtile *x, int64_t *dots_a, int64_t *dots_b);
 };
@@ -68,6 +69,10 @@ extern const struct hmoe_fxp_simd hmoe_fxp_simd_avx512;
 const struct hmoe_fxp_simd *hmoe_fxp_simd_best(void);
 /* By name; NULL when unknown or not supported on this CPU. */
 const struct hmoe_fxp_simd *hmoe_fxp_simd_find(const char *name);
+
+/* A16 dots of one-plane rows (n_tokens * 2, groups), token t's hi and lo at rows 2t and
+ * 2t + 1 -> whole tokens' 128 * hi + lo at row t, in place. */
+void hmoe_fxp_combine_planes(int64_t *dots, int n_tokens, int groups);
 
 /* One expert over one tile with a given variant, single-threaded: same inputs and
  * outputs as hmoe_ffn(), mode included (the tests compare them bit for bit). */

@@ -1,6 +1,6 @@
 /* hmoe_fxp_cpu_avx2: exact group dots with AVX2 (see hmoe_fxp_cpu.h).
  *
- * int8 / int4 (the fast path; A16 tokens come whole, int_planes): per group the weights
+ * int8 / int4 (the fast path; A16 tokens come whole, whole_tokens): per group the weights
  * become an unsigned operand u and, per token and plane, vpmaddubsw(u, x') sums pairs of
  * u * x' into int16 and vpmaddwd with 128 (hi plane) or 1 (lo plane, A8) widens them into
  * int32 lanes, so the planes combine inside the lanes.
@@ -205,16 +205,12 @@ static void avx2_row_dots(const uint8_t *codes, int format, const struct hmoe_fx
 	rows.planes = 1;
 	dots_general(codes, format, &rows, dots, tmp);
 	if (x->planes == 2)
-		for (int t = 0; t < x->n_tokens; t++)
-			for (int g = 0; g < x->groups; g++)
-				dots[t * x->groups + g] =
-					dots[2 * t * x->groups + g] * (1 << HMOE_FXP_PLANE_SHIFT) +
-					dots[(2 * t + 1) * x->groups + g];
+		hmoe_fxp_combine_planes(dots, x->n_tokens, x->groups);
 }
 
 const struct hmoe_fxp_simd hmoe_fxp_simd_avx2 = {
 	.name = "avx2",
 	.supported = avx2_supported,
 	.row_dots = avx2_row_dots,
-	.int_planes = 1,
+	.whole_tokens = 1u << HMOE_FXP_INT8 | 1u << HMOE_FXP_INT4,
 };

@@ -65,24 +65,24 @@ static inline void load_u(const uint8_t *codes, int format, int g, __m512i *u0, 
 	}
 }
 
-static inline __m512i dot_u(__m512i u0, __m512i u1, const int8_t *xp)
+static inline __m512i dot_u(__m512i acc, __m512i u0, __m512i u1, const int8_t *xp)
 {
 	__m512i xa = _mm512_loadu_si512(xp), xb = _mm512_loadu_si512(xp + 64);
 
-	return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u0, xa), u1, xb);
+	return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc, u0, xa), u1, xb);
 }
 
 /* One group of token rows: one plane, or (A16) both planes combined inside the lanes as
- * 128 * dot(hi) + dot(lo). A lane holds 8 products |u * x| <= 255 * 128 per plane, so
- * 129 * 261120 = 3.4e7 per lane and 16 lanes 5.4e8 < 2^31 after the reduction. */
+ * 128 * dot(hi) + dot(lo), the lo plane's products accumulated onto the shifted hi sums.
+ * A lane holds 8 products |u * x| <= 255 * 128 per plane, so 129 * 261120 = 3.4e7 per
+ * lane and 16 lanes 5.4e8 < 2^31 after the reduction. */
 static inline __m512i dot_u_planes(__m512i u0, __m512i u1, const int8_t *xp,
 				   int planes, int plane_stride)
 {
-	__m512i d = dot_u(u0, u1, xp);
+	__m512i d = dot_u(_mm512_setzero_si512(), u0, u1, xp);
 
 	if (planes == 2)
-		d = _mm512_add_epi32(_mm512_slli_epi32(d, HMOE_FXP_PLANE_SHIFT),
-				     dot_u(u0, u1, xp + plane_stride));
+		d = dot_u(_mm512_slli_epi32(d, HMOE_FXP_PLANE_SHIFT), u0, u1, xp + plane_stride);
 	return d;
 }
 
@@ -316,72 +316,100 @@ fp8_decode_groups(const uint8_t *codes, int g, const int NG, const __m512i tab[3
 				     tab, pu[j][h]);
 }
 
-/* Dots of rows r0 .. r0 + R - 1 of x over groups g .. g + NG - 1 (R, NG <= 2) from their
- * decoded planes. Always inlined with constant R and NG, so the 3 * R * NG <= 12
- * accumulators and the 12 planes stay in the 32 registers. A lane of an accumulator
- * holds 8 products u * x <= 255 * 128 per group, 16 lanes 4.2e6 < 2^31. */
+/* Dots of token t of x (P planes, the mode's) over groups g .. g + NG - 1 (NG <= 2) from
+ * their decoded digit planes u_i = p_i + 128, as two int32 accumulators per group whose
+ * lanes already weigh the digit and plane products (S(u, x): sum of u * x over the
+ * group), each chain accumulating onto its shifted first part:
+ *   P = 1: lo = 128 S(u1, x) + S(u0, x),                 hi = S(u2, x);
+ *   P = 2: lo = 128 (S(u0, xh) + S(u1, xl)) + S(u0, xl), hi = 128 S(u2, xh) + S(u1, xh)
+ *          + S(u2, xl);
+ * so dot = lo + 2^14 hi - 128 * 16513 * sum(x), with sum(x) = 128 sum(xh) + sum(xl) for
+ * A16. A lane of one S holds 8 products |u * x| <= 255 * 128, i.e. <= 261120, so
+ * lo <= 261120 + 128 * 2 * 261120 = 6.7e7 and hi <= 2 * 261120 + 128 * 261120 = 3.4e7,
+ * 16 lanes <= 1.07e9 < 2^31. Always inlined with constant P and NG, so the 12 digit
+ * planes, 6 tables and 2 * NG accumulators stay in the 32 registers. */
 VBMI_TARGET static inline __attribute__((always_inline)) void
-fp8_rows_block(const __m512i pu[2][2][3], const struct hmoe_fxp_xtile *x, int r0,
-	       const int R, int g, const int NG, int64_t *dots)
+fp8_token_block(const __m512i pu[2][2][3], const struct hmoe_fxp_xtile *x, int t, const int P,
+		int g, const int NG, int64_t *dots)
 {
 	const __m512i zero = _mm512_setzero_si512();
-	int stride = x->groups * HMOE_FXP_GROUP, groups = x->groups, n = 3 * R * NG;
-	__m512i acc[12];   /* [(j * R + r) * 3 + i]: group g + j, row r0 + r, digit i */
-	int32_t sum[12];
+	int groups = x->groups, plane = groups * HMOE_FXP_GROUP;
+	const int8_t *xt = x->xq + (size_t)t * P * plane;
+	__m512i acc[4];   /* [j]: lo of group g + j, [2 + j]: its hi */
 
-#pragma GCC unroll 12
-	for (int e = 0; e < n; e++)
-		acc[e] = zero;
 #pragma GCC unroll 2
-	for (int j = 0; j < NG; j++)
-#pragma GCC unroll 2
-		for (int h = 0; h < 2; h++)
-#pragma GCC unroll 2
-			for (int r = 0; r < R; r++) {
-				__m512i xv = _mm512_loadu_si512(x->xq + (size_t)(r0 + r) * stride +
-								(g + j) * HMOE_FXP_GROUP + 64 * h);
+	for (int j = 0; j < NG; j++) {
+		__m512i xh[2], xl[2], lo = zero, hi = zero;
 
-#pragma GCC unroll 3
-				for (int i = 0; i < 3; i++)
-					acc[(j * R + r) * 3 + i] = _mm512_dpbusd_epi32(
-						acc[(j * R + r) * 3 + i], pu[j][h][i], xv);
-			}
-#pragma GCC unroll 3
-	for (int e = 0; e < n; e += 4)
-		_mm_storeu_si128((__m128i *)(sum + e), reduce4_epi32(
-			acc[e], e + 1 < n ? acc[e + 1] : zero, e + 2 < n ? acc[e + 2] : zero,
-			e + 3 < n ? acc[e + 3] : zero));
 #pragma GCC unroll 2
-	for (int j = 0; j < NG; j++)
-#pragma GCC unroll 2
-		for (int r = 0; r < R; r++) {
-			const int32_t *d = sum + (j * R + r) * 3;
-			int i = (r0 + r) * groups + g + j;
-
-			dots[i] = d[0] + (int64_t)d[1] * 128 + (int64_t)d[2] * 16384 -
-				  (int64_t)x->xsum[i] * (128 * 16513);
+		for (int h = 0; h < 2; h++) {
+			xh[h] = _mm512_loadu_si512(xt + (g + j) * HMOE_FXP_GROUP + 64 * h);
+			xl[h] = P == 2 ? _mm512_loadu_si512(xt + plane + (g + j) * HMOE_FXP_GROUP +
+							    64 * h) : xh[h];
 		}
+#pragma GCC unroll 2
+		for (int h = 0; h < 2; h++) {
+			if (P == 2) {
+				lo = _mm512_dpbusd_epi32(lo, pu[j][h][0], xh[h]);
+				lo = _mm512_dpbusd_epi32(lo, pu[j][h][1], xl[h]);
+			} else {
+				lo = _mm512_dpbusd_epi32(lo, pu[j][h][1], xh[h]);
+			}
+			hi = _mm512_dpbusd_epi32(hi, pu[j][h][2], xh[h]);
+		}
+		lo = _mm512_slli_epi32(lo, 7);
+		if (P == 2)
+			hi = _mm512_slli_epi32(hi, 7);
+#pragma GCC unroll 2
+		for (int h = 0; h < 2; h++) {
+			lo = _mm512_dpbusd_epi32(lo, pu[j][h][0], xl[h]);
+			if (P == 2) {
+				hi = _mm512_dpbusd_epi32(hi, pu[j][h][1], xh[h]);
+				hi = _mm512_dpbusd_epi32(hi, pu[j][h][2], xl[h]);
+			}
+		}
+		acc[j] = lo;
+		acc[2 + j] = hi;
+	}
+	{
+		/* sums = lo(g), lo(g + 1), hi(g), hi(g + 1); dot = lo + 2^14 hi - bias in int64 */
+		__m128i sums = reduce4_epi32(acc[0], NG == 2 ? acc[1] : zero, acc[2],
+					     NG == 2 ? acc[3] : zero);
+		const int32_t *xs = x->xsum + (size_t)t * P * groups + g;
+		__m128i xsum = _mm_loadl_epi64((const __m128i *)xs);
+		__m128i d;
+
+		if (P == 2)
+			xsum = _mm_add_epi32(_mm_slli_epi32(xsum, 7),
+					     _mm_loadl_epi64((const __m128i *)(xs + groups)));
+		d = _mm_add_epi64(_mm_cvtepi32_epi64(sums),
+				  _mm_slli_epi64(_mm_cvtepi32_epi64(_mm_srli_si128(sums, 8)), 14));
+		d = _mm_sub_epi64(d, _mm_mul_epi32(_mm_cvtepi32_epi64(xsum),
+						   _mm_set1_epi64x(128 * 16513)));
+		if (NG == 2)
+			_mm_storeu_si128((__m128i *)(dots + t * groups + g), d);
+		else
+			dots[t * groups + g] = _mm_cvtsi128_si64(d);
+	}
 }
 
-/* Groups g .. g + NG - 1 for every row of x: decoded once, then two rows at a time. */
+/* Groups g .. g + NG - 1 for every token of x: decoded once, then one token at a time. */
 VBMI_TARGET static inline __attribute__((always_inline)) void
-fp8_groups_all_rows(const uint8_t *codes, const struct hmoe_fxp_xtile *x, int g, const int NG,
-		    const __m512i tab[3][2], int64_t *dots)
+fp8_groups_all_tokens(const uint8_t *codes, const struct hmoe_fxp_xtile *x, int g, const int NG,
+		      const int P, const __m512i tab[3][2], int64_t *dots)
 {
 	__m512i pu[2][2][3];
-	int r = 0;
 
 	fp8_decode_groups(codes, g, NG, tab, pu);
-	for (; r + 2 <= x->n_tokens; r += 2)
-		fp8_rows_block(pu, x, r, 2, g, NG, dots);
-	if (r < x->n_tokens)
-		fp8_rows_block(pu, x, r, 1, g, NG, dots);
+	for (int t = 0; t < x->n_tokens; t++)
+		fp8_token_block(pu, x, t, P, g, NG, dots);
 }
 
-/* Every row of x (n_tokens one-plane rows; an A16 token is two), weight-stationary: each
- * pair of groups is decoded into registers once and feeds every row. */
-VBMI_TARGET static void dots_fp8_planes(const uint8_t *codes, const struct hmoe_fxp_xtile *x,
-					int64_t *dots)
+/* Every token of x (P planes each), weight-stationary: each pair of groups is decoded
+ * into registers once and feeds every token. */
+VBMI_TARGET static inline __attribute__((always_inline)) void
+dots_fp8_planes_p(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P,
+		  int64_t *dots)
 {
 	int groups = x->groups, g = 0;
 	__m512i tab[3][2];
@@ -391,9 +419,18 @@ VBMI_TARGET static void dots_fp8_planes(const uint8_t *codes, const struct hmoe_
 		tab[i][1] = _mm512_loadu_si512(fp8_digits[i] + 64);
 	}
 	for (; g + 2 <= groups; g += 2)
-		fp8_groups_all_rows(codes, x, g, 2, tab, dots);
+		fp8_groups_all_tokens(codes, x, g, 2, P, tab, dots);
 	if (g < groups)
-		fp8_groups_all_rows(codes, x, g, 1, tab, dots);
+		fp8_groups_all_tokens(codes, x, g, 1, P, tab, dots);
+}
+
+VBMI_TARGET static void dots_fp8_planes(const uint8_t *codes, const struct hmoe_fxp_xtile *x,
+					int64_t *dots)
+{
+	if (x->planes == 2)
+		dots_fp8_planes_p(codes, x, 2, dots);
+	else
+		dots_fp8_planes_p(codes, x, 1, dots);
 }
 
 static void avx512_row_dots(const uint8_t *codes, int format, const struct hmoe_fxp_xtile *x,
@@ -401,12 +438,20 @@ static void avx512_row_dots(const uint8_t *codes, int format, const struct hmoe_
 {
 	int16_t *ms = tmp, *pw = ms + HMOE_FXP_MAX_DIM;
 
-	if (format != HMOE_FXP_FP8)
+	struct hmoe_fxp_xtile rows = *x;
+
+	if (format != HMOE_FXP_FP8) {
 		dots_int(codes, format, x, dots);
-	else if (fp8_planes())
+	} else if (fp8_planes()) {
 		dots_fp8_planes(codes, x, dots);
-	else
-		dots_fp8(codes, x, dots, ms, pw);
+	} else {
+		/* one-plane rows, an A16 token's two combined after */
+		rows.n_tokens = x->n_tokens * x->planes;
+		rows.planes = 1;
+		dots_fp8(codes, &rows, dots, ms, pw);
+		if (x->planes == 2)
+			hmoe_fxp_combine_planes(dots, x->n_tokens, x->groups);
+	}
 }
 
 /* The terms of 8 groups at once. The row's scale words w = e * 65536 + m (m < 65536)
@@ -479,6 +524,6 @@ const struct hmoe_fxp_simd hmoe_fxp_simd_avx512 = {
 	.supported = avx512_supported,
 	.row_dots = avx512_row_dots,
 	.row_terms = avx512_row_terms,
-	.int_planes = 1,
+	.whole_tokens = 1u << HMOE_FXP_FP8 | 1u << HMOE_FXP_INT8 | 1u << HMOE_FXP_INT4,
 	.row_dots2 = avx512_row_dots2,
 };
