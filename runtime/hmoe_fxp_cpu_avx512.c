@@ -1,8 +1,8 @@
 /* hmoe_fxp_cpu_avx512: exact group dots with AVX-512 BW + VNNI (see hmoe_fxp_cpu.h).
  *
- * Every x row here is one int8 plane (|x| <= 128, -128 included): the A16 mode's two
- * planes per token are two rows (hmoe_fxp_cpu.c), so the lane bounds below hold for both
- * modes.
+ * Every x value is one int8 plane value (|x| <= 128, -128 included), so the lane bounds
+ * below hold for both modes; A16 tokens come whole (whole_tokens) and their two planes are
+ * combined inside the lanes as described per format.
  * int8: vpdpbusd needs one unsigned operand, so the weights are flipped to u = q + 128
  *       (q ^ 0x80) and dot = sum(u * x) - 128 * sum(x). Lane bound: 2 vpdpbusd of 4
  *       products each, |u * x| <= 255 * 128: 8 * 32640 = 261120 per lane, 16 lanes
@@ -20,7 +20,10 @@
  *       per code by vpermi2b (NaN codes: 0 digits) from tables that hold |p| + 128, negated
  *       mod 256 for negative codes (128 - |p|); each plane is so u = p + 128 and
  *       runs through vpdpbusd like int8: S_i = sum(u_i * x), lanes <= 8 * 255 * 128, and
- *       dot = 2^14 S2 + 2^7 S1 + S0 - 128 * (2^14 + 2^7 + 1) * sum(x) in int64.
+ *       dot = 2^14 S2 + 2^7 S1 + S0 - 128 * (2^14 + 2^7 + 1) * sum(x) in int64. A16
+ *       tokens come whole (both planes): the six digit x plane products are weighed inside
+ *       two accumulators per group (fp8_token_block), so one token costs two reductions
+ *       per group, not six.
  */
 #include <immintrin.h>
 #include <pthread.h>
