@@ -70,6 +70,12 @@ const struct hmoe_fxp_simd *hmoe_fxp_simd_best(void);
 /* By name; NULL when unknown or not supported on this CPU. */
 const struct hmoe_fxp_simd *hmoe_fxp_simd_find(const char *name);
 
+/* A row's scale words (`scales`, the row record's little-endian scale lines) split into
+ * mantissas mw[g] = w & 0xffff and exponents ew[g] = w >> 16 for g < groups rounded up to
+ * 8 (mw, ew have room for that; the extra words are the lines' zero padding). AVX2 code
+ * shared by the x86 variants: call only where hmoe_fxp_simd_avx2 is supported. */
+void hmoe_fxp_split_scales_x86(const uint8_t *scales, int groups, uint32_t *mw, int32_t *ew);
+
 /* A16 dots of one-plane rows (n_tokens * 2, groups), token t's hi and lo at rows 2t and
  * 2t + 1 -> whole tokens' 128 * hi + lo at row t, in place. */
 void hmoe_fxp_combine_planes(int64_t *dots, int n_tokens, int groups);

@@ -208,9 +208,86 @@ static void avx2_row_dots(const uint8_t *codes, int format, const struct hmoe_fx
 		hmoe_fxp_combine_planes(dots, x->n_tokens, x->groups);
 }
 
+void hmoe_fxp_split_scales_x86(const uint8_t *scales, int groups, uint32_t *mw, int32_t *ew)
+{
+	for (int g = 0; g < groups; g += 8) {
+		__m256i w = _mm256_loadu_si256((const __m256i *)(scales + 4 * g));
+		__m256i m = _mm256_and_si256(w, _mm256_set1_epi32(0xffff));
+
+		/* words past the last group are the scale lines' zero padding (4 * g is a
+		 * multiple of 32 below their length, a multiple of 64); never used */
+		_mm256_storeu_si256((__m256i *)(mw + g), m);
+		_mm256_storeu_si256((__m256i *)(ew + g),
+				    _mm256_srai_epi32(_mm256_sub_epi32(w, m), 16));
+	}
+}
+
+/* The terms of 4 groups at once, as the AVX-512 variant's row_terms does 8 (see there for
+ * the ranges: for 1 <= r <= 62 shift_round is min((|v| + 2^(r-1)) >> r, 2^56) with the
+ * sign put back). AVX2 has no 64-bit multiply, absolute value or unsigned compare:
+ *   v = dot * m from 32-bit halves: dot = dh * 2^32 + dl with dl its low 32 bits
+ *       (unsigned) and dh its high 32 bits read as a signed int32 (|dot| < 2^39), m < 2^24,
+ *       so v = ((dh * m) << 32) + dl * m, exact mod 2^64 and |v| < 2^63;
+ *   |v| = (v ^ s) - s with s = (v < 0 ? -1 : 0);
+ *   the shifted magnitude is < 2^63 (r >= 1), so the clamp is a signed compare. */
+static void avx2_row_terms(const int64_t *dots, const uint8_t *scales,
+			   const struct hmoe_fxp_xtile *x, int64_t *acc)
+{
+	const __m256i one = _mm256_set1_epi64x(1), zero = _mm256_setzero_si256();
+	const __m256i term_max = _mm256_set1_epi64x(HMOE_FXP_TERM_MAX);
+	const __m128i r_max = _mm_set1_epi32(62);
+	int groups = x->groups;
+	uint32_t mw[HMOE_FXP_MAX_IN_GROUPS + 8];
+	int32_t ew[HMOE_FXP_MAX_IN_GROUPS + 8];
+
+	hmoe_fxp_split_scales_x86(scales, groups, mw, ew);
+	for (int t = 0; t < x->n_tokens; t++) {
+		const int64_t *d = dots + t * groups;
+		const uint32_t *xm = x->xm + t * groups;
+		const int32_t *xe = x->xe + t * groups;
+		__m256i sum = zero;
+		__m128i h;
+		int64_t a = 0;
+		int g = 0;
+
+		for (; g + 4 <= groups; g += 4) {
+			__m128i r32 = _mm_add_epi32(_mm_loadu_si128((const __m128i *)(ew + g)),
+						    _mm_loadu_si128((const __m128i *)(xe + g)));
+			__m128i ok = _mm_andnot_si128(_mm_cmpgt_epi32(r32, r_max),
+						      _mm_cmpgt_epi32(r32, _mm_setzero_si128()));
+			__m256i r, m, dv, v, s, mag;
+
+			if (_mm_movemask_ps(_mm_castsi128_ps(ok)) != 0xf) {
+				for (int i = g; i < g + 4; i++)
+					a += hmoe_fxp_term_split(d[i], mw[i] * xm[i], ew[i] + xe[i]);
+				continue;
+			}
+			r = _mm256_cvtepi32_epi64(r32);
+			m = _mm256_cvtepu32_epi64(_mm_mullo_epi32(
+				_mm_loadu_si128((const __m128i *)(mw + g)),
+				_mm_loadu_si128((const __m128i *)(xm + g))));
+			dv = _mm256_loadu_si256((const __m256i *)(d + g));
+			v = _mm256_add_epi64(
+				_mm256_slli_epi64(_mm256_mul_epi32(_mm256_srli_epi64(dv, 32), m), 32),
+				_mm256_mul_epu32(dv, m));
+			s = _mm256_cmpgt_epi64(zero, v);
+			mag = _mm256_sub_epi64(_mm256_xor_si256(v, s), s);
+			mag = _mm256_srlv_epi64(_mm256_add_epi64(mag, _mm256_sllv_epi64(
+							one, _mm256_sub_epi64(r, one))), r);
+			mag = _mm256_blendv_epi8(mag, term_max, _mm256_cmpgt_epi64(mag, term_max));
+			sum = _mm256_add_epi64(sum, _mm256_sub_epi64(_mm256_xor_si256(mag, s), s));
+		}
+		for (; g < groups; g++)
+			a += hmoe_fxp_term_split(d[g], mw[g] * xm[g], ew[g] + xe[g]);
+		h = _mm_add_epi64(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+		acc[t] = a + _mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1);
+	}
+}
+
 const struct hmoe_fxp_simd hmoe_fxp_simd_avx2 = {
 	.name = "avx2",
 	.supported = avx2_supported,
 	.row_dots = avx2_row_dots,
+	.row_terms = avx2_row_terms,
 	.whole_tokens = 1u << HMOE_FXP_INT8 | 1u << HMOE_FXP_INT4,
 };

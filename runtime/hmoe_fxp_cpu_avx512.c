@@ -472,18 +472,10 @@ static void avx512_row_terms(const int64_t *dots, const uint8_t *scales,
 	const __m512i one = _mm512_set1_epi64(1), zero = _mm512_setzero_si512();
 	const __m512i term_max = _mm512_set1_epi64(HMOE_FXP_TERM_MAX);
 	int groups = x->groups;
-	_Alignas(32) uint32_t mw[HMOE_FXP_MAX_IN_GROUPS + 8];
-	_Alignas(32) int32_t ew[HMOE_FXP_MAX_IN_GROUPS + 8];
+	uint32_t mw[HMOE_FXP_MAX_IN_GROUPS + 8];
+	int32_t ew[HMOE_FXP_MAX_IN_GROUPS + 8];
 
-	for (int g = 0; g < groups; g += 8) {
-		__m256i w = _mm256_loadu_si256((const __m256i *)(scales + 4 * g));
-		__m256i m = _mm256_and_si256(w, _mm256_set1_epi32(0xffff));
-
-		/* words past the last group are the scale lines' zero padding (4 * g is a
-		 * multiple of 32 below their length, a multiple of 64); never used */
-		_mm256_store_si256((__m256i *)(mw + g), m);
-		_mm256_store_si256((__m256i *)(ew + g), _mm256_srai_epi32(_mm256_sub_epi32(w, m), 16));
-	}
+	hmoe_fxp_split_scales_x86(scales, groups, mw, ew);
 	for (int t = 0; t < x->n_tokens; t++) {
 		const int64_t *d = dots + t * groups;
 		const uint32_t *xm = x->xm + t * groups;
