@@ -69,9 +69,11 @@ static void decode_row(const uint8_t *codes, int format, int n, int16_t *w, int1
 	}
 }
 
-/* The general path over one-plane rows (x->planes == 1). */
-static void dots_general(const uint8_t *codes, int format, const struct hmoe_fxp_xtile *x,
-			 int64_t *dots, void *tmp)
+/* The general path over one-plane rows (x->planes == 1); inlined with a constant format,
+ * so the inner loop is unrolled and has no format test. */
+static inline __attribute__((always_inline)) void
+dots_general_f(const uint8_t *codes, const int format, const struct hmoe_fxp_xtile *x,
+	       int64_t *dots, void *tmp)
 {
 	int16_t *w = tmp, *pw = w + HMOE_FXP_MAX_DIM;
 	int stride = x->groups * HMOE_FXP_GROUP;
@@ -84,6 +86,7 @@ static void dots_general(const uint8_t *codes, int format, const struct hmoe_fxp
 			__m256i acc = _mm256_setzero_si256(), lo, hi;
 			__m128i s;
 
+#pragma GCC unroll 8
 			for (int k = 0; k < HMOE_FXP_GROUP; k += 16) {
 				__m256i xv = _mm256_cvtepi8_epi16(
 					_mm_loadu_si128((const __m128i *)(xp + k)));
@@ -103,6 +106,15 @@ static void dots_general(const uint8_t *codes, int format, const struct hmoe_fxp
 			dots[t * x->groups + g] = _mm_cvtsi128_si64(s) + _mm_extract_epi64(s, 1);
 		}
 	}
+}
+
+static void dots_general(const uint8_t *codes, int format, const struct hmoe_fxp_xtile *x,
+			 int64_t *dots, void *tmp)
+{
+	if (format == HMOE_FXP_FP8)
+		dots_general_f(codes, HMOE_FXP_FP8, x, dots, tmp);
+	else
+		dots_general_f(codes, HMOE_FXP_INT8, x, dots, tmp);
 }
 
 /* Prefetch distance into L2 of the fast path (as the AVX-512 variant's). */
