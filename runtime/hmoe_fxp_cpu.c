@@ -13,6 +13,7 @@
  */
 #include "hmoe_fxp_cpu.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,11 +46,23 @@ const struct hmoe_fxp_simd hmoe_fxp_simd_scalar = {
 	.row_dots = scalar_row_dots,
 };
 
+/* Fastest first; the last two are chosen only by name (hmoe_fxp_cpu.h). */
 static const struct hmoe_fxp_simd *const variants[] = {
 	&hmoe_fxp_simd_avx512,
 	&hmoe_fxp_simd_avx2,
 	&hmoe_fxp_simd_scalar,
+	&hmoe_fxp_simd_amx,
+	&hmoe_fxp_simd_amx_emu,
 };
+#define N_AUTO_VARIANTS 3
+
+static int has_variant(const char *name)
+{
+	for (size_t i = 0; i < sizeof(variants) / sizeof(variants[0]); i++)
+		if (!strcmp(variants[i]->name, name))
+			return 1;
+	return 0;
+}
 
 const struct hmoe_fxp_simd *hmoe_fxp_simd_find(const char *name)
 {
@@ -61,14 +74,22 @@ const struct hmoe_fxp_simd *hmoe_fxp_simd_find(const char *name)
 
 const struct hmoe_fxp_simd *hmoe_fxp_simd_best(void)
 {
+	static int warned;
 	const char *want = getenv("HMOE_FXP_SIMD");
+	const struct hmoe_fxp_simd *v = NULL;
 
-	if (want && *want && hmoe_fxp_simd_find(want))
-		return hmoe_fxp_simd_find(want);
-	for (size_t i = 0; i < sizeof(variants) / sizeof(variants[0]); i++)
+	if (want && *want && (v = hmoe_fxp_simd_find(want)))
+		return v;
+	for (size_t i = 0; i < N_AUTO_VARIANTS && !v; i++)
 		if (variants[i]->supported())
-			return variants[i];
-	return &hmoe_fxp_simd_scalar;
+			v = variants[i];
+	if (!v)
+		v = &hmoe_fxp_simd_scalar;
+	if (want && *want && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+		fprintf(stderr, "hmoe: HMOE_FXP_SIMD=%s is %s; using %s\n", want,
+			has_variant(want) ? "not supported on this CPU or OS" :
+			"unknown (scalar, avx2, avx512, amx, amx-emu)", v->name);
+	return v;
 }
 
 /* ---- the epilogue, shared by every variant ------------------------------------------ */
@@ -136,13 +157,61 @@ static int tile_prepare(const int8_t *q, const int32_t *scales, int n_tokens, in
 	return m128;
 }
 
+size_t hmoe_fxp_x_vnni_bytes(int n_tokens, int planes, int groups)
+{
+	int chunks = (n_tokens + HMOE_FXP_BLOCK_ROWS - 1) / HMOE_FXP_BLOCK_ROWS;
+
+	return (size_t)chunks * planes * groups * 2 * 1024;
+}
+
+void hmoe_fxp_x_vnni(const int8_t *xq, int n_tokens, int planes, int groups, int8_t *xv)
+{
+	size_t plane = (size_t)groups * HMOE_FXP_GROUP;
+
+	memset(xv, 0, hmoe_fxp_x_vnni_bytes(n_tokens, planes, groups));
+	for (int t = 0; t < n_tokens; t++)
+		for (int p = 0; p < planes; p++) {
+			const int8_t *row = xq + ((size_t)t * planes + p) * plane;
+			int c = t / HMOE_FXP_BLOCK_ROWS, tc = t % HMOE_FXP_BLOCK_ROWS;
+
+			for (int k = 0; k < groups * HMOE_FXP_GROUP; k += 4) {
+				int g = k / HMOE_FXP_GROUP, h = k % HMOE_FXP_GROUP / 64;
+				int r = k % 64 / 4;
+
+				memcpy(xv + ((((size_t)c * planes + p) * groups + g) * 2 + h) * 1024 +
+					       r * 64 + tc * 4, row + k, 4);
+			}
+		}
+}
+
 /* Per-thread work memory. */
 struct row_work {
 	/* (n_tokens * planes, groups) row dots, then (n_tokens, groups) token dots */
 	int64_t dots[HMOE_FXP_MAX_PLANES * HMOE_FXP_TILE * HMOE_FXP_MAX_IN_GROUPS];
 	int64_t dots2[HMOE_FXP_TILE * HMOE_FXP_MAX_IN_GROUPS];  /* row_dots2's second row */
 	_Alignas(64) uint8_t tmp[HMOE_FXP_ROW_TMP_BYTES];       /* the variant's row scratch */
+	int64_t *blk;  /* NULL, or BLK_DOTS for rows_dots: two blocks of rows' dots */
 };
+
+#define BLK_DOTS (2 * HMOE_FXP_BLOCK_ROWS * HMOE_FXP_TILE * HMOE_FXP_MAX_IN_GROUPS)
+
+/* rows_dots applies: an int8 linear, a variant with it, activations in its layout. */
+static int use_blocks(const struct hmoe_fxp_simd *simd, int format,
+		      const struct hmoe_fxp_xtile *x, const struct row_work *wk)
+{
+	return simd->rows_dots && format == HMOE_FXP_INT8 && x->xv && wk->blk;
+}
+
+/* Rows n .. n + nr - 1 of a linear over `in` columns (first: row n's record) into dots
+ * (nr, n_tokens, groups). */
+static void block_dots(const struct hmoe_fxp_simd *simd, const uint8_t *first, int in,
+		       int nr, const struct hmoe_fxp_xtile *x, int64_t *dots)
+{
+	size_t stride = (size_t)hmoe_fxp_row_lines(HMOE_FXP_INT8, in) * HMOE_FXP_LINE_BYTES;
+
+	simd->rows_dots(first + (size_t)hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES, stride,
+			nr, x, dots);
+}
 
 /* A16: the dots of token t's hi and lo rows (2t, 2t + 1) -> 128 * hi + lo at row t, in
  * place (row t is written after rows 2t and 2t + 1 are read, and 2t >= t). Exact:
@@ -205,7 +274,26 @@ static void up_rows(const struct hmoe_fxp_simd *simd, const uint8_t *w1, const u
 		    int64_t *h, int inter, struct row_work *wk)
 {
 	int32_t h1[HMOE_FXP_TILE], h3[HMOE_FXP_TILE];
+	int tg = x->n_tokens * x->groups;
 
+	if (use_blocks(simd, format, x, wk)) {
+		for (int n = r0; n < r1; n += HMOE_FXP_BLOCK_ROWS) {
+			int nr = r1 - n < HMOE_FXP_BLOCK_ROWS ? r1 - n : HMOE_FXP_BLOCK_ROWS;
+			int64_t *d3 = wk->blk + (size_t)HMOE_FXP_BLOCK_ROWS * tg;
+
+			block_dots(simd, row_at(w1, format, dim, n), dim, nr, x, wk->blk);
+			block_dots(simd, row_at(w3, format, dim, n), dim, nr, x, d3);
+			for (int i = 0; i < nr; i++) {
+				row_epilogue(simd, row_at(w1, format, dim, n + i),
+					     wk->blk + (size_t)i * tg, x, h1, 1);
+				row_epilogue(simd, row_at(w3, format, dim, n + i),
+					     d3 + (size_t)i * tg, x, h3, 1);
+				for (int t = 0; t < x->n_tokens; t++)
+					h[t * inter + n + i] = hmoe_fxp_swiglu_q32(h1[t], h3[t]);
+			}
+		}
+		return;
+	}
 	for (int n = r0; n < r1; n++) {
 		linear_row_pair(simd, row_at(w1, format, dim, n), row_at(w3, format, dim, n),
 				format, dim, x, wk, h1, h3, 1);
@@ -254,9 +342,11 @@ struct fxp_tile {
 	int32_t *hsum;              /* (n, P, inter_groups) */
 	uint32_t *hm;               /* (n, inter_groups) */
 	int32_t *y;                 /* (n, dim) Q16 */
+	int8_t *xv, *hv;            /* NULL, or xq, hq as hmoe_fxp_x_vnni lays them out */
 };
 
-static size_t tile_bytes(int dim, int inter, int planes)
+/* vnni: the tile also holds xq and hq in hmoe_fxp_x_vnni's layout (for rows_dots). */
+static size_t tile_bytes(int dim, int inter, int planes, int vnni)
 {
 	size_t dg = (size_t)hmoe_fxp_groups(dim), ig = (size_t)hmoe_fxp_groups(inter);
 	size_t P = (size_t)planes;
@@ -264,11 +354,15 @@ static size_t tile_bytes(int dim, int inter, int planes)
 				    (3 + P) * (dg + ig) * sizeof(int32_t) +
 				    P * (dg + ig) * HMOE_FXP_GROUP);
 
+	if (vnni)
+		b += hmoe_fxp_x_vnni_bytes(HMOE_FXP_TILE, planes, (int)dg) +
+		     hmoe_fxp_x_vnni_bytes(HMOE_FXP_TILE, planes, (int)ig);
 	return (b + 63) & ~(size_t)63;
 }
 
 /* Lays a tile's buffers out in p (tile_bytes() bytes, 8-byte aligned). */
-static void tile_carve(struct fxp_tile *tl, uint8_t *p, int dim, int inter, int planes)
+static void tile_carve(struct fxp_tile *tl, uint8_t *p, int dim, int inter, int planes,
+		       int vnni)
 {
 	size_t dg = (size_t)hmoe_fxp_groups(dim), ig = (size_t)hmoe_fxp_groups(inter);
 	size_t T = HMOE_FXP_TILE, P = (size_t)planes;
@@ -285,7 +379,12 @@ static void tile_carve(struct fxp_tile *tl, uint8_t *p, int dim, int inter, int 
 	tl->he = (int32_t *)p;  p += T * ig * sizeof(int32_t);
 	tl->hm = (uint32_t *)p; p += T * ig * sizeof(int32_t);
 	tl->xq = (int8_t *)p;   p += T * P * dg * HMOE_FXP_GROUP;
-	tl->hq = (int8_t *)p;
+	tl->hq = (int8_t *)p;   p += T * P * ig * HMOE_FXP_GROUP;
+	tl->xv = tl->hv = NULL;
+	if (vnni) {
+		tl->xv = (int8_t *)p;
+		tl->hv = (int8_t *)p + hmoe_fxp_x_vnni_bytes(HMOE_FXP_TILE, planes, (int)dg);
+	}
 }
 
 static struct hmoe_fxp_xtile tile_x(const struct fxp_tile *tl, int dim)
@@ -293,7 +392,7 @@ static struct hmoe_fxp_xtile tile_x(const struct fxp_tile *tl, int dim)
 	return (struct hmoe_fxp_xtile){ .n_tokens = tl->n, .groups = hmoe_fxp_groups(dim),
 					.xq = tl->xq, .xs = tl->xs, .xsum = tl->xsum,
 					.xm = tl->xm, .xe = tl->xe, .planes = tl->planes,
-					.has_m128 = tl->x_m128 };
+					.has_m128 = tl->x_m128, .xv = tl->xv };
 }
 
 static struct hmoe_fxp_xtile tile_h(const struct fxp_tile *tl, int inter)
@@ -301,7 +400,7 @@ static struct hmoe_fxp_xtile tile_h(const struct fxp_tile *tl, int inter)
 	return (struct hmoe_fxp_xtile){ .n_tokens = tl->n, .groups = hmoe_fxp_groups(inter),
 					.xq = tl->hq, .xs = tl->hs, .xsum = tl->hsum,
 					.xm = tl->hm, .xe = tl->he, .planes = tl->planes,
-					.has_m128 = tl->h_m128 };
+					.has_m128 = tl->h_m128, .xv = tl->hv };
 }
 
 /* The three stages of one tile; rows [r0, r1) of the up / down pass. */
@@ -320,6 +419,19 @@ static void tile_quant_h(struct fxp_tile *tl, int inter)
 	for (int t = 0; t < tl->n; t++)
 		tl->h_m128 |= quant_h(tl->h, t, inter, tl->planes, tl->hq, tl->hs, tl->hsum,
 				      tl->hm, tl->he);
+	if (tl->hv)
+		hmoe_fxp_x_vnni(tl->hq, tl->n, tl->planes, hmoe_fxp_groups(inter), tl->hv);
+}
+
+/* The tile's x: sums, split scales and (when the tile has room) the rows_dots layout. */
+static void tile_x_ready(struct fxp_tile *tl, int dim)
+{
+	int dg = hmoe_fxp_groups(dim);
+
+	tl->x_m128 = tile_prepare(tl->xq, tl->xs, tl->n, tl->planes, dg, tl->xsum, tl->xm,
+				  tl->xe);
+	if (tl->xv)
+		hmoe_fxp_x_vnni(tl->xq, tl->n, tl->planes, dg, tl->xv);
 }
 
 static void tile_down(const struct hmoe_fxp_simd *simd, const uint8_t *pack, int format,
@@ -331,6 +443,19 @@ static void tile_down(const struct hmoe_fxp_simd *simd, const uint8_t *pack, int
 	const uint8_t *w2 = pack + 2 * lin;
 	int n = r0;
 
+	if (use_blocks(simd, format, &ht, wk)) {
+		int tg = ht.n_tokens * ht.groups;
+
+		for (; n < r1; n += HMOE_FXP_BLOCK_ROWS) {
+			int nr = r1 - n < HMOE_FXP_BLOCK_ROWS ? r1 - n : HMOE_FXP_BLOCK_ROWS;
+
+			block_dots(simd, row_at(w2, format, inter, n), inter, nr, &ht, wk->blk);
+			for (int i = 0; i < nr; i++)
+				row_epilogue(simd, row_at(w2, format, inter, n + i),
+					     wk->blk + (size_t)i * tg, &ht, tl->y + n + i, dim);
+		}
+		return;
+	}
 	for (; n + 2 <= r1; n += 2)
 		linear_row_pair(simd, row_at(w2, format, inter, n), row_at(w2, format, inter, n + 1),
 				format, inter, &ht, wk, tl->y + n, tl->y + n + 1, dim);
@@ -356,22 +481,27 @@ int hmoe_fxp_cpu_ffn(const struct hmoe_fxp_simd *simd, const struct hmoe_fxp_lin
 				"dim %d, inter %d)", (unsigned)mode, n_tokens, dim, inter);
 	format = hmoe_fxp_mode_format(mode);
 	planes = hmoe_fxp_mode_planes(mode);
-	mem = aligned_alloc(64, tile_bytes(dim, inter, planes));
+	mem = aligned_alloc(64, tile_bytes(dim, inter, planes, simd->rows_dots != NULL));
 	wk = aligned_alloc(64, sizeof(*wk));
-	if (!mem || !wk) {
+	if (wk)
+		wk->blk = simd->rows_dots ? malloc(sizeof(int64_t) * BLK_DOTS) : NULL;
+	if (!mem || !wk || (simd->rows_dots && !wk->blk)) {
 		free(mem);
+		if (wk)
+			free(wk->blk);
 		free(wk);
 		return hmoe_err(HMOE_ENOMEM, "fxp ffn: out of memory");
 	}
-	tile_carve(&tl, mem, dim, inter, planes);
+	tile_carve(&tl, mem, dim, inter, planes, simd->rows_dots != NULL);
 	memcpy(tl.xq, xq, (size_t)n_tokens * planes * dg * HMOE_FXP_GROUP);
 	memcpy(tl.xs, xs, sizeof(*xs) * n_tokens * dg);
-	tl.x_m128 = tile_prepare(tl.xq, tl.xs, n_tokens, planes, dg, tl.xsum, tl.xm, tl.xe);
+	tile_x_ready(&tl, dim);
 	tile_up(simd, (const uint8_t *)wpack, format, dim, inter, &tl, 0, inter, wk);
 	tile_quant_h(&tl, inter);
 	tile_down(simd, (const uint8_t *)wpack, format, dim, inter, &tl, 0, dim, wk);
 	memcpy(y, tl.y, sizeof(*y) * n_tokens * dim);
 	free(mem);
+	free(wk->blk);
 	free(wk);
 	return 0;
 }
@@ -384,8 +514,8 @@ struct hmoe_fxp_ws {
 	struct fxp_tile *tiles;
 	int *order, *count;
 	int cap_pairs, cap_experts;
-	struct row_work *work;      /* [n_work] */
-	int n_work;
+	struct row_work *work;      /* [n_work], each with blk when blocks */
+	int n_work, blocks;
 	int8_t *xq;                 /* (cap_tokens, planes, groups * 128): x quantised once */
 	int32_t *xs;                /* (cap_tokens, groups) */
 	size_t xq_bytes;
@@ -400,14 +530,17 @@ void hmoe_fxp_ws_free(struct hmoe_fxp_ws *ws)
 	free(ws->tiles);
 	free(ws->order);
 	free(ws->count);
+	for (int i = 0; i < ws->n_work; i++)
+		free(ws->work[i].blk);
 	free(ws->work);
 	free(ws->xq);
 	free(ws->xs);
 	free(ws);
 }
 
+/* blocks: every worker gets rows_dots' dot buffer. */
 static int ws_reserve(struct hmoe_fxp_ws *ws, int n_pairs, int n_experts, size_t arena,
-		      int threads)
+		      int threads, int blocks)
 {
 	if (n_pairs > ws->cap_pairs || n_experts + 1 > ws->cap_experts) {
 		free(ws->tiles);
@@ -431,12 +564,23 @@ static int ws_reserve(struct hmoe_fxp_ws *ws, int n_pairs, int n_experts, size_t
 			return hmoe_err(HMOE_ENOMEM, "cpu-fxp experts: out of memory for %zu bytes "
 					"of tiles", arena);
 	}
-	if (threads > ws->n_work) {
+	if (threads > ws->n_work || (blocks && !ws->blocks)) {
+		for (int i = 0; i < ws->n_work; i++)
+			free(ws->work[i].blk);
 		free(ws->work);
 		ws->work = aligned_alloc(64, sizeof(*ws->work) * threads);
 		ws->n_work = ws->work ? threads : 0;
+		ws->blocks = 0;
 		if (!ws->work)
 			return hmoe_err(HMOE_ENOMEM, "cpu-fxp experts: out of memory");
+		for (int i = 0; i < threads; i++)
+			ws->work[i].blk = NULL;
+		if (blocks) {
+			for (int i = 0; i < threads; i++)
+				if (!(ws->work[i].blk = malloc(sizeof(int64_t) * BLK_DOTS)))
+					return hmoe_err(HMOE_ENOMEM, "cpu-fxp experts: out of memory");
+			ws->blocks = 1;
+		}
 	}
 	return 0;
 }
@@ -487,8 +631,7 @@ static void moe_quant_x(void *arg, long i, int thread)
 		memcpy(tl->xq + (size_t)p * row, j->xq + (size_t)t * row, row);
 		memcpy(tl->xs + p * dg, j->xs + (size_t)t * dg, sizeof(int32_t) * dg);
 	}
-	tl->x_m128 = tile_prepare(tl->xq, tl->xs, tl->n, tl->planes, dg, tl->xsum, tl->xm,
-				  tl->xe);
+	tile_x_ready(tl, j->ex->dim);
 }
 
 static void moe_up(void *arg, long i, int thread)
@@ -561,7 +704,7 @@ int hmoe_fxp_moe_run_q(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_
 				(unsigned)ex->mode);
 	j.format = hmoe_fxp_mode_format(ex->mode);
 	j.planes = hmoe_fxp_mode_planes(ex->mode);
-	per_tile = tile_bytes(ex->dim, ex->inter, j.planes);
+	per_tile = tile_bytes(ex->dim, ex->inter, j.planes, simd->rows_dots != NULL);
 	for (int p = 0; p < n_pairs; p++) {
 		int e = expert_ids[p];
 
@@ -579,7 +722,8 @@ int hmoe_fxp_moe_run_q(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_
 	}
 	/* at most one partial tile per expert beyond the full ones */
 	n_tiles_max = n_pairs / HMOE_FXP_TILE + (n_pairs < ex->n_experts ? n_pairs : ex->n_experts);
-	ret = ws_reserve(ws, n_pairs, ex->n_experts, per_tile * n_tiles_max, threads);
+	ret = ws_reserve(ws, n_pairs, ex->n_experts, per_tile * n_tiles_max, threads,
+			 simd->rows_dots != NULL);
 	if (ret)
 		goto out;
 	if (!xq || !xs) {  /* quantise each token once, below */
@@ -623,7 +767,7 @@ int hmoe_fxp_moe_run_q(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_
 				tl->n = 0;
 				tl->expert = e;
 				tile_carve(tl, ws->arena + per_tile * (j.n_tiles - 1), ex->dim,
-					   ex->inter, j.planes);
+					   ex->inter, j.planes, simd->rows_dots != NULL);
 			}
 			tl->pairs[tl->n++] = order[p];
 		}

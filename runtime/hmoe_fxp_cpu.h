@@ -6,6 +6,7 @@
 #ifndef HMOE_FXP_CPU_H
 #define HMOE_FXP_CPU_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "hmoe_ffn.h"
@@ -28,7 +29,19 @@ struct hmoe_fxp_xtile {
 	int has_m128;          /* some xq byte is -128 (off contract: the quantiser never
 				* writes it); a variant whose fast path needs |x| <= 127
 				* takes its exact general path */
+	const int8_t *xv;      /* NULL, or xq in the tile layout of hmoe_fxp_x_vnni (set
+				* by the driver for a variant with rows_dots) */
 };
+
+/* rows_dots' weight rows per call at most, and tokens per activation tile. */
+#define HMOE_FXP_BLOCK_ROWS 16
+
+/* xq (n_tokens, planes, groups * 128) as AMX B tiles ("VNNI" layout): for each chunk c
+ * of 16 tokens, plane p, group g and half h (columns 64h .. 64h + 63), a 1024-byte tile
+ * at (((c * planes + p) * groups + g) * 2 + h) * 1024 whose byte r * 64 + 4t + i is token
+ * 16c + t's column 64h + 4r + i (bytes of absent tokens 0). */
+size_t hmoe_fxp_x_vnni_bytes(int n_tokens, int planes, int groups);
+void hmoe_fxp_x_vnni(const int8_t *xq, int n_tokens, int planes, int groups, int8_t *xv);
 
 /* Bytes of per-thread scratch a variant may use while processing one row. */
 #define HMOE_FXP_ROW_TMP_BYTES (2 * HMOE_FXP_MAX_DIM * (int)sizeof(int16_t))
@@ -58,14 +71,25 @@ struct hmoe_fxp_simd {
 	 * count), dots of whole tokens: (n_tokens, groups) each. */
 	void (*row_dots2)(const uint8_t *codes_a, const uint8_t *codes_b, int format,
 			  const struct hmoe_fxp_xtile *x, int64_t *dots_a, int64_t *dots_b);
+	/* Optional, int8 only: the dots of n_rows <= HMOE_FXP_BLOCK_ROWS weight rows (row i's
+	 * codes at codes + i * row_stride) with every token of x, either plane count, whole
+	 * tokens, into dots (n_rows, n_tokens, groups). Needs x->xv. */
+	void (*rows_dots)(const uint8_t *codes, size_t row_stride, int n_rows,
+			  const struct hmoe_fxp_xtile *x, int64_t *dots);
 };
 
 extern const struct hmoe_fxp_simd hmoe_fxp_simd_scalar;
 extern const struct hmoe_fxp_simd hmoe_fxp_simd_avx2;
 extern const struct hmoe_fxp_simd hmoe_fxp_simd_avx512;
+/* AVX-512 plus AMX-INT8 tiles for int8 rows (rows_dots); chosen only by name
+ * ($HMOE_FXP_SIMD=amx) until it has run on AMX hardware. amx-emu is the same kernel with
+ * the tile instructions emulated in C, so that it is tested on any AVX-512 CPU. */
+extern const struct hmoe_fxp_simd hmoe_fxp_simd_amx;
+extern const struct hmoe_fxp_simd hmoe_fxp_simd_amx_emu;
+extern long hmoe_fxp_amx_emu_blocks;  /* rows_dots calls of amx-emu (for the tests) */
 
 /* The fastest supported variant, or the one named by $HMOE_FXP_SIMD (scalar, avx2,
- * avx512) when set and supported. */
+ * avx512, amx, amx-emu) when set and supported. */
 const struct hmoe_fxp_simd *hmoe_fxp_simd_best(void);
 /* By name; NULL when unknown or not supported on this CPU. */
 const struct hmoe_fxp_simd *hmoe_fxp_simd_find(const char *name);

@@ -9,6 +9,8 @@ set -eu
 cd "$(dirname "$0")/.."
 make -s all cuda
 rm -rf .gpulibs build/tests/gpu/mktiny
+# the fixed-point SIMD test, for the AMX step (travels with build/tests/gpu)
+cp build/tests/unit/test_fxp_simd build/tests/gpu/
 mkdir -p .gpulibs
 for lib in libcjson.so.1 libpcre2-8.so.0 libdrm.so.2; do
 	cp -L "/lib/x86_64-linux-gnu/$lib" .gpulibs/

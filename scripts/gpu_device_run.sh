@@ -7,7 +7,8 @@
 #
 # Runs, each step under a time limit and within GPU_RUN_BUDGET_S seconds overall:
 #   1. environment: nvidia-smi, driver, nvcc, which libraries resolve;
-#   2. every tests/gpu test (the real GPU ones and the CPU stand-in ones);
+#   2. every tests/gpu test (the real GPU ones and the CPU stand-in ones); 2b. where the
+#      host CPU has AMX-INT8, the fixed-point amx variant's tests and an int8 bench;
 #   3. the heterogeneous CLI for real (GPU attention + cpu-fxp experts) and its speed;
 #   4. `hmoe bench mla --json`: version 2 of both kernels, and version 1 on a few points;
 #   5. compute-sanitizer (memcheck, racecheck, synccheck) on the attention kernel tests,
@@ -59,6 +60,32 @@ grep -E "^(FAIL|SKIP) " "$logs/tests.txt" | tee -a "$summary"
 cp -r build/test-logs "$logs/test-logs" 2>/dev/null
 HMOE_MLA_AUTO_V2=1 BUILD=build timeout 120 build/tests/gpu/test_cuda_model >"$logs/model-auto-v2.txt" 2>&1
 say "gpu/model with HMOE_MLA_AUTO_V2=1: exit $? $(tail -n 1 "$logs/model-auto-v2.txt")"
+
+# ---- 2b. the host CPU's AMX-INT8 kernel (the fixed-point experts' amx variant, so far
+# checked only with emulated tiles): bit-exactness against the scalar kernel, then int8
+# layer calls through amx vs avx512 ----
+if grep -qw amx_int8 /proc/cpuinfo && [ -x build/tests/gpu/test_fxp_simd ]; then
+	timeout 60 build/tests/gpu/test_fxp_simd >"$logs/amx-test.txt" 2>&1
+	say "amx: test_fxp_simd exit $? ($(grep -c '^FAIL' "$logs/amx-test.txt") FAIL lines): $(tail -n 1 "$logs/amx-test.txt")"
+	for v in amx avx512; do
+		[ "$(left)" -gt 120 ] || { say "amx bench $v: skipped, out of time"; continue; }
+		HMOE_FXP_SIMD=$v timeout 60 build/hmoe bench experts --json --tokens 1,64,256 \
+			--formats int8,int8-a8 --f32-experts 0 --min-time 0.3 >"$out/experts-$v.json" \
+			2>"$logs/experts-$v.err"
+		say "bench experts $v: exit $?"
+		/usr/bin/env python3 - "$out/experts-$v.json" <<'EOF' 2>&1 | tee -a "$summary"
+import json, sys
+try:
+    r = json.load(open(sys.argv[1]))
+except Exception as e:
+    print("  (no JSON:", e, ")"); sys.exit(0)
+for p in r["results"]:
+    print("  %-8s %3d tokens %6.1f GB/s ratio %.3f %9.3g int ops/s" % (p["format"], p["tokens"], p["weight_bytes_per_s"] / 1e9, p["bw_ratio"], p.get("int_ops_per_s", 0)))
+EOF
+	done
+else
+	say "amx: this host has no AMX-INT8 (or test_fxp_simd was not carried)"
+fi
 
 # ---- 3. the heterogeneous CLI, for real ----
 gen() { # gen NAME ARGS...

@@ -11,7 +11,8 @@
 #     least 3/4 of the text (measured: identical);
 #   - the same logits, bit for bit, with 1 thread + the scalar kernel and with all threads
 #     + the best SIMD variant, in both modes (the determinism the heterogeneous runtime
-#     relies on); a bad format is one error line and exit 2.
+#     relies on), and for int8 with the AMX kernel (tiles emulated); a bad format is one
+#     error line and exit 2.
 set -u
 cd "${HMOE_ROOT:-.}"
 HMOE=${HMOE:-build/hmoe}
@@ -35,6 +36,16 @@ run int4 cpu-fxp:int4 2
 run fp8-a8 cpu-fxp:fp8-a8 2
 run fp8-a8_scalar cpu-fxp:fp8-a8 1 HMOE_FXP_SIMD=scalar
 run int8-a8 cpu-fxp:int8-a8 2
+# the AMX kernel with its tiles emulated (where the AVX-512 variant runs): int8 rows in
+# blocks of 16 through the tile multiply, the same logits bit for bit
+if grep -qw avx512_vnni /proc/cpuinfo; then
+	run int8_amxemu cpu-fxp:int8 2 HMOE_FXP_SIMD=amx-emu
+	cmp -s "$dir/int8.bin" "$dir/int8_amxemu.bin" || fail "cpu-fxp:int8 logits differ with the AMX kernel (emulated tiles)"
+	run int8-a8_amxemu cpu-fxp:int8-a8 2 HMOE_FXP_SIMD=amx-emu
+	cmp -s "$dir/int8-a8.bin" "$dir/int8-a8_amxemu.bin" || fail "cpu-fxp:int8-a8 logits differ with the AMX kernel (emulated tiles)"
+else
+	echo "skipped the emulated AMX kernel: no AVX-512 VNNI on this CPU"
+fi
 cmp -s "$dir/fp8.bin" "$dir/fp8_scalar.bin" || fail "cpu-fxp:fp8 logits differ between 2 threads + SIMD and 1 thread + scalar"
 cmp -s "$dir/fp8-a8.bin" "$dir/fp8-a8_scalar.bin" || fail "cpu-fxp:fp8-a8 logits differ between 2 threads + SIMD and 1 thread + scalar"
 /usr/bin/python3 - "$dir" <<'PY' || exit 1

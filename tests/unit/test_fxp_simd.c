@@ -131,7 +131,8 @@ static void check_case(int mode, int dim, int inter, int n_tokens, enum weights 
 	int32_t *got = malloc(sizeof(*got) * n_tokens * dim);
 	struct hmoe_ffn_scratch *s = malloc(sizeof(*s));
 	const struct hmoe_fxp_simd *variants[] = { &hmoe_fxp_simd_scalar, &hmoe_fxp_simd_avx2,
-						   &hmoe_fxp_simd_avx512 };
+						   &hmoe_fxp_simd_avx512, &hmoe_fxp_simd_amx,
+						   &hmoe_fxp_simd_amx_emu };
 
 	fill_linear(pack, format, inter, dim, wm, e_base);
 	fill_linear(pack + lin * HMOE_FXP_LINE_BYTES, format, inter, dim, wm, e_base);
@@ -212,7 +213,8 @@ static void check_term_clamp(void)
 	int32_t xs[DIM / HMOE_FXP_GROUP], ref[DIM], got[DIM];
 	struct hmoe_ffn_scratch *s = malloc(sizeof(*s));
 	const struct hmoe_fxp_simd *variants[] = { &hmoe_fxp_simd_scalar, &hmoe_fxp_simd_avx2,
-						   &hmoe_fxp_simd_avx512 };
+						   &hmoe_fxp_simd_avx512, &hmoe_fxp_simd_amx,
+						   &hmoe_fxp_simd_amx_emu };
 	int nonzero = 0;
 
 	fill_linear(pack + 2 * lin * HMOE_FXP_LINE_BYTES, mode, DIM, INTER, W_RANDOM, 0);
@@ -255,8 +257,8 @@ static void check_term_clamp(void)
 	free(s);
 }
 
-/* The threaded MoE driver vs hmoe_ffn() per (token, slot). */
-static void check_moe(int mode)
+/* The threaded MoE driver with one variant vs hmoe_ffn() per (token, slot). */
+static void check_moe(int mode, const struct hmoe_fxp_simd *simd)
 {
 	enum { N_EXPERTS = 5, TOP_K = 3, N_TOKENS = 37, DIM = 200, INTER = 136 };
 	int format = hmoe_fxp_mode_format(mode), planes = hmoe_fxp_mode_planes(mode);
@@ -286,7 +288,7 @@ static void check_moe(int mode)
 	for (int i = 0; i < N_TOKENS * TOP_K; i++)
 		ids[i] = i % TOP_K == 0 ? 1 : (int)(rnd() % N_EXPERTS);  /* expert 1 gets > 32 */
 	hmoe_pool_create(&pool, 2);
-	if (hmoe_fxp_moe_run(&ex, hmoe_fxp_simd_best(), pool, NULL, N_TOKENS, TOP_K, x, ids, y)) {
+	if (hmoe_fxp_moe_run(&ex, simd, pool, NULL, N_TOKENS, TOP_K, x, ids, y)) {
 		printf("FAIL moe_run returned an error\n");
 		failures++;
 	}
@@ -295,8 +297,8 @@ static void check_moe(int mode)
 		hmoe_ffn(packs[ids[p]], xq, xs, yref, s, mode, 1, DIM, INTER);
 		for (int n = 0; n < DIM; n++)
 			if (y[(size_t)p * DIM + n] != hmoe_fxp_out_to_f32(yref[n])) {
-				printf("FAIL moe_run %s pair %d row %d: %g vs kernel %g\n",
-				       hmoe_fxp_format_name(mode), p, n, y[(size_t)p * DIM + n],
+				printf("FAIL moe_run %s %s pair %d row %d: %g vs kernel %g\n",
+				       simd->name, hmoe_fxp_format_name(mode), p, n, y[(size_t)p * DIM + n],
 				       hmoe_fxp_out_to_f32(yref[n]));
 				failures++;
 				break;
@@ -313,7 +315,7 @@ static void check_moe(int mode)
 
 		for (int t = 0; t < N_TOKENS; t++)
 			hmoe_fxp_quant_x(x + t * DIM, DIM, planes, tq + t * row, ts + t * dg);
-		if (hmoe_fxp_moe_run_q(&ex, hmoe_fxp_simd_best(), pool, NULL, N_TOKENS, TOP_K,
+		if (hmoe_fxp_moe_run_q(&ex, simd, pool, NULL, N_TOKENS, TOP_K,
 				       NULL, tq, ts, ids, y2) ||
 		    memcmp(y, y2, sizeof(y))) {
 			printf("FAIL moe_run_q %s: pre-quantised activations give other outputs\n",
@@ -321,7 +323,7 @@ static void check_moe(int mode)
 			failures++;
 		}
 		tq[0] = (int8_t)(tq[0] == 100 ? 99 : 100);
-		if (hmoe_fxp_moe_run_q(&ex, hmoe_fxp_simd_best(), pool, NULL, N_TOKENS, TOP_K,
+		if (hmoe_fxp_moe_run_q(&ex, simd, pool, NULL, N_TOKENS, TOP_K,
 				       NULL, tq, ts, ids, y2) || !memcmp(y, y2, sizeof(y))) {
 			printf("FAIL moe_run_q %s: the pre-quantised activations were not used\n",
 			       hmoe_fxp_format_name(mode));
@@ -356,10 +358,22 @@ int main(void)
 							   xm, wm == W_MAX ? -12 : 0);
 						cases++;
 					}
-			check_moe(mode);
+			check_moe(mode, hmoe_fxp_simd_best());
+			if (hmoe_fxp_simd_amx_emu.supported())
+				check_moe(mode, &hmoe_fxp_simd_amx_emu);
+			if (hmoe_fxp_simd_amx.supported())
+				check_moe(mode, &hmoe_fxp_simd_amx);
 		}
 	check_term_clamp();
 	cases++;
+	/* amx-emu is the AMX kernel only if int8 rows really went through its tiles */
+	if (hmoe_fxp_simd_amx_emu.supported() && hmoe_fxp_amx_emu_blocks == 0) {
+		printf("FAIL amx-emu never ran its tile kernel\n");
+		failures++;
+	}
+	if (!hmoe_fxp_simd_amx.supported())
+		printf("SKIP amx: this CPU or OS has no AMX-INT8 (amx-emu ran its kernel: %s)\n",
+		       hmoe_fxp_simd_amx_emu.supported() ? "yes" : "no, no AVX-512 either");
 	/* modes the kernel does not know: refused by the kernel and by every variant */
 	{
 		static const int bad_modes[] = { -1, HMOE_FXP_N_FORMATS, 0x200, 0x180,
