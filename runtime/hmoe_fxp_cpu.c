@@ -8,8 +8,10 @@
  *
  * Activations in mode A16 have two int8 planes per token (hi, lo; q = 128 hi + lo),
  * stored back to back, so a tile of n tokens is, for the dot products, a tile of 2n
- * one-plane rows: the variants only ever see int8 rows, and linear_row() combines the
- * two rows' dots of a token as 128 * hi + lo before the epilogue runs per token.
+ * one-plane rows: a variant sees them so unless it takes the format's tokens whole
+ * (whole_tokens), and linear_row() then combines the two rows' dots of a token as
+ * 128 * hi + lo before the epilogue runs per token. A variant with rows_dots (AMX) runs
+ * int8 linears 16 rows at a time, with the tile's activations also kept in its layout.
  */
 #include "hmoe_fxp_cpu.h"
 
@@ -194,6 +196,12 @@ struct row_work {
 };
 
 #define BLK_DOTS (2 * HMOE_FXP_BLOCK_ROWS * HMOE_FXP_TILE * HMOE_FXP_MAX_IN_GROUPS)
+
+/* Whether tiles keep their activations in rows_dots' layout too. */
+static int wants_vnni(const struct hmoe_fxp_simd *simd, int format)
+{
+	return simd->rows_dots && format == HMOE_FXP_INT8;
+}
 
 /* rows_dots applies: an int8 linear, a variant with it, activations in its layout. */
 static int use_blocks(const struct hmoe_fxp_simd *simd, int format,
@@ -470,7 +478,7 @@ int hmoe_fxp_cpu_ffn(const struct hmoe_fxp_simd *simd, const struct hmoe_fxp_lin
 		     const int8_t *xq, const int32_t *xs, int32_t *y, int mode, int n_tokens,
 		     int dim, int inter)
 {
-	int dg = hmoe_fxp_groups(dim), format, planes;
+	int dg = hmoe_fxp_groups(dim), format, planes, vnni;
 	struct fxp_tile tl = { .n = n_tokens };
 	uint8_t *mem;
 	struct row_work *wk;
@@ -481,18 +489,19 @@ int hmoe_fxp_cpu_ffn(const struct hmoe_fxp_simd *simd, const struct hmoe_fxp_lin
 				"dim %d, inter %d)", (unsigned)mode, n_tokens, dim, inter);
 	format = hmoe_fxp_mode_format(mode);
 	planes = hmoe_fxp_mode_planes(mode);
-	mem = aligned_alloc(64, tile_bytes(dim, inter, planes, simd->rows_dots != NULL));
+	vnni = wants_vnni(simd, format);
+	mem = aligned_alloc(64, tile_bytes(dim, inter, planes, vnni));
 	wk = aligned_alloc(64, sizeof(*wk));
 	if (wk)
-		wk->blk = simd->rows_dots ? malloc(sizeof(int64_t) * BLK_DOTS) : NULL;
-	if (!mem || !wk || (simd->rows_dots && !wk->blk)) {
+		wk->blk = vnni ? malloc(sizeof(int64_t) * BLK_DOTS) : NULL;
+	if (!mem || !wk || (vnni && !wk->blk)) {
 		free(mem);
 		if (wk)
 			free(wk->blk);
 		free(wk);
 		return hmoe_err(HMOE_ENOMEM, "fxp ffn: out of memory");
 	}
-	tile_carve(&tl, mem, dim, inter, planes, simd->rows_dots != NULL);
+	tile_carve(&tl, mem, dim, inter, planes, vnni);
 	memcpy(tl.xq, xq, (size_t)n_tokens * planes * dg * HMOE_FXP_GROUP);
 	memcpy(tl.xs, xs, sizeof(*xs) * n_tokens * dg);
 	tile_x_ready(&tl, dim);
@@ -695,7 +704,7 @@ int hmoe_fxp_moe_run_q(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_
 			     .top_k = top_k };
 	struct hmoe_fxp_ws *ws = wsp ? *wsp : NULL;
 	size_t per_tile;
-	int *count, *order, n_tiles_max = 0, ret;
+	int *count, *order, n_tiles_max = 0, ret, vnni;
 
 	if (n_pairs <= 0)
 		return 0;
@@ -704,7 +713,8 @@ int hmoe_fxp_moe_run_q(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_
 				(unsigned)ex->mode);
 	j.format = hmoe_fxp_mode_format(ex->mode);
 	j.planes = hmoe_fxp_mode_planes(ex->mode);
-	per_tile = tile_bytes(ex->dim, ex->inter, j.planes, simd->rows_dots != NULL);
+	vnni = wants_vnni(simd, j.format);
+	per_tile = tile_bytes(ex->dim, ex->inter, j.planes, vnni);
 	for (int p = 0; p < n_pairs; p++) {
 		int e = expert_ids[p];
 
@@ -722,8 +732,7 @@ int hmoe_fxp_moe_run_q(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_
 	}
 	/* at most one partial tile per expert beyond the full ones */
 	n_tiles_max = n_pairs / HMOE_FXP_TILE + (n_pairs < ex->n_experts ? n_pairs : ex->n_experts);
-	ret = ws_reserve(ws, n_pairs, ex->n_experts, per_tile * n_tiles_max, threads,
-			 simd->rows_dots != NULL);
+	ret = ws_reserve(ws, n_pairs, ex->n_experts, per_tile * n_tiles_max, threads, vnni);
 	if (ret)
 		goto out;
 	if (!xq || !xs) {  /* quantise each token once, below */
@@ -767,7 +776,7 @@ int hmoe_fxp_moe_run_q(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_
 				tl->n = 0;
 				tl->expert = e;
 				tile_carve(tl, ws->arena + per_tile * (j.n_tiles - 1), ex->dim,
-					   ex->inter, j.planes, simd->rows_dots != NULL);
+					   ex->inter, j.planes, vnni);
 			}
 			tl->pairs[tl->n++] = order[p];
 		}
