@@ -166,11 +166,13 @@ size_t hmoe_fxp_x_vnni_bytes(int n_tokens, int planes, int groups)
 	return (size_t)chunks * planes * groups * 2 * 1024;
 }
 
-void hmoe_fxp_x_vnni(const int8_t *xq, int n_tokens, int planes, int groups, int8_t *xv)
+void hmoe_fxp_x_vnni(const int8_t *xq, int n_tokens, int planes, int groups, int flip,
+		     int8_t *xv)
 {
-	size_t plane = (size_t)groups * HMOE_FXP_GROUP;
+	size_t plane = (size_t)groups * HMOE_FXP_GROUP, bytes;
 
-	memset(xv, 0, hmoe_fxp_x_vnni_bytes(n_tokens, planes, groups));
+	bytes = hmoe_fxp_x_vnni_bytes(n_tokens, planes, groups);
+	memset(xv, 0, bytes);
 	for (int t = 0; t < n_tokens; t++)
 		for (int p = 0; p < planes; p++) {
 			const int8_t *row = xq + ((size_t)t * planes + p) * plane;
@@ -184,6 +186,27 @@ void hmoe_fxp_x_vnni(const int8_t *xq, int n_tokens, int planes, int groups, int
 					       r * 64 + tc * 4, row + k, 4);
 			}
 		}
+	if (flip)
+		for (size_t i = 0; i < bytes; i++)
+			xv[i] = (int8_t)((uint8_t)xv[i] ^ 0x80);
+}
+
+/* xm, xe (n_tokens, groups) -> (chunk of 16 tokens, group, token in the chunk); absent
+ * tokens get m 0 and e 1, a term rows_acc computes and drops. */
+static void lanes_scales(const uint32_t *xm, const int32_t *xe, int n_tokens, int groups,
+			 uint32_t *xmt, int32_t *xet)
+{
+	int chunks = (n_tokens + HMOE_FXP_BLOCK_ROWS - 1) / HMOE_FXP_BLOCK_ROWS;
+
+	for (int c = 0; c < chunks; c++)
+		for (int g = 0; g < groups; g++)
+			for (int i = 0; i < HMOE_FXP_BLOCK_ROWS; i++) {
+				int t = c * HMOE_FXP_BLOCK_ROWS + i;
+				size_t o = ((size_t)c * groups + g) * HMOE_FXP_BLOCK_ROWS + i;
+
+				xmt[o] = t < n_tokens ? xm[t * groups + g] : 0;
+				xet[o] = t < n_tokens ? xe[t * groups + g] : 1;
+			}
 }
 
 /* Per-thread work memory. */
@@ -197,10 +220,28 @@ struct row_work {
 
 #define BLK_DOTS (2 * HMOE_FXP_BLOCK_ROWS * HMOE_FXP_TILE * HMOE_FXP_MAX_IN_GROUPS)
 
-/* Whether tiles keep their activations in rows_dots' layout too. */
+/* Whether tiles keep their activations in rows_dots' (VNNI_SIGNED) or rows_acc's
+ * (VNNI_FLIPPED) layout too (0: neither). */
+enum { VNNI_SIGNED = 1, VNNI_FLIPPED = 2 };
 static int wants_vnni(const struct hmoe_fxp_simd *simd, int format)
 {
-	return simd->rows_dots && format == HMOE_FXP_INT8;
+	return simd->rows_acc ? VNNI_FLIPPED
+	     : simd->rows_dots && format == HMOE_FXP_INT8 ? VNNI_SIGNED : 0;
+}
+
+/* rows_acc applies: a variant with it, a tile with enough tokens in its layout. */
+static int use_lanes(const struct hmoe_fxp_simd *simd, const struct hmoe_fxp_xtile *x)
+{
+	return simd->rows_acc && x->xu && x->n_tokens >= simd->lanes_min_tokens;
+}
+
+/* Rows n .. n + nr - 1 of a linear (first: row n's record) through rows_acc. */
+static int lanes_acc(const struct hmoe_fxp_simd *simd, const uint8_t *first, int format,
+		     int in, int nr, const struct hmoe_fxp_xtile *x, int64_t *acc, void *tmp)
+{
+	size_t stride = (size_t)hmoe_fxp_row_lines(format, in) * HMOE_FXP_LINE_BYTES;
+
+	return simd->rows_acc(first, stride, nr, format, in, x, acc, tmp);
 }
 
 /* rows_dots applies: an int8 linear, a variant with it, activations in its layout. */
@@ -282,8 +323,28 @@ static void up_rows(const struct hmoe_fxp_simd *simd, const uint8_t *w1, const u
 		    int64_t *h, int inter, struct row_work *wk)
 {
 	int32_t h1[HMOE_FXP_TILE], h3[HMOE_FXP_TILE];
-	int tg = x->n_tokens * x->groups;
+	int tg = x->n_tokens * x->groups, T = x->n_tokens;
 
+	if (use_lanes(simd, x)) {
+		int64_t a1[HMOE_FXP_LANE_ROWS * HMOE_FXP_TILE], a3[HMOE_FXP_LANE_ROWS * HMOE_FXP_TILE];
+		int n = r0;
+
+		for (; n < r1; n += HMOE_FXP_LANE_ROWS) {
+			int nr = r1 - n < HMOE_FXP_LANE_ROWS ? r1 - n : HMOE_FXP_LANE_ROWS;
+
+			if (!lanes_acc(simd, row_at(w1, format, dim, n), format, dim, nr, x, a1,
+				       wk->tmp) ||
+			    !lanes_acc(simd, row_at(w3, format, dim, n), format, dim, nr, x, a3,
+				       wk->tmp))
+				break;
+			for (int i = 0; i < nr; i++)
+				for (int t = 0; t < T; t++)
+					h[t * inter + n + i] = hmoe_fxp_swiglu_q32(
+						hmoe_fxp_acc_to_q16(a1[i * T + t]),
+						hmoe_fxp_acc_to_q16(a3[i * T + t]));
+		}
+		r0 = n;
+	}
 	if (use_blocks(simd, format, x, wk)) {
 		for (int n = r0; n < r1; n += HMOE_FXP_BLOCK_ROWS) {
 			int nr = r1 - n < HMOE_FXP_BLOCK_ROWS ? r1 - n : HMOE_FXP_BLOCK_ROWS;
@@ -350,10 +411,20 @@ struct fxp_tile {
 	int32_t *hsum;              /* (n, P, inter_groups) */
 	uint32_t *hm;               /* (n, inter_groups) */
 	int32_t *y;                 /* (n, dim) Q16 */
+	int vnni;                   /* 0, VNNI_SIGNED or VNNI_FLIPPED: */
 	int8_t *xv, *hv;            /* NULL, or xq, hq as hmoe_fxp_x_vnni lays them out */
+	uint32_t *xmt, *hmt;        /* VNNI_FLIPPED: xm, hm by (chunk, group, token) */
+	int32_t *xet, *het;         /* and xe, he */
 };
 
-/* vnni: the tile also holds xq and hq in hmoe_fxp_x_vnni's layout (for rows_dots). */
+/* The tile's split scales by 16-token chunk: (chunks, groups, 16) words, twice. */
+static size_t lanes_words(int groups)
+{
+	return (size_t)(HMOE_FXP_TILE / HMOE_FXP_BLOCK_ROWS) * groups * HMOE_FXP_BLOCK_ROWS;
+}
+
+/* vnni: the tile also holds xq and hq in hmoe_fxp_x_vnni's layout (and, VNNI_FLIPPED,
+ * the scales by chunk). */
 static size_t tile_bytes(int dim, int inter, int planes, int vnni)
 {
 	size_t dg = (size_t)hmoe_fxp_groups(dim), ig = (size_t)hmoe_fxp_groups(inter);
@@ -364,7 +435,8 @@ static size_t tile_bytes(int dim, int inter, int planes, int vnni)
 
 	if (vnni)
 		b += hmoe_fxp_x_vnni_bytes(HMOE_FXP_TILE, planes, (int)dg) +
-		     hmoe_fxp_x_vnni_bytes(HMOE_FXP_TILE, planes, (int)ig);
+		     hmoe_fxp_x_vnni_bytes(HMOE_FXP_TILE, planes, (int)ig) +
+		     2 * sizeof(int32_t) * (lanes_words((int)dg) + lanes_words((int)ig));
 	return (b + 63) & ~(size_t)63;
 }
 
@@ -388,10 +460,17 @@ static void tile_carve(struct fxp_tile *tl, uint8_t *p, int dim, int inter, int 
 	tl->hm = (uint32_t *)p; p += T * ig * sizeof(int32_t);
 	tl->xq = (int8_t *)p;   p += T * P * dg * HMOE_FXP_GROUP;
 	tl->hq = (int8_t *)p;   p += T * P * ig * HMOE_FXP_GROUP;
+	tl->vnni = vnni;
 	tl->xv = tl->hv = NULL;
+	tl->xmt = tl->hmt = NULL;
+	tl->xet = tl->het = NULL;
 	if (vnni) {
-		tl->xv = (int8_t *)p;
-		tl->hv = (int8_t *)p + hmoe_fxp_x_vnni_bytes(HMOE_FXP_TILE, planes, (int)dg);
+		tl->xv = (int8_t *)p;   p += hmoe_fxp_x_vnni_bytes(HMOE_FXP_TILE, planes, (int)dg);
+		tl->hv = (int8_t *)p;   p += hmoe_fxp_x_vnni_bytes(HMOE_FXP_TILE, planes, (int)ig);
+		tl->xmt = (uint32_t *)p; p += sizeof(int32_t) * lanes_words((int)dg);
+		tl->xet = (int32_t *)p; p += sizeof(int32_t) * lanes_words((int)dg);
+		tl->hmt = (uint32_t *)p; p += sizeof(int32_t) * lanes_words((int)ig);
+		tl->het = (int32_t *)p;
 	}
 }
 
@@ -400,7 +479,10 @@ static struct hmoe_fxp_xtile tile_x(const struct fxp_tile *tl, int dim)
 	return (struct hmoe_fxp_xtile){ .n_tokens = tl->n, .groups = hmoe_fxp_groups(dim),
 					.xq = tl->xq, .xs = tl->xs, .xsum = tl->xsum,
 					.xm = tl->xm, .xe = tl->xe, .planes = tl->planes,
-					.has_m128 = tl->x_m128, .xv = tl->xv };
+					.has_m128 = tl->x_m128,
+					.xv = tl->vnni == VNNI_SIGNED ? tl->xv : NULL,
+					.xu = tl->vnni == VNNI_FLIPPED ? (uint8_t *)tl->xv : NULL,
+					.xmt = tl->xmt, .xet = tl->xet };
 }
 
 static struct hmoe_fxp_xtile tile_h(const struct fxp_tile *tl, int inter)
@@ -408,7 +490,10 @@ static struct hmoe_fxp_xtile tile_h(const struct fxp_tile *tl, int inter)
 	return (struct hmoe_fxp_xtile){ .n_tokens = tl->n, .groups = hmoe_fxp_groups(inter),
 					.xq = tl->hq, .xs = tl->hs, .xsum = tl->hsum,
 					.xm = tl->hm, .xe = tl->he, .planes = tl->planes,
-					.has_m128 = tl->h_m128, .xv = tl->hv };
+					.has_m128 = tl->h_m128,
+					.xv = tl->vnni == VNNI_SIGNED ? tl->hv : NULL,
+					.xu = tl->vnni == VNNI_FLIPPED ? (uint8_t *)tl->hv : NULL,
+					.xmt = tl->hmt, .xet = tl->het };
 }
 
 /* The three stages of one tile; rows [r0, r1) of the up / down pass. */
@@ -427,8 +512,11 @@ static void tile_quant_h(struct fxp_tile *tl, int inter)
 	for (int t = 0; t < tl->n; t++)
 		tl->h_m128 |= quant_h(tl->h, t, inter, tl->planes, tl->hq, tl->hs, tl->hsum,
 				      tl->hm, tl->he);
-	if (tl->hv)
-		hmoe_fxp_x_vnni(tl->hq, tl->n, tl->planes, hmoe_fxp_groups(inter), tl->hv);
+	if (tl->vnni)
+		hmoe_fxp_x_vnni(tl->hq, tl->n, tl->planes, hmoe_fxp_groups(inter),
+				tl->vnni == VNNI_FLIPPED, tl->hv);
+	if (tl->vnni == VNNI_FLIPPED)
+		lanes_scales(tl->hm, tl->he, tl->n, hmoe_fxp_groups(inter), tl->hmt, tl->het);
 }
 
 /* The tile's x: sums, split scales and (when the tile has room) the rows_dots layout. */
@@ -438,8 +526,10 @@ static void tile_x_ready(struct fxp_tile *tl, int dim)
 
 	tl->x_m128 = tile_prepare(tl->xq, tl->xs, tl->n, tl->planes, dg, tl->xsum, tl->xm,
 				  tl->xe);
-	if (tl->xv)
-		hmoe_fxp_x_vnni(tl->xq, tl->n, tl->planes, dg, tl->xv);
+	if (tl->vnni)
+		hmoe_fxp_x_vnni(tl->xq, tl->n, tl->planes, dg, tl->vnni == VNNI_FLIPPED, tl->xv);
+	if (tl->vnni == VNNI_FLIPPED)
+		lanes_scales(tl->xm, tl->xe, tl->n, dg, tl->xmt, tl->xet);
 }
 
 static void tile_down(const struct hmoe_fxp_simd *simd, const uint8_t *pack, int format,
@@ -451,6 +541,21 @@ static void tile_down(const struct hmoe_fxp_simd *simd, const uint8_t *pack, int
 	const uint8_t *w2 = pack + 2 * lin;
 	int n = r0;
 
+	if (use_lanes(simd, &ht)) {
+		int64_t a[HMOE_FXP_LANE_ROWS * HMOE_FXP_TILE];
+		int T = ht.n_tokens;
+
+		for (; n < r1; n += HMOE_FXP_LANE_ROWS) {
+			int nr = r1 - n < HMOE_FXP_LANE_ROWS ? r1 - n : HMOE_FXP_LANE_ROWS;
+
+			if (!lanes_acc(simd, row_at(w2, format, inter, n), format, inter, nr, &ht, a,
+				       wk->tmp))
+				break;
+			for (int i = 0; i < nr; i++)
+				for (int t = 0; t < T; t++)
+					tl->y[(size_t)t * dim + n + i] = hmoe_fxp_acc_to_q16(a[i * T + t]);
+		}
+	}
 	if (use_blocks(simd, format, &ht, wk)) {
 		int tg = ht.n_tokens * ht.groups;
 
@@ -493,8 +598,8 @@ int hmoe_fxp_cpu_ffn(const struct hmoe_fxp_simd *simd, const struct hmoe_fxp_lin
 	mem = aligned_alloc(64, tile_bytes(dim, inter, planes, vnni));
 	wk = aligned_alloc(64, sizeof(*wk));
 	if (wk)
-		wk->blk = vnni ? malloc(sizeof(int64_t) * BLK_DOTS) : NULL;
-	if (!mem || !wk || (vnni && !wk->blk)) {
+		wk->blk = vnni == VNNI_SIGNED ? malloc(sizeof(int64_t) * BLK_DOTS) : NULL;
+	if (!mem || !wk || (vnni == VNNI_SIGNED && !wk->blk)) {
 		free(mem);
 		if (wk)
 			free(wk->blk);
@@ -732,7 +837,8 @@ int hmoe_fxp_moe_run_q(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_
 	}
 	/* at most one partial tile per expert beyond the full ones */
 	n_tiles_max = n_pairs / HMOE_FXP_TILE + (n_pairs < ex->n_experts ? n_pairs : ex->n_experts);
-	ret = ws_reserve(ws, n_pairs, ex->n_experts, per_tile * n_tiles_max, threads, vnni);
+	ret = ws_reserve(ws, n_pairs, ex->n_experts, per_tile * n_tiles_max, threads,
+			 vnni == VNNI_SIGNED);
 	if (ret)
 		goto out;
 	if (!xq || !xs) {  /* quantise each token once, below */

@@ -31,6 +31,10 @@ struct hmoe_fxp_xtile {
 				* takes its exact general path */
 	const int8_t *xv;      /* NULL, or xq in the tile layout of hmoe_fxp_x_vnni (set
 				* by the driver for a variant with rows_dots) */
+	const uint8_t *xu;     /* NULL, or xq + 128 (bytes ^ 0x80) in that layout (set for
+				* a variant with rows_acc), with: */
+	const uint32_t *xmt;   /* xm as (chunk of 16 tokens, group, token in the chunk) */
+	const int32_t *xet;    /* xe the same way (absent tokens: 1) */
 };
 
 /* rows_dots' weight rows per call at most, and tokens per activation tile. */
@@ -41,15 +45,18 @@ struct hmoe_fxp_xtile {
  * at (((c * planes + p) * groups + g) * 2 + h) * 1024 whose byte r * 64 + 4t + i is token
  * 16c + t's column 64h + 4r + i (bytes of absent tokens 0). */
 size_t hmoe_fxp_x_vnni_bytes(int n_tokens, int planes, int groups);
-void hmoe_fxp_x_vnni(const int8_t *xq, int n_tokens, int planes, int groups, int8_t *xv);
+/* flip: store each byte ^ 0x80 (x + 128 as unsigned); absent tokens then hold 0x80. */
+void hmoe_fxp_x_vnni(const int8_t *xq, int n_tokens, int planes, int groups, int flip,
+		     int8_t *xv);
 
-/* Bytes of per-thread scratch a variant may use while processing one row. */
-#define HMOE_FXP_ROW_TMP_BYTES (2 * HMOE_FXP_MAX_DIM * (int)sizeof(int16_t))
+/* Bytes of per-thread scratch a variant may use while processing one row (or, rows_acc,
+ * three digit planes of HMOE_FXP_LANE_ROWS rows). */
+#define HMOE_FXP_ROW_TMP_BYTES (3 * HMOE_FXP_LANE_ROWS * HMOE_FXP_MAX_DIM)
 
 /* One SIMD variant. row_dots: exact group dots of one weight row (codes of the weight
- * format) with every one-plane row of x (x->planes == 1; see whole_tokens), dots (n_tokens, groups) =
- * sum_k q[k] * xq[t][k] over each group, as int64; the caller combines an A16 token's
- * two rows as 128 * hi + lo. row_terms (NULL: the scalar loop), per token: acc[t] =
+ * format) with every one-plane row of x (x->planes == 1; see whole_tokens), dots
+ * (n_tokens, groups) = sum_k q[k] * xq[t][k] over each group, as int64; the caller
+ * combines an A16 token's two rows as 128 * hi + lo. row_terms (NULL: the scalar loop), per token: acc[t] =
  * sum_g hmoe_fxp_term(dots[t][g], w[g], xs[t][g]) with w[g] the row's scale word g
  * (read from `scales`, the row record's little-endian scale lines; the tile's scales
  * come split as xm, xe), the row's Q24 accumulators, for |dots| < 2^39 (so
@@ -76,7 +83,18 @@ struct hmoe_fxp_simd {
 	 * tokens, into dots (n_rows, n_tokens, groups). Needs x->xv. */
 	void (*rows_dots)(const uint8_t *codes, size_t row_stride, int n_rows,
 			  const struct hmoe_fxp_xtile *x, int64_t *dots);
+	/* Optional: the Q24 row accumulators of n_rows <= HMOE_FXP_LANE_ROWS row records
+	 * (row i at rows + i * row_stride, `in` columns) with every token of x at once,
+	 * dots and terms fused with tokens in the vector lanes, into acc (n_rows,
+	 * n_tokens). Needs x->xu, xmt, xet. Returns 0, having done nothing, where it does
+	 * not apply (a format or CPU it lacks); the caller then runs the rows one by one. */
+	int (*rows_acc)(const uint8_t *rows, size_t row_stride, int n_rows, int format, int in,
+			const struct hmoe_fxp_xtile *x, int64_t *acc, void *tmp);
+	int lanes_min_tokens;  /* rows_acc is used for tiles of at least this many tokens */
 };
+
+/* rows_acc's rows per call at most. */
+#define HMOE_FXP_LANE_ROWS 4
 
 extern const struct hmoe_fxp_simd hmoe_fxp_simd_scalar;
 extern const struct hmoe_fxp_simd hmoe_fxp_simd_avx2;

@@ -28,6 +28,7 @@
 #include <immintrin.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "hmoe_fxp_cpu.h"
 
@@ -514,6 +515,315 @@ static void avx512_row_terms(const int64_t *dots, const uint8_t *scales,
 	}
 }
 
+/* ---- rows_acc: tokens in the lanes ---------------------------------------------------
+ *
+ * For tiles of >= LANES_MIN_TOKENS tokens. Chunks of 16 tokens: one zmm of the tile's
+ * activations in hmoe_fxp_x_vnni's layout (flipped: x' = x + 128, unsigned) holds 4
+ * consecutive columns of 16 tokens, and vpdpbusd against 4 weight bytes broadcast from a
+ * row sums them into the 16 token lanes: a group's dot for 16 tokens with no horizontal
+ * reduction, and every x load feeds up to 4 rows. The weights enter as signed digits d
+ * (int8: q; int4: nibble - 8; fp8: its three base-128 digits p_i, |p_i| <= 127), so
+ * S(d, x') = sum(d * x') = sum(d * x) + 128 * sum(d), and the digit sums per group
+ * (wsum) take the offset out. Lane bounds: a lane holds one group's 128 products,
+ * |d * x'| <= 128 * 255 (int8) or 127 * 255, so |S| <= 4.18e6;
+ *   int8 / int4: A16 128 S(hi) + S(lo) <= 5.4e8;
+ *   fp8: A16 lo = 128 (S(p0, xh) + S(p1, xl)) + S(p0, xl) <= 1.07e9,
+ *        hi = 128 S(p2, xh) + S(p1, xh) + S(p2, xl) <= 5.4e8 (A8: lo = 128 S(p1) + S(p0),
+ *        hi = S(p2)), combined in int64 as lo + 2^14 hi after the offsets;
+ * all < 2^31. The terms and the row sum follow in the lanes (as avx512_row_terms, with the
+ * token's scale per lane), so a row's Q24 accumulators come out for 16 tokens at once. */
+#define LANES_MIN_TOKENS 16
+
+struct lanes_row {
+	const int8_t *d[3];                       /* digit planes, `in` columns */
+	int32_t wsum[3][HMOE_FXP_MAX_IN_GROUPS + 4];  /* their sums per group */
+	uint32_t mw[HMOE_FXP_MAX_IN_GROUPS + 8];  /* the row's scales, split */
+	int32_t ew[HMOE_FXP_MAX_IN_GROUPS + 8];
+};
+
+/* Sum of each group of a digit plane (4 groups per reduction). */
+static void lanes_wsum(const int8_t *d, int groups, int32_t *wsum)
+{
+	const __m512i ones = _mm512_set1_epi8(1);
+	int g = 0;
+
+	for (; g < groups; g += 4) {
+		__m512i s[4];
+
+#pragma GCC unroll 4
+		for (int i = 0; i < 4; i++) {
+			const int8_t *p = d + (g + i < groups ? g + i : g) * HMOE_FXP_GROUP;
+
+			s[i] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones,
+									 _mm512_loadu_si512(p)),
+						   ones, _mm512_loadu_si512(p + 64));
+		}
+		_mm_storeu_si128((__m128i *)(wsum + g), reduce4_epi32(s[0], s[1], s[2], s[3]));
+	}
+}
+
+/* int4 nibbles -> signed digits q = nibble - 8, columns in order. */
+static void lanes_int4(const uint8_t *codes, int groups, int8_t *d)
+{
+	const __m512i low4 = _mm512_set1_epi8(0x0f), eight = _mm512_set1_epi8(8);
+
+	for (int g = 0; g < groups; g++) {
+		__m512i b = _mm512_loadu_si512(codes + g * HMOE_FXP_GROUP / 2);
+
+		_mm512_storeu_si512(d + g * HMOE_FXP_GROUP,
+				    _mm512_sub_epi8(_mm512_and_si512(b, low4), eight));
+		_mm512_storeu_si512(d + g * HMOE_FXP_GROUP + 64, _mm512_sub_epi8(
+			_mm512_and_si512(_mm512_srli_epi16(b, 4), low4), eight));
+	}
+}
+
+/* fp8 codes -> the signed digits p_0, p_1, p_2 (the tables hold 128 + |p|). */
+VBMI_TARGET static void lanes_fp8(const uint8_t *codes, int groups, int8_t *d0, int8_t *d1,
+				  int8_t *d2)
+{
+	int8_t *d[3] = { d0, d1, d2 };
+	__m512i tab[3][2];
+
+	for (int i = 0; i < 3; i++) {
+		tab[i][0] = _mm512_loadu_si512(fp8_digits[i]);
+		tab[i][1] = _mm512_loadu_si512(fp8_digits[i] + 64);
+	}
+	for (int k = 0; k < groups * HMOE_FXP_GROUP; k += 64) {
+		__m512i c = _mm512_loadu_si512(codes + k);
+		__mmask64 neg = _mm512_movepi8_mask(c);
+
+#pragma GCC unroll 3
+		for (int i = 0; i < 3; i++) {
+			__m512i p = _mm512_xor_si512(_mm512_permutex2var_epi8(tab[i][0], c, tab[i][1]),
+						     _mm512_set1_epi8((char)0x80));
+
+			_mm512_storeu_si512(d[i] + k, _mm512_mask_sub_epi8(p, neg,
+									   _mm512_setzero_si512(), p));
+		}
+	}
+}
+
+/* acc[0..1] (16 token lanes, int64) += the terms of one group from its dots d[0..1] and
+ * the token lanes' scales; fix[] takes the terms of lanes whose exponent is outside the
+ * vector's range [1, 62] (scalar, exact). valid: the chunk's tokens. */
+static inline __attribute__((always_inline)) void
+lanes_terms(const __m512i d[2], uint32_t mw, int32_t ew, const uint32_t *xm, const int32_t *xe,
+	    __mmask16 valid, __m512i acc[2], int64_t *fix)
+{
+	const __m512i one = _mm512_set1_epi64(1);
+	__m512i m = _mm512_mullo_epi32(_mm512_set1_epi32((int)mw), _mm512_loadu_si512(xm));
+	__m512i r = _mm512_add_epi32(_mm512_set1_epi32(ew), _mm512_loadu_si512(xe));
+	__mmask16 ok = _mm512_cmpgt_epi32_mask(r, _mm512_setzero_si512()) &
+		       _mm512_cmple_epi32_mask(r, _mm512_set1_epi32(62));
+
+	if ((ok & valid) != valid) {
+		_Alignas(64) int64_t dv[16];
+		_Alignas(64) uint32_t mv[16];
+		_Alignas(64) int32_t rv[16];
+
+		_mm512_store_si512(dv, d[0]);
+		_mm512_store_si512(dv + 8, d[1]);
+		_mm512_store_si512(mv, m);
+		_mm512_store_si512(rv, r);
+		for (int l = 0; l < 16; l++)
+			if ((valid & ~ok) >> l & 1)
+				fix[l] += hmoe_fxp_term_split(dv[l], mv[l], rv[l]);
+	}
+#pragma GCC unroll 2
+	for (int h = 0; h < 2; h++) {
+		__m512i m64 = _mm512_cvtepu32_epi64(h ? _mm512_extracti64x4_epi64(m, 1)
+						      : _mm512_castsi512_si256(m));
+		__m512i r64 = _mm512_cvtepi32_epi64(h ? _mm512_extracti64x4_epi64(r, 1)
+						      : _mm512_castsi512_si256(r));
+		__m512i v = _mm512_mullo_epi64(d[h], m64), mag = _mm512_abs_epi64(v);
+		__mmask8 okh = (__mmask8)(ok >> (8 * h));
+
+		mag = _mm512_srlv_epi64(_mm512_add_epi64(mag, _mm512_sllv_epi64(
+						one, _mm512_sub_epi64(r64, one))), r64);
+		mag = _mm512_min_epu64(mag, _mm512_set1_epi64(HMOE_FXP_TERM_MAX));
+		mag = _mm512_mask_sub_epi64(mag, _mm512_movepi64_mask(v), _mm512_setzero_si512(),
+					    mag);
+		acc[h] = _mm512_mask_add_epi64(acc[h], okh, acc[h], mag);
+	}
+}
+
+/* 4 digit bytes in every lane. */
+static inline __m512i bcast4(const int8_t *p)
+{
+	int32_t v;
+
+	memcpy(&v, p, 4);
+	return _mm512_set1_epi32(v);
+}
+
+/* One chunk of 16 tokens (n_tok valid) for R rows, F the format, P the planes (constant:
+ * this is inlined per shape, so the accumulators stay in registers). */
+static inline __attribute__((always_inline)) void
+lanes_chunk(const struct lanes_row *rw, const int R, const int F, const int P,
+	    const struct hmoe_fxp_xtile *x, int c, int n_tok, int64_t *acc_out)
+{
+	const __m512i zero = _mm512_setzero_si512();
+	int G = x->groups, T = x->n_tokens;
+	__mmask16 valid = (__mmask16)((1u << n_tok) - 1);
+	__m512i acc[HMOE_FXP_LANE_ROWS][2];
+	_Alignas(64) int64_t fix[HMOE_FXP_LANE_ROWS][16] = { { 0 } };
+
+#pragma GCC unroll 4
+	for (int i = 0; i < R; i++)
+		acc[i][0] = acc[i][1] = zero;
+	for (int g = 0; g < G; g++) {
+		const uint8_t *xh = x->xu + ((size_t)(c * P) * G + g) * 2 * 1024;
+		const uint8_t *xl = x->xu + ((size_t)(c * P + P - 1) * G + g) * 2 * 1024;
+		const uint32_t *xm = x->xmt + ((size_t)c * G + g) * 16;
+		const int32_t *xe = x->xet + ((size_t)c * G + g) * 16;
+		__m512i s[HMOE_FXP_LANE_ROWS][4];
+
+#pragma GCC unroll 4
+		for (int i = 0; i < R; i++)
+			s[i][0] = s[i][1] = s[i][2] = s[i][3] = zero;
+		for (int kq = 0; kq < 32; kq++) {
+			size_t xo = (size_t)(kq >> 4) * 1024 + (kq & 15) * 64;
+			__m512i vh = _mm512_loadu_si512(xh + xo);
+			__m512i vl = P == 2 ? _mm512_loadu_si512(xl + xo) : vh;
+			int k = g * HMOE_FXP_GROUP + 4 * kq;
+
+#pragma GCC unroll 4
+			for (int i = 0; i < R; i++) {
+				__m512i w0 = bcast4(rw[i].d[0] + k);
+
+				if (F != HMOE_FXP_FP8) {
+					s[i][0] = _mm512_dpbusd_epi32(s[i][0], vh, w0);
+					if (P == 2)
+						s[i][1] = _mm512_dpbusd_epi32(s[i][1], vl, w0);
+				} else {
+					__m512i w1 = bcast4(rw[i].d[1] + k);
+					__m512i w2 = bcast4(rw[i].d[2] + k);
+
+					if (P == 2) {  /* B, A, D, C */
+						s[i][0] = _mm512_dpbusd_epi32(s[i][0], vh, w0);
+						s[i][0] = _mm512_dpbusd_epi32(s[i][0], vl, w1);
+						s[i][1] = _mm512_dpbusd_epi32(s[i][1], vl, w0);
+						s[i][2] = _mm512_dpbusd_epi32(s[i][2], vh, w2);
+						s[i][3] = _mm512_dpbusd_epi32(s[i][3], vh, w1);
+						s[i][3] = _mm512_dpbusd_epi32(s[i][3], vl, w2);
+					} else {      /* S(p1), S(p0), S(p2) */
+						s[i][0] = _mm512_dpbusd_epi32(s[i][0], vh, w1);
+						s[i][1] = _mm512_dpbusd_epi32(s[i][1], vh, w0);
+						s[i][2] = _mm512_dpbusd_epi32(s[i][2], vh, w2);
+					}
+				}
+			}
+		}
+#pragma GCC unroll 4
+		for (int i = 0; i < R; i++) {
+			__m512i d[2];
+
+			if (F != HMOE_FXP_FP8) {
+				/* 128 S(hi) + S(lo) - 128 * 129 * sum(q) (A8: S - 128 sum(q)) */
+				__m512i v = P == 2 ? _mm512_add_epi32(_mm512_slli_epi32(s[i][0], 7), s[i][1])
+						   : s[i][0];
+
+				v = _mm512_sub_epi32(v, _mm512_set1_epi32(
+					(P == 2 ? 128 * 129 : 128) * rw[i].wsum[0][g]));
+				d[0] = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(v));
+				d[1] = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(v, 1));
+			} else {
+				const int64_t w0 = rw[i].wsum[0][g], w1 = rw[i].wsum[1][g];
+				const int64_t w2 = rw[i].wsum[2][g];
+				int64_t blo = P == 2 ? 16384 * (w0 + w1) + 128 * w0 : 16384 * w1 + 128 * w0;
+				int64_t bhi = P == 2 ? 16512 * w2 + 128 * w1 : 128 * w2;
+				__m512i lo = _mm512_add_epi32(_mm512_slli_epi32(s[i][0], 7), s[i][1]);
+				__m512i hi = P == 2 ? _mm512_add_epi32(_mm512_slli_epi32(s[i][2], 7), s[i][3])
+						    : s[i][2];
+
+#pragma GCC unroll 2
+				for (int h = 0; h < 2; h++) {
+					__m512i l = _mm512_cvtepi32_epi64(h ? _mm512_extracti64x4_epi64(lo, 1)
+									    : _mm512_castsi512_si256(lo));
+					__m512i u = _mm512_cvtepi32_epi64(h ? _mm512_extracti64x4_epi64(hi, 1)
+									    : _mm512_castsi512_si256(hi));
+
+					d[h] = _mm512_add_epi64(_mm512_sub_epi64(l, _mm512_set1_epi64(blo)),
+								_mm512_slli_epi64(_mm512_sub_epi64(
+									u, _mm512_set1_epi64(bhi)), 14));
+				}
+			}
+			lanes_terms(d, rw[i].mw[g], rw[i].ew[g], xm, xe, valid, acc[i], fix[i]);
+		}
+	}
+#pragma GCC unroll 4
+	for (int i = 0; i < R; i++) {
+		_Alignas(64) int64_t a[16];
+
+		_mm512_store_si512(a, acc[i][0]);
+		_mm512_store_si512(a + 8, acc[i][1]);
+		for (int l = 0; l < n_tok; l++)
+			acc_out[(size_t)i * T + c * 16 + l] = a[l] + fix[i][l];
+	}
+}
+
+/* Every chunk for one shape (R rows, format F, planes P). */
+static inline __attribute__((always_inline)) void
+lanes_shape(const struct lanes_row *rw, const int R, const int F, const int P,
+	    const struct hmoe_fxp_xtile *x, int64_t *acc)
+{
+	for (int c = 0; c * 16 < x->n_tokens; c++)
+		lanes_chunk(rw, R, F, P, x, c,
+			    x->n_tokens - c * 16 < 16 ? x->n_tokens - c * 16 : 16, acc);
+}
+
+#define LANES_R(F, P)                                              \
+	do {                                                       \
+		if (n_rows == 4)                                   \
+			lanes_shape(rw, 4, F, P, x, acc);          \
+		else if (n_rows == 3)                              \
+			lanes_shape(rw, 3, F, P, x, acc);          \
+		else if (n_rows == 2)                              \
+			lanes_shape(rw, 2, F, P, x, acc);          \
+		else                                               \
+			lanes_shape(rw, 1, F, P, x, acc);          \
+	} while (0)
+
+static int avx512_rows_acc(const uint8_t *rows, size_t row_stride, int n_rows, int format,
+			   int in, const struct hmoe_fxp_xtile *x, int64_t *acc, void *tmp)
+{
+	struct lanes_row rw[HMOE_FXP_LANE_ROWS];
+	int G = x->groups, digits = format == HMOE_FXP_FP8 ? 3 : 1;
+	size_t codes_at = (size_t)hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
+	int8_t *scratch = tmp;
+
+	if (n_rows < 1 || n_rows > HMOE_FXP_LANE_ROWS || !x->xu ||
+	    (format == HMOE_FXP_FP8 && !fp8_planes()))
+		return 0;
+	for (int i = 0; i < n_rows; i++) {
+		const uint8_t *row = rows + i * row_stride, *codes = row + codes_at;
+
+		for (int j = 0; j < digits; j++)
+			rw[i].d[j] = scratch + ((size_t)i * 3 + j) * HMOE_FXP_MAX_DIM;
+		if (format == HMOE_FXP_INT8)
+			rw[i].d[0] = (const int8_t *)codes;
+		else if (format == HMOE_FXP_INT4)
+			lanes_int4(codes, G, (int8_t *)rw[i].d[0]);
+		else
+			lanes_fp8(codes, G, (int8_t *)rw[i].d[0], (int8_t *)rw[i].d[1],
+				  (int8_t *)rw[i].d[2]);
+		for (int j = 0; j < digits; j++)
+			lanes_wsum(rw[i].d[j], G, rw[i].wsum[j]);
+		hmoe_fxp_split_scales_x86(row, G, rw[i].mw, rw[i].ew);
+	}
+	if (format == HMOE_FXP_FP8) {
+		if (x->planes == 2)
+			LANES_R(HMOE_FXP_FP8, 2);
+		else
+			LANES_R(HMOE_FXP_FP8, 1);
+	} else if (x->planes == 2) {
+		LANES_R(HMOE_FXP_INT8, 2);
+	} else {
+		LANES_R(HMOE_FXP_INT8, 1);
+	}
+	return 1;
+}
+
 const struct hmoe_fxp_simd hmoe_fxp_simd_avx512 = {
 	.name = "avx512",
 	.supported = avx512_supported,
@@ -521,4 +831,6 @@ const struct hmoe_fxp_simd hmoe_fxp_simd_avx512 = {
 	.row_terms = avx512_row_terms,
 	.whole_tokens = 1u << HMOE_FXP_FP8 | 1u << HMOE_FXP_INT8 | 1u << HMOE_FXP_INT4,
 	.row_dots2 = avx512_row_dots2,
+	.rows_acc = avx512_rows_acc,
+	.lanes_min_tokens = LANES_MIN_TOKENS,
 };
