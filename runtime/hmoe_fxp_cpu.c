@@ -225,8 +225,8 @@ struct row_work {
 enum { VNNI_SIGNED = 1, VNNI_FLIPPED = 2 };
 static int wants_vnni(const struct hmoe_fxp_simd *simd, int format)
 {
-	return simd->rows_acc ? VNNI_FLIPPED
-	     : simd->rows_dots && format == HMOE_FXP_INT8 ? VNNI_SIGNED : 0;
+	return simd->rows_dots && format == HMOE_FXP_INT8 ? VNNI_SIGNED
+	     : simd->rows_acc ? VNNI_FLIPPED : 0;
 }
 
 /* rows_acc applies: a variant with it, a tile with enough tokens in its layout. */

@@ -93,8 +93,9 @@ struct hmoe_fxp_simd {
 	int lanes_min_tokens;  /* rows_acc is used for tiles of at least this many tokens */
 };
 
-/* rows_acc's rows per call at most. */
+/* rows_acc's rows per call at most, and the tiles it takes (tokens). */
 #define HMOE_FXP_LANE_ROWS 4
+#define HMOE_FXP_LANES_MIN_TOKENS 16
 
 extern const struct hmoe_fxp_simd hmoe_fxp_simd_scalar;
 extern const struct hmoe_fxp_simd hmoe_fxp_simd_avx2;

@@ -1,6 +1,7 @@
 /* hmoe_fxp_cpu_amx: int8 rows through AMX-INT8 tiles (see hmoe_fxp_cpu.h).
  *
- * The variant is the AVX-512 one (hmoe_fxp_cpu_avx512.c) plus rows_dots for int8: 16
+ * The variant is the AVX-512 one (hmoe_fxp_cpu_avx512.c, its token-lane path for fp8 and
+ * int4 prefill included) plus rows_dots for int8: 16
  * weight rows at a time against up to 16 tokens per tile multiply. Per group of 128
  * columns and chunk of tokens:
  *   A0, A1 (tiles 0, 1): the block's rows, columns 0-63 and 64-127, loaded straight from
@@ -229,6 +230,12 @@ static void amx_row_dots2(const uint8_t *codes_a, const uint8_t *codes_b, int fo
 	hmoe_fxp_simd_avx512.row_dots2(codes_a, codes_b, format, x, dots_a, dots_b);
 }
 
+static int amx_rows_acc(const uint8_t *rows, size_t row_stride, int n_rows, int format,
+			int in, const struct hmoe_fxp_xtile *x, int64_t *acc, void *tmp)
+{
+	return hmoe_fxp_simd_avx512.rows_acc(rows, row_stride, n_rows, format, in, x, acc, tmp);
+}
+
 #define AVX512_WHOLE_TOKENS (1u << HMOE_FXP_FP8 | 1u << HMOE_FXP_INT8 | 1u << HMOE_FXP_INT4)
 
 const struct hmoe_fxp_simd hmoe_fxp_simd_amx = {
@@ -239,6 +246,8 @@ const struct hmoe_fxp_simd hmoe_fxp_simd_amx = {
 	.whole_tokens = AVX512_WHOLE_TOKENS,
 	.row_dots2 = amx_row_dots2,
 	.rows_dots = amx_rows_dots,
+	.rows_acc = amx_rows_acc,
+	.lanes_min_tokens = HMOE_FXP_LANES_MIN_TOKENS,
 };
 
 const struct hmoe_fxp_simd hmoe_fxp_simd_amx_emu = {
@@ -249,4 +258,6 @@ const struct hmoe_fxp_simd hmoe_fxp_simd_amx_emu = {
 	.whole_tokens = AVX512_WHOLE_TOKENS,
 	.row_dots2 = amx_row_dots2,
 	.rows_dots = amx_emu_rows_dots,
+	.rows_acc = amx_rows_acc,
+	.lanes_min_tokens = HMOE_FXP_LANES_MIN_TOKENS,
 };

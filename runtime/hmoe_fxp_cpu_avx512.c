@@ -517,8 +517,8 @@ static void avx512_row_terms(const int64_t *dots, const uint8_t *scales,
 
 /* ---- rows_acc: tokens in the lanes ---------------------------------------------------
  *
- * For tiles of >= LANES_MIN_TOKENS tokens. Chunks of 16 tokens: one zmm of the tile's
- * activations in hmoe_fxp_x_vnni's layout (flipped: x' = x + 128, unsigned) holds 4
+ * For tiles of >= HMOE_FXP_LANES_MIN_TOKENS tokens, in chunks of 16: one zmm of the
+ * tile's activations in hmoe_fxp_x_vnni's layout (flipped: x' = x + 128, unsigned) holds 4
  * consecutive columns of 16 tokens, and vpdpbusd against 4 weight bytes broadcast from a
  * row sums them into the 16 token lanes: a group's dot for 16 tokens with no horizontal
  * reduction, and every x load feeds up to 4 rows. The weights enter as signed digits d
@@ -532,8 +532,6 @@ static void avx512_row_terms(const int64_t *dots, const uint8_t *scales,
  *        hi = S(p2)), combined in int64 as lo + 2^14 hi after the offsets;
  * all < 2^31. The terms and the row sum follow in the lanes (as avx512_row_terms, with the
  * token's scale per lane), so a row's Q24 accumulators come out for 16 tokens at once. */
-#define LANES_MIN_TOKENS 16
-
 struct lanes_row {
 	const int8_t *d[3];                       /* digit planes, `in` columns */
 	int32_t wsum[3][HMOE_FXP_MAX_IN_GROUPS + 4];  /* their sums per group */
@@ -832,5 +830,5 @@ const struct hmoe_fxp_simd hmoe_fxp_simd_avx512 = {
 	.whole_tokens = 1u << HMOE_FXP_FP8 | 1u << HMOE_FXP_INT8 | 1u << HMOE_FXP_INT4,
 	.row_dots2 = avx512_row_dots2,
 	.rows_acc = avx512_rows_acc,
-	.lanes_min_tokens = LANES_MIN_TOKENS,
+	.lanes_min_tokens = HMOE_FXP_LANES_MIN_TOKENS,
 };
