@@ -169,10 +169,11 @@ size_t hmoe_fxp_x_vnni_bytes(int n_tokens, int planes, int groups)
 void hmoe_fxp_x_vnni(const int8_t *xq, int n_tokens, int planes, int groups, int flip,
 		     int8_t *xv)
 {
-	size_t plane = (size_t)groups * HMOE_FXP_GROUP, bytes;
+	size_t plane = (size_t)groups * HMOE_FXP_GROUP;
+	uint32_t mask = flip ? 0x80808080u : 0;
 
-	bytes = hmoe_fxp_x_vnni_bytes(n_tokens, planes, groups);
-	memset(xv, 0, bytes);
+	if (n_tokens % HMOE_FXP_BLOCK_ROWS)  /* absent tokens' lanes: x = 0 */
+		memset(xv, flip ? 0x80 : 0, hmoe_fxp_x_vnni_bytes(n_tokens, planes, groups));
 	for (int t = 0; t < n_tokens; t++)
 		for (int p = 0; p < planes; p++) {
 			const int8_t *row = xq + ((size_t)t * planes + p) * plane;
@@ -181,14 +182,14 @@ void hmoe_fxp_x_vnni(const int8_t *xq, int n_tokens, int planes, int groups, int
 			for (int k = 0; k < groups * HMOE_FXP_GROUP; k += 4) {
 				int g = k / HMOE_FXP_GROUP, h = k % HMOE_FXP_GROUP / 64;
 				int r = k % 64 / 4;
+				uint32_t v;
 
+				memcpy(&v, row + k, 4);
+				v ^= mask;
 				memcpy(xv + ((((size_t)c * planes + p) * groups + g) * 2 + h) * 1024 +
-					       r * 64 + tc * 4, row + k, 4);
+					       r * 64 + tc * 4, &v, 4);
 			}
 		}
-	if (flip)
-		for (size_t i = 0; i < bytes; i++)
-			xv[i] = (int8_t)((uint8_t)xv[i] ^ 0x80);
 }
 
 /* xm, xe (n_tokens, groups) -> (chunk of 16 tokens, group, token in the chunk); absent
@@ -229,10 +230,37 @@ static int wants_vnni(const struct hmoe_fxp_simd *simd, int format)
 	     : simd->rows_acc ? VNNI_FLIPPED : 0;
 }
 
-/* rows_acc applies: a variant with it, a tile with enough tokens in its layout. */
-static int use_lanes(const struct hmoe_fxp_simd *simd, const struct hmoe_fxp_xtile *x)
+/* How many of x's first tokens go through rows_acc: its whole chunks of 16, and a last
+ * partial chunk that holds at least lanes_min_tokens (below that, a chunk's lanes cost
+ * more than the tokens' own path); the rest take the row path. */
+static int lanes_tokens(const struct hmoe_fxp_simd *simd, const struct hmoe_fxp_xtile *x)
 {
-	return simd->rows_acc && x->xu && x->n_tokens >= simd->lanes_min_tokens;
+	int full = x->n_tokens / HMOE_FXP_BLOCK_ROWS * HMOE_FXP_BLOCK_ROWS;
+
+	if (!simd->rows_acc || !x->xu)
+		return 0;
+	return x->n_tokens - full >= simd->lanes_min_tokens ? x->n_tokens : full;
+}
+
+/* x's tokens from t0 on, without the lane layouts (their chunks start at token 0). */
+static struct hmoe_fxp_xtile tokens_from(const struct hmoe_fxp_xtile *x, int t0)
+{
+	struct hmoe_fxp_xtile v = *x;
+	size_t G = (size_t)x->groups;
+
+	v.n_tokens = x->n_tokens - t0;
+	v.xq += (size_t)t0 * x->planes * G * HMOE_FXP_GROUP;
+	v.xs += (size_t)t0 * G;
+	v.xsum += (size_t)t0 * x->planes * G;
+	v.xm += (size_t)t0 * G;
+	v.xe += (size_t)t0 * G;
+	if (t0) {
+		v.xv = NULL;
+		v.xu = NULL;
+		v.xmt = NULL;
+		v.xet = NULL;
+	}
+	return v;
 }
 
 /* Rows n .. n + nr - 1 of a linear (first: row n's record) through rows_acc. */
@@ -318,33 +346,15 @@ static const uint8_t *row_at(const uint8_t *lin, int format, int in, int n)
 	return lin + (size_t)n * hmoe_fxp_row_lines(format, in) * HMOE_FXP_LINE_BYTES;
 }
 
-static void up_rows(const struct hmoe_fxp_simd *simd, const uint8_t *w1, const uint8_t *w3,
-		    int format, int dim, const struct hmoe_fxp_xtile *x, int r0, int r1,
-		    int64_t *h, int inter, struct row_work *wk)
+/* Rows [r0, r1) of W1 and W3 for x's tokens one row at a time (or, AMX, 16 rows). */
+static void up_rows_tokens(const struct hmoe_fxp_simd *simd, const uint8_t *w1,
+			   const uint8_t *w3, int format, int dim,
+			   const struct hmoe_fxp_xtile *x, int r0, int r1, int64_t *h, int inter,
+			   struct row_work *wk)
 {
 	int32_t h1[HMOE_FXP_TILE], h3[HMOE_FXP_TILE];
-	int tg = x->n_tokens * x->groups, T = x->n_tokens;
+	int tg = x->n_tokens * x->groups;
 
-	if (use_lanes(simd, x)) {
-		int64_t a1[HMOE_FXP_LANE_ROWS * HMOE_FXP_TILE], a3[HMOE_FXP_LANE_ROWS * HMOE_FXP_TILE];
-		int n = r0;
-
-		for (; n < r1; n += HMOE_FXP_LANE_ROWS) {
-			int nr = r1 - n < HMOE_FXP_LANE_ROWS ? r1 - n : HMOE_FXP_LANE_ROWS;
-
-			if (!lanes_acc(simd, row_at(w1, format, dim, n), format, dim, nr, x, a1,
-				       wk->tmp) ||
-			    !lanes_acc(simd, row_at(w3, format, dim, n), format, dim, nr, x, a3,
-				       wk->tmp))
-				break;
-			for (int i = 0; i < nr; i++)
-				for (int t = 0; t < T; t++)
-					h[t * inter + n + i] = hmoe_fxp_swiglu_q32(
-						hmoe_fxp_acc_to_q16(a1[i * T + t]),
-						hmoe_fxp_acc_to_q16(a3[i * T + t]));
-		}
-		r0 = n;
-	}
 	if (use_blocks(simd, format, x, wk)) {
 		for (int n = r0; n < r1; n += HMOE_FXP_BLOCK_ROWS) {
 			int nr = r1 - n < HMOE_FXP_BLOCK_ROWS ? r1 - n : HMOE_FXP_BLOCK_ROWS;
@@ -368,6 +378,49 @@ static void up_rows(const struct hmoe_fxp_simd *simd, const uint8_t *w1, const u
 				format, dim, x, wk, h1, h3, 1);
 		for (int t = 0; t < x->n_tokens; t++)
 			h[t * inter + n] = hmoe_fxp_swiglu_q32(h1[t], h3[t]);
+	}
+}
+
+/* The same with the tokens in the vector lanes (rows_acc), 4 rows at a time; rows the
+ * variant declines go through up_rows_tokens. */
+static void up_rows_lanes(const struct hmoe_fxp_simd *simd, const uint8_t *w1,
+			  const uint8_t *w3, int format, int dim, const struct hmoe_fxp_xtile *x,
+			  int r0, int r1, int64_t *h, int inter, struct row_work *wk)
+{
+	int64_t a1[HMOE_FXP_LANE_ROWS * HMOE_FXP_TILE], a3[HMOE_FXP_LANE_ROWS * HMOE_FXP_TILE];
+	int T = x->n_tokens, n = r0;
+
+	for (; n < r1; n += HMOE_FXP_LANE_ROWS) {
+		int nr = r1 - n < HMOE_FXP_LANE_ROWS ? r1 - n : HMOE_FXP_LANE_ROWS;
+
+		if (!lanes_acc(simd, row_at(w1, format, dim, n), format, dim, nr, x, a1, wk->tmp) ||
+		    !lanes_acc(simd, row_at(w3, format, dim, n), format, dim, nr, x, a3, wk->tmp))
+			break;
+		for (int i = 0; i < nr; i++)
+			for (int t = 0; t < T; t++)
+				h[t * inter + n + i] = hmoe_fxp_swiglu_q32(
+					hmoe_fxp_acc_to_q16(a1[i * T + t]),
+					hmoe_fxp_acc_to_q16(a3[i * T + t]));
+	}
+	if (n < r1)
+		up_rows_tokens(simd, w1, w3, format, dim, x, n, r1, h, inter, wk);
+}
+
+static void up_rows(const struct hmoe_fxp_simd *simd, const uint8_t *w1, const uint8_t *w3,
+		    int format, int dim, const struct hmoe_fxp_xtile *x, int r0, int r1,
+		    int64_t *h, int inter, struct row_work *wk)
+{
+	int tl = lanes_tokens(simd, x);
+	struct hmoe_fxp_xtile part = *x;
+
+	if (tl) {
+		part.n_tokens = tl;
+		up_rows_lanes(simd, w1, w3, format, dim, &part, r0, r1, h, inter, wk);
+	}
+	if (tl < x->n_tokens) {
+		part = tokens_from(x, tl);
+		up_rows_tokens(simd, w1, w3, format, dim, &part, r0, r1, h + (size_t)tl * inter,
+			       inter, wk);
 	}
 }
 
@@ -474,6 +527,14 @@ static void tile_carve(struct fxp_tile *tl, uint8_t *p, int dim, int inter, int 
 	}
 }
 
+/* Whether the tile's activations are also kept in the VNNI layout: always for rows_dots,
+ * for rows_acc only when the tile has enough tokens for a chunk of lanes. */
+static int tile_vnni(const struct fxp_tile *tl)
+{
+	return tl->vnni == VNNI_SIGNED ||
+	       (tl->vnni == VNNI_FLIPPED && tl->n >= HMOE_FXP_LANES_MIN_TOKENS);
+}
+
 static struct hmoe_fxp_xtile tile_x(const struct fxp_tile *tl, int dim)
 {
 	return (struct hmoe_fxp_xtile){ .n_tokens = tl->n, .groups = hmoe_fxp_groups(dim),
@@ -481,7 +542,8 @@ static struct hmoe_fxp_xtile tile_x(const struct fxp_tile *tl, int dim)
 					.xm = tl->xm, .xe = tl->xe, .planes = tl->planes,
 					.has_m128 = tl->x_m128,
 					.xv = tl->vnni == VNNI_SIGNED ? tl->xv : NULL,
-					.xu = tl->vnni == VNNI_FLIPPED ? (uint8_t *)tl->xv : NULL,
+					.xu = tl->vnni == VNNI_FLIPPED && tile_vnni(tl) ?
+						      (uint8_t *)tl->xv : NULL,
 					.xmt = tl->xmt, .xet = tl->xet };
 }
 
@@ -492,7 +554,8 @@ static struct hmoe_fxp_xtile tile_h(const struct fxp_tile *tl, int inter)
 					.xm = tl->hm, .xe = tl->he, .planes = tl->planes,
 					.has_m128 = tl->h_m128,
 					.xv = tl->vnni == VNNI_SIGNED ? tl->hv : NULL,
-					.xu = tl->vnni == VNNI_FLIPPED ? (uint8_t *)tl->hv : NULL,
+					.xu = tl->vnni == VNNI_FLIPPED && tile_vnni(tl) ?
+						      (uint8_t *)tl->hv : NULL,
 					.xmt = tl->hmt, .xet = tl->het };
 }
 
@@ -512,10 +575,10 @@ static void tile_quant_h(struct fxp_tile *tl, int inter)
 	for (int t = 0; t < tl->n; t++)
 		tl->h_m128 |= quant_h(tl->h, t, inter, tl->planes, tl->hq, tl->hs, tl->hsum,
 				      tl->hm, tl->he);
-	if (tl->vnni)
+	if (tile_vnni(tl))
 		hmoe_fxp_x_vnni(tl->hq, tl->n, tl->planes, hmoe_fxp_groups(inter),
 				tl->vnni == VNNI_FLIPPED, tl->hv);
-	if (tl->vnni == VNNI_FLIPPED)
+	if (tile_vnni(tl) && tl->vnni == VNNI_FLIPPED)
 		lanes_scales(tl->hm, tl->he, tl->n, hmoe_fxp_groups(inter), tl->hmt, tl->het);
 }
 
@@ -526,55 +589,69 @@ static void tile_x_ready(struct fxp_tile *tl, int dim)
 
 	tl->x_m128 = tile_prepare(tl->xq, tl->xs, tl->n, tl->planes, dg, tl->xsum, tl->xm,
 				  tl->xe);
-	if (tl->vnni)
+	if (tile_vnni(tl))
 		hmoe_fxp_x_vnni(tl->xq, tl->n, tl->planes, dg, tl->vnni == VNNI_FLIPPED, tl->xv);
-	if (tl->vnni == VNNI_FLIPPED)
+	if (tile_vnni(tl) && tl->vnni == VNNI_FLIPPED)
 		lanes_scales(tl->xm, tl->xe, tl->n, dg, tl->xmt, tl->xet);
+}
+
+/* Rows [r0, r1) of W2 for x's tokens (y: token 0's row of outputs, `dim` apart). */
+static void down_rows_tokens(const struct hmoe_fxp_simd *simd, const uint8_t *w2,
+			     int format, int dim, int inter, const struct hmoe_fxp_xtile *ht,
+			     int r0, int r1, int32_t *y, struct row_work *wk)
+{
+	int n = r0;
+
+	if (use_blocks(simd, format, ht, wk)) {
+		int tg = ht->n_tokens * ht->groups;
+
+		for (; n < r1; n += HMOE_FXP_BLOCK_ROWS) {
+			int nr = r1 - n < HMOE_FXP_BLOCK_ROWS ? r1 - n : HMOE_FXP_BLOCK_ROWS;
+
+			block_dots(simd, row_at(w2, format, inter, n), inter, nr, ht, wk->blk);
+			for (int i = 0; i < nr; i++)
+				row_epilogue(simd, row_at(w2, format, inter, n + i),
+					     wk->blk + (size_t)i * tg, ht, y + n + i, dim);
+		}
+		return;
+	}
+	for (; n + 2 <= r1; n += 2)
+		linear_row_pair(simd, row_at(w2, format, inter, n), row_at(w2, format, inter, n + 1),
+				format, inter, ht, wk, y + n, y + n + 1, dim);
+	for (; n < r1; n++)
+		linear_row(simd, row_at(w2, format, inter, n), format, inter, ht, wk, y + n, dim);
 }
 
 static void tile_down(const struct hmoe_fxp_simd *simd, const uint8_t *pack, int format,
 		      int dim, int inter, struct fxp_tile *tl, int r0, int r1, struct row_work *wk)
 {
 	size_t lin = (size_t)hmoe_fxp_linear_lines(format, inter, dim) * HMOE_FXP_LINE_BYTES;
-	struct hmoe_fxp_xtile ht = tile_h(tl, inter);
-
+	struct hmoe_fxp_xtile ht = tile_h(tl, inter), part = ht;
 	const uint8_t *w2 = pack + 2 * lin;
-	int n = r0;
+	int tk = lanes_tokens(simd, &ht), n = r0;
 
-	if (use_lanes(simd, &ht)) {
+	if (tk) {
 		int64_t a[HMOE_FXP_LANE_ROWS * HMOE_FXP_TILE];
-		int T = ht.n_tokens;
 
+		part.n_tokens = tk;
 		for (; n < r1; n += HMOE_FXP_LANE_ROWS) {
 			int nr = r1 - n < HMOE_FXP_LANE_ROWS ? r1 - n : HMOE_FXP_LANE_ROWS;
 
-			if (!lanes_acc(simd, row_at(w2, format, inter, n), format, inter, nr, &ht, a,
+			if (!lanes_acc(simd, row_at(w2, format, inter, n), format, inter, nr, &part, a,
 				       wk->tmp))
 				break;
 			for (int i = 0; i < nr; i++)
-				for (int t = 0; t < T; t++)
-					tl->y[(size_t)t * dim + n + i] = hmoe_fxp_acc_to_q16(a[i * T + t]);
+				for (int t = 0; t < tk; t++)
+					tl->y[(size_t)t * dim + n + i] = hmoe_fxp_acc_to_q16(a[i * tk + t]);
 		}
+		if (n < r1)
+			down_rows_tokens(simd, w2, format, dim, inter, &part, n, r1, tl->y, wk);
 	}
-	if (use_blocks(simd, format, &ht, wk)) {
-		int tg = ht.n_tokens * ht.groups;
-
-		for (; n < r1; n += HMOE_FXP_BLOCK_ROWS) {
-			int nr = r1 - n < HMOE_FXP_BLOCK_ROWS ? r1 - n : HMOE_FXP_BLOCK_ROWS;
-
-			block_dots(simd, row_at(w2, format, inter, n), inter, nr, &ht, wk->blk);
-			for (int i = 0; i < nr; i++)
-				row_epilogue(simd, row_at(w2, format, inter, n + i),
-					     wk->blk + (size_t)i * tg, &ht, tl->y + n + i, dim);
-		}
-		return;
+	if (tk < ht.n_tokens) {
+		part = tokens_from(&ht, tk);
+		down_rows_tokens(simd, w2, format, dim, inter, &part, r0, r1,
+				 tl->y + (size_t)tk * dim, wk);
 	}
-	for (; n + 2 <= r1; n += 2)
-		linear_row_pair(simd, row_at(w2, format, inter, n), row_at(w2, format, inter, n + 1),
-				format, inter, &ht, wk, tl->y + n, tl->y + n + 1, dim);
-	for (; n < r1; n++)
-		linear_row(simd, row_at(w2, format, inter, n), format, inter, &ht, wk, tl->y + n,
-			   dim);
 }
 
 /* ---- one expert, one tile, one thread ------------------------------------------------ */

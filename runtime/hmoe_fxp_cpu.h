@@ -95,7 +95,7 @@ struct hmoe_fxp_simd {
 
 /* rows_acc's rows per call at most, and the tiles it takes (tokens). */
 #define HMOE_FXP_LANE_ROWS 4
-#define HMOE_FXP_LANES_MIN_TOKENS 16
+#define HMOE_FXP_LANES_MIN_TOKENS 12
 
 extern const struct hmoe_fxp_simd hmoe_fxp_simd_scalar;
 extern const struct hmoe_fxp_simd hmoe_fxp_simd_avx2;
