@@ -342,7 +342,7 @@ int main(void)
 {
 	static const int dims[][3] = { /* dim, inter, tokens */
 		{ 200, 72, 3 }, { 128, 128, 1 }, { 1000, 300, 7 }, { 64, 40, 32 }, { 384, 256, 5 },
-		{ 1000, 300, 17 }, /* tokens in vector lanes (rows_acc): a chunk of 16 and of 1 */
+		{ 1000, 300, 17 }, { 200, 72, 13 }, /* token lanes: chunks of 16 + 1, and of 13 */
 	};
 	int cases = 0;
 
