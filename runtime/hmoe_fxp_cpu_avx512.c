@@ -601,6 +601,38 @@ VBMI_TARGET static void lanes_fp8(const uint8_t *codes, int groups, int8_t *d0, 
 	}
 }
 
+/* The same without VBMI, 32 codes at a time in 16-bit lanes: |q| = M * 2^S with M the
+ * mantissa with its implicit bit (E = 0: m, else 8 + m; NaN codes: 0) and S = max(E, 1) - 1
+ * <= 14, so p_0 = (M << S) & 127, p_1 = (S >= 7 ? M << (S - 7) : M >> (7 - S)) & 127 and
+ * p_2 = M >> (14 - S). A shift count that went negative is >= 16 as an unsigned 16-bit
+ * count, which vpsllvw and vpsrlvw turn into 0, so p_1 ORs both shifts. */
+static void lanes_fp8_bw(const uint8_t *codes, int groups, int8_t *d0, int8_t *d1, int8_t *d2)
+{
+	const __m512i one = _mm512_set1_epi16(1), seven = _mm512_set1_epi16(7);
+	const __m512i low7 = _mm512_set1_epi16(127), f14 = _mm512_set1_epi16(14);
+
+	for (int k = 0; k < groups * HMOE_FXP_GROUP; k += 32) {
+		__m512i c = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(codes + k)));
+		__m512i e = _mm512_and_si512(_mm512_srli_epi16(c, 3), _mm512_set1_epi16(15));
+		__m512i sh = _mm512_sub_epi16(_mm512_max_epu16(e, one), one);
+		__m512i m = _mm512_or_si512(_mm512_and_si512(c, seven), _mm512_maskz_mov_epi16(
+			_mm512_test_epi16_mask(e, e), _mm512_set1_epi16(8)));
+		__mmask32 neg = _mm512_test_epi16_mask(c, _mm512_set1_epi16(0x80));
+		__m512i p[3];
+
+		m = _mm512_maskz_mov_epi16(~_mm512_cmpeq_epi16_mask(_mm512_and_si512(c, low7), low7), m);
+		p[0] = _mm512_and_si512(_mm512_sllv_epi16(m, sh), low7);
+		p[1] = _mm512_and_si512(_mm512_or_si512(_mm512_sllv_epi16(m, _mm512_sub_epi16(sh, seven)),
+							_mm512_srlv_epi16(m, _mm512_sub_epi16(seven, sh))),
+					low7);
+		p[2] = _mm512_srlv_epi16(m, _mm512_sub_epi16(f14, sh));
+		for (int i = 0; i < 3; i++)
+			_mm256_storeu_si256((__m256i *)((i == 0 ? d0 : i == 1 ? d1 : d2) + k),
+					    _mm512_cvtepi16_epi8(_mm512_mask_sub_epi16(
+						    p[i], neg, _mm512_setzero_si512(), p[i])));
+	}
+}
+
 /* acc[0..1] (16 token lanes, int64) += the terms of one group from its dots d[0..1] and
  * the token lanes' scales; fix[] takes the terms of lanes whose exponent is outside the
  * vector's range [1, 62] (scalar, exact). valid: the chunk's tokens. */
@@ -790,8 +822,7 @@ static int avx512_rows_acc(const uint8_t *rows, size_t row_stride, int n_rows, i
 	size_t codes_at = (size_t)hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
 	int8_t *scratch = tmp;
 
-	if (n_rows < 1 || n_rows > HMOE_FXP_LANE_ROWS || !x->xu ||
-	    (format == HMOE_FXP_FP8 && !fp8_planes()))
+	if (n_rows < 1 || n_rows > HMOE_FXP_LANE_ROWS || !x->xu)
 		return 0;
 	for (int i = 0; i < n_rows; i++) {
 		const uint8_t *row = rows + i * row_stride, *codes = row + codes_at;
@@ -803,8 +834,9 @@ static int avx512_rows_acc(const uint8_t *rows, size_t row_stride, int n_rows, i
 		else if (format == HMOE_FXP_INT4)
 			lanes_int4(codes, G, (int8_t *)rw[i].d[0]);
 		else
-			lanes_fp8(codes, G, (int8_t *)rw[i].d[0], (int8_t *)rw[i].d[1],
-				  (int8_t *)rw[i].d[2]);
+			(fp8_planes() ? lanes_fp8 : lanes_fp8_bw)(codes, G, (int8_t *)rw[i].d[0],
+								  (int8_t *)rw[i].d[1],
+								  (int8_t *)rw[i].d[2]);
 		for (int j = 0; j < digits; j++)
 			lanes_wsum(rw[i].d[j], G, rw[i].wsum[j]);
 		hmoe_fxp_split_scales_x86(row, G, rw[i].mw, rw[i].ew);
