@@ -448,83 +448,84 @@ static int quant_h(const int64_t *h, int t, int inter, int planes, int8_t *hq, i
 
 /* ---- tiles --------------------------------------------------------------------------- */
 
-/* One expert's work for up to HMOE_FXP_TILE (token, slot) pairs, and its buffers
- * (P = planes, the mode's activation planes). */
-struct fxp_tile {
-	int expert, n, planes;
-	int x_m128, h_m128;         /* has_m128 of xq, hq */
-	int pairs[HMOE_FXP_TILE];   /* token * top_k + slot */
-	int8_t *xq;                 /* (n, P, dim_groups * 128) */
-	int32_t *xs, *xe;           /* (n, dim_groups) */
-	int32_t *xsum;              /* (n, P, dim_groups) */
-	uint32_t *xm;               /* (n, dim_groups) */
-	int64_t *h;                 /* (n, inter) Q32 */
-	int8_t *hq;                 /* (n, P, inter_groups * 128) */
-	int32_t *hs, *he;           /* (n, inter_groups) */
-	int32_t *hsum;              /* (n, P, inter_groups) */
-	uint32_t *hm;               /* (n, inter_groups) */
-	int32_t *y;                 /* (n, dim) Q16 */
-	int vnni;                   /* 0, VNNI_SIGNED or VNNI_FLIPPED: */
-	int8_t *xv, *hv;            /* NULL, or xq, hq as hmoe_fxp_x_vnni lays them out */
-	uint32_t *xmt, *hmt;        /* VNNI_FLIPPED: xm, hm by (chunk, group, token) */
-	int32_t *xet, *het;         /* and xe, he */
+/* One side of a tile: the activations one pass reads (x for W1 and W3, h for W2), P =
+ * the mode's planes, n the tile's tokens. */
+struct fxp_side {
+	int groups;
+	int m128;                   /* has_m128 of q */
+	int8_t *q;                  /* (n, P, groups * 128) */
+	int32_t *s, *e;             /* (n, groups) scale words, split exponents */
+	int32_t *sum;               /* (n, P, groups) */
+	uint32_t *m;                /* (n, groups) split mantissas */
+	int8_t *v;                  /* NULL, or q as hmoe_fxp_x_vnni lays it out */
+	uint32_t *mt;               /* with v and VNNI_FLIPPED: m and e by (chunk, group, */
+	int32_t *et;                /* token in the chunk) */
 };
 
-/* The tile's split scales by 16-token chunk: (chunks, groups, 16) words, twice. */
+/* One expert's work for up to HMOE_FXP_TILE (token, slot) pairs, and its buffers. */
+struct fxp_tile {
+	int expert, n, planes;
+	int pairs[HMOE_FXP_TILE];   /* token * top_k + slot */
+	int vnni;                   /* 0, VNNI_SIGNED or VNNI_FLIPPED */
+	struct fxp_side sx, sh;     /* x (dim groups), h requantised (inter groups) */
+	int64_t *h;                 /* (n, inter) Q32 */
+	int32_t *y;                 /* (n, dim) Q16 */
+};
+
+/* The tile's split scales by 16-token chunk: (chunks, groups, 16) words. */
 static size_t lanes_words(int groups)
 {
 	return (size_t)(HMOE_FXP_TILE / HMOE_FXP_BLOCK_ROWS) * groups * HMOE_FXP_BLOCK_ROWS;
 }
 
-/* vnni: the tile also holds xq and hq in hmoe_fxp_x_vnni's layout (and, VNNI_FLIPPED,
- * the scales by chunk). */
-static size_t tile_bytes(int dim, int inter, int planes, int vnni)
+/* n bytes at *off of base (NULL while only measuring), then *off moves past them. */
+static void *take(uint8_t *base, size_t *off, size_t n)
 {
-	size_t dg = (size_t)hmoe_fxp_groups(dim), ig = (size_t)hmoe_fxp_groups(inter);
-	size_t P = (size_t)planes;
-	size_t b = HMOE_FXP_TILE * (inter * sizeof(int64_t) + dim * sizeof(int32_t) +
-				    (3 + P) * (dg + ig) * sizeof(int32_t) +
-				    P * (dg + ig) * HMOE_FXP_GROUP);
+	void *r = base ? base + *off : NULL;
 
-	if (vnni)
-		b += hmoe_fxp_x_vnni_bytes(HMOE_FXP_TILE, planes, (int)dg) +
-		     hmoe_fxp_x_vnni_bytes(HMOE_FXP_TILE, planes, (int)ig) +
-		     2 * sizeof(int32_t) * (lanes_words((int)dg) + lanes_words((int)ig));
-	return (b + 63) & ~(size_t)63;
+	*off += n;
+	return r;
 }
 
-/* Lays a tile's buffers out in p (tile_bytes() bytes, 8-byte aligned). */
-static void tile_carve(struct fxp_tile *tl, uint8_t *p, int dim, int inter, int planes,
-		       int vnni)
+static void side_carve(struct fxp_side *sd, uint8_t *base, size_t *off, int groups,
+		       int planes, int vnni)
 {
-	size_t dg = (size_t)hmoe_fxp_groups(dim), ig = (size_t)hmoe_fxp_groups(inter);
-	size_t T = HMOE_FXP_TILE, P = (size_t)planes;
+	size_t T = HMOE_FXP_TILE, P = (size_t)planes, g = (size_t)groups;
+
+	sd->groups = groups;
+	sd->s = take(base, off, T * g * sizeof(int32_t));
+	sd->e = take(base, off, T * g * sizeof(int32_t));
+	sd->m = take(base, off, T * g * sizeof(int32_t));
+	sd->sum = take(base, off, T * P * g * sizeof(int32_t));
+	sd->q = take(base, off, T * P * g * HMOE_FXP_GROUP);
+	sd->v = vnni ? take(base, off, hmoe_fxp_x_vnni_bytes(HMOE_FXP_TILE, planes, groups))
+		     : NULL;
+	sd->mt = vnni ? take(base, off, sizeof(int32_t) * lanes_words(groups)) : NULL;
+	sd->et = vnni ? take(base, off, sizeof(int32_t) * lanes_words(groups)) : NULL;
+}
+
+/* Lays a tile's buffers out at base (64-byte aligned) and returns their bytes; base
+ * NULL: only the bytes. vnni: the sides also keep their activations in
+ * hmoe_fxp_x_vnni's layout (and, VNNI_FLIPPED, their scales by chunk). */
+static size_t tile_layout(struct fxp_tile *tl, uint8_t *base, int dim, int inter, int planes,
+			  int vnni)
+{
+	size_t off = 0;
 
 	tl->planes = planes;
-	tl->h = (int64_t *)p;   p += T * inter * sizeof(int64_t);
-	tl->y = (int32_t *)p;   p += T * dim * sizeof(int32_t);
-	tl->xs = (int32_t *)p;  p += T * dg * sizeof(int32_t);
-	tl->xsum = (int32_t *)p; p += T * P * dg * sizeof(int32_t);
-	tl->xe = (int32_t *)p;  p += T * dg * sizeof(int32_t);
-	tl->xm = (uint32_t *)p; p += T * dg * sizeof(int32_t);
-	tl->hs = (int32_t *)p;  p += T * ig * sizeof(int32_t);
-	tl->hsum = (int32_t *)p; p += T * P * ig * sizeof(int32_t);
-	tl->he = (int32_t *)p;  p += T * ig * sizeof(int32_t);
-	tl->hm = (uint32_t *)p; p += T * ig * sizeof(int32_t);
-	tl->xq = (int8_t *)p;   p += T * P * dg * HMOE_FXP_GROUP;
-	tl->hq = (int8_t *)p;   p += T * P * ig * HMOE_FXP_GROUP;
 	tl->vnni = vnni;
-	tl->xv = tl->hv = NULL;
-	tl->xmt = tl->hmt = NULL;
-	tl->xet = tl->het = NULL;
-	if (vnni) {
-		tl->xv = (int8_t *)p;   p += hmoe_fxp_x_vnni_bytes(HMOE_FXP_TILE, planes, (int)dg);
-		tl->hv = (int8_t *)p;   p += hmoe_fxp_x_vnni_bytes(HMOE_FXP_TILE, planes, (int)ig);
-		tl->xmt = (uint32_t *)p; p += sizeof(int32_t) * lanes_words((int)dg);
-		tl->xet = (int32_t *)p; p += sizeof(int32_t) * lanes_words((int)dg);
-		tl->hmt = (uint32_t *)p; p += sizeof(int32_t) * lanes_words((int)ig);
-		tl->het = (int32_t *)p;
-	}
+	tl->h = take(base, &off, (size_t)HMOE_FXP_TILE * inter * sizeof(int64_t));
+	tl->y = take(base, &off, (size_t)HMOE_FXP_TILE * dim * sizeof(int32_t));
+	side_carve(&tl->sx, base, &off, hmoe_fxp_groups(dim), planes, vnni);
+	side_carve(&tl->sh, base, &off, hmoe_fxp_groups(inter), planes, vnni);
+	return (off + 63) & ~(size_t)63;
+}
+
+static size_t tile_bytes(int dim, int inter, int planes, int vnni)
+{
+	struct fxp_tile tl;
+
+	return tile_layout(&tl, NULL, dim, inter, planes, vnni);
 }
 
 /* Whether the tile's activations are also kept in the VNNI layout: always for rows_dots,
@@ -535,28 +536,38 @@ static int tile_vnni(const struct fxp_tile *tl)
 	       (tl->vnni == VNNI_FLIPPED && tl->n >= HMOE_FXP_LANES_MIN_TOKENS);
 }
 
-static struct hmoe_fxp_xtile tile_x(const struct fxp_tile *tl, int dim)
+/* A side as the variants see it. */
+static struct hmoe_fxp_xtile side_xtile(const struct fxp_tile *tl, const struct fxp_side *sd)
 {
-	return (struct hmoe_fxp_xtile){ .n_tokens = tl->n, .groups = hmoe_fxp_groups(dim),
-					.xq = tl->xq, .xs = tl->xs, .xsum = tl->xsum,
-					.xm = tl->xm, .xe = tl->xe, .planes = tl->planes,
-					.has_m128 = tl->x_m128,
-					.xv = tl->vnni == VNNI_SIGNED ? tl->xv : NULL,
-					.xu = tl->vnni == VNNI_FLIPPED && tile_vnni(tl) ?
-						      (uint8_t *)tl->xv : NULL,
-					.xmt = tl->xmt, .xet = tl->xet };
+	int lanes = tl->vnni == VNNI_FLIPPED && tile_vnni(tl);
+
+	return (struct hmoe_fxp_xtile){ .n_tokens = tl->n, .groups = sd->groups,
+					.xq = sd->q, .xs = sd->s, .xsum = sd->sum,
+					.xm = sd->m, .xe = sd->e, .planes = tl->planes,
+					.has_m128 = sd->m128,
+					.xv = tl->vnni == VNNI_SIGNED ? sd->v : NULL,
+					.xu = lanes ? (const uint8_t *)sd->v : NULL,
+					.xmt = lanes ? sd->mt : NULL, .xet = lanes ? sd->et : NULL };
 }
 
-static struct hmoe_fxp_xtile tile_h(const struct fxp_tile *tl, int inter)
+/* A side's layouts for rows_dots / rows_acc, once its q, m and e are final. */
+static void side_lanes_ready(const struct fxp_tile *tl, struct fxp_side *sd)
 {
-	return (struct hmoe_fxp_xtile){ .n_tokens = tl->n, .groups = hmoe_fxp_groups(inter),
-					.xq = tl->hq, .xs = tl->hs, .xsum = tl->hsum,
-					.xm = tl->hm, .xe = tl->he, .planes = tl->planes,
-					.has_m128 = tl->h_m128,
-					.xv = tl->vnni == VNNI_SIGNED ? tl->hv : NULL,
-					.xu = tl->vnni == VNNI_FLIPPED && tile_vnni(tl) ?
-						      (uint8_t *)tl->hv : NULL,
-					.xmt = tl->hmt, .xet = tl->het };
+	if (!tile_vnni(tl))
+		return;
+	hmoe_fxp_x_vnni(sd->q, tl->n, tl->planes, sd->groups, tl->vnni == VNNI_FLIPPED, sd->v);
+	if (tl->vnni == VNNI_FLIPPED)
+		lanes_scales(sd->m, sd->e, tl->n, sd->groups, sd->mt, sd->et);
+}
+
+/* The tile's x (q and s filled in): sums, split scales and the layouts. */
+static void tile_x_ready(struct fxp_tile *tl)
+{
+	struct fxp_side *sd = &tl->sx;
+
+	sd->m128 = tile_prepare(sd->q, sd->s, tl->n, tl->planes, sd->groups, sd->sum, sd->m,
+				sd->e);
+	side_lanes_ready(tl, sd);
 }
 
 /* The three stages of one tile; rows [r0, r1) of the up / down pass. */
@@ -564,35 +575,20 @@ static void tile_up(const struct hmoe_fxp_simd *simd, const uint8_t *pack, int f
 		    int inter, struct fxp_tile *tl, int r0, int r1, struct row_work *wk)
 {
 	size_t lin = (size_t)hmoe_fxp_linear_lines(format, inter, dim) * HMOE_FXP_LINE_BYTES;
-	struct hmoe_fxp_xtile xt = tile_x(tl, dim);
+	struct hmoe_fxp_xtile xt = side_xtile(tl, &tl->sx);
 
 	up_rows(simd, pack, pack + lin, format, dim, &xt, r0, r1, tl->h, inter, wk);
 }
 
 static void tile_quant_h(struct fxp_tile *tl, int inter)
 {
-	tl->h_m128 = 0;
+	struct fxp_side *sd = &tl->sh;
+
+	sd->m128 = 0;
 	for (int t = 0; t < tl->n; t++)
-		tl->h_m128 |= quant_h(tl->h, t, inter, tl->planes, tl->hq, tl->hs, tl->hsum,
-				      tl->hm, tl->he);
-	if (tile_vnni(tl))
-		hmoe_fxp_x_vnni(tl->hq, tl->n, tl->planes, hmoe_fxp_groups(inter),
-				tl->vnni == VNNI_FLIPPED, tl->hv);
-	if (tile_vnni(tl) && tl->vnni == VNNI_FLIPPED)
-		lanes_scales(tl->hm, tl->he, tl->n, hmoe_fxp_groups(inter), tl->hmt, tl->het);
-}
-
-/* The tile's x: sums, split scales and (when the tile has room) the rows_dots layout. */
-static void tile_x_ready(struct fxp_tile *tl, int dim)
-{
-	int dg = hmoe_fxp_groups(dim);
-
-	tl->x_m128 = tile_prepare(tl->xq, tl->xs, tl->n, tl->planes, dg, tl->xsum, tl->xm,
-				  tl->xe);
-	if (tile_vnni(tl))
-		hmoe_fxp_x_vnni(tl->xq, tl->n, tl->planes, dg, tl->vnni == VNNI_FLIPPED, tl->xv);
-	if (tile_vnni(tl) && tl->vnni == VNNI_FLIPPED)
-		lanes_scales(tl->xm, tl->xe, tl->n, dg, tl->xmt, tl->xet);
+		sd->m128 |= quant_h(tl->h, t, inter, tl->planes, sd->q, sd->s, sd->sum, sd->m,
+				    sd->e);
+	side_lanes_ready(tl, sd);
 }
 
 /* Rows [r0, r1) of W2 for x's tokens (y: token 0's row of outputs, `dim` apart). */
@@ -626,7 +622,7 @@ static void tile_down(const struct hmoe_fxp_simd *simd, const uint8_t *pack, int
 		      int dim, int inter, struct fxp_tile *tl, int r0, int r1, struct row_work *wk)
 {
 	size_t lin = (size_t)hmoe_fxp_linear_lines(format, inter, dim) * HMOE_FXP_LINE_BYTES;
-	struct hmoe_fxp_xtile ht = tile_h(tl, inter), part = ht;
+	struct hmoe_fxp_xtile ht = side_xtile(tl, &tl->sh), part = ht;
 	const uint8_t *w2 = pack + 2 * lin;
 	int tk = lanes_tokens(simd, &ht), n = r0;
 
@@ -683,10 +679,10 @@ int hmoe_fxp_cpu_ffn(const struct hmoe_fxp_simd *simd, const struct hmoe_fxp_lin
 		free(wk);
 		return hmoe_err(HMOE_ENOMEM, "fxp ffn: out of memory");
 	}
-	tile_carve(&tl, mem, dim, inter, planes, vnni);
-	memcpy(tl.xq, xq, (size_t)n_tokens * planes * dg * HMOE_FXP_GROUP);
-	memcpy(tl.xs, xs, sizeof(*xs) * n_tokens * dg);
-	tile_x_ready(&tl, dim);
+	tile_layout(&tl, mem, dim, inter, planes, vnni);
+	memcpy(tl.sx.q, xq, (size_t)n_tokens * planes * dg * HMOE_FXP_GROUP);
+	memcpy(tl.sx.s, xs, sizeof(*xs) * n_tokens * dg);
+	tile_x_ready(&tl);
 	tile_up(simd, (const uint8_t *)wpack, format, dim, inter, &tl, 0, inter, wk);
 	tile_quant_h(&tl, inter);
 	tile_down(simd, (const uint8_t *)wpack, format, dim, inter, &tl, 0, dim, wk);
@@ -819,10 +815,10 @@ static void moe_quant_x(void *arg, long i, int thread)
 	for (int p = 0; p < tl->n; p++) {
 		int t = tl->pairs[p] / j->top_k;
 
-		memcpy(tl->xq + (size_t)p * row, j->xq + (size_t)t * row, row);
-		memcpy(tl->xs + p * dg, j->xs + (size_t)t * dg, sizeof(int32_t) * dg);
+		memcpy(tl->sx.q + (size_t)p * row, j->xq + (size_t)t * row, row);
+		memcpy(tl->sx.s + p * dg, j->xs + (size_t)t * dg, sizeof(int32_t) * dg);
 	}
-	tile_x_ready(tl, j->ex->dim);
+	tile_x_ready(tl);
 }
 
 static void moe_up(void *arg, long i, int thread)
@@ -958,7 +954,7 @@ int hmoe_fxp_moe_run_q(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_
 				tl = &j.tiles[j.n_tiles++];
 				tl->n = 0;
 				tl->expert = e;
-				tile_carve(tl, ws->arena + per_tile * (j.n_tiles - 1), ex->dim,
+				tile_layout(tl, ws->arena + per_tile * (j.n_tiles - 1), ex->dim,
 					   ex->inter, j.planes, vnni);
 			}
 			tl->pairs[tl->n++] = order[p];
