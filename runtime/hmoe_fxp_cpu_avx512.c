@@ -633,6 +633,12 @@ static void lanes_fp8_bw(const uint8_t *codes, int groups, int8_t *d0, int8_t *d
 	}
 }
 
+/* The low (h = 0) or high (h = 1) 8 int32 lanes of v. */
+static inline __m256i half8(__m512i v, int h)
+{
+	return h ? _mm512_extracti64x4_epi64(v, 1) : _mm512_castsi512_si256(v);
+}
+
 /* acc[0..1] (16 token lanes, int64) += the terms of one group from its dots d[0..1] and
  * the token lanes' scales; fix[] takes the terms of lanes whose exponent is outside the
  * vector's range [1, 62] (scalar, exact). valid: the chunk's tokens. */
@@ -661,10 +667,8 @@ lanes_terms(const __m512i d[2], uint32_t mw, int32_t ew, const uint32_t *xm, con
 	}
 #pragma GCC unroll 2
 	for (int h = 0; h < 2; h++) {
-		__m512i m64 = _mm512_cvtepu32_epi64(h ? _mm512_extracti64x4_epi64(m, 1)
-						      : _mm512_castsi512_si256(m));
-		__m512i r64 = _mm512_cvtepi32_epi64(h ? _mm512_extracti64x4_epi64(r, 1)
-						      : _mm512_castsi512_si256(r));
+		__m512i m64 = _mm512_cvtepu32_epi64(half8(m, h));
+		__m512i r64 = _mm512_cvtepi32_epi64(half8(r, h));
 		__m512i v = _mm512_mullo_epi64(d[h], m64), mag = _mm512_abs_epi64(v);
 		__mmask8 okh = (__mmask8)(ok >> (8 * h));
 
@@ -755,8 +759,8 @@ lanes_chunk(const struct lanes_row *rw, const int R, const int F, const int P,
 
 				v = _mm512_sub_epi32(v, _mm512_set1_epi32(
 					(P == 2 ? 128 * 129 : 128) * rw[i].wsum[0][g]));
-				d[0] = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(v));
-				d[1] = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(v, 1));
+				d[0] = _mm512_cvtepi32_epi64(half8(v, 0));
+				d[1] = _mm512_cvtepi32_epi64(half8(v, 1));
 			} else {
 				const int64_t w0 = rw[i].wsum[0][g], w1 = rw[i].wsum[1][g];
 				const int64_t w2 = rw[i].wsum[2][g];
@@ -768,10 +772,8 @@ lanes_chunk(const struct lanes_row *rw, const int R, const int F, const int P,
 
 #pragma GCC unroll 2
 				for (int h = 0; h < 2; h++) {
-					__m512i l = _mm512_cvtepi32_epi64(h ? _mm512_extracti64x4_epi64(lo, 1)
-									    : _mm512_castsi512_si256(lo));
-					__m512i u = _mm512_cvtepi32_epi64(h ? _mm512_extracti64x4_epi64(hi, 1)
-									    : _mm512_castsi512_si256(hi));
+					__m512i l = _mm512_cvtepi32_epi64(half8(lo, h));
+					__m512i u = _mm512_cvtepi32_epi64(half8(hi, h));
 
 					d[h] = _mm512_add_epi64(_mm512_sub_epi64(l, _mm512_set1_epi64(blo)),
 								_mm512_slli_epi64(_mm512_sub_epi64(
