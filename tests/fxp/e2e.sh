@@ -12,7 +12,7 @@
 #   - the same logits, bit for bit, with 1 thread + the scalar kernel and with all threads
 #     + the best SIMD variant, in both modes (the determinism the heterogeneous runtime
 #     relies on), and for int8 with the AMX kernel (tiles emulated); a bad format is one
-#     error line and exit 2.
+#     error line and exit 2; an unknown HMOE_FXP_SIMD is one warning line.
 set -u
 cd "${HMOE_ROOT:-.}"
 HMOE=${HMOE:-build/hmoe}
@@ -46,6 +46,13 @@ if grep -qw avx512_vnni /proc/cpuinfo; then
 else
 	echo "skipped the emulated AMX kernel: no AVX-512 VNNI on this CPU"
 fi
+# a variant name that does not exist: one line that says so, then the automatic choice
+err=$(HMOE_FXP_SIMD=bogus "$HMOE" logits --model "$dir/tiny" --tokens "$tokens" \
+	--experts cpu-fxp:int8 --threads 2 --out "$dir/int8_bogus.bin" 2>&1 >/dev/null) ||
+	fail "hmoe logits with HMOE_FXP_SIMD=bogus"
+[ "$(printf '%s\n' "$err" | grep -c 'HMOE_FXP_SIMD=bogus is unknown')" -eq 1 ] ||
+	fail "HMOE_FXP_SIMD=bogus: want one line saying it is unknown, got: $err"
+cmp -s "$dir/int8.bin" "$dir/int8_bogus.bin" || fail "HMOE_FXP_SIMD=bogus changed the logits"
 cmp -s "$dir/fp8.bin" "$dir/fp8_scalar.bin" || fail "cpu-fxp:fp8 logits differ between 2 threads + SIMD and 1 thread + scalar"
 cmp -s "$dir/fp8-a8.bin" "$dir/fp8-a8_scalar.bin" || fail "cpu-fxp:fp8-a8 logits differ between 2 threads + SIMD and 1 thread + scalar"
 /usr/bin/python3 - "$dir" <<'PY' || exit 1
