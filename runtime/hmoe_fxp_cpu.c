@@ -192,6 +192,23 @@ void hmoe_fxp_x_vnni(const int8_t *xq, int n_tokens, int planes, int groups, int
 		}
 }
 
+void hmoe_fxp_x_wide(const int8_t *xq, int n_tokens, int groups, int16_t *xw)
+{
+	size_t plane = (size_t)groups * HMOE_FXP_GROUP;
+
+	if (n_tokens % HMOE_FXP_BLOCK_ROWS)  /* absent tokens' lanes: x = 0 */
+		memset(xw, 0, hmoe_fxp_x_vnni_bytes(n_tokens, 2, groups));
+	for (int t = 0; t < n_tokens; t++) {
+		const int8_t *hi = xq + (size_t)t * 2 * plane, *lo = hi + plane;
+		int c = t / HMOE_FXP_BLOCK_ROWS, tc = t % HMOE_FXP_BLOCK_ROWS;
+		int16_t *out = xw + (size_t)c * groups * HMOE_FXP_GROUP * HMOE_FXP_BLOCK_ROWS +
+			       2 * tc;
+
+		for (size_t k = 0; k < plane; k++)  /* column k: pair k / 2 (64 int16 each) */
+			out[k / 2 * 32 + k % 2] = (int16_t)(128 * hi[k] + lo[k]);
+	}
+}
+
 /* xm, xe (n_tokens, groups) -> (chunk of 16 tokens, group, token in the chunk); absent
  * tokens get m 0 and e 1, a term rows_acc computes and drops. */
 static void lanes_scales(const uint32_t *xm, const int32_t *xe, int n_tokens, int groups,
@@ -222,12 +239,15 @@ struct row_work {
 #define BLK_DOTS (2 * HMOE_FXP_BLOCK_ROWS * HMOE_FXP_TILE * HMOE_FXP_MAX_IN_GROUPS)
 
 /* Whether tiles keep their activations in rows_dots' (VNNI_SIGNED) or rows_acc's
- * (VNNI_FLIPPED) layout too (0: neither). */
-enum { VNNI_SIGNED = 1, VNNI_FLIPPED = 2 };
-static int wants_vnni(const struct hmoe_fxp_simd *simd, int format)
+ * (VNNI_FLIPPED, or VNNI_WIDE: 16-bit x) layout too (0: none). */
+enum { VNNI_SIGNED = 1, VNNI_FLIPPED = 2, VNNI_WIDE = 3 };
+static int wants_vnni(const struct hmoe_fxp_simd *simd, int format, int planes)
 {
-	return simd->rows_dots && format == HMOE_FXP_INT8 ? VNNI_SIGNED
-	     : simd->rows_acc ? VNNI_FLIPPED : 0;
+	if (simd->rows_dots && format == HMOE_FXP_INT8)
+		return VNNI_SIGNED;
+	if (!simd->rows_acc)
+		return 0;
+	return planes == 2 && (simd->lanes_wide >> format & 1) ? VNNI_WIDE : VNNI_FLIPPED;
 }
 
 /* How many of x's first tokens go through rows_acc: its whole chunks of 16, and a last
@@ -237,7 +257,7 @@ static int lanes_tokens(const struct hmoe_fxp_simd *simd, const struct hmoe_fxp_
 {
 	int full = x->n_tokens / HMOE_FXP_BLOCK_ROWS * HMOE_FXP_BLOCK_ROWS;
 
-	if (!simd->rows_acc || !x->xu)
+	if (!simd->rows_acc || !(x->xu || x->xw))
 		return 0;
 	return x->n_tokens - full >= simd->lanes_min_tokens ? x->n_tokens : full;
 }
@@ -257,6 +277,7 @@ static struct hmoe_fxp_xtile tokens_from(const struct hmoe_fxp_xtile *x, int t0)
 	if (t0) {
 		v.xv = NULL;
 		v.xu = NULL;
+		v.xw = NULL;
 		v.xmt = NULL;
 		v.xet = NULL;
 	}
@@ -457,8 +478,9 @@ struct fxp_side {
 	int32_t *s, *e;             /* (n, groups) scale words, split exponents */
 	int32_t *sum;               /* (n, P, groups) */
 	uint32_t *m;                /* (n, groups) split mantissas */
-	int8_t *v;                  /* NULL, or q as hmoe_fxp_x_vnni lays it out */
-	uint32_t *mt;               /* with v and VNNI_FLIPPED: m and e by (chunk, group, */
+	int8_t *v;                  /* NULL, or q as hmoe_fxp_x_vnni (VNNI_WIDE: x_wide)
+				     * lays it out */
+	uint32_t *mt;               /* with v for rows_acc: m and e by (chunk, group, */
 	int32_t *et;                /* token in the chunk) */
 };
 
@@ -466,7 +488,7 @@ struct fxp_side {
 struct fxp_tile {
 	int expert, n, planes;
 	int pairs[HMOE_FXP_TILE];   /* token * top_k + slot */
-	int vnni;                   /* 0, VNNI_SIGNED or VNNI_FLIPPED */
+	int vnni;                   /* 0, VNNI_SIGNED, VNNI_FLIPPED or VNNI_WIDE */
 	struct fxp_side sx, sh;     /* x (dim groups), h requantised (inter groups) */
 	int64_t *h;                 /* (n, inter) Q32 */
 	int32_t *y;                 /* (n, dim) Q16 */
@@ -506,7 +528,8 @@ static void side_carve(struct fxp_side *sd, uint8_t *base, size_t *off, int grou
 
 /* Lays a tile's buffers out at base (64-byte aligned) and returns their bytes; base
  * NULL: only the bytes. vnni: the sides also keep their activations in
- * hmoe_fxp_x_vnni's layout (and, VNNI_FLIPPED, their scales by chunk). */
+ * hmoe_fxp_x_vnni's (VNNI_WIDE: hmoe_fxp_x_wide's, the same size) layout (and, for
+ * rows_acc, their scales by chunk). */
 static size_t tile_layout(struct fxp_tile *tl, uint8_t *base, int dim, int inter, int planes,
 			  int vnni)
 {
@@ -533,20 +556,23 @@ static size_t tile_bytes(int dim, int inter, int planes, int vnni)
 static int tile_vnni(const struct fxp_tile *tl)
 {
 	return tl->vnni == VNNI_SIGNED ||
-	       (tl->vnni == VNNI_FLIPPED && tl->n >= HMOE_FXP_LANES_MIN_TOKENS);
+	       (tl->vnni != 0 && tl->n >= HMOE_FXP_LANES_MIN_TOKENS);
 }
 
 /* A side as the variants see it. */
 static struct hmoe_fxp_xtile side_xtile(const struct fxp_tile *tl, const struct fxp_side *sd)
 {
-	int lanes = tl->vnni == VNNI_FLIPPED && tile_vnni(tl);
+	int lanes = tl->vnni != VNNI_SIGNED && tile_vnni(tl);
 
 	return (struct hmoe_fxp_xtile){ .n_tokens = tl->n, .groups = sd->groups,
 					.xq = sd->q, .xs = sd->s, .xsum = sd->sum,
 					.xm = sd->m, .xe = sd->e, .planes = tl->planes,
 					.has_m128 = sd->m128,
 					.xv = tl->vnni == VNNI_SIGNED ? sd->v : NULL,
-					.xu = lanes ? (const uint8_t *)sd->v : NULL,
+					.xu = lanes && tl->vnni == VNNI_FLIPPED
+						      ? (const uint8_t *)sd->v : NULL,
+					.xw = lanes && tl->vnni == VNNI_WIDE
+						      ? (const int16_t *)(void *)sd->v : NULL,
 					.xmt = lanes ? sd->mt : NULL, .xet = lanes ? sd->et : NULL };
 }
 
@@ -555,8 +581,12 @@ static void side_lanes_ready(const struct fxp_tile *tl, struct fxp_side *sd)
 {
 	if (!tile_vnni(tl))
 		return;
-	hmoe_fxp_x_vnni(sd->q, tl->n, tl->planes, sd->groups, tl->vnni == VNNI_FLIPPED, sd->v);
-	if (tl->vnni == VNNI_FLIPPED)
+	if (tl->vnni == VNNI_WIDE)
+		hmoe_fxp_x_wide(sd->q, tl->n, sd->groups, (int16_t *)(void *)sd->v);
+	else
+		hmoe_fxp_x_vnni(sd->q, tl->n, tl->planes, sd->groups, tl->vnni == VNNI_FLIPPED,
+				sd->v);
+	if (tl->vnni != VNNI_SIGNED)
 		lanes_scales(sd->m, sd->e, tl->n, sd->groups, sd->mt, sd->et);
 }
 
@@ -667,7 +697,7 @@ int hmoe_fxp_cpu_ffn(const struct hmoe_fxp_simd *simd, const struct hmoe_fxp_lin
 				"dim %d, inter %d)", (unsigned)mode, n_tokens, dim, inter);
 	format = hmoe_fxp_mode_format(mode);
 	planes = hmoe_fxp_mode_planes(mode);
-	vnni = wants_vnni(simd, format);
+	vnni = wants_vnni(simd, format, planes);
 	mem = aligned_alloc(64, tile_bytes(dim, inter, planes, vnni));
 	wk = aligned_alloc(64, sizeof(*wk));
 	if (wk)
@@ -891,7 +921,7 @@ int hmoe_fxp_moe_run_q(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_
 				(unsigned)ex->mode);
 	j.format = hmoe_fxp_mode_format(ex->mode);
 	j.planes = hmoe_fxp_mode_planes(ex->mode);
-	vnni = wants_vnni(simd, j.format);
+	vnni = wants_vnni(simd, j.format, j.planes);
 	per_tile = tile_bytes(ex->dim, ex->inter, j.planes, vnni);
 	for (int p = 0; p < n_pairs; p++) {
 		int e = expert_ids[p];

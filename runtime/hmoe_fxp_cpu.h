@@ -33,6 +33,9 @@ struct hmoe_fxp_xtile {
 				* by the driver for a variant with rows_dots) */
 	const uint8_t *xu;     /* NULL, or xq + 128 (bytes ^ 0x80) in that layout (set for
 				* a variant with rows_acc), with: */
+	const int16_t *xw;     /* NULL, or (A16, a format in the variant's lanes_wide, in
+				* place of xu) x = 128 hi + lo as int16 in the layout of
+				* hmoe_fxp_x_wide, with: */
 	const uint32_t *xmt;   /* xm as (chunk of 16 tokens, group, token in the chunk) */
 	const int32_t *xet;    /* xe the same way (absent tokens: 1) */
 };
@@ -48,10 +51,16 @@ size_t hmoe_fxp_x_vnni_bytes(int n_tokens, int planes, int groups);
 /* flip: store each byte ^ 0x80 (x + 128 as unsigned); absent tokens then hold 0x80. */
 void hmoe_fxp_x_vnni(const int8_t *xq, int n_tokens, int planes, int groups, int flip,
 		     int8_t *xv);
+/* A16 xq (n_tokens, 2, groups * 128) as whole 16-bit activations x = 128 hi + lo (in
+ * [-16512, 16383] for any bytes) with tokens in the lanes of vpdpwssd: for each chunk c of
+ * 16 tokens, group g and column pair j (columns 2j, 2j + 1 of the group), 64 bytes at
+ * ((c * groups + g) * 64 + j) * 64 whose int16 2t + i is token 16c + t's column 2j + i
+ * (absent tokens 0). Its size is hmoe_fxp_x_vnni_bytes(n_tokens, 2, groups). */
+void hmoe_fxp_x_wide(const int8_t *xq, int n_tokens, int groups, int16_t *xw);
 
 /* Bytes of per-thread scratch a variant may use while processing one row (or, rows_acc,
- * three digit planes of HMOE_FXP_LANE_ROWS rows). */
-#define HMOE_FXP_ROW_TMP_BYTES (3 * HMOE_FXP_LANE_ROWS * HMOE_FXP_MAX_DIM)
+ * three int8 or two int16 digit planes of HMOE_FXP_LANE_ROWS rows). */
+#define HMOE_FXP_ROW_TMP_BYTES (4 * HMOE_FXP_LANE_ROWS * HMOE_FXP_MAX_DIM)
 
 /* One SIMD variant. row_dots: exact group dots of one weight row (codes of the weight
  * format) with every one-plane row of x (x->planes == 1; see whole_tokens), dots
@@ -91,6 +100,9 @@ struct hmoe_fxp_simd {
 	int (*rows_acc)(const uint8_t *rows, size_t row_stride, int n_rows, int format, int in,
 			const struct hmoe_fxp_xtile *x, int64_t *acc, void *tmp);
 	int lanes_min_tokens;  /* rows_acc is used for tiles of at least this many tokens */
+	/* Bit (1 << format) set: for A16 tiles of that format rows_acc takes x->xw (16-bit
+	 * activations) rather than x->xu. */
+	unsigned lanes_wide;
 };
 
 /* rows_acc's rows per call at most, and the tiles it takes (tokens). */

@@ -248,6 +248,7 @@ const struct hmoe_fxp_simd hmoe_fxp_simd_amx = {
 	.rows_dots = amx_rows_dots,
 	.rows_acc = amx_rows_acc,
 	.lanes_min_tokens = HMOE_FXP_LANES_MIN_TOKENS,
+	.lanes_wide = 1u << HMOE_FXP_FP8,  /* rows_acc is avx512's */
 };
 
 const struct hmoe_fxp_simd hmoe_fxp_simd_amx_emu = {
@@ -260,4 +261,5 @@ const struct hmoe_fxp_simd hmoe_fxp_simd_amx_emu = {
 	.rows_dots = amx_emu_rows_dots,
 	.rows_acc = amx_rows_acc,
 	.lanes_min_tokens = HMOE_FXP_LANES_MIN_TOKENS,
+	.lanes_wide = 1u << HMOE_FXP_FP8,  /* rows_acc is avx512's */
 };

@@ -264,6 +264,7 @@ static void dots_fp8(const uint8_t *codes, const struct hmoe_fxp_xtile *x, int64
 /* ---- fp8 as three int8 planes (needs AVX512-VBMI for the 128-entry lookups) ---- */
 
 static uint8_t fp8_digits[3][128];  /* 128 + |q| digits of e4m3 codes 0..127, base 128 */
+static int16_t fp8_wide[2][128];    /* |q| & 511 and |q| >> 9 of codes 0..127 */
 static int fp8_use_planes;           /* VBMI present and $HMOE_FXP_NO_VBMI unset */
 static pthread_once_t fp8_digits_once = PTHREAD_ONCE_INIT;
 
@@ -280,6 +281,8 @@ static void fp8_digits_init(void)
 		fp8_digits[0][c] = (uint8_t)(128 + (q & 127));
 		fp8_digits[1][c] = (uint8_t)(128 + ((q >> 7) & 127));
 		fp8_digits[2][c] = (uint8_t)(128 + (q >> 14));
+		fp8_wide[0][c] = (int16_t)(q & 511);
+		fp8_wide[1][c] = (int16_t)(q >> 9);
 	}
 }
 
@@ -527,13 +530,16 @@ static void avx512_row_terms(const int64_t *dots, const uint8_t *scales,
  * (wsum) take the offset out. Lane bounds: a lane holds one group's 128 products,
  * |d * x'| <= 128 * 255 (int8) or 127 * 255, so |S| <= 4.18e6;
  *   int8 / int4: A16 128 S(hi) + S(lo) <= 5.4e8;
- *   fp8: A16 lo = 128 (S(p0, xh) + S(p1, xl)) + S(p0, xl) <= 1.07e9,
- *        hi = 128 S(p2, xh) + S(p1, xh) + S(p2, xl) <= 5.4e8 (A8: lo = 128 S(p1) + S(p0),
- *        hi = S(p2)), combined in int64 as lo + 2^14 hi after the offsets;
- * all < 2^31. The terms and the row sum follow in the lanes (as avx512_row_terms, with the
- * token's scale per lane), so a row's Q24 accumulators come out for 16 tokens at once. */
+ *   fp8 A8: lo = 128 S(p1) + S(p0) <= 5.4e8, hi = S(p2), combined in int64 as
+ *        lo + 2^14 hi after the offsets;
+ * all < 2^31. fp8 A16 (lanes_wide) instead takes whole 16-bit activations (x->xw) and
+ * two 16-bit digits per weight through vpdpwssd (lanes_chunk_wide): two products per
+ * weight and token where byte digits against byte planes need six. The terms and the row
+ * sum follow in the lanes (as avx512_row_terms, with the token's scale per lane), so a
+ * row's Q24 accumulators come out for 16 tokens at once. */
 struct lanes_row {
 	const int8_t *d[3];                       /* digit planes, `in` columns */
+	const int16_t *e[2];                      /* or (lanes_wide) 16-bit digit planes */
 	int32_t wsum[3][HMOE_FXP_MAX_IN_GROUPS + 4];  /* their sums per group */
 	uint32_t mw[HMOE_FXP_MAX_IN_GROUPS + 8];  /* the row's scales, split */
 	int32_t ew[HMOE_FXP_MAX_IN_GROUPS + 8];
@@ -633,6 +639,36 @@ static void lanes_fp8_bw(const uint8_t *codes, int groups, int8_t *d0, int8_t *d
 	}
 }
 
+/* fp8 codes -> the 16-bit digits e_0 = +-(|q| & 511), e_1 = +-(|q| >> 9) (|e_0| <= 511,
+ * |e_1| <= 448, q = 512 e_1 + e_0), 32 codes at a time: vpermt2w picks from 64 table
+ * words by the code's low 6 bits, bit 6 chooses between the two halves of the 128-entry
+ * table, bit 7 (the sign) negates. AVX512BW only. */
+static void lanes_fp8_wide(const uint8_t *codes, int groups, int16_t *e0, int16_t *e1)
+{
+	int16_t *e[2] = { e0, e1 };
+	__m512i tab[2][4];
+
+	fp8_planes();  /* the tables */
+	for (int i = 0; i < 2; i++)
+		for (int j = 0; j < 4; j++)
+			tab[i][j] = _mm512_loadu_si512(fp8_wide[i] + 32 * j);
+	for (int k = 0; k < groups * HMOE_FXP_GROUP; k += 32) {
+		__m512i c = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(codes + k)));
+		__mmask32 upper = _mm512_test_epi16_mask(c, _mm512_set1_epi16(0x40));
+		__mmask32 neg = _mm512_test_epi16_mask(c, _mm512_set1_epi16(0x80));
+
+#pragma GCC unroll 2
+		for (int i = 0; i < 2; i++) {
+			__m512i v = _mm512_mask_blend_epi16(
+				upper, _mm512_permutex2var_epi16(tab[i][0], c, tab[i][1]),
+				_mm512_permutex2var_epi16(tab[i][2], c, tab[i][3]));
+
+			_mm512_storeu_si512(e[i] + k, _mm512_mask_sub_epi16(v, neg,
+									    _mm512_setzero_si512(), v));
+		}
+	}
+}
+
 /* The low (h = 0) or high (h = 1) 8 int32 lanes of v. */
 static inline __m256i half8(__m512i v, int h)
 {
@@ -690,6 +726,22 @@ static inline __m512i bcast4(const int8_t *p)
 	return _mm512_set1_epi32(v);
 }
 
+/* The R rows' accumulators of chunk c's n_tok tokens into acc_out (n_rows, T). */
+static inline __attribute__((always_inline)) void
+lanes_store(__m512i acc[][2], int64_t fix[][16], const int R, int n_tok, int T, int c,
+	    int64_t *acc_out)
+{
+#pragma GCC unroll 4
+	for (int i = 0; i < R; i++) {
+		_Alignas(64) int64_t a[16];
+
+		_mm512_store_si512(a, acc[i][0]);
+		_mm512_store_si512(a + 8, acc[i][1]);
+		for (int l = 0; l < n_tok; l++)
+			acc_out[(size_t)i * T + c * 16 + l] = a[l] + fix[i][l];
+	}
+}
+
 /* One chunk of 16 tokens (n_tok valid) for R rows, F the format, P the planes (constant:
  * this is inlined per shape, so the accumulators stay in registers). */
 static inline __attribute__((always_inline)) void
@@ -710,11 +762,11 @@ lanes_chunk(const struct lanes_row *rw, const int R, const int F, const int P,
 		const uint8_t *xl = x->xu + ((size_t)(c * P + P - 1) * G + g) * 2 * 1024;
 		const uint32_t *xm = x->xmt + ((size_t)c * G + g) * 16;
 		const int32_t *xe = x->xet + ((size_t)c * G + g) * 16;
-		__m512i s[HMOE_FXP_LANE_ROWS][4];
+		__m512i s[HMOE_FXP_LANE_ROWS][3];
 
 #pragma GCC unroll 4
 		for (int i = 0; i < R; i++)
-			s[i][0] = s[i][1] = s[i][2] = s[i][3] = zero;
+			s[i][0] = s[i][1] = s[i][2] = zero;
 		for (int kq = 0; kq < 32; kq++) {
 			size_t xo = (size_t)(kq >> 4) * 1024 + (kq & 15) * 64;
 			__m512i vh = _mm512_loadu_si512(xh + xo);
@@ -733,18 +785,10 @@ lanes_chunk(const struct lanes_row *rw, const int R, const int F, const int P,
 					__m512i w1 = bcast4(rw[i].d[1] + k);
 					__m512i w2 = bcast4(rw[i].d[2] + k);
 
-					if (P == 2) {  /* B, A, D, C */
-						s[i][0] = _mm512_dpbusd_epi32(s[i][0], vh, w0);
-						s[i][0] = _mm512_dpbusd_epi32(s[i][0], vl, w1);
-						s[i][1] = _mm512_dpbusd_epi32(s[i][1], vl, w0);
-						s[i][2] = _mm512_dpbusd_epi32(s[i][2], vh, w2);
-						s[i][3] = _mm512_dpbusd_epi32(s[i][3], vh, w1);
-						s[i][3] = _mm512_dpbusd_epi32(s[i][3], vl, w2);
-					} else {      /* S(p1), S(p0), S(p2) */
-						s[i][0] = _mm512_dpbusd_epi32(s[i][0], vh, w1);
-						s[i][1] = _mm512_dpbusd_epi32(s[i][1], vh, w0);
-						s[i][2] = _mm512_dpbusd_epi32(s[i][2], vh, w2);
-					}
+					/* S(p1), S(p0), S(p2) */
+					s[i][0] = _mm512_dpbusd_epi32(s[i][0], vh, w1);
+					s[i][1] = _mm512_dpbusd_epi32(s[i][1], vh, w0);
+					s[i][2] = _mm512_dpbusd_epi32(s[i][2], vh, w2);
 				}
 			}
 		}
@@ -764,11 +808,9 @@ lanes_chunk(const struct lanes_row *rw, const int R, const int F, const int P,
 			} else {
 				const int64_t w0 = rw[i].wsum[0][g], w1 = rw[i].wsum[1][g];
 				const int64_t w2 = rw[i].wsum[2][g];
-				int64_t blo = P == 2 ? 16384 * (w0 + w1) + 128 * w0 : 16384 * w1 + 128 * w0;
-				int64_t bhi = P == 2 ? 16512 * w2 + 128 * w1 : 128 * w2;
+				int64_t blo = 16384 * w1 + 128 * w0, bhi = 128 * w2;
 				__m512i lo = _mm512_add_epi32(_mm512_slli_epi32(s[i][0], 7), s[i][1]);
-				__m512i hi = P == 2 ? _mm512_add_epi32(_mm512_slli_epi32(s[i][2], 7), s[i][3])
-						    : s[i][2];
+				__m512i hi = s[i][2];
 
 #pragma GCC unroll 2
 				for (int h = 0; h < 2; h++) {
@@ -783,15 +825,62 @@ lanes_chunk(const struct lanes_row *rw, const int R, const int F, const int P,
 			lanes_terms(d, rw[i].mw[g], rw[i].ew[g], xm, xe, valid, acc[i], fix[i]);
 		}
 	}
-#pragma GCC unroll 4
-	for (int i = 0; i < R; i++) {
-		_Alignas(64) int64_t a[16];
+	lanes_store(acc, fix, R, n_tok, T, c, acc_out);
+}
 
-		_mm512_store_si512(a, acc[i][0]);
-		_mm512_store_si512(a + 8, acc[i][1]);
-		for (int l = 0; l < n_tok; l++)
-			acc_out[(size_t)i * T + c * 16 + l] = a[l] + fix[i][l];
+/* One chunk of 16 tokens (n_tok valid) for R rows of fp8 with A16 x as 16-bit words
+ * (x->xw): per column pair, one vpdpwssd per digit against the pair's two digit words
+ * broadcast from each row, S_i = sum(e_i * x) over the group in each token lane. Lane
+ * bound: 128 products |e_i * x| <= 511 * 16512, so |S_i| <= 1.08e9 < 2^31; dot = S_0 +
+ * 512 S_1 in int64. Two digit products per weight and token, where the byte digits need
+ * six. */
+static inline __attribute__((always_inline)) void
+lanes_chunk_wide(const struct lanes_row *rw, const int R, const struct hmoe_fxp_xtile *x,
+		 int c, int n_tok, int64_t *acc_out)
+{
+	const __m512i zero = _mm512_setzero_si512();
+	int G = x->groups, T = x->n_tokens;
+	__mmask16 valid = (__mmask16)((1u << n_tok) - 1);
+	__m512i acc[HMOE_FXP_LANE_ROWS][2];
+	_Alignas(64) int64_t fix[HMOE_FXP_LANE_ROWS][16] = { { 0 } };
+
+#pragma GCC unroll 4
+	for (int i = 0; i < R; i++)
+		acc[i][0] = acc[i][1] = zero;
+	for (int g = 0; g < G; g++) {
+		const int16_t *xg = x->xw + ((size_t)c * G + g) * HMOE_FXP_GROUP * 16;
+		const uint32_t *xm = x->xmt + ((size_t)c * G + g) * 16;
+		const int32_t *xe = x->xet + ((size_t)c * G + g) * 16;
+		__m512i s[HMOE_FXP_LANE_ROWS][2];
+
+#pragma GCC unroll 4
+		for (int i = 0; i < R; i++)
+			s[i][0] = s[i][1] = zero;
+		for (int j = 0; j < HMOE_FXP_GROUP / 2; j++) {
+			__m512i v = _mm512_loadu_si512(xg + 32 * j);
+			int k = g * HMOE_FXP_GROUP + 2 * j;
+
+#pragma GCC unroll 4
+			for (int i = 0; i < R; i++) {
+				s[i][0] = _mm512_dpwssd_epi32(s[i][0], v,
+							      bcast4((const int8_t *)(rw[i].e[0] + k)));
+				s[i][1] = _mm512_dpwssd_epi32(s[i][1], v,
+							      bcast4((const int8_t *)(rw[i].e[1] + k)));
+			}
+		}
+#pragma GCC unroll 4
+		for (int i = 0; i < R; i++) {
+			__m512i d[2];
+
+#pragma GCC unroll 2
+			for (int h = 0; h < 2; h++)
+				d[h] = _mm512_add_epi64(
+					_mm512_cvtepi32_epi64(half8(s[i][0], h)),
+					_mm512_slli_epi64(_mm512_cvtepi32_epi64(half8(s[i][1], h)), 9));
+			lanes_terms(d, rw[i].mw[g], rw[i].ew[g], xm, xe, valid, acc[i], fix[i]);
+		}
 	}
+	lanes_store(acc, fix, R, n_tok, T, c, acc_out);
 }
 
 /* Every chunk for one shape (R rows, format F, planes P). */
@@ -799,9 +888,14 @@ static inline __attribute__((always_inline)) void
 lanes_shape(const struct lanes_row *rw, const int R, const int F, const int P,
 	    const struct hmoe_fxp_xtile *x, int64_t *acc)
 {
-	for (int c = 0; c * 16 < x->n_tokens; c++)
-		lanes_chunk(rw, R, F, P, x, c,
-			    x->n_tokens - c * 16 < 16 ? x->n_tokens - c * 16 : 16, acc);
+	for (int c = 0; c * 16 < x->n_tokens; c++) {
+		int n_tok = x->n_tokens - c * 16 < 16 ? x->n_tokens - c * 16 : 16;
+
+		if (F == HMOE_FXP_FP8 && P == 2)
+			lanes_chunk_wide(rw, R, x, c, n_tok, acc);
+		else
+			lanes_chunk(rw, R, F, P, x, c, n_tok, acc);
+	}
 }
 
 #define LANES_R(F, P)                                              \
@@ -820,39 +914,45 @@ static int avx512_rows_acc(const uint8_t *rows, size_t row_stride, int n_rows, i
 			   int in, const struct hmoe_fxp_xtile *x, int64_t *acc, void *tmp)
 {
 	struct lanes_row rw[HMOE_FXP_LANE_ROWS];
-	int G = x->groups, digits = format == HMOE_FXP_FP8 ? 3 : 1;
+	int G = x->groups, wide = format == HMOE_FXP_FP8 && x->planes == 2;
+	int digits = wide ? 0 : format == HMOE_FXP_FP8 ? 3 : 1;
 	size_t codes_at = (size_t)hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
 	int8_t *scratch = tmp;
 
-	if (n_rows < 1 || n_rows > HMOE_FXP_LANE_ROWS || !x->xu)
+	if (n_rows < 1 || n_rows > HMOE_FXP_LANE_ROWS || (wide ? !x->xw : !x->xu))
 		return 0;
 	for (int i = 0; i < n_rows; i++) {
 		const uint8_t *row = rows + i * row_stride, *codes = row + codes_at;
 
 		for (int j = 0; j < digits; j++)
 			rw[i].d[j] = scratch + ((size_t)i * 3 + j) * HMOE_FXP_MAX_DIM;
-		if (format == HMOE_FXP_INT8)
+		if (wide) {
+			int16_t *e = (int16_t *)tmp + (size_t)i * 2 * HMOE_FXP_MAX_DIM;
+
+			rw[i].e[0] = e;
+			rw[i].e[1] = e + HMOE_FXP_MAX_DIM;
+			lanes_fp8_wide(codes, G, e, e + HMOE_FXP_MAX_DIM);
+		} else if (format == HMOE_FXP_INT8) {
 			rw[i].d[0] = (const int8_t *)codes;
-		else if (format == HMOE_FXP_INT4)
+		} else if (format == HMOE_FXP_INT4) {
 			lanes_int4(codes, G, (int8_t *)rw[i].d[0]);
-		else
+		} else {
 			(fp8_planes() ? lanes_fp8 : lanes_fp8_bw)(codes, G, (int8_t *)rw[i].d[0],
 								  (int8_t *)rw[i].d[1],
 								  (int8_t *)rw[i].d[2]);
+		}
 		for (int j = 0; j < digits; j++)
 			lanes_wsum(rw[i].d[j], G, rw[i].wsum[j]);
 		hmoe_fxp_split_scales_x86(row, G, rw[i].mw, rw[i].ew);
 	}
-	if (format == HMOE_FXP_FP8) {
-		if (x->planes == 2)
-			LANES_R(HMOE_FXP_FP8, 2);
-		else
-			LANES_R(HMOE_FXP_FP8, 1);
-	} else if (x->planes == 2) {
+	if (wide)
+		LANES_R(HMOE_FXP_FP8, 2);
+	else if (format == HMOE_FXP_FP8)
+		LANES_R(HMOE_FXP_FP8, 1);
+	else if (x->planes == 2)
 		LANES_R(HMOE_FXP_INT8, 2);
-	} else {
+	else
 		LANES_R(HMOE_FXP_INT8, 1);
-	}
 	return 1;
 }
 
@@ -865,4 +965,5 @@ const struct hmoe_fxp_simd hmoe_fxp_simd_avx512 = {
 	.row_dots2 = avx512_row_dots2,
 	.rows_acc = avx512_rows_acc,
 	.lanes_min_tokens = HMOE_FXP_LANES_MIN_TOKENS,
+	.lanes_wide = 1u << HMOE_FXP_FP8,
 };
