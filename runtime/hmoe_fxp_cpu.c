@@ -166,6 +166,17 @@ size_t hmoe_fxp_x_vnni_bytes(int n_tokens, int planes, int groups)
 	return (size_t)chunks * planes * groups * 2 * 1024;
 }
 
+/* Token t's lanes in hmoe_fxp_x_wide's layout: 1, or 2 in a paired last chunk, or 0 for a
+ * token the paired chunk leaves out (its 9th and later). */
+static int chunk_lanes(int n_tokens, int paired, int t)
+{
+	int last = (n_tokens - 1) / HMOE_FXP_BLOCK_ROWS;
+
+	if (!paired || t / HMOE_FXP_BLOCK_ROWS != last)
+		return 1;
+	return t % HMOE_FXP_BLOCK_ROWS < 8 ? 2 : 0;
+}
+
 void hmoe_fxp_x_vnni(const int8_t *xq, int n_tokens, int planes, int groups, int flip,
 		     int8_t *xv)
 {
@@ -192,7 +203,7 @@ void hmoe_fxp_x_vnni(const int8_t *xq, int n_tokens, int planes, int groups, int
 		}
 }
 
-void hmoe_fxp_x_wide(const int8_t *xq, int n_tokens, int groups, int16_t *xw)
+void hmoe_fxp_x_wide(const int8_t *xq, int n_tokens, int groups, int paired, int16_t *xw)
 {
 	size_t plane = (size_t)groups * HMOE_FXP_GROUP;
 
@@ -200,12 +211,15 @@ void hmoe_fxp_x_wide(const int8_t *xq, int n_tokens, int groups, int16_t *xw)
 		memset(xw, 0, hmoe_fxp_x_vnni_bytes(n_tokens, 2, groups));
 	for (int t = 0; t < n_tokens; t++) {
 		const int8_t *hi = xq + (size_t)t * 2 * plane, *lo = hi + plane;
-		int c = t / HMOE_FXP_BLOCK_ROWS, tc = t % HMOE_FXP_BLOCK_ROWS;
-		int16_t *out = xw + (size_t)c * groups * HMOE_FXP_GROUP * HMOE_FXP_BLOCK_ROWS +
-			       2 * tc;
+		int L = chunk_lanes(n_tokens, paired, t), c = t / HMOE_FXP_BLOCK_ROWS;
+		int16_t *out = xw + (size_t)c * groups * 2048 + 2 * L * (t % HMOE_FXP_BLOCK_ROWS);
 
-		for (size_t k = 0; k < plane; k++)  /* column k: pair k / 2 (64 int16 each) */
-			out[k / 2 * 32 + k % 2] = (int16_t)(128 * hi[k] + lo[k]);
+		for (size_t k = 0; L && k < plane; k++) {
+			size_t g = k / HMOE_FXP_GROUP, kg = k % HMOE_FXP_GROUP;
+
+			out[g * 2048 + kg / (2 * L) * 32 + kg % (2 * L)] =
+				(int16_t)(128 * hi[k] + lo[k]);
+		}
 	}
 }
 
@@ -252,13 +266,16 @@ static int wants_vnni(const struct hmoe_fxp_simd *simd, int format, int planes)
 
 /* How many of x's first tokens go through rows_acc: its whole chunks of 16, and a last
  * partial chunk that holds at least lanes_min_tokens (below that, a chunk's lanes cost
- * more than the tokens' own path); the rest take the row path. */
+ * more than the tokens' own path) or, paired, up to 8 of its tokens; the rest take the
+ * row path. */
 static int lanes_tokens(const struct hmoe_fxp_simd *simd, const struct hmoe_fxp_xtile *x)
 {
 	int full = x->n_tokens / HMOE_FXP_BLOCK_ROWS * HMOE_FXP_BLOCK_ROWS;
 
 	if (!simd->rows_acc || !(x->xu || x->xw))
 		return 0;
+	if (x->xpaired)  /* the paired chunk's tokens */
+		return x->n_tokens - full < 8 ? x->n_tokens : full + 8;
 	return x->n_tokens - full >= simd->lanes_min_tokens ? x->n_tokens : full;
 }
 
@@ -280,6 +297,7 @@ static struct hmoe_fxp_xtile tokens_from(const struct hmoe_fxp_xtile *x, int t0)
 		v.xw = NULL;
 		v.xmt = NULL;
 		v.xet = NULL;
+		v.xpaired = 0;
 	}
 	return v;
 }
@@ -551,12 +569,22 @@ static size_t tile_bytes(int dim, int inter, int planes, int vnni)
 	return tile_layout(&tl, NULL, dim, inter, planes, vnni);
 }
 
+/* Whether rows_acc runs the tile's last chunk paired (16-bit lanes only): it holds too few
+ * tokens for a chunk of 16 lanes but enough for 8 tokens in two lanes each. */
+static int tile_paired(const struct fxp_tile *tl)
+{
+	int r = tl->n % HMOE_FXP_BLOCK_ROWS;
+
+	return tl->vnni == VNNI_WIDE && r >= HMOE_FXP_LANES_PAIR_MIN_TOKENS &&
+	       r < HMOE_FXP_LANES_MIN_TOKENS;
+}
+
 /* Whether the tile's activations are also kept in the VNNI layout: always for rows_dots,
  * for rows_acc only when the tile has enough tokens for a chunk of lanes. */
 static int tile_vnni(const struct fxp_tile *tl)
 {
 	return tl->vnni == VNNI_SIGNED ||
-	       (tl->vnni != 0 && tl->n >= HMOE_FXP_LANES_MIN_TOKENS);
+	       (tl->vnni != 0 && (tl->n >= HMOE_FXP_LANES_MIN_TOKENS || tile_paired(tl)));
 }
 
 /* A side as the variants see it. */
@@ -573,7 +601,8 @@ static struct hmoe_fxp_xtile side_xtile(const struct fxp_tile *tl, const struct 
 						      ? (const uint8_t *)sd->v : NULL,
 					.xw = lanes && tl->vnni == VNNI_WIDE
 						      ? (const int16_t *)(void *)sd->v : NULL,
-					.xmt = lanes ? sd->mt : NULL, .xet = lanes ? sd->et : NULL };
+					.xmt = lanes ? sd->mt : NULL, .xet = lanes ? sd->et : NULL,
+					.xpaired = lanes && tile_paired(tl) };
 }
 
 /* A side's layouts for rows_dots / rows_acc, once its q, m and e are final. */
@@ -582,7 +611,8 @@ static void side_lanes_ready(const struct fxp_tile *tl, struct fxp_side *sd)
 	if (!tile_vnni(tl))
 		return;
 	if (tl->vnni == VNNI_WIDE)
-		hmoe_fxp_x_wide(sd->q, tl->n, sd->groups, (int16_t *)(void *)sd->v);
+		hmoe_fxp_x_wide(sd->q, tl->n, sd->groups, tile_paired(tl),
+				(int16_t *)(void *)sd->v);
 	else
 		hmoe_fxp_x_vnni(sd->q, tl->n, tl->planes, sd->groups, tl->vnni == VNNI_FLIPPED,
 				sd->v);

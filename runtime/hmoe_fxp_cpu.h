@@ -38,6 +38,8 @@ struct hmoe_fxp_xtile {
 				* hmoe_fxp_x_wide, with: */
 	const uint32_t *xmt;   /* xm as (chunk of 16 tokens, group, token in the chunk) */
 	const int32_t *xet;    /* xe the same way (absent tokens: 1) */
+	int xpaired;           /* the last chunk of xw is paired (at most 8 tokens, two
+				* lanes each; see hmoe_fxp_x_wide) */
 };
 
 /* rows_dots' weight rows per call at most, and tokens per activation tile. */
@@ -55,8 +57,18 @@ void hmoe_fxp_x_vnni(const int8_t *xq, int n_tokens, int planes, int groups, int
  * [-16512, 16383] for any bytes) with tokens in the lanes of vpdpwssd: for each chunk c of
  * 16 tokens, group g and column pair j (columns 2j, 2j + 1 of the group), 64 bytes at
  * ((c * groups + g) * 64 + j) * 64 whose int16 2t + i is token 16c + t's column 2j + i
- * (absent tokens 0). Its size is hmoe_fxp_x_vnni_bytes(n_tokens, 2, groups). */
-void hmoe_fxp_x_wide(const int8_t *xq, int n_tokens, int groups, int16_t *xw);
+ * (absent tokens 0): within the 2048 int16 of (c, g), column k of token t at
+ * (k / 2) * 32 + 2t + k % 2. paired: the last chunk instead holds its first 8 tokens (at
+ * most) two lanes each, column k of token t at (k / 4) * 32 + 4t + k % 4 (a step of 4
+ * columns in 16 lanes: lane 2t + e holds columns 2e, 2e + 1 of it); its later tokens are
+ * left out. Its size is hmoe_fxp_x_vnni_bytes(n_tokens, 2, groups). */
+void hmoe_fxp_x_wide(const int8_t *xq, int n_tokens, int groups, int paired, int16_t *xw);
+
+/* Tiles in 16-bit lanes (fp8 A16) whose last chunk holds HMOE_FXP_LANES_PAIR_MIN_TOKENS ..
+ * HMOE_FXP_LANES_MIN_TOKENS - 1 tokens run its first 8 of them as a paired chunk: it costs
+ * ~0.6 of a full chunk and breaks even with the per-token path at ~5 tokens (dev VM, 4
+ * rows, weights in L2). */
+#define HMOE_FXP_LANES_PAIR_MIN_TOKENS 5
 
 /* Bytes of per-thread scratch a variant may use while processing one row (or, rows_acc,
  * three int8 or two int16 digit planes of HMOE_FXP_LANE_ROWS rows). */

@@ -679,8 +679,8 @@ static inline __m256i half8(__m512i v, int h)
  * the token lanes' scales; fix[] takes the terms of lanes whose exponent is outside the
  * vector's range [1, 62] (scalar, exact). valid: the chunk's tokens. */
 static inline __attribute__((always_inline)) void
-lanes_terms(const __m512i d[2], uint32_t mw, int32_t ew, const uint32_t *xm, const int32_t *xe,
-	    __mmask16 valid, __m512i acc[2], int64_t *fix)
+lanes_terms(const __m512i d[2], const int H, uint32_t mw, int32_t ew, const uint32_t *xm,
+	    const int32_t *xe, __mmask16 valid, __m512i acc[2], int64_t *fix)
 {
 	const __m512i one = _mm512_set1_epi64(1);
 	__m512i m = _mm512_mullo_epi32(_mm512_set1_epi32((int)mw), _mm512_loadu_si512(xm));
@@ -702,7 +702,7 @@ lanes_terms(const __m512i d[2], uint32_t mw, int32_t ew, const uint32_t *xm, con
 				fix[l] += hmoe_fxp_term_split(dv[l], mv[l], rv[l]);
 	}
 #pragma GCC unroll 2
-	for (int h = 0; h < 2; h++) {
+	for (int h = 0; h < H; h++) {
 		__m512i m64 = _mm512_cvtepu32_epi64(half8(m, h));
 		__m512i r64 = _mm512_cvtepi32_epi64(half8(r, h));
 		__m512i v = _mm512_mullo_epi64(d[h], m64), mag = _mm512_abs_epi64(v);
@@ -724,6 +724,33 @@ static inline __m512i bcast4(const int8_t *p)
 
 	memcpy(&v, p, 4);
 	return _mm512_set1_epi32(v);
+}
+
+/* 8 digit bytes (4 digit words) in every pair of lanes (a paired chunk's step). */
+static inline __m512i bcast8(const int8_t *p)
+{
+	int64_t v;
+
+	memcpy(&v, p, 8);
+	return _mm512_set1_epi64(v);
+}
+
+/* A chunk's int32 lane sums v -> its tokens' sums in int64 lanes: L = 1 (a lane per
+ * token) d[0], d[1] hold tokens 0-7, 8-15; L = 2 (paired: lanes 2t, 2t + 1 hold token t's
+ * two halves of the columns, their sum < 2^31 by lanes_chunk_wide's bound) d[0] holds
+ * tokens 0-7 and d[1] is 0. */
+static inline __attribute__((always_inline)) void
+lanes_tokens64(__m512i v, const int L, __m512i d[2])
+{
+	if (L == 1) {
+		d[0] = _mm512_cvtepi32_epi64(half8(v, 0));
+		d[1] = _mm512_cvtepi32_epi64(half8(v, 1));
+	} else {
+		__m512i t = _mm512_add_epi32(v, _mm512_srli_epi64(v, 32));
+
+		d[0] = _mm512_srai_epi64(_mm512_slli_epi64(t, 32), 32);
+		d[1] = _mm512_setzero_si512();
+	}
 }
 
 /* The R rows' accumulators of chunk c's n_tok tokens into acc_out (n_rows, T). */
@@ -822,21 +849,23 @@ lanes_chunk(const struct lanes_row *rw, const int R, const int F, const int P,
 									u, _mm512_set1_epi64(bhi)), 14));
 				}
 			}
-			lanes_terms(d, rw[i].mw[g], rw[i].ew[g], xm, xe, valid, acc[i], fix[i]);
+			lanes_terms(d, 2, rw[i].mw[g], rw[i].ew[g], xm, xe, valid, acc[i], fix[i]);
 		}
 	}
 	lanes_store(acc, fix, R, n_tok, T, c, acc_out);
 }
 
-/* One chunk of 16 tokens (n_tok valid) for R rows of fp8 with A16 x as 16-bit words
- * (x->xw): per column pair, one vpdpwssd per digit against the pair's two digit words
- * broadcast from each row, S_i = sum(e_i * x) over the group in each token lane. Lane
- * bound: 128 products |e_i * x| <= 511 * 16512, so |S_i| <= 1.08e9 < 2^31; dot = S_0 +
- * 512 S_1 in int64. Two digit products per weight and token, where the byte digits need
- * six. */
+/* One chunk for R rows of fp8 with A16 x as 16-bit words (x->xw), L the lanes per token:
+ * 1 (16 tokens; a step is one column pair) or 2 (a paired chunk of at most 8 tokens; a
+ * step is two column pairs, lane 2t + e holding pair e of token t, the digits broadcast 8
+ * bytes at a time). Per step one vpdpwssd per digit against the digit words broadcast from
+ * each row, S_i = sum(e_i * x) over the group in each token's lanes. Lane bound: 128
+ * products |e_i * x| <= 511 * 16512, so |S_i| <= 1.08e9 < 2^31 (paired: the sum of the two
+ * lanes' 64 each); dot = S_0 + 512 S_1 in int64. Two digit products per weight and token,
+ * where the byte digits need six. */
 static inline __attribute__((always_inline)) void
-lanes_chunk_wide(const struct lanes_row *rw, const int R, const struct hmoe_fxp_xtile *x,
-		 int c, int n_tok, int64_t *acc_out)
+lanes_chunk_wide(const struct lanes_row *rw, const int R, const int L,
+		 const struct hmoe_fxp_xtile *x, int c, int n_tok, int64_t *acc_out)
 {
 	const __m512i zero = _mm512_setzero_si512();
 	int G = x->groups, T = x->n_tokens;
@@ -856,28 +885,32 @@ lanes_chunk_wide(const struct lanes_row *rw, const int R, const struct hmoe_fxp_
 #pragma GCC unroll 4
 		for (int i = 0; i < R; i++)
 			s[i][0] = s[i][1] = zero;
-		for (int j = 0; j < HMOE_FXP_GROUP / 2; j++) {
-			__m512i v = _mm512_loadu_si512(xg + 32 * j);
-			int k = g * HMOE_FXP_GROUP + 2 * j;
+		for (int st = 0; st < HMOE_FXP_GROUP / 2 / L; st++) {
+			__m512i v = _mm512_loadu_si512(xg + 32 * st);
+			int k = g * HMOE_FXP_GROUP + 2 * L * st;
 
 #pragma GCC unroll 4
 			for (int i = 0; i < R; i++) {
+				const int8_t *e0 = (const int8_t *)(rw[i].e[0] + k);
+				const int8_t *e1 = (const int8_t *)(rw[i].e[1] + k);
+
 				s[i][0] = _mm512_dpwssd_epi32(s[i][0], v,
-							      bcast4((const int8_t *)(rw[i].e[0] + k)));
+							      L == 1 ? bcast4(e0) : bcast8(e0));
 				s[i][1] = _mm512_dpwssd_epi32(s[i][1], v,
-							      bcast4((const int8_t *)(rw[i].e[1] + k)));
+							      L == 1 ? bcast4(e1) : bcast8(e1));
 			}
 		}
 #pragma GCC unroll 4
 		for (int i = 0; i < R; i++) {
-			__m512i d[2];
+			__m512i d[2], d0[2], d1[2];
 
+			lanes_tokens64(s[i][0], L, d0);
+			lanes_tokens64(s[i][1], L, d1);
 #pragma GCC unroll 2
 			for (int h = 0; h < 2; h++)
-				d[h] = _mm512_add_epi64(
-					_mm512_cvtepi32_epi64(half8(s[i][0], h)),
-					_mm512_slli_epi64(_mm512_cvtepi32_epi64(half8(s[i][1], h)), 9));
-			lanes_terms(d, rw[i].mw[g], rw[i].ew[g], xm, xe, valid, acc[i], fix[i]);
+				d[h] = _mm512_add_epi64(d0[h], _mm512_slli_epi64(d1[h], 9));
+			lanes_terms(d, 2 / L, rw[i].mw[g], rw[i].ew[g], xm, xe, valid, acc[i],
+				    fix[i]);
 		}
 	}
 	lanes_store(acc, fix, R, n_tok, T, c, acc_out);
@@ -890,9 +923,12 @@ lanes_shape(const struct lanes_row *rw, const int R, const int F, const int P,
 {
 	for (int c = 0; c * 16 < x->n_tokens; c++) {
 		int n_tok = x->n_tokens - c * 16 < 16 ? x->n_tokens - c * 16 : 16;
+		int paired = x->xpaired && (c + 1) * 16 >= x->n_tokens;
 
-		if (F == HMOE_FXP_FP8 && P == 2)
-			lanes_chunk_wide(rw, R, x, c, n_tok, acc);
+		if (F == HMOE_FXP_FP8 && P == 2 && paired)
+			lanes_chunk_wide(rw, R, 2, x, c, n_tok, acc);
+		else if (F == HMOE_FXP_FP8 && P == 2)
+			lanes_chunk_wide(rw, R, 1, x, c, n_tok, acc);
 		else
 			lanes_chunk(rw, R, F, P, x, c, n_tok, acc);
 	}

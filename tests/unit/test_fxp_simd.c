@@ -343,6 +343,7 @@ int main(void)
 	static const int dims[][3] = { /* dim, inter, tokens */
 		{ 200, 72, 3 }, { 128, 128, 1 }, { 1000, 300, 7 }, { 64, 40, 32 }, { 384, 256, 5 },
 		{ 1000, 300, 17 }, { 200, 72, 13 }, /* token lanes: chunks of 16 + 1, and of 13 */
+		{ 264, 136, 10 }, { 200, 72, 24 },  /* fp8 A16 paired chunks: 8 + 2, 16 + 8 (and 7) */
 	};
 	int cases = 0;
 
