@@ -223,6 +223,17 @@ void hmoe_fxp_x_wide(const int8_t *xq, int n_tokens, int groups, int paired, int
 	}
 }
 
+/* A16 xq (n_tokens, 2, groups * 128) -> x = 128 hi + lo (n_tokens, groups * 128) int16. */
+static void whole16(const int8_t *xq, int n_tokens, int groups, int16_t *x16)
+{
+	size_t plane = (size_t)groups * HMOE_FXP_GROUP;
+
+	for (int t = 0; t < n_tokens; t++)
+		for (size_t k = 0; k < plane; k++)
+			x16[t * plane + k] = (int16_t)(128 * xq[2 * t * plane + k] +
+						       xq[(2 * t + 1) * plane + k]);
+}
+
 /* xm, xe (n_tokens, groups) -> (chunk of 16 tokens, group, token in the chunk); absent
  * tokens get m 0 and e 1, a term rows_acc computes and drops. */
 static void lanes_scales(const uint32_t *xm, const int32_t *xe, int n_tokens, int groups,
@@ -253,15 +264,24 @@ struct row_work {
 #define BLK_DOTS (2 * HMOE_FXP_BLOCK_ROWS * HMOE_FXP_TILE * HMOE_FXP_MAX_IN_GROUPS)
 
 /* Whether tiles keep their activations in rows_dots' (VNNI_SIGNED) or rows_acc's
- * (VNNI_FLIPPED, or VNNI_WIDE: 16-bit x) layout too (0: none). */
-enum { VNNI_SIGNED = 1, VNNI_FLIPPED = 2, VNNI_WIDE = 3 };
+ * (VNNI_FLIPPED, or VNNI_WIDE: 16-bit x) layout too, or as whole 16-bit tokens for
+ * row_dots (WHOLE16) (0: none). */
+enum { VNNI_SIGNED = 1, VNNI_FLIPPED = 2, VNNI_WIDE = 3, WHOLE16 = 4 };
 static int wants_vnni(const struct hmoe_fxp_simd *simd, int format, int planes)
 {
 	if (simd->rows_dots && format == HMOE_FXP_INT8)
 		return VNNI_SIGNED;
+	if (planes == 2 && (simd->whole16 >> format & 1))
+		return WHOLE16;
 	if (!simd->rows_acc)
 		return 0;
 	return planes == 2 && (simd->lanes_wide >> format & 1) ? VNNI_WIDE : VNNI_FLIPPED;
+}
+
+/* Whether a kind is one of rows_acc's (scales kept by chunk, lane_tokens apply). */
+static int kind_lanes(int vnni)
+{
+	return vnni == VNNI_FLIPPED || vnni == VNNI_WIDE;
 }
 
 /* How many of x's first tokens go through rows_acc: its whole chunks of 16, and a last
@@ -279,7 +299,7 @@ static int lanes_tokens(const struct hmoe_fxp_simd *simd, const struct hmoe_fxp_
 	return x->n_tokens - full >= simd->lanes_min_tokens ? x->n_tokens : full;
 }
 
-/* x's tokens from t0 on, without the lane layouts (their chunks start at token 0). */
+/* x's tokens from t0 on, without the lane and 16-bit layouts (made for the whole tile). */
 static struct hmoe_fxp_xtile tokens_from(const struct hmoe_fxp_xtile *x, int t0)
 {
 	struct hmoe_fxp_xtile v = *x;
@@ -298,6 +318,7 @@ static struct hmoe_fxp_xtile tokens_from(const struct hmoe_fxp_xtile *x, int t0)
 		v.xmt = NULL;
 		v.xet = NULL;
 		v.xpaired = 0;
+		v.x16 = NULL;
 	}
 	return v;
 }
@@ -580,9 +601,12 @@ static int tile_paired(const struct fxp_tile *tl)
 }
 
 /* Whether the tile's activations are also kept in the VNNI layout: always for rows_dots,
- * for rows_acc only when the tile has enough tokens for a chunk of lanes. */
+ * for rows_acc only when the tile has enough tokens for a chunk of lanes, as whole 16-bit
+ * tokens from 2 tokens on (one token runs faster without: the decode dominates). */
 static int tile_vnni(const struct fxp_tile *tl)
 {
+	if (tl->vnni == WHOLE16)
+		return tl->n >= 2;
 	return tl->vnni == VNNI_SIGNED ||
 	       (tl->vnni != 0 && (tl->n >= HMOE_FXP_LANES_MIN_TOKENS || tile_paired(tl)));
 }
@@ -590,7 +614,7 @@ static int tile_vnni(const struct fxp_tile *tl)
 /* A side as the variants see it. */
 static struct hmoe_fxp_xtile side_xtile(const struct fxp_tile *tl, const struct fxp_side *sd)
 {
-	int lanes = tl->vnni != VNNI_SIGNED && tile_vnni(tl);
+	int lanes = kind_lanes(tl->vnni) && tile_vnni(tl);
 
 	return (struct hmoe_fxp_xtile){ .n_tokens = tl->n, .groups = sd->groups,
 					.xq = sd->q, .xs = sd->s, .xsum = sd->sum,
@@ -602,7 +626,9 @@ static struct hmoe_fxp_xtile side_xtile(const struct fxp_tile *tl, const struct 
 					.xw = lanes && tl->vnni == VNNI_WIDE
 						      ? (const int16_t *)(void *)sd->v : NULL,
 					.xmt = lanes ? sd->mt : NULL, .xet = lanes ? sd->et : NULL,
-					.xpaired = lanes && tile_paired(tl) };
+					.xpaired = lanes && tile_paired(tl),
+					.x16 = tl->vnni == WHOLE16 && tile_vnni(tl)
+						       ? (const int16_t *)(void *)sd->v : NULL };
 }
 
 /* A side's layouts for rows_dots / rows_acc, once its q, m and e are final. */
@@ -610,13 +636,15 @@ static void side_lanes_ready(const struct fxp_tile *tl, struct fxp_side *sd)
 {
 	if (!tile_vnni(tl))
 		return;
-	if (tl->vnni == VNNI_WIDE)
+	if (tl->vnni == WHOLE16)
+		whole16(sd->q, tl->n, sd->groups, (int16_t *)(void *)sd->v);
+	else if (tl->vnni == VNNI_WIDE)
 		hmoe_fxp_x_wide(sd->q, tl->n, sd->groups, tile_paired(tl),
 				(int16_t *)(void *)sd->v);
 	else
 		hmoe_fxp_x_vnni(sd->q, tl->n, tl->planes, sd->groups, tl->vnni == VNNI_FLIPPED,
 				sd->v);
-	if (tl->vnni != VNNI_SIGNED)
+	if (kind_lanes(tl->vnni))
 		lanes_scales(sd->m, sd->e, tl->n, sd->groups, sd->mt, sd->et);
 }
 

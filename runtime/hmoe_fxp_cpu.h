@@ -40,6 +40,9 @@ struct hmoe_fxp_xtile {
 	const int32_t *xet;    /* xe the same way (absent tokens: 1) */
 	int xpaired;           /* the last chunk of xw is paired (at most 8 tokens, two
 				* lanes each; see hmoe_fxp_x_wide) */
+	const int16_t *x16;    /* NULL, or (A16 tiles of >= 2 tokens, a format in the
+				* variant's whole16) x = 128 hi + lo as int16, (n_tokens,
+				* groups * 128) */
 };
 
 /* rows_dots' weight rows per call at most, and tokens per activation tile. */
@@ -115,6 +118,9 @@ struct hmoe_fxp_simd {
 	/* Bit (1 << format) set: for A16 tiles of that format rows_acc takes x->xw (16-bit
 	 * activations) rather than x->xu. */
 	unsigned lanes_wide;
+	/* Bit (1 << format) set: A16 tiles of that format with at least 2 tokens also keep
+	 * x->x16 for row_dots (a variant without rows_dots and rows_acc). */
+	unsigned whole16;
 };
 
 /* rows_acc's rows per call at most, and the tiles it takes (tokens). */

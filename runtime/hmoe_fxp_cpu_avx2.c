@@ -1,5 +1,9 @@
 /* hmoe_fxp_cpu_avx2: exact group dots with AVX2 (see hmoe_fxp_cpu.h).
  *
+ * fp8 A16 tiles of 2 or more tokens come as whole 16-bit tokens (whole16: x->x16) and run
+ * dots_fp8_x16 (two vpmaddwd per 16 columns against 16-bit digits; bound there); one-token
+ * tiles and A8 take the general path below.
+ *
  * int8 / int4 (the fast path; A16 tokens come whole, whole_tokens): per group the weights
  * become an unsigned operand u and, per token and plane, vpmaddubsw(u, x') sums pairs of
  * u * x' into int16 and vpmaddwd with 128 (hi plane) or 1 (lo plane, A8) widens them into
@@ -31,40 +35,110 @@ static int avx2_supported(void)
 	return __builtin_cpu_supports("avx2");
 }
 
+/* 16 fp8 codes (c: zero-extended to 16-bit lanes) -> the magnitude's mantissa with its
+ * implicit bit (mag, <= 15; NaN codes 0 like the table), pw = 2^(E-1) (E = 0: 1) from two
+ * 16-entry byte tables (the lanes' high bytes index with 0x80, which vpshufb turns into
+ * 0), and neg (-1 where the code is negative): |q| = mag * pw. */
+static inline __attribute__((always_inline)) void
+fp8_fields(__m256i c, __m256i *mag, __m256i *pw, __m256i *neg)
+{
+	const __m256i tab_lo = _mm256_setr_epi8(1, 1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0, 0,
+						0, 1, 1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0,
+						0, 0);
+	const __m256i tab_hi = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 64,
+						0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 64);
+	const __m256i c7 = _mm256_set1_epi16(7), c8 = _mm256_set1_epi16(8);
+	const __m256i c15 = _mm256_set1_epi16(15), c7f = _mm256_set1_epi16(0x7f);
+	const __m256i c80 = _mm256_set1_epi16(0x80), hi_zero = _mm256_set1_epi16(-32768);
+	__m256i e = _mm256_and_si256(_mm256_srli_epi16(c, 3), c15);
+	__m256i normal = _mm256_cmpgt_epi16(e, _mm256_setzero_si256());
+	__m256i nan = _mm256_cmpeq_epi16(_mm256_and_si256(c, c7f), c7f);
+	__m256i idx = _mm256_or_si256(e, hi_zero);
+
+	*neg = _mm256_cmpeq_epi16(_mm256_and_si256(c, c80), c80);
+	*mag = _mm256_andnot_si256(nan, _mm256_or_si256(_mm256_and_si256(c, c7),
+							_mm256_and_si256(normal, c8)));
+	*pw = _mm256_or_si256(_mm256_shuffle_epi8(tab_lo, idx),
+			      _mm256_slli_epi16(_mm256_shuffle_epi8(tab_hi, idx), 8));
+}
+
+/* v with the sign of neg (-1 / 0 per lane). */
+static inline __m256i with_sign(__m256i v, __m256i neg)
+{
+	return _mm256_sub_epi16(_mm256_xor_si256(v, neg), neg);
+}
+
 static void decode_row(const uint8_t *codes, int format, int n, int16_t *w, int16_t *pw)
 {
 	if (format == HMOE_FXP_INT8) {
 		for (int k = 0; k < n; k++)
 			w[k] = (int8_t)codes[k];
-	} else {
-		/* 16 codes at a time in 16-bit lanes (n is a multiple of 128): pw = 2^(E-1)
-		 * from two 16-entry byte tables (the lanes' high bytes index with 0x80, which
-		 * vpshufb turns into 0) */
-		const __m256i tab_lo = _mm256_setr_epi8(1, 1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0,
-							0, 0, 0, 0, 1, 1, 2, 4, 8, 16, 32, 64,
-							-128, 0, 0, 0, 0, 0, 0, 0);
-		const __m256i tab_hi = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 8, 16,
-							32, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2,
-							4, 8, 16, 32, 64);
-		const __m256i c7 = _mm256_set1_epi16(7), c8 = _mm256_set1_epi16(8);
-		const __m256i c15 = _mm256_set1_epi16(15), c7f = _mm256_set1_epi16(0x7f);
-		const __m256i c80 = _mm256_set1_epi16(0x80), hi_zero = _mm256_set1_epi16(-32768);
+		return;
+	}
+	for (int k = 0; k < n; k += 16) {  /* n is a multiple of 128 */
+		__m256i c = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(codes + k)));
+		__m256i mag, p, neg;
 
-		for (int k = 0; k < n; k += 16) {
-			__m256i c = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(codes + k)));
-			__m256i e = _mm256_and_si256(_mm256_srli_epi16(c, 3), c15);
-			__m256i m = _mm256_and_si256(c, c7);
-			__m256i normal = _mm256_cmpgt_epi16(e, _mm256_setzero_si256());
-			__m256i nan = _mm256_cmpeq_epi16(_mm256_and_si256(c, c7f), c7f);
-			__m256i neg = _mm256_cmpeq_epi16(_mm256_and_si256(c, c80), c80);
-			__m256i idx = _mm256_or_si256(e, hi_zero);
+		fp8_fields(c, &mag, &p, &neg);
+		_mm256_storeu_si256((__m256i *)(w + k), with_sign(mag, neg));
+		_mm256_storeu_si256((__m256i *)(pw + k), p);
+	}
+}
 
-			m = _mm256_andnot_si256(nan, _mm256_or_si256(m, _mm256_and_si256(normal, c8)));
-			_mm256_storeu_si256((__m256i *)(w + k),
-					    _mm256_sub_epi16(_mm256_xor_si256(m, neg), neg));
-			_mm256_storeu_si256((__m256i *)(pw + k), _mm256_or_si256(
-				_mm256_shuffle_epi8(tab_lo, idx),
-				_mm256_slli_epi16(_mm256_shuffle_epi8(tab_hi, idx), 8)));
+/* fp8 codes -> the 16-bit digits e0 = +-(|q| & 511), e1 = +-(|q| >> 9) (|e0| <= 511,
+ * |e1| <= 448, q = 512 e1 + e0): |q| = mag * pw < 2^18 has its low 16 bits from vpmullw
+ * and the rest from vpmulhuw. */
+static void decode_digits(const uint8_t *codes, int n, int16_t *e0, int16_t *e1)
+{
+	const __m256i low9 = _mm256_set1_epi16(511);
+
+	for (int k = 0; k < n; k += 16) {
+		__m256i c = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(codes + k)));
+		__m256i mag, pw, neg, lo, hi;
+
+		fp8_fields(c, &mag, &pw, &neg);
+		lo = _mm256_mullo_epi16(mag, pw);
+		hi = _mm256_mulhi_epu16(mag, pw);
+		_mm256_storeu_si256((__m256i *)(e0 + k),
+				    with_sign(_mm256_and_si256(lo, low9), neg));
+		_mm256_storeu_si256((__m256i *)(e1 + k), with_sign(
+			_mm256_or_si256(_mm256_srli_epi16(lo, 9), _mm256_slli_epi16(hi, 7)), neg));
+	}
+}
+
+/* fp8 dots of A16 tokens given whole (x->x16: x = 128 hi + lo in 16 bits): per 16 columns
+ * two vpmaddwd against the row's digit words, S_i = sum(e_i * x) in 8 int32 lanes: a
+ * lane holds 16 products |e_i * x| <= 511 * 16512 per group, 1.35e8, 8 lanes 1.08e9 <
+ * 2^31; dot = S_0 + 512 S_1 in int64. Two products per weight and token where the plane
+ * rows of the general path need four. */
+static void dots_fp8_x16(const uint8_t *codes, const struct hmoe_fxp_xtile *x, int64_t *dots,
+			 void *tmp)
+{
+	int16_t *e0 = tmp, *e1 = e0 + HMOE_FXP_MAX_DIM;
+	int groups = x->groups, dim = groups * HMOE_FXP_GROUP;
+
+	decode_digits(codes, dim, e0, e1);
+	for (int t = 0; t < x->n_tokens; t++) {
+		for (int g = 0; g < groups; g++) {
+			const int16_t *xp = x->x16 + (size_t)t * dim + g * HMOE_FXP_GROUP;
+			const int16_t *g0 = e0 + g * HMOE_FXP_GROUP, *g1 = e1 + g * HMOE_FXP_GROUP;
+			__m256i s0 = _mm256_setzero_si256(), s1 = s0, h;
+			__m128i q;
+
+#pragma GCC unroll 8
+			for (int k = 0; k < HMOE_FXP_GROUP; k += 16) {
+				__m256i xv = _mm256_loadu_si256((const __m256i *)(xp + k));
+
+				s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(
+					xv, _mm256_loadu_si256((const __m256i *)(g0 + k))));
+				s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(
+					xv, _mm256_loadu_si256((const __m256i *)(g1 + k))));
+			}
+			h = _mm256_hadd_epi32(s0, s1);  /* S_0 pairs, S_1 pairs per 128 bits */
+			h = _mm256_hadd_epi32(h, h);
+			q = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+			dots[t * groups + g] = (int64_t)_mm_cvtsi128_si32(q) +
+					       512 * (int64_t)_mm_extract_epi32(q, 1);
 		}
 	}
 }
@@ -211,6 +285,10 @@ static void avx2_row_dots(const uint8_t *codes, int format, const struct hmoe_fx
 			dots_int(codes, HMOE_FXP_INT4, x, dots);
 		return;
 	}
+	if (format == HMOE_FXP_FP8 && x->x16) {
+		dots_fp8_x16(codes, x, dots, tmp);
+		return;
+	}
 	/* the general path takes one-plane rows: an A16 token's two rows are combined after,
 	 * in place (row t is written after rows 2t and 2t + 1 are read); exact in int64 */
 	rows.n_tokens = x->n_tokens * x->planes;
@@ -301,5 +379,6 @@ const struct hmoe_fxp_simd hmoe_fxp_simd_avx2 = {
 	.supported = avx2_supported,
 	.row_dots = avx2_row_dots,
 	.row_terms = avx2_row_terms,
-	.whole_tokens = 1u << HMOE_FXP_INT8 | 1u << HMOE_FXP_INT4,
+	.whole_tokens = 1u << HMOE_FXP_FP8 | 1u << HMOE_FXP_INT8 | 1u << HMOE_FXP_INT4,
+	.whole16 = 1u << HMOE_FXP_FP8,
 };
