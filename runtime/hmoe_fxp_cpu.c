@@ -224,7 +224,7 @@ void hmoe_fxp_x_wide(const int8_t *xq, int n_tokens, int groups, int paired, int
 }
 
 /* A16 xq (n_tokens, 2, groups * 128) -> x = 128 hi + lo (n_tokens, groups * 128) int16. */
-static void whole16(const int8_t *xq, int n_tokens, int groups, int16_t *x16)
+static void x_whole16(const int8_t *xq, int n_tokens, int groups, int16_t *x16)
 {
 	size_t plane = (size_t)groups * HMOE_FXP_GROUP;
 
@@ -278,7 +278,7 @@ static int wants_vnni(const struct hmoe_fxp_simd *simd, int format, int planes)
 	return planes == 2 && (simd->lanes_wide >> format & 1) ? VNNI_WIDE : VNNI_FLIPPED;
 }
 
-/* Whether a kind is one of rows_acc's (scales kept by chunk, lane_tokens apply). */
+/* Whether a kind is one of rows_acc's (scales kept by chunk, lanes_tokens apply). */
 static int kind_lanes(int vnni)
 {
 	return vnni == VNNI_FLIPPED || vnni == VNNI_WIDE;
@@ -517,8 +517,8 @@ struct fxp_side {
 	int32_t *s, *e;             /* (n, groups) scale words, split exponents */
 	int32_t *sum;               /* (n, P, groups) */
 	uint32_t *m;                /* (n, groups) split mantissas */
-	int8_t *v;                  /* NULL, or q as hmoe_fxp_x_vnni (VNNI_WIDE: x_wide)
-				     * lays it out */
+	int8_t *v;                  /* NULL, or q as hmoe_fxp_x_vnni (VNNI_WIDE: x_wide,
+				     * WHOLE16: x_whole16) lays it out */
 	uint32_t *mt;               /* with v for rows_acc: m and e by (chunk, group, */
 	int32_t *et;                /* token in the chunk) */
 };
@@ -527,7 +527,7 @@ struct fxp_side {
 struct fxp_tile {
 	int expert, n, planes;
 	int pairs[HMOE_FXP_TILE];   /* token * top_k + slot */
-	int vnni;                   /* 0, VNNI_SIGNED, VNNI_FLIPPED or VNNI_WIDE */
+	int vnni;                   /* 0, VNNI_SIGNED, VNNI_FLIPPED, VNNI_WIDE or WHOLE16 */
 	struct fxp_side sx, sh;     /* x (dim groups), h requantised (inter groups) */
 	int64_t *h;                 /* (n, inter) Q32 */
 	int32_t *y;                 /* (n, dim) Q16 */
@@ -567,8 +567,8 @@ static void side_carve(struct fxp_side *sd, uint8_t *base, size_t *off, int grou
 
 /* Lays a tile's buffers out at base (64-byte aligned) and returns their bytes; base
  * NULL: only the bytes. vnni: the sides also keep their activations in
- * hmoe_fxp_x_vnni's (VNNI_WIDE: hmoe_fxp_x_wide's, the same size) layout (and, for
- * rows_acc, their scales by chunk). */
+ * hmoe_fxp_x_vnni's (VNNI_WIDE: hmoe_fxp_x_wide's, WHOLE16: x_whole16's; no larger)
+ * layout (and, for rows_acc, their scales by chunk). */
 static size_t tile_layout(struct fxp_tile *tl, uint8_t *base, int dim, int inter, int planes,
 			  int vnni)
 {
@@ -637,7 +637,7 @@ static void side_lanes_ready(const struct fxp_tile *tl, struct fxp_side *sd)
 	if (!tile_vnni(tl))
 		return;
 	if (tl->vnni == WHOLE16)
-		whole16(sd->q, tl->n, sd->groups, (int16_t *)(void *)sd->v);
+		x_whole16(sd->q, tl->n, sd->groups, (int16_t *)(void *)sd->v);
 	else if (tl->vnni == VNNI_WIDE)
 		hmoe_fxp_x_wide(sd->q, tl->n, sd->groups, tile_paired(tl),
 				(int16_t *)(void *)sd->v);
