@@ -7,7 +7,7 @@ set -euo pipefail
 want=${1:-all}
 
 build_pkgs=(build-essential pkg-config libcjson-dev libpcre2-dev libdrm-dev)
-test_pkgs=(python3-numpy python3-torch nodejs npm)
+test_pkgs=(python3-numpy python3-torch nodejs npm tcl)
 kmod_pkgs=(linux-headers-amd64 linux-image-amd64 qemu-system-x86 busybox-static cpio kmod)
 
 pkgs=("${build_pkgs[@]}")
