@@ -17,6 +17,9 @@
  *   int_ops_per_s     2 * 3 * dim * inter * (token, expert) pairs / seconds (one
  *                     multiply-add per weight and token, whatever the planes: A16's
  *                     two int8 products per weight count as one)
+ *   pairs_by_expert_tokens  the routing's (token, expert) pairs by how many tokens their
+ *                     expert got in the call (1, 2-4, 5-11, 12+), which decides the CPU
+ *                     kernels' path
  * Modeled, and said so in the JSON: routing (seeded; per token 8 distinct experts drawn
  * with lognormal popularity, as a trained router's load imbalance) and residency: only
  * --experts packs (default 16) are in memory; the 256 experts are mapped onto them in
@@ -149,7 +152,26 @@ struct point {
 	double seconds, weight_bytes;
 	double bw_around;  /* read bandwidth probed around the point, bytes/s */
 	int reps, touched;
+	int tile_pairs[4]; /* (token, expert) pairs whose expert got 1, 2-4, 5-11, >= 12 tokens */
 };
+
+/* pt->tile_pairs from the routing: how many tokens each touched expert gets in the call,
+ * which decides the kernels' path (docs/fxp.md section 3: one token is decode, 12 or more
+ * fill token lanes). */
+static void tile_histogram(const int *ids, int n_pairs, struct point *pt)
+{
+	int count[N_EXPERTS] = { 0 };
+
+	for (int p = 0; p < n_pairs; p++)
+		count[ids[p]]++;
+	memset(pt->tile_pairs, 0, sizeof(pt->tile_pairs));
+	for (int e = 0; e < N_EXPERTS; e++) {
+		int c = count[e];
+
+		if (c)
+			pt->tile_pairs[c == 1 ? 0 : c <= 4 ? 1 : c < 12 ? 2 : 3] += c;
+	}
+}
 
 /* The best of `passes` probe passes and `best`. */
 static double probe_best(struct bench_probe *probe, int passes, double best)
@@ -202,7 +224,8 @@ static void print_point(int mode, int tokens, const struct point *pt, double bw,
 	       "\"tokens\": %d, \"experts_touched\": %d, "
 	       "\"seconds\": %.6f, \"reps\": %d, \"weight_bytes\": %.0f, "
 	       "\"weight_bytes_per_s\": %.4g, \"read_bw_around\": %.4g, \"bw_ratio\": %.3f, "
-	       "\"bw_ratio_start\": %.3f, \"%s\": %.4g}",
+	       "\"bw_ratio_start\": %.3f, \"%s\": %.4g, \"pairs_by_expert_tokens\": "
+	       "{\"1\": %d, \"2-4\": %d, \"5-11\": %d, \"12+\": %d}}",
 	       first ? "" : ", ", mode < 0 ? "f32" : hmoe_fxp_format_name(mode),
 	       mode < 0 ? "f32" : weight_names[hmoe_fxp_mode_format(mode)],
 	       mode < 0 ? 0 : hmoe_fxp_mode_planes(mode), tokens, pt->touched, pt->seconds, pt->reps,
@@ -210,7 +233,8 @@ static void print_point(int mode, int tokens, const struct point *pt, double bw,
 	       pt->bw_around > 0 ? pt->weight_bytes / pt->seconds / pt->bw_around : 0.0,
 	       bw > 0 ? pt->weight_bytes / pt->seconds / bw : 0.0,
 	       mode >= 0 ? "int_ops_per_s" : "flops_per_s",
-	       2.0 * 3 * DIM * INTER * pairs / pt->seconds);
+	       2.0 * 3 * DIM * INTER * pairs / pt->seconds, pt->tile_pairs[0], pt->tile_pairs[1],
+	       pt->tile_pairs[2], pt->tile_pairs[3]);
 }
 
 int bench_experts(int argc, char **argv)
@@ -370,6 +394,7 @@ int bench_experts(int argc, char **argv)
 			rng_state = 0x853c49e6748fea9bull ^ (uint64_t)(seed + tokens[i]);
 			make_routing(ids, tokens[i], log_pop);
 			pt.touched = assign_slots(ids, tokens[i] * TOP_K, slot, (int)resident);
+			tile_histogram(ids, tokens[i] * TOP_K, &pt);
 			for (int e = 0; e < N_EXPERTS; e++)
 				packs[e] = slot[e] < 0 ? NULL : bufs[slot[e]];
 			pt.weight_bytes = (double)pt.touched * (double)bytes;
@@ -420,6 +445,7 @@ int bench_experts(int argc, char **argv)
 			rng_state = 0x853c49e6748fea9bull ^ (uint64_t)(seed + tokens[i]);
 			make_routing(ids, tokens[i], log_pop);
 			pt.touched = assign_slots(ids, tokens[i] * TOP_K, slot, (int)f32_resident);
+			tile_histogram(ids, tokens[i] * TOP_K, &pt);
 			for (int e = 0; e < N_EXPERTS; e++) {
 				int s = slot[e] < 0 ? 0 : slot[e];
 

@@ -34,6 +34,12 @@ for r in rs:
     want = r["weight_bytes_per_s"] / r["read_bw_around"]
     assert abs(r["bw_ratio"] - want) <= 0.002 + 0.002 * want, (r, want)
 assert rs[0]["experts_touched"] == 8, rs[0]
+# one token: 8 experts with one token each; three tokens: every pair counted once
+for r in rs:
+    h = r["pairs_by_expert_tokens"]
+    assert sorted(h) == ["1", "12+", "2-4", "5-11"] and sum(h.values()) == 8 * r["tokens"], r
+    assert h["5-11"] == h["12+"] == 0, r
+assert rs[0]["pairs_by_expert_tokens"]["1"] == 8, rs[0]
 print("ok:", json.dumps(rs[0]))
 PY
 echo PASS
