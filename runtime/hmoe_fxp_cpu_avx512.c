@@ -533,7 +533,7 @@ static void avx512_row_terms(const int64_t *dots, const uint8_t *scales,
  *   fp8 A8: lo = 128 S(p1) + S(p0) <= 5.4e8, hi = S(p2), combined in int64 as
  *        lo + 2^14 hi after the offsets;
  * all < 2^31. fp8 A16 (lanes_wide) instead takes whole 16-bit activations (x->xw) and
- * two 16-bit digits per weight through vpdpwssd (lanes_chunk_wide): two products per
+ * two 16-bit digits per weight through vpdpwssd (group_dots_wide): two products per
  * weight and token where byte digits against byte planes need six. The terms and the row
  * sum follow in the lanes (as avx512_row_terms, with the token's scale per lane), so a
  * row's Q24 accumulators come out for 16 tokens at once. */
@@ -737,7 +737,7 @@ static inline __m512i bcast8(const int8_t *p)
 
 /* A chunk's int32 lane sums v -> its tokens' sums in int64 lanes: L = 1 (a lane per
  * token) d[0], d[1] hold tokens 0-7, 8-15; L = 2 (paired: lanes 2t, 2t + 1 hold token t's
- * two halves of the columns, their sum < 2^31 by lanes_chunk_wide's bound) d[0] holds
+ * two halves of the columns, their sum < 2^31 by group_dots_wide's bound) d[0] holds
  * tokens 0-7 and d[1] is 0. */
 static inline __attribute__((always_inline)) void
 lanes_tokens64(__m512i v, const int L, __m512i d[2])
@@ -769,10 +769,126 @@ lanes_store(__m512i acc[][2], int64_t fix[][16], const int R, int n_tok, int T, 
 	}
 }
 
-/* One chunk of 16 tokens (n_tok valid) for R rows, F the format, P the planes (constant:
- * this is inlined per shape, so the accumulators stay in registers). */
+/* Group g's dots of the R rows with chunk c's tokens, in int64 token lanes d[i][0..1]
+ * (tokens 0-7, 8-15), from byte digits against x in the flipped layout (x->xu): F the
+ * format (int8 stands for both int formats), P the planes. */
 static inline __attribute__((always_inline)) void
-lanes_chunk(const struct lanes_row *rw, const int R, const int F, const int P,
+group_dots_bytes(const struct lanes_row *rw, const int R, const int F, const int P,
+		 const struct hmoe_fxp_xtile *x, int c, int g, __m512i d[][2])
+{
+	const __m512i zero = _mm512_setzero_si512();
+	int G = x->groups;
+	const uint8_t *xh = x->xu + ((size_t)(c * P) * G + g) * 2 * 1024;
+	const uint8_t *xl = x->xu + ((size_t)(c * P + P - 1) * G + g) * 2 * 1024;
+	__m512i s[HMOE_FXP_LANE_ROWS][3];
+
+#pragma GCC unroll 4
+	for (int i = 0; i < R; i++)
+		s[i][0] = s[i][1] = s[i][2] = zero;
+	for (int kq = 0; kq < 32; kq++) {
+		size_t xo = (size_t)(kq >> 4) * 1024 + (kq & 15) * 64;
+		__m512i vh = _mm512_loadu_si512(xh + xo);
+		__m512i vl = P == 2 ? _mm512_loadu_si512(xl + xo) : vh;
+		int k = g * HMOE_FXP_GROUP + 4 * kq;
+
+#pragma GCC unroll 4
+		for (int i = 0; i < R; i++) {
+			__m512i w0 = bcast4(rw[i].d[0] + k);
+
+			if (F != HMOE_FXP_FP8) {
+				s[i][0] = _mm512_dpbusd_epi32(s[i][0], vh, w0);
+				if (P == 2)
+					s[i][1] = _mm512_dpbusd_epi32(s[i][1], vl, w0);
+			} else {
+				__m512i w1 = bcast4(rw[i].d[1] + k);
+				__m512i w2 = bcast4(rw[i].d[2] + k);
+
+				/* S(p1), S(p0), S(p2) */
+				s[i][0] = _mm512_dpbusd_epi32(s[i][0], vh, w1);
+				s[i][1] = _mm512_dpbusd_epi32(s[i][1], vh, w0);
+				s[i][2] = _mm512_dpbusd_epi32(s[i][2], vh, w2);
+			}
+		}
+	}
+#pragma GCC unroll 4
+	for (int i = 0; i < R; i++) {
+		if (F != HMOE_FXP_FP8) {
+			/* 128 S(hi) + S(lo) - 128 * 129 * sum(q) (A8: S - 128 sum(q)) */
+			__m512i v = P == 2 ? _mm512_add_epi32(_mm512_slli_epi32(s[i][0], 7), s[i][1])
+					   : s[i][0];
+
+			v = _mm512_sub_epi32(v, _mm512_set1_epi32(
+				(P == 2 ? 128 * 129 : 128) * rw[i].wsum[0][g]));
+			lanes_tokens64(v, 1, d[i]);
+		} else {
+			const int64_t w0 = rw[i].wsum[0][g], w1 = rw[i].wsum[1][g];
+			const int64_t w2 = rw[i].wsum[2][g];
+			int64_t blo = 16384 * w1 + 128 * w0, bhi = 128 * w2;
+			__m512i lo[2], hi[2];
+
+			lanes_tokens64(_mm512_add_epi32(_mm512_slli_epi32(s[i][0], 7), s[i][1]), 1,
+				       lo);
+			lanes_tokens64(s[i][2], 1, hi);
+#pragma GCC unroll 2
+			for (int h = 0; h < 2; h++)
+				d[i][h] = _mm512_add_epi64(
+					_mm512_sub_epi64(lo[h], _mm512_set1_epi64(blo)),
+					_mm512_slli_epi64(_mm512_sub_epi64(hi[h], _mm512_set1_epi64(bhi)),
+							  14));
+		}
+	}
+}
+
+/* The same for fp8 with A16 x as 16-bit words (x->xw), L the lanes per token: 1 (16
+ * tokens; a step is one column pair) or 2 (a paired chunk of at most 8 tokens; a step is
+ * two column pairs, lane 2t + e holding pair e of token t, the digits broadcast 8 bytes at
+ * a time; d[i][1] is then 0). Per step one vpdpwssd per digit against the digit words
+ * broadcast from each row, S_i = sum(e_i * x) over the group in each token's lanes. Lane
+ * bound: 128 products |e_i * x| <= 511 * 16512, so |S_i| <= 1.08e9 < 2^31 (paired: the sum
+ * of the two lanes' 64 each); dot = S_0 + 512 S_1 in int64. Two digit products per weight
+ * and token, where the byte digits need six. */
+static inline __attribute__((always_inline)) void
+group_dots_wide(const struct lanes_row *rw, const int R, const int L,
+		const struct hmoe_fxp_xtile *x, int c, int g, __m512i d[][2])
+{
+	const __m512i zero = _mm512_setzero_si512();
+	const int16_t *xg = x->xw + ((size_t)c * x->groups + g) * HMOE_FXP_GROUP * 16;
+	__m512i s[HMOE_FXP_LANE_ROWS][2];
+
+#pragma GCC unroll 4
+	for (int i = 0; i < R; i++)
+		s[i][0] = s[i][1] = zero;
+	for (int st = 0; st < HMOE_FXP_GROUP / 2 / L; st++) {
+		__m512i v = _mm512_loadu_si512(xg + 32 * st);
+		int k = g * HMOE_FXP_GROUP + 2 * L * st;
+
+#pragma GCC unroll 4
+		for (int i = 0; i < R; i++) {
+			const int8_t *e0 = (const int8_t *)(rw[i].e[0] + k);
+			const int8_t *e1 = (const int8_t *)(rw[i].e[1] + k);
+
+			s[i][0] = _mm512_dpwssd_epi32(s[i][0], v, L == 1 ? bcast4(e0) : bcast8(e0));
+			s[i][1] = _mm512_dpwssd_epi32(s[i][1], v, L == 1 ? bcast4(e1) : bcast8(e1));
+		}
+	}
+#pragma GCC unroll 4
+	for (int i = 0; i < R; i++) {
+		__m512i d0[2], d1[2];
+
+		lanes_tokens64(s[i][0], L, d0);
+		lanes_tokens64(s[i][1], L, d1);
+#pragma GCC unroll 2
+		for (int h = 0; h < 2; h++)
+			d[i][h] = _mm512_add_epi64(d0[h], _mm512_slli_epi64(d1[h], 9));
+	}
+}
+
+/* One chunk (n_tok valid tokens) for R rows, F the format, P the planes, L the lanes per
+ * token (2 only for fp8 A16's paired chunk): per group the rows' dots, then their terms
+ * and row sums in the token lanes. Constant shapes, so this is inlined per shape and the
+ * accumulators stay in registers. */
+static inline __attribute__((always_inline)) void
+lanes_chunk(const struct lanes_row *rw, const int R, const int F, const int P, const int L,
 	    const struct hmoe_fxp_xtile *x, int c, int n_tok, int64_t *acc_out)
 {
 	const __m512i zero = _mm512_setzero_si512();
@@ -785,133 +901,18 @@ lanes_chunk(const struct lanes_row *rw, const int R, const int F, const int P,
 	for (int i = 0; i < R; i++)
 		acc[i][0] = acc[i][1] = zero;
 	for (int g = 0; g < G; g++) {
-		const uint8_t *xh = x->xu + ((size_t)(c * P) * G + g) * 2 * 1024;
-		const uint8_t *xl = x->xu + ((size_t)(c * P + P - 1) * G + g) * 2 * 1024;
 		const uint32_t *xm = x->xmt + ((size_t)c * G + g) * 16;
 		const int32_t *xe = x->xet + ((size_t)c * G + g) * 16;
-		__m512i s[HMOE_FXP_LANE_ROWS][3];
+		__m512i d[HMOE_FXP_LANE_ROWS][2];
 
+		if (F == HMOE_FXP_FP8 && P == 2)
+			group_dots_wide(rw, R, L, x, c, g, d);
+		else
+			group_dots_bytes(rw, R, F, P, x, c, g, d);
 #pragma GCC unroll 4
 		for (int i = 0; i < R; i++)
-			s[i][0] = s[i][1] = s[i][2] = zero;
-		for (int kq = 0; kq < 32; kq++) {
-			size_t xo = (size_t)(kq >> 4) * 1024 + (kq & 15) * 64;
-			__m512i vh = _mm512_loadu_si512(xh + xo);
-			__m512i vl = P == 2 ? _mm512_loadu_si512(xl + xo) : vh;
-			int k = g * HMOE_FXP_GROUP + 4 * kq;
-
-#pragma GCC unroll 4
-			for (int i = 0; i < R; i++) {
-				__m512i w0 = bcast4(rw[i].d[0] + k);
-
-				if (F != HMOE_FXP_FP8) {
-					s[i][0] = _mm512_dpbusd_epi32(s[i][0], vh, w0);
-					if (P == 2)
-						s[i][1] = _mm512_dpbusd_epi32(s[i][1], vl, w0);
-				} else {
-					__m512i w1 = bcast4(rw[i].d[1] + k);
-					__m512i w2 = bcast4(rw[i].d[2] + k);
-
-					/* S(p1), S(p0), S(p2) */
-					s[i][0] = _mm512_dpbusd_epi32(s[i][0], vh, w1);
-					s[i][1] = _mm512_dpbusd_epi32(s[i][1], vh, w0);
-					s[i][2] = _mm512_dpbusd_epi32(s[i][2], vh, w2);
-				}
-			}
-		}
-#pragma GCC unroll 4
-		for (int i = 0; i < R; i++) {
-			__m512i d[2];
-
-			if (F != HMOE_FXP_FP8) {
-				/* 128 S(hi) + S(lo) - 128 * 129 * sum(q) (A8: S - 128 sum(q)) */
-				__m512i v = P == 2 ? _mm512_add_epi32(_mm512_slli_epi32(s[i][0], 7), s[i][1])
-						   : s[i][0];
-
-				v = _mm512_sub_epi32(v, _mm512_set1_epi32(
-					(P == 2 ? 128 * 129 : 128) * rw[i].wsum[0][g]));
-				d[0] = _mm512_cvtepi32_epi64(half8(v, 0));
-				d[1] = _mm512_cvtepi32_epi64(half8(v, 1));
-			} else {
-				const int64_t w0 = rw[i].wsum[0][g], w1 = rw[i].wsum[1][g];
-				const int64_t w2 = rw[i].wsum[2][g];
-				int64_t blo = 16384 * w1 + 128 * w0, bhi = 128 * w2;
-				__m512i lo = _mm512_add_epi32(_mm512_slli_epi32(s[i][0], 7), s[i][1]);
-				__m512i hi = s[i][2];
-
-#pragma GCC unroll 2
-				for (int h = 0; h < 2; h++) {
-					__m512i l = _mm512_cvtepi32_epi64(half8(lo, h));
-					__m512i u = _mm512_cvtepi32_epi64(half8(hi, h));
-
-					d[h] = _mm512_add_epi64(_mm512_sub_epi64(l, _mm512_set1_epi64(blo)),
-								_mm512_slli_epi64(_mm512_sub_epi64(
-									u, _mm512_set1_epi64(bhi)), 14));
-				}
-			}
-			lanes_terms(d, 2, rw[i].mw[g], rw[i].ew[g], xm, xe, valid, acc[i], fix[i]);
-		}
-	}
-	lanes_store(acc, fix, R, n_tok, T, c, acc_out);
-}
-
-/* One chunk for R rows of fp8 with A16 x as 16-bit words (x->xw), L the lanes per token:
- * 1 (16 tokens; a step is one column pair) or 2 (a paired chunk of at most 8 tokens; a
- * step is two column pairs, lane 2t + e holding pair e of token t, the digits broadcast 8
- * bytes at a time). Per step one vpdpwssd per digit against the digit words broadcast from
- * each row, S_i = sum(e_i * x) over the group in each token's lanes. Lane bound: 128
- * products |e_i * x| <= 511 * 16512, so |S_i| <= 1.08e9 < 2^31 (paired: the sum of the two
- * lanes' 64 each); dot = S_0 + 512 S_1 in int64. Two digit products per weight and token,
- * where the byte digits need six. */
-static inline __attribute__((always_inline)) void
-lanes_chunk_wide(const struct lanes_row *rw, const int R, const int L,
-		 const struct hmoe_fxp_xtile *x, int c, int n_tok, int64_t *acc_out)
-{
-	const __m512i zero = _mm512_setzero_si512();
-	int G = x->groups, T = x->n_tokens;
-	__mmask16 valid = (__mmask16)((1u << n_tok) - 1);
-	__m512i acc[HMOE_FXP_LANE_ROWS][2];
-	_Alignas(64) int64_t fix[HMOE_FXP_LANE_ROWS][16] = { { 0 } };
-
-#pragma GCC unroll 4
-	for (int i = 0; i < R; i++)
-		acc[i][0] = acc[i][1] = zero;
-	for (int g = 0; g < G; g++) {
-		const int16_t *xg = x->xw + ((size_t)c * G + g) * HMOE_FXP_GROUP * 16;
-		const uint32_t *xm = x->xmt + ((size_t)c * G + g) * 16;
-		const int32_t *xe = x->xet + ((size_t)c * G + g) * 16;
-		__m512i s[HMOE_FXP_LANE_ROWS][2];
-
-#pragma GCC unroll 4
-		for (int i = 0; i < R; i++)
-			s[i][0] = s[i][1] = zero;
-		for (int st = 0; st < HMOE_FXP_GROUP / 2 / L; st++) {
-			__m512i v = _mm512_loadu_si512(xg + 32 * st);
-			int k = g * HMOE_FXP_GROUP + 2 * L * st;
-
-#pragma GCC unroll 4
-			for (int i = 0; i < R; i++) {
-				const int8_t *e0 = (const int8_t *)(rw[i].e[0] + k);
-				const int8_t *e1 = (const int8_t *)(rw[i].e[1] + k);
-
-				s[i][0] = _mm512_dpwssd_epi32(s[i][0], v,
-							      L == 1 ? bcast4(e0) : bcast8(e0));
-				s[i][1] = _mm512_dpwssd_epi32(s[i][1], v,
-							      L == 1 ? bcast4(e1) : bcast8(e1));
-			}
-		}
-#pragma GCC unroll 4
-		for (int i = 0; i < R; i++) {
-			__m512i d[2], d0[2], d1[2];
-
-			lanes_tokens64(s[i][0], L, d0);
-			lanes_tokens64(s[i][1], L, d1);
-#pragma GCC unroll 2
-			for (int h = 0; h < 2; h++)
-				d[h] = _mm512_add_epi64(d0[h], _mm512_slli_epi64(d1[h], 9));
-			lanes_terms(d, 2 / L, rw[i].mw[g], rw[i].ew[g], xm, xe, valid, acc[i],
+			lanes_terms(d[i], 2 / L, rw[i].mw[g], rw[i].ew[g], xm, xe, valid, acc[i],
 				    fix[i]);
-		}
 	}
 	lanes_store(acc, fix, R, n_tok, T, c, acc_out);
 }
@@ -923,14 +924,15 @@ lanes_shape(const struct lanes_row *rw, const int R, const int F, const int P,
 {
 	for (int c = 0; c * 16 < x->n_tokens; c++) {
 		int n_tok = x->n_tokens - c * 16 < 16 ? x->n_tokens - c * 16 : 16;
-		int paired = x->xpaired && (c + 1) * 16 >= x->n_tokens;
+		/* only fp8 A16 pairs (xpaired); the constant test keeps other shapes from
+		 * instantiating a paired chunk */
+		int paired = F == HMOE_FXP_FP8 && P == 2 && x->xpaired &&
+			     (c + 1) * 16 >= x->n_tokens;
 
-		if (F == HMOE_FXP_FP8 && P == 2 && paired)
-			lanes_chunk_wide(rw, R, 2, x, c, n_tok, acc);
-		else if (F == HMOE_FXP_FP8 && P == 2)
-			lanes_chunk_wide(rw, R, 1, x, c, n_tok, acc);
+		if (paired)
+			lanes_chunk(rw, R, F, P, 2, x, c, n_tok, acc);
 		else
-			lanes_chunk(rw, R, F, P, x, c, n_tok, acc);
+			lanes_chunk(rw, R, F, P, 1, x, c, n_tok, acc);
 	}
 }
 
