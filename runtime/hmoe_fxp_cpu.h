@@ -130,6 +130,10 @@ struct hmoe_fxp_simd {
 extern const struct hmoe_fxp_simd hmoe_fxp_simd_scalar;
 extern const struct hmoe_fxp_simd hmoe_fxp_simd_avx2;
 extern const struct hmoe_fxp_simd hmoe_fxp_simd_avx512;
+/* What the AVX-512 variant's row_dots and rows_acc take (the AMX variants reuse both). */
+#define HMOE_FXP_AVX512_WHOLE_TOKENS \
+	(1u << HMOE_FXP_FP8 | 1u << HMOE_FXP_INT8 | 1u << HMOE_FXP_INT4)
+#define HMOE_FXP_AVX512_LANES_WIDE (1u << HMOE_FXP_FP8)
 /* AVX-512 plus AMX-INT8 tiles for int8 rows (rows_dots); chosen only by name
  * ($HMOE_FXP_SIMD=amx) until it has run on AMX hardware. amx-emu is the same kernel with
  * the tile instructions emulated in C, so that it is tested on any AVX-512 CPU. */

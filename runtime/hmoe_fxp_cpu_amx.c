@@ -236,30 +236,19 @@ static int amx_rows_acc(const uint8_t *rows, size_t row_stride, int n_rows, int 
 	return hmoe_fxp_simd_avx512.rows_acc(rows, row_stride, n_rows, format, in, x, acc, tmp);
 }
 
-#define AVX512_WHOLE_TOKENS (1u << HMOE_FXP_FP8 | 1u << HMOE_FXP_INT8 | 1u << HMOE_FXP_INT4)
+/* The two AMX variants differ in their name, availability and tile kernel (real or
+ * emulated); everything else is the AVX-512 variant's. */
+#define AMX_VARIANT(NAME, SUPPORTED, ROWS_DOTS)                                \
+	{                                                                      \
+		.name = NAME, .supported = SUPPORTED, .row_dots = amx_row_dots,  \
+		.row_terms = amx_row_terms, .row_dots2 = amx_row_dots2,        \
+		.rows_dots = ROWS_DOTS, .rows_acc = amx_rows_acc,              \
+		.whole_tokens = HMOE_FXP_AVX512_WHOLE_TOKENS,                  \
+		.lanes_min_tokens = HMOE_FXP_LANES_MIN_TOKENS,                 \
+		.lanes_wide = HMOE_FXP_AVX512_LANES_WIDE,                      \
+	}
 
-const struct hmoe_fxp_simd hmoe_fxp_simd_amx = {
-	.name = "amx",
-	.supported = amx_supported,
-	.row_dots = amx_row_dots,
-	.row_terms = amx_row_terms,
-	.whole_tokens = AVX512_WHOLE_TOKENS,
-	.row_dots2 = amx_row_dots2,
-	.rows_dots = amx_rows_dots,
-	.rows_acc = amx_rows_acc,
-	.lanes_min_tokens = HMOE_FXP_LANES_MIN_TOKENS,
-	.lanes_wide = 1u << HMOE_FXP_FP8,  /* rows_acc is avx512's */
-};
-
-const struct hmoe_fxp_simd hmoe_fxp_simd_amx_emu = {
-	.name = "amx-emu",
-	.supported = amx_emu_supported,
-	.row_dots = amx_row_dots,
-	.row_terms = amx_row_terms,
-	.whole_tokens = AVX512_WHOLE_TOKENS,
-	.row_dots2 = amx_row_dots2,
-	.rows_dots = amx_emu_rows_dots,
-	.rows_acc = amx_rows_acc,
-	.lanes_min_tokens = HMOE_FXP_LANES_MIN_TOKENS,
-	.lanes_wide = 1u << HMOE_FXP_FP8,  /* rows_acc is avx512's */
-};
+const struct hmoe_fxp_simd hmoe_fxp_simd_amx =
+	AMX_VARIANT("amx", amx_supported, amx_rows_dots);
+const struct hmoe_fxp_simd hmoe_fxp_simd_amx_emu =
+	AMX_VARIANT("amx-emu", amx_emu_supported, amx_emu_rows_dots);

@@ -999,9 +999,9 @@ const struct hmoe_fxp_simd hmoe_fxp_simd_avx512 = {
 	.supported = avx512_supported,
 	.row_dots = avx512_row_dots,
 	.row_terms = avx512_row_terms,
-	.whole_tokens = 1u << HMOE_FXP_FP8 | 1u << HMOE_FXP_INT8 | 1u << HMOE_FXP_INT4,
+	.whole_tokens = HMOE_FXP_AVX512_WHOLE_TOKENS,
 	.row_dots2 = avx512_row_dots2,
 	.rows_acc = avx512_rows_acc,
 	.lanes_min_tokens = HMOE_FXP_LANES_MIN_TOKENS,
-	.lanes_wide = 1u << HMOE_FXP_FP8,
+	.lanes_wide = HMOE_FXP_AVX512_LANES_WIDE,
 };
