@@ -152,25 +152,25 @@ struct point {
 	double seconds, weight_bytes;
 	double bw_around;  /* read bandwidth probed around the point, bytes/s */
 	int reps, touched;
-	int tile_pairs[4]; /* (token, expert) pairs whose expert got 1, 2-4, 5-11, >= 12 tokens */
+	int tile_pairs[4]; /* bench_expert_tokens of the point's routing */
 };
 
-/* pt->tile_pairs from the routing: how many tokens each touched expert gets in the call,
- * which decides the kernels' path (docs/fxp.md section 3: one token is decode, 12 or more
- * fill token lanes). */
-static void tile_histogram(const int *ids, int n_pairs, struct point *pt)
+void bench_expert_tokens(const int *ids, int n_pairs, int n_experts, int pairs[4])
 {
-	int count[N_EXPERTS] = { 0 };
+	int *count = calloc((size_t)n_experts, sizeof(*count));
 
+	pairs[0] = pairs[1] = pairs[2] = pairs[3] = 0;
+	if (!count)
+		return;
 	for (int p = 0; p < n_pairs; p++)
 		count[ids[p]]++;
-	memset(pt->tile_pairs, 0, sizeof(pt->tile_pairs));
-	for (int e = 0; e < N_EXPERTS; e++) {
+	for (int e = 0; e < n_experts; e++) {
 		int c = count[e];
 
 		if (c)
-			pt->tile_pairs[c == 1 ? 0 : c <= 4 ? 1 : c < 12 ? 2 : 3] += c;
+			pairs[c == 1 ? 0 : c <= 4 ? 1 : c < 12 ? 2 : 3] += c;
 	}
+	free(count);
 }
 
 /* The best of `passes` probe passes and `best`. */
@@ -394,7 +394,7 @@ int bench_experts(int argc, char **argv)
 			rng_state = 0x853c49e6748fea9bull ^ (uint64_t)(seed + tokens[i]);
 			make_routing(ids, tokens[i], log_pop);
 			pt.touched = assign_slots(ids, tokens[i] * TOP_K, slot, (int)resident);
-			tile_histogram(ids, tokens[i] * TOP_K, &pt);
+			bench_expert_tokens(ids, tokens[i] * TOP_K, N_EXPERTS, pt.tile_pairs);
 			for (int e = 0; e < N_EXPERTS; e++)
 				packs[e] = slot[e] < 0 ? NULL : bufs[slot[e]];
 			pt.weight_bytes = (double)pt.touched * (double)bytes;
@@ -445,7 +445,7 @@ int bench_experts(int argc, char **argv)
 			rng_state = 0x853c49e6748fea9bull ^ (uint64_t)(seed + tokens[i]);
 			make_routing(ids, tokens[i], log_pop);
 			pt.touched = assign_slots(ids, tokens[i] * TOP_K, slot, (int)f32_resident);
-			tile_histogram(ids, tokens[i] * TOP_K, &pt);
+			bench_expert_tokens(ids, tokens[i] * TOP_K, N_EXPERTS, pt.tile_pairs);
 			for (int e = 0; e < N_EXPERTS; e++) {
 				int s = slot[e] < 0 ? 0 : slot[e];
 

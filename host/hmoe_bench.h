@@ -23,6 +23,11 @@ struct bench_probe;
 struct bench_probe *bench_probe_open(size_t bytes, int n_threads);
 double bench_probe_pass(struct bench_probe *p);
 void bench_probe_close(struct bench_probe *p);
+/* bench experts' routing summary: of the n_pairs (token, expert) pairs in ids (experts
+ * 0 .. n_experts - 1), how many belong to experts that got 1, 2-4, 5-11 and 12 or more
+ * tokens (pairs[0..3]), the sizes that decide the CPU kernels' path (docs/fxp.md section
+ * 3). All 0 when out of memory. */
+void bench_expert_tokens(const int *ids, int n_pairs, int n_experts, int pairs[4]);
 /* Monotonic seconds. */
 double bench_now(void);
 /* Writes `"machine": {...}` fields (CPU model, cores, ISA, commit) into an open JSON

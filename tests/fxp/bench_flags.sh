@@ -42,4 +42,18 @@ for r in rs:
 assert rs[0]["pairs_by_expert_tokens"]["1"] == 8, rs[0]
 print("ok:", json.dumps(rs[0]))
 PY
+# 64 tokens fill every bucket; the experts touched must fit the buckets' bounds (an expert
+# in bucket 2-4 holds 2 to 4 pairs, and so on)
+"$HMOE" bench experts --json --tokens 64 --formats int4 --experts 1 --f32-experts 0 \
+	--min-time 0 --bw-mib 16 >"${BUILD:-build}/fxp-bench-tiles.json" || fail "bench run, 64 tokens"
+/usr/bin/python3 - "${BUILD:-build}/fxp-bench-tiles.json" <<'PY' || exit 1
+import json, math, sys
+r = json.load(open(sys.argv[1]))["results"][0]
+h, e = r["pairs_by_expert_tokens"], r["experts_touched"]
+assert sum(h.values()) == 512 and min(h.values()) > 0, r
+lo = h["1"] + math.ceil(h["2-4"] / 4) + math.ceil(h["5-11"] / 11) + math.ceil(h["12+"] / 64)
+hi = h["1"] + h["2-4"] // 2 + h["5-11"] // 5 + h["12+"] // 12
+assert lo <= e <= hi, (r, lo, hi)
+print("ok: 64 tokens", h, "over", e, "experts")
+PY
 echo PASS
