@@ -401,6 +401,33 @@ static void linear_row_pair(const struct hmoe_fxp_simd *simd, const uint8_t *a,
 	row_epilogue(simd, b, wk->dots2, x, qb, stride);
 }
 
+/* Whether a one-token x goes four rows at a time (row_dots4: int8/int4). */
+static int use_rows4(const struct hmoe_fxp_simd *simd, int format,
+		     const struct hmoe_fxp_xtile *x)
+{
+	return simd->row_dots4 && format != HMOE_FXP_FP8 && x->n_tokens == 1 &&
+	       (x->planes == 1 || (simd->whole_tokens & (1u << format)));
+}
+
+/* Four rows (records over `in` columns) against a one-token x in one pass (row_dots4):
+ * row r's Q16 result into *q[r]. */
+static void linear_rows4(const struct hmoe_fxp_simd *simd, const uint8_t *const *rows,
+			 int format, int in, const struct hmoe_fxp_xtile *x,
+			 struct row_work *wk, int32_t *const *q)
+{
+	size_t skip = (size_t)hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
+	const uint8_t *codes[4];
+	int64_t *dots[4];
+
+	for (int r = 0; r < 4; r++) {
+		codes[r] = rows[r] + skip;
+		dots[r] = wk->dots + r * HMOE_FXP_MAX_IN_GROUPS;
+	}
+	simd->row_dots4(codes, format, x, dots);
+	for (int r = 0; r < 4; r++)
+		row_epilogue(simd, rows[r], dots[r], x, q[r], 1);
+}
+
 static const uint8_t *row_at(const uint8_t *lin, int format, int in, int n)
 {
 	return lin + (size_t)n * hmoe_fxp_row_lines(format, in) * HMOE_FXP_LINE_BYTES;
@@ -430,6 +457,23 @@ static void up_rows_tokens(const struct hmoe_fxp_simd *simd, const uint8_t *w1,
 				for (int t = 0; t < x->n_tokens; t++)
 					h[t * inter + n + i] = hmoe_fxp_swiglu_q32(h1[t], h3[t]);
 			}
+		}
+		return;
+	}
+	if (use_rows4(simd, format, x) && (r1 - r0) % 2 == 0) {
+		/* rows n and n + half of W1 and W3: four weight streams apart in memory */
+		int half = (r1 - r0) / 2;
+
+		for (int n = r0; n < r0 + half; n++) {
+			const uint8_t *rows[4] = { row_at(w1, format, dim, n), row_at(w3, format, dim, n),
+						   row_at(w1, format, dim, n + half),
+						   row_at(w3, format, dim, n + half) };
+			int32_t a[4];
+			int32_t *q[4] = { &a[0], &a[1], &a[2], &a[3] };
+
+			linear_rows4(simd, rows, format, dim, x, wk, q);
+			h[n] = hmoe_fxp_swiglu_q32(a[0], a[1]);
+			h[n + half] = hmoe_fxp_swiglu_q32(a[2], a[3]);
 		}
 		return;
 	}
@@ -696,6 +740,22 @@ static void down_rows_tokens(const struct hmoe_fxp_simd *simd, const uint8_t *w2
 			for (int i = 0; i < nr; i++)
 				row_epilogue(simd, row_at(w2, format, inter, n + i),
 					     wk->blk + (size_t)i * tg, ht, y + n + i, dim);
+		}
+		return;
+	}
+	if (use_rows4(simd, format, ht) && (r1 - r0) % 4 == 0) {
+		/* rows n, n + qr, n + 2 qr, n + 3 qr: four streams apart in memory */
+		int qr = (r1 - r0) / 4;
+
+		for (; n < r0 + qr; n++) {
+			const uint8_t *rows[4];
+			int32_t *q[4];
+
+			for (int r = 0; r < 4; r++) {
+				rows[r] = row_at(w2, format, inter, n + r * qr);
+				q[r] = y + n + r * qr;
+			}
+			linear_rows4(simd, rows, format, inter, ht, wk, q);
 		}
 		return;
 	}

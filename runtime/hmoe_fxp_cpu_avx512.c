@@ -102,6 +102,33 @@ static __m128i xsum4(const struct hmoe_fxp_xtile *x, int t, int g)
 			     _mm_loadu_si128((const __m128i *)(s + x->groups)));
 }
 
+/* Groups g0 .. groups - 1 of one row for every token of x, a group at a time (the tail
+ * after the blocks of 4 groups). */
+static void dots_int_tail(const uint8_t *codes, int format, const struct hmoe_fxp_xtile *x,
+			  int g0, int64_t *dots)
+{
+	int plane = x->groups * HMOE_FXP_GROUP, stride = x->planes * plane;
+	int groups = x->groups, planes = x->planes;
+	int bias_shift = format == HMOE_FXP_INT8 ? 7 : 3;
+
+	for (int g = g0; g < groups; g++) {
+		__m512i u0, u1;
+
+		load_u(codes, format, g, &u0, &u1);
+		for (int t = 0; t < x->n_tokens; t++) {
+			const int32_t *s = x->xsum + ((size_t)t * planes) * groups + g;
+			int64_t xs = planes == 2 ? (int64_t)s[0] * (1 << HMOE_FXP_PLANE_SHIFT) +
+						   s[groups] : s[0];
+
+			dots[t * groups + g] =
+				(int64_t)_mm512_reduce_add_epi32(dot_u_planes(
+					u0, u1, x->xq + (size_t)t * stride + g * HMOE_FXP_GROUP,
+					planes, plane)) -
+				xs * (1 << bias_shift);
+		}
+	}
+}
+
 /* int8 / int4 dots of every token of x, one plane or (A16) both, written per token:
  * dots[r] (n_tokens, groups) for R = 1 or 2 rows. The weights of 4 groups of each row
  * stay in registers across tokens; two rows keep two weight streams in flight, which
@@ -154,24 +181,8 @@ dots_int_rows(const uint8_t *const *codes, const int R, const int format,
 			}
 		}
 	}
-	for (; g < groups; g++) {
-		for (int r = 0; r < R; r++) {
-			__m512i u0, u1;
-
-			load_u(codes[r], format, g, &u0, &u1);
-			for (int t = 0; t < x->n_tokens; t++) {
-				const int32_t *s = x->xsum + ((size_t)t * planes) * groups + g;
-				int64_t xs = planes == 2 ? (int64_t)s[0] * (1 << HMOE_FXP_PLANE_SHIFT) +
-							   s[groups] : s[0];
-
-				dots[r][t * groups + g] =
-					(int64_t)_mm512_reduce_add_epi32(dot_u_planes(
-						u0, u1, x->xq + (size_t)t * stride + g * HMOE_FXP_GROUP,
-						planes, plane)) -
-					xs * (1 << bias_shift);
-			}
-		}
-	}
+	for (int r = 0; r < R; r++)
+		dots_int_tail(codes[r], format, x, g, dots[r]);
 }
 
 static void dots_int(const uint8_t *codes, int format, const struct hmoe_fxp_xtile *x,
@@ -193,6 +204,65 @@ static void avx512_row_dots2(const uint8_t *codes_a, const uint8_t *codes_b, int
 		dots_int_rows(codes, 2, HMOE_FXP_INT8, x, dots);
 	else
 		dots_int_rows(codes, 2, HMOE_FXP_INT4, x, dots);
+}
+
+/* One token's int8 / int4 dots for R = 4 rows at once (row r's codes at codes[r], its
+ * dots into dots[r], (groups)): each group's x (both planes, 4 vectors for A16) is loaded
+ * once for the four rows. With one token every weight byte is used once, and the x loads
+ * (A16: 2 lines per int8 weight line, 4 per int4 line) slow the weight stream from DRAM
+ * even though they hit the cache; shared by four rows they cost a quarter as much. The
+ * driver passes rows far apart (n and n + half of a work item, in W1 and W3), which the
+ * hardware prefetchers follow as four streams; adjacent rows read side by side are no
+ * faster than two. Lane bounds as dots_int_rows. */
+static inline __attribute__((always_inline)) void
+dots_int_1tok(const uint8_t *const *codes, const int R, const int format,
+	      const struct hmoe_fxp_xtile *x, int64_t *const *dots)
+{
+	int plane = x->groups * HMOE_FXP_GROUP, planes = x->planes, groups = x->groups, g = 0;
+	int bias_shift = format == HMOE_FXP_INT8 ? 7 : 3;
+	int group_bytes = hmoe_fxp_group_bytes(format);
+
+	for (; g + 4 <= groups; g += 4) {
+		__m512i acc[4][4];
+		__m256i bias = _mm256_slli_epi64(_mm256_cvtepi32_epi64(xsum4(x, 0, g)), bias_shift);
+
+#pragma GCC unroll 4
+		for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+			for (int i = 0; i < 4 * group_bytes; i += HMOE_FXP_LINE_BYTES)
+				_mm_prefetch((const char *)codes[r] + (size_t)g * group_bytes +
+						     DOTS_PREFETCH_BYTES + i, _MM_HINT_T1);
+#pragma GCC unroll 4
+		for (int j = 0; j < 4; j++) {
+			const int8_t *xp = x->xq + (g + j) * HMOE_FXP_GROUP;
+
+#pragma GCC unroll 4
+			for (int r = 0; r < R; r++) {
+				__m512i u0, u1;
+
+				load_u(codes[r], format, g + j, &u0, &u1);
+				acc[r][j] = dot_u_planes(u0, u1, xp, planes, plane);
+			}
+		}
+#pragma GCC unroll 4
+		for (int r = 0; r < R; r++) {
+			__m128i sums = reduce4_epi32(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
+
+			_mm256_storeu_si256((__m256i *)(dots[r] + g),
+					    _mm256_sub_epi64(_mm256_cvtepi32_epi64(sums), bias));
+		}
+	}
+	for (int r = 0; r < R; r++)
+		dots_int_tail(codes[r], format, x, g, dots[r]);
+}
+
+static void avx512_row_dots4(const uint8_t *const *codes, int format,
+			     const struct hmoe_fxp_xtile *x, int64_t *const *dots)
+{
+	if (format == HMOE_FXP_INT8)
+		dots_int_1tok(codes, 4, HMOE_FXP_INT8, x, dots);
+	else
+		dots_int_1tok(codes, 4, HMOE_FXP_INT4, x, dots);
 }
 
 static void dots_fp8(const uint8_t *codes, const struct hmoe_fxp_xtile *x, int64_t *dots,
@@ -1001,6 +1071,7 @@ const struct hmoe_fxp_simd hmoe_fxp_simd_avx512 = {
 	.row_terms = avx512_row_terms,
 	.whole_tokens = HMOE_FXP_AVX512_WHOLE_TOKENS,
 	.row_dots2 = avx512_row_dots2,
+	.row_dots4 = avx512_row_dots4,
 	.rows_acc = avx512_rows_acc,
 	.lanes_min_tokens = HMOE_FXP_LANES_MIN_TOKENS,
 	.lanes_wide = HMOE_FXP_AVX512_LANES_WIDE,
