@@ -334,6 +334,7 @@ static void dots_fp8(const uint8_t *codes, const struct hmoe_fxp_xtile *x, int64
 /* ---- fp8 as three int8 planes (needs AVX512-VBMI for the 128-entry lookups) ---- */
 
 static uint8_t fp8_digits[3][128];  /* 128 + |q| digits of e4m3 codes 0..127, base 128 */
+static uint8_t fp8_abs[3][128];     /* the digits |p_i| themselves (one-token rows) */
 static int16_t fp8_wide[2][128];    /* |q| & 511 and |q| >> 9 of codes 0..127 */
 static int fp8_use_planes;           /* VBMI present and $HMOE_FXP_NO_VBMI unset */
 static pthread_once_t fp8_digits_once = PTHREAD_ONCE_INIT;
@@ -351,6 +352,8 @@ static void fp8_digits_init(void)
 		fp8_digits[0][c] = (uint8_t)(128 + (q & 127));
 		fp8_digits[1][c] = (uint8_t)(128 + ((q >> 7) & 127));
 		fp8_digits[2][c] = (uint8_t)(128 + (q >> 14));
+		for (int i = 0; i < 3; i++)
+			fp8_abs[i][c] = (uint8_t)(fp8_digits[i][c] - 128);
 		fp8_wide[0][c] = (int16_t)(q & 511);
 		fp8_wide[1][c] = (int16_t)(q >> 9);
 	}
@@ -366,9 +369,10 @@ static int fp8_planes(void)
 #define VBMI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")))
 
 /* The three planes u_i = p_i + 128 of 64 codes: 128 + |p_i| from the table, and for a
- * negative code 128 - |p_i| = 256 - (128 + |p_i|), i.e. the table byte negated. */
-VBMI_TARGET static inline __attribute__((always_inline)) void
-fp8_planes64(__m512i c, const __m512i tab[3][2], __m512i pu[3])
+ * negative code 128 - |p_i| = 256 - (128 + |p_i|), i.e. the table byte negated. ABS (with
+ * the fp8_abs tables): the digits |p_i| as they are. Returns the codes' sign mask. */
+VBMI_TARGET static inline __attribute__((always_inline)) __mmask64
+fp8_planes64(__m512i c, const __m512i tab[3][2], const int ABS, __m512i pu[3])
 {
 	__mmask64 neg = _mm512_movepi8_mask(c);
 
@@ -376,21 +380,23 @@ fp8_planes64(__m512i c, const __m512i tab[3][2], __m512i pu[3])
 	for (int i = 0; i < 3; i++) {
 		__m512i d = _mm512_permutex2var_epi8(tab[i][0], c, tab[i][1]);
 
-		pu[i] = _mm512_mask_sub_epi8(d, neg, _mm512_setzero_si512(), d);
+		pu[i] = ABS ? d : _mm512_mask_sub_epi8(d, neg, _mm512_setzero_si512(), d);
 	}
+	return neg;
 }
 
-/* Decodes groups g .. g + NG - 1 (NG <= 2) into pu[j][h][i]: group g + j, half h, digit i. */
+/* Decodes groups g .. g + NG - 1 (NG <= 2) into pu[j][h][i]: group g + j, half h, digit i
+ * (ABS: the digits |p_i| from fp8_abs, and the codes' signs in neg[j][h]). */
 VBMI_TARGET static inline __attribute__((always_inline)) void
 fp8_decode_groups(const uint8_t *codes, int g, const int NG, const __m512i tab[3][2],
-		  __m512i pu[2][2][3])
+		  const int ABS, __m512i pu[2][2][3], __mmask64 neg[2][2])
 {
 #pragma GCC unroll 2
 	for (int j = 0; j < NG; j++)
 #pragma GCC unroll 2
 		for (int h = 0; h < 2; h++)
-			fp8_planes64(_mm512_loadu_si512(codes + (g + j) * HMOE_FXP_GROUP + 64 * h),
-				     tab, pu[j][h]);
+			neg[j][h] = fp8_planes64(_mm512_loadu_si512(codes + (g + j) * HMOE_FXP_GROUP +
+								    64 * h), tab, ABS, pu[j][h]);
 }
 
 /* Dots of token t of x (P planes, the mode's) over groups g .. g + NG - 1 (NG <= 2) from
@@ -403,11 +409,15 @@ fp8_decode_groups(const uint8_t *codes, int g, const int NG, const __m512i tab[3
  * so dot = lo + 2^14 hi - 128 * 16513 * sum(x), with sum(x) = 128 sum(xh) + sum(xl) for
  * A16. A lane of one S holds 8 products |u * x| <= 255 * 128, i.e. <= 261120, so
  * lo <= 261120 + 128 * 2 * 261120 = 6.7e7 and hi <= 2 * 261120 + 128 * 261120 = 3.4e7,
- * 16 lanes <= 1.07e9 < 2^31. Always inlined with constant P and NG, so the 12 digit
- * planes, 6 tables and 2 * NG accumulators stay in the 32 registers. */
+ * 16 lanes <= 1.07e9 < 2^31. ABS: u_i = |p_i| and x negated where the code is negative
+ * (|x| <= 127, so -x is an int8), so S(|p|, +-x) = sum(p * x) with no offset and no bias;
+ * |u * x| <= 127 * 127 keeps it inside the same bounds. Always inlined with constant P
+ * and NG, so the 12 digit planes, 6 tables and 2 * NG accumulators stay in the 32
+ * registers. */
 VBMI_TARGET static inline __attribute__((always_inline)) void
-fp8_token_block(const __m512i pu[2][2][3], const struct hmoe_fxp_xtile *x, int t, const int P,
-		int g, const int NG, int64_t *dots)
+fp8_token_block(const __m512i pu[2][2][3], const __mmask64 neg[2][2], const int ABS,
+		const struct hmoe_fxp_xtile *x, int t, const int P, int g, const int NG,
+		int64_t *dots)
 {
 	const __m512i zero = _mm512_setzero_si512();
 	int groups = x->groups, plane = groups * HMOE_FXP_GROUP;
@@ -423,6 +433,11 @@ fp8_token_block(const __m512i pu[2][2][3], const struct hmoe_fxp_xtile *x, int t
 			xh[h] = _mm512_loadu_si512(xt + (g + j) * HMOE_FXP_GROUP + 64 * h);
 			xl[h] = P == 2 ? _mm512_loadu_si512(xt + plane + (g + j) * HMOE_FXP_GROUP +
 							    64 * h) : xh[h];
+			if (ABS) {  /* the codes' signs go onto x (|x| <= 127) */
+				xh[h] = _mm512_mask_sub_epi8(xh[h], neg[j][h], zero, xh[h]);
+				xl[h] = P == 2 ? _mm512_mask_sub_epi8(xl[h], neg[j][h], zero, xl[h]) :
+						 xh[h];
+			}
 		}
 #pragma GCC unroll 2
 		for (int h = 0; h < 2; h++) {
@@ -449,20 +464,24 @@ fp8_token_block(const __m512i pu[2][2][3], const struct hmoe_fxp_xtile *x, int t
 		acc[2 + j] = hi;
 	}
 	{
-		/* sums = lo(g), lo(g + 1), hi(g), hi(g + 1); dot = lo + 2^14 hi - bias in int64 */
+		/* sums = lo(g), lo(g + 1), hi(g), hi(g + 1); dot = lo + 2^14 hi - bias in int64
+		 * (ABS: no bias) */
 		__m128i sums = reduce4_epi32(acc[0], NG == 2 ? acc[1] : zero, acc[2],
 					     NG == 2 ? acc[3] : zero);
-		const int32_t *xs = x->xsum + (size_t)t * P * groups + g;
-		__m128i xsum = _mm_loadl_epi64((const __m128i *)xs);
-		__m128i d;
+		__m128i d = _mm_add_epi64(_mm_cvtepi32_epi64(sums),
+					  _mm_slli_epi64(_mm_cvtepi32_epi64(_mm_srli_si128(sums, 8)),
+							 14));
 
-		if (P == 2)
-			xsum = _mm_add_epi32(_mm_slli_epi32(xsum, 7),
-					     _mm_loadl_epi64((const __m128i *)(xs + groups)));
-		d = _mm_add_epi64(_mm_cvtepi32_epi64(sums),
-				  _mm_slli_epi64(_mm_cvtepi32_epi64(_mm_srli_si128(sums, 8)), 14));
-		d = _mm_sub_epi64(d, _mm_mul_epi32(_mm_cvtepi32_epi64(xsum),
-						   _mm_set1_epi64x(128 * 16513)));
+		if (!ABS) {
+			const int32_t *xs = x->xsum + (size_t)t * P * groups + g;
+			__m128i xsum = _mm_loadl_epi64((const __m128i *)xs);
+
+			if (P == 2)
+				xsum = _mm_add_epi32(_mm_slli_epi32(xsum, 7),
+						     _mm_loadl_epi64((const __m128i *)(xs + groups)));
+			d = _mm_sub_epi64(d, _mm_mul_epi32(_mm_cvtepi32_epi64(xsum),
+							   _mm_set1_epi64x(128 * 16513)));
+		}
 		if (NG == 2)
 			_mm_storeu_si128((__m128i *)(dots + t * groups + g), d);
 		else
@@ -473,41 +492,50 @@ fp8_token_block(const __m512i pu[2][2][3], const struct hmoe_fxp_xtile *x, int t
 /* Groups g .. g + NG - 1 for every token of x: decoded once, then one token at a time. */
 VBMI_TARGET static inline __attribute__((always_inline)) void
 fp8_groups_all_tokens(const uint8_t *codes, const struct hmoe_fxp_xtile *x, int g, const int NG,
-		      const int P, const __m512i tab[3][2], int64_t *dots)
+		      const int P, const __m512i tab[3][2], const int ABS, int64_t *dots)
 {
 	__m512i pu[2][2][3];
+	__mmask64 neg[2][2];
 
-	fp8_decode_groups(codes, g, NG, tab, pu);
+	fp8_decode_groups(codes, g, NG, tab, ABS, pu, neg);
 	for (int t = 0; t < x->n_tokens; t++)
-		fp8_token_block(pu, x, t, P, g, NG, dots);
+		fp8_token_block(pu, neg, ABS, x, t, P, g, NG, dots);
 }
 
 /* Every token of x (P planes each), weight-stationary: each pair of groups is decoded
- * into registers once and feeds every token. */
+ * into registers once and feeds every token. ABS (one token, |x| <= 127): the digits stay
+ * |p_i| and the codes' signs negate x instead, two masked negations per 64 codes (A16)
+ * where the digits need three, and with no offset there is no bias to take out. */
 VBMI_TARGET static inline __attribute__((always_inline)) void
 dots_fp8_planes_p(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P,
-		  int64_t *dots)
+		  const int ABS, int64_t *dots)
 {
 	int groups = x->groups, g = 0;
 	__m512i tab[3][2];
 
 	for (int i = 0; i < 3; i++) {
-		tab[i][0] = _mm512_loadu_si512(fp8_digits[i]);
-		tab[i][1] = _mm512_loadu_si512(fp8_digits[i] + 64);
+		tab[i][0] = _mm512_loadu_si512(ABS ? fp8_abs[i] : fp8_digits[i]);
+		tab[i][1] = _mm512_loadu_si512((ABS ? fp8_abs[i] : fp8_digits[i]) + 64);
 	}
 	for (; g + 2 <= groups; g += 2)
-		fp8_groups_all_tokens(codes, x, g, 2, P, tab, dots);
+		fp8_groups_all_tokens(codes, x, g, 2, P, tab, ABS, dots);
 	if (g < groups)
-		fp8_groups_all_tokens(codes, x, g, 1, P, tab, dots);
+		fp8_groups_all_tokens(codes, x, g, 1, P, tab, ABS, dots);
 }
 
 VBMI_TARGET static void dots_fp8_planes(const uint8_t *codes, const struct hmoe_fxp_xtile *x,
 					int64_t *dots)
 {
-	if (x->planes == 2)
-		dots_fp8_planes_p(codes, x, 2, dots);
+	int abs = x->n_tokens == 1 && !x->has_m128;
+
+	if (x->planes == 2 && abs)
+		dots_fp8_planes_p(codes, x, 2, 1, dots);
+	else if (x->planes == 2)
+		dots_fp8_planes_p(codes, x, 2, 0, dots);
+	else if (abs)
+		dots_fp8_planes_p(codes, x, 1, 1, dots);
 	else
-		dots_fp8_planes_p(codes, x, 1, dots);
+		dots_fp8_planes_p(codes, x, 1, 0, dots);
 }
 
 static void avx512_row_dots(const uint8_t *codes, int format, const struct hmoe_fxp_xtile *x,
