@@ -14,7 +14,9 @@
  *         <= 4 * 2 * 32512 * (128 + 1) = 3.4e7 per group, 8 lanes 2.7e8 < 2^31. A tile
  *         with an off-contract -128 (hmoe_fxp_xtile.has_m128) takes the general path.
  *   int4: u = the nibble q + 8 in [0, 15], x' = x: a pair <= 2 * 15 * 128 = 3840 for any
- *         int8 x; dot = sum(u * x) - 8 * sum(x). A group's 64 bytes hold columns 0-63 in
+ *         int8 x, a group's four pair vectors summed in int16 <= 15360, then widened:
+ *         a lane <= 2 * 15360 * (128 + 1) = 4.0e6, 8 lanes 3.2e7; dot = sum(u * x) -
+ *         8 * sum(x). A group's 64 bytes hold columns 0-63 in
  *         their low nibbles and 64-127 in their high ones, matching x's halves.
  * General path (fp8, and int8 with -128 in x; int4 never needs it): each row is first
  * decoded to 16-bit weights shared by the tile's rows: int8 to q itself; fp8 to
@@ -220,20 +222,29 @@ group_operands(const uint8_t *codes, const int format, int g, __m256i u[4], __m2
 	}
 }
 
-/* mult * sum over one group of u * x' for one plane of x (see the top of the file). */
+/* mult * sum over one group of u * x' for one plane of x (see the top of the file). int4
+ * adds its four vpmaddubsw results in int16 first (each pair <= 3840, four <= 15360 <
+ * 2^15) and widens them with one vpmaddwd; int8's pairs (<= 32512) are widened one by
+ * one. */
 static inline __attribute__((always_inline)) __m256i
 group_plane(const __m256i u[4], const __m256i q[4], const int8_t *xp, const int format,
 	    __m256i mult, __m256i acc)
 {
+	__m256i s = _mm256_setzero_si256();
+
 #pragma GCC unroll 4
 	for (int k = 0; k < 4; k++) {
 		__m256i xv = _mm256_loadu_si256((const __m256i *)(xp + 32 * k));
 
-		if (format == HMOE_FXP_INT8)
+		if (format == HMOE_FXP_INT8) {
 			xv = _mm256_sign_epi8(xv, q[k]);
-		acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u[k], xv), mult));
+			acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u[k], xv),
+								      mult));
+		} else {
+			s = _mm256_add_epi16(s, _mm256_maddubs_epi16(u[k], xv));
+		}
 	}
-	return acc;
+	return format == HMOE_FXP_INT8 ? acc : _mm256_add_epi32(acc, _mm256_madd_epi16(s, mult));
 }
 
 /* int8 / int4 dots of every token of x (either plane count), whole tokens. */
