@@ -11,7 +11,9 @@
  * one-plane rows: a variant sees them so unless it takes the format's tokens whole
  * (whole_tokens), and linear_row() then combines the two rows' dots of a token as
  * 128 * hi + lo before the epilogue runs per token. A variant with rows_dots (AMX) runs
- * int8 linears 16 rows at a time, with the tile's activations also kept in its layout.
+ * int8 linears 16 rows at a time, with the tile's activations also kept in its layout;
+ * one with row_dots4 runs a one-token tile's int8/int4 rows four at a time, rows far
+ * apart in memory (up_rows_tokens, down_rows_tokens).
  */
 #include "hmoe_fxp_cpu.h"
 
