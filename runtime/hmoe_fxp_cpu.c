@@ -12,8 +12,8 @@
  * (whole_tokens), and linear_row() then combines the two rows' dots of a token as
  * 128 * hi + lo before the epilogue runs per token. A variant with rows_dots (AMX) runs
  * int8 linears 16 rows at a time, with the tile's activations also kept in its layout;
- * one with row_dots4 runs a one-token tile's int8/int4 rows four at a time, rows far
- * apart in memory (up_rows_tokens, down_rows_tokens).
+ * one with row_acc4 runs a one-token tile's int8/int4 rows four at a time, rows far
+ * apart in memory, dots and terms fused (up_rows_tokens, down_rows_tokens).
  */
 #include "hmoe_fxp_cpu.h"
 
@@ -403,31 +403,24 @@ static void linear_row_pair(const struct hmoe_fxp_simd *simd, const uint8_t *a,
 	row_epilogue(simd, b, wk->dots2, x, qb, stride);
 }
 
-/* Whether a one-token x goes four rows at a time (row_dots4: int8/int4). */
+/* Whether a one-token x goes four rows at a time (row_acc4: int8/int4). */
 static int use_rows4(const struct hmoe_fxp_simd *simd, int format,
 		     const struct hmoe_fxp_xtile *x)
 {
-	return simd->row_dots4 && format != HMOE_FXP_FP8 && x->n_tokens == 1 &&
+	return simd->row_acc4 && format != HMOE_FXP_FP8 && x->n_tokens == 1 &&
 	       (x->planes == 1 || (simd->whole_tokens & (1u << format)));
 }
 
-/* Four rows (records over `in` columns) against a one-token x in one pass (row_dots4):
+/* Four rows (records over `in` columns) against a one-token x in one pass (row_acc4):
  * row r's Q16 result into *q[r]. */
 static void linear_rows4(const struct hmoe_fxp_simd *simd, const uint8_t *const *rows,
-			 int format, int in, const struct hmoe_fxp_xtile *x,
-			 struct row_work *wk, int32_t *const *q)
+			 int format, int in, const struct hmoe_fxp_xtile *x, int32_t *const *q)
 {
-	size_t skip = (size_t)hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
-	const uint8_t *codes[4];
-	int64_t *dots[4];
+	int64_t acc[4];
 
-	for (int r = 0; r < 4; r++) {
-		codes[r] = rows[r] + skip;
-		dots[r] = wk->dots + r * HMOE_FXP_MAX_IN_GROUPS;
-	}
-	simd->row_dots4(codes, format, x, dots);
+	simd->row_acc4(rows, format, in, x, acc);
 	for (int r = 0; r < 4; r++)
-		row_epilogue(simd, rows[r], dots[r], x, q[r], 1);
+		*q[r] = hmoe_fxp_acc_to_q16(acc[r]);
 }
 
 static const uint8_t *row_at(const uint8_t *lin, int format, int in, int n)
@@ -473,7 +466,7 @@ static void up_rows_tokens(const struct hmoe_fxp_simd *simd, const uint8_t *w1,
 			int32_t a[4];
 			int32_t *q[4] = { &a[0], &a[1], &a[2], &a[3] };
 
-			linear_rows4(simd, rows, format, dim, x, wk, q);
+			linear_rows4(simd, rows, format, dim, x, q);
 			h[n] = hmoe_fxp_swiglu_q32(a[0], a[1]);
 			h[n + half] = hmoe_fxp_swiglu_q32(a[2], a[3]);
 		}
@@ -757,7 +750,7 @@ static void down_rows_tokens(const struct hmoe_fxp_simd *simd, const uint8_t *w2
 				rows[r] = row_at(w2, format, inter, n + r * qr);
 				q[r] = y + n + r * qr;
 			}
-			linear_rows4(simd, rows, format, inter, ht, wk, q);
+			linear_rows4(simd, rows, format, inter, ht, q);
 		}
 		return;
 	}

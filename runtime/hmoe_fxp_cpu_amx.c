@@ -230,10 +230,10 @@ static void amx_row_dots2(const uint8_t *codes_a, const uint8_t *codes_b, int fo
 	hmoe_fxp_simd_avx512.row_dots2(codes_a, codes_b, format, x, dots_a, dots_b);
 }
 
-static void amx_row_dots4(const uint8_t *const *codes, int format,
-			  const struct hmoe_fxp_xtile *x, int64_t *const *dots)
+static void amx_row_acc4(const uint8_t *const *rows, int format, int in,
+			 const struct hmoe_fxp_xtile *x, int64_t *acc)
 {
-	hmoe_fxp_simd_avx512.row_dots4(codes, format, x, dots);
+	hmoe_fxp_simd_avx512.row_acc4(rows, format, in, x, acc);
 }
 
 static int amx_rows_acc(const uint8_t *rows, size_t row_stride, int n_rows, int format,
@@ -248,7 +248,7 @@ static int amx_rows_acc(const uint8_t *rows, size_t row_stride, int n_rows, int 
 	{                                                                      \
 		.name = NAME, .supported = SUPPORTED, .row_dots = amx_row_dots,  \
 		.row_terms = amx_row_terms, .row_dots2 = amx_row_dots2,        \
-		.row_dots4 = amx_row_dots4, .rows_dots = ROWS_DOTS,            \
+		.row_acc4 = amx_row_acc4, .rows_dots = ROWS_DOTS,              \
 		.rows_acc = amx_rows_acc,                                      \
 		.whole_tokens = HMOE_FXP_AVX512_WHOLE_TOKENS,                  \
 		.lanes_min_tokens = HMOE_FXP_LANES_MIN_TOKENS,                 \

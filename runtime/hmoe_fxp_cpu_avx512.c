@@ -206,22 +206,75 @@ static void avx512_row_dots2(const uint8_t *codes_a, const uint8_t *codes_b, int
 		dots_int_rows(codes, 2, HMOE_FXP_INT4, x, dots);
 }
 
-/* One token's int8 / int4 dots for R = 4 rows at once (row r's codes at codes[r], its
- * dots into dots[r], (groups)): each group's x (both planes, 4 vectors for A16) is loaded
- * once for the four rows. With one token every weight byte is used once, and the x loads
- * (A16: 2 lines per int8 weight line, 4 per int4 line) slow the weight stream from DRAM
- * even though they hit the cache; shared by four rows they cost a quarter as much. The
- * driver passes rows far apart (n and n + half of a work item, in W1 and W3), which the
- * hardware prefetchers follow as four streams; adjacent rows read side by side are no
- * faster than two. Lane bounds as dots_int_rows. */
+/* The terms of groups g .. g + 3 of two rows a and b (their dots da, db; their
+ * little-endian scale words at sa + 4 g, sb + 4 g) for the one token of x, added to acc
+ * (lanes 0-3 row a, 4-7 row b): avx512_row_terms' arithmetic (see there) in 64-bit lanes,
+ * the scalar term where an exponent is outside [1, 62]. (The clamp at 2^56 cannot act
+ * here: int8/int4 A16 dots are < 2^29, so |dot * m| < 2^53; it is kept so that the
+ * function is the contract's term for any dot.) */
+static inline __attribute__((always_inline)) __m512i
+terms4x2(__m256i da, __m256i db, const uint8_t *sa, const uint8_t *sb,
+	 const struct hmoe_fxp_xtile *x, int g, __m512i acc)
+{
+	const __m512i one = _mm512_set1_epi64(1), zero = _mm512_setzero_si512();
+	__m256i w = _mm256_inserti128_si256(
+		_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(sa + 4 * g))),
+		_mm_loadu_si128((const __m128i *)(sb + 4 * g)), 1);
+	__m256i xe = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(x->xe + g)));
+	__m256i xm = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(x->xm + g)));
+	__m256i wm = _mm256_and_si256(w, _mm256_set1_epi32(0xffff));
+	__m256i r32 = _mm256_add_epi32(_mm256_srai_epi32(_mm256_sub_epi32(w, wm), 16), xe);
+	__m256i m32 = _mm256_mullo_epi32(wm, xm);
+	__mmask8 ok = _mm256_cmpgt_epi32_mask(r32, _mm256_setzero_si256()) &
+		      _mm256_cmple_epi32_mask(r32, _mm256_set1_epi32(62));
+	__m512i d = _mm512_inserti64x4(_mm512_castsi256_si512(da), db, 1), r, v, mag;
+
+	if (ok != 0xff) {
+		int64_t dd[8], a[2] = { 0, 0 };
+		uint32_t mm[8];
+		int32_t rr[8];
+
+		_mm512_storeu_si512(dd, d);
+		_mm256_storeu_si256((__m256i *)mm, m32);
+		_mm256_storeu_si256((__m256i *)rr, r32);
+		for (int i = 0; i < 8; i++)
+			a[i / 4] += hmoe_fxp_term_split(dd[i], mm[i], rr[i]);
+		return _mm512_add_epi64(acc, _mm512_set_epi64(0, 0, 0, a[1], 0, 0, 0, a[0]));
+	}
+	r = _mm512_cvtepi32_epi64(r32);
+	v = _mm512_mullo_epi64(d, _mm512_cvtepu32_epi64(m32));
+	mag = _mm512_abs_epi64(v);
+	mag = _mm512_srlv_epi64(_mm512_add_epi64(mag, _mm512_sllv_epi64(
+					one, _mm512_sub_epi64(r, one))), r);
+	mag = _mm512_min_epu64(mag, _mm512_set1_epi64(HMOE_FXP_TERM_MAX));
+	return _mm512_add_epi64(acc, _mm512_mask_sub_epi64(mag, _mm512_cmplt_epi64_mask(v, zero),
+							   zero, mag));
+}
+
+/* One token's int8 / int4 Q24 row accumulators for R = 4 row records at once (rows[r],
+ * `in` columns; acc[r] = the sum of the row's group terms, as row_terms gives it), dots and
+ * terms fused: each group's x (both planes, 4 vectors for A16) is loaded once for the four
+ * rows, and each block of 4 groups goes straight into its terms. With one token every
+ * weight byte is used once, and the x loads (A16: 2 lines per int8 weight line, 4 per
+ * int4 line) slow the weight stream from DRAM even though they hit the cache; shared by
+ * four rows they cost a quarter as much. The driver passes rows far apart (n and n + half
+ * of a work item, in W1 and W3), which the hardware prefetchers follow as four streams;
+ * adjacent rows read side by side are no faster than two. A separate epilogue pass per
+ * row (row_terms) would leave the weight stream idle while it runs. Lane bounds as
+ * dots_int_rows. */
 static inline __attribute__((always_inline)) void
-dots_int_1tok(const uint8_t *const *codes, const int R, const int format,
-	      const struct hmoe_fxp_xtile *x, int64_t *const *dots)
+acc_int_1tok(const uint8_t *const *rows, const int R, const int format, int in,
+	     const struct hmoe_fxp_xtile *x, int64_t *acc_out)
 {
 	int plane = x->groups * HMOE_FXP_GROUP, planes = x->planes, groups = x->groups, g = 0;
 	int bias_shift = format == HMOE_FXP_INT8 ? 7 : 3;
 	int group_bytes = hmoe_fxp_group_bytes(format);
+	size_t skip = (size_t)hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
+	const uint8_t *codes[4];
+	__m512i tacc[2] = { _mm512_setzero_si512(), _mm512_setzero_si512() };
 
+	for (int r = 0; r < R; r++)
+		codes[r] = rows[r] + skip;
 	for (; g + 4 <= groups; g += 4) {
 		__m512i acc[4][4];
 		__m256i bias = _mm256_slli_epi64(_mm256_cvtepi32_epi64(xsum4(x, 0, g)), bias_shift);
@@ -244,25 +297,45 @@ dots_int_1tok(const uint8_t *const *codes, const int R, const int format,
 				acc[r][j] = dot_u_planes(u0, u1, xp, planes, plane);
 			}
 		}
-#pragma GCC unroll 4
-		for (int r = 0; r < R; r++) {
-			__m128i sums = reduce4_epi32(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
+#pragma GCC unroll 2
+		for (int r = 0; r < R; r += 2) {
+			__m256i d[2];
 
-			_mm256_storeu_si256((__m256i *)(dots[r] + g),
-					    _mm256_sub_epi64(_mm256_cvtepi32_epi64(sums), bias));
+#pragma GCC unroll 2
+			for (int i = 0; i < 2; i++)
+				d[i] = _mm256_sub_epi64(_mm256_cvtepi32_epi64(reduce4_epi32(
+					acc[r + i][0], acc[r + i][1], acc[r + i][2], acc[r + i][3])), bias);
+			tacc[r / 2] = terms4x2(d[0], d[1], rows[r], rows[r + 1], x, g, tacc[r / 2]);
 		}
 	}
-	for (int r = 0; r < R; r++)
-		dots_int_tail(codes[r], format, x, g, dots[r]);
+	for (int r = 0; r < R; r++) {
+		__m256i t = r % 2 ? _mm512_extracti64x4_epi64(tacc[r / 2], 1) :
+				    _mm512_castsi512_si256(tacc[r / 2]);
+		__m128i h = _mm_add_epi64(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+		int64_t a = _mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1);
+
+		if (g < groups) {  /* the last groups one at a time, scalar terms */
+			int64_t d[HMOE_FXP_MAX_IN_GROUPS];
+
+			dots_int_tail(codes[r], format, x, g, d);
+			for (int k = g; k < groups; k++) {
+				int32_t w = hmoe_fxp_row_scale(rows[r], k);
+
+				a += hmoe_fxp_term_split(d[k], hmoe_fxp_scale_m(w) * x->xm[k],
+							 hmoe_fxp_scale_e(w) + x->xe[k]);
+			}
+		}
+		acc_out[r] = a;
+	}
 }
 
-static void avx512_row_dots4(const uint8_t *const *codes, int format,
-			     const struct hmoe_fxp_xtile *x, int64_t *const *dots)
+static void avx512_row_acc4(const uint8_t *const *rows, int format, int in,
+			    const struct hmoe_fxp_xtile *x, int64_t *acc)
 {
 	if (format == HMOE_FXP_INT8)
-		dots_int_1tok(codes, 4, HMOE_FXP_INT8, x, dots);
+		acc_int_1tok(rows, 4, HMOE_FXP_INT8, in, x, acc);
 	else
-		dots_int_1tok(codes, 4, HMOE_FXP_INT4, x, dots);
+		acc_int_1tok(rows, 4, HMOE_FXP_INT4, in, x, acc);
 }
 
 static void dots_fp8(const uint8_t *codes, const struct hmoe_fxp_xtile *x, int64_t *dots,
@@ -1099,7 +1172,7 @@ const struct hmoe_fxp_simd hmoe_fxp_simd_avx512 = {
 	.row_terms = avx512_row_terms,
 	.whole_tokens = HMOE_FXP_AVX512_WHOLE_TOKENS,
 	.row_dots2 = avx512_row_dots2,
-	.row_dots4 = avx512_row_dots4,
+	.row_acc4 = avx512_row_acc4,
 	.rows_acc = avx512_rows_acc,
 	.lanes_min_tokens = HMOE_FXP_LANES_MIN_TOKENS,
 	.lanes_wide = HMOE_FXP_AVX512_LANES_WIDE,
