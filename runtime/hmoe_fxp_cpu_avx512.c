@@ -50,6 +50,31 @@ static __m128i reduce4_epi32(__m512i a0, __m512i a1, __m512i a2, __m512i a3)
 	return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
 }
 
+/* The lane sums of a[0..3][0..3] (each < 2^31 in total) as 16 int32, a[i][j]'s at lane
+ * 4 i + j: pairs interleaved and added at 32, then 64, then 128 bits. */
+static inline __attribute__((always_inline)) __m512i reduce16_epi32(__m512i a[4][4])
+{
+	__m512i t[8], u[4], v[2];
+
+#pragma GCC unroll 8
+	for (int i = 0; i < 8; i++) {
+		__m512i p = a[i / 2][(i % 2) * 2], q = a[i / 2][(i % 2) * 2 + 1];
+
+		t[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(p, q), _mm512_unpackhi_epi32(p, q));
+	}
+#pragma GCC unroll 4
+	for (int i = 0; i < 4; i++)  /* per 128 bits: a[i][0..3]'s partial sums */
+		u[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(t[2 * i], t[2 * i + 1]),
+					_mm512_unpackhi_epi64(t[2 * i], t[2 * i + 1]));
+#pragma GCC unroll 2
+	for (int i = 0; i < 2; i++)
+		v[i] = _mm512_add_epi32(
+			_mm512_shuffle_i32x4(u[2 * i], u[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+			_mm512_shuffle_i32x4(u[2 * i], u[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+	return _mm512_add_epi32(_mm512_shuffle_i32x4(v[0], v[1], _MM_SHUFFLE(2, 0, 2, 0)),
+				_mm512_shuffle_i32x4(v[0], v[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
 /* int8 and int4 share the shape: per group, two 64-byte unsigned operands u0, u1 and the
  * matching two 64-byte x operands; dot = sum(u * x) - 2^bias_shift * sum(x). */
 static inline void load_u(const uint8_t *codes, int format, int g, __m512i *u0, __m512i *u1)
@@ -206,15 +231,15 @@ static void avx512_row_dots2(const uint8_t *codes_a, const uint8_t *codes_b, int
 		dots_int_rows(codes, 2, HMOE_FXP_INT4, x, dots);
 }
 
-/* The terms of groups g .. g + 3 of two rows a and b (their dots da, db; their
- * little-endian scale words at sa + 4 g, sb + 4 g) for the one token of x, added to acc
- * (lanes 0-3 row a, 4-7 row b): avx512_row_terms' arithmetic (see there) in 64-bit lanes,
+/* The terms of groups g .. g + 3 of two rows a and b (their dots d, lanes 0-3 row a, 4-7
+ * row b; their little-endian scale words at sa + 4 g, sb + 4 g) for the one token of x,
+ * added to acc (lanes as d): avx512_row_terms' arithmetic (see there) in 64-bit lanes,
  * the scalar term where an exponent is outside [1, 62]. (The clamp at 2^56 cannot act
  * here: int8/int4 A16 dots are < 2^29, so |dot * m| < 2^53; it is kept so that the
  * function is the contract's term for any dot.) */
 static inline __attribute__((always_inline)) __m512i
-terms4x2(__m256i da, __m256i db, const uint8_t *sa, const uint8_t *sb,
-	 const struct hmoe_fxp_xtile *x, int g, __m512i acc)
+terms4x2(__m512i d, const uint8_t *sa, const uint8_t *sb, const struct hmoe_fxp_xtile *x,
+	 int g, __m512i acc)
 {
 	const __m512i one = _mm512_set1_epi64(1), zero = _mm512_setzero_si512();
 	__m256i w = _mm256_inserti128_si256(
@@ -227,7 +252,7 @@ terms4x2(__m256i da, __m256i db, const uint8_t *sa, const uint8_t *sb,
 	__m256i m32 = _mm256_mullo_epi32(wm, xm);
 	__mmask8 ok = _mm256_cmpgt_epi32_mask(r32, _mm256_setzero_si256()) &
 		      _mm256_cmple_epi32_mask(r32, _mm256_set1_epi32(62));
-	__m512i d = _mm512_inserti64x4(_mm512_castsi256_si512(da), db, 1), r, v, mag;
+	__m512i r, v, mag;
 
 	if (ok != 0xff) {
 		int64_t dd[8], a[2] = { 0, 0 };
@@ -263,9 +288,10 @@ terms4x2(__m256i da, __m256i db, const uint8_t *sa, const uint8_t *sb,
  * row (row_terms) would leave the weight stream idle while it runs. Lane bounds as
  * dots_int_rows. */
 static inline __attribute__((always_inline)) void
-acc_int_1tok(const uint8_t *const *rows, const int R, const int format, int in,
+acc_int_1tok(const uint8_t *const *rows, const int format, int in,
 	     const struct hmoe_fxp_xtile *x, int64_t *acc_out)
 {
+	enum { R = 4 };
 	int plane = x->groups * HMOE_FXP_GROUP, planes = x->planes, groups = x->groups, g = 0;
 	int bias_shift = format == HMOE_FXP_INT8 ? 7 : 3;
 	int group_bytes = hmoe_fxp_group_bytes(format);
@@ -276,8 +302,10 @@ acc_int_1tok(const uint8_t *const *rows, const int R, const int format, int in,
 	for (int r = 0; r < R; r++)
 		codes[r] = rows[r] + skip;
 	for (; g + 4 <= groups; g += 4) {
-		__m512i acc[4][4];
-		__m256i bias = _mm256_slli_epi64(_mm256_cvtepi32_epi64(xsum4(x, 0, g)), bias_shift);
+		__m512i acc[4][4], d;
+		/* 128 * sum(x) (int8) or 8 * sum(x) (int4) per group, for all four rows: at most
+		 * 128 * 129 * 127 * 128 = 2.7e8, so dot = S - bias stays in int32 (< 8.1e8) */
+		__m512i bias = _mm512_broadcast_i32x4(_mm_slli_epi32(xsum4(x, 0, g), bias_shift));
 
 #pragma GCC unroll 4
 		for (int r = 0; r < R; r++)
@@ -297,16 +325,11 @@ acc_int_1tok(const uint8_t *const *rows, const int R, const int format, int in,
 				acc[r][j] = dot_u_planes(u0, u1, xp, planes, plane);
 			}
 		}
-#pragma GCC unroll 2
-		for (int r = 0; r < R; r += 2) {
-			__m256i d[2];
-
-#pragma GCC unroll 2
-			for (int i = 0; i < 2; i++)
-				d[i] = _mm256_sub_epi64(_mm256_cvtepi32_epi64(reduce4_epi32(
-					acc[r + i][0], acc[r + i][1], acc[r + i][2], acc[r + i][3])), bias);
-			tacc[r / 2] = terms4x2(d[0], d[1], rows[r], rows[r + 1], x, g, tacc[r / 2]);
-		}
+		d = _mm512_sub_epi32(reduce16_epi32(acc), bias);  /* row r, group j at 4 r + j */
+		tacc[0] = terms4x2(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(d)), rows[0],
+				   rows[1], x, g, tacc[0]);
+		tacc[1] = terms4x2(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(d, 1)), rows[2],
+				   rows[3], x, g, tacc[1]);
 	}
 	for (int r = 0; r < R; r++) {
 		__m256i t = r % 2 ? _mm512_extracti64x4_epi64(tacc[r / 2], 1) :
@@ -333,9 +356,9 @@ static void avx512_row_acc4(const uint8_t *const *rows, int format, int in,
 			    const struct hmoe_fxp_xtile *x, int64_t *acc)
 {
 	if (format == HMOE_FXP_INT8)
-		acc_int_1tok(rows, 4, HMOE_FXP_INT8, in, x, acc);
+		acc_int_1tok(rows, HMOE_FXP_INT8, in, x, acc);
 	else
-		acc_int_1tok(rows, 4, HMOE_FXP_INT4, in, x, acc);
+		acc_int_1tok(rows, HMOE_FXP_INT4, in, x, acc);
 }
 
 static void dots_fp8(const uint8_t *codes, const struct hmoe_fxp_xtile *x, int64_t *dots,
