@@ -2,7 +2,8 @@
  *
  * fp8 A16 tiles of 2 or more tokens come as whole 16-bit tokens (whole16: x->x16) and run
  * dots_fp8_x16 (two vpmaddwd per 16 columns against 16-bit digits; bound there); one-token
- * tiles and A8 take the general path below.
+ * tiles decode and multiply in one pass (dots_fp8_1tok_p), and A8 tiles of more tokens
+ * take the general path below.
  *
  * int8 / int4 (the fast path; A16 tokens come whole, whole_tokens): per group the weights
  * become an unsigned operand u and, per token and plane, vpmaddubsw(u, x') sums pairs of
@@ -142,6 +143,52 @@ static void dots_fp8_x16(const uint8_t *codes, const struct hmoe_fxp_xtile *x, i
 			dots[t * groups + g] = (int64_t)_mm_cvtsi128_si32(q) +
 					       512 * (int64_t)_mm_extract_epi32(q, 1);
 		}
+	}
+}
+
+/* fp8 dots of a one-token tile (P planes), decoded and multiplied in one pass: each 16
+ * codes' ms and pw (fp8_fields) feed both planes straight from registers, where the
+ * general path stores the decoded row and reads it back per plane row. Per plane the
+ * general path's bound: vpmaddwd(vpmullw(ms, x), pw) pairs <= 62914560, 8 chunks per lane
+ * <= 5.03e8 < 2^31; the lanes are summed in int64 and the planes combined as 128 hi + lo. */
+static inline __attribute__((always_inline)) void
+dots_fp8_1tok_p(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P,
+		int64_t *dots)
+{
+	int plane = x->groups * HMOE_FXP_GROUP;
+
+	for (int g = 0; g < x->groups; g++) {
+		__m256i acc[2] = { _mm256_setzero_si256(), _mm256_setzero_si256() };
+		int64_t d[2];
+
+#pragma GCC unroll 8
+		for (int k = 0; k < HMOE_FXP_GROUP; k += 16) {
+			size_t o = (size_t)g * HMOE_FXP_GROUP + k;
+			__m256i c = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(codes + o)));
+			__m256i mag, pw, neg, ms;
+
+			fp8_fields(c, &mag, &pw, &neg);
+			ms = with_sign(mag, neg);
+#pragma GCC unroll 2
+			for (int p = 0; p < P; p++) {
+				__m256i xv = _mm256_cvtepi8_epi16(
+					_mm_loadu_si128((const __m128i *)(x->xq + p * plane + o)));
+
+				acc[p] = _mm256_add_epi32(acc[p], _mm256_madd_epi16(
+					_mm256_mullo_epi16(ms, xv), pw));
+			}
+		}
+#pragma GCC unroll 2
+		for (int p = 0; p < P; p++) {
+			__m256i w = _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(acc[p])),
+						     _mm256_cvtepi32_epi64(
+							     _mm256_extracti128_si256(acc[p], 1)));
+			__m128i h = _mm_add_epi64(_mm256_castsi256_si128(w),
+						  _mm256_extracti128_si256(w, 1));
+
+			d[p] = _mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1);
+		}
+		dots[g] = P == 2 ? d[0] * (1 << HMOE_FXP_PLANE_SHIFT) + d[1] : d[0];
 	}
 }
 
@@ -298,6 +345,13 @@ static void avx2_row_dots(const uint8_t *codes, int format, const struct hmoe_fx
 	}
 	if (format == HMOE_FXP_FP8 && x->x16) {
 		dots_fp8_x16(codes, x, dots, tmp);
+		return;
+	}
+	if (format == HMOE_FXP_FP8 && x->n_tokens == 1) {
+		if (x->planes == 2)
+			dots_fp8_1tok_p(codes, x, 2, dots);
+		else
+			dots_fp8_1tok_p(codes, x, 1, dots);
 		return;
 	}
 	/* the general path takes one-plane rows: an A16 token's two rows are combined after,
