@@ -361,26 +361,78 @@ static void avx512_row_acc4(const uint8_t *const *rows, int format, int in,
 		acc_int_1tok(rows, HMOE_FXP_INT4, in, x, acc);
 }
 
+/* 32 fp8 codes -> ms = +-mantissa with its implicit bit (NaN codes 0, like the table) and
+ * pw = 2^(E-1) (E = 0: 1) in 16-bit lanes, q = ms * pw. */
+static inline __attribute__((always_inline)) void
+fp8_ms_pw32(const uint8_t *codes, __m512i *ms, __m512i *pw)
+{
+	const __m512i one = _mm512_set1_epi16(1);
+	__m512i c = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)codes));
+	__m512i e = _mm512_and_si512(_mm512_srli_epi16(c, 3), _mm512_set1_epi16(15));
+	__m512i m = _mm512_and_si512(c, _mm512_set1_epi16(7));
+	__mmask32 normal = _mm512_test_epi16_mask(e, e);
+	__mmask32 nan = _mm512_cmpeq_epi16_mask(_mm512_and_si512(c, _mm512_set1_epi16(0x7f)),
+					       _mm512_set1_epi16(0x7f));
+	__mmask32 neg = _mm512_test_epi16_mask(c, _mm512_set1_epi16(0x80));
+
+	m = _mm512_or_si512(m, _mm512_maskz_mov_epi16(normal, _mm512_set1_epi16(8)));
+	m = _mm512_maskz_mov_epi16(~nan, m);
+	*ms = _mm512_mask_sub_epi16(m, neg, _mm512_setzero_si512(), m);
+	*pw = _mm512_sllv_epi16(one, _mm512_subs_epu16(e, one));
+}
+
+/* fp8 dots of a one-token tile (P planes) without VBMI, decoded and multiplied in one
+ * pass: each 32 codes' ms and pw feed both planes from registers, where dots_fp8 stores
+ * the decoded row and reads it back per plane row (which slows the weight stream from
+ * DRAM). dots_fp8's bound: a lane holds 4 pairs <= 2 * 1920 * 2^14 per group, 2.52e8; 8
+ * lanes are summed in int32, the rest in int64; the planes combine as 128 hi + lo. */
+static inline __attribute__((always_inline)) void
+dots_fp8_1tok_p(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P,
+		int64_t *dots)
+{
+	int plane = x->groups * HMOE_FXP_GROUP;
+
+	for (int g = 0; g < x->groups; g++) {
+		__m512i acc[2] = { _mm512_setzero_si512(), _mm512_setzero_si512() };
+		int64_t d[2];
+
+#pragma GCC unroll 4
+		for (int k = 0; k < HMOE_FXP_GROUP; k += 32) {
+			size_t o = (size_t)g * HMOE_FXP_GROUP + k;
+			__m512i ms, pw;
+
+			fp8_ms_pw32(codes + o, &ms, &pw);
+#pragma GCC unroll 2
+			for (int p = 0; p < P; p++) {
+				__m512i xv = _mm512_cvtepi8_epi16(_mm256_loadu_si256(
+					(const __m256i *)(x->xq + p * plane + o)));
+
+				acc[p] = _mm512_add_epi32(acc[p], _mm512_madd_epi16(
+					_mm512_mullo_epi16(ms, xv), pw));
+			}
+		}
+#pragma GCC unroll 2
+		for (int p = 0; p < P; p++) {
+			__m256i h = _mm256_add_epi32(_mm512_castsi512_si256(acc[p]),
+						     _mm512_extracti64x4_epi64(acc[p], 1));
+
+			d[p] = _mm512_reduce_add_epi64(_mm512_cvtepi32_epi64(h));
+		}
+		dots[g] = P == 2 ? d[0] * (1 << HMOE_FXP_PLANE_SHIFT) + d[1] : d[0];
+	}
+}
+
 static void dots_fp8(const uint8_t *codes, const struct hmoe_fxp_xtile *x, int64_t *dots,
 		     int16_t *ms, int16_t *pw)
 {
-	const __m512i one = _mm512_set1_epi16(1);
 	int stride = x->groups * HMOE_FXP_GROUP, n = x->groups * HMOE_FXP_GROUP;
 
 	for (int k = 0; k < n; k += 32) {
-		__m512i c = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(codes + k)));
-		__m512i e = _mm512_and_si512(_mm512_srli_epi16(c, 3), _mm512_set1_epi16(15));
-		__m512i m = _mm512_and_si512(c, _mm512_set1_epi16(7));
-		__mmask32 normal = _mm512_test_epi16_mask(e, e);
-		__mmask32 nan = _mm512_cmpeq_epi16_mask(_mm512_and_si512(c, _mm512_set1_epi16(0x7f)),
-						       _mm512_set1_epi16(0x7f));
-		__mmask32 neg = _mm512_test_epi16_mask(c, _mm512_set1_epi16(0x80));
+		__m512i m, p;
 
-		m = _mm512_or_si512(m, _mm512_maskz_mov_epi16(normal, _mm512_set1_epi16(8)));
-		m = _mm512_maskz_mov_epi16(~nan, m);
-		m = _mm512_mask_sub_epi16(m, neg, _mm512_setzero_si512(), m);
+		fp8_ms_pw32(codes + k, &m, &p);
 		_mm512_storeu_si512(ms + k, m);
-		_mm512_storeu_si512(pw + k, _mm512_sllv_epi16(one, _mm512_subs_epu16(e, one)));
+		_mm512_storeu_si512(pw + k, p);
 	}
 	for (int g = 0; g < x->groups; g += 4) {
 		int n4 = x->groups - g < 4 ? x->groups - g : 4;
@@ -645,6 +697,11 @@ static void avx512_row_dots(const uint8_t *codes, int format, const struct hmoe_
 		dots_int(codes, format, x, dots);
 	} else if (fp8_planes()) {
 		dots_fp8_planes(codes, x, dots);
+	} else if (x->n_tokens == 1) {
+		if (x->planes == 2)
+			dots_fp8_1tok_p(codes, x, 2, dots);
+		else
+			dots_fp8_1tok_p(codes, x, 1, dots);
 	} else {
 		/* one-plane rows, an A16 token's two combined after */
 		rows.n_tokens = x->n_tokens * x->planes;
