@@ -75,6 +75,32 @@ static inline __attribute__((always_inline)) __m512i reduce16_epi32(__m512i a[4]
 				_mm512_shuffle_i32x4(v[0], v[1], _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
+/* Whether each of 8 groups' exponents r (int32 lanes) takes the vector term of terms8:
+ * 1 <= r <= 62, as every real scale gives; any other r takes hmoe_fxp_term_split. */
+static inline __mmask8 terms8_ok(__m256i r32)
+{
+	return _mm256_cmpgt_epi32_mask(r32, _mm256_setzero_si256()) &
+	       _mm256_cmple_epi32_mask(r32, _mm256_set1_epi32(62));
+}
+
+/* The group terms shift_round(d * m, r) of 8 groups in 64-bit lanes (d int64, m < 2^24 and
+ * r in [1, 62] as int32 lanes): min((|v| + 2^(r-1)) >> r, 2^56) with the sign put back.
+ * |dot| < 2^39 (A16; A8: < 2^32) and m < 2^24 give |v| = |dot * m| <= 8.1e18 < 2^63, so
+ * vpabsq is exact and |v| + 2^(r-1) < 2^63 + 2^61 fits the unsigned lane the logical
+ * shift reads; the shifted magnitude can pass 2^56 (A16 fp8 only), hence the clamp. */
+static inline __m512i terms8(__m512i d, __m256i m32, __m256i r32)
+{
+	const __m512i one = _mm512_set1_epi64(1), zero = _mm512_setzero_si512();
+	__m512i r = _mm512_cvtepi32_epi64(r32);
+	__m512i v = _mm512_mullo_epi64(d, _mm512_cvtepu32_epi64(m32));
+	__m512i mag = _mm512_abs_epi64(v);
+
+	mag = _mm512_srlv_epi64(_mm512_add_epi64(mag, _mm512_sllv_epi64(
+					one, _mm512_sub_epi64(r, one))), r);
+	mag = _mm512_min_epu64(mag, _mm512_set1_epi64(HMOE_FXP_TERM_MAX));
+	return _mm512_mask_sub_epi64(mag, _mm512_cmplt_epi64_mask(v, zero), zero, mag);
+}
+
 /* int8 and int4 share the shape: per group, two 64-byte unsigned operands u0, u1 and the
  * matching two 64-byte x operands; dot = sum(u * x) - 2^bias_shift * sum(x). */
 static inline void load_u(const uint8_t *codes, int format, int g, __m512i *u0, __m512i *u1)
@@ -165,6 +191,18 @@ static void dots_int_tail(const uint8_t *codes, int format, const struct hmoe_fx
  * 4-16 KiB are alike, L1 prefetches are slower). Past a row's end is the next row. */
 #define DOTS_PREFETCH_BYTES 8192
 
+/* Prefetches, into L2, the lines DOTS_PREFETCH_BYTES ahead of groups g .. g + 3 of R rows. */
+static inline __attribute__((always_inline)) void
+prefetch_groups4(const uint8_t *const *codes, const int R, int g, int group_bytes)
+{
+#pragma GCC unroll 4
+	for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+		for (int i = 0; i < 4 * group_bytes; i += HMOE_FXP_LINE_BYTES)
+			_mm_prefetch((const char *)codes[r] + (size_t)g * group_bytes +
+					     DOTS_PREFETCH_BYTES + i, _MM_HINT_T1);
+}
+
 static inline __attribute__((always_inline)) void
 dots_int_rows(const uint8_t *const *codes, const int R, const int format,
 	      const struct hmoe_fxp_xtile *x, int64_t *const *dots)
@@ -177,12 +215,7 @@ dots_int_rows(const uint8_t *const *codes, const int R, const int format,
 	for (; g + 4 <= groups; g += 4) {
 		__m512i u[2][8];
 
-#pragma GCC unroll 2
-		for (int r = 0; r < R; r++)
-#pragma GCC unroll 8
-			for (int i = 0; i < 4 * group_bytes; i += HMOE_FXP_LINE_BYTES)
-				_mm_prefetch((const char *)codes[r] + (size_t)g * group_bytes +
-						     DOTS_PREFETCH_BYTES + i, _MM_HINT_T1);
+		prefetch_groups4(codes, R, g, group_bytes);
 #pragma GCC unroll 2
 		for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
@@ -233,15 +266,12 @@ static void avx512_row_dots2(const uint8_t *codes_a, const uint8_t *codes_b, int
 
 /* The terms of groups g .. g + 3 of two rows a and b (their dots d, lanes 0-3 row a, 4-7
  * row b; their little-endian scale words at sa + 4 g, sb + 4 g) for the one token of x,
- * added to acc (lanes as d): avx512_row_terms' arithmetic (see there) in 64-bit lanes,
- * the scalar term where an exponent is outside [1, 62]. (The clamp at 2^56 cannot act
- * here: int8/int4 A16 dots are < 2^29, so |dot * m| < 2^53; it is kept so that the
- * function is the contract's term for any dot.) */
+ * added to acc (lanes as d), as avx512_row_terms splits the words and sums the terms
+ * (terms8; the scalar term where an exponent is outside [1, 62]). */
 static inline __attribute__((always_inline)) __m512i
 terms4x2(__m512i d, const uint8_t *sa, const uint8_t *sb, const struct hmoe_fxp_xtile *x,
 	 int g, __m512i acc)
 {
-	const __m512i one = _mm512_set1_epi64(1), zero = _mm512_setzero_si512();
 	__m256i w = _mm256_inserti128_si256(
 		_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(sa + 4 * g))),
 		_mm_loadu_si128((const __m128i *)(sb + 4 * g)), 1);
@@ -250,11 +280,8 @@ terms4x2(__m512i d, const uint8_t *sa, const uint8_t *sb, const struct hmoe_fxp_
 	__m256i wm = _mm256_and_si256(w, _mm256_set1_epi32(0xffff));
 	__m256i r32 = _mm256_add_epi32(_mm256_srai_epi32(_mm256_sub_epi32(w, wm), 16), xe);
 	__m256i m32 = _mm256_mullo_epi32(wm, xm);
-	__mmask8 ok = _mm256_cmpgt_epi32_mask(r32, _mm256_setzero_si256()) &
-		      _mm256_cmple_epi32_mask(r32, _mm256_set1_epi32(62));
-	__m512i r, v, mag;
 
-	if (ok != 0xff) {
+	if (terms8_ok(r32) != 0xff) {
 		int64_t dd[8], a[2] = { 0, 0 };
 		uint32_t mm[8];
 		int32_t rr[8];
@@ -266,14 +293,7 @@ terms4x2(__m512i d, const uint8_t *sa, const uint8_t *sb, const struct hmoe_fxp_
 			a[i / 4] += hmoe_fxp_term_split(dd[i], mm[i], rr[i]);
 		return _mm512_add_epi64(acc, _mm512_set_epi64(0, 0, 0, a[1], 0, 0, 0, a[0]));
 	}
-	r = _mm512_cvtepi32_epi64(r32);
-	v = _mm512_mullo_epi64(d, _mm512_cvtepu32_epi64(m32));
-	mag = _mm512_abs_epi64(v);
-	mag = _mm512_srlv_epi64(_mm512_add_epi64(mag, _mm512_sllv_epi64(
-					one, _mm512_sub_epi64(r, one))), r);
-	mag = _mm512_min_epu64(mag, _mm512_set1_epi64(HMOE_FXP_TERM_MAX));
-	return _mm512_add_epi64(acc, _mm512_mask_sub_epi64(mag, _mm512_cmplt_epi64_mask(v, zero),
-							   zero, mag));
+	return _mm512_add_epi64(acc, terms8(d, m32, r32));
 }
 
 /* One token's int8 / int4 Q24 row accumulators for R = 4 row records at once (rows[r],
@@ -307,12 +327,7 @@ acc_int_1tok(const uint8_t *const *rows, const int format, int in,
 		 * 128 * 129 * 127 * 128 = 2.7e8, so dot = S - bias stays in int32 (< 8.1e8) */
 		__m512i bias = _mm512_broadcast_i32x4(_mm_slli_epi32(xsum4(x, 0, g), bias_shift));
 
-#pragma GCC unroll 4
-		for (int r = 0; r < R; r++)
-#pragma GCC unroll 8
-			for (int i = 0; i < 4 * group_bytes; i += HMOE_FXP_LINE_BYTES)
-				_mm_prefetch((const char *)codes[r] + (size_t)g * group_bytes +
-						     DOTS_PREFETCH_BYTES + i, _MM_HINT_T1);
+		prefetch_groups4(codes, R, g, group_bytes);
 #pragma GCC unroll 4
 		for (int j = 0; j < 4; j++) {
 			const int8_t *xp = x->xq + (g + j) * HMOE_FXP_GROUP;
@@ -714,18 +729,12 @@ static void avx512_row_dots(const uint8_t *codes, int format, const struct hmoe_
 
 /* The terms of 8 groups at once. The row's scale words w = e * 65536 + m (m < 65536)
  * split as m = w & 0xffff and e = (w - m) >> 16 (exact: w - m is a multiple of 65536;
- * x86 is little-endian, so the words load as they are stored). For 1 <= r <= 62
- * (every real scale), shift_round is
- * min((|v| + 2^(r-1)) >> r, 2^56) with the sign put back. |dot| < 2^39 (A16; A8:
- * < 2^32) and m < 2^24 give |v| = |dot * m| <= 8.1e18 < 2^63, so vpabsq is exact and
- * |v| + 2^(r-1) < 2^63 + 2^61 fits the unsigned lane the logical shift reads; the
- * shifted magnitude can pass 2^56 (A16 only), hence the clamp. A block with any other
- * r goes through the scalar hmoe_fxp_term_split. */
+ * x86 is little-endian, so the words load as they are stored); terms8 has the vector
+ * term and its bounds. A block with an r outside [1, 62] goes through the scalar
+ * hmoe_fxp_term_split. */
 static void avx512_row_terms(const int64_t *dots, const uint8_t *scales,
 			     const struct hmoe_fxp_xtile *x, int64_t *acc)
 {
-	const __m512i one = _mm512_set1_epi64(1), zero = _mm512_setzero_si512();
-	const __m512i term_max = _mm512_set1_epi64(HMOE_FXP_TERM_MAX);
 	int groups = x->groups;
 	uint32_t mw[HMOE_FXP_MAX_IN_GROUPS + 8];
 	int32_t ew[HMOE_FXP_MAX_IN_GROUPS + 8];
@@ -735,33 +744,22 @@ static void avx512_row_terms(const int64_t *dots, const uint8_t *scales,
 		const int64_t *d = dots + t * groups;
 		const uint32_t *xm = x->xm + t * groups;
 		const int32_t *xe = x->xe + t * groups;
-		__m512i sum = zero;
+		__m512i sum = _mm512_setzero_si512();
 		int64_t a = 0;
 		int g = 0;
 
 		for (; g + 8 <= groups; g += 8) {
-			__m512i r = _mm512_cvtepi32_epi64(_mm256_add_epi32(
-				_mm256_loadu_si256((const __m256i *)(ew + g)),
-				_mm256_loadu_si256((const __m256i *)(xe + g))));
-			__m512i m = _mm512_cvtepu32_epi64(_mm256_mullo_epi32(
-				_mm256_loadu_si256((const __m256i *)(mw + g)),
-				_mm256_loadu_si256((const __m256i *)(xm + g))));
-			__mmask8 ok = _mm512_cmpgt_epi64_mask(r, zero) &
-				      _mm512_cmple_epi64_mask(r, _mm512_set1_epi64(62));
-			__m512i v, mag;
+			__m256i r32 = _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(ew + g)),
+						       _mm256_loadu_si256((const __m256i *)(xe + g)));
+			__m256i m32 = _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(mw + g)),
+							 _mm256_loadu_si256((const __m256i *)(xm + g)));
 
-			if (ok != 0xff) {
+			if (terms8_ok(r32) != 0xff) {
 				for (int i = g; i < g + 8; i++)
 					a += hmoe_fxp_term_split(d[i], mw[i] * xm[i], ew[i] + xe[i]);
 				continue;
 			}
-			v = _mm512_mullo_epi64(_mm512_loadu_si512(d + g), m);
-			mag = _mm512_abs_epi64(v);
-			mag = _mm512_srlv_epi64(_mm512_add_epi64(mag, _mm512_sllv_epi64(
-							one, _mm512_sub_epi64(r, one))), r);
-			mag = _mm512_min_epu64(mag, term_max);
-			sum = _mm512_add_epi64(sum, _mm512_mask_sub_epi64(
-						       mag, _mm512_cmplt_epi64_mask(v, zero), zero, mag));
+			sum = _mm512_add_epi64(sum, terms8(_mm512_loadu_si512(d + g), m32, r32));
 		}
 		for (; g < groups; g++)
 			a += hmoe_fxp_term_split(d[g], mw[g] * xm[g], ew[g] + xe[g]);
