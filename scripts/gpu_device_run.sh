@@ -7,7 +7,8 @@
 #
 # Runs, each step under a time limit and within GPU_RUN_BUDGET_S seconds overall:
 #   1. environment: nvidia-smi, driver, nvcc, which libraries resolve;
-#   2. every tests/gpu test (the real GPU ones and the CPU stand-in ones); 2b. where the
+#   2. every tests/gpu test (the real GPU ones and the CPU stand-in ones); 2a. the host
+#      CPU's fixed-point SIMD test and `bench experts` at all its cores; 2b. where the
 #      host CPU has AMX-INT8, the fixed-point amx variant's tests and an int8 bench;
 #   3. the heterogeneous CLI for real (GPU attention + cpu-fxp experts) and its speed;
 #   4. `hmoe bench mla --json`: version 2 of both kernels, and version 1 on a few points;
@@ -61,12 +62,36 @@ cp -r build/test-logs "$logs/test-logs" 2>/dev/null
 HMOE_MLA_AUTO_V2=1 BUILD=build timeout 120 build/tests/gpu/test_cuda_model >"$logs/model-auto-v2.txt" 2>&1
 say "gpu/model with HMOE_MLA_AUTO_V2=1: exit $? $(tail -n 1 "$logs/model-auto-v2.txt")"
 
+# ---- 2a. the host CPU's fixed-point experts (issue 3's bandwidth target on a server
+# CPU): the SIMD bit-exactness test for every variant the host has, then the whole
+# `bench experts` at all of the host's cores ----
+say "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-) x $(nproc); flags: $(grep -o -w -E 'avx512_vnni|avx512_vbmi|avx512vbmi|amx_int8|amx_tile|avx_vnni' /proc/cpuinfo | sort -u | tr '\n' ' ')"
+lscpu >"$logs/lscpu.txt" 2>&1
+if [ -x build/tests/gpu/test_fxp_simd ]; then
+	timeout 90 build/tests/gpu/test_fxp_simd >"$logs/fxp-simd.txt" 2>&1
+	say "fxp simd: test_fxp_simd exit $? ($(grep -c '^FAIL' "$logs/fxp-simd.txt") FAIL lines): $(tail -n 1 "$logs/fxp-simd.txt")"
+fi
+if [ "$(left)" -gt 150 ]; then
+	timeout 120 build/hmoe bench experts --json --min-time 0.3 --f32-experts 2 \
+		>"$out/experts-host.json" 2>"$logs/experts-host.err"
+	say "bench experts (all cores, default variant): exit $?"
+	/usr/bin/env python3 - "$out/experts-host.json" <<'EOF2' 2>&1 | tee -a "$summary"
+import json, sys
+try:
+    r = json.load(open(sys.argv[1]))
+except Exception as e:
+    print("  (no JSON:", e, ")"); sys.exit(0)
+print("  variant %s, %d threads, read bandwidth %.1f GB/s" % (r["fxp_variant"], r["threads"], r["read_bandwidth_bytes_per_s"] / 1e9))
+for p in r["results"]:
+    print("  %-8s %3d tokens %6.1f GB/s ratio %.3f %9.3g int ops/s" % (p["format"], p["tokens"], p["weight_bytes_per_s"] / 1e9, p["bw_ratio"], p.get("int_ops_per_s", 0)))
+EOF2
+fi
+
 # ---- 2b. the host CPU's AMX-INT8 kernel (the fixed-point experts' amx variant, so far
-# checked only with emulated tiles): bit-exactness against the scalar kernel, then int8
-# layer calls through amx vs avx512 ----
+# checked only with emulated tiles; step 2a's test checked it bit for bit): int8 layer
+# calls through amx vs avx512 ----
 if grep -qw amx_int8 /proc/cpuinfo && [ -x build/tests/gpu/test_fxp_simd ]; then
-	timeout 60 build/tests/gpu/test_fxp_simd >"$logs/amx-test.txt" 2>&1
-	say "amx: test_fxp_simd exit $? ($(grep -c '^FAIL' "$logs/amx-test.txt") FAIL lines): $(tail -n 1 "$logs/amx-test.txt")"
+	say "amx: the host has AMX-INT8; step 2a's test_fxp_simd checked the amx variant: $(grep -c '^SKIP amx' "$logs/fxp-simd.txt") skip lines"
 	for v in amx avx512; do
 		[ "$(left)" -gt 120 ] || { say "amx bench $v: skipped, out of time"; continue; }
 		HMOE_FXP_SIMD=$v timeout 60 build/hmoe bench experts --json --tokens 1,64,256 \
