@@ -95,6 +95,11 @@ double bench_probe_pass(struct bench_probe *p)
 	return dt > 0 ? (double)p->bytes / dt : 0;
 }
 
+size_t bench_probe_bytes(const struct bench_probe *p)
+{
+	return p->bytes;
+}
+
 void bench_probe_close(struct bench_probe *p)
 {
 	if (!p)
@@ -146,6 +151,42 @@ static void cpu_model(char *out, size_t cap)
 	fclose(f);
 }
 
+size_t bench_llc_bytes(void)
+{
+	long sc3 = sysconf(_SC_LEVEL3_CACHE_SIZE), sc4 = sysconf(_SC_LEVEL4_CACHE_SIZE);
+	size_t best = 0;
+
+	best = sc3 > 0 && (size_t)sc3 > best ? (size_t)sc3 : best;
+	best = sc4 > 0 && (size_t)sc4 > best ? (size_t)sc4 : best;
+	for (int i = 0; i < 16; i++) {
+		char path[96], text[32];
+		FILE *f;
+		int level = 0;
+		unsigned long size = 0;
+		char unit = 0;
+
+		snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu0/cache/index%d/level", i);
+		f = fopen(path, "r");
+		if (!f)
+			break;
+		if (fscanf(f, "%d", &level) != 1)
+			level = 0;
+		fclose(f);
+		snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
+		if (level < 3 || !(f = fopen(path, "r")))
+			continue;
+		/* "32768K", "300M" */
+		if (fgets(text, sizeof(text), f) && sscanf(text, "%lu%c", &size, &unit) >= 1) {
+			size_t bytes = (size_t)size << (unit == 'K' ? 10 : unit == 'M' ? 20
+							: unit == 'G' ? 30 : 0);
+
+			best = bytes > best ? bytes : best;
+		}
+		fclose(f);
+	}
+	return best;
+}
+
 void bench_json_machine(FILE *f)
 {
 	char cpu[256];
@@ -154,10 +195,10 @@ void bench_json_machine(FILE *f)
 	cpu_model(cpu, sizeof(cpu));
 	__builtin_cpu_init();
 	fprintf(f, "\"machine\": {\"cpu\": \"%s\", \"online_cpus\": %ld, "
-		"\"avx2\": %s, \"avx512f\": %s, \"avx512vnni\": %s}, ",
+		"\"avx2\": %s, \"avx512f\": %s, \"avx512vnni\": %s, \"llc_bytes\": %zu}, ",
 		cpu, sysconf(_SC_NPROCESSORS_ONLN),
 		__builtin_cpu_supports("avx2") ? "true" : "false",
 		__builtin_cpu_supports("avx512f") ? "true" : "false",
-		__builtin_cpu_supports("avx512vnni") ? "true" : "false");
+		__builtin_cpu_supports("avx512vnni") ? "true" : "false", bench_llc_bytes());
 	fprintf(f, "\"commit\": \"%s\", ", commit ? commit : "unknown");
 }

@@ -22,9 +22,12 @@
  *                     kernels' path
  * Modeled, and said so in the JSON: routing (seeded; per token 8 distinct experts drawn
  * with lognormal popularity, as a trained router's load imbalance) and residency: only
- * --experts packs (default 16) are in memory; the 256 experts are mapped onto them in
- * order of first use, so up to that many touched experts are distinct memory and the
- * rest re-stream the same packs, which are far larger than any cache.
+ * `resident` packs per mode are in memory (--experts; by default enough to fill the DRAM
+ * footprint, at least 1 GiB and 8 times the largest cache, and at least 16); the touched
+ * experts map onto them in order of first use, starting each call where the last one
+ * stopped, so that consecutive calls stream different memory and a server's large L3
+ * cannot serve a repeated call. Up to `resident` touched experts are distinct memory; the
+ * rest re-stream packs of the same call.
  */
 #include <math.h>
 #include <stdio.h>
@@ -47,10 +50,13 @@
 static const struct cli_flag flags[] = {
 	{ "tokens", 1, "--tokens LIST      token counts (default 1,4,16,64,256)" },
 	{ "formats", 1, "--formats LIST     kernel modes (default fp8,int8,int4,int8-a8,fp8-a8)" },
-	{ "experts", 1, "--experts N        resident fixed-point experts (default 16; 45 MB each)" },
-	{ "f32-experts", 1, "--f32-experts N    resident fp32 experts (default 8; 176 MB each; 0: skip)" },
+	{ "experts", 1, "--experts N        resident fixed-point experts per mode (default: 1 GiB and 8x\n"
+			"                     the largest cache, at least 16; 45 MB each for fp8/int8)" },
+	{ "f32-experts", 1, "--f32-experts N    resident fp32 experts (default: as --experts, at least 8;\n"
+			    "                     176 MB each; 0: skip)" },
 	{ "min-time", 1, "--min-time S       seconds of repetitions per point (default 1)" },
-	{ "bw-mib", 1, "--bw-mib N         buffer of the bandwidth probe (default 1024)" },
+	{ "bw-mib", 1, "--bw-mib N         buffer of the first bandwidth probe (default: the DRAM\n"
+		       "                     footprint of --experts' default)" },
 	{ "threads", 1, "--threads N        worker threads (default: all CPUs)" },
 	{ "seed", 1, "--seed N           routing seed (default 1)" },
 	{ "json", 0, "--json             JSON output (the only format)" },
@@ -92,9 +98,10 @@ static void make_routing(int *ids, int n_tokens, const double *log_pop)
 	}
 }
 
-/* Maps experts onto n_phys resident copies in order of first use; returns the number
- * of distinct experts touched. slot[e] = -1 for untouched. */
-static int assign_slots(const int *ids, int n_pairs, int *slot, int n_phys)
+/* Numbers the touched experts in order of first use (slot[e] = -1 for untouched);
+ * returns how many there are. A call maps number k onto resident copy
+ * (k + rotation) % resident. */
+static int assign_slots(const int *ids, int n_pairs, int *slot)
 {
 	int touched = 0;
 
@@ -102,8 +109,85 @@ static int assign_slots(const int *ids, int n_pairs, int *slot, int n_phys)
 		slot[e] = -1;
 	for (int p = 0; p < n_pairs; p++)
 		if (slot[ids[p]] < 0)
-			slot[ids[p]] = touched++ % n_phys;
+			slot[ids[p]] = touched++;
 	return touched;
+}
+
+/* What must stream from DRAM: 1 GiB, or 8 times the largest cache where that is more,
+ * so that at most about an eighth of it can be served from a cache. */
+static size_t dram_footprint(void)
+{
+	size_t llc8 = 8 * bench_llc_bytes();
+
+	return llc8 > ((size_t)1 << 30) ? llc8 : (size_t)1 << 30;
+}
+
+/* Resident copies of `bytes` each that fill `footprint`, at least `least`, at most the
+ * 256 experts. */
+static long auto_resident(size_t bytes, size_t footprint, long least)
+{
+	long n = (long)((footprint + bytes - 1) / bytes);
+
+	n = n < least ? least : n;
+	return n > N_EXPERTS ? N_EXPERTS : n;
+}
+
+/* One layer call through the fixed-point path, on the next resident copies: each call
+ * starts where the last one stopped. */
+struct fxp_call {
+	struct hmoe_fxp_experts *ex;
+	const struct hmoe_fxp_line **packs; /* ex->packs, [N_EXPERTS] */
+	void *const *bufs;                  /* the resident packs */
+	const int *slot;                    /* assign_slots */
+	int resident, touched, rotation;
+	const struct hmoe_fxp_simd *simd;
+	struct hmoe_pool *pool;
+	struct hmoe_fxp_ws **ws;
+	int tokens;
+	const float *x;
+	const int *ids;
+	float *y;
+};
+
+static int fxp_call_run(struct fxp_call *c)
+{
+	for (int e = 0; e < N_EXPERTS; e++)
+		c->packs[e] = c->slot[e] < 0 ? NULL
+				: c->bufs[(c->slot[e] + c->rotation) % c->resident];
+	c->rotation = (c->rotation + c->touched) % c->resident;
+	return hmoe_fxp_moe_run(c->ex, c->simd, c->pool, c->ws, c->tokens, TOP_K, c->x, c->ids,
+				c->y);
+}
+
+/* The same for the fp32 reference: the model's experts alias resident copies (three
+ * buffers each: w1, w3, w2). */
+struct f32_call {
+	struct hmoe_mlp *mlps;
+	void *const *bufs;
+	const int *slot;
+	int resident, touched, rotation;
+	struct hmoe_expert_backend *backend;
+	struct hmoe_expert_batch *batch;
+};
+
+static void f32_call_map(struct f32_call *c)
+{
+	for (int e = 0; e < N_EXPERTS; e++) {
+		int s = c->slot[e] < 0 ? 0 : (c->slot[e] + c->rotation) % c->resident;
+
+		c->mlps[e].w1 = (struct hmoe_linear){ .out = INTER, .in = DIM, .w = c->bufs[3 * s] };
+		c->mlps[e].w3 = (struct hmoe_linear){ .out = INTER, .in = DIM,
+						      .w = c->bufs[3 * s + 1] };
+		c->mlps[e].w2 = (struct hmoe_linear){ .out = DIM, .in = INTER,
+						      .w = c->bufs[3 * s + 2] };
+	}
+}
+
+static int f32_call_run(struct f32_call *c)
+{
+	f32_call_map(c);
+	c->rotation = (c->rotation + c->touched) % c->resident;
+	return c->backend->ops->run(c->backend, c->batch);
 }
 
 struct fill_job {
@@ -152,6 +236,7 @@ struct point {
 	double seconds, weight_bytes;
 	double bw_around;  /* read bandwidth probed around the point, bytes/s */
 	int reps, touched;
+	int resident;      /* resident copies the touched experts rotate over */
 	int tile_pairs[4]; /* bench_expert_tokens of the point's routing */
 };
 
@@ -221,14 +306,15 @@ static void print_point(int mode, int tokens, const struct point *pt, double bw,
 	static const char *const weight_names[HMOE_FXP_N_FORMATS] = { "fp8", "int8", "int4" };
 
 	printf("%s{\"format\": \"%s\", \"weight_format\": \"%s\", \"activation_planes\": %d, "
-	       "\"tokens\": %d, \"experts_touched\": %d, "
+	       "\"tokens\": %d, \"experts_touched\": %d, \"resident\": %d, "
 	       "\"seconds\": %.6f, \"reps\": %d, \"weight_bytes\": %.0f, "
 	       "\"weight_bytes_per_s\": %.4g, \"read_bw_around\": %.4g, \"bw_ratio\": %.3f, "
 	       "\"bw_ratio_start\": %.3f, \"%s\": %.4g, \"pairs_by_expert_tokens\": "
 	       "{\"1\": %d, \"2-4\": %d, \"5-11\": %d, \"12+\": %d}}",
 	       first ? "" : ", ", mode < 0 ? "f32" : hmoe_fxp_format_name(mode),
 	       mode < 0 ? "f32" : weight_names[hmoe_fxp_mode_format(mode)],
-	       mode < 0 ? 0 : hmoe_fxp_mode_planes(mode), tokens, pt->touched, pt->seconds, pt->reps,
+	       mode < 0 ? 0 : hmoe_fxp_mode_planes(mode), tokens, pt->touched, pt->resident,
+	       pt->seconds, pt->reps,
 	       pt->weight_bytes, pt->weight_bytes / pt->seconds, pt->bw_around,
 	       pt->bw_around > 0 ? pt->weight_bytes / pt->seconds / pt->bw_around : 0.0,
 	       bw > 0 ? pt->weight_bytes / pt->seconds / bw : 0.0,
@@ -247,6 +333,7 @@ int bench_experts(int argc, char **argv)
 	int *tokens = NULL, n_tokens_list = 0, ret, first = 1, slot[N_EXPERTS], *ids = NULL;
 	int modes[HMOE_FXP_N_FORMATS * HMOE_FXP_MAX_PLANES], n_modes = 0;
 	long resident, f32_resident, threads, seed, bw_mib;
+	size_t footprint = dram_footprint();
 	double min_time, bw, log_pop[N_EXPERTS];
 	void *bufs[1024] = { 0 };
 	float *x = NULL, *y = NULL;
@@ -266,11 +353,12 @@ int bench_experts(int argc, char **argv)
 		cli_free(&a);
 		return 0;
 	}
-	if ((ret = cli_int(&a, "experts", 16, 1, 256, &resident)) ||
-	    (ret = cli_int(&a, "f32-experts", 8, 0, 256, &f32_resident)) ||
+	/* resident -1 / f32_resident -1: sized per mode from the DRAM footprint */
+	if ((ret = cli_int(&a, "experts", -1, 1, 256, &resident)) ||
+	    (ret = cli_int(&a, "f32-experts", -1, 0, 256, &f32_resident)) ||
 	    (ret = cli_int(&a, "threads", 0, 0, 1024, &threads)) ||
 	    (ret = cli_int(&a, "seed", 1, 0, 1L << 30, &seed)) ||
-	    (ret = cli_int(&a, "bw-mib", 1024, 16, 1 << 16, &bw_mib)) ||
+	    (ret = cli_int(&a, "bw-mib", (long)(footprint >> 20), 16, 1 << 16, &bw_mib)) ||
 	    (ret = cli_float(&a, "min-time", 1.0, 0, 600, &min_time)))
 		goto out;
 	if (cli_has(&a, "tokens")) {
@@ -319,7 +407,10 @@ int bench_experts(int argc, char **argv)
 	if ((ret = hmoe_pool_create(&pool, (int)threads)))
 		goto out;
 	bw = bench_read_bandwidth((size_t)bw_mib << 20, 5, hmoe_pool_threads(pool));
-	probe = bench_probe_open((size_t)256 << 20, hmoe_pool_threads(pool));
+	/* the interleaved probe: half the footprint, at least 256 MiB (a cache that kept some
+	 * of it would raise the yardstick, never the ratio) */
+	probe = bench_probe_open(footprint / 2 > ((size_t)256 << 20) ? footprint / 2
+				 : (size_t)256 << 20, hmoe_pool_threads(pool));
 	if (!probe) {
 		ret = hmoe_err(HMOE_ENOMEM, "bench experts: out of memory for the bandwidth probe");
 		goto out;
@@ -363,11 +454,10 @@ int bench_experts(int argc, char **argv)
 		printf("\"load_average_1min_at_start\": %.2f, ", l1);
 	}
 	printf("\"dims\": {\"dim\": %d, \"inter\": %d, \"experts\": %d, \"top_k\": %d}, "
-	       "\"threads\": %d, \"fxp_variant\": \"%s\", \"resident_fxp_experts\": %ld, "
-	       "\"resident_f32_experts\": %ld, \"read_bandwidth_bytes_per_s\": %.4g, "
+	       "\"threads\": %d, \"fxp_variant\": \"%s\", \"dram_footprint_bytes\": %zu, "
+	       "\"read_bandwidth_bytes_per_s\": %.4g, "
 	       "\"target_bw_ratio_1_token\": 0.85, \"results\": [",
-	       DIM, INTER, N_EXPERTS, TOP_K, hmoe_pool_threads(pool), simd->name, resident,
-	       f32_resident, bw);
+	       DIM, INTER, N_EXPERTS, TOP_K, hmoe_pool_threads(pool), simd->name, footprint, bw);
 	fflush(stdout);
 
 	for (int f = 0; f < n_modes; f++) {
@@ -377,44 +467,53 @@ int bench_experts(int argc, char **argv)
 		struct hmoe_fxp_experts ex = { .mode = modes[f], .dim = DIM, .inter = INTER,
 					       .n_experts = N_EXPERTS, .packs = packs };
 		struct fill_job fj = { bufs, bytes, format };
+		int n_res = (int)(resident > 0 ? resident : auto_resident(bytes, footprint, 16));
+		struct fxp_call call = { .ex = &ex, .packs = packs, .bufs = bufs, .slot = slot,
+					 .resident = n_res, .simd = simd, .pool = pool, .ws = &ws,
+					 .x = x, .ids = ids, .y = y };
 
-		for (int r = 0; r < resident; r++) {
+		for (int r = 0; r < n_res; r++) {
 			bufs[r] = aligned_alloc(HMOE_FXP_LINE_BYTES, bytes);
 			if (!bufs[r]) {
-				ret = hmoe_err(HMOE_ENOMEM, "bench experts: out of memory for %ld "
-					       "resident %s experts (%zu bytes each)", resident,
+				ret = hmoe_err(HMOE_ENOMEM, "bench experts: out of memory for %d "
+					       "resident %s experts (%zu bytes each)", n_res,
 					       hmoe_fxp_format_name(modes[f]), bytes);
 				goto out;
 			}
 		}
-		hmoe_pool_run(pool, resident, fill_one, &fj);
+		hmoe_pool_run(pool, n_res, fill_one, &fj);
 		for (int i = 0; i < n_tokens_list; i++) {
 			struct point pt;
 
 			rng_state = 0x853c49e6748fea9bull ^ (uint64_t)(seed + tokens[i]);
 			make_routing(ids, tokens[i], log_pop);
-			pt.touched = assign_slots(ids, tokens[i] * TOP_K, slot, (int)resident);
+			pt.touched = assign_slots(ids, tokens[i] * TOP_K, slot);
+			pt.resident = n_res;
 			bench_expert_tokens(ids, tokens[i] * TOP_K, N_EXPERTS, pt.tile_pairs);
-			for (int e = 0; e < N_EXPERTS; e++)
-				packs[e] = slot[e] < 0 ? NULL : bufs[slot[e]];
+			call.touched = pt.touched;
+			call.tokens = tokens[i];
 			pt.weight_bytes = (double)pt.touched * (double)bytes;
-			TIME_IT(pt, min_time, hmoe_fxp_moe_run(&ex, simd, pool, &ws, tokens[i], TOP_K,
-							       x, ids, y));
+			TIME_IT(pt, min_time, fxp_call_run(&call));
 			print_point(modes[f], tokens[i], &pt, bw, first);
 			first = 0;
 			fflush(stdout);
 		}
-		for (int r = 0; r < resident; r++) {
+		for (int r = 0; r < n_res; r++) {
 			free(bufs[r]);
 			bufs[r] = NULL;
 		}
 	}
 
-	if (f32_resident > 0) {
+	if (f32_resident != 0) {
 		size_t lin = (size_t)DIM * INTER * sizeof(float);
 		struct fill_job fj = { bufs, lin, -1 };
 		struct hmoe_expert_batch batch = { .layer = 0, .top_k = TOP_K, .x = x, .y = y,
 						   .expert_ids = ids };
+		struct f32_call call = { .bufs = bufs, .slot = slot, .batch = &batch };
+
+		if (f32_resident < 0)
+			f32_resident = auto_resident(3 * lin, footprint, 8);
+		call.resident = (int)f32_resident;
 
 		/* A one-layer model whose experts alias the resident fp32 weights. */
 		mlps = calloc(N_EXPERTS, sizeof(*mlps));
@@ -444,32 +543,31 @@ int bench_experts(int argc, char **argv)
 
 			rng_state = 0x853c49e6748fea9bull ^ (uint64_t)(seed + tokens[i]);
 			make_routing(ids, tokens[i], log_pop);
-			pt.touched = assign_slots(ids, tokens[i] * TOP_K, slot, (int)f32_resident);
+			pt.touched = assign_slots(ids, tokens[i] * TOP_K, slot);
+			pt.resident = call.resident;
 			bench_expert_tokens(ids, tokens[i] * TOP_K, N_EXPERTS, pt.tile_pairs);
-			for (int e = 0; e < N_EXPERTS; e++) {
-				int s = slot[e] < 0 ? 0 : slot[e];
-
-				mlps[e].w1 = (struct hmoe_linear){ .out = INTER, .in = DIM, .w = bufs[3 * s] };
-				mlps[e].w3 = (struct hmoe_linear){ .out = INTER, .in = DIM, .w = bufs[3 * s + 1] };
-				mlps[e].w2 = (struct hmoe_linear){ .out = DIM, .in = INTER, .w = bufs[3 * s + 2] };
-			}
+			call.mlps = mlps;
+			f32_call_map(&call);
 			if (!f32 && (ret = hmoe_expert_open(&f32, "cpu-f32", &model, pool)))
 				goto out;
+			call.backend = f32;
+			call.touched = pt.touched;
 			batch.n_tokens = tokens[i];
 			pt.weight_bytes = (double)pt.touched * 3 * (double)lin;
-			TIME_IT(pt, min_time, f32->ops->run(f32, &batch));
+			TIME_IT(pt, min_time, f32_call_run(&call));
 			print_point(-1, tokens[i], &pt, bw, first);
 			first = 0;
 			fflush(stdout);
 		}
 	}
 	printf("], \"modeled\": \"routing: seeded Gumbel-top-%d over lognormal(0, 0.7) expert "
-	       "popularity; residency: the 256 experts map onto the resident copies in order "
-	       "of first use; weights random in the formats' ranges\", \"measured\": \"all "
+	       "popularity; residency: the touched experts map onto the resident copies in order "
+	       "of first use, each call starting where the last one stopped; weights random in the formats' ranges\", \"measured\": \"all "
 	       "timings (best of up to 10 after a warm-up; reps 0: the warm-up alone, when it took "
 	       "over 4x --min-time); read bandwidth: all threads summing "
-	       "a buffer (%ld MiB at the start, best of 5 + 5 passes; 256 MiB interleaved with each "
-	       "point's runs), 8-byte and 64-byte loads alternately\"}\n", TOP_K, bw_mib);
+	       "a buffer (%ld MiB at the start, best of 5 + 5 passes; %zu MiB interleaved with each "
+	       "point's runs), 8-byte and 64-byte loads alternately\"}\n", TOP_K, bw_mib,
+	       bench_probe_bytes(probe) >> 20);
 	ret = 0;
 out:
 	if (ret)

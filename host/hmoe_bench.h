@@ -22,12 +22,18 @@ double bench_read_bandwidth(size_t bytes, int reps, int n_threads);
 struct bench_probe;
 struct bench_probe *bench_probe_open(size_t bytes, int n_threads);
 double bench_probe_pass(struct bench_probe *p);
+size_t bench_probe_bytes(const struct bench_probe *p);
 void bench_probe_close(struct bench_probe *p);
 /* bench experts' routing summary: of the n_pairs (token, expert) pairs in ids (experts
  * 0 .. n_experts - 1), how many belong to experts that got 1, 2-4, 5-11 and 12 or more
  * tokens (pairs[0..3]), the sizes that decide the CPU kernels' path (docs/fxp.md section
  * 3). All 0 when out of memory. */
 void bench_expert_tokens(const int *ids, int n_pairs, int n_experts, int pairs[4]);
+/* The largest cache level 3 or beyond of this machine, in bytes: the most of glibc's
+ * sysconf (cpuid; on some AMD parts the whole socket's L3) and the kernel's
+ * /sys/devices/system/cpu/cpu0/cache (one instance); 0 when neither says. Benchmarks size
+ * what must stream from DRAM from it. */
+size_t bench_llc_bytes(void);
 /* Monotonic seconds. */
 double bench_now(void);
 /* Writes `"machine": {...}` fields (CPU model, cores, ISA, commit) into an open JSON

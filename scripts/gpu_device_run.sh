@@ -8,13 +8,15 @@
 # Runs, each step under a time limit and within GPU_RUN_BUDGET_S seconds overall:
 #   1. environment: nvidia-smi, driver, nvcc, which libraries resolve;
 #   2. every tests/gpu test (the real GPU ones and the CPU stand-in ones); 2a. the host
-#      CPU's fixed-point SIMD test and `bench experts` at all its cores; 2b. where the
-#      host CPU has AMX-INT8, the fixed-point amx variant's tests and an int8 bench;
+#      CPU's fixed-point SIMD test and `bench experts` at all its cores; 2b. the same
+#      through the other SIMD variants (amx where the host has AMX-INT8, avx2, AVX-512
+#      without VBMI, half the threads);
 #   3. the heterogeneous CLI for real (GPU attention + cpu-fxp experts) and its speed;
 #   4. `hmoe bench mla --json`: version 2 of both kernels, and version 1 on a few points;
 #   5. compute-sanitizer (memcheck, racecheck, synccheck) on the attention kernel tests,
 #      as far as the time allows;
-#   6. Nsight Compute's counters for one launch of each version-2 attention kernel.
+#   6. Nsight Compute's counters for one launch of each version-2 attention kernel
+#      (HMOE_NCU=0 skips them).
 # Everything lands in OUTDIR: summary.txt (printed last), bench JSON, logs.tgz.
 set -u
 out=${1:?usage: scripts/gpu_device_run.sh OUTDIR}
@@ -54,63 +56,59 @@ if ldd build/libhmoe_cuda.so | grep -q "not found"; then
 		>"$logs/rebuild.txt" 2>&1 || say "rebuild failed (logs/rebuild.txt)"
 fi
 
-# ---- 2. the GPU tests (every kernel version), then the whole model with AUTO = v2 ----
+# ---- 2. the GPU tests (every kernel version), then the whole model with AUTO = v1 ----
 TEST_TIMEOUT=120 BUILD=build TESTS='^gpu/' timeout 200 tests/run.sh >"$logs/tests.txt" 2>&1
 say "tests: $(tail -n 1 "$logs/tests.txt")"
 grep -E "^(FAIL|SKIP) " "$logs/tests.txt" | tee -a "$summary"
 cp -r build/test-logs "$logs/test-logs" 2>/dev/null
-HMOE_MLA_AUTO_V2=1 BUILD=build timeout 120 build/tests/gpu/test_cuda_model >"$logs/model-auto-v2.txt" 2>&1
-say "gpu/model with HMOE_MLA_AUTO_V2=1: exit $? $(tail -n 1 "$logs/model-auto-v2.txt")"
+HMOE_MLA_AUTO_V1=1 BUILD=build timeout 120 build/tests/gpu/test_cuda_model >"$logs/model-auto-v1.txt" 2>&1
+say "gpu/model with HMOE_MLA_AUTO_V1=1: exit $? $(tail -n 1 "$logs/model-auto-v1.txt")"
 
 # ---- 2a. the host CPU's fixed-point experts (issue 3's bandwidth target on a server
-# CPU): the SIMD bit-exactness test for every variant the host has, then the whole
-# `bench experts` at all of the host's cores ----
+# CPU): the SIMD bit-exactness test for every variant the host has (amx included where
+# it has AMX-INT8), then the whole `bench experts` at all of the host's cores ----
+experts_table() { # experts_table JSON: one line per point into the summary
+	/usr/bin/env python3 - "$1" <<'EOF' 2>&1 | tee -a "$summary"
+import json, sys
+try:
+    r = json.load(open(sys.argv[1]))
+except Exception as e:
+    print("  (no JSON:", e, ")"); sys.exit(0)
+print("  variant %s, %d threads, read bandwidth %.1f GB/s, footprint %.2f GB" % (r["fxp_variant"], r["threads"], r["read_bandwidth_bytes_per_s"] / 1e9, r["dram_footprint_bytes"] / 1e9))
+for p in r["results"]:
+    print("  %-8s %3d tokens %6.1f GB/s ratio %.3f (start %.3f) %9.3g ops/s, %d resident" % (p["format"], p["tokens"], p["weight_bytes_per_s"] / 1e9, p["bw_ratio"], p["bw_ratio_start"], p.get("int_ops_per_s", p.get("flops_per_s", 0)), p["resident"]))
+EOF
+}
 say "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-) x $(nproc); flags: $(grep -o -w -E 'avx512_vnni|avx512_vbmi|avx512vbmi|amx_int8|amx_tile|avx_vnni' /proc/cpuinfo | sort -u | tr '\n' ' ')"
 lscpu >"$logs/lscpu.txt" 2>&1
 if [ -x build/tests/gpu/test_fxp_simd ]; then
 	timeout 90 build/tests/gpu/test_fxp_simd >"$logs/fxp-simd.txt" 2>&1
-	say "fxp simd: test_fxp_simd exit $? ($(grep -c '^FAIL' "$logs/fxp-simd.txt") FAIL lines): $(tail -n 1 "$logs/fxp-simd.txt")"
+	say "fxp simd: test_fxp_simd exit $? ($(grep -c '^FAIL' "$logs/fxp-simd.txt") FAIL lines, $(grep -c '^SKIP' "$logs/fxp-simd.txt") SKIP lines): $(tail -n 1 "$logs/fxp-simd.txt")"
 fi
 if [ "$(left)" -gt 150 ]; then
-	timeout 120 build/hmoe bench experts --json --min-time 0.3 --f32-experts 2 \
-		>"$out/experts-host.json" 2>"$logs/experts-host.err"
+	timeout 150 build/hmoe bench experts --json --min-time 0.3 >"$out/experts-host.json" \
+		2>"$logs/experts-host.err"
 	say "bench experts (all cores, default variant): exit $?"
-	/usr/bin/env python3 - "$out/experts-host.json" <<'EOF2' 2>&1 | tee -a "$summary"
-import json, sys
-try:
-    r = json.load(open(sys.argv[1]))
-except Exception as e:
-    print("  (no JSON:", e, ")"); sys.exit(0)
-print("  variant %s, %d threads, read bandwidth %.1f GB/s" % (r["fxp_variant"], r["threads"], r["read_bandwidth_bytes_per_s"] / 1e9))
-for p in r["results"]:
-    print("  %-8s %3d tokens %6.1f GB/s ratio %.3f %9.3g int ops/s" % (p["format"], p["tokens"], p["weight_bytes_per_s"] / 1e9, p["bw_ratio"], p.get("int_ops_per_s", 0)))
-EOF2
+	experts_table "$out/experts-host.json"
 fi
 
-# ---- 2b. the host CPU's AMX-INT8 kernel (the fixed-point experts' amx variant, so far
-# checked only with emulated tiles; step 2a's test checked it bit for bit): int8 layer
-# calls through amx vs avx512 ----
-if grep -qw amx_int8 /proc/cpuinfo && [ -x build/tests/gpu/test_fxp_simd ]; then
-	say "amx: the host has AMX-INT8; step 2a's test_fxp_simd checked the amx variant: $(grep -c '^SKIP amx' "$logs/fxp-simd.txt") skip lines"
-	for v in amx avx512; do
-		[ "$(left)" -gt 120 ] || { say "amx bench $v: skipped, out of time"; continue; }
-		HMOE_FXP_SIMD=$v timeout 60 build/hmoe bench experts --json --tokens 1,64,256 \
-			--formats int8,int8-a8 --f32-experts 0 --min-time 0.3 >"$out/experts-$v.json" \
-			2>"$logs/experts-$v.err"
-		say "bench experts $v: exit $?"
-		/usr/bin/env python3 - "$out/experts-$v.json" <<'EOF' 2>&1 | tee -a "$summary"
-import json, sys
-try:
-    r = json.load(open(sys.argv[1]))
-except Exception as e:
-    print("  (no JSON:", e, ")"); sys.exit(0)
-for p in r["results"]:
-    print("  %-8s %3d tokens %6.1f GB/s ratio %.3f %9.3g int ops/s" % (p["format"], p["tokens"], p["weight_bytes_per_s"] / 1e9, p["bw_ratio"], p.get("int_ops_per_s", 0)))
-EOF
-	done
-else
-	say "amx: this host has no AMX-INT8 (or test_fxp_simd was not carried)"
-fi
+# ---- 2b. the same through the other SIMD variants, for what each CPU family should be
+# dispatched to (HMOE_EXPERT_RUNS overrides: NAME|ENV|ARGS;...; amx only where the host
+# has AMX-INT8); JSON in logs/ ----
+runs=${HMOE_EXPERT_RUNS:-"amx|HMOE_FXP_SIMD=amx|--tokens 1,64,256 --formats int8,int8-a8;avx512|HMOE_FXP_SIMD=avx512|--tokens 1,64,256 --formats int8,int8-a8;novbmi|HMOE_FXP_NO_VBMI=1|--tokens 1,4 --formats fp8,fp8-a8;avx2|HMOE_FXP_SIMD=avx2|--tokens 1,4 --formats fp8,int8,int4;half-threads|HMOE_FXP_SIMD=avx512|--threads $(($(nproc) / 2)) --tokens 1 --formats fp8,int8,int4"}
+IFS=';' read -ra run_list <<<"$runs"
+for r in "${run_list[@]}"; do
+	IFS='|' read -r name envs args <<<"$r"
+	if [ "$name" = amx ] && ! grep -qw amx_int8 /proc/cpuinfo; then
+		say "bench experts amx: the host has no AMX-INT8"
+		continue
+	fi
+	[ "$(left)" -gt 120 ] || { say "bench experts $name: skipped, out of time"; continue; }
+	env $envs timeout 90 build/hmoe bench experts --json --f32-experts 0 --min-time 0.3 $args \
+		>"$logs/experts-$name.json" 2>"$logs/experts-$name.err"
+	say "bench experts $name ($envs $args): exit $?"
+	experts_table "$logs/experts-$name.json"
+done
 
 # ---- 3. the heterogeneous CLI, for real ----
 gen() { # gen NAME ARGS...
@@ -126,7 +124,7 @@ if [ "$(left)" -gt 60 ]; then
 	gen cpu-f32 --experts cpu-f32
 	gen cuda --attn cuda
 	gen cuda-fxp --attn cuda --experts cpu-fxp:fp8
-	HMOE_MLA_AUTO_V2=1 gen cuda-v2 --attn cuda
+	HMOE_MLA_AUTO_V1=1 gen cuda-v1 --attn cuda
 	grep -h "^\[energy" "$logs/gen-cuda.err" | tee -a "$summary"
 fi
 
@@ -171,6 +169,7 @@ fi
 ncu_bin=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
 for kp in "decode2 mla_decode_kernel2" "prefill2 mla_prefill_kernel2"; do
 	name=${kp%% *} kernel=${kp#* }
+	[ "${HMOE_NCU:-1}" = 1 ] || break
 	[ -n "$ncu_bin" ] || { say "ncu not found"; break; }
 	[ "$(left)" -gt 60 ] || { say "ncu $name: skipped, out of time"; continue; }
 	timeout $(($(left) - 20)) "$ncu_bin" --clock-control none --launch-count 1 \

@@ -68,7 +68,7 @@ static int hcu_device_count(int *n)
 
 static int hcu_init(int device)
 {
-	int n = 0, optin = 0, ret;
+	int n = 0, optin = 0, cc_major = 0, ret;
 
 	if (hcu.initialised)
 		return hcu.device == device ? 0
@@ -86,7 +86,9 @@ static int hcu_init(int device)
 	CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
 	hcu.smem_optin = (size_t)optin;
 	CUDA_CHECK(cudaDeviceGetAttribute(&hcu.n_sm, cudaDevAttrMultiProcessorCount, device));
-	hcu.auto_v2 = getenv("HMOE_MLA_AUTO_V2") && strcmp(getenv("HMOE_MLA_AUTO_V2"), "1") == 0;
+	CUDA_CHECK(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, device));
+	hcu.tc_bf16 = cc_major >= 8;
+	hcu.auto_v1 = getenv("HMOE_MLA_AUTO_V1") && strcmp(getenv("HMOE_MLA_AUTO_V1"), "1") == 0;
 	for (int i = 0; i < 8; i++)
 		CUDA_CHECK(cudaEventCreate(&hcu.ev[i]));
 	hcu.device = device;

@@ -29,9 +29,10 @@ extern "C" {
 /* Bumped whenever struct hmoe_cuda_api changes; the loader refuses a mismatch. */
 #define HMOE_CUDA_ABI 2
 
-/* MLA decode implementations behind the dispatcher. AUTO picks version 1; with the
- * environment variable HMOE_MLA_AUTO_V2=1 (read at init) it picks version 2 where the
- * dims allow, for decode and prefill alike: version 2 has not yet run on a GPU. */
+/* MLA decode implementations behind the dispatcher. AUTO picks version 2 where the
+ * device (compute capability 8.0+), the dims and the pointers' alignment allow, else
+ * version 1, for decode and prefill alike; with the environment variable
+ * HMOE_MLA_AUTO_V1=1 (read at init) AUTO keeps version 1, for comparisons. */
 enum hmoe_cuda_mla_version {
 	HMOE_MLA_DECODE_AUTO = 0,
 	HMOE_MLA_DECODE_V1 = 1,   /* CUDA cores, head groups of 16, split-K + combine */

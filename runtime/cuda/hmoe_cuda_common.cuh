@@ -54,8 +54,10 @@ struct hcu_state {
 	size_t work_bytes;
 	size_t smem_optin;    /* max dynamic shared memory per block, bytes */
 	int n_sm;             /* streaming multiprocessors: sizes split-K grids */
-	int auto_v2;          /* AUTO may pick the tensor-core attention kernels (version 2):
-			       * only with HMOE_MLA_AUTO_V2=1 until they have passed on a GPU */
+	int tc_bf16;          /* compute capability 8.0 or later: the version-2 attention
+			       * kernels' bf16 mma.sync exists */
+	int auto_v1;          /* HMOE_MLA_AUTO_V1=1: AUTO keeps the version-1 attention
+			       * kernels (comparisons); else it picks version 2 where it can */
 	cudaEvent_t ev[8];
 };
 extern struct hcu_state hcu;

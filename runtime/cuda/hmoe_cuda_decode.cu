@@ -13,6 +13,10 @@ int hcu_mla_decode2_supported(const void *out, const void *q, const void *pages,
 {
 	int D = kv_lora + rope_dim;
 
+	if (!hcu.tc_bf16) {
+		snprintf(why, why_n, "needs compute capability 8.0 or later (bf16 mma.sync)");
+		return 0;
+	}
 	/* 16-byte cp.async copies of q and cache rows, 4-byte stores of o_c pairs */
 	if (((uintptr_t)q | (uintptr_t)pages) % 16 || (uintptr_t)out % 4) {
 		snprintf(why, why_n, "q and the cache pages must be 16-byte aligned, out 4-byte "

@@ -204,8 +204,9 @@ int hcu_mla_decode(void *out, const void *q, const struct hmoe_cuda_kv_pages *kv
 		"mla_decode: no version %d", version);
 	if (batch == 0)
 		return 0;
-	/* AUTO: version 1, or with hcu.auto_v2 version 2 where it takes these dims */
-	if (version == HMOE_MLA_DECODE_V2 || (version == HMOE_MLA_DECODE_AUTO && hcu.auto_v2)) {
+	/* AUTO: version 2 where it takes these dims and the device, else version 1 (always
+	 * version 1 with hcu.auto_v1) */
+	if (version == HMOE_MLA_DECODE_V2 || (version == HMOE_MLA_DECODE_AUTO && !hcu.auto_v1)) {
 		char why[160];
 		int ok = hcu_mla_decode2_supported(out, q, kv->pages, kv_lora, rope_dim, why,
 						   sizeof(why));
@@ -454,11 +455,11 @@ int hcu_mla_prefill(void *out, const void *q, const void *k, const void *v, int 
 		v_dim, PRE_DV);
 	HCU_ARG(version >= 0 && version < HMOE_MLA_PREFILL_COUNT, "mla_prefill: no version %d",
 		version);
-	/* AUTO: version 1, or with hcu.auto_v2 version 2 (hmoe_cuda_prefill.cu) where it
-	 * takes the arguments (dims multiples of 8, aligned pointers); an explicit version 2
-	 * checks its own */
+	/* AUTO: version 2 (hmoe_cuda_prefill.cu) where it takes the device and the arguments
+	 * (dims multiples of 8, aligned pointers), else version 1 (always version 1 with
+	 * hcu.auto_v1); an explicit version 2 checks its own */
 	if (version == HMOE_MLA_PREFILL_AUTO)
-		version = hcu.auto_v2 && hcu_mla_prefill2_ok(out, q, k, v, qk_dim, v_dim)
+		version = !hcu.auto_v1 && hcu_mla_prefill2_ok(out, q, k, v, qk_dim, v_dim)
 				  ? HMOE_MLA_PREFILL_V2 : HMOE_MLA_PREFILL_V1;
 	if (version == HMOE_MLA_PREFILL_V2)
 		return hcu_mla_prefill2(out, q, k, v, n, n_heads, qk_dim, v_dim, scale);

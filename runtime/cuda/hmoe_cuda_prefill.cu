@@ -12,7 +12,7 @@
 int hcu_mla_prefill2_ok(const void *out, const void *q, const void *k, const void *v,
 			int qk_dim, int v_dim)
 {
-	return qk_dim > 0 && qk_dim <= P2_DQK && qk_dim % 8 == 0 && v_dim > 0 &&
+	return hcu.tc_bf16 && qk_dim > 0 && qk_dim <= P2_DQK && qk_dim % 8 == 0 && v_dim > 0 &&
 	       v_dim <= P2_DV && v_dim % 8 == 0 &&
 	       ((uintptr_t)q | (uintptr_t)k | (uintptr_t)v) % 16 == 0 && (uintptr_t)out % 4 == 0 &&
 	       hcu.smem_optin >= P2_SMEM;
@@ -23,6 +23,7 @@ int hcu_mla_prefill2(void *out, const void *q, const void *k, const void *v, int
 {
 	static int smem_set;
 
+	HCU_ARG(hcu.tc_bf16, "mla_prefill v2: needs compute capability 8.0 or later (bf16 mma.sync)");
 	HCU_ARG(qk_dim > 0 && qk_dim <= P2_DQK && qk_dim % 8 == 0 && v_dim > 0 &&
 		v_dim <= P2_DV && v_dim % 8 == 0,
 		"mla_prefill v2: qk_dim %d, v_dim %d (multiples of 8, <= %d / %d)", qk_dim,

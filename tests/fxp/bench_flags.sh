@@ -22,12 +22,15 @@ done
 import json, sys
 d = json.load(open(sys.argv[1]))
 assert d["bench"] == "experts" and d["dims"] == {"dim": 7168, "inter": 2048, "experts": 256, "top_k": 8}, d
+# what must stream from DRAM: at least 1 GiB and 8 times the largest cache found
+assert d["dram_footprint_bytes"] >= max(1 << 30, 8 * d["machine"]["llc_bytes"]), d
 rs = d["results"]
 assert [(r["format"], r["tokens"]) for r in rs] == \
     [("int4", 1), ("int4", 3), ("int4-a8", 1), ("int4-a8", 3)], rs
 for r in rs:
     assert r["weight_format"] == "int4" and r["activation_planes"] == (1 if r["format"].endswith("-a8") else 2), r
     assert r["seconds"] > 0 and r["weight_bytes"] == r["experts_touched"] * 23527424, r
+    assert r["resident"] == 1, r  # --experts 1
     assert r["int_ops_per_s"] > 0 and r["bw_ratio"] > 0, r
     # the ratio's yardstick is the bandwidth probed beside the point (read_bw_around)
     assert r["read_bw_around"] > 0 and r["bw_ratio_start"] > 0, r
