@@ -1,30 +1,102 @@
-/* hmoe_pool: worker threads for parallel-for (see hmoe_pool.h). */
+/* hmoe_pool: worker threads for parallel-for (see hmoe_pool.h).
+ *
+ * Handing out a loop: the caller publishes fn/arg/n and bumps `generation` (release);
+ * workers that see the new generation (acquire) take indices from the atomic `next` and
+ * count themselves out of `busy`. A layer call is a chain of loops microseconds apart
+ * (the fixed-point MoE runs six), so between loops the workers and the caller spin on
+ * those counters for up to HMOE_POOL_SPIN_NS before they sleep on a condition variable:
+ * waking sleeping threads costs tens of microseconds per loop on a VM, which at one
+ * token on 16 cores was a tenth of the call. Spinning is off when the pool has more
+ * threads than the machine has CPUs (a spinner would hold a CPU a worker needs).
+ * `generation` changes and `sleepers` are read under `lock`, so no wake-up is lost. */
 #include "hmoe_pool.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hmoe_err.h"
 
+#define HMOE_POOL_SPIN_NS 200000L /* how long an idle thread spins before it sleeps */
+
 struct hmoe_pool {
 	int n_threads;              /* workers + the caller */
+	int spin;                   /* n_threads <= online CPUs */
 	pthread_t *workers;         /* [n_threads - 1] */
 
-	pthread_mutex_t lock;       /* protects generation, stop, fn, arg, n, chunk, busy */
-	pthread_cond_t wake;        /* workers wait here for a new generation */
-	pthread_cond_t done;        /* the caller waits here for busy == 0 */
-	unsigned long generation;
-	int stop;
-	int busy;                   /* workers still inside the current loop */
+	pthread_mutex_t lock;       /* held to change generation/stop and to sleep */
+	pthread_cond_t wake;        /* workers sleep here for a new generation */
+	pthread_cond_t done;        /* the caller sleeps here for busy == 0 */
+	atomic_ulong generation;
+	atomic_int stop;
+	atomic_int busy;            /* workers still inside the current loop */
+	int sleepers;               /* workers asleep on `wake` (under lock) */
+	int caller_asleep;          /* the caller is asleep on `done` (under lock) */
 
-	hmoe_pool_fn fn;
+	hmoe_pool_fn fn;            /* the current loop: written before generation++ */
 	void *arg;
 	long n;
 	long chunk;
 	atomic_long next;           /* next index to hand out */
 };
+
+static long now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+/* Spins while *v == old, for up to HMOE_POOL_SPIN_NS; returns whether it changed. */
+static int spin_while_ulong(const atomic_ulong *v, unsigned long old, int spin)
+{
+	long t0 = 0;
+
+	for (int i = 0; spin; i++) {
+		if (atomic_load_explicit(v, memory_order_acquire) != old)
+			return 1;
+		cpu_relax();
+		if ((i & 63) == 63) {
+			long t = now_ns();
+
+			if (!t0)
+				t0 = t;
+			else if (t - t0 > HMOE_POOL_SPIN_NS)
+				break;
+		}
+	}
+	return atomic_load_explicit(v, memory_order_acquire) != old;
+}
+
+static int spin_while_busy(atomic_int *busy, int spin)
+{
+	long t0 = 0;
+
+	for (int i = 0; spin; i++) {
+		if (atomic_load_explicit(busy, memory_order_acquire) == 0)
+			return 1;
+		cpu_relax();
+		if ((i & 63) == 63) {
+			long t = now_ns();
+
+			if (!t0)
+				t0 = t;
+			else if (t - t0 > HMOE_POOL_SPIN_NS)
+				break;
+		}
+	}
+	return atomic_load_explicit(busy, memory_order_acquire) == 0;
+}
 
 static void pool_work(struct hmoe_pool *p, int thread)
 {
@@ -53,20 +125,26 @@ static void *pool_worker(void *opaque)
 	unsigned long seen = 0;
 
 	free(wa);
-	pthread_mutex_lock(&p->lock);
 	for (;;) {
-		while (!p->stop && p->generation == seen)
-			pthread_cond_wait(&p->wake, &p->lock);
-		if (p->stop)
+		if (!spin_while_ulong(&p->generation, seen, p->spin)) {
+			pthread_mutex_lock(&p->lock);
+			p->sleepers++;
+			while (!atomic_load(&p->stop) && atomic_load(&p->generation) == seen)
+				pthread_cond_wait(&p->wake, &p->lock);
+			p->sleepers--;
+			pthread_mutex_unlock(&p->lock);
+		}
+		if (atomic_load(&p->stop))
 			break;
-		seen = p->generation;
-		pthread_mutex_unlock(&p->lock);
+		seen = atomic_load_explicit(&p->generation, memory_order_acquire);
 		pool_work(p, thread);
-		pthread_mutex_lock(&p->lock);
-		if (--p->busy == 0)
-			pthread_cond_signal(&p->done);
+		if (atomic_fetch_sub_explicit(&p->busy, 1, memory_order_acq_rel) == 1) {
+			pthread_mutex_lock(&p->lock);
+			if (p->caller_asleep)
+				pthread_cond_signal(&p->done);
+			pthread_mutex_unlock(&p->lock);
+		}
 	}
-	pthread_mutex_unlock(&p->lock);
 	return NULL;
 }
 
@@ -74,19 +152,19 @@ int hmoe_pool_create(struct hmoe_pool **out, int n_threads)
 {
 	struct hmoe_pool *p;
 	const char *env = getenv("HMOE_THREADS");
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
 	if (n_threads <= 0 && env && atoi(env) > 0)
 		n_threads = atoi(env);
-	if (n_threads <= 0) {
-		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n_threads <= 0)
 		n_threads = ncpu > 0 ? (int)ncpu : 1;
-	}
 	if (n_threads > 256)
 		n_threads = 256;
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return hmoe_err(HMOE_ENOMEM, "thread pool: out of memory");
 	p->n_threads = n_threads;
+	p->spin = ncpu > 0 && n_threads <= ncpu;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->wake, NULL);
 	pthread_cond_init(&p->done, NULL);
@@ -115,7 +193,8 @@ void hmoe_pool_destroy(struct hmoe_pool *p)
 	if (!p)
 		return;
 	pthread_mutex_lock(&p->lock);
-	p->stop = 1;
+	atomic_store(&p->stop, 1);
+	atomic_fetch_add(&p->generation, 1);
 	pthread_cond_broadcast(&p->wake);
 	pthread_mutex_unlock(&p->lock);
 	for (int t = 1; t < p->n_threads; t++)
@@ -141,24 +220,32 @@ void hmoe_pool_run(struct hmoe_pool *p, long n, hmoe_pool_fn fn, void *arg)
 			fn(arg, i, 0);
 		return;
 	}
-	pthread_mutex_lock(&p->lock);
 	p->fn = fn;
 	p->arg = arg;
 	p->n = n;
-	/* Small chunks balance uneven work; 4 chunks per thread bound the atomics. */
-	p->chunk = n / ((long)p->n_threads * 4);
+	/* About 64 chunks per thread: a loop of a few hundred heavy items (the MoE's row
+	 * blocks, tens of microseconds each) goes one item at a time, so no thread is left
+	 * with a long last chunk while the others wait; many small items still take the
+	 * counter rarely. */
+	p->chunk = n / ((long)p->n_threads * 64);
 	if (p->chunk < 1)
 		p->chunk = 1;
-	atomic_store(&p->next, 0);
-	p->busy = p->n_threads - 1;
-	p->generation++;
-	pthread_cond_broadcast(&p->wake);
+	atomic_store_explicit(&p->next, 0, memory_order_relaxed);
+	atomic_store_explicit(&p->busy, p->n_threads - 1, memory_order_relaxed);
+	pthread_mutex_lock(&p->lock);
+	atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+	if (p->sleepers)
+		pthread_cond_broadcast(&p->wake);
 	pthread_mutex_unlock(&p->lock);
 
 	pool_work(p, 0);
 
-	pthread_mutex_lock(&p->lock);
-	while (p->busy > 0)
-		pthread_cond_wait(&p->done, &p->lock);
-	pthread_mutex_unlock(&p->lock);
+	if (!spin_while_busy(&p->busy, p->spin)) {
+		pthread_mutex_lock(&p->lock);
+		p->caller_asleep = 1;
+		while (atomic_load(&p->busy) > 0)
+			pthread_cond_wait(&p->done, &p->lock);
+		p->caller_asleep = 0;
+		pthread_mutex_unlock(&p->lock);
+	}
 }
