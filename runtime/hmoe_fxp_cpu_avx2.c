@@ -146,6 +146,9 @@ static void dots_fp8_x16(const uint8_t *codes, const struct hmoe_fxp_xtile *x, i
 	}
 }
 
+/* Prefetch distance into L2 of the fast paths (as the AVX-512 variant's). */
+#define AVX2_PREFETCH_BYTES 8192
+
 /* fp8 dots of a one-token tile (P planes), decoded and multiplied in one pass: each 16
  * codes' ms and pw (fp8_fields) feed both planes straight from registers, where the
  * general path stores the decoded row and reads it back per plane row. Per plane the
@@ -161,6 +164,9 @@ dots_fp8_1tok_p(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int 
 		__m256i acc[2] = { _mm256_setzero_si256(), _mm256_setzero_si256() };
 		int64_t d[2];
 
+		for (int i = 0; i < HMOE_FXP_GROUP; i += HMOE_FXP_LINE_BYTES)
+			_mm_prefetch((const char *)codes + (size_t)g * HMOE_FXP_GROUP +
+				     AVX2_PREFETCH_BYTES + i, _MM_HINT_T1);
 #pragma GCC unroll 8
 		for (int k = 0; k < HMOE_FXP_GROUP; k += 16) {
 			size_t o = (size_t)g * HMOE_FXP_GROUP + k;
@@ -239,9 +245,6 @@ static void dots_general(const uint8_t *codes, int format, const struct hmoe_fxp
 	else
 		dots_general_f(codes, HMOE_FXP_INT8, x, dots, tmp);
 }
-
-/* Prefetch distance into L2 of the fast path (as the AVX-512 variant's). */
-#define AVX2_PREFETCH_BYTES 8192
 
 /* One group's unsigned operands u[k] (columns 32k .. 32k + 31) and, for int8, the codes
  * themselves (the signs vpsignb applies to x). */

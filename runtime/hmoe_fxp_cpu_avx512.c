@@ -191,6 +191,14 @@ static void dots_int_tail(const uint8_t *codes, int format, const struct hmoe_fx
  * 4-16 KiB are alike, L1 prefetches are slower). Past a row's end is the next row. */
 #define DOTS_PREFETCH_BYTES 8192
 
+/* Prefetches, into L2, the `bytes` (lines) DOTS_PREFETCH_BYTES ahead of p. */
+static inline __attribute__((always_inline)) void prefetch_ahead(const uint8_t *p, const int bytes)
+{
+#pragma GCC unroll 8
+	for (int i = 0; i < bytes; i += HMOE_FXP_LINE_BYTES)
+		_mm_prefetch((const char *)p + DOTS_PREFETCH_BYTES + i, _MM_HINT_T1);
+}
+
 /* Prefetches, into L2, the lines DOTS_PREFETCH_BYTES ahead of groups g .. g + 3 of R rows. */
 static inline __attribute__((always_inline)) void
 prefetch_groups4(const uint8_t *const *codes, const int R, int g, int group_bytes)
@@ -411,6 +419,7 @@ dots_fp8_1tok_p(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int 
 		__m512i acc[2] = { _mm512_setzero_si512(), _mm512_setzero_si512() };
 		int64_t d[2];
 
+		prefetch_ahead(codes + (size_t)g * HMOE_FXP_GROUP, HMOE_FXP_GROUP);
 #pragma GCC unroll 4
 		for (int k = 0; k < HMOE_FXP_GROUP; k += 32) {
 			size_t o = (size_t)g * HMOE_FXP_GROUP + k;
@@ -680,8 +689,10 @@ dots_fp8_planes_p(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const in
 		tab[i][0] = _mm512_loadu_si512(ABS ? fp8_abs[i] : fp8_digits[i]);
 		tab[i][1] = _mm512_loadu_si512((ABS ? fp8_abs[i] : fp8_digits[i]) + 64);
 	}
-	for (; g + 2 <= groups; g += 2)
+	for (; g + 2 <= groups; g += 2) {
+		prefetch_ahead(codes + (size_t)g * HMOE_FXP_GROUP, 2 * HMOE_FXP_GROUP);
 		fp8_groups_all_tokens(codes, x, g, 2, P, tab, ABS, dots);
+	}
 	if (g < groups)
 		fp8_groups_all_tokens(codes, x, g, 1, P, tab, ABS, dots);
 }
