@@ -96,6 +96,28 @@ const struct hmoe_fxp_simd *hmoe_fxp_simd_best(void)
 	return v;
 }
 
+static int fp8_prefetch = -1;
+
+int hmoe_fxp_fp8_prefetch(void)
+{
+	int pf = __atomic_load_n(&fp8_prefetch, __ATOMIC_RELAXED);
+
+	if (pf < 0) {
+		const char *env = getenv("HMOE_FXP_FP8_PREFETCH");
+
+#if defined(__x86_64__) || defined(__i386__)
+		__builtin_cpu_init();
+		pf = !__builtin_cpu_is("amd");
+#else
+		pf = 0;
+#endif
+		if (env && (!strcmp(env, "0") || !strcmp(env, "1")))
+			pf = env[0] == '1';
+		__atomic_store_n(&fp8_prefetch, pf, __ATOMIC_RELAXED);
+	}
+	return pf;
+}
+
 /* ---- the epilogue, shared by every variant ------------------------------------------ */
 
 static void scalar_row_terms(const int64_t *dots, const uint8_t *scales,

@@ -158,13 +158,13 @@ static inline __attribute__((always_inline)) void
 dots_fp8_1tok_p(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P,
 		int64_t *dots)
 {
-	int plane = x->groups * HMOE_FXP_GROUP;
+	int plane = x->groups * HMOE_FXP_GROUP, pf = hmoe_fxp_fp8_prefetch();
 
 	for (int g = 0; g < x->groups; g++) {
 		__m256i acc[2] = { _mm256_setzero_si256(), _mm256_setzero_si256() };
 		int64_t d[2];
 
-		for (int i = 0; i < HMOE_FXP_GROUP; i += HMOE_FXP_LINE_BYTES)
+		for (int i = 0; pf && i < HMOE_FXP_GROUP; i += HMOE_FXP_LINE_BYTES)
 			_mm_prefetch((const char *)codes + (size_t)g * HMOE_FXP_GROUP +
 				     AVX2_PREFETCH_BYTES + i, _MM_HINT_T1);
 #pragma GCC unroll 8

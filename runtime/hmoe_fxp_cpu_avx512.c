@@ -413,13 +413,14 @@ static inline __attribute__((always_inline)) void
 dots_fp8_1tok_p(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P,
 		int64_t *dots)
 {
-	int plane = x->groups * HMOE_FXP_GROUP;
+	int plane = x->groups * HMOE_FXP_GROUP, pf = hmoe_fxp_fp8_prefetch();
 
 	for (int g = 0; g < x->groups; g++) {
 		__m512i acc[2] = { _mm512_setzero_si512(), _mm512_setzero_si512() };
 		int64_t d[2];
 
-		prefetch_ahead(codes + (size_t)g * HMOE_FXP_GROUP, HMOE_FXP_GROUP);
+		if (pf)
+			prefetch_ahead(codes + (size_t)g * HMOE_FXP_GROUP, HMOE_FXP_GROUP);
 #pragma GCC unroll 4
 		for (int k = 0; k < HMOE_FXP_GROUP; k += 32) {
 			size_t o = (size_t)g * HMOE_FXP_GROUP + k;
@@ -682,7 +683,7 @@ VBMI_TARGET static inline __attribute__((always_inline)) void
 dots_fp8_planes_p(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P,
 		  const int ABS, int64_t *dots)
 {
-	int groups = x->groups, g = 0;
+	int groups = x->groups, g = 0, pf = hmoe_fxp_fp8_prefetch();
 	__m512i tab[3][2];
 
 	for (int i = 0; i < 3; i++) {
@@ -690,7 +691,8 @@ dots_fp8_planes_p(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const in
 		tab[i][1] = _mm512_loadu_si512((ABS ? fp8_abs[i] : fp8_digits[i]) + 64);
 	}
 	for (; g + 2 <= groups; g += 2) {
-		prefetch_ahead(codes + (size_t)g * HMOE_FXP_GROUP, 2 * HMOE_FXP_GROUP);
+		if (pf)
+			prefetch_ahead(codes + (size_t)g * HMOE_FXP_GROUP, 2 * HMOE_FXP_GROUP);
 		fp8_groups_all_tokens(codes, x, g, 2, P, tab, ABS, dots);
 	}
 	if (g < groups)
