@@ -4,7 +4,8 @@
  * workers that see the new generation (acquire) take indices from the atomic `next` and
  * count themselves out of `busy`. A layer call is a chain of loops microseconds apart
  * (the fixed-point MoE runs six), so between loops the workers and the caller spin on
- * those counters for up to HMOE_POOL_SPIN_NS before they sleep on a condition variable:
+ * those counters for up to 200 us ($HMOE_POOL_SPIN_US; 0 turns spinning off, e.g. when
+ * idle cores' energy should not count) before they sleep on a condition variable:
  * waking sleeping threads costs tens of microseconds per loop on a VM, which at one
  * token on 16 cores was a tenth of the call. Spinning is off when the pool has more
  * threads than the machine has CPUs (a spinner would hold a CPU a worker needs).
@@ -13,17 +14,18 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "hmoe_err.h"
 
-#define HMOE_POOL_SPIN_NS 200000L /* how long an idle thread spins before it sleeps */
+#define HMOE_POOL_SPIN_US 200 /* default: how long an idle thread spins before it sleeps */
 
 struct hmoe_pool {
 	int n_threads;              /* workers + the caller */
-	int spin;                   /* n_threads <= online CPUs */
+	long spin_ns;               /* how long idle threads spin; 0 when n_threads > CPUs */
 	pthread_t *workers;         /* [n_threads - 1] */
 
 	pthread_mutex_t lock;       /* held to change generation/stop and to sleep */
@@ -57,12 +59,12 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Spins while *v == old, for up to HMOE_POOL_SPIN_NS; returns whether it changed. */
-static int spin_while_ulong(const atomic_ulong *v, unsigned long old, int spin)
+/* Spins while *v == old, for up to spin_ns; returns whether it changed. */
+static int spin_while_ulong(const atomic_ulong *v, unsigned long old, long spin_ns)
 {
 	long t0 = 0;
 
-	for (int i = 0; spin; i++) {
+	for (int i = 0; spin_ns; i++) {
 		if (atomic_load_explicit(v, memory_order_acquire) != old)
 			return 1;
 		cpu_relax();
@@ -71,18 +73,18 @@ static int spin_while_ulong(const atomic_ulong *v, unsigned long old, int spin)
 
 			if (!t0)
 				t0 = t;
-			else if (t - t0 > HMOE_POOL_SPIN_NS)
+			else if (t - t0 > spin_ns)
 				break;
 		}
 	}
 	return atomic_load_explicit(v, memory_order_acquire) != old;
 }
 
-static int spin_while_busy(atomic_int *busy, int spin)
+static int spin_while_busy(atomic_int *busy, long spin_ns)
 {
 	long t0 = 0;
 
-	for (int i = 0; spin; i++) {
+	for (int i = 0; spin_ns; i++) {
 		if (atomic_load_explicit(busy, memory_order_acquire) == 0)
 			return 1;
 		cpu_relax();
@@ -91,7 +93,7 @@ static int spin_while_busy(atomic_int *busy, int spin)
 
 			if (!t0)
 				t0 = t;
-			else if (t - t0 > HMOE_POOL_SPIN_NS)
+			else if (t - t0 > spin_ns)
 				break;
 		}
 	}
@@ -126,7 +128,7 @@ static void *pool_worker(void *opaque)
 
 	free(wa);
 	for (;;) {
-		if (!spin_while_ulong(&p->generation, seen, p->spin)) {
+		if (!spin_while_ulong(&p->generation, seen, p->spin_ns)) {
 			pthread_mutex_lock(&p->lock);
 			p->sleepers++;
 			while (!atomic_load(&p->stop) && atomic_load(&p->generation) == seen)
@@ -151,8 +153,8 @@ static void *pool_worker(void *opaque)
 int hmoe_pool_create(struct hmoe_pool **out, int n_threads)
 {
 	struct hmoe_pool *p;
-	const char *env = getenv("HMOE_THREADS");
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	const char *env = getenv("HMOE_THREADS"), *spin = getenv("HMOE_POOL_SPIN_US");
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN), spin_us = HMOE_POOL_SPIN_US;
 
 	if (n_threads <= 0 && env && atoi(env) > 0)
 		n_threads = atoi(env);
@@ -164,7 +166,20 @@ int hmoe_pool_create(struct hmoe_pool **out, int n_threads)
 	if (!p)
 		return hmoe_err(HMOE_ENOMEM, "thread pool: out of memory");
 	p->n_threads = n_threads;
-	p->spin = ncpu > 0 && n_threads <= ncpu;
+	if (spin && *spin) {
+		char *end;
+		long v = strtol(spin, &end, 10);
+
+		static int warned;
+
+		if (*end || v < 0 || v > 1000000) {
+			if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+				fprintf(stderr, "hmoe: HMOE_POOL_SPIN_US=%s is not 0..1000000 "
+					"microseconds; using %ld\n", spin, spin_us);
+		} else
+			spin_us = v;
+	}
+	p->spin_ns = ncpu > 0 && n_threads <= ncpu ? spin_us * 1000 : 0;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->wake, NULL);
 	pthread_cond_init(&p->done, NULL);
@@ -240,7 +255,7 @@ void hmoe_pool_run(struct hmoe_pool *p, long n, hmoe_pool_fn fn, void *arg)
 
 	pool_work(p, 0);
 
-	if (!spin_while_busy(&p->busy, p->spin)) {
+	if (!spin_while_busy(&p->busy, p->spin_ns)) {
 		pthread_mutex_lock(&p->lock);
 		p->caller_asleep = 1;
 		while (atomic_load(&p->busy) > 0)

@@ -2,10 +2,10 @@
  * all are done, through what a user's workload does to it: long chains of loops
  * microseconds apart (the workers spin between them), loops after a pause long enough
  * for every thread to fall asleep, loops with fewer items than threads, heavy uneven
- * items, more threads than CPUs (no spinning), and a pool destroyed while its workers
- * spin or sleep. A lost wake-up hangs the test, which an alarm ends after 120 s as a
- * failure; a double or missed index, or a return before the last item ends, fails a
- * CHECK. */
+ * items, more threads than CPUs and HMOE_POOL_SPIN_US=0 (no spinning), and a pool
+ * destroyed while its workers spin or sleep. A lost wake-up hangs the test, which an
+ * alarm ends after 120 s as a failure; a double or missed index, or a return before the
+ * last item ends, fails a CHECK. */
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -146,6 +146,10 @@ int main(void)
 	exercise(2);
 	exercise(ncpu > 0 ? (int)ncpu : 2);
 	exercise(ncpu > 0 ? 3 * (int)ncpu + 1 : 7);  /* oversubscribed: no spinning */
+	/* spinning off by the environment (every hand-off through the condition variables) */
+	setenv("HMOE_POOL_SPIN_US", "0", 1);
+	exercise(2);
+	exercise(ncpu > 0 ? (int)ncpu : 2);
 	if (!failures)
 		printf("pool: PASSED\n");
 	return failures ? 1 : 0;
