@@ -158,11 +158,12 @@ const struct hmoe_fxp_simd *hmoe_fxp_simd_find(const char *name);
  * shared by the x86 variants: call only where hmoe_fxp_simd_avx2 is supported. */
 void hmoe_fxp_split_scales_x86(const uint8_t *scales, int groups, uint32_t *mw, int32_t *ew);
 
-/* Whether the one-token fp8 kernels prefetch their codes ahead (x86 variants): measured
- * on an Emerald Rapids Xeon it makes one core's fp8 stream from DRAM 1.5x faster (the
- * core does not overlap the decode with the loads by itself); on Zen 4 it changes nothing
- * for fp8 A16 and slows fp8-a8 by a fifth. So: not on AMD CPUs, else yes;
- * HMOE_FXP_FP8_PREFETCH=0 or 1 decides instead. Read once per process. */
+/* Whether the fp8 kernels prefetch their codes ahead (x86 variants; the VBMI kernel into
+ * L1, the others into L2): measured on an Emerald Rapids Xeon it makes one core's fp8
+ * stream from DRAM 1.5x faster (the core does not overlap the decode with the loads by
+ * itself); on Zen 4 it changes nothing for fp8 A16 and slows fp8-a8 by a fifth. So: not on
+ * AMD CPUs, else yes; HMOE_FXP_FP8_PREFETCH=0 or 1 decides instead. Read once per
+ * process. */
 int hmoe_fxp_fp8_prefetch(void);
 
 /* A16 dots of one-plane rows (n_tokens * 2, groups), token t's hi and lo at rows 2t and
