@@ -8,11 +8,13 @@
  * idle cores' energy should not count) before they sleep on a condition variable:
  * waking sleeping threads costs tens of microseconds per loop on a VM, which at one
  * token on 16 cores was a tenth of the call. Spinning is off when the pool has more
- * threads than the machine has CPUs (a spinner would hold a CPU a worker needs).
+ * threads than the machine has CPUs (a spinner would hold a CPU a worker needs), and a
+ * spinner yields every few microseconds in case other pools' threads need the CPU.
  * `generation` changes and `sleepers` are read under `lock`, so no wake-up is lost. */
 #include "hmoe_pool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +61,20 @@ static inline void cpu_relax(void)
 #endif
 }
 
+/* Every 64 pauses of a spin: gives the CPU to any other runnable thread (a pool beside
+ * this one, e.g. the sched backend's per-device pools, may have more threads in all than
+ * the machine has CPUs) and says whether the spin has lasted spin_ns. */
+static int spin_expired(long *t0, long spin_ns)
+{
+	long t;
+
+	sched_yield();
+	t = now_ns();
+	if (!*t0)
+		*t0 = t;
+	return t - *t0 > spin_ns;
+}
+
 /* Spins while *v == old, for up to spin_ns; returns whether it changed. */
 static int spin_while_ulong(const atomic_ulong *v, unsigned long old, long spin_ns)
 {
@@ -68,14 +84,8 @@ static int spin_while_ulong(const atomic_ulong *v, unsigned long old, long spin_
 		if (atomic_load_explicit(v, memory_order_acquire) != old)
 			return 1;
 		cpu_relax();
-		if ((i & 63) == 63) {
-			long t = now_ns();
-
-			if (!t0)
-				t0 = t;
-			else if (t - t0 > spin_ns)
-				break;
-		}
+		if ((i & 63) == 63 && spin_expired(&t0, spin_ns))
+			break;
 	}
 	return atomic_load_explicit(v, memory_order_acquire) != old;
 }
@@ -88,14 +98,8 @@ static int spin_while_busy(atomic_int *busy, long spin_ns)
 		if (atomic_load_explicit(busy, memory_order_acquire) == 0)
 			return 1;
 		cpu_relax();
-		if ((i & 63) == 63) {
-			long t = now_ns();
-
-			if (!t0)
-				t0 = t;
-			else if (t - t0 > spin_ns)
-				break;
-		}
+		if ((i & 63) == 63 && spin_expired(&t0, spin_ns))
+			break;
 	}
 	return atomic_load_explicit(busy, memory_order_acquire) == 0;
 }
