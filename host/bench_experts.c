@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hmoe_bench.h"
 #include "hmoe_cli.h"
@@ -51,7 +52,8 @@ static const struct cli_flag flags[] = {
 	{ "tokens", 1, "--tokens LIST      token counts (default 1,4,16,64,256)" },
 	{ "formats", 1, "--formats LIST     kernel modes (default fp8,int8,int4,int8-a8,fp8-a8)" },
 	{ "experts", 1, "--experts N        resident fixed-point experts per mode (default: 1 GiB and 8x\n"
-			"                     the largest cache, at least 16; 45 MB each for fp8/int8)" },
+			"                     the largest cache, at most a third of the available\n"
+			"                     memory, at least 16; 45 MB each for fp8/int8)" },
 	{ "f32-experts", 1, "--f32-experts N    resident fp32 experts (default: as --experts, at least 8;\n"
 			    "                     176 MB each; 0: skip)" },
 	{ "min-time", 1, "--min-time S       seconds of repetitions per point (default 1)" },
@@ -113,13 +115,38 @@ static int assign_slots(const int *ids, int n_pairs, int *slot)
 	return touched;
 }
 
-/* What must stream from DRAM: 1 GiB, or 8 times the largest cache where that is more,
- * so that at most about an eighth of it can be served from a cache. */
-static size_t dram_footprint(void)
+/* Memory the kernel says is available (MemAvailable), else the free pages; 0 unknown. */
+static size_t mem_available(void)
 {
-	size_t llc8 = 8 * bench_llc_bytes();
+	FILE *f = fopen("/proc/meminfo", "r");
+	char line[128];
+	unsigned long kb = 0;
+	long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
 
-	return llc8 > ((size_t)1 << 30) ? llc8 : (size_t)1 << 30;
+	if (f) {
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "MemAvailable: %lu kB", &kb) == 1)
+				break;
+		fclose(f);
+	}
+	if (kb)
+		return (size_t)kb << 10;
+	return pages > 0 && page > 0 ? (size_t)pages * (size_t)page : 0;
+}
+
+/* What must stream from DRAM: 1 GiB, or 8 times the largest cache where that is more,
+ * so that at most about an eighth of it can be served from a cache; but no more than a
+ * third of `avail`, the memory available at the start (the run holds about 1.5 times
+ * the footprint: the packs and the probe), and at least 256 MiB, so that a small board
+ * still runs the default. */
+static size_t dram_footprint(size_t avail)
+{
+	size_t llc8 = 8 * bench_llc_bytes(), avail3 = avail / 3;
+	size_t fp = llc8 > ((size_t)1 << 30) ? llc8 : (size_t)1 << 30;
+
+	if (avail3 && fp > avail3)
+		fp = avail3 > ((size_t)256 << 20) ? avail3 : (size_t)256 << 20;
+	return fp;
 }
 
 /* Resident copies of `bytes` each that fill `footprint`, at least `least`, at most the
@@ -333,7 +360,7 @@ int bench_experts(int argc, char **argv)
 	int *tokens = NULL, n_tokens_list = 0, ret, first = 1, slot[N_EXPERTS], *ids = NULL;
 	int modes[HMOE_FXP_N_FORMATS * HMOE_FXP_MAX_PLANES], n_modes = 0;
 	long resident, f32_resident, threads, seed, bw_mib;
-	size_t footprint = dram_footprint();
+	size_t avail = mem_available(), footprint = dram_footprint(avail);
 	double min_time, bw, log_pop[N_EXPERTS];
 	void *bufs[1024] = { 0 };
 	float *x = NULL, *y = NULL;
@@ -454,10 +481,12 @@ int bench_experts(int argc, char **argv)
 		printf("\"load_average_1min_at_start\": %.2f, ", l1);
 	}
 	printf("\"dims\": {\"dim\": %d, \"inter\": %d, \"experts\": %d, \"top_k\": %d}, "
-	       "\"threads\": %d, \"fxp_variant\": \"%s\", \"dram_footprint_bytes\": %zu, "
+	       "\"threads\": %d, \"fxp_variant\": \"%s\", \"mem_available_bytes\": %zu, "
+	       "\"dram_footprint_bytes\": %zu, "
 	       "\"read_bandwidth_bytes_per_s\": %.4g, "
 	       "\"target_bw_ratio_1_token\": 0.85, \"results\": [",
-	       DIM, INTER, N_EXPERTS, TOP_K, hmoe_pool_threads(pool), simd->name, footprint, bw);
+	       DIM, INTER, N_EXPERTS, TOP_K, hmoe_pool_threads(pool), simd->name, avail, footprint,
+	       bw);
 	fflush(stdout);
 
 	for (int f = 0; f < n_modes; f++) {
