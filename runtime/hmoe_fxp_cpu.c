@@ -17,6 +17,7 @@
  */
 #include "hmoe_fxp_cpu.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,26 +97,28 @@ const struct hmoe_fxp_simd *hmoe_fxp_simd_best(void)
 	return v;
 }
 
-static int fp8_prefetch = -1;
+static int fp8_prefetch;
+static pthread_once_t fp8_prefetch_once = PTHREAD_ONCE_INIT;
+
+static void fp8_prefetch_init(void)
+{
+	const char *env = getenv("HMOE_FXP_FP8_PREFETCH");
+
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_cpu_init();
+	fp8_prefetch = !__builtin_cpu_is("amd");
+#endif
+	if (env && (!strcmp(env, "0") || !strcmp(env, "1")))
+		fp8_prefetch = env[0] == '1';
+	else if (env && *env)
+		fprintf(stderr, "hmoe: HMOE_FXP_FP8_PREFETCH=%s is not 0 or 1; using %d\n", env,
+			fp8_prefetch);
+}
 
 int hmoe_fxp_fp8_prefetch(void)
 {
-	int pf = __atomic_load_n(&fp8_prefetch, __ATOMIC_RELAXED);
-
-	if (pf < 0) {
-		const char *env = getenv("HMOE_FXP_FP8_PREFETCH");
-
-#if defined(__x86_64__) || defined(__i386__)
-		__builtin_cpu_init();
-		pf = !__builtin_cpu_is("amd");
-#else
-		pf = 0;
-#endif
-		if (env && (!strcmp(env, "0") || !strcmp(env, "1")))
-			pf = env[0] == '1';
-		__atomic_store_n(&fp8_prefetch, pf, __ATOMIC_RELAXED);
-	}
-	return pf;
+	pthread_once(&fp8_prefetch_once, fp8_prefetch_init);
+	return fp8_prefetch;
 }
 
 /* ---- the epilogue, shared by every variant ------------------------------------------ */
