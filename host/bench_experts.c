@@ -159,14 +159,30 @@ static long auto_resident(size_t bytes, size_t footprint, long least)
 	return n > N_EXPERTS ? N_EXPERTS : n;
 }
 
-/* One layer call through the fixed-point path, on the next resident copies: each call
- * starts where the last one stopped. */
+/* Which resident copy each touched expert uses in a call: number k (assign_slots) maps
+ * onto copy (k + rotation) % resident, and each call starts where the last one stopped. */
+struct rotation {
+	const int *slot;                    /* assign_slots */
+	int resident, touched, next;
+};
+
+/* Expert e's copy in this call (e touched). */
+static int rotation_copy(const struct rotation *r, int e)
+{
+	return (r->slot[e] + r->next) % r->resident;
+}
+
+static void rotation_advance(struct rotation *r)
+{
+	r->next = (r->next + r->touched) % r->resident;
+}
+
+/* One layer call through the fixed-point path, on the next resident copies. */
 struct fxp_call {
 	struct hmoe_fxp_experts *ex;
 	const struct hmoe_fxp_line **packs; /* ex->packs, [N_EXPERTS] */
 	void *const *bufs;                  /* the resident packs */
-	const int *slot;                    /* assign_slots */
-	int resident, touched, rotation;
+	struct rotation rot;
 	const struct hmoe_fxp_simd *simd;
 	struct hmoe_pool *pool;
 	struct hmoe_fxp_ws **ws;
@@ -179,9 +195,8 @@ struct fxp_call {
 static int fxp_call_run(struct fxp_call *c)
 {
 	for (int e = 0; e < N_EXPERTS; e++)
-		c->packs[e] = c->slot[e] < 0 ? NULL
-				: c->bufs[(c->slot[e] + c->rotation) % c->resident];
-	c->rotation = (c->rotation + c->touched) % c->resident;
+		c->packs[e] = c->rot.slot[e] < 0 ? NULL : c->bufs[rotation_copy(&c->rot, e)];
+	rotation_advance(&c->rot);
 	return hmoe_fxp_moe_run(c->ex, c->simd, c->pool, c->ws, c->tokens, TOP_K, c->x, c->ids,
 				c->y);
 }
@@ -191,8 +206,7 @@ static int fxp_call_run(struct fxp_call *c)
 struct f32_call {
 	struct hmoe_mlp *mlps;
 	void *const *bufs;
-	const int *slot;
-	int resident, touched, rotation;
+	struct rotation rot;
 	struct hmoe_expert_backend *backend;
 	struct hmoe_expert_batch *batch;
 };
@@ -200,7 +214,7 @@ struct f32_call {
 static void f32_call_map(struct f32_call *c)
 {
 	for (int e = 0; e < N_EXPERTS; e++) {
-		int s = c->slot[e] < 0 ? 0 : (c->slot[e] + c->rotation) % c->resident;
+		int s = c->rot.slot[e] < 0 ? 0 : rotation_copy(&c->rot, e);
 
 		c->mlps[e].w1 = (struct hmoe_linear){ .out = INTER, .in = DIM, .w = c->bufs[3 * s] };
 		c->mlps[e].w3 = (struct hmoe_linear){ .out = INTER, .in = DIM,
@@ -213,7 +227,7 @@ static void f32_call_map(struct f32_call *c)
 static int f32_call_run(struct f32_call *c)
 {
 	f32_call_map(c);
-	c->rotation = (c->rotation + c->touched) % c->resident;
+	rotation_advance(&c->rot);
 	return c->backend->ops->run(c->backend, c->batch);
 }
 
@@ -497,8 +511,8 @@ int bench_experts(int argc, char **argv)
 					       .n_experts = N_EXPERTS, .packs = packs };
 		struct fill_job fj = { bufs, bytes, format };
 		int n_res = (int)(resident > 0 ? resident : auto_resident(bytes, footprint, 16));
-		struct fxp_call call = { .ex = &ex, .packs = packs, .bufs = bufs, .slot = slot,
-					 .resident = n_res, .simd = simd, .pool = pool, .ws = &ws,
+		struct fxp_call call = { .ex = &ex, .packs = packs, .bufs = bufs,
+					 .rot = { .slot = slot, .resident = n_res }, .simd = simd, .pool = pool, .ws = &ws,
 					 .x = x, .ids = ids, .y = y };
 
 		for (int r = 0; r < n_res; r++) {
@@ -519,7 +533,7 @@ int bench_experts(int argc, char **argv)
 			pt.touched = assign_slots(ids, tokens[i] * TOP_K, slot);
 			pt.resident = n_res;
 			bench_expert_tokens(ids, tokens[i] * TOP_K, N_EXPERTS, pt.tile_pairs);
-			call.touched = pt.touched;
+			call.rot.touched = pt.touched;
 			call.tokens = tokens[i];
 			pt.weight_bytes = (double)pt.touched * (double)bytes;
 			TIME_IT(pt, min_time, fxp_call_run(&call));
@@ -538,11 +552,11 @@ int bench_experts(int argc, char **argv)
 		struct fill_job fj = { bufs, lin, -1 };
 		struct hmoe_expert_batch batch = { .layer = 0, .top_k = TOP_K, .x = x, .y = y,
 						   .expert_ids = ids };
-		struct f32_call call = { .bufs = bufs, .slot = slot, .batch = &batch };
+		struct f32_call call = { .bufs = bufs, .rot = { .slot = slot }, .batch = &batch };
 
 		if (f32_resident < 0)
 			f32_resident = auto_resident(3 * lin, footprint, 8);
-		call.resident = (int)f32_resident;
+		call.rot.resident = (int)f32_resident;
 
 		/* A one-layer model whose experts alias the resident fp32 weights. */
 		mlps = calloc(N_EXPERTS, sizeof(*mlps));
@@ -573,14 +587,14 @@ int bench_experts(int argc, char **argv)
 			rng_state = 0x853c49e6748fea9bull ^ (uint64_t)(seed + tokens[i]);
 			make_routing(ids, tokens[i], log_pop);
 			pt.touched = assign_slots(ids, tokens[i] * TOP_K, slot);
-			pt.resident = call.resident;
+			pt.resident = call.rot.resident;
 			bench_expert_tokens(ids, tokens[i] * TOP_K, N_EXPERTS, pt.tile_pairs);
 			call.mlps = mlps;
 			f32_call_map(&call);
 			if (!f32 && (ret = hmoe_expert_open(&f32, "cpu-f32", &model, pool)))
 				goto out;
 			call.backend = f32;
-			call.touched = pt.touched;
+			call.rot.touched = pt.touched;
 			batch.n_tokens = tokens[i];
 			pt.weight_bytes = (double)pt.touched * 3 * (double)lin;
 			TIME_IT(pt, min_time, f32_call_run(&call));
