@@ -75,33 +75,31 @@ static int spin_expired(long *t0, long spin_ns)
 	return t - *t0 > spin_ns;
 }
 
-/* Spins while *v == old, for up to spin_ns; returns whether it changed. */
-static int spin_while_ulong(const atomic_ulong *v, unsigned long old, long spin_ns)
+static int new_generation(struct hmoe_pool *p, unsigned long seen)
 {
-	long t0 = 0;
-
-	for (int i = 0; spin_ns; i++) {
-		if (atomic_load_explicit(v, memory_order_acquire) != old)
-			return 1;
-		cpu_relax();
-		if ((i & 63) == 63 && spin_expired(&t0, spin_ns))
-			break;
-	}
-	return atomic_load_explicit(v, memory_order_acquire) != old;
+	return atomic_load_explicit(&p->generation, memory_order_acquire) != seen;
 }
 
-static int spin_while_busy(atomic_int *busy, long spin_ns)
+static int all_done(struct hmoe_pool *p, unsigned long unused)
+{
+	(void)unused;
+	return atomic_load_explicit(&p->busy, memory_order_acquire) == 0;
+}
+
+/* Spins until ready(p, arg), for up to p->spin_ns; returns whether it became ready. */
+static int spin_until(int (*ready)(struct hmoe_pool *, unsigned long), struct hmoe_pool *p,
+		      unsigned long arg)
 {
 	long t0 = 0;
 
-	for (int i = 0; spin_ns; i++) {
-		if (atomic_load_explicit(busy, memory_order_acquire) == 0)
+	for (int i = 0; p->spin_ns; i++) {
+		if (ready(p, arg))
 			return 1;
 		cpu_relax();
-		if ((i & 63) == 63 && spin_expired(&t0, spin_ns))
+		if ((i & 63) == 63 && spin_expired(&t0, p->spin_ns))
 			break;
 	}
-	return atomic_load_explicit(busy, memory_order_acquire) == 0;
+	return ready(p, arg);
 }
 
 static void pool_work(struct hmoe_pool *p, int thread)
@@ -132,7 +130,7 @@ static void *pool_worker(void *opaque)
 
 	free(wa);
 	for (;;) {
-		if (!spin_while_ulong(&p->generation, seen, p->spin_ns)) {
+		if (!spin_until(new_generation, p, seen)) {
 			pthread_mutex_lock(&p->lock);
 			p->sleepers++;
 			while (!atomic_load(&p->stop) && atomic_load(&p->generation) == seen)
@@ -259,7 +257,7 @@ void hmoe_pool_run(struct hmoe_pool *p, long n, hmoe_pool_fn fn, void *arg)
 
 	pool_work(p, 0);
 
-	if (!spin_while_busy(&p->busy, p->spin_ns)) {
+	if (!spin_until(all_done, p, 0)) {
 		pthread_mutex_lock(&p->lock);
 		p->caller_asleep = 1;
 		while (atomic_load(&p->busy) > 0)
