@@ -18,6 +18,7 @@
 #include "hmoe_fxp_cpu.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,27 +163,43 @@ static void row_epilogue(const struct hmoe_fxp_simd *simd, const uint8_t *row,
 		q16[t * stride] = hmoe_fxp_acc_to_q16(acc[t]);
 }
 
-/* Sums of quantised activations per (token, plane, group) and split scales per (token,
- * group). q (n_tokens, planes, groups * 128). Returns 1 when some q is -128 (see
- * hmoe_fxp_xtile.has_m128), else 0. */
+/* Token t's group g: sums of its planes' quantised activations (sums[p * groups + g]),
+ * split scale (xm[g], xe[g]) from its scale word. q (planes, groups * 128). Returns 1
+ * when some q of the group is -128 (see hmoe_fxp_xtile.has_m128), else 0. */
+static int group_prepare(const int8_t *q, int32_t scale, int planes, int groups, int g,
+			 int32_t *sums, uint32_t *xm, int32_t *xe)
+{
+	int lowest = 0;
+
+	for (int p = 0; p < planes; p++) {
+		const int8_t *v = q + ((size_t)p * groups + g) * HMOE_FXP_GROUP;
+		int32_t sum = 0;
+
+		for (int k = 0; k < HMOE_FXP_GROUP; k++) {
+			sum += v[k];
+			lowest = v[k] < lowest ? v[k] : lowest;
+		}
+		sums[p * groups + g] = sum;
+	}
+	xm[g] = hmoe_fxp_scale_m(scale) & 0xffu;
+	xe[g] = hmoe_fxp_scale_e(scale) - HMOE_FXP_F_ACC;
+	return lowest == -128;
+}
+
+/* The same for every group of n_tokens tokens: q (n_tokens, planes, groups * 128),
+ * scales, xm, xe (n_tokens, groups), sums (n_tokens, planes, groups). Returns 1 when some
+ * q is -128, else 0. */
 static int tile_prepare(const int8_t *q, const int32_t *scales, int n_tokens, int planes,
 			int groups, int32_t *sums, uint32_t *xm, int32_t *xe)
 {
+	size_t row = (size_t)planes * groups * HMOE_FXP_GROUP;
 	int m128 = 0;
 
-	for (int i = 0; i < n_tokens * planes * groups; i++) {
-		int32_t s = 0;
-
-		for (int k = 0; k < HMOE_FXP_GROUP; k++) {
-			s += q[(size_t)i * HMOE_FXP_GROUP + k];
-			m128 |= q[(size_t)i * HMOE_FXP_GROUP + k] == -128;
-		}
-		sums[i] = s;
-	}
-	for (int i = 0; i < n_tokens * groups; i++) {
-		xm[i] = hmoe_fxp_scale_m(scales[i]) & 0xffu;
-		xe[i] = hmoe_fxp_scale_e(scales[i]) - HMOE_FXP_F_ACC;
-	}
+	for (int t = 0; t < n_tokens; t++)
+		for (int g = 0; g < groups; g++)
+			m128 |= group_prepare(q + t * row, scales[t * groups + g], planes, groups, g,
+					      sums + (size_t)t * planes * groups, xm + t * groups,
+					      xe + t * groups);
 	return m128;
 }
 
@@ -595,6 +612,8 @@ struct fxp_tile {
 	struct fxp_side sx, sh;     /* x (dim groups), h requantised (inter groups) */
 	int64_t *h;                 /* (n, inter) Q32 */
 	int32_t *y;                 /* (n, dim) Q16 */
+	atomic_int stage;           /* the layer call's progress (TILE_X_READY, ...) */
+	atomic_int up_left;         /* up work items not yet finished */
 };
 
 /* The tile's split scales by 16-token chunk: (chunks, groups, 16) words. */
@@ -871,10 +890,8 @@ struct hmoe_fxp_ws {
 	int cap_pairs, cap_experts;
 	struct row_work *work;      /* [n_work], each with blk when blocks */
 	int n_work, blocks;
-	int8_t *xq;                 /* (cap_tokens, planes, groups * 128): x quantised once */
-	int32_t *xs;                /* (cap_tokens, groups) */
-	size_t xq_bytes;
-	int cap_tokens;
+	uint8_t *tok;               /* the tokens' activations (struct tok_side), tok_bytes */
+	size_t tok_bytes;
 };
 
 void hmoe_fxp_ws_free(struct hmoe_fxp_ws *ws)
@@ -888,8 +905,7 @@ void hmoe_fxp_ws_free(struct hmoe_fxp_ws *ws)
 	for (int i = 0; i < ws->n_work; i++)
 		free(ws->work[i].blk);
 	free(ws->work);
-	free(ws->xq);
-	free(ws->xs);
+	free(ws->tok);
 	free(ws);
 }
 
@@ -940,18 +956,52 @@ static int ws_reserve(struct hmoe_fxp_ws *ws, int n_pairs, int n_experts, size_t
 	return 0;
 }
 
+/* Every token's activations, quantised and prepared once per layer call (a token goes to
+ * top_k tiles): q (n, P, groups * 128), s, m, e (n, groups), sum (n, P, groups), and
+ * m128 (n, groups): whether the group holds a -128. */
+struct tok_side {
+	int8_t *q;
+	int32_t *s, *e, *sum;
+	uint32_t *m;
+	uint8_t *m128;
+};
+
+static size_t tok_layout(struct tok_side *ts, uint8_t *base, int n, int planes, int groups)
+{
+	size_t off = 0, ng = (size_t)n * groups;
+
+	ts->q = take(base, &off, ng * planes * HMOE_FXP_GROUP);
+	ts->s = take(base, &off, ng * sizeof(int32_t));
+	ts->e = take(base, &off, ng * sizeof(int32_t));
+	ts->m = take(base, &off, ng * sizeof(uint32_t));
+	ts->sum = take(base, &off, ng * planes * sizeof(int32_t));
+	ts->m128 = take(base, &off, ng);
+	return off;
+}
+
+/* One layer call: two parallel loops. The first quantises (when the caller has not) and
+ * prepares each (token, group); the second runs, in this order, every tile's x set-up
+ * (TILE_X items), its up rows (TILE_UP) and its down rows (TILE_DOWN), each down item
+ * also writing its rows of the float output. A tile's up items wait (hmoe_pool_await)
+ * until its x is set up, its down items until the last up item to finish has
+ * requantised h. An item only waits for items before it, so every wait ends; it is
+ * usually short, since a tile's work items are handed out long after the items they
+ * wait for, and a long one sleeps (an unbounded spin stalled a 2-vCPU TCG guest, whose
+ * vCPUs the host may not run at once, for seconds per token). No loop boundary
+ * separates the stages: on many cores each boundary left the cores idle while the
+ * slowest finished, and the small per-tile stages ran on one core per tile. */
+enum { TILE_X_READY = 1, TILE_H_READY = 2 };
+
 struct moe_job {
 	const struct hmoe_fxp_experts *ex;
 	const struct hmoe_fxp_simd *simd;
+	struct hmoe_pool *pool;
 	struct fxp_tile *tiles;
 	int n_tiles;
 	struct row_work *work;      /* [threads] */
 	int up_chunks, down_chunks; /* row chunks per tile */
-	const float *x;
-	const int8_t *xq;           /* (n_tokens, planes, groups * 128): x quantised once */
-	const int32_t *xs;          /* (n_tokens, groups) */
-	int8_t *xq_own;             /* when this call quantises: ws->xq, ws->xs */
-	int32_t *xs_own;
+	const float *x;             /* NULL: tok.q and tok.s hold the caller's quantised x */
+	struct tok_side tok;
 	float *y;
 	int top_k;
 	int format, planes;         /* of ex->mode */
@@ -960,76 +1010,90 @@ struct moe_job {
 #define MOE_UP_ROWS 32    /* inter rows per work item */
 #define MOE_DOWN_ROWS 128 /* dim rows per work item */
 
-/* Token i's activations, quantised once per layer call (a token goes to top_k tiles). */
-static void moe_quant_token(void *arg, long i, int thread)
+/* Item i = (token, group): quantised (unless the caller did) and prepared. */
+static void moe_tok(void *arg, long i, int thread)
 {
 	struct moe_job *j = arg;
-	int dim = j->ex->dim, dg = hmoe_fxp_groups(dim);
+	int dim = j->ex->dim, dg = hmoe_fxp_groups(dim), t = (int)(i / dg), g = (int)(i % dg);
+	size_t ng = (size_t)t * dg;
+	int8_t *q = j->tok.q + ng * j->planes * HMOE_FXP_GROUP;
 
 	(void)thread;
-	hmoe_fxp_quant_x(j->x + (size_t)i * dim, dim, j->planes,
-			 j->xq_own + (size_t)i * j->planes * dg * HMOE_FXP_GROUP, j->xs_own + i * dg);
+	if (j->x)
+		hmoe_fxp_quant_x_group(j->x + (size_t)t * dim, dim, j->planes, g, q, j->tok.s + ng);
+	j->tok.m128[ng + g] = (uint8_t)group_prepare(q, j->tok.s[ng + g], j->planes, dg, g,
+						     j->tok.sum + ng * j->planes, j->tok.m + ng,
+						     j->tok.e + ng);
 }
 
-/* A tile's rows of the quantised activations, and their sums and split scales. */
-static void moe_quant_x(void *arg, long i, int thread)
+/* The tile's x: its tokens' prepared rows, then the variant's layouts. */
+static void moe_tile_x(struct moe_job *j, struct fxp_tile *tl)
 {
-	struct moe_job *j = arg;
-	struct fxp_tile *tl = &j->tiles[i];
-	int dg = hmoe_fxp_groups(j->ex->dim);
-	size_t row = (size_t)tl->planes * dg * HMOE_FXP_GROUP;
+	struct fxp_side *sd = &tl->sx;
+	int dg = sd->groups, P = tl->planes;
+	size_t row = (size_t)P * dg * HMOE_FXP_GROUP;
 
-	(void)thread;
+	sd->m128 = 0;
 	for (int p = 0; p < tl->n; p++) {
-		int t = tl->pairs[p] / j->top_k;
+		size_t t = (size_t)(tl->pairs[p] / j->top_k);
 
-		memcpy(tl->sx.q + (size_t)p * row, j->xq + (size_t)t * row, row);
-		memcpy(tl->sx.s + p * dg, j->xs + (size_t)t * dg, sizeof(int32_t) * dg);
+		memcpy(sd->q + p * row, j->tok.q + t * row, row);
+		memcpy(sd->s + p * dg, j->tok.s + t * dg, sizeof(int32_t) * dg);
+		memcpy(sd->m + p * dg, j->tok.m + t * dg, sizeof(int32_t) * dg);
+		memcpy(sd->e + p * dg, j->tok.e + t * dg, sizeof(int32_t) * dg);
+		memcpy(sd->sum + p * P * dg, j->tok.sum + t * P * dg, sizeof(int32_t) * P * dg);
+		for (int g = 0; g < dg; g++)
+			sd->m128 |= j->tok.m128[t * dg + g];
 	}
-	tile_x_ready(tl);
+	side_lanes_ready(tl, sd);
+	hmoe_pool_post(j->pool, &tl->stage, TILE_X_READY);
 }
 
-static void moe_up(void *arg, long i, int thread)
+static void moe_tile_up(struct moe_job *j, struct fxp_tile *tl, int chunk, int thread)
 {
-	struct moe_job *j = arg;
-	struct fxp_tile *tl = &j->tiles[i / j->up_chunks];
-	int r0 = (int)(i % j->up_chunks) * MOE_UP_ROWS;
+	int r0 = chunk * MOE_UP_ROWS;
 	int r1 = r0 + MOE_UP_ROWS < j->ex->inter ? r0 + MOE_UP_ROWS : j->ex->inter;
 
+	hmoe_pool_await(j->pool, &tl->stage, TILE_X_READY);
 	tile_up(j->simd, (const uint8_t *)j->ex->packs[tl->expert], j->format, j->ex->dim,
 		j->ex->inter, tl, r0, r1, &j->work[thread]);
+	if (atomic_fetch_sub_explicit(&tl->up_left, 1, memory_order_acq_rel) == 1) {
+		tile_quant_h(tl, j->ex->inter);
+		hmoe_pool_post(j->pool, &tl->stage, TILE_H_READY);
+	}
 }
 
-static void moe_quant_h(void *arg, long i, int thread)
+static void moe_tile_down(struct moe_job *j, struct fxp_tile *tl, int chunk, int thread)
 {
-	struct moe_job *j = arg;
+	int dim = j->ex->dim, r0 = chunk * MOE_DOWN_ROWS;
+	int r1 = r0 + MOE_DOWN_ROWS < dim ? r0 + MOE_DOWN_ROWS : dim;
 
-	(void)thread;
-	tile_quant_h(&j->tiles[i], j->ex->inter);
-}
-
-static void moe_down(void *arg, long i, int thread)
-{
-	struct moe_job *j = arg;
-	struct fxp_tile *tl = &j->tiles[i / j->down_chunks];
-	int r0 = (int)(i % j->down_chunks) * MOE_DOWN_ROWS;
-	int r1 = r0 + MOE_DOWN_ROWS < j->ex->dim ? r0 + MOE_DOWN_ROWS : j->ex->dim;
-
-	tile_down(j->simd, (const uint8_t *)j->ex->packs[tl->expert], j->format, j->ex->dim,
+	hmoe_pool_await(j->pool, &tl->stage, TILE_H_READY);
+	tile_down(j->simd, (const uint8_t *)j->ex->packs[tl->expert], j->format, dim,
 		  j->ex->inter, tl, r0, r1, &j->work[thread]);
-}
-
-static void moe_scatter(void *arg, long i, int thread)
-{
-	struct moe_job *j = arg;
-	struct fxp_tile *tl = &j->tiles[i];
-	int dim = j->ex->dim;
-
-	(void)thread;
 	for (int p = 0; p < tl->n; p++)
-		for (int n = 0; n < dim; n++)
+		for (int n = r0; n < r1; n++)
 			j->y[(size_t)tl->pairs[p] * dim + n] =
 				hmoe_fxp_out_to_f32(tl->y[(size_t)p * dim + n]);
+}
+
+/* Item i of the second loop: x set-ups, then up items, then down items, tile by tile. */
+static void moe_tile_item(void *arg, long i, int thread)
+{
+	struct moe_job *j = arg;
+	long up = (long)j->n_tiles * j->up_chunks;
+
+	if (i < j->n_tiles) {
+		moe_tile_x(j, &j->tiles[i]);
+		return;
+	}
+	i -= j->n_tiles;
+	if (i < up) {
+		moe_tile_up(j, &j->tiles[i / j->up_chunks], (int)(i % j->up_chunks), thread);
+		return;
+	}
+	i -= up;
+	moe_tile_down(j, &j->tiles[i / j->down_chunks], (int)(i % j->down_chunks), thread);
 }
 
 int hmoe_fxp_moe_run(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_simd *simd,
@@ -1046,7 +1110,7 @@ int hmoe_fxp_moe_run_q(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_
 		       const int *expert_ids, float *y)
 {
 	int n_pairs = n_tokens * top_k, threads = pool ? hmoe_pool_threads(pool) : 1;
-	struct moe_job j = { .ex = ex, .simd = simd, .x = x, .xq = xq, .xs = xs, .y = y,
+	struct moe_job j = { .ex = ex, .simd = simd, .pool = pool, .x = x, .y = y,
 			     .top_k = top_k };
 	struct hmoe_fxp_ws *ws = wsp ? *wsp : NULL;
 	size_t per_tile;
@@ -1082,25 +1146,26 @@ int hmoe_fxp_moe_run_q(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_
 			 vnni == VNNI_SIGNED);
 	if (ret)
 		goto out;
-	if (!xq || !xs) {  /* quantise each token once, below */
+	{
 		int dg = hmoe_fxp_groups(ex->dim);
-		size_t bytes = (size_t)n_tokens * j.planes * dg * HMOE_FXP_GROUP;
+		size_t bytes = tok_layout(&j.tok, NULL, n_tokens, j.planes, dg);
 
-		if (bytes > ws->xq_bytes || n_tokens > ws->cap_tokens) {
-			free(ws->xq);
-			free(ws->xs);
-			ws->xq = malloc(bytes);
-			ws->xs = malloc(sizeof(int32_t) * (size_t)n_tokens * dg);
-			ws->xq_bytes = ws->xq ? bytes : 0;
-			ws->cap_tokens = ws->xs ? n_tokens : 0;
-			if (!ws->xq || !ws->xs) {
+		if (bytes > ws->tok_bytes) {
+			free(ws->tok);
+			ws->tok = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+			ws->tok_bytes = ws->tok ? bytes : 0;
+			if (!ws->tok) {
 				ret = hmoe_err(HMOE_ENOMEM, "cpu-fxp experts: out of memory for %d "
 					       "tokens' activations", n_tokens);
 				goto out;
 			}
 		}
-		j.xq = j.xq_own = ws->xq;
-		j.xs = j.xs_own = ws->xs;
+		tok_layout(&j.tok, ws->tok, n_tokens, j.planes, dg);
+		if (xq && xs) {  /* the caller's quantised x */
+			memcpy(j.tok.q, xq, (size_t)n_tokens * j.planes * dg * HMOE_FXP_GROUP);
+			memcpy(j.tok.s, xs, sizeof(int32_t) * n_tokens * dg);
+			j.x = NULL;
+		}
 	}
 	count = ws->count;
 	order = ws->order;
@@ -1129,13 +1194,13 @@ int hmoe_fxp_moe_run_q(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_
 		}
 	j.up_chunks = (ex->inter + MOE_UP_ROWS - 1) / MOE_UP_ROWS;
 	j.down_chunks = (ex->dim + MOE_DOWN_ROWS - 1) / MOE_DOWN_ROWS;
-	if (j.xq_own)
-		hmoe_pool_run(pool, n_tokens, moe_quant_token, &j);
-	hmoe_pool_run(pool, j.n_tiles, moe_quant_x, &j);
-	hmoe_pool_run(pool, (long)j.n_tiles * j.up_chunks, moe_up, &j);
-	hmoe_pool_run(pool, j.n_tiles, moe_quant_h, &j);
-	hmoe_pool_run(pool, (long)j.n_tiles * j.down_chunks, moe_down, &j);
-	hmoe_pool_run(pool, j.n_tiles, moe_scatter, &j);
+	for (int t = 0; t < j.n_tiles; t++) {
+		atomic_init(&j.tiles[t].stage, 0);
+		atomic_init(&j.tiles[t].up_left, j.up_chunks);
+	}
+	hmoe_pool_run(pool, (long)n_tokens * hmoe_fxp_groups(ex->dim), moe_tok, &j);
+	hmoe_pool_run(pool, (long)j.n_tiles * (1 + j.up_chunks + j.down_chunks), moe_tile_item,
+		      &j);
 out:
 	if (!wsp)
 		hmoe_fxp_ws_free(ws);

@@ -303,20 +303,23 @@ int64_t hmoe_fxp_f32_to_q32(float x)
 	return (int64_t)(x * 4294967296.0f);  /* exact scaling, then truncation */
 }
 
-void hmoe_fxp_quant_x(const float *x, int dim, int planes, int8_t *xq, int32_t *xs)
+void hmoe_fxp_quant_x_group(const float *x, int dim, int planes, int g, int8_t *xq,
+			    int32_t *xs)
 {
 	int64_t v[HMOE_FXP_GROUP];
-	int plane = hmoe_fxp_groups(dim) * HMOE_FXP_GROUP;
+	int plane = hmoe_fxp_groups(dim) * HMOE_FXP_GROUP, k0 = g * HMOE_FXP_GROUP;
+	int n = dim - k0 < HMOE_FXP_GROUP ? dim - k0 : HMOE_FXP_GROUP;
 
 	planes = planes == 2 ? 2 : 1;
-	for (int g = 0; g < hmoe_fxp_groups(dim); g++) {
-		int k0 = g * HMOE_FXP_GROUP, n = dim - k0 < HMOE_FXP_GROUP ? dim - k0 : HMOE_FXP_GROUP;
+	for (int k = 0; k < HMOE_FXP_GROUP; k++)  /* past dim: 0, which quant_group ignores */
+		v[k] = k < n ? hmoe_fxp_f32_to_q32(x[k0 + k]) : 0;
+	xs[g] = hmoe_fxp_quant_group(v, n, planes, xq + k0, planes == 2 ? xq + plane + k0 : NULL);
+	for (int p = 0; p < planes; p++)
+		memset(xq + p * plane + k0 + n, 0, (size_t)(HMOE_FXP_GROUP - n));
+}
 
-		for (int k = 0; k < n; k++)
-			v[k] = hmoe_fxp_f32_to_q32(x[k0 + k]);
-		xs[g] = hmoe_fxp_quant_group(v, n, planes, xq + k0,
-					     planes == 2 ? xq + plane + k0 : NULL);
-		for (int p = 0; p < planes; p++)
-			memset(xq + p * plane + k0 + n, 0, (size_t)(HMOE_FXP_GROUP - n));
-	}
+void hmoe_fxp_quant_x(const float *x, int dim, int planes, int8_t *xq, int32_t *xs)
+{
+	for (int g = 0; g < hmoe_fxp_groups(dim); g++)
+		hmoe_fxp_quant_x_group(x, dim, planes, g, xq, xs);
 }

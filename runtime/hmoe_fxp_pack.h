@@ -45,6 +45,10 @@ int hmoe_fxp_pack_mlp(struct hmoe_fxp_line *dst, const struct hmoe_mlp *e, int f
  * xs (groups(dim)) scale words shared by the planes. Each x is first made Q32 exactly (x * 2^32 truncated toward zero; |x| >= 2^30
  * saturates, NaN is 0), then hmoe_fxp_quant_group(). */
 void hmoe_fxp_quant_x(const float *x, int dim, int planes, int8_t *xq, int32_t *xs);
+/* The same for group g of x only (its xq columns in each plane, and xs[g]): groups are
+ * independent, so a caller may quantise them in parallel. */
+void hmoe_fxp_quant_x_group(const float *x, int dim, int planes, int g, int8_t *xq,
+			    int32_t *xs);
 int64_t hmoe_fxp_f32_to_q32(float x);
 
 /* Q16 kernel output -> float: (float)y * 2^-16 (exact scaling of a rounded int). */

@@ -3,13 +3,14 @@
  * Handing out a loop: the caller publishes fn/arg/n and bumps `generation` (release);
  * workers that see the new generation (acquire) take indices from the atomic `next` and
  * count themselves out of `busy`. A layer call is a chain of loops microseconds apart
- * (the fixed-point MoE runs six), so between loops the workers and the caller spin on
- * those counters for up to 200 us ($HMOE_POOL_SPIN_US; 0 turns spinning off, e.g. when
- * idle cores' energy should not count) before they sleep on a condition variable:
- * waking sleeping threads costs tens of microseconds per loop on a VM, which at one
- * token on 16 cores was a tenth of the call. Spinning is off when the pool has more
- * threads than the machine has CPUs (a spinner would hold a CPU a worker needs), and a
- * spinner yields every few microseconds in case other pools' threads need the CPU.
+ * (the fixed-point MoE runs two, the forward pass many more), so between loops the
+ * workers and the caller spin on those counters for up to 200 us ($HMOE_POOL_SPIN_US; 0
+ * turns spinning off, e.g. when idle cores' energy should not count) before they sleep
+ * on a condition variable: waking sleeping threads costs tens of microseconds per loop
+ * on a VM, which at one token on 16 cores was a tenth of the call. Spinning is off when
+ * the pool has more threads than the machine has CPUs (a spinner would hold a CPU a
+ * worker needs), and a spinner yields every few microseconds in case other pools'
+ * threads need the CPU.
  * `generation` changes and `sleepers` are read under `lock`, so no wake-up is lost. */
 #include "hmoe_pool.h"
 
@@ -33,6 +34,8 @@ struct hmoe_pool {
 	pthread_mutex_t lock;       /* held to change generation/stop and to sleep */
 	pthread_cond_t wake;        /* workers sleep here for a new generation */
 	pthread_cond_t done;        /* the caller sleeps here for busy == 0 */
+	pthread_cond_t posted;      /* hmoe_pool_await() sleeps here for a post */
+	atomic_int awaiting;        /* threads asleep (or about to be) in hmoe_pool_await */
 	atomic_ulong generation;
 	atomic_int stop;
 	atomic_int busy;            /* workers still inside the current loop */
@@ -75,31 +78,40 @@ static int spin_expired(long *t0, long spin_ns)
 	return t - *t0 > spin_ns;
 }
 
-static int new_generation(struct hmoe_pool *p, unsigned long seen)
+static int new_generation(const void *pool, long seen)
 {
-	return atomic_load_explicit(&p->generation, memory_order_acquire) != seen;
+	const struct hmoe_pool *p = pool;
+
+	return atomic_load_explicit(&p->generation, memory_order_acquire) != (unsigned long)seen;
 }
 
-static int all_done(struct hmoe_pool *p, unsigned long unused)
+static int all_done(const void *pool, long unused)
 {
+	const struct hmoe_pool *p = pool;
+
 	(void)unused;
 	return atomic_load_explicit(&p->busy, memory_order_acquire) == 0;
 }
 
-/* Spins until ready(p, arg), for up to p->spin_ns; returns whether it became ready. */
-static int spin_until(int (*ready)(struct hmoe_pool *, unsigned long), struct hmoe_pool *p,
-		      unsigned long arg)
+static int flag_reached(const void *flag, long value)
+{
+	return atomic_load_explicit((atomic_int *)flag, memory_order_acquire) >= value;
+}
+
+/* Spins until ready(obj, arg), for up to p->spin_ns; returns whether it became ready. */
+static int spin_until(const struct hmoe_pool *p, int (*ready)(const void *, long),
+		      const void *obj, long arg)
 {
 	long t0 = 0;
 
 	for (int i = 0; p->spin_ns; i++) {
-		if (ready(p, arg))
+		if (ready(obj, arg))
 			return 1;
 		cpu_relax();
 		if ((i & 63) == 63 && spin_expired(&t0, p->spin_ns))
 			break;
 	}
-	return ready(p, arg);
+	return ready(obj, arg);
 }
 
 static void pool_work(struct hmoe_pool *p, int thread)
@@ -130,7 +142,7 @@ static void *pool_worker(void *opaque)
 
 	free(wa);
 	for (;;) {
-		if (!spin_until(new_generation, p, seen)) {
+		if (!spin_until(p, new_generation, p, (long)seen)) {
 			pthread_mutex_lock(&p->lock);
 			p->sleepers++;
 			while (!atomic_load(&p->stop) && atomic_load(&p->generation) == seen)
@@ -185,6 +197,7 @@ int hmoe_pool_create(struct hmoe_pool **out, int n_threads)
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->wake, NULL);
 	pthread_cond_init(&p->done, NULL);
+	pthread_cond_init(&p->posted, NULL);
 	p->workers = calloc((size_t)n_threads, sizeof(*p->workers));
 	if (!p->workers) {
 		free(p);
@@ -219,6 +232,7 @@ void hmoe_pool_destroy(struct hmoe_pool *p)
 	pthread_mutex_destroy(&p->lock);
 	pthread_cond_destroy(&p->wake);
 	pthread_cond_destroy(&p->done);
+	pthread_cond_destroy(&p->posted);
 	free(p->workers);
 	free(p);
 }
@@ -257,12 +271,38 @@ void hmoe_pool_run(struct hmoe_pool *p, long n, hmoe_pool_fn fn, void *arg)
 
 	pool_work(p, 0);
 
-	if (!spin_until(all_done, p, 0)) {
+	if (!spin_until(p, all_done, p, 0)) {
 		pthread_mutex_lock(&p->lock);
 		p->caller_asleep = 1;
 		while (atomic_load(&p->busy) > 0)
 			pthread_cond_wait(&p->done, &p->lock);
 		p->caller_asleep = 0;
+		pthread_mutex_unlock(&p->lock);
+	}
+}
+
+/* The sleeper counts itself in `awaiting` before it tests the flag under `lock`, and the
+ * poster stores the flag before it reads `awaiting` (both sequentially consistent): so
+ * either the poster sees the sleeper and broadcasts under `lock` (after the sleeper's
+ * test, which holds `lock` until it waits), or the sleeper's test sees the flag. */
+void hmoe_pool_await(struct hmoe_pool *p, atomic_int *flag, int value)
+{
+	if (!p || spin_until(p, flag_reached, flag, value))
+		return;
+	atomic_fetch_add(&p->awaiting, 1);
+	pthread_mutex_lock(&p->lock);
+	while (atomic_load(flag) < value)
+		pthread_cond_wait(&p->posted, &p->lock);
+	pthread_mutex_unlock(&p->lock);
+	atomic_fetch_sub(&p->awaiting, 1);
+}
+
+void hmoe_pool_post(struct hmoe_pool *p, atomic_int *flag, int value)
+{
+	atomic_store(flag, value);
+	if (p && atomic_load(&p->awaiting)) {
+		pthread_mutex_lock(&p->lock);
+		pthread_cond_broadcast(&p->posted);
 		pthread_mutex_unlock(&p->lock);
 	}
 }

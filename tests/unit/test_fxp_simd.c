@@ -332,6 +332,30 @@ static void check_moe(int mode, const struct hmoe_fxp_simd *simd)
 		free(tq);
 		free(ts);
 	}
+	/* More threads than this machine may have CPUs (the pool then does not spin, and a
+	 * tile's work items wait for earlier ones on threads that must be scheduled first),
+	 * one workspace kept across calls of different sizes: the same bytes. */
+	{
+		struct hmoe_pool *many = NULL;
+		struct hmoe_fxp_ws *ws = NULL;
+		static float y3[N_TOKENS * TOP_K * DIM];
+
+		hmoe_pool_create(&many, 7);
+		for (int rep = 0; rep < 3; rep++) {
+			int n = rep == 1 ? 1 : N_TOKENS;
+
+			memset(y3, 0, sizeof(y3));
+			if (hmoe_fxp_moe_run(&ex, simd, many, &ws, n, TOP_K, x, ids, y3) ||
+			    memcmp(y, y3, sizeof(float) * n * TOP_K * DIM)) {
+				printf("FAIL moe_run %s %s, 7 threads, call %d (%d tokens): other "
+				       "outputs than with 2 threads\n", simd->name,
+				       hmoe_fxp_format_name(mode), rep, n);
+				failures++;
+			}
+		}
+		hmoe_fxp_ws_free(ws);
+		hmoe_pool_destroy(many);
+	}
 	hmoe_pool_destroy(pool);
 	for (int e = 0; e < N_EXPERTS; e++)
 		free(packs[e]);
