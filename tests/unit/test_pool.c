@@ -3,8 +3,9 @@
  * microseconds apart (the workers spin between them), loops after a pause long enough
  * for every thread to fall asleep, loops with fewer items than threads, heavy uneven
  * items, more threads than CPUs and HMOE_POOL_SPIN_US=0 (no spinning), and a pool
- * destroyed while its workers spin or sleep. A lost wake-up hangs the test, which an
- * alarm ends after 120 s as a failure; a double or missed index, or a return before the
+ * destroyed while its workers spin or sleep, and items that await an earlier item's post
+ * (hmoe_pool_await/post) with waits long enough to sleep. A lost wake-up hangs the test,
+ * which an alarm ends after 120 s as a failure; a double or missed index, or a return before the
  * last item ends, fails a CHECK. */
 #include <signal.h>
 #include <stdatomic.h>
@@ -22,6 +23,9 @@ struct job {
 	atomic_int in_flight;    /* items started and not yet finished */
 	atomic_int max_thread;
 	long spin_every;         /* item i spins (i % spin_every == 0) ~20 us: uneven work */
+	atomic_int posted[MAX_N];  /* chain: set by item i (hmoe_pool_post) */
+	atomic_int early;          /* chain: items whose await returned before the post */
+	struct hmoe_pool *pool;
 };
 
 static void sleep_us(long us)
@@ -53,6 +57,39 @@ static void item(void *arg, long i, int thread)
 		busy_us(20);
 	atomic_fetch_add(&j->hits[i], 1);
 	atomic_fetch_sub(&j->in_flight, 1);
+}
+
+/* A chain inside one loop: item i awaits item i - 1's post (every 8th item works ~300 us
+ * first, long enough for the waiters to stop spinning and sleep), then posts its own. */
+static void chain_item(void *arg, long i, int thread)
+{
+	struct job *j = arg;
+
+	(void)thread;
+	if (i > 0) {
+		hmoe_pool_await(j->pool, &j->posted[i - 1], 1);
+		if (atomic_load(&j->posted[i - 1]) != 1)
+			atomic_fetch_add(&j->early, 1);
+	}
+	if (i % 8 == 7)
+		busy_us(300);
+	hmoe_pool_post(j->pool, &j->posted[i], 1);
+}
+
+static void chain_check(struct hmoe_pool *p, struct job *j, long n, const char *what)
+{
+	for (long i = 0; i < n; i++)
+		atomic_store(&j->posted[i], 0);
+	atomic_store(&j->early, 0);
+	j->pool = p;
+	hmoe_pool_run(p, n, chain_item, j);
+	CHECK(atomic_load(&j->early) == 0, "%s: %d awaits returned before the post", what,
+	      atomic_load(&j->early));
+	for (long i = 0; i < n; i++)
+		if (atomic_load(&j->posted[i]) != 1) {
+			CHECK(0, "%s: item %ld never posted", what, i);
+			break;
+		}
 }
 
 /* One loop of n items; every index exactly once, none still running at return. */
@@ -103,6 +140,11 @@ static void exercise(int n_threads)
 	CHECK(atomic_load(&j.max_thread) < n_threads, "%d threads: an item ran on thread %d",
 	      n_threads, atomic_load(&j.max_thread));
 	j.spin_every = 0;
+	/* items that wait for earlier items of the same loop (a lost wake-up hangs) */
+	for (int r = 0; r < 3; r++) {
+		snprintf(what, sizeof(what), "%d threads, await chain %d", n_threads, r);
+		chain_check(p, &j, 200, what);
+	}
 	/* after a pause in which every thread has stopped spinning and sleeps */
 	for (int r = 0; r < 20; r++) {
 		sleep_us(r % 2 ? 1000 : 300);
@@ -142,6 +184,7 @@ int main(void)
 	alarm(120);
 	/* a NULL pool runs serially on the caller */
 	run_check(NULL, &j, 50, "NULL pool");
+	chain_check(NULL, &j, 50, "NULL pool");
 	exercise(1);
 	exercise(2);
 	exercise(ncpu > 0 ? (int)ncpu : 2);
