@@ -958,20 +958,27 @@ static int ws_reserve(struct hmoe_fxp_ws *ws, int n_pairs, int n_experts, size_t
 
 /* Every token's activations, quantised and prepared once per layer call (a token goes to
  * top_k tiles): q (n, P, groups * 128), s, m, e (n, groups), sum (n, P, groups), and
- * m128 (n, groups): whether the group holds a -128. */
+ * m128 (n, groups): whether the group holds a -128. q and s are the caller's when it
+ * quantised, else qw and sw in the workspace (NULL otherwise). */
 struct tok_side {
-	int8_t *q;
-	int32_t *s, *e, *sum;
+	const int8_t *q;
+	const int32_t *s;
+	int8_t *qw;
+	int32_t *sw, *e, *sum;
 	uint32_t *m;
 	uint8_t *m128;
 };
 
-static size_t tok_layout(struct tok_side *ts, uint8_t *base, int n, int planes, int groups)
+/* The workspace layout of n tokens' tok_side, with room for q and s when quantise. */
+static size_t tok_layout(struct tok_side *ts, uint8_t *base, int n, int planes, int groups,
+			 int quantise)
 {
 	size_t off = 0, ng = (size_t)n * groups;
 
-	ts->q = take(base, &off, ng * planes * HMOE_FXP_GROUP);
-	ts->s = take(base, &off, ng * sizeof(int32_t));
+	ts->qw = quantise ? take(base, &off, ng * planes * HMOE_FXP_GROUP) : NULL;
+	ts->sw = quantise ? take(base, &off, ng * sizeof(int32_t)) : NULL;
+	ts->q = ts->qw;
+	ts->s = ts->sw;
 	ts->e = take(base, &off, ng * sizeof(int32_t));
 	ts->m = take(base, &off, ng * sizeof(uint32_t));
 	ts->sum = take(base, &off, ng * planes * sizeof(int32_t));
@@ -1000,7 +1007,7 @@ struct moe_job {
 	int n_tiles;
 	struct row_work *work;      /* [threads] */
 	int up_chunks, down_chunks; /* row chunks per tile */
-	const float *x;             /* NULL: tok.q and tok.s hold the caller's quantised x */
+	const float *x;             /* quantised into tok.qw/sw when the caller did not */
 	struct tok_side tok;
 	float *y;
 	int top_k;
@@ -1016,11 +1023,13 @@ static void moe_tok(void *arg, long i, int thread)
 	struct moe_job *j = arg;
 	int dim = j->ex->dim, dg = hmoe_fxp_groups(dim), t = (int)(i / dg), g = (int)(i % dg);
 	size_t ng = (size_t)t * dg;
-	int8_t *q = j->tok.q + ng * j->planes * HMOE_FXP_GROUP;
+	size_t row = ng * j->planes * HMOE_FXP_GROUP;
+	const int8_t *q = j->tok.q + row;
 
 	(void)thread;
-	if (j->x)
-		hmoe_fxp_quant_x_group(j->x + (size_t)t * dim, dim, j->planes, g, q, j->tok.s + ng);
+	if (j->tok.qw)
+		hmoe_fxp_quant_x_group(j->x + (size_t)t * dim, dim, j->planes, g, j->tok.qw + row,
+				       j->tok.sw + ng);
 	j->tok.m128[ng + g] = (uint8_t)group_prepare(q, j->tok.s[ng + g], j->planes, dg, g,
 						     j->tok.sum + ng * j->planes, j->tok.m + ng,
 						     j->tok.e + ng);
@@ -1148,7 +1157,8 @@ int hmoe_fxp_moe_run_q(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_
 		goto out;
 	{
 		int dg = hmoe_fxp_groups(ex->dim);
-		size_t bytes = tok_layout(&j.tok, NULL, n_tokens, j.planes, dg);
+		int quantise = !xq || !xs;
+		size_t bytes = tok_layout(&j.tok, NULL, n_tokens, j.planes, dg, quantise);
 
 		if (bytes > ws->tok_bytes) {
 			free(ws->tok);
@@ -1160,11 +1170,10 @@ int hmoe_fxp_moe_run_q(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_
 				goto out;
 			}
 		}
-		tok_layout(&j.tok, ws->tok, n_tokens, j.planes, dg);
-		if (xq && xs) {  /* the caller's quantised x */
-			memcpy(j.tok.q, xq, (size_t)n_tokens * j.planes * dg * HMOE_FXP_GROUP);
-			memcpy(j.tok.s, xs, sizeof(int32_t) * n_tokens * dg);
-			j.x = NULL;
+		tok_layout(&j.tok, ws->tok, n_tokens, j.planes, dg, quantise);
+		if (!quantise) {  /* the caller's quantised x, read in place */
+			j.tok.q = xq;
+			j.tok.s = xs;
 		}
 	}
 	count = ws->count;
