@@ -20,6 +20,9 @@
  *   pairs_by_expert_tokens  the routing's (token, expert) pairs by how many tokens their
  *                     expert got in the call (1, 2-4, 5-11, 12+), which decides the CPU
  *                     kernels' path
+ *   in_cache_bytes_per_s, in_cache_ratio  (one-token points) the one-token kernels'
+ *                     rate with their weights in the cache (hmoe_fxp_hot_rate), and over
+ *                     read_bw_around: below 1 the cores, not the memory, bound the call
  * Modeled, and said so in the JSON: routing (seeded; per token 8 distinct experts drawn
  * with lognormal popularity, as a trained router's load imbalance) and residency: only
  * `resident` packs per mode are in memory (--experts; by default enough to fill the DRAM
@@ -341,7 +344,8 @@ static double probe_best(struct bench_probe *probe, int passes, double best)
 	} while (0)
 
 /* One result; mode < 0: the fp32 reference. */
-static void print_point(int mode, int tokens, const struct point *pt, double bw, int first)
+static void print_point(int mode, int tokens, const struct point *pt, double bw, int first,
+			double hot)
 {
 	double pairs = (double)tokens * TOP_K;
 	static const char *const weight_names[HMOE_FXP_N_FORMATS] = { "fp8", "int8", "int4" };
@@ -351,7 +355,7 @@ static void print_point(int mode, int tokens, const struct point *pt, double bw,
 	       "\"seconds\": %.6f, \"reps\": %d, \"weight_bytes\": %.0f, "
 	       "\"weight_bytes_per_s\": %.4g, \"read_bw_around\": %.4g, \"bw_ratio\": %.3f, "
 	       "\"bw_ratio_start\": %.3f, \"%s\": %.4g, \"pairs_by_expert_tokens\": "
-	       "{\"1\": %d, \"2-4\": %d, \"5-11\": %d, \"12+\": %d}}",
+	       "{\"1\": %d, \"2-4\": %d, \"5-11\": %d, \"12+\": %d}",
 	       first ? "" : ", ", mode < 0 ? "f32" : hmoe_fxp_format_name(mode),
 	       mode < 0 ? "f32" : weight_names[hmoe_fxp_mode_format(mode)],
 	       mode < 0 ? 0 : hmoe_fxp_mode_planes(mode), tokens, pt->touched, pt->resident,
@@ -362,6 +366,10 @@ static void print_point(int mode, int tokens, const struct point *pt, double bw,
 	       mode >= 0 ? "int_ops_per_s" : "flops_per_s",
 	       2.0 * 3 * DIM * INTER * pairs / pt->seconds, pt->tile_pairs[0], pt->tile_pairs[1],
 	       pt->tile_pairs[2], pt->tile_pairs[3]);
+	if (hot > 0)
+		printf(", \"in_cache_bytes_per_s\": %.4g, \"in_cache_ratio\": %.3f", hot,
+		       pt->bw_around > 0 ? hot / pt->bw_around : 0.0);
+	printf("}");
 }
 
 int bench_experts(int argc, char **argv)
@@ -511,6 +519,7 @@ int bench_experts(int argc, char **argv)
 					       .n_experts = N_EXPERTS, .packs = packs };
 		struct fill_job fj = { bufs, bytes, format };
 		int n_res = (int)(resident > 0 ? resident : auto_resident(bytes, footprint, 16));
+		double hot = -1;  /* hmoe_fxp_hot_rate, measured at the 1-token point */
 		struct fxp_call call = { .ex = &ex, .packs = packs, .bufs = bufs,
 					 .rot = { .slot = slot, .resident = n_res }, .simd = simd, .pool = pool, .ws = &ws,
 					 .x = x, .ids = ids, .y = y };
@@ -537,7 +546,17 @@ int bench_experts(int argc, char **argv)
 			call.tokens = tokens[i];
 			pt.weight_bytes = (double)pt.touched * (double)bytes;
 			TIME_IT(pt, min_time, fxp_call_run(&call));
-			print_point(modes[f], tokens[i], &pt, bw, first);
+			if (tokens[i] == 1 && hot < 0) {
+				/* the first resident copy, as a one-expert layer */
+				const struct hmoe_fxp_line *first_pack = bufs[0];
+				struct hmoe_fxp_experts one = ex;
+
+				one.n_experts = 1;
+				one.packs = &first_pack;
+				if ((ret = hmoe_fxp_hot_rate(&one, simd, pool, 0, min_time, &hot)))
+					goto out;
+			}
+			print_point(modes[f], tokens[i], &pt, bw, first, tokens[i] == 1 ? hot : 0);
 			first = 0;
 			fflush(stdout);
 		}
@@ -598,7 +617,7 @@ int bench_experts(int argc, char **argv)
 			batch.n_tokens = tokens[i];
 			pt.weight_bytes = (double)pt.touched * 3 * (double)lin;
 			TIME_IT(pt, min_time, f32_call_run(&call));
-			print_point(-1, tokens[i], &pt, bw, first);
+			print_point(-1, tokens[i], &pt, bw, first, 0);
 			first = 0;
 			fflush(stdout);
 		}

@@ -203,4 +203,15 @@ int hmoe_fxp_moe_run_q(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_
 		       int top_k, const float *x, const int8_t *xq, const int32_t *xs,
 		       const int *expert_ids, float *y);
 
+/* The one-token kernels' rate with their weights in the cache (for `bench experts`):
+ * every thread of pool runs, again and again, a one-token tile's up rows over the first
+ * 32 rows of W1 and W3 and its down rows over the first 128 rows of W2 of resident expert
+ * `expert` (~0.75 MB of fp8 or int8 weights, which the core's cache keeps), on the paths
+ * and variant (simd) a one-token layer call takes; *bytes_per_s: the row records' bytes
+ * those passes read per second, all threads together (best of 3 runs of ~min_time / 3).
+ * Set beside the machine's read bandwidth it says what bounds a one-token call: a rate
+ * below the bandwidth means the kernels, not the memory, set the pace. */
+int hmoe_fxp_hot_rate(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_simd *simd,
+		      struct hmoe_pool *pool, int expert, double min_time, double *bytes_per_s);
+
 #endif

@@ -2,7 +2,7 @@
 # bench_flags: `hmoe bench experts` refuses bad flags with one line and exit 2, and a
 # minimal run (1 and 3 tokens, int4 with two activation planes and int4-a8 with one,
 # 1 resident expert, no fp32) prints one well-formed JSON object with the fields
-# docs/fxp.md describes.
+# docs/fxp.md describes (the one-token points also the in-cache rate).
 set -u
 cd "${HMOE_ROOT:-.}"
 HMOE=${HMOE:-build/hmoe}
@@ -40,6 +40,14 @@ for r in rs:
     assert r["read_bw_around"] > 0 and r["bw_ratio_start"] > 0, r
     want = r["weight_bytes_per_s"] / r["read_bw_around"]
     assert abs(r["bw_ratio"] - want) <= 0.002 + 0.002 * want, (r, want)
+# one token: the kernels' rate with the weights in the cache, beside the same yardstick
+for r in rs:
+    if r["tokens"] != 1:
+        assert "in_cache_bytes_per_s" not in r and "in_cache_ratio" not in r, r
+        continue
+    assert r["in_cache_bytes_per_s"] > 0, r
+    want = r["in_cache_bytes_per_s"] / r["read_bw_around"]
+    assert abs(r["in_cache_ratio"] - want) <= 0.002 + 0.002 * want, (r, want)
 assert rs[0]["experts_touched"] == 8, rs[0]
 # one token: 8 experts with one token each; three tokens: every pair counted once
 for r in rs:

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <math.h>
 
+#include "hmoe_err.h"
 #include "hmoe_fxp_cpu.h"
 #include "hmoe_fxp_pack.h"
 #include "hmoe_pool.h"
@@ -355,6 +356,27 @@ static void check_moe(int mode, const struct hmoe_fxp_simd *simd)
 		}
 		hmoe_fxp_ws_free(ws);
 		hmoe_pool_destroy(many);
+	}
+	/* The in-cache rate of bench experts runs the one-token paths over a resident pack
+	 * (a rate > 0), and refuses an expert that is not resident with an error. */
+	{
+		double rate = -1;
+		struct hmoe_fxp_line *keep = packs[2];
+
+		if (hmoe_fxp_hot_rate(&ex, simd, pool, 0, 0, &rate) || !(rate > 0)) {
+			printf("FAIL hot_rate %s %s: no rate (%g)\n", simd->name,
+			       hmoe_fxp_format_name(mode), rate);
+			failures++;
+		}
+		packs[2] = NULL;
+		if (hmoe_fxp_hot_rate(&ex, simd, pool, 2, 0, &rate) != -HMOE_EINPUT || rate != 0 ||
+		    hmoe_fxp_hot_rate(&ex, simd, pool, N_EXPERTS, 0, &rate) != -HMOE_EINPUT ||
+		    !strstr(hmoe_last_error(), "not resident")) {
+			printf("FAIL hot_rate %s: a missing expert was not refused\n",
+			       hmoe_fxp_format_name(mode));
+			failures++;
+		}
+		packs[2] = keep;
 	}
 	hmoe_pool_destroy(pool);
 	for (int e = 0; e < N_EXPERTS; e++)
