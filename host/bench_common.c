@@ -10,14 +10,6 @@
 #include "hmoe_bench.h"
 #include "hmoe_pool.h"
 
-double bench_now(void) /* same clock as clock_now_s() */
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 uint64_t bench_read_sum_avx512(const uint64_t *buf, size_t n_words);
 
 struct read_job {
@@ -89,9 +81,9 @@ double bench_probe_pass(struct bench_probe *p)
 	/* 8-byte and (where the CPU has them) 64-byte loads on alternate passes, so that
 	 * the best pass is not slower than the kernels it is the yardstick for */
 	p->j.wide = p->passes++ % 2 && __builtin_cpu_supports("avx512f");
-	t0 = bench_now();
+	t0 = hmoe_now_s();
 	hmoe_pool_run(p->pool, p->j.n_chunks, read_chunk, &p->j);
-	dt = bench_now() - t0;
+	dt = hmoe_now_s() - t0;
 	return dt > 0 ? (double)p->bytes / dt : 0;
 }
 

@@ -318,11 +318,11 @@ static double probe_best(struct bench_probe *probe, int passes, double best)
  * (reps 0): at large batches the page faults it includes are < 1% of it. */
 #define TIME_IT(pt, min_time, call)                                                     \
 	do {                                                                            \
-		double t_total = 0, t_warm = bench_now();                               \
+		double t_total = 0, t_warm = hmoe_now_s();                               \
 		(pt).bw_around = probe_best(probe, 2, 0);                               \
 		if ((ret = (call)))                                                     \
 			goto out;                                                       \
-		(pt).seconds = bench_now() - t_warm;                                    \
+		(pt).seconds = hmoe_now_s() - t_warm;                                    \
 		if ((pt).seconds > 4 * (min_time)) {                                    \
 			(pt).reps = 0;                                                  \
 			(pt).bw_around = probe_best(probe, 2, (pt).bw_around);          \
@@ -331,10 +331,10 @@ static double probe_best(struct bench_probe *probe, int passes, double best)
 		(pt).seconds = 1e30;                                                    \
 		for ((pt).reps = 0; (pt).reps < 10 && (t_total < (min_time) || !(pt).reps); \
 		     (pt).reps++) {                                                     \
-			double t0 = bench_now(), dt;                                    \
+			double t0 = hmoe_now_s(), dt;                                    \
 			if ((ret = (call)))                                             \
 				goto out;                                               \
-			dt = bench_now() - t0;                                          \
+			dt = hmoe_now_s() - t0;                                          \
 			t_total += dt;                                                  \
 			if (dt < (pt).seconds)                                          \
 				(pt).seconds = dt;                                      \

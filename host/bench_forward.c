@@ -14,7 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "bench_clock.h"
+#include "hmoe_clock.h"
 #include "hmoe_bench.h"
 #include "hmoe_energy.h"
 #include "hmoe_err.h"
@@ -127,11 +127,11 @@ int bench_forward(int argc, char **argv)
 		goto out;
 
 	hmoe_energy_begin(energy, HMOE_ENERGY_PREFILL);
-	t0 = clock_now_s();
+	t0 = hmoe_now_s();
 	ret = feed(&s, kv, (int)n_seq, ids, stride, 0, n_prompt, toks, logits);
 	if (ret)
 		goto out;
-	t_prefill = clock_now_s() - t0;
+	t_prefill = hmoe_now_s() - t0;
 	phase_add(&pt_prefill, hmoe_forward_stats(s.fwd));
 	n_micro = hmoe_forward_stats(s.fwd)->n_micro;
 	hmoe_energy_end(energy, HMOE_ENERGY_PREFILL, n_prompt * n_seq);
@@ -141,11 +141,11 @@ int bench_forward(int argc, char **argv)
 	for (long i = 0; i < n_decode; i++) {
 		const struct hmoe_forward_stats *st;
 
-		t0 = clock_now_s();
+		t0 = hmoe_now_s();
 		ret = feed(&s, kv, (int)n_seq, ids, stride, n_prompt + i, 1, toks, logits);
 		if (ret)
 			goto out;
-		t_decode += clock_now_s() - t0;
+		t_decode += hmoe_now_s() - t0;
 		st = hmoe_forward_stats(s.fwd);
 		decode_bytes += (double)st->weight_bytes;
 		decode_kv_bytes += (double)st->kv_bytes;

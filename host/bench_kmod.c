@@ -208,7 +208,7 @@ static int run(struct hmoe_kmod *k, const struct cli_args *a)
 	memset(xh.map, 0, xh.size);
 
 	ioctls0 = k->n_ioctls;
-	t0 = bench_now();
+	t0 = hmoe_now_s();
 	for (long l = 0; l < layers; l++) {
 		ret = plan_layer(&L, &rng, (int)n_tokens, (int)n_experts, (int)top_k, max_tile,
 				 mode, (int)dim, (int)inter, &w, pack_bytes, &xc, &yc);
@@ -220,7 +220,7 @@ static int run(struct hmoe_kmod *k, const struct cli_args *a)
 		jobs += 2 + (uint64_t)L.n_jobs_ffn;
 		n_ffn_total += (uint64_t)L.n_jobs_ffn;
 	}
-	t1 = bench_now();
+	t1 = hmoe_now_s();
 
 	printf("{\"bench\": \"kmod\", ");
 	bench_json_machine(stdout);

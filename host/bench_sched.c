@@ -411,9 +411,9 @@ static int full_run_overhead(const struct shapes *s, const struct hmoe_place *pl
 					       .x = x, .expert_ids = ids, .y = y };
 		double dt;
 
-		t0 = bench_now();
+		t0 = hmoe_now_s();
 		ret = hmoe_sched_run(sched, &b);
-		dt = bench_now() - t0;
+		dt = hmoe_now_s() - t0;
 		if (ret)
 			break;
 		if (dt < best)
@@ -587,10 +587,10 @@ int bench_sched(int argc, char **argv)
 			double best = 1e30;
 
 			for (long r = 0; r < reps; r++) {
-				double t = bench_now(), dt;
+				double t = hmoe_now_s(), dt;
 
 				ret = hmoe_sched_plan(&pl, place, l, mids, NULL, (t1 - t0) * K, NULL, 0);
-				dt = bench_now() - t;
+				dt = hmoe_now_s() - t;
 				if (ret)
 					goto out;
 				if (dt < best)

@@ -21,7 +21,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "bench_clock.h"
+#include "hmoe_clock.h"
 #include "hmoe_batch.h"
 #include "hmoe_chat.h"
 #include "hmoe_cli.h"
@@ -70,7 +70,7 @@ struct eval_run {
 static void progress(const struct eval_stats *st, long total, double t0)
 {
 	int width = 30, filled = total ? (int)(width * st->done / total) : width;
-	double dt = clock_now_s() - t0;
+	double dt = hmoe_now_s() - t0;
 
 	fprintf(stderr, "\r[%.*s%*s] %ld/%ld  acc %5.1f%%  %.0f tok/s ", filled,
 		"##############################", width - filled, "", st->done, total,
@@ -156,7 +156,7 @@ static int run_eval(struct session *ses, const struct hmoe_eval_set *set, int sa
 	struct slot *slots = calloc((size_t)batch, sizeof(*slots));
 	struct eval_run run = { set, samples, eos, st };
 	struct hmoe_batch *engine = NULL;
-	double t0 = clock_now_s(), last_bar = 0;
+	double t0 = hmoe_now_s(), last_bar = 0;
 
 	prompt = calloc((size_t)set->n, sizeof(*prompt));
 	n_prompt = calloc((size_t)set->n, sizeof(*n_prompt));
@@ -224,9 +224,9 @@ static int run_eval(struct session *ses, const struct hmoe_eval_set *set, int sa
 		}
 		if ((ret = hmoe_batch_step(engine)) < 0)
 			goto out;
-		if (tty && clock_now_s() - last_bar > 0.1) {
+		if (tty && hmoe_now_s() - last_bar > 0.1) {
 			progress(st, total, t0);
-			last_bar = clock_now_s();
+			last_bar = hmoe_now_s();
 		}
 	}
 	if (tty) {
@@ -237,7 +237,7 @@ static int run_eval(struct session *ses, const struct hmoe_eval_set *set, int sa
 		fprintf(dump, "%s\n", st->dump_lines[i]);
 	ret = 0;
 out:
-	*wall_s = clock_now_s() - t0;
+	*wall_s = hmoe_now_s() - t0;
 	hmoe_batch_free(engine);
 	for (int b = 0; slots && b < batch; b++)
 		cli_text_free(&slots[b].text);

@@ -20,7 +20,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "bench_clock.h"
+#include "hmoe_clock.h"
 #include "hmoe_batch.h"
 #include "hmoe_chat.h"
 #include "hmoe_energy.h"
@@ -459,10 +459,10 @@ static int generate_prompts(const struct cli_args *a)
 			goto out;
 		}
 	}
-	t0 = clock_now_s();
+	t0 = hmoe_now_s();
 	if ((ret = hmoe_batch_run(engine)))
 		goto out;
-	print_batch_summary(&s, hmoe_batch_stats(engine), clock_now_s() - t0);
+	print_batch_summary(&s, hmoe_batch_stats(engine), hmoe_now_s() - t0);
 	hmoe_energy_print(energy, stderr);
 out:
 	hmoe_batch_free(engine);
@@ -550,15 +550,15 @@ int cmd_generate(int argc, char **argv)
 	}
 
 	hmoe_energy_begin(energy, HMOE_ENERGY_PREFILL);
-	t0 = clock_now_s();
+	t0 = hmoe_now_s();
 	ret = session_feed(&s, kv, ids, n_ids, logits);
 	if (ret)
 		goto out;
-	t_prefill = clock_now_s() - t0;
+	t_prefill = hmoe_now_s() - t0;
 	hmoe_energy_end(energy, HMOE_ENERGY_PREFILL, n_ids);
 	printer_start(&pr);
 	hmoe_energy_begin(energy, HMOE_ENERGY_DECODE);
-	t0 = clock_now_s();
+	t0 = hmoe_now_s();
 	while (n_gen < max_tokens) {
 		int next = hmoe_sample(&sampler, logits, session_n_valid(&s), scratch);
 
@@ -579,7 +579,7 @@ int cmd_generate(int argc, char **argv)
 		if (ret)
 			goto out;
 	}
-	t_decode = clock_now_s() - t0;
+	t_decode = hmoe_now_s() - t0;
 	hmoe_energy_end(energy, HMOE_ENERGY_DECODE, n_gen);
 	ret = hmoe_tok_stream_flush(&stream, text, sizeof(text));
 	if (ret < 0)

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "hmoe_clock.h"
+
 int bench_forward(int argc, char **argv);
 int bench_mla(int argc, char **argv);     /* host/bench_mla.c: GPU, via dlopen */
 int bench_kmod(int argc, char **argv);    /* host/bench_kmod.c: cards through hmoe.ko */
@@ -34,8 +36,6 @@ void bench_expert_tokens(const int *ids, int n_pairs, int n_experts, int pairs[4
  * /sys/devices/system/cpu/cpu0/cache (one instance); 0 when neither says. Benchmarks size
  * what must stream from DRAM from it. */
 size_t bench_llc_bytes(void);
-/* Monotonic seconds. */
-double bench_now(void);
 /* Writes `"machine": {...}` fields (CPU model, cores, ISA, commit) into an open JSON
  * object, followed by a comma. */
 void bench_json_machine(FILE *f);

@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-#include "bench_clock.h"
+#include "hmoe_clock.h"
 #include "hmoe_err.h"
 
 /* Sequence limits of the GPU path: its cache and prompt scratch are sized up front. */
@@ -67,7 +67,7 @@ int session_open(struct session *s, const struct cli_args *a, unsigned flags)
 	const char *dir, *experts = cli_str(a, "experts", "cpu-f32");
 	const char *micro_str = cli_str(a, "micro-batches", "1");
 	struct attn_alt alts[ATTN_MAX_ALTS];
-	double t0 = clock_now_s();
+	double t0 = hmoe_now_s();
 	long threads;
 	int ret, micro = 0, n_alts, i;
 
@@ -115,7 +115,7 @@ int session_open(struct session *s, const struct cli_args *a, unsigned flags)
 		else
 			ret = session_open_cuda(s);
 		if (!ret) {
-			s->load_s = clock_now_s() - t0;
+			s->load_s = hmoe_now_s() - t0;
 			return 0;
 		}
 		if (ret != -HMOE_EDEVICE || i + 1 == n_alts)
@@ -138,7 +138,7 @@ int session_open(struct session *s, const struct cli_args *a, unsigned flags)
 	ret = hmoe_forward_set_micro_batches(s->fwd, micro);
 	if (ret)
 		goto err;
-	s->load_s = clock_now_s() - t0;
+	s->load_s = hmoe_now_s() - t0;
 	return 0;
 err:
 	session_close(s);

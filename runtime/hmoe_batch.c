@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "hmoe_clock.h"
 #include "hmoe_err.h"
 #include "hmoe_kv.h"
 #include "hmoe_sample.h"
@@ -60,14 +60,6 @@ struct hmoe_batch {
 	double batch_tokens_sum;
 	struct hmoe_batch_stats st;
 };
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* ---- lifetime ---- */
 
@@ -452,7 +444,7 @@ int hmoe_batch_step(struct hmoe_batch *b)
 		return hmoe_err(HMOE_EINTERNAL, "batch step %ld: nothing to run", b->clock);
 	if (b->o.energy)
 		hmoe_energy_begin(b->o.energy, HMOE_ENERGY_DECODE);
-	t0 = now_s();
+	t0 = hmoe_now_s();
 	if ((ret = hmoe_forward(b->fwd, b->toks, n_toks, b->logits)))
 		return step_error(b, ret, n_items);
 	for (int i = 0; i < n_items; i++) {
@@ -481,7 +473,7 @@ int hmoe_batch_step(struct hmoe_batch *b)
 			req_free(r);
 		}
 	}
-	count(b, n_toks, n_decode, now_s() - t0);
+	count(b, n_toks, n_decode, hmoe_now_s() - t0);
 	if (b->o.energy)
 		hmoe_energy_end_split(b->o.energy, n_toks - n_decode, n_decode);
 	b->clock++;

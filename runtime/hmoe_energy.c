@@ -6,9 +6,9 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "hmoe_clock.h"
 #include "hmoe_err.h"
 
 struct energy_unavail {
@@ -40,14 +40,6 @@ struct hmoe_energy {
 };
 
 static const char *const phase_names[HMOE_ENERGY_N_PHASES] = { "prefill", "decode" };
-
-static double monotonic_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* ---- the model source ----------------------------------------------------------- */
 
@@ -196,7 +188,7 @@ int hmoe_energy_open(struct hmoe_energy **out, const struct hmoe_energy_opts *op
 	e->opts.nvml_lib = e->nvml_lib;
 	e->opts.model = e->model;
 	if (!e->opts.now_s)
-		e->opts.now_s = monotonic_s;
+		e->opts.now_s = hmoe_now_s;
 	for (size_t i = 0; i < sizeof(sources) / sizeof(sources[0]); i++) {
 		ret = sources[i]->probe(e);
 		if (ret) {

@@ -14,8 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "hmoe_clock.h"
 #include "hmoe_err.h"
 #include "hmoe_ops.h"
 #include "hmoe_pool.h"
@@ -95,14 +95,6 @@ struct hmoe_forward {
 
 	struct hmoe_forward_stats stats;
 };
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 int hmoe_attn_parse(const char *s, enum hmoe_attn *out)
 {
@@ -500,7 +492,7 @@ static int64_t linear_bytes(const struct hmoe_linear *l)
  * expert batch was in flight during that attention-device work. */
 static void account(struct hmoe_forward *f, double t0, int in_flight, double *phase)
 {
-	double dt = now_s() - t0;
+	double dt = hmoe_now_s() - t0;
 
 	*phase += dt;
 	if (in_flight)
@@ -671,7 +663,7 @@ static int moe_begin(struct hmoe_forward *f, struct fwd_micro *mb, int layer)
 	int E = c->n_routed_experts, K = c->num_experts_per_tok, n = mb->hi - mb->lo;
 	size_t lo = (size_t)mb->lo;
 	unsigned char used[E];
-	double t0 = now_s();
+	double t0 = hmoe_now_s();
 	int ret;
 
 	hmoe_ops_matmul_par(f->pool, f->gate + lo * E, f->xn + lo * f->dim, L->gate, n, f->dim, E);
@@ -688,21 +680,21 @@ static int moe_begin(struct hmoe_forward *f, struct fwd_micro *mb, int layer)
 			f->stats.weight_bytes += 3 * linear_bytes(&L->experts[e].w1);
 	account(f, t0, f->n_in_flight, &f->stats.moe_s);
 
-	t0 = now_s();
+	t0 = hmoe_now_s();
 	mb->batch = (struct hmoe_expert_batch){
 		.layer = layer, .n_tokens = n, .top_k = K, .x = f->xn + lo * f->dim,
 		.expert_ids = f->expert_ids + lo * K, .y = f->expert_y + lo * K * f->dim,
 	};
 	ret = hmoe_expert_submit(f->experts, &mb->batch, &mb->ticket);
-	f->stats.expert_submit_s += now_s() - t0;
-	f->stats.moe_s += now_s() - t0;
+	f->stats.expert_submit_s += hmoe_now_s() - t0;
+	f->stats.moe_s += hmoe_now_s() - t0;
 	if (ret)
 		return hmoe_err_ctx(ret, "layer %d experts (%s)", layer, f->experts->ops->name);
 	mb->pending = layer;
 	f->n_in_flight += f->async;
 
 	/* model.py: (sum of weighted routed outputs) + shared(x) */
-	t0 = now_s();
+	t0 = hmoe_now_s();
 	if (L->has_shared)
 		mlp(f, &L->shared, mb, f->shared);
 	account(f, t0, f->n_in_flight, &f->stats.moe_s);
@@ -715,14 +707,14 @@ static int moe_finish(struct hmoe_forward *f, struct fwd_micro *mb)
 {
 	const struct hmoe_layer *L = &f->m->layers[mb->pending];
 	int K = f->cfg->num_experts_per_tok, dim = f->dim, layer = mb->pending, ret;
-	double t0 = now_s();
+	double t0 = hmoe_now_s();
 
 	ret = hmoe_expert_wait(f->experts, mb->ticket);
-	f->stats.expert_wait_s += now_s() - t0;
+	f->stats.expert_wait_s += hmoe_now_s() - t0;
 	mb->pending = -1;
 	f->n_in_flight -= f->async;
 	if (ret) {
-		f->stats.moe_s += now_s() - t0;
+		f->stats.moe_s += hmoe_now_s() - t0;
 		return hmoe_err_ctx(ret, "layer %d experts (%s)", layer, f->experts->ops->name);
 	}
 	for (size_t t = (size_t)mb->lo; t < (size_t)mb->hi; t++) {
@@ -736,7 +728,7 @@ static int moe_finish(struct hmoe_forward *f, struct fwd_micro *mb)
 		for (int d = 0; d < dim; d++)
 			x[d] += y[d];
 	}
-	f->stats.moe_s += now_s() - t0;
+	f->stats.moe_s += hmoe_now_s() - t0;
 	return 0;
 }
 
@@ -747,7 +739,7 @@ static int layer_run(struct hmoe_forward *f, struct fwd_micro *mb, int l)
 	const struct hmoe_config *c = f->cfg;
 	const struct hmoe_layer *L = &f->m->layers[l];
 	size_t lo = (size_t)mb->lo, n = (size_t)(mb->hi - mb->lo), dim = (size_t)f->dim;
-	double t0 = now_s();
+	double t0 = hmoe_now_s();
 
 	rmsnorm_rows(f->xn + lo * dim, f->x + lo * dim, L->attn_norm, (int)n, f->dim,
 		     c->rms_norm_eps);
@@ -760,7 +752,7 @@ static int layer_run(struct hmoe_forward *f, struct fwd_micro *mb, int l)
 	if (L->is_moe)
 		return moe_begin(f, mb, l);
 
-	t0 = now_s();
+	t0 = hmoe_now_s();
 	mlp(f, &L->mlp, mb, f->out);
 	for (size_t i = lo * dim; i < (lo + n) * dim; i++)
 		f->x[i] += f->out[i];
@@ -930,7 +922,7 @@ int hmoe_forward(struct hmoe_forward *f, const struct hmoe_fwd_token *toks, int 
 		return ret;
 	}
 
-	t0 = now_s();
+	t0 = hmoe_now_s();
 	if (n_logits) {
 		int k = 0;
 
@@ -943,7 +935,7 @@ int hmoe_forward(struct hmoe_forward *f, const struct hmoe_fwd_token *toks, int 
 				    c->vocab_size);
 		f->stats.weight_bytes += linear_bytes(&m->head);
 	}
-	f->stats.head_s = now_s() - t0;
+	f->stats.head_s = hmoe_now_s() - t0;
 
 	for (int i = 0; i < f->n_groups; i++)
 		f->groups[i].seq->len = f->groups[i].start + f->groups[i].n_new;

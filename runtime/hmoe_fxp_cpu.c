@@ -22,8 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "hmoe_clock.h"
 #include "hmoe_err.h"
 #include "hmoe_fxp_pack.h"
 #include "hmoe_pool.h"
@@ -911,21 +911,13 @@ static void hot_item(void *arg, long i, int thread)
 	}
 }
 
-static double hot_now(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 /* Wall seconds of one hmoe_pool_run of 4 items per thread. */
 static double hot_time(struct hmoe_pool *pool, struct hot_job *j, int threads)
 {
-	double t0 = hot_now();
+	double t0 = hmoe_now_s();
 
 	hmoe_pool_run(pool, 4L * threads, hot_item, j);
-	return hot_now() - t0;
+	return hmoe_now_s() - t0;
 }
 
 int hmoe_fxp_hot_rate(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_simd *simd,

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "hmoe_clock.h"
 #include "hmoe_err.h"
 #include "hmoe_fxp_pack.h"
 #include "hmoe_pool.h"
@@ -231,14 +232,6 @@ struct hmoe_sched {
 	int64_t since_replan;         /* layer calls since the last re-placement */
 	int replan_pending;           /* due, waiting for a point with nothing in flight */
 };
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void *dev_thread(void *arg)
 {
@@ -731,16 +724,16 @@ static int part_begin(struct hmoe_sched *s, int k, const struct hmoe_expert_batc
 	struct sched_slot *sl = &s->slot[k];
 	int D = s->n_devices, ret;
 	struct sched_dev *cpu = &s->devs[D];
-	double t0 = now_s();
+	double t0 = hmoe_now_s();
 
 	ret = hmoe_sched_plan(&s->plan, s->place, b->layer, b->expert_ids, subset, n, s->alive,
 			      s->opts.split_min);
 	if (ret)
 		return ret;
-	s->stats.plan_s += now_s() - t0;
+	s->stats.plan_s += hmoe_now_s() - t0;
 
 	/* gather everything first, so that a failure leaves nothing queued */
-	t0 = now_s();
+	t0 = hmoe_now_s();
 	sl->b = *b;
 	sl->n_posted = 0;
 	for (int d = 0; d <= D; d++) {
@@ -769,7 +762,7 @@ static int part_begin(struct hmoe_sched *s, int k, const struct hmoe_expert_batc
 		pthread_mutex_unlock(&s->lock);
 		sl->posted[sl->n_posted++] = d;
 	}
-	s->stats.gather_s += now_s() - t0;
+	s->stats.gather_s += hmoe_now_s() - t0;
 
 	/* the CPU tier meanwhile, on this thread */
 	sl->cpu_ret = 0;
@@ -790,7 +783,7 @@ static int part_end(struct hmoe_sched *s, int k, int *n_retry)
 	const struct hmoe_expert_batch *b = &sl->b;
 	struct sched_dev *cpu = &s->devs[s->n_devices];
 	struct timespec deadline;
-	double t0 = now_s(), t1;
+	double t0 = hmoe_now_s(), t1;
 	int ret = 0;
 
 	*n_retry = 0;
@@ -810,7 +803,7 @@ static int part_end(struct hmoe_sched *s, int k, int *n_retry)
 				break;
 	}
 	pthread_mutex_unlock(&s->lock);
-	t1 = now_s();
+	t1 = hmoe_now_s();
 	s->stats.wait_s += t1 - t0;
 
 	/* every posted device is settled (scattered, or out of service) even after an
@@ -838,7 +831,7 @@ static int part_end(struct hmoe_sched *s, int k, int *n_retry)
 			       cpu->d.backend->ops->name, b->layer, sl->cpu_err);
 	if (!ret && cpu->job[k].rows)
 		scatter(s, &cpu->job[k], b);
-	s->stats.scatter_s += now_s() - t1;
+	s->stats.scatter_s += hmoe_now_s() - t1;
 	return ret;
 }
 
