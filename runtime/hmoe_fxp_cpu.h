@@ -206,7 +206,8 @@ int hmoe_fxp_moe_run_q(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_
 /* The one-token kernels' rate with their weights in the cache (for `bench experts`):
  * every thread of pool runs, again and again, a one-token tile's up rows over the first
  * 32 rows of W1 and W3 and its down rows over the first 128 rows of W2 of resident expert
- * `expert` (~0.75 MB of fp8 or int8 weights, which the core's cache keeps), on the paths
+ * `expert` (fewer, a multiple of 4, in smaller linears; ~0.75 MB of fp8 or int8 weights
+ * at V3's dims, which the core's cache keeps), after one warm-up run, on the paths
  * and variant (simd) a one-token layer call takes; *bytes_per_s: the row records' bytes
  * those passes read per second, all threads together (best of 3 runs of ~min_time / 3).
  * Set beside the machine's read bandwidth it says what bounds a one-token call: a rate

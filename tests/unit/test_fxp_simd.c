@@ -362,10 +362,21 @@ static void check_moe(int mode, const struct hmoe_fxp_simd *simd)
 	{
 		double rate = -1;
 		struct hmoe_fxp_line *keep = packs[2];
+		long blocks = hmoe_fxp_amx_emu_blocks;
 
 		if (hmoe_fxp_hot_rate(&ex, simd, pool, 0, 0, &rate) || !(rate > 0)) {
 			printf("FAIL hot_rate %s %s: no rate (%g)\n", simd->name,
 			       hmoe_fxp_format_name(mode), rate);
+			failures++;
+		}
+		/* int8 through amx-emu counts the 16-row blocks: every pass is the documented
+		 * 32 rows of W1 and of W3 and 128 rows of W2, 2 + 2 + 8 blocks, which the rate's
+		 * byte count assumes */
+		blocks = hmoe_fxp_amx_emu_blocks - blocks;
+		if (simd == &hmoe_fxp_simd_amx_emu && format == HMOE_FXP_INT8 &&
+		    (blocks <= 0 || blocks % 12)) {
+			printf("FAIL hot_rate amx-emu %s: %ld tile blocks, not whole passes of 12\n",
+			       hmoe_fxp_format_name(mode), blocks);
 			failures++;
 		}
 		packs[2] = NULL;
