@@ -446,22 +446,27 @@ static void linear_row_pair(const struct hmoe_fxp_simd *simd, const uint8_t *a,
 	row_epilogue(simd, b, wk->dots2, x, qb, stride);
 }
 
-/* Whether a one-token x goes four rows at a time (row_acc4: int8/int4). */
+/* Whether a one-token x goes four rows at a time (row_acc4, which may still decline). */
 static int use_rows4(const struct hmoe_fxp_simd *simd, int format,
 		     const struct hmoe_fxp_xtile *x)
 {
-	return simd->row_acc4 && format != HMOE_FXP_FP8 && x->n_tokens == 1 &&
+	return simd->row_acc4 && x->n_tokens == 1 &&
 	       (x->planes == 1 || (simd->whole_tokens & (1u << format)));
 }
 
 /* Four rows (records over `in` columns) against a one-token x in one pass (row_acc4):
- * row r's Q16 result into *q[r]. */
+ * row r's Q16 result into *q[r]; rows the variant declines go one at a time. */
 static void linear_rows4(const struct hmoe_fxp_simd *simd, const uint8_t *const *rows,
-			 int format, int in, const struct hmoe_fxp_xtile *x, int32_t *const *q)
+			 int format, int in, const struct hmoe_fxp_xtile *x,
+			 struct row_work *wk, int32_t *const *q)
 {
 	int64_t acc[4];
 
-	simd->row_acc4(rows, format, in, x, acc);
+	if (simd->row_acc4(rows, format, in, x, acc)) {
+		for (int r = 0; r < 4; r++)
+			linear_row(simd, rows[r], format, in, x, wk, q[r], 1);
+		return;
+	}
 	for (int r = 0; r < 4; r++)
 		*q[r] = hmoe_fxp_acc_to_q16(acc[r]);
 }
@@ -509,7 +514,7 @@ static void up_rows_tokens(const struct hmoe_fxp_simd *simd, const uint8_t *w1,
 			int32_t a[4];
 			int32_t *q[4] = { &a[0], &a[1], &a[2], &a[3] };
 
-			linear_rows4(simd, rows, format, dim, x, q);
+			linear_rows4(simd, rows, format, dim, x, wk, q);
 			h[n] = hmoe_fxp_swiglu_q32(a[0], a[1]);
 			h[n + half] = hmoe_fxp_swiglu_q32(a[2], a[3]);
 		}
@@ -795,7 +800,7 @@ static void down_rows_tokens(const struct hmoe_fxp_simd *simd, const uint8_t *w2
 				rows[r] = row_at(w2, format, inter, n + r * qr);
 				q[r] = y + n + r * qr;
 			}
-			linear_rows4(simd, rows, format, inter, ht, q);
+			linear_rows4(simd, rows, format, inter, ht, wk, q);
 		}
 		return;
 	}

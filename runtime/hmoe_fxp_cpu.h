@@ -102,11 +102,14 @@ struct hmoe_fxp_simd {
 	 * count), dots of whole tokens: (n_tokens, groups) each. */
 	void (*row_dots2)(const uint8_t *codes_a, const uint8_t *codes_b, int format,
 			  const struct hmoe_fxp_xtile *x, int64_t *dots_a, int64_t *dots_b);
-	/* Optional, int8/int4 and one-token tiles only: the Q24 accumulators acc[r] of four
-	 * row records (rows[r], `in` columns) in one pass, dots and terms fused (what
-	 * row_terms sums), x as for row_dots2: each x load serves four weight streams. */
-	void (*row_acc4)(const uint8_t *const *rows, int format, int in,
-			 const struct hmoe_fxp_xtile *x, int64_t *acc);
+	/* Optional, one-token tiles only: the Q24 accumulators acc[r] of four row records
+	 * (rows[r], `in` columns) in one pass, dots and terms fused (what row_terms sums),
+	 * x as for row_dots2 (int8/int4: each x load serves four weight streams). Returns 0,
+	 * or nonzero when it declines this format or x (then it wrote nothing and the
+	 * caller takes the rows one at a time; the AVX-512 variant takes int8 and int4, and
+	 * fp8 where the CPU has VBMI and x holds no -128). */
+	int (*row_acc4)(const uint8_t *const *rows, int format, int in,
+			const struct hmoe_fxp_xtile *x, int64_t *acc);
 	/* Optional, int8 only: the dots of n_rows <= HMOE_FXP_BLOCK_ROWS weight rows (row i's
 	 * codes at codes + i * row_stride) with every token of x, either plane count, whole
 	 * tokens, into dots (n_rows, n_tokens, groups). Needs x->xv. */

@@ -230,10 +230,10 @@ static void amx_row_dots2(const uint8_t *codes_a, const uint8_t *codes_b, int fo
 	hmoe_fxp_simd_avx512.row_dots2(codes_a, codes_b, format, x, dots_a, dots_b);
 }
 
-static void amx_row_acc4(const uint8_t *const *rows, int format, int in,
-			 const struct hmoe_fxp_xtile *x, int64_t *acc)
+static int amx_row_acc4(const uint8_t *const *rows, int format, int in,
+			const struct hmoe_fxp_xtile *x, int64_t *acc)
 {
-	hmoe_fxp_simd_avx512.row_acc4(rows, format, in, x, acc);
+	return hmoe_fxp_simd_avx512.row_acc4(rows, format, in, x, acc);
 }
 
 static int amx_rows_acc(const uint8_t *rows, size_t row_stride, int n_rows, int format,
