@@ -88,17 +88,26 @@ static inline __mmask8 terms8_ok(__m256i r32)
  * |dot| < 2^39 (A16; A8: < 2^32) and m < 2^24 give |v| = |dot * m| <= 8.1e18 < 2^63, so
  * vpabsq is exact and |v| + 2^(r-1) < 2^63 + 2^61 fits the unsigned lane the logical
  * shift reads; the shifted magnitude can pass 2^56 (A16 fp8 only), hence the clamp. */
-static inline __m512i terms8(__m512i d, __m256i m32, __m256i r32)
+static inline __attribute__((always_inline)) __m512i
+terms8_v(__m512i d, __m256i m32, __m256i r32, const int D32)
 {
 	const __m512i one = _mm512_set1_epi64(1), zero = _mm512_setzero_si512();
 	__m512i r = _mm512_cvtepi32_epi64(r32);
-	__m512i v = _mm512_mullo_epi64(d, _mm512_cvtepu32_epi64(m32));
+	/* D32: every dot fits int32 (int8 / int4 rows), so the one-uop signed 32 x 32 -> 64
+	 * multiply of the lanes' low halves gives dot * m exactly (m < 2^24) */
+	__m512i v = D32 ? _mm512_mul_epi32(d, _mm512_cvtepu32_epi64(m32)) :
+			  _mm512_mullo_epi64(d, _mm512_cvtepu32_epi64(m32));
 	__m512i mag = _mm512_abs_epi64(v);
 
 	mag = _mm512_srlv_epi64(_mm512_add_epi64(mag, _mm512_sllv_epi64(
 					one, _mm512_sub_epi64(r, one))), r);
 	mag = _mm512_min_epu64(mag, _mm512_set1_epi64(HMOE_FXP_TERM_MAX));
 	return _mm512_mask_sub_epi64(mag, _mm512_cmplt_epi64_mask(v, zero), zero, mag);
+}
+
+static inline __m512i terms8(__m512i d, __m256i m32, __m256i r32)
+{
+	return terms8_v(d, m32, r32, 0);
 }
 
 /* int8 and int4 share the shape: per group, two 64-byte unsigned operands u0, u1 and the
@@ -316,7 +325,7 @@ terms4x2(__m512i d, const uint8_t *sa, const uint8_t *sb, const struct hmoe_fxp_
 			a[i / 4] += hmoe_fxp_term_split(dd[i], mm[i], rr[i]);
 		return _mm512_add_epi64(acc, _mm512_set_epi64(0, 0, 0, a[1], 0, 0, 0, a[0]));
 	}
-	return _mm512_add_epi64(acc, terms8(d, m32, r32));
+	return _mm512_add_epi64(acc, terms8_v(d, m32, r32, 1));
 }
 
 /* One token's int8 / int4 Q24 row accumulators for R = 4 row records at once (rows[r],
@@ -332,10 +341,10 @@ terms4x2(__m512i d, const uint8_t *sa, const uint8_t *sb, const struct hmoe_fxp_
  * dots_int_rows. */
 static inline __attribute__((always_inline)) void
 acc_int_1tok(const uint8_t *const *rows, const int format, int in,
-	     const struct hmoe_fxp_xtile *x, int64_t *acc_out)
+	     const struct hmoe_fxp_xtile *x, const int planes, int64_t *acc_out)
 {
 	enum { R = 4 };
-	int plane = x->groups * HMOE_FXP_GROUP, planes = x->planes, groups = x->groups, g = 0;
+	int plane = x->groups * HMOE_FXP_GROUP, groups = x->groups, g = 0;
 	int bias_shift = format == HMOE_FXP_INT8 ? 7 : 3;
 	int group_bytes = hmoe_fxp_group_bytes(format);
 	size_t skip = (size_t)hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
@@ -917,10 +926,14 @@ VBMI_TARGET static void acc_fp8_1tok_a8(const uint8_t *const *rows, int in,
 static int avx512_row_acc4(const uint8_t *const *rows, int format, int in,
 			   const struct hmoe_fxp_xtile *x, int64_t *acc)
 {
-	if (format == HMOE_FXP_INT8) {
-		acc_int_1tok(rows, HMOE_FXP_INT8, in, x, acc);
+	if (format == HMOE_FXP_INT8 && x->planes == 2) {
+		acc_int_1tok(rows, HMOE_FXP_INT8, in, x, 2, acc);
+	} else if (format == HMOE_FXP_INT8) {
+		acc_int_1tok(rows, HMOE_FXP_INT8, in, x, 1, acc);
+	} else if (format == HMOE_FXP_INT4 && x->planes == 2) {
+		acc_int_1tok(rows, HMOE_FXP_INT4, in, x, 2, acc);
 	} else if (format == HMOE_FXP_INT4) {
-		acc_int_1tok(rows, HMOE_FXP_INT4, in, x, acc);
+		acc_int_1tok(rows, HMOE_FXP_INT4, in, x, 1, acc);
 	} else if (format != HMOE_FXP_FP8 || !fp8_planes() || x->n_tokens != 1 ||
 		   x->has_m128) {
 		return 1;
