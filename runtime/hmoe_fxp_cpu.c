@@ -12,8 +12,9 @@
  * (whole_tokens), and linear_row() then combines the two rows' dots of a token as
  * 128 * hi + lo before the epilogue runs per token. A variant with rows_dots (AMX) runs
  * int8 linears 16 rows at a time, with the tile's activations also kept in its layout;
- * one with row_acc4 runs a one-token tile's int8/int4 rows four at a time, rows far
- * apart in memory, dots and terms fused (up_rows_tokens, down_rows_tokens).
+ * one with row_acc4 runs a one-token tile's rows four at a time, rows far apart in
+ * memory, dots and terms fused (up_rows_tokens, down_rows_tokens; AVX-512: int8, int4,
+ * and fp8 where the CPU has VBMI; rows it declines go one at a time).
  */
 #include "hmoe_fxp_cpu.h"
 
