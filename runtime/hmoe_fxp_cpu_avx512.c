@@ -204,6 +204,16 @@ static void dots_int_tail(const uint8_t *codes, int format, const struct hmoe_fx
  * 1.07-1.13x and int8 unchanged. */
 #define DOTS_PREFETCH_BYTES 8192
 #define DOTS_PREFETCH_L1_BYTES 1024
+/* The same for the one-token kernels that stream four rows far apart (row_acc4): each
+ * stream needs a quarter of the lead, and the shorter distances read more of the
+ * bandwidth. On the Intel dev VM (twelfth session; 2 threads, `bench experts --tokens
+ * 1`, 3-6 interleaved rounds per set of builds), int4's bw_ratio medians were 0.78 at 8 /
+ * 1 KiB (L2 / L1), about 0.82 at 4 / 1, 3 / 1 and 2 / 1, 0.85-0.87 at 1.5 / 0.75 and
+ * 0.82-0.85 at 1 / 0.5 and 0.75 / 0.375; then 5 rounds of these against 8 / 1: int4
+ * 0.765 -> 0.825, int8 0.856 -> 0.883, fp8 0.708 -> 0.745, fp8-a8 0.794 -> 0.824,
+ * int8-a8 0.911 -> 0.909. */
+#define ROWS4_PREFETCH_BYTES 1536
+#define ROWS4_PREFETCH_L1_BYTES 768
 
 /* Prefetches, into L2 (T1) or L1 (T0), the `bytes` (lines) DOTS_PREFETCH_BYTES ahead of
  * p. */
@@ -219,20 +229,27 @@ prefetch_ahead(const uint8_t *p, const int bytes, const int l1)
 	}
 }
 
-/* Prefetches the lines of groups g .. g + 3 of R rows DOTS_PREFETCH_BYTES ahead into L2
- * and DOTS_PREFETCH_L1_BYTES ahead into L1. */
+/* Prefetches the `bytes` (lines) from p, L2 bytes ahead into L2 and L1 bytes ahead into
+ * L1. */
 static inline __attribute__((always_inline)) void
-prefetch_groups4(const uint8_t *const *codes, const int R, int g, int group_bytes)
+prefetch_lines(const uint8_t *p, const int bytes, const int L2, const int L1)
+{
+#pragma GCC unroll 8
+	for (int i = 0; i < bytes; i += HMOE_FXP_LINE_BYTES) {
+		_mm_prefetch((const char *)p + L2 + i, _MM_HINT_T1);
+		_mm_prefetch((const char *)p + L1 + i, _MM_HINT_T0);
+	}
+}
+
+/* Prefetches the lines of groups g .. g + 3 of R rows L2 bytes ahead into L2 and L1
+ * bytes ahead into L1. */
+static inline __attribute__((always_inline)) void
+prefetch_groups4(const uint8_t *const *codes, const int R, int g, int group_bytes,
+		 const int L2, const int L1)
 {
 #pragma GCC unroll 4
 	for (int r = 0; r < R; r++)
-#pragma GCC unroll 8
-		for (int i = 0; i < 4 * group_bytes; i += HMOE_FXP_LINE_BYTES) {
-			const char *p = (const char *)codes[r] + (size_t)g * group_bytes + i;
-
-			_mm_prefetch(p + DOTS_PREFETCH_BYTES, _MM_HINT_T1);
-			_mm_prefetch(p + DOTS_PREFETCH_L1_BYTES, _MM_HINT_T0);
-		}
+		prefetch_lines(codes[r] + (size_t)g * group_bytes, 4 * group_bytes, L2, L1);
 }
 
 static inline __attribute__((always_inline)) void
@@ -247,7 +264,8 @@ dots_int_rows(const uint8_t *const *codes, const int R, const int format,
 	for (; g + 4 <= groups; g += 4) {
 		__m512i u[2][8];
 
-		prefetch_groups4(codes, R, g, group_bytes);
+		prefetch_groups4(codes, R, g, group_bytes, DOTS_PREFETCH_BYTES,
+				 DOTS_PREFETCH_L1_BYTES);
 #pragma GCC unroll 2
 		for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
@@ -359,7 +377,8 @@ acc_int_1tok(const uint8_t *const *rows, const int format, int in,
 		 * 128 * 129 * 127 * 128 = 2.7e8, so dot = S - bias stays in int32 (< 8.1e8) */
 		__m512i bias = _mm512_broadcast_i32x4(_mm_slli_epi32(xsum4(x, 0, g), bias_shift));
 
-		prefetch_groups4(codes, R, g, group_bytes);
+		prefetch_groups4(codes, R, g, group_bytes, ROWS4_PREFETCH_BYTES,
+				 ROWS4_PREFETCH_L1_BYTES);
 #pragma GCC unroll 4
 		for (int j = 0; j < 4; j++) {
 			const int8_t *xp = x->xq + (g + j) * HMOE_FXP_GROUP;
@@ -773,11 +792,11 @@ static inline __attribute__((always_inline)) __m512i fold16_epi32(const __m512i 
  * lanes. Each pair of groups' four accumulators (fp8_token_accs) is folded at once and
  * the 16 sums of the four pairs are finished together, which costs about 2.8 reduction
  * operations per accumulator where one pair at a time took 3.25 plus its own int64
- * conversion. Prefetches (pf) each pair's lines into L2 DOTS_PREFETCH_BYTES ahead and into
- * L1 DOTS_PREFETCH_L1_BYTES ahead, as the int kernels do. */
+ * conversion. Prefetches (pf) each pair's lines into L2 L2 bytes ahead and into L1 L1
+ * bytes ahead, as the int kernels do. */
 VBMI_TARGET static inline __attribute__((always_inline)) __m512i
 fp8_1tok_dots8(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P, int g,
-	       const __m512i tab[3][2], int pf)
+	       const __m512i tab[3][2], int pf, const int L2, const int L1)
 {
 	const __m512i lo_hi = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13,
 						2, 3, 6, 7, 10, 11, 14, 15);
@@ -788,15 +807,9 @@ fp8_1tok_dots8(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P
 		__m512i pu[2][2][3], acc[4];
 		__mmask64 neg[2][2];
 
-		if (pf) {
-			const uint8_t *c = codes + (size_t)(g + 2 * b) * HMOE_FXP_GROUP;
-
-			prefetch_ahead(c, 2 * HMOE_FXP_GROUP, 0);
-#pragma GCC unroll 4
-			for (int i = 0; i < 2 * HMOE_FXP_GROUP; i += HMOE_FXP_LINE_BYTES)
-				_mm_prefetch((const char *)c + DOTS_PREFETCH_L1_BYTES + i,
-					     _MM_HINT_T0);
-		}
+		if (pf)
+			prefetch_lines(codes + (size_t)(g + 2 * b) * HMOE_FXP_GROUP,
+				       2 * HMOE_FXP_GROUP, L2, L1);
 		fp8_decode_groups(codes, g + 2 * b, 2, tab, 1, pu, neg);
 		fp8_token_accs(pu, neg, 1, x, 0, P, g + 2 * b, 2, acc);
 		f[b] = fold4_epi32(acc);
@@ -828,7 +841,9 @@ dots_fp8_1tok8(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P
 
 	fp8_abs_tables(tab);
 	for (; g + 8 <= groups; g += 8)
-		_mm512_storeu_si512(dots + g, fp8_1tok_dots8(codes, x, P, g, tab, pf));
+		_mm512_storeu_si512(dots + g, fp8_1tok_dots8(codes, x, P, g, tab, pf,
+							     DOTS_PREFETCH_BYTES,
+							     DOTS_PREFETCH_L1_BYTES));
 	for (; g + 2 <= groups; g += 2)
 		fp8_groups_all_tokens(codes, x, g, 2, P, tab, 1, dots);
 	if (g < groups)
@@ -885,7 +900,9 @@ acc_fp8_1tok(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x,
 	for (; g + 8 <= groups; g += 8)
 #pragma GCC unroll 1
 		for (int r = 0; r < R; r++)
-			tacc[r] = terms8_row(fp8_1tok_dots8(rows[r] + skip, x, P, g, tab, pf),
+			tacc[r] = terms8_row(fp8_1tok_dots8(rows[r] + skip, x, P, g, tab, pf,
+							    ROWS4_PREFETCH_BYTES,
+							    ROWS4_PREFETCH_L1_BYTES),
 					     rows[r], x, g, tacc[r], &scalar[r]);
 	for (int r = 0; r < R; r++) {
 		int64_t a = scalar[r] + _mm512_reduce_add_epi64(tacc[r]);
