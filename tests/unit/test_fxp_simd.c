@@ -4,7 +4,9 @@
  * and activations, including the extremes: +-127 (and the off-contract -128) in every
  * plane, saturating accumulations, all-zero rows and groups, one huge activation among
  * small ones, NaN fp8 codes, odd token counts and dims. Also: the threaded MoE driver
- * gives the same floats as hmoe_ffn() per expert, in both modes.
+ * gives the same floats as hmoe_ffn() per expert, in both modes; and the best variant's
+ * row_acc4 (the one-token four-row path) called directly equals the hls reference and
+ * declines only the rows it documents.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,6 +119,78 @@ static void fill_acts(int8_t *xq, int32_t *xs, int n_tokens, int dim, int planes
 }
 
 static int failures;
+
+/* The row_acc4 contract, called directly (the layer driver falls back to one row at a
+ * time when it declines, which is exact too, so only this test sees whether the fast
+ * path ran): four row records of `in` columns against one token, acc[r] equal to the
+ * hls reference sum_g hmoe_fxp_term(dot_g, w_g, xs_g), and the variant declining only
+ * where it says it does (AVX-512: fp8 without VBMI, or an x holding -128). */
+static void check_row_acc4(const struct hmoe_fxp_simd *simd, int mode, int in, int minus128)
+{
+	int format = hmoe_fxp_mode_format(mode), planes = hmoe_fxp_mode_planes(mode);
+	int groups = hmoe_fxp_groups(in), plane = groups * HMOE_FXP_GROUP;
+	size_t row_bytes = (size_t)hmoe_fxp_row_lines(format, in) * HMOE_FXP_LINE_BYTES;
+	uint8_t *lin = aligned_alloc(HMOE_FXP_LINE_BYTES, 4 * row_bytes);
+	int8_t *xq = calloc((size_t)planes * plane, 1);
+	int32_t *xs = calloc((size_t)groups, sizeof(*xs));
+	int32_t *xsum = calloc((size_t)planes * groups, sizeof(*xsum));
+	uint32_t *xm = calloc((size_t)groups + 8, sizeof(*xm));
+	int32_t *xe = calloc((size_t)groups + 8, sizeof(*xe));
+	const uint8_t *rows[4];
+	int64_t acc[4];
+	int declined, want_decline;
+
+	fill_linear(lin, format, 4, in, W_RANDOM, 0);
+	fill_acts(xq, xs, 1, in, planes, X_RANDOM);
+	if (minus128)
+		xq[rnd() % in] = -128;
+	for (int g = 0; g < groups; g++) {
+		for (int p = 0; p < planes; p++)
+			for (int k = 0; k < HMOE_FXP_GROUP; k++)
+				xsum[p * groups + g] += xq[(size_t)p * plane + g * HMOE_FXP_GROUP + k];
+		xm[g] = hmoe_fxp_scale_m(xs[g]) & 0xffu;
+		xe[g] = hmoe_fxp_scale_e(xs[g]) - HMOE_FXP_F_ACC;
+	}
+	for (int r = 0; r < 4; r++)
+		rows[r] = lin + (size_t)r * row_bytes;
+	{
+		struct hmoe_fxp_xtile x = { .n_tokens = 1, .groups = groups, .xq = xq, .xs = xs,
+					    .xsum = xsum, .xm = xm, .xe = xe, .planes = planes,
+					    .has_m128 = minus128 };
+
+		declined = simd->row_acc4(rows, format, in, &x, acc) != 0;
+	}
+	want_decline = format == HMOE_FXP_FP8 &&
+		       (minus128 || !__builtin_cpu_supports("avx512vbmi") ||
+			(getenv("HMOE_FXP_NO_VBMI") && *getenv("HMOE_FXP_NO_VBMI")));
+	if (declined != want_decline) {
+		printf("FAIL %s row_acc4 %s dim %d%s: %s\n", simd->name, hmoe_fxp_format_name(mode),
+		       in, minus128 ? " (x with -128)" : "", declined ? "declined" : "accepted");
+		failures++;
+	}
+	for (int r = 0; r < 4 && !declined; r++) {
+		const uint8_t *codes = rows[r] + hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
+		int64_t ref = 0;
+
+		for (int g = 0; g < groups; g++)
+			ref += hmoe_fxp_term(hmoe_fxp_dot_group_planes(
+						     codes + (size_t)g * hmoe_fxp_group_bytes(format),
+						     format, planes, xq + g * HMOE_FXP_GROUP, plane),
+					     hmoe_fxp_row_scale(rows[r], g), xs[g]);
+		if (acc[r] != ref) {
+			printf("FAIL %s row_acc4 %s dim %d row %d: %lld, reference %lld\n",
+			       simd->name, hmoe_fxp_format_name(mode), in, r, (long long)acc[r],
+			       (long long)ref);
+			failures++;
+		}
+	}
+	free(lin);
+	free(xq);
+	free(xs);
+	free(xsum);
+	free(xm);
+	free(xe);
+}
 
 static void check_case(int mode, int dim, int inter, int n_tokens, enum weights wm,
 		       enum acts xm, int e_base)
@@ -446,6 +520,22 @@ int main(int argc, char **argv)
 		}
 	check_term_clamp();
 	cases++;
+	/* row_acc4 directly: blocks of 8 groups (fp8) and 4 (int) with tails, V3's dims */
+	if (hmoe_fxp_simd_best()->row_acc4) {
+		static const int ins[] = { 1300, 1100, 640, HMOE_FXP_MAX_DIM, HMOE_FXP_MAX_INTER };
+
+		for (int a16 = 0; a16 <= 1; a16++)
+			for (int f = 0; f < HMOE_FXP_N_FORMATS; f++)
+				for (size_t i = 0; i < sizeof(ins) / sizeof(ins[0]); i++)
+					for (int m128 = 0; m128 <= 1; m128++) {
+						check_row_acc4(hmoe_fxp_simd_best(),
+							       a16 ? f | HMOE_FXP_A16 : f, ins[i],
+							       m128);
+						cases++;
+					}
+	} else {
+		printf("SKIP row_acc4: the %s variant has none\n", hmoe_fxp_simd_best()->name);
+	}
 	/* amx-emu is the AMX kernel only if int8 rows really went through its tiles */
 	if (hmoe_fxp_simd_amx_emu.supported() && hmoe_fxp_amx_emu_blocks == 0) {
 		printf("FAIL amx-emu never ran its tile kernel\n");
