@@ -110,6 +110,48 @@ static inline __m512i terms8(__m512i d, __m256i m32, __m256i r32)
 	return terms8_v(d, m32, r32, 0);
 }
 
+/* The terms of 8 groups of the one token of x: dots d (int64 lanes), the row's scale
+ * words w (int32 lanes; m = w & 0xffff, e = (w - m) >> 16, both exact) and the token's
+ * split scales xm, xe: terms8_v where every exponent r is in [1, 62], else each lane's
+ * scalar hmoe_fxp_term_split (only off-contract scales get there). D32 as terms8_v. */
+static inline __attribute__((always_inline)) __m512i
+terms8_words(__m512i d, __m256i w, __m256i xm, __m256i xe, const int D32)
+{
+	__m256i wm = _mm256_and_si256(w, _mm256_set1_epi32(0xffff));
+	__m256i r32 = _mm256_add_epi32(_mm256_srai_epi32(_mm256_sub_epi32(w, wm), 16), xe);
+	__m256i m32 = _mm256_mullo_epi32(wm, xm);
+
+	if (terms8_ok(r32) != 0xff) {
+		int64_t dd[8];
+		uint32_t mm[8];
+		int32_t rr[8];
+
+		_mm512_storeu_si512(dd, d);
+		_mm256_storeu_si256((__m256i *)mm, m32);
+		_mm256_storeu_si256((__m256i *)rr, r32);
+		for (int i = 0; i < 8; i++)
+			dd[i] = hmoe_fxp_term_split(dd[i], mm[i], rr[i]);
+		return _mm512_loadu_si512(dd);
+	}
+	return terms8_v(d, m32, r32, D32);
+}
+
+/* The scalar terms of a row's groups g .. groups - 1 (dots d[g ..], the row record's
+ * scale words) for the one token of x: the tails after the one-token kernels' blocks. */
+static int64_t tail_terms(const uint8_t *row, const struct hmoe_fxp_xtile *x,
+			  const int64_t *d, int g)
+{
+	int64_t a = 0;
+
+	for (int k = g; k < x->groups; k++) {
+		int32_t w = hmoe_fxp_row_scale(row, k);
+
+		a += hmoe_fxp_term_split(d[k], hmoe_fxp_scale_m(w) * x->xm[k],
+					 hmoe_fxp_scale_e(w) + x->xe[k]);
+	}
+	return a;
+}
+
 /* int8 and int4 share the shape: per group, two 64-byte unsigned operands u0, u1 and the
  * matching two 64-byte x operands; dot = sum(u * x) - 2^bias_shift * sum(x). */
 static inline void load_u(const uint8_t *codes, int format, int g, __m512i *u0, __m512i *u1)
@@ -327,23 +369,8 @@ terms4x2(__m512i d, const uint8_t *sa, const uint8_t *sb, const struct hmoe_fxp_
 		_mm_loadu_si128((const __m128i *)(sb + 4 * g)), 1);
 	__m256i xe = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(x->xe + g)));
 	__m256i xm = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(x->xm + g)));
-	__m256i wm = _mm256_and_si256(w, _mm256_set1_epi32(0xffff));
-	__m256i r32 = _mm256_add_epi32(_mm256_srai_epi32(_mm256_sub_epi32(w, wm), 16), xe);
-	__m256i m32 = _mm256_mullo_epi32(wm, xm);
 
-	if (terms8_ok(r32) != 0xff) {
-		int64_t dd[8], a[2] = { 0, 0 };
-		uint32_t mm[8];
-		int32_t rr[8];
-
-		_mm512_storeu_si512(dd, d);
-		_mm256_storeu_si256((__m256i *)mm, m32);
-		_mm256_storeu_si256((__m256i *)rr, r32);
-		for (int i = 0; i < 8; i++)
-			a[i / 4] += hmoe_fxp_term_split(dd[i], mm[i], rr[i]);
-		return _mm512_add_epi64(acc, _mm512_set_epi64(0, 0, 0, a[1], 0, 0, 0, a[0]));
-	}
-	return _mm512_add_epi64(acc, terms8_v(d, m32, r32, 1));
+	return _mm512_add_epi64(acc, terms8_words(d, w, xm, xe, 1));
 }
 
 /* One token's int8 / int4 Q24 row accumulators for R = 4 row records at once (rows[r],
@@ -407,12 +434,7 @@ acc_int_1tok(const uint8_t *const *rows, const int format, int in,
 			int64_t d[HMOE_FXP_MAX_IN_GROUPS];
 
 			dots_int_tail(codes[r], format, x, g, d);
-			for (int k = g; k < groups; k++) {
-				int32_t w = hmoe_fxp_row_scale(rows[r], k);
-
-				a += hmoe_fxp_term_split(d[k], hmoe_fxp_scale_m(w) * x->xm[k],
-							 hmoe_fxp_scale_e(w) + x->xe[k]);
-			}
+			a += tail_terms(rows[r], x, d, g);
 		}
 		acc_out[r] = a;
 	}
@@ -831,6 +853,17 @@ fp8_abs_tables(__m512i tab[3][2])
 	}
 }
 
+/* One token, ABS: the dots of a row's groups g .. groups - 1 (fewer than 8) by pairs. */
+VBMI_TARGET static inline __attribute__((always_inline)) void
+fp8_1tok_tail(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P, int g,
+	      const __m512i tab[3][2], int64_t *dots)
+{
+	for (; g + 2 <= x->groups; g += 2)
+		fp8_groups_all_tokens(codes, x, g, 2, P, tab, 1, dots);
+	if (g < x->groups)
+		fp8_groups_all_tokens(codes, x, g, 1, P, tab, 1, dots);
+}
+
 /* One token, ABS: a row's dots, 8 groups at a time, the last ones by pairs. */
 VBMI_TARGET static inline __attribute__((always_inline)) void
 dots_fp8_1tok8(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P,
@@ -844,39 +877,7 @@ dots_fp8_1tok8(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P
 		_mm512_storeu_si512(dots + g, fp8_1tok_dots8(codes, x, P, g, tab, pf,
 							     DOTS_PREFETCH_BYTES,
 							     DOTS_PREFETCH_L1_BYTES));
-	for (; g + 2 <= groups; g += 2)
-		fp8_groups_all_tokens(codes, x, g, 2, P, tab, 1, dots);
-	if (g < groups)
-		fp8_groups_all_tokens(codes, x, g, 1, P, tab, 1, dots);
-}
-
-/* acc + the terms of groups g .. g + 7 of one row (8 int64 dots d; the row record's
- * scale words at `scales`) for the one token of x, with terms8_ok / terms8 as in
- * avx512_row_terms (a block with an exponent outside [1, 62] goes through the scalar
- * term, into *scalar). */
-static inline __attribute__((always_inline)) __m512i
-terms8_row(__m512i d, const uint8_t *scales, const struct hmoe_fxp_xtile *x, int g,
-	   __m512i acc, int64_t *scalar)
-{
-	__m256i w = _mm256_loadu_si256((const __m256i *)(scales + 4 * g));
-	__m256i wm = _mm256_and_si256(w, _mm256_set1_epi32(0xffff));
-	__m256i r32 = _mm256_add_epi32(_mm256_srai_epi32(_mm256_sub_epi32(w, wm), 16),
-				       _mm256_loadu_si256((const __m256i *)(x->xe + g)));
-	__m256i m32 = _mm256_mullo_epi32(wm, _mm256_loadu_si256((const __m256i *)(x->xm + g)));
-
-	if (terms8_ok(r32) != 0xff) {
-		int64_t dd[8];
-		uint32_t mm[8];
-		int32_t rr[8];
-
-		_mm512_storeu_si512(dd, d);
-		_mm256_storeu_si256((__m256i *)mm, m32);
-		_mm256_storeu_si256((__m256i *)rr, r32);
-		for (int i = 0; i < 8; i++)
-			*scalar += hmoe_fxp_term_split(dd[i], mm[i], rr[i]);
-		return acc;
-	}
-	return _mm512_add_epi64(acc, terms8(d, m32, r32));
+	fp8_1tok_tail(codes, x, P, g, tab, dots);
 }
 
 /* One token's fp8 Q24 row accumulators of four row records (rows[r], `in` columns),
@@ -892,35 +893,30 @@ acc_fp8_1tok(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x,
 	int groups = x->groups, g = 0, pf = hmoe_fxp_fp8_prefetch();
 	size_t skip = (size_t)hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
 	__m512i tab[3][2], tacc[R];
-	int64_t scalar[R] = { 0 };
 
 	fp8_abs_tables(tab);
 	for (int r = 0; r < R; r++)
 		tacc[r] = _mm512_setzero_si512();
-	for (; g + 8 <= groups; g += 8)
+	for (; g + 8 <= groups; g += 8) {
+		/* the token's split scales, shared by the four rows */
+		__m256i xm = _mm256_loadu_si256((const __m256i *)(x->xm + g));
+		__m256i xe = _mm256_loadu_si256((const __m256i *)(x->xe + g));
+
 #pragma GCC unroll 1
 		for (int r = 0; r < R; r++)
-			tacc[r] = terms8_row(fp8_1tok_dots8(rows[r] + skip, x, P, g, tab, pf,
-							    ROWS4_PREFETCH_BYTES,
-							    ROWS4_PREFETCH_L1_BYTES),
-					     rows[r], x, g, tacc[r], &scalar[r]);
+			tacc[r] = _mm512_add_epi64(tacc[r], terms8_words(
+				fp8_1tok_dots8(rows[r] + skip, x, P, g, tab, pf,
+					       ROWS4_PREFETCH_BYTES, ROWS4_PREFETCH_L1_BYTES),
+				_mm256_loadu_si256((const __m256i *)(rows[r] + 4 * g)), xm, xe, 0));
+	}
 	for (int r = 0; r < R; r++) {
-		int64_t a = scalar[r] + _mm512_reduce_add_epi64(tacc[r]);
+		int64_t a = _mm512_reduce_add_epi64(tacc[r]);
 
 		if (g < groups) {
 			int64_t d[HMOE_FXP_MAX_IN_GROUPS];
-			int k = g;
 
-			for (; k + 2 <= groups; k += 2)
-				fp8_groups_all_tokens(rows[r] + skip, x, k, 2, P, tab, 1, d);
-			if (k < groups)
-				fp8_groups_all_tokens(rows[r] + skip, x, k, 1, P, tab, 1, d);
-			for (k = g; k < groups; k++) {
-				int32_t w = hmoe_fxp_row_scale(rows[r], k);
-
-				a += hmoe_fxp_term_split(d[k], hmoe_fxp_scale_m(w) * x->xm[k],
-							 hmoe_fxp_scale_e(w) + x->xe[k]);
-			}
+			fp8_1tok_tail(rows[r] + skip, x, P, g, tab, d);
+			a += tail_terms(rows[r], x, d, g);
 		}
 		acc_out[r] = a;
 	}
