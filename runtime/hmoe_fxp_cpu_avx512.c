@@ -810,35 +810,34 @@ static inline __attribute__((always_inline)) __m512i fold16_epi32(const __m512i 
 				_mm512_shuffle_i32x4(v0, v1, _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
-/* One token, the codes' signs on x (ABS): the exact dots of groups g .. g + 7 as 8 int64
- * lanes. Each pair of groups' four accumulators (fp8_token_accs) is folded at once and
- * the 16 sums of the four pairs are finished together, which costs about 2.8 reduction
- * operations per accumulator where one pair at a time took 3.25 plus its own int64
- * conversion. Prefetches (pf) each pair's lines into L2 L2 bytes ahead and into L1 L1
- * bytes ahead, as the int kernels do. */
+/* One token, the codes' signs on x (ABS): groups g and g + 1 of a row, their four
+ * accumulators (fp8_token_accs) folded at once (fold4_epi32), after prefetching their
+ * lines (pf) into L2 L2 bytes ahead and into L1 L1 bytes ahead, as the int kernels do. */
 VBMI_TARGET static inline __attribute__((always_inline)) __m512i
-fp8_1tok_dots8(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P, int g,
-	       const __m512i tab[3][2], int pf, const int L2, const int L1)
+fp8_1tok_pair(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P, int g,
+	      const __m512i tab[3][2], int pf, const int L2, const int L1)
+{
+	__m512i pu[2][2][3], acc[4];
+	__mmask64 neg[2][2];
+
+	if (pf)
+		prefetch_lines(codes + (size_t)g * HMOE_FXP_GROUP, 2 * HMOE_FXP_GROUP, L2, L1);
+	fp8_decode_groups(codes, g, 2, tab, 1, pu, neg);
+	fp8_token_accs(pu, neg, 1, x, 0, P, g, 2, acc);
+	return fold4_epi32(acc);
+}
+
+/* The exact dots of 8 groups as 8 int64 lanes from their four pairs' folds f[b] (groups
+ * 2 b and 2 b + 1): the 16 sums are finished together, about 2.8 reduction operations
+ * per accumulator where one pair at a time took 3.25 plus its own int64 conversion. */
+static inline __attribute__((always_inline)) __m512i fp8_1tok_dots8(const __m512i f[4])
 {
 	const __m512i lo_hi = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13,
 						2, 3, 6, 7, 10, 11, 14, 15);
-	__m512i f[4], s;
-
-#pragma GCC unroll 4
-	for (int b = 0; b < 4; b++) {
-		__m512i pu[2][2][3], acc[4];
-		__mmask64 neg[2][2];
-
-		if (pf)
-			prefetch_lines(codes + (size_t)(g + 2 * b) * HMOE_FXP_GROUP,
-				       2 * HMOE_FXP_GROUP, L2, L1);
-		fp8_decode_groups(codes, g + 2 * b, 2, tab, 1, pu, neg);
-		fp8_token_accs(pu, neg, 1, x, 0, P, g + 2 * b, 2, acc);
-		f[b] = fold4_epi32(acc);
-	}
 	/* lanes 4 b + k: pair b's lo(2b), lo(2b + 1), hi(2b), hi(2b + 1) -> lo of the 8
 	 * groups, then their hi; dot = lo + 2^14 hi */
-	s = _mm512_permutexvar_epi32(lo_hi, fold16_epi32(f));
+	__m512i s = _mm512_permutexvar_epi32(lo_hi, fold16_epi32(f));
+
 	return _mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(s)),
 				_mm512_slli_epi64(_mm512_cvtepi32_epi64(
 							  _mm512_extracti64x4_epi64(s, 1)), 14));
@@ -873,18 +872,26 @@ dots_fp8_1tok8(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P
 	__m512i tab[3][2];
 
 	fp8_abs_tables(tab);
-	for (; g + 8 <= groups; g += 8)
-		_mm512_storeu_si512(dots + g, fp8_1tok_dots8(codes, x, P, g, tab, pf,
-							     DOTS_PREFETCH_BYTES,
-							     DOTS_PREFETCH_L1_BYTES));
+	for (; g + 8 <= groups; g += 8) {
+		__m512i f[4];
+
+#pragma GCC unroll 4
+		for (int b = 0; b < 4; b++)
+			f[b] = fp8_1tok_pair(codes, x, P, g + 2 * b, tab, pf, DOTS_PREFETCH_BYTES,
+					     DOTS_PREFETCH_L1_BYTES);
+		_mm512_storeu_si512(dots + g, fp8_1tok_dots8(f));
+	}
 	fp8_1tok_tail(codes, x, P, g, tab, dots);
 }
 
 /* One token's fp8 Q24 row accumulators of four row records (rows[r], `in` columns),
  * the codes' signs on x (ABS): per block of 8 groups, each row's 8 dots go straight
- * into their terms (no dots array, no separate row_terms pass), the four rows in turn,
- * so the driver's rows far apart are four weight streams. The last groups (fewer than 8)
- * by pairs and scalar terms. */
+ * into their terms (no dots array, no separate row_terms pass). The driver's rows far
+ * apart are four weight streams, and they advance together, a pair of groups (256
+ * bytes) of each in turn: taking each row's 8 groups (1 KiB) in turn, the one-token
+ * layer read 0.80 of the bandwidth on the Intel dev VM and this reads 0.84-0.85 with
+ * one thread, 0.84-0.88 with two (interleaved runs, docs/fxp.md section 8). The last
+ * groups (fewer than 8) by pairs and scalar terms. */
 VBMI_TARGET static inline __attribute__((always_inline)) void
 acc_fp8_1tok(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x,
 	     const int P, int64_t *acc_out)
@@ -902,11 +909,19 @@ acc_fp8_1tok(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x,
 		__m256i xm = _mm256_loadu_si256((const __m256i *)(x->xm + g));
 		__m256i xe = _mm256_loadu_si256((const __m256i *)(x->xe + g));
 
+		__m512i f[R][4];
+
+#pragma GCC unroll 1
+		for (int b = 0; b < 4; b++)
+#pragma GCC unroll 1
+			for (int r = 0; r < R; r++)
+				f[r][b] = fp8_1tok_pair(rows[r] + skip, x, P, g + 2 * b, tab, pf,
+							ROWS4_PREFETCH_BYTES,
+							ROWS4_PREFETCH_L1_BYTES);
 #pragma GCC unroll 1
 		for (int r = 0; r < R; r++)
 			tacc[r] = _mm512_add_epi64(tacc[r], terms8_words(
-				fp8_1tok_dots8(rows[r] + skip, x, P, g, tab, pf,
-					       ROWS4_PREFETCH_BYTES, ROWS4_PREFETCH_L1_BYTES),
+				fp8_1tok_dots8(f[r]),
 				_mm256_loadu_si256((const __m256i *)(rows[r] + 4 * g)), xm, xe, 0));
 	}
 	for (int r = 0; r < R; r++) {
