@@ -149,15 +149,31 @@ static void dots_fp8_x16(const uint8_t *codes, const struct hmoe_fxp_xtile *x, i
 /* Prefetch distance into L2 of the fast paths (as the AVX-512 variant's). */
 #define AVX2_PREFETCH_BYTES 8192
 
-/* fp8 dots of a one-token tile (P planes), decoded and multiplied in one pass: each 16
- * codes' ms and pw (fp8_fields) feed both planes straight from registers, where the
- * general path stores the decoded row and reads it back per plane row. Per plane the
- * general path's bound: vpmaddwd(vpmullw(ms, x), pw) pairs <= 62914560, 8 chunks per lane
- * <= 5.03e8 < 2^31; the lanes are summed in int64 and the planes combined as 128 hi + lo. */
+/* fp8 dots of a one-token tile (P planes, no -128 in x), 32 codes at a time in bytes:
+ * E = code bits 6-3 indexes three 16-entry byte tables (vpshufb): the implicit bit (8 for
+ * E >= 1, so mag = 8 + m or m) and 2^(E-1) (E = 0: 1) as its low and high byte. The codes'
+ * signs go onto x (vpsignb, which also zeroes x under code 0 and, with the NaN codes
+ * cleared first, under the NaN codes, whose weight is 0). vpmaddubsw(mag, x') with the odd
+ * (then the even) codes' bytes of mag cleared gives each code's mag * x' alone in a 16-bit
+ * lane, |mag * x'| <= 15 * 127 = 1905, and vpmaddwd with the even (odd) codes' 2^(E-1)
+ * words weighs and pairs them: a pair <= 2 * 1905 * 2^14 = 6.2e7, four steps of 32 codes
+ * per group put 16 products in a lane, <= 5.0e8 < 2^31; the 8 lanes are summed in int64
+ * and the planes combined as 128 hi + lo. About 35 operations per 32 codes where widening
+ * to 16-bit lanes first took 56. */
 static inline __attribute__((always_inline)) void
 dots_fp8_1tok_p(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P,
 		int64_t *dots)
 {
+	const __m256i t8 = _mm256_setr_epi8(0, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8,
+					    0, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8);
+	const __m256i tpl = _mm256_setr_epi8(1, 1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0, 0,
+					     0, 1, 1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0,
+					     0, 0);
+	const __m256i tph = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 64,
+					     0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 64);
+	const __m256i low3 = _mm256_set1_epi8(7), low4 = _mm256_set1_epi8(15);
+	const __m256i c7f = _mm256_set1_epi8(0x7f), even = _mm256_set1_epi16(0x00ff);
+	const __m256i odd = _mm256_set1_epi16((short)0xff00);
 	int plane = x->groups * HMOE_FXP_GROUP, pf = hmoe_fxp_fp8_prefetch();
 
 	for (int g = 0; g < x->groups; g++) {
@@ -167,21 +183,32 @@ dots_fp8_1tok_p(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int 
 		for (int i = 0; pf && i < HMOE_FXP_GROUP; i += HMOE_FXP_LINE_BYTES)
 			_mm_prefetch((const char *)codes + (size_t)g * HMOE_FXP_GROUP +
 				     AVX2_PREFETCH_BYTES + i, _MM_HINT_T1);
-#pragma GCC unroll 8
-		for (int k = 0; k < HMOE_FXP_GROUP; k += 16) {
+#pragma GCC unroll 4
+		for (int k = 0; k < HMOE_FXP_GROUP; k += 32) {
 			size_t o = (size_t)g * HMOE_FXP_GROUP + k;
-			__m256i c = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(codes + o)));
-			__m256i mag, pw, neg, ms;
+			__m256i c = _mm256_loadu_si256((const __m256i *)(codes + o));
+			__m256i e = _mm256_and_si256(_mm256_srli_epi16(c, 3), low4);
+			__m256i cs = _mm256_andnot_si256(
+				_mm256_cmpeq_epi8(_mm256_and_si256(c, c7f), c7f), c);
+			__m256i mag = _mm256_or_si256(_mm256_and_si256(c, low3),
+						      _mm256_shuffle_epi8(t8, e));
+			__m256i pl = _mm256_shuffle_epi8(tpl, e), ph = _mm256_shuffle_epi8(tph, e);
+			__m256i pw_e = _mm256_or_si256(_mm256_and_si256(pl, even),
+						       _mm256_slli_epi16(ph, 8));
+			__m256i pw_o = _mm256_or_si256(_mm256_srli_epi16(pl, 8),
+						       _mm256_and_si256(ph, odd));
+			__m256i u_e = _mm256_and_si256(mag, even), u_o = _mm256_and_si256(mag, odd);
 
-			fp8_fields(c, &mag, &pw, &neg);
-			ms = with_sign(mag, neg);
 #pragma GCC unroll 2
 			for (int p = 0; p < P; p++) {
-				__m256i xv = _mm256_cvtepi8_epi16(
-					_mm_loadu_si128((const __m128i *)(x->xq + p * plane + o)));
+				__m256i xs = _mm256_sign_epi8(
+					_mm256_loadu_si256((const __m256i *)(x->xq + p * plane + o)),
+					cs);
 
 				acc[p] = _mm256_add_epi32(acc[p], _mm256_madd_epi16(
-					_mm256_mullo_epi16(ms, xv), pw));
+					_mm256_maddubs_epi16(u_e, xs), pw_e));
+				acc[p] = _mm256_add_epi32(acc[p], _mm256_madd_epi16(
+					_mm256_maddubs_epi16(u_o, xs), pw_o));
 			}
 		}
 #pragma GCC unroll 2
@@ -350,7 +377,7 @@ static void avx2_row_dots(const uint8_t *codes, int format, const struct hmoe_fx
 		dots_fp8_x16(codes, x, dots, tmp);
 		return;
 	}
-	if (format == HMOE_FXP_FP8 && x->n_tokens == 1) {
+	if (format == HMOE_FXP_FP8 && x->n_tokens == 1 && !x->has_m128) {
 		if (x->planes == 2)
 			dots_fp8_1tok_p(codes, x, 2, dots);
 		else
