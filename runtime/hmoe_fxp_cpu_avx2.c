@@ -2,8 +2,9 @@
  *
  * fp8 A16 tiles of 2 or more tokens come as whole 16-bit tokens (whole16: x->x16) and run
  * dots_fp8_x16 (two vpmaddwd per 16 columns against 16-bit digits; bound there); one-token
- * tiles decode and multiply in one pass (dots_fp8_1tok_p), and A8 tiles of more tokens
- * take the general path below.
+ * tiles decode and multiply in one pass, in bytes (dots_fp8_1tok_p; one holding the
+ * off-contract -128, which vpsignb cannot negate, takes the general path), and A8 tiles of
+ * more tokens take the general path below.
  *
  * int8 / int4 (the fast path; A16 tokens come whole, whole_tokens): per group the weights
  * become an unsigned operand u and, per token and plane, vpmaddubsw(u, x') sums pairs of
@@ -19,8 +20,8 @@
  *         a lane <= 2 * 15360 * (128 + 1) = 4.0e6, 8 lanes 3.2e7; dot = sum(u * x) -
  *         8 * sum(x). A group's 64 bytes hold columns 0-63 in
  *         their low nibbles and 64-127 in their high ones, matching x's halves.
- * General path (fp8, and int8 with -128 in x; int4 never needs it): each row is first
- * decoded to 16-bit weights shared by the tile's rows: int8 to q itself; fp8 to
+ * General path (fp8, and int8 or one-token fp8 with -128 in x; int4 never needs it): each
+ * row is first decoded to 16-bit weights shared by the tile's rows: int8 to q itself; fp8 to
  * ms = +-mantissa (|ms| <= 15; NaN codes -> 0 like the table) and pw = 2^(E-1) (E = 0:
  * 1), with q = ms * pw. Per one-plane row of x (|x| <= 128), 16 x at a time:
  *   int8: vpmaddwd(q, x): a pair <= 2 * 128 * 128 = 32768, 8 chunks per lane
