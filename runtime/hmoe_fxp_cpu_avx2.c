@@ -39,6 +39,20 @@ static int avx2_supported(void)
 	return __builtin_cpu_supports("avx2");
 }
 
+/* 2^(E-1) (E = 0: 1) for E = 0..15 as its low byte (pow2_lo) and high byte (pow2_hi), the
+ * 16-entry vpshufb tables of both fp8 decodes, in each 128-bit lane. */
+static inline __m256i pow2_lo(void)
+{
+	return _mm256_broadcastsi128_si256(_mm_setr_epi8(1, 1, 2, 4, 8, 16, 32, 64, -128, 0, 0,
+							 0, 0, 0, 0, 0));
+}
+
+static inline __m256i pow2_hi(void)
+{
+	return _mm256_broadcastsi128_si256(_mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 8,
+							 16, 32, 64));
+}
+
 /* 16 fp8 codes (c: zero-extended to 16-bit lanes) -> the magnitude's mantissa with its
  * implicit bit (mag, <= 15; NaN codes 0 like the table), pw = 2^(E-1) (E = 0: 1) from two
  * 16-entry byte tables (the lanes' high bytes index with 0x80, which vpshufb turns into
@@ -46,11 +60,7 @@ static int avx2_supported(void)
 static inline __attribute__((always_inline)) void
 fp8_fields(__m256i c, __m256i *mag, __m256i *pw, __m256i *neg)
 {
-	const __m256i tab_lo = _mm256_setr_epi8(1, 1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0, 0,
-						0, 1, 1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0,
-						0, 0);
-	const __m256i tab_hi = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 64,
-						0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 64);
+	const __m256i tab_lo = pow2_lo(), tab_hi = pow2_hi();
 	const __m256i c7 = _mm256_set1_epi16(7), c8 = _mm256_set1_epi16(8);
 	const __m256i c15 = _mm256_set1_epi16(15), c7f = _mm256_set1_epi16(0x7f);
 	const __m256i c80 = _mm256_set1_epi16(0x80), hi_zero = _mm256_set1_epi16(-32768);
@@ -167,11 +177,7 @@ dots_fp8_1tok_p(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int 
 {
 	const __m256i t8 = _mm256_setr_epi8(0, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8,
 					    0, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8);
-	const __m256i tpl = _mm256_setr_epi8(1, 1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0, 0,
-					     0, 1, 1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0,
-					     0, 0);
-	const __m256i tph = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 64,
-					     0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 64);
+	const __m256i tpl = pow2_lo(), tph = pow2_hi();
 	const __m256i low3 = _mm256_set1_epi8(7), low4 = _mm256_set1_epi8(15);
 	const __m256i c7f = _mm256_set1_epi8(0x7f), even = _mm256_set1_epi16(0x00ff);
 	const __m256i odd = _mm256_set1_epi16((short)0xff00);

@@ -460,61 +460,21 @@ fp8_ms_pw32(const uint8_t *codes, __m512i *ms, __m512i *pw)
 	*pw = _mm512_sllv_epi16(one, _mm512_subs_epu16(e, one));
 }
 
-/* fp8 dots of a one-token tile (P planes) without VBMI, decoded and multiplied in one
- * pass: each 32 codes' ms and pw feed both planes from registers, where dots_fp8 stores
- * the decoded row and reads it back per plane row (which slows the weight stream from
- * DRAM). dots_fp8's bound: a lane holds 4 pairs <= 2 * 1920 * 2^14 per group, 2.52e8; 8
- * lanes are summed in int32, the rest in int64; the planes combine as 128 hi + lo. */
-static inline __attribute__((always_inline)) void
-dots_fp8_1tok_p(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P,
-		int64_t *dots)
-{
-	int plane = x->groups * HMOE_FXP_GROUP, pf = hmoe_fxp_fp8_prefetch();
-
-	for (int g = 0; g < x->groups; g++) {
-		__m512i acc[2] = { _mm512_setzero_si512(), _mm512_setzero_si512() };
-		int64_t d[2];
-
-		if (pf)
-			prefetch_ahead(codes + (size_t)g * HMOE_FXP_GROUP, HMOE_FXP_GROUP, 0);
-#pragma GCC unroll 4
-		for (int k = 0; k < HMOE_FXP_GROUP; k += 32) {
-			size_t o = (size_t)g * HMOE_FXP_GROUP + k;
-			__m512i ms, pw;
-
-			fp8_ms_pw32(codes + o, &ms, &pw);
-#pragma GCC unroll 2
-			for (int p = 0; p < P; p++) {
-				__m512i xv = _mm512_cvtepi8_epi16(_mm256_loadu_si256(
-					(const __m256i *)(x->xq + p * plane + o)));
-
-				acc[p] = _mm512_add_epi32(acc[p], _mm512_madd_epi16(
-					_mm512_mullo_epi16(ms, xv), pw));
-			}
-		}
-#pragma GCC unroll 2
-		for (int p = 0; p < P; p++) {
-			__m256i h = _mm256_add_epi32(_mm512_castsi512_si256(acc[p]),
-						     _mm512_extracti64x4_epi64(acc[p], 1));
-
-			d[p] = _mm512_reduce_add_epi64(_mm512_cvtepi32_epi64(h));
-		}
-		dots[g] = P == 2 ? d[0] * (1 << HMOE_FXP_PLANE_SHIFT) + d[1] : d[0];
-	}
-}
-
-/* The same without -128 in x, 64 codes at a time in bytes, as the AVX2 variant's one-token
- * kernel: E (code bits 6-3) indexes three 16-entry `vpshufb` tables (the implicit bit, and
+/* fp8 dots of a one-token tile (P planes, no -128 in x) without VBMI, decoded and
+ * multiplied in one pass, 64 codes at a time in bytes as the AVX2 variant's one-token
+ * kernel (dots_fp8 below decodes a row into 16-bit ms and pw, stores it and reads it back
+ * per plane row, which slows the weight stream from DRAM): E (code bits 6-3) indexes three 16-entry `vpshufb` tables (the implicit bit, and
  * 2^(E-1) as its low and high byte), the NaN codes' magnitudes are zeroed, the codes'
  * signs negate x (|x| <= 127), and vpmaddubsw(mag, x') with the odd (then the even) codes'
  * bytes of mag cleared leaves each code's product alone in a 16-bit lane (<= 15 * 127 =
  * 1905), which vpmaddwd with the even (odd) codes' 2^(E-1) words weighs and pairs: a pair
  * <= 2 * 1905 * 2^14 = 6.2e7, two steps of 64 codes per group put 8 products in a lane,
  * <= 2.5e8; 8 lanes are summed in int32, the rest in int64. About 31 operations per 64
- * codes where the 16-bit kernel above takes 44. */
+ * codes where the 16-bit kernel it replaced took 44. An x with -128 (which the masked
+ * negation cannot negate) takes dots_fp8. */
 static inline __attribute__((always_inline)) void
-dots_fp8_1tok_bytes(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P,
-		    int64_t *dots)
+dots_fp8_1tok_p(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P,
+		int64_t *dots)
 {
 	const __m512i t8 = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8,
 								8, 8, 8, 8, 8));
@@ -958,8 +918,9 @@ dots_fp8_1tok8(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P
  * into their terms (no dots array, no separate row_terms pass). The driver's rows far
  * apart are four weight streams, and they advance together, a pair of groups (256
  * bytes) of each in turn: taking each row's 8 groups (1 KiB) in turn, the one-token
- * layer read 0.80 of the bandwidth on the Intel dev VM and this reads 0.84-0.85 with
- * one thread, 0.84-0.88 with two (interleaved runs, docs/fxp.md section 8). The last
+ * layer read 0.79-0.83 of the bandwidth on the Intel dev VM with one thread and this
+ * reads 0.84-0.85; with two, medians 0.78 -> 0.82 (interleaved runs, docs/fxp.md section
+ * 8). The last
  * groups (fewer than 8) by pairs and scalar terms. */
 VBMI_TARGET static inline __attribute__((always_inline)) void
 acc_fp8_1tok(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x,
@@ -1069,11 +1030,6 @@ static void avx512_row_dots(const uint8_t *codes, int format, const struct hmoe_
 	} else if (fp8_planes()) {
 		dots_fp8_planes(codes, x, dots);
 	} else if (x->n_tokens == 1 && !x->has_m128) {
-		if (x->planes == 2)
-			dots_fp8_1tok_bytes(codes, x, 2, dots);
-		else
-			dots_fp8_1tok_bytes(codes, x, 1, dots);
-	} else if (x->n_tokens == 1) {
 		if (x->planes == 2)
 			dots_fp8_1tok_p(codes, x, 2, dots);
 		else
