@@ -44,6 +44,7 @@
 #include "hmoe_expert.h"
 #include "hmoe_fxp_cpu.h"
 #include "hmoe_fxp_pack.h"
+#include "hmoe_num.h"
 #include "hmoe_pool.h"
 
 #define DIM 7168
@@ -64,6 +65,8 @@ static const struct cli_flag flags[] = {
 		       "                     footprint of --experts' default)" },
 	{ "threads", 1, "--threads N        worker threads (default: all CPUs)" },
 	{ "seed", 1, "--seed N           routing seed (default 1)" },
+	{ "fp8-codes", 1, "--fp8-codes KIND   fp8 weights: checkpoint (default: codes of a block-scaled\n"
+			  "                     Gaussian, as DeepSeek's) or uniform (random bytes)" },
 	{ "json", 0, "--json             JSON output (the only format)" },
 	{ "help", 0, "--help             this text" },
 };
@@ -185,6 +188,8 @@ struct fxp_call {
 	struct hmoe_fxp_experts *ex;
 	const struct hmoe_fxp_line **packs; /* ex->packs, [N_EXPERTS] */
 	void *const *bufs;                  /* the resident packs */
+	const struct hmoe_fxp_fp8_fix **fixes;        /* ex->fixes, [N_EXPERTS], or NULL */
+	struct hmoe_fxp_fp8_fix *const *fix_bufs;     /* the resident packs' lists */
 	struct rotation rot;
 	const struct hmoe_fxp_simd *simd;
 	struct hmoe_pool *pool;
@@ -197,8 +202,12 @@ struct fxp_call {
 
 static int fxp_call_run(struct fxp_call *c)
 {
-	for (int e = 0; e < N_EXPERTS; e++)
+	for (int e = 0; e < N_EXPERTS; e++) {
 		c->packs[e] = c->rot.slot[e] < 0 ? NULL : c->bufs[rotation_copy(&c->rot, e)];
+		if (c->fixes)
+			c->fixes[e] = c->rot.slot[e] < 0 ? NULL
+				      : c->fix_bufs[rotation_copy(&c->rot, e)];
+	}
 	rotation_advance(&c->rot);
 	return hmoe_fxp_moe_run(c->ex, c->simd, c->pool, c->ws, c->tokens, TOP_K, c->x, c->ids,
 				c->y);
@@ -238,10 +247,42 @@ struct fill_job {
 	void **bufs;
 	size_t bytes;
 	int format;      /* -1: fp32 weights */
+	const uint8_t *fp8_codes;  /* NULL: random bytes; else 65536 codes to draw from */
+	struct hmoe_fxp_fp8_fix **fixes;  /* NULL, or each pack's remainder lists (fp8) */
 };
 
+/* fp8 codes as a checkpoint has them: DeepSeek's 128x128 blocks scale their largest
+ * weight to 448, so a Gaussian block of 16384 weights (largest about 4.2 sigma) has sigma
+ * about 107 in e4m3 units. codes[u] for a uniform 16-bit u: the inverse of the code
+ * distribution of 2^20 such weights rounded to e4m3. About 1 code in 1,000 then has
+ * |q| & 3 != 0 (the two-byte kernel's remainders, below 1/16); uniformly random bytes
+ * have 1 in 8, and 2 NaN codes in 256, which no checkpoint holds. */
+static void fp8_checkpoint_codes(uint8_t *codes)
+{
+	enum { N = 1 << 20 };
+	static unsigned count[256];
+	uint64_t s = 0x2545f4914f6cdd1dull;
+	long cum = 0;
+	int u = 0;
+
+	memset(count, 0, sizeof(count));
+	for (int i = 0; i < N; i++) {
+		double u1 = ((rng_next(&s) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+		double u2 = ((rng_next(&s) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+		double v = sqrt(-2 * log(u1)) * cos(2 * M_PI * u2) * (448 / 4.2);
+
+		count[hmoe_f32_to_fp8_e4m3((float)(v > 448 ? 448 : v < -448 ? -448 : v))]++;
+	}
+	for (int c = 0; c < 256; c++) {
+		cum += count[c];
+		for (; u < (int)((cum << 16) / N); u++)
+			codes[u] = (uint8_t)c;
+	}
+}
+
 /* Random weights with valid scale words: the bench measures speed, values only need to
- * be in the ranges the contract allows. */
+ * be in the ranges the contract allows (fp8: the codes' distribution can matter, see
+ * fp8_checkpoint_codes). */
 static void fill_one(void *arg, long i, int thread)
 {
 	struct fill_job *j = arg;
@@ -256,8 +297,18 @@ static void fill_one(void *arg, long i, int thread)
 			f[k] = (float)((int64_t)(rng_next(&s) >> 40) - (1 << 23)) * 1.5e-9f;
 		return;
 	}
-	for (size_t k = 0; k < j->bytes / 8; k++)
-		w[k] = rng_next(&s);
+	for (size_t k = 0; k < j->bytes / 8; k++) {
+		if (j->fp8_codes) {
+			uint64_t a = rng_next(&s), b = rng_next(&s), v = 0;
+
+			for (int c = 0; c < 4; c++)
+				v |= (uint64_t)j->fp8_codes[a >> (16 * c) & 0xffff] << (8 * c) |
+				     (uint64_t)j->fp8_codes[b >> (16 * c) & 0xffff] << (8 * c + 32);
+			w[k] = v;
+		} else {
+			w[k] = rng_next(&s);
+		}
+	}
 	/* scale words: every row record starts with them */
 	for (int lin = 0; lin < 3; lin++) {
 		int out = lin < 2 ? INTER : DIM, in = lin < 2 ? DIM : INTER;
@@ -274,6 +325,9 @@ static void fill_one(void *arg, long i, int thread)
 				memcpy(base + n * row + 4 * g, &sw, 4);
 			}
 	}
+	if (j->fixes)
+		j->fixes[i] = hmoe_fxp_fp8_fix_build(j->bufs[i], DIM, INTER,
+						     HMOE_FXP_FP8_FIX_LIMIT(DIM, INTER));
 }
 
 struct point {
@@ -282,6 +336,7 @@ struct point {
 	int reps, touched;
 	int resident;      /* resident copies the touched experts rotate over */
 	int tile_pairs[4]; /* bench_expert_tokens of the point's routing */
+	int lists;         /* fp8 modes: resident packs with remainder lists; else -1 */
 };
 
 void bench_expert_tokens(const int *ids, int n_pairs, int n_experts, int pairs[4])
@@ -366,6 +421,8 @@ static void print_point(int mode, int tokens, const struct point *pt, double bw,
 	       mode >= 0 ? "int_ops_per_s" : "flops_per_s",
 	       2.0 * 3 * DIM * INTER * pairs / pt->seconds, pt->tile_pairs[0], pt->tile_pairs[1],
 	       pt->tile_pairs[2], pt->tile_pairs[3]);
+	if (pt->lists >= 0)
+		printf(", \"fp8_remainder_lists\": %d", pt->lists);
 	if (hot > 0)
 		printf(", \"in_cache_bytes_per_s\": %.4g, \"in_cache_ratio\": %.3f", hot,
 		       pt->bw_around > 0 ? hot / pt->bw_around : 0.0);
@@ -385,6 +442,9 @@ int bench_experts(int argc, char **argv)
 	size_t avail = mem_available(), footprint = dram_footprint(avail);
 	double min_time, bw, log_pop[N_EXPERTS];
 	void *bufs[1024] = { 0 };
+	static struct hmoe_fxp_fp8_fix *fix_bufs[1024];
+	static uint8_t fp8_codes[1 << 16];
+	int checkpoint_codes = 1;
 	float *x = NULL, *y = NULL;
 	const struct hmoe_fxp_simd *simd = hmoe_fxp_simd_best();
 	struct hmoe_layer layer = { 0 };
@@ -410,6 +470,18 @@ int bench_experts(int argc, char **argv)
 	    (ret = cli_int(&a, "bw-mib", (long)(footprint >> 20), 16, 1 << 16, &bw_mib)) ||
 	    (ret = cli_float(&a, "min-time", 1.0, 0, 600, &min_time)))
 		goto out;
+	{
+		const char *kind = cli_str(&a, "fp8-codes", "checkpoint");
+
+		if (strcmp(kind, "checkpoint") && strcmp(kind, "uniform")) {
+			ret = hmoe_err(HMOE_EINPUT, "bench experts: --fp8-codes %s: expected "
+				       "checkpoint or uniform", kind);
+			goto out;
+		}
+		checkpoint_codes = !strcmp(kind, "checkpoint");
+		if (checkpoint_codes)
+			fp8_checkpoint_codes(fp8_codes);
+	}
 	if (cli_has(&a, "tokens")) {
 		if ((ret = cli_int_list(&a, "tokens", &tokens, &n_tokens_list)))
 			goto out;
@@ -505,24 +577,31 @@ int bench_experts(int argc, char **argv)
 	printf("\"dims\": {\"dim\": %d, \"inter\": %d, \"experts\": %d, \"top_k\": %d}, "
 	       "\"threads\": %d, \"fxp_variant\": \"%s\", \"mem_available_bytes\": %zu, "
 	       "\"dram_footprint_bytes\": %zu, "
-	       "\"read_bandwidth_bytes_per_s\": %.4g, "
+	       "\"read_bandwidth_bytes_per_s\": %.4g, \"fp8_codes\": \"%s\", "
 	       "\"target_bw_ratio_1_token\": 0.85, \"results\": [",
 	       DIM, INTER, N_EXPERTS, TOP_K, hmoe_pool_threads(pool), simd->name, avail, footprint,
-	       bw);
+	       bw, checkpoint_codes ? "checkpoint" : "uniform");
 	fflush(stdout);
 
 	for (int f = 0; f < n_modes; f++) {
 		int format = hmoe_fxp_mode_format(modes[f]);
 		size_t bytes = (size_t)hmoe_fxp_expert_lines(format, DIM, INTER) * HMOE_FXP_LINE_BYTES;
 		const struct hmoe_fxp_line *packs[N_EXPERTS];
+		const struct hmoe_fxp_fp8_fix *fixes[N_EXPERTS];
+		/* fp8 on a variant with row_acc4: each pack's remainder lists, as cpu-fxp has */
+		int lists = format == HMOE_FXP_FP8 && simd->row_acc4;
 		struct hmoe_fxp_experts ex = { .mode = modes[f], .dim = DIM, .inter = INTER,
-					       .n_experts = N_EXPERTS, .packs = packs };
-		struct fill_job fj = { bufs, bytes, format };
+					       .n_experts = N_EXPERTS, .packs = packs,
+					       .fixes = lists ? fixes : NULL };
+		struct fill_job fj = { bufs, bytes, format,
+				       format == HMOE_FXP_FP8 && checkpoint_codes ? fp8_codes : NULL,
+				       lists ? fix_bufs : NULL };
 		int n_res = (int)(resident > 0 ? resident : auto_resident(bytes, footprint, 16));
 		double hot = -1;  /* hmoe_fxp_hot_rate, measured at the 1-token point */
 		struct fxp_call call = { .ex = &ex, .packs = packs, .bufs = bufs,
 					 .rot = { .slot = slot, .resident = n_res }, .simd = simd, .pool = pool, .ws = &ws,
-					 .x = x, .ids = ids, .y = y };
+					 .x = x, .ids = ids, .y = y, .fixes = lists ? fixes : NULL,
+					 .fix_bufs = fix_bufs };
 
 		for (int r = 0; r < n_res; r++) {
 			bufs[r] = aligned_alloc(HMOE_FXP_LINE_BYTES, bytes);
@@ -541,6 +620,9 @@ int bench_experts(int argc, char **argv)
 			make_routing(ids, tokens[i], log_pop);
 			pt.touched = assign_slots(ids, tokens[i] * TOP_K, slot);
 			pt.resident = n_res;
+			pt.lists = format == HMOE_FXP_FP8 ? 0 : -1;
+			for (int r = 0; r < n_res && format == HMOE_FXP_FP8; r++)
+				pt.lists += fix_bufs[r] != NULL;
 			bench_expert_tokens(ids, tokens[i] * TOP_K, N_EXPERTS, pt.tile_pairs);
 			call.rot.touched = pt.touched;
 			call.tokens = tokens[i];
@@ -549,10 +631,12 @@ int bench_experts(int argc, char **argv)
 			if (tokens[i] == 1 && hot < 0) {
 				/* the first resident copy, as a one-expert layer */
 				const struct hmoe_fxp_line *first_pack = bufs[0];
+				const struct hmoe_fxp_fp8_fix *first_fix = fix_bufs[0];
 				struct hmoe_fxp_experts one = ex;
 
 				one.n_experts = 1;
 				one.packs = &first_pack;
+				one.fixes = lists ? &first_fix : NULL;
 				if ((ret = hmoe_fxp_hot_rate(&one, simd, pool, 0, min_time, &hot)))
 					goto out;
 			}
@@ -563,12 +647,14 @@ int bench_experts(int argc, char **argv)
 		for (int r = 0; r < n_res; r++) {
 			free(bufs[r]);
 			bufs[r] = NULL;
+			hmoe_fxp_fp8_fix_free(fix_bufs[r]);
+			fix_bufs[r] = NULL;
 		}
 	}
 
 	if (f32_resident != 0) {
 		size_t lin = (size_t)DIM * INTER * sizeof(float);
-		struct fill_job fj = { bufs, lin, -1 };
+		struct fill_job fj = { bufs, lin, -1, NULL, NULL };
 		struct hmoe_expert_batch batch = { .layer = 0, .top_k = TOP_K, .x = x, .y = y,
 						   .expert_ids = ids };
 		struct f32_call call = { .bufs = bufs, .rot = { .slot = slot }, .batch = &batch };
@@ -607,6 +693,7 @@ int bench_experts(int argc, char **argv)
 			make_routing(ids, tokens[i], log_pop);
 			pt.touched = assign_slots(ids, tokens[i] * TOP_K, slot);
 			pt.resident = call.rot.resident;
+			pt.lists = -1;
 			bench_expert_tokens(ids, tokens[i] * TOP_K, N_EXPERTS, pt.tile_pairs);
 			call.mlps = mlps;
 			f32_call_map(&call);
@@ -624,7 +711,8 @@ int bench_experts(int argc, char **argv)
 	}
 	printf("], \"modeled\": \"routing: seeded Gumbel-top-%d over lognormal(0, 0.7) expert "
 	       "popularity; residency: the touched experts map onto the resident copies in order "
-	       "of first use, each call starting where the last one stopped; weights random in the formats' ranges\", \"measured\": \"all "
+	       "of first use, each call starting where the last one stopped; weights random in the formats' ranges, "
+	       "fp8 codes as --fp8-codes says (checkpoint: a block-scaled Gaussian's)\", \"measured\": \"all "
 	       "timings (best of up to 10 after a warm-up; reps 0: the warm-up alone, when it took "
 	       "over 4x --min-time); read bandwidth: all threads summing "
 	       "a buffer (%ld MiB at the start, best of 5 + 5 passes; %zu MiB interleaved with each "
@@ -636,8 +724,11 @@ out:
 		printf("\n");
 	hmoe_expert_close(f32);
 	hmoe_fxp_ws_free(ws);
-	for (size_t r = 0; r < sizeof(bufs) / sizeof(bufs[0]); r++)
+	for (size_t r = 0; r < sizeof(bufs) / sizeof(bufs[0]); r++) {
 		free(bufs[r]);
+		hmoe_fxp_fp8_fix_free(fix_bufs[r]);
+		fix_bufs[r] = NULL;
+	}
 	free(mlps);
 	free(ids);
 	free(x);

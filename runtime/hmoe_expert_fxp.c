@@ -22,6 +22,8 @@ struct fxp_priv {
 	const struct hmoe_fxp_simd *simd;
 	struct hmoe_fxp_experts *layers;   /* [num_hidden_layers]; packs NULL for dense */
 	struct hmoe_fxp_line **packs;      /* [num_hidden_layers * n_routed] */
+	struct hmoe_fxp_fp8_fix **fixes;   /* the same (fp8, a variant with row_acc4): the
+					    * one-token kernel's remainder lists, or NULL */
 	int n_packs;
 	struct hmoe_fxp_ws *ws;            /* work memory kept between layers */
 };
@@ -42,6 +44,13 @@ static void pack_one(void *arg, long i, int thread)
 		return;
 	j->ret[i] = hmoe_fxp_pack_mlp(j->p->packs[i], &j->m->layers[l].experts[i % n_routed],
 				      hmoe_fxp_mode_format(j->p->mode));
+	/* NULL lists (past the limit, or no memory for them) keep the three-digit kernel */
+	if (!j->ret[i] && j->p->fixes) {
+		int dim = j->m->cfg.hidden_size, inter = j->m->cfg.moe_intermediate_size;
+
+		j->p->fixes[i] = hmoe_fxp_fp8_fix_build(j->p->packs[i], dim, inter,
+							HMOE_FXP_FP8_FIX_LIMIT(dim, inter));
+	}
 }
 
 static void fxp_fini(struct hmoe_expert_backend *b)
@@ -52,7 +61,10 @@ static void fxp_fini(struct hmoe_expert_backend *b)
 		return;
 	for (int i = 0; p->packs && i < p->n_packs; i++)
 		free(p->packs[i]);
+	for (int i = 0; p->fixes && i < p->n_packs; i++)
+		hmoe_fxp_fp8_fix_free(p->fixes[i]);
 	free(p->packs);
+	free(p->fixes);
 	free(p->layers);
 	hmoe_fxp_ws_free(p->ws);
 	free(p);
@@ -88,6 +100,11 @@ static int fxp_init(struct hmoe_expert_backend *b, const struct hmoe_model *m, c
 	p->layers = calloc((size_t)c->num_hidden_layers, sizeof(*p->layers));
 	p->packs = calloc((size_t)p->n_packs, sizeof(*p->packs));
 	j.ret = calloc((size_t)p->n_packs, sizeof(*j.ret));
+	if (hmoe_fxp_mode_format(p->mode) == HMOE_FXP_FP8 && p->simd->row_acc4 &&
+	    !(p->fixes = calloc((size_t)p->n_packs, sizeof(*p->fixes)))) {
+		ret = hmoe_err(HMOE_ENOMEM, "cpu-fxp experts: out of memory");
+		goto err;
+	}
 	if (!p->layers || !p->packs || !j.ret) {
 		ret = hmoe_err(HMOE_ENOMEM, "cpu-fxp experts: out of memory");
 		goto err;
@@ -101,7 +118,9 @@ static int fxp_init(struct hmoe_expert_backend *b, const struct hmoe_model *m, c
 			.mode = p->mode, .dim = dim, .inter = inter,
 			.n_experts = c->n_routed_experts,
 			.packs = (const struct hmoe_fxp_line *const *)(
-				p->packs + (size_t)l * c->n_routed_experts) };
+				p->packs + (size_t)l * c->n_routed_experts),
+			.fixes = p->fixes ? (const struct hmoe_fxp_fp8_fix *const *)(
+				p->fixes + (size_t)l * c->n_routed_experts) : NULL };
 		if (!m->layers[l].is_moe)
 			continue;
 		for (int e = 0; e < c->n_routed_experts; e++) {

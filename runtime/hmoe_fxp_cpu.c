@@ -18,6 +18,7 @@
  */
 #include "hmoe_fxp_cpu.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -28,6 +29,93 @@
 #include "hmoe_err.h"
 #include "hmoe_fxp_pack.h"
 #include "hmoe_pool.h"
+
+/* ---- the one-token fp8 kernel's remainder lists --------------------------------------- */
+
+int hmoe_fxp_fp8_fix_row(const uint8_t *row, int in, uint16_t *ent)
+{
+	const uint8_t *codes = row + (size_t)hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
+	int n = 0;
+
+	for (int k = 0; k < in; k++) {
+		int32_t q = hmoe_fxp_fp8_q[codes[k]];
+		int32_t r = (q < 0 ? -q : q) & 3;
+
+		if (r)
+			ent[n++] = (uint16_t)(k << 3 | (q < 0) << 2 | r);
+	}
+	return n;
+}
+
+struct hmoe_fxp_fp8_fix *hmoe_fxp_fp8_fix_build(const struct hmoe_fxp_line *pack, int dim,
+						int inter, size_t limit)
+{
+	int rows = 2 * inter + dim;
+	size_t cap = 0, n = 0;
+	struct hmoe_fxp_fp8_fix *f;
+	uint16_t row_ent[HMOE_FXP_MAX_DIM];
+	const uint8_t *p = (const uint8_t *)pack;
+
+	if (dim < 1 || dim > HMOE_FXP_MAX_DIM || inter < 1 || inter > HMOE_FXP_MAX_INTER) {
+		errno = EINVAL;
+		return NULL;
+	}
+	f = calloc(1, sizeof(*f));
+	if (!f || !(f->start = malloc(sizeof(*f->start) * ((size_t)rows + 1))))
+		goto nomem;
+	f->dim = dim;
+	f->inter = inter;
+	for (int i = 0; i < rows; i++) {
+		int in = i < 2 * inter ? dim : inter;
+		int c = hmoe_fxp_fp8_fix_row(p, in, row_ent);
+
+		p += (size_t)hmoe_fxp_row_lines(HMOE_FXP_FP8, in) * HMOE_FXP_LINE_BYTES;
+		f->start[i] = (uint32_t)n;
+		if (limit && n + (size_t)c > limit) {
+			hmoe_fxp_fp8_fix_free(f);
+			errno = 0;
+			return NULL;
+		}
+		if (n + (size_t)c > cap) {
+			size_t ncap = cap ? 2 * cap : 4096;
+			uint16_t *e;
+
+			while (ncap < n + (size_t)c)
+				ncap *= 2;
+			if (!(e = realloc(f->ent, sizeof(*e) * ncap)))
+				goto nomem;
+			f->ent = e;
+			cap = ncap;
+		}
+		if (c)
+			memcpy(f->ent + n, row_ent, sizeof(*row_ent) * (size_t)c);
+		n += (size_t)c;
+	}
+	f->start[rows] = (uint32_t)n;
+	return f;
+nomem:
+	hmoe_fxp_fp8_fix_free(f);
+	errno = ENOMEM;
+	return NULL;
+}
+
+void hmoe_fxp_fp8_fix_free(struct hmoe_fxp_fp8_fix *fix)
+{
+	if (!fix)
+		return;
+	free(fix->start);
+	free(fix->ent);
+	free(fix);
+}
+
+/* Whether expert e's remainder lists (if any) are of an fp8 pack of ex's dims. */
+static int fix_fits(const struct hmoe_fxp_experts *ex, int e)
+{
+	const struct hmoe_fxp_fp8_fix *f = ex->fixes ? ex->fixes[e] : NULL;
+
+	return !f || (hmoe_fxp_mode_format(ex->mode) == HMOE_FXP_FP8 && f->dim == ex->dim &&
+		      f->inter == ex->inter);
+}
 
 /* ---- variants ---------------------------------------------------------------------- */
 
@@ -305,6 +393,7 @@ struct row_work {
 	int64_t dots2[HMOE_FXP_TILE * HMOE_FXP_MAX_IN_GROUPS];  /* row_dots2's second row */
 	_Alignas(64) uint8_t tmp[HMOE_FXP_ROW_TMP_BYTES];       /* the variant's row scratch */
 	int64_t *blk;  /* NULL, or BLK_DOTS for rows_dots: two blocks of rows' dots */
+	const struct hmoe_fxp_fp8_fix *fix;  /* the expert's remainder lists, or NULL */
 };
 
 #define BLK_DOTS (2 * HMOE_FXP_BLOCK_ROWS * HMOE_FXP_TILE * HMOE_FXP_MAX_IN_GROUPS)
@@ -455,15 +544,27 @@ static int use_rows4(const struct hmoe_fxp_simd *simd, int format,
 	       (x->planes == 1 || (simd->whole_tokens & (1u << format)));
 }
 
-/* Four rows (records over `in` columns) against a one-token x in one pass (row_acc4):
- * row r's Q16 result into *q[r]; rows the variant declines go one at a time. */
+/* Four rows (records over `in` columns; rec[r]: row r's record number in the expert's
+ * pack, for its remainder list) against a one-token x in one pass (row_acc4): row r's
+ * Q16 result into *q[r]; rows the variant declines go one at a time. */
 static void linear_rows4(const struct hmoe_fxp_simd *simd, const uint8_t *const *rows,
-			 int format, int in, const struct hmoe_fxp_xtile *x,
+			 const int *rec, int format, int in, const struct hmoe_fxp_xtile *x,
 			 struct row_work *wk, int32_t *const *q)
 {
 	int64_t acc[4];
+	struct hmoe_fxp_rowfix fix[4];
+	const struct hmoe_fxp_fp8_fix *f = format == HMOE_FXP_FP8 ? wk->fix : NULL;
 
-	if (simd->row_acc4(rows, format, in, x, acc)) {
+	for (int r = 0; f && r < 4; r++) {
+		fix[r] = (struct hmoe_fxp_rowfix){ .ent = f->ent + f->start[rec[r]],
+						   .n = (int)(f->start[rec[r] + 1] -
+							      f->start[rec[r]]) };
+		/* the drivers' next calls take the next records: their lists are a few bytes
+		 * each, streams too slow for the hardware prefetchers, so fetch a line ahead */
+		__builtin_prefetch(f->start + rec[r] + 16);
+		__builtin_prefetch(fix[r].ent + 32);
+	}
+	if (simd->row_acc4(rows, format, in, x, f ? fix : NULL, acc)) {
 		for (int r = 0; r < 4; r++)
 			linear_row(simd, rows[r], format, in, x, wk, q[r], 1);
 		return;
@@ -512,10 +613,11 @@ static void up_rows_tokens(const struct hmoe_fxp_simd *simd, const uint8_t *w1,
 			const uint8_t *rows[4] = { row_at(w1, format, dim, n), row_at(w3, format, dim, n),
 						   row_at(w1, format, dim, n + half),
 						   row_at(w3, format, dim, n + half) };
+			int rec[4] = { n, inter + n, n + half, inter + n + half };
 			int32_t a[4];
 			int32_t *q[4] = { &a[0], &a[1], &a[2], &a[3] };
 
-			linear_rows4(simd, rows, format, dim, x, wk, q);
+			linear_rows4(simd, rows, rec, format, dim, x, wk, q);
 			h[n] = hmoe_fxp_swiglu_q32(a[0], a[1]);
 			h[n + half] = hmoe_fxp_swiglu_q32(a[2], a[3]);
 		}
@@ -795,13 +897,15 @@ static void down_rows_tokens(const struct hmoe_fxp_simd *simd, const uint8_t *w2
 
 		for (; n < r0 + qr; n++) {
 			const uint8_t *rows[4];
+			int rec[4];
 			int32_t *q[4];
 
 			for (int r = 0; r < 4; r++) {
 				rows[r] = row_at(w2, format, inter, n + r * qr);
+				rec[r] = 2 * inter + n + r * qr;
 				q[r] = y + n + r * qr;
 			}
-			linear_rows4(simd, rows, format, inter, ht, wk, q);
+			linear_rows4(simd, rows, rec, format, inter, ht, wk, q);
 		}
 		return;
 	}
@@ -864,8 +968,10 @@ int hmoe_fxp_cpu_ffn(const struct hmoe_fxp_simd *simd, const struct hmoe_fxp_lin
 	vnni = wants_vnni(simd, format, planes);
 	mem = aligned_alloc(64, tile_bytes(dim, inter, planes, vnni));
 	wk = aligned_alloc(64, sizeof(*wk));
-	if (wk)
+	if (wk) {
 		wk->blk = vnni == VNNI_SIGNED ? malloc(sizeof(int64_t) * BLK_DOTS) : NULL;
+		wk->fix = NULL;
+	}
 	if (!mem || !wk || (vnni == VNNI_SIGNED && !wk->blk)) {
 		free(mem);
 		if (wk)
@@ -943,17 +1049,20 @@ int hmoe_fxp_hot_rate(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_s
 
 	*bytes_per_s = 0;
 	if (expert < 0 || expert >= ex->n_experts || !ex->packs[expert] || j.up_rows < 4 ||
-	    j.down_rows < 4)
-		return hmoe_err(HMOE_EINPUT, "fxp hot rate: expert %d is not resident, or the "
-				"linears have fewer than 4 rows", expert);
+	    j.down_rows < 4 || !fix_fits(ex, expert))
+		return hmoe_err(HMOE_EINPUT, "fxp hot rate: expert %d is not resident, has "
+				"remainder lists not of its pack, or the linears have fewer "
+				"than 4 rows", expert);
 	j.pack = (const uint8_t *)ex->packs[expert];
 	mem = aligned_alloc(64, tb * threads);
 	x = malloc(sizeof(*x) * dim);
 	j.tiles = calloc((size_t)threads, sizeof(*j.tiles));
 	j.work = aligned_alloc(64, sizeof(*j.work) * threads);
 	if (j.work)
-		for (int t = 0; t < threads; t++)
+		for (int t = 0; t < threads; t++) {
 			j.work[t].blk = NULL;
+			j.work[t].fix = ex->fixes ? ex->fixes[expert] : NULL;
+		}
 	if (!mem || !x || !j.tiles || !j.work) {
 		ret = hmoe_err(HMOE_ENOMEM, "fxp hot rate: out of memory");
 		goto out;
@@ -1188,6 +1297,7 @@ static void moe_tile_up(struct moe_job *j, struct fxp_tile *tl, int chunk, int t
 	int r1 = r0 + MOE_UP_ROWS < j->ex->inter ? r0 + MOE_UP_ROWS : j->ex->inter;
 
 	hmoe_pool_await(j->pool, &tl->stage, TILE_X_READY);
+	j->work[thread].fix = j->ex->fixes ? j->ex->fixes[tl->expert] : NULL;
 	tile_up(j->simd, (const uint8_t *)j->ex->packs[tl->expert], j->format, j->ex->dim,
 		j->ex->inter, tl, r0, r1, &j->work[thread]);
 	if (atomic_fetch_sub_explicit(&tl->up_left, 1, memory_order_acq_rel) == 1) {
@@ -1202,6 +1312,7 @@ static void moe_tile_down(struct moe_job *j, struct fxp_tile *tl, int chunk, int
 	int r1 = r0 + MOE_DOWN_ROWS < dim ? r0 + MOE_DOWN_ROWS : dim;
 
 	hmoe_pool_await(j->pool, &tl->stage, TILE_H_READY);
+	j->work[thread].fix = j->ex->fixes ? j->ex->fixes[tl->expert] : NULL;
 	tile_down(j->simd, (const uint8_t *)j->ex->packs[tl->expert], j->format, dim,
 		  j->ex->inter, tl, r0, r1, &j->work[thread]);
 	for (int p = 0; p < tl->n; p++)
@@ -1265,6 +1376,9 @@ int hmoe_fxp_moe_run_q(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_
 			return hmoe_err(HMOE_EINPUT, "cpu-fxp experts: expert %d of token %d is %s",
 					e, p / top_k, e < 0 || e >= ex->n_experts ?
 					"out of range" : "not resident");
+		if (!fix_fits(ex, e))
+			return hmoe_err(HMOE_EINPUT, "cpu-fxp experts: expert %d's fp8 remainder "
+					"lists are not of its pack (dims or format)", e);
 	}
 	if (!ws) {
 		ws = calloc(1, sizeof(*ws));

@@ -45,6 +45,40 @@ struct hmoe_fxp_xtile {
 				* groups * 128) */
 };
 
+/* The one-token fp8 kernel's remainder lists. That kernel (AVX-512 VBMI) multiplies
+ * each code's |q| >> 2 as two bytes, low (weight 4) and high (weight 1024): two products
+ * per code and activation plane where three base-128 digits need three. It is exact for
+ * every code whose |q| is a multiple of 4, i.e. every code of exponent E >= 3 (values of
+ * 1/16 and more; |q| = (8 + M) << (E - 1)) and the zeros, and adds the remainders |q| & 3
+ * of the rest (values below 1/16: about 1 code in 1,000 of a block-scaled checkpoint,
+ * where the block's largest weight is 448) from a list made once per pack. An entry is
+ * one such code of a row: column << 3 | negative << 2 | (|q| & 3) (columns < 8192). */
+struct hmoe_fxp_rowfix {
+	const uint16_t *ent;   /* the row's entries, by column */
+	int n;
+};
+
+/* The lists of one fp8 expert pack: row record i (W1's inter rows, W3's, then W2's dim
+ * rows) has entries ent[start[i] .. start[i + 1] - 1]. */
+struct hmoe_fxp_fp8_fix {
+	uint32_t *start;       /* [2 * inter + dim + 1] */
+	uint16_t *ent;
+	int dim, inter;
+};
+
+/* The entries of one fp8 row record over `in` (<= HMOE_FXP_MAX_DIM) columns into ent
+ * (room for `in`); returns their count. */
+int hmoe_fxp_fp8_fix_row(const uint8_t *row, int in, uint16_t *ent);
+/* The lists of an fp8 pack (dim, inter), or NULL when they would hold more than `limit`
+ * entries (0: no limit; HMOE_FXP_FP8_FIX_LIMIT is what the runtime uses: packs of
+ * uniformly random codes, an eighth of them with a remainder, then keep the three-digit
+ * kernel) or memory ran out (errno ENOMEM). */
+struct hmoe_fxp_fp8_fix *hmoe_fxp_fp8_fix_build(const struct hmoe_fxp_line *pack, int dim,
+						int inter, size_t limit);
+void hmoe_fxp_fp8_fix_free(struct hmoe_fxp_fp8_fix *fix);
+/* One entry per 64 weights at most: 3% of the pack's bytes, some 15x a checkpoint's rate. */
+#define HMOE_FXP_FP8_FIX_LIMIT(dim, inter) ((size_t)3 * (size_t)(dim) * (size_t)(inter) / 64)
+
 /* rows_dots' weight rows per call at most, and tokens per activation tile. */
 #define HMOE_FXP_BLOCK_ROWS 16
 
@@ -107,9 +141,12 @@ struct hmoe_fxp_simd {
 	 * x as for row_dots2 (int8/int4: each x load serves four weight streams). Returns 0,
 	 * or nonzero when it declines this format or x (then it wrote nothing and the
 	 * caller takes the rows one at a time; the AVX-512 variant takes int8 and int4, and
-	 * fp8 where the CPU has VBMI and x holds no -128). */
+	 * fp8 where the CPU has VBMI and x holds no -128). fix: NULL, or (fp8) the four
+	 * rows' remainder lists (struct hmoe_fxp_fp8_fix), which let a variant split each
+	 * code into two bytes instead of three digits. */
 	int (*row_acc4)(const uint8_t *const *rows, int format, int in,
-			const struct hmoe_fxp_xtile *x, int64_t *acc);
+			const struct hmoe_fxp_xtile *x, const struct hmoe_fxp_rowfix *fix,
+			int64_t *acc);
 	/* Optional, int8 only: the dots of n_rows <= HMOE_FXP_BLOCK_ROWS weight rows (row i's
 	 * codes at codes + i * row_stride) with every token of x, either plane count, whole
 	 * tokens, into dots (n_rows, n_tokens, groups). Needs x->xv. */
@@ -185,6 +222,9 @@ struct hmoe_fxp_experts {
 	int dim, inter, n_experts;
 	const struct hmoe_fxp_line *const *packs; /* [n_experts] packs of the mode's format;
 						   * NULL: not resident */
+	/* NULL, or [n_experts] (fp8): each pack's remainder lists (hmoe_fxp_fp8_fix_build)
+	 * or NULL; with them one-token tiles take the two-byte kernel */
+	const struct hmoe_fxp_fp8_fix *const *fixes;
 };
 
 /* Work memory kept between calls (tiles, per-thread rows); grows as needed. */

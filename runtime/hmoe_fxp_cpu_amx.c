@@ -231,9 +231,10 @@ static void amx_row_dots2(const uint8_t *codes_a, const uint8_t *codes_b, int fo
 }
 
 static int amx_row_acc4(const uint8_t *const *rows, int format, int in,
-			const struct hmoe_fxp_xtile *x, int64_t *acc)
+			const struct hmoe_fxp_xtile *x, const struct hmoe_fxp_rowfix *fix,
+			int64_t *acc)
 {
-	return hmoe_fxp_simd_avx512.row_acc4(rows, format, in, x, acc);
+	return hmoe_fxp_simd_avx512.row_acc4(rows, format, in, x, fix, acc);
 }
 
 static int amx_rows_acc(const uint8_t *rows, size_t row_stride, int n_rows, int format,

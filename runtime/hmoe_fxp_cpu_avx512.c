@@ -593,6 +593,8 @@ static void dots_fp8(const uint8_t *codes, const struct hmoe_fxp_xtile *x, int64
 
 static uint8_t fp8_digits[3][128];  /* 128 + |q| digits of e4m3 codes 0..127, base 128 */
 static uint8_t fp8_abs[3][128];     /* the digits |p_i| themselves (one-token rows) */
+static uint8_t fp8_two[2][128];     /* |q| >> 2 as two bytes: low, high (one-token rows
+				     * with remainder lists, hmoe_fxp_fp8_fix) */
 static int16_t fp8_wide[2][128];    /* |q| & 511 and |q| >> 9 of codes 0..127 */
 static int fp8_use_planes;           /* VBMI present and $HMOE_FXP_NO_VBMI unset */
 static pthread_once_t fp8_digits_once = PTHREAD_ONCE_INIT;
@@ -615,6 +617,11 @@ static void fp8_digits_init(void)
 		fp8_digits[2][c] = (uint8_t)(128 + (q >> 14));
 		for (int i = 0; i < 3; i++)
 			fp8_abs[i][c] = (uint8_t)(fp8_digits[i][c] - 128);
+		/* what fp8_two64 relies on: |q| >> 2 fits two bytes, the high one 0 for E <= 7 */
+		if ((q >> 2) > 0xffff || (c < 64 && q >> 10))
+			fp8_use_planes = 0;
+		fp8_two[0][c] = (uint8_t)(q >> 2 & 255);
+		fp8_two[1][c] = (uint8_t)(q >> 10 & 255);
 		fp8_wide[0][c] = (int16_t)(q & 511);
 		fp8_wide[1][c] = (int16_t)(q >> 9);
 	}
@@ -859,17 +866,19 @@ fp8_1tok_pair(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P,
 /* The exact dots of 8 groups as 8 int64 lanes from their four pairs' folds f[b] (groups
  * 2 b and 2 b + 1): the 16 sums are finished together, about 2.8 reduction operations
  * per accumulator where one pair at a time took 3.25 plus its own int64 conversion. */
-static inline __attribute__((always_inline)) __m512i fp8_1tok_dots8(const __m512i f[4])
+static inline __attribute__((always_inline)) __m512i fp8_1tok_dots8(const __m512i f[4],
+								      const int LO, const int HI)
 {
 	const __m512i lo_hi = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13,
 						2, 3, 6, 7, 10, 11, 14, 15);
 	/* lanes 4 b + k: pair b's lo(2b), lo(2b + 1), hi(2b), hi(2b + 1) -> lo of the 8
-	 * groups, then their hi; dot = lo + 2^14 hi */
+	 * groups, then their hi; dot = 2^LO lo + 2^HI hi */
 	__m512i s = _mm512_permutexvar_epi32(lo_hi, fold16_epi32(f));
+	__m512i lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(s));
 
-	return _mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(s)),
+	return _mm512_add_epi64(LO ? _mm512_slli_epi64(lo, LO) : lo,
 				_mm512_slli_epi64(_mm512_cvtepi32_epi64(
-							  _mm512_extracti64x4_epi64(s, 1)), 14));
+							  _mm512_extracti64x4_epi64(s, 1)), HI));
 }
 
 VBMI_TARGET static inline __attribute__((always_inline)) void
@@ -908,7 +917,7 @@ dots_fp8_1tok8(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P
 		for (int b = 0; b < 4; b++)
 			f[b] = fp8_1tok_pair(codes, x, P, g + 2 * b, tab, pf, DOTS_PREFETCH_BYTES,
 					     DOTS_PREFETCH_L1_BYTES);
-		_mm512_storeu_si512(dots + g, fp8_1tok_dots8(f));
+		_mm512_storeu_si512(dots + g, fp8_1tok_dots8(f, 0, 14));
 	}
 	fp8_1tok_tail(codes, x, P, g, tab, dots);
 }
@@ -951,7 +960,7 @@ acc_fp8_1tok(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x,
 #pragma GCC unroll 1
 		for (int r = 0; r < R; r++)
 			tacc[r] = _mm512_add_epi64(tacc[r], terms8_words(
-				fp8_1tok_dots8(f[r]),
+				fp8_1tok_dots8(f[r], 0, 14),
 				_mm256_loadu_si256((const __m256i *)(rows[r] + 4 * g)), xm, xe, 0));
 	}
 	for (int r = 0; r < R; r++) {
@@ -979,10 +988,173 @@ VBMI_TARGET static void acc_fp8_1tok_a8(const uint8_t *const *rows, int in,
 	acc_fp8_1tok(rows, in, x, 1, acc);
 }
 
+/* One token, the rows' remainder lists at hand (struct hmoe_fxp_fp8_fix): each code's
+ * |q| >> 2 as two bytes u0 = (|q| >> 2) & 255 (weight 4) and u1 = |q| >> 10 (weight
+ * 1024), from a 128-entry table each, the codes' signs on x as in fp8_planes64. u1 is 0
+ * for E <= 7 (|q| <= 960), so it is one vpermb masked by bit 6 and u0 two: three lookups
+ * and two masks where the three digits take four and three. Returns the sign mask. */
+VBMI_TARGET static inline __attribute__((always_inline)) __mmask64
+fp8_two64(__m512i c, const __m512i tab[3], __m512i u[2])
+{
+	__mmask64 neg = _mm512_movepi8_mask(c);
+	__mmask64 big = _mm512_test_epi8_mask(c, _mm512_set1_epi8(0x40));
+
+	u[0] = _mm512_mask_permutexvar_epi8(_mm512_permutexvar_epi8(c, tab[0]), big, c, tab[1]);
+	u[1] = _mm512_maskz_permutexvar_epi8(big, c, tab[2]);
+	return neg;
+}
+
+/* Groups g and g + 1 of a row, one token, by two bytes: per group two accumulators,
+ * A = 128 S(u0, xh) + S(u0, xl) and B the same of u1 (P = 1: S(u0, x), S(u1, x)), so
+ * that the group's dot is 4 A + 1024 B plus the remainders' sum. With bytes u <= 255
+ * and |x| <= 127 a lane of one S holds 8 products <= 32385, so A <= 129 * 259080 = 3.3e7
+ * per lane and 5.4e8 over 16 lanes < 2^31. The four accumulators come back folded
+ * (fold4_epi32), as fp8_1tok_pair's. */
+VBMI_TARGET static inline __attribute__((always_inline)) __m512i
+fp8_two_pair(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P, int g,
+	     const __m512i tab[3], int pf)
+{
+	const __m512i zero = _mm512_setzero_si512();
+	const int8_t *xh = x->xq + (size_t)g * HMOE_FXP_GROUP;
+	const int8_t *xl = xh + (size_t)x->groups * HMOE_FXP_GROUP;
+	__m512i acc[4];
+
+	if (pf)
+		prefetch_lines(codes + (size_t)g * HMOE_FXP_GROUP, 2 * HMOE_FXP_GROUP,
+			       ROWS4_PREFETCH_BYTES, ROWS4_PREFETCH_L1_BYTES);
+#pragma GCC unroll 2
+	for (int j = 0; j < 2; j++) {
+		__m512i u[2][2], vh[2], vl[2], a = zero, b = zero;
+
+#pragma GCC unroll 2
+		for (int h = 0; h < 2; h++) {
+			int off = j * HMOE_FXP_GROUP + 64 * h;
+			__mmask64 neg = fp8_two64(_mm512_loadu_si512(codes + (size_t)g *
+									 HMOE_FXP_GROUP + off),
+						  tab, u[h]);
+
+			vh[h] = _mm512_loadu_si512(xh + off);
+			vh[h] = _mm512_mask_sub_epi8(vh[h], neg, zero, vh[h]);
+			if (P == 2) {
+				vl[h] = _mm512_loadu_si512(xl + off);
+				vl[h] = _mm512_mask_sub_epi8(vl[h], neg, zero, vl[h]);
+			}
+		}
+#pragma GCC unroll 2
+		for (int h = 0; h < 2; h++) {
+			a = _mm512_dpbusd_epi32(a, u[h][0], vh[h]);
+			b = _mm512_dpbusd_epi32(b, u[h][1], vh[h]);
+		}
+		if (P == 2) {
+			a = _mm512_slli_epi32(a, 7);
+			b = _mm512_slli_epi32(b, 7);
+#pragma GCC unroll 2
+			for (int h = 0; h < 2; h++) {
+				a = _mm512_dpbusd_epi32(a, u[h][0], vl[h]);
+				b = _mm512_dpbusd_epi32(b, u[h][1], vl[h]);
+			}
+		}
+		acc[j] = a;
+		acc[2 + j] = b;
+	}
+	return fold4_epi32(acc);
+}
+
+/* The remainders' sums of four rows per group: corr[r][g] = sum over fix[r]'s entries in
+ * group g of +-(|q| & 3) * x, x = 128 hi + lo (A16) or hi (A8), exact in int64. The four
+ * lists (a few entries each) go as one loop, the row found by comparisons rather than
+ * a loop per row: each loop's end is a mispredicted branch, and four of them were
+ * measurable (the whole correction took 5% of the kernel's in-cache time, 1.5% now). */
+static inline __attribute__((always_inline)) void
+fp8_two_corr(const struct hmoe_fxp_rowfix *fix, const struct hmoe_fxp_xtile *x, const int P,
+	     int64_t corr[4][HMOE_FXP_MAX_IN_GROUPS])
+{
+	const int8_t *xh = x->xq, *xl = x->xq + (size_t)x->groups * HMOE_FXP_GROUP;
+	int end1 = fix[0].n, end2 = end1 + fix[1].n, end3 = end2 + fix[2].n;
+	int total = end3 + fix[3].n;
+
+	memset(corr, 0, sizeof(int64_t) * 4 * HMOE_FXP_MAX_IN_GROUPS);
+	for (int i = 0; i < total; i++) {
+		int r = (i >= end1) + (i >= end2) + (i >= end3);
+		int base = r == 0 ? 0 : r == 1 ? end1 : r == 2 ? end2 : end3;
+		int e = fix[r].ent[i - base], k = e >> 3;
+		int64_t v = P == 2 ? 128 * (int64_t)xh[k] + xl[k] : xh[k];
+
+		corr[r][k / HMOE_FXP_GROUP] += (e & 4 ? -(int64_t)(e & 3) : e & 3) * v;
+	}
+}
+
+/* acc_fp8_1tok by two bytes (fp8_two_pair) with the rows' remainder lists: per block of 8
+ * groups a row's dots are 4 A + 1024 B (fp8_1tok_dots8) plus its remainders' sums. The
+ * last groups (fewer than 8) keep the three digits, which are exact by themselves. */
+VBMI_TARGET static inline __attribute__((always_inline)) void
+acc_fp8_1tok2(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x,
+	      const int P, const struct hmoe_fxp_rowfix *fix, int64_t *acc_out)
+{
+	enum { R = 4 };
+	int groups = x->groups, g = 0, pf = hmoe_fxp_fp8_prefetch();
+	size_t skip = (size_t)hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
+	int64_t corr[R][HMOE_FXP_MAX_IN_GROUPS];
+	__m512i tab[3], tacc[R];
+
+	tab[0] = _mm512_loadu_si512(fp8_two[0]);
+	tab[1] = _mm512_loadu_si512(fp8_two[0] + 64);
+	tab[2] = _mm512_loadu_si512(fp8_two[1] + 64);
+	fp8_two_corr(fix, x, P, corr);
+	for (int r = 0; r < R; r++)
+		tacc[r] = _mm512_setzero_si512();
+	for (; g + 8 <= groups; g += 8) {
+		__m256i xm = _mm256_loadu_si256((const __m256i *)(x->xm + g));
+		__m256i xe = _mm256_loadu_si256((const __m256i *)(x->xe + g));
+		__m512i f[R][4];
+
+#pragma GCC unroll 1
+		for (int b = 0; b < 4; b++)
+#pragma GCC unroll 1
+			for (int r = 0; r < R; r++)
+				f[r][b] = fp8_two_pair(rows[r] + skip, x, P, g + 2 * b, tab, pf);
+#pragma GCC unroll 1
+		for (int r = 0; r < R; r++)
+			tacc[r] = _mm512_add_epi64(tacc[r], terms8_words(
+				_mm512_add_epi64(fp8_1tok_dots8(f[r], 2, 10),
+						 _mm512_loadu_si512(corr[r] + g)),
+				_mm256_loadu_si256((const __m256i *)(rows[r] + 4 * g)), xm, xe, 0));
+	}
+	for (int r = 0; r < R; r++) {
+		int64_t a = _mm512_reduce_add_epi64(tacc[r]);
+
+		if (g < groups) {
+			__m512i t3[3][2];
+			int64_t d[HMOE_FXP_MAX_IN_GROUPS];
+
+			fp8_abs_tables(t3);
+			fp8_1tok_tail(rows[r] + skip, x, P, g, t3, d);
+			a += tail_terms(rows[r], x, d, g);
+		}
+		acc_out[r] = a;
+	}
+}
+
+VBMI_TARGET static void acc_fp8_1tok2_a16(const uint8_t *const *rows, int in,
+					  const struct hmoe_fxp_xtile *x,
+					  const struct hmoe_fxp_rowfix *fix, int64_t *acc)
+{
+	acc_fp8_1tok2(rows, in, x, 2, fix, acc);
+}
+
+VBMI_TARGET static void acc_fp8_1tok2_a8(const uint8_t *const *rows, int in,
+					 const struct hmoe_fxp_xtile *x,
+					 const struct hmoe_fxp_rowfix *fix, int64_t *acc)
+{
+	acc_fp8_1tok2(rows, in, x, 1, fix, acc);
+}
+
 /* row_acc4: int8 and int4 always, fp8 through the VBMI planes with the codes' signs on
- * x (a one-token x with no -128); other fp8 rows are declined. */
+ * x (a one-token x with no -128), by two bytes where the rows' remainder lists are
+ * given; other fp8 rows are declined. */
 static int avx512_row_acc4(const uint8_t *const *rows, int format, int in,
-			   const struct hmoe_fxp_xtile *x, int64_t *acc)
+			   const struct hmoe_fxp_xtile *x, const struct hmoe_fxp_rowfix *fix,
+			   int64_t *acc)
 {
 	if (format == HMOE_FXP_INT8 && x->planes == 2) {
 		acc_int_1tok(rows, HMOE_FXP_INT8, in, x, 2, acc);
@@ -995,6 +1167,10 @@ static int avx512_row_acc4(const uint8_t *const *rows, int format, int in,
 	} else if (format != HMOE_FXP_FP8 || !fp8_planes() || x->n_tokens != 1 ||
 		   x->has_m128) {
 		return 1;
+	} else if (fix && x->planes == 2) {
+		acc_fp8_1tok2_a16(rows, in, x, fix, acc);
+	} else if (fix) {
+		acc_fp8_1tok2_a8(rows, in, x, fix, acc);
 	} else if (x->planes == 2) {
 		acc_fp8_1tok_a16(rows, in, x, acc);
 	} else {

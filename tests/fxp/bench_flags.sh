@@ -2,14 +2,16 @@
 # bench_flags: `hmoe bench experts` refuses bad flags with one line and exit 2, and a
 # minimal run (1 and 3 tokens, int4 with two activation planes and int4-a8 with one,
 # 1 resident expert, no fp32) prints one well-formed JSON object with the fields
-# docs/fxp.md describes (the one-token points also the in-cache rate).
+# docs/fxp.md describes (the one-token points also the in-cache rate); fp8 runs say
+# which codes they used and how many packs got remainder lists.
 set -u
 cd "${HMOE_ROOT:-.}"
 HMOE=${HMOE:-build/hmoe}
 fail() { echo "FAIL: $*"; exit 1; }
 
 for bad in "--tokens 0" "--formats int3" "--formats int4-a16" "--formats ," \
-	"--formats fp8,int8,int4,fp8-a8,int8-a8,int4-a8,fp8" "--experts 0" "--min-time x"; do
+	"--formats fp8,int8,int4,fp8-a8,int8-a8,int4-a8,fp8" "--experts 0" "--min-time x" \
+	"--fp8-codes gaussian"; do
 	out=$("$HMOE" bench experts --json $bad 2>&1 >/dev/null)
 	rc=$?
 	[ $rc -eq 2 ] || fail "bench experts $bad exited $rc, want 2"
@@ -31,7 +33,9 @@ assert d["dram_footprint_bytes"] == want, (d["dram_footprint_bytes"], want)
 rs = d["results"]
 assert [(r["format"], r["tokens"]) for r in rs] == \
     [("int4", 1), ("int4", 3), ("int4-a8", 1), ("int4-a8", 3)], rs
+assert d["fp8_codes"] == "checkpoint", d["fp8_codes"]
 for r in rs:
+    assert "fp8_remainder_lists" not in r, r  # fp8 results only
     assert r["weight_format"] == "int4" and r["activation_planes"] == (1 if r["format"].endswith("-a8") else 2), r
     assert r["seconds"] > 0 and r["weight_bytes"] == r["experts_touched"] * 23527424, r
     assert r["resident"] == 1, r  # --experts 1
@@ -71,4 +75,20 @@ hi = h["1"] + h["2-4"] // 2 + h["5-11"] // 5 + h["12+"] // 12
 assert lo <= e <= hi, (r, lo, hi)
 print("ok: 64 tokens", h, "over", e, "experts")
 PY
+# fp8: checkpoint-like codes get remainder lists (on a variant with the four-row path),
+# uniformly random ones do not (the builder's limit)
+for codes in checkpoint uniform; do
+	"$HMOE" bench experts --json --tokens 1 --formats fp8 --experts 1 --f32-experts 0 \
+		--min-time 0 --bw-mib 16 --fp8-codes $codes >"${BUILD:-build}/fxp-bench-fp8.json" ||
+		fail "bench run, fp8 $codes"
+	/usr/bin/python3 - "${BUILD:-build}/fxp-bench-fp8.json" $codes <<'PY' || exit 1
+import json, sys
+d = json.load(open(sys.argv[1]))
+r = d["results"][0]
+assert d["fp8_codes"] == sys.argv[2] and r["format"] == "fp8", (d["fp8_codes"], r)
+four_rows = d["fxp_variant"] in ("avx512", "amx", "amx-emu")
+assert r["fp8_remainder_lists"] == (1 if four_rows and sys.argv[2] == "checkpoint" else 0), (d["fxp_variant"], r)
+print("ok: fp8", sys.argv[2], "codes:", r["fp8_remainder_lists"], "packs with lists on", d["fxp_variant"])
+PY
+done
 echo PASS

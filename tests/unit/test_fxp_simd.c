@@ -16,6 +16,7 @@
 #include "hmoe_err.h"
 #include "hmoe_fxp_cpu.h"
 #include "hmoe_fxp_pack.h"
+#include "hmoe_num.h"
 #include "hmoe_pool.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -129,12 +130,57 @@ static void fill_acts(int8_t *xq, int32_t *xs, int n_tokens, int dim, int planes
 
 static int failures;
 
+/* A checkpoint-like fp8 code: a Gaussian weight of a 128x128 block whose largest weight
+ * (about 4.5 sigma) is scaled to 448, rounded to e4m3 (about 1 code in 1,000 then has a
+ * remainder |q| & 3). */
+static uint8_t gauss_fp8(void)
+{
+	double u1 = (rnd() + 1.0) / 4294967297.0, u2 = rnd() / 4294967296.0;
+	double v = sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2) * (448 / 4.5);
+
+	return hmoe_f32_to_fp8_e4m3((float)(v > 448 ? 448 : v < -448 ? -448 : v));
+}
+
+/* fp8 codes for the two-byte kernel (row_acc4 with remainder lists). */
+enum fixm {
+	FIX_NONE,    /* no lists: the three-digit kernel */
+	FIX_RANDOM,  /* uniformly random codes: an eighth have a remainder */
+	FIX_GAUSS,   /* checkpoint-like codes: remainders rare */
+	FIX_TINY,    /* every code below 1/16 (E <= 2): most have one */
+	FIX_BIG,     /* the largest two-byte digits (u0 = 240: code 0x3f; u1 = 224: 0x7e),
+		      * either sign, for the lane bounds with x at +-127 */
+};
+static const char *const fixnames[] = { "", " lists, random codes", " lists, gaussian codes",
+					" lists, codes below 1/16", " lists, largest digits" };
+
+static void fill_fix_codes(uint8_t *lin, int in, int rows, enum fixm fm)
+{
+	size_t row_bytes = (size_t)hmoe_fxp_row_lines(HMOE_FXP_FP8, in) * HMOE_FXP_LINE_BYTES;
+	size_t skip = (size_t)hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
+
+	for (int r = 0; r < rows; r++)
+		for (int k = 0; k < hmoe_fxp_groups(in) * HMOE_FXP_GROUP; k++) {
+			uint8_t c = (uint8_t)rnd(), *p = lin + r * row_bytes + skip + k;
+
+			if (fm == FIX_GAUSS)
+				c = gauss_fp8();
+			else if (fm == FIX_TINY)
+				c = (uint8_t)((c & 0x80) | (c % 0x18));
+			else if (fm == FIX_BIG)
+				c = (uint8_t)((c & 0x80) | (c & 1 ? 0x3f : 0x7e));
+			if (k >= in)
+				c = 0;
+			*p = c;
+		}
+}
+
 /* The row_acc4 contract, called directly (the layer driver falls back to one row at a
  * time when it declines, which is exact too, so only this test sees whether the fast
  * path ran): four row records of `in` columns against one token, acc[r] equal to the
  * hls reference sum_g hmoe_fxp_term(dot_g, w_g, xs_g), and the variant declining only
  * where it says it does (AVX-512: fp8 without VBMI, or an x holding -128). */
-static void check_row_acc4(const struct hmoe_fxp_simd *simd, int mode, int in, int minus128)
+static void check_row_acc4(const struct hmoe_fxp_simd *simd, int mode, int in, int minus128,
+			   enum fixm fm)
 {
 	int format = hmoe_fxp_mode_format(mode), planes = hmoe_fxp_mode_planes(mode);
 	int groups = hmoe_fxp_groups(in), plane = groups * HMOE_FXP_GROUP;
@@ -148,9 +194,13 @@ static void check_row_acc4(const struct hmoe_fxp_simd *simd, int mode, int in, i
 	const uint8_t *rows[4];
 	int64_t acc[4];
 	int declined, want_decline;
+	struct hmoe_fxp_rowfix fix[4];
+	uint16_t *ent = calloc((size_t)4 * in, sizeof(*ent));
 
 	fill_linear(lin, format, 4, in, W_RANDOM, 0);
-	fill_acts(xq, xs, 1, in, planes, X_RANDOM);
+	if (fm != FIX_NONE)
+		fill_fix_codes(lin, in, 4, fm);
+	fill_acts(xq, xs, 1, in, planes, fm == FIX_BIG ? X_EXTREME : X_RANDOM);
 	if (minus128)
 		xq[rnd() % in] = -128;
 	for (int g = 0; g < groups; g++) {
@@ -160,21 +210,27 @@ static void check_row_acc4(const struct hmoe_fxp_simd *simd, int mode, int in, i
 		xm[g] = hmoe_fxp_scale_m(xs[g]) & 0xffu;
 		xe[g] = hmoe_fxp_scale_e(xs[g]) - HMOE_FXP_F_ACC;
 	}
-	for (int r = 0; r < 4; r++)
+	for (int r = 0; r < 4; r++) {
 		rows[r] = lin + (size_t)r * row_bytes;
+		fix[r].ent = ent + (size_t)r * in;
+		fix[r].n = fm == FIX_NONE ? 0
+			   : hmoe_fxp_fp8_fix_row(rows[r], in, ent + (size_t)r * in);
+	}
 	{
 		struct hmoe_fxp_xtile x = { .n_tokens = 1, .groups = groups, .xq = xq, .xs = xs,
 					    .xsum = xsum, .xm = xm, .xe = xe, .planes = planes,
 					    .has_m128 = minus128 };
 
-		declined = simd->row_acc4(rows, format, in, &x, acc) != 0;
+		declined = simd->row_acc4(rows, format, in, &x, fm == FIX_NONE ? NULL : fix,
+					  acc) != 0;
 	}
 	want_decline = format == HMOE_FXP_FP8 &&
 		       (minus128 || !__builtin_cpu_supports("avx512vbmi") ||
 			(getenv("HMOE_FXP_NO_VBMI") && *getenv("HMOE_FXP_NO_VBMI")));
 	if (declined != want_decline) {
-		printf("FAIL %s row_acc4 %s dim %d%s: %s\n", simd->name, hmoe_fxp_format_name(mode),
-		       in, minus128 ? " (x with -128)" : "", declined ? "declined" : "accepted");
+		printf("FAIL %s row_acc4 %s dim %d%s%s: %s\n", simd->name,
+		       hmoe_fxp_format_name(mode), in, minus128 ? " (x with -128)" : "",
+		       fixnames[fm], declined ? "declined" : "accepted");
 		failures++;
 	}
 	for (int r = 0; r < 4 && !declined; r++) {
@@ -187,9 +243,9 @@ static void check_row_acc4(const struct hmoe_fxp_simd *simd, int mode, int in, i
 						     format, planes, xq + g * HMOE_FXP_GROUP, plane),
 					     hmoe_fxp_row_scale(rows[r], g), xs[g]);
 		if (acc[r] != ref) {
-			printf("FAIL %s row_acc4 %s dim %d row %d: %lld, reference %lld\n",
-			       simd->name, hmoe_fxp_format_name(mode), in, r, (long long)acc[r],
-			       (long long)ref);
+			printf("FAIL %s row_acc4 %s dim %d%s row %d: %lld, reference %lld\n",
+			       simd->name, hmoe_fxp_format_name(mode), in, fixnames[fm], r,
+			       (long long)acc[r], (long long)ref);
 			failures++;
 		}
 	}
@@ -199,6 +255,7 @@ static void check_row_acc4(const struct hmoe_fxp_simd *simd, int mode, int in, i
 	free(xsum);
 	free(xm);
 	free(xe);
+	free(ent);
 }
 
 static void check_case(int mode, int dim, int inter, int n_tokens, enum weights wm,
@@ -478,6 +535,118 @@ static void check_moe(int mode, const struct hmoe_fxp_simd *simd)
 	free(s);
 }
 
+/* The layer driver with fp8 remainder lists (struct hmoe_fxp_fp8_fix): one-token calls
+ * (rows four at a time, W1/W3 rows of 9 groups: a block of 8 and a tail; W2 rows of 8)
+ * give hmoe_ffn()'s outputs with lists built from each pack, for uniformly random and
+ * checkpoint-like codes; lists of other dims are refused; and the builder keeps to its
+ * limit. A wrong row record number would pair a row with another row's list. */
+static void check_moe_fix(void)
+{
+	enum { N_EXPERTS = 3, TOP_K = 2, DIM = 1100, INTER = 1024 };
+	int64_t lines = hmoe_fxp_expert_lines(HMOE_FXP_FP8, DIM, INTER);
+	int64_t lin = hmoe_fxp_linear_lines(HMOE_FXP_FP8, INTER, DIM);
+	struct hmoe_fxp_line *packs[N_EXPERTS] = { NULL };
+	struct hmoe_fxp_fp8_fix *fixes[N_EXPERTS] = { NULL };
+	struct hmoe_ffn_scratch *s = malloc(sizeof(*s));
+	struct hmoe_pool *pool = NULL;
+	static float x[DIM], y[TOP_K * DIM];
+	int8_t xq[2 * 9 * HMOE_FXP_GROUP];
+	int32_t xs[9], yref[DIM];
+	int ids[TOP_K] = { 2, 0 };
+
+	hmoe_pool_create(&pool, 2);
+	for (int i = 0; i < DIM; i++)
+		x[i] = ((float)(rnd() % 2001) - 1000.0f) / 300.0f;
+	for (int gauss = 0; gauss <= 1; gauss++)
+		for (int a16 = 0; a16 <= 1; a16++) {
+			int mode = a16 ? HMOE_FXP_FP8 | HMOE_FXP_A16 : HMOE_FXP_FP8;
+			struct hmoe_fxp_experts ex = {
+				.mode = mode, .dim = DIM, .inter = INTER, .n_experts = N_EXPERTS,
+				.packs = (const struct hmoe_fxp_line *const *)packs,
+				.fixes = (const struct hmoe_fxp_fp8_fix *const *)fixes };
+
+			for (int e = 0; e < N_EXPERTS; e++) {
+				uint8_t *p = aligned_alloc(64, (size_t)lines * HMOE_FXP_LINE_BYTES);
+
+				fill_linear(p, HMOE_FXP_FP8, INTER, DIM, W_RANDOM, 0);
+				fill_linear(p + lin * HMOE_FXP_LINE_BYTES, HMOE_FXP_FP8, INTER, DIM,
+					    W_RANDOM, 0);
+				fill_linear(p + 2 * lin * HMOE_FXP_LINE_BYTES, HMOE_FXP_FP8, DIM,
+					    INTER, W_RANDOM, 0);
+				if (gauss) {
+					fill_fix_codes(p, DIM, 2 * INTER, FIX_GAUSS);
+					fill_fix_codes(p + 2 * lin * HMOE_FXP_LINE_BYTES, INTER, DIM,
+						       FIX_GAUSS);
+				}
+				packs[e] = (struct hmoe_fxp_line *)p;
+				fixes[e] = hmoe_fxp_fp8_fix_build(packs[e], DIM, INTER, 0);
+				if (!fixes[e]) {
+					printf("FAIL fp8 remainder lists: not built\n");
+					failures++;
+					goto out;
+				}
+			}
+			if (hmoe_fxp_moe_run(&ex, hmoe_fxp_simd_best(), pool, NULL, 1, TOP_K, x,
+					     ids, y)) {
+				printf("FAIL moe_run with fp8 remainder lists returned an error\n");
+				failures++;
+			}
+			hmoe_fxp_quant_x(x, DIM, a16 ? 2 : 1, xq, xs);
+			for (int k = 0; k < TOP_K; k++) {
+				hmoe_ffn(packs[ids[k]], xq, xs, yref, s, mode, 1, DIM, INTER);
+				for (int n = 0; n < DIM; n++)
+					if (y[k * DIM + n] != hmoe_fxp_out_to_f32(yref[n])) {
+						printf("FAIL moe_run %s with remainder lists (%s codes) "
+						       "slot %d row %d: %g vs kernel %g\n",
+						       hmoe_fxp_format_name(mode),
+						       gauss ? "gaussian" : "random", k, n, y[k * DIM + n],
+						       hmoe_fxp_out_to_f32(yref[n]));
+						failures++;
+						break;
+					}
+			}
+			if (gauss && a16) {
+				/* lists of another pack's dims are refused, not read */
+				struct hmoe_fxp_fp8_fix *keep = fixes[2];
+				struct hmoe_fxp_fp8_fix *other = hmoe_fxp_fp8_fix_build(
+					packs[0], DIM - 128, INTER, 0);
+
+				fixes[2] = other;
+				if (!other ||
+				    hmoe_fxp_moe_run(&ex, hmoe_fxp_simd_best(), pool, NULL, 1, TOP_K,
+						     x, ids, y) != -HMOE_EINPUT) {
+					printf("FAIL moe_run took remainder lists of other dims\n");
+					failures++;
+				}
+				hmoe_fxp_fp8_fix_free(other);
+				fixes[2] = keep;
+			}
+			if (a16) {
+				/* the limit: random codes go past one entry per 64 weights,
+				 * checkpoint-like ones stay far below it */
+				struct hmoe_fxp_fp8_fix *lim = hmoe_fxp_fp8_fix_build(
+					packs[0], DIM, INTER, HMOE_FXP_FP8_FIX_LIMIT(DIM, INTER));
+
+				if (!lim != !gauss) {
+					printf("FAIL fp8 remainder lists of %s codes %s by the "
+					       "limit\n", gauss ? "gaussian" : "random",
+					       gauss ? "refused" : "not refused");
+					failures++;
+				}
+				hmoe_fxp_fp8_fix_free(lim);
+			}
+out:
+			for (int e = 0; e < N_EXPERTS; e++) {
+				hmoe_fxp_fp8_fix_free(fixes[e]);
+				free(packs[e]);
+				fixes[e] = NULL;
+				packs[e] = NULL;
+			}
+		}
+	hmoe_pool_destroy(pool);
+	free(s);
+}
+
 /* --moe-only: only the layer driver (every mode, the automatic variant), for the
  * ThreadSanitizer run of tests/fxp/tsan.sh, where the full test takes half an hour. */
 static int moe_only(void)
@@ -485,6 +654,7 @@ static int moe_only(void)
 	for (int a16 = 1; a16 >= 0; a16--)
 		for (int f = 0; f < HMOE_FXP_N_FORMATS; f++)
 			check_moe(a16 ? f | HMOE_FXP_A16 : f, hmoe_fxp_simd_best());
+	check_moe_fix();
 	printf("moe_run, every mode on %s: %d failures\n", hmoe_fxp_simd_best()->name, failures);
 	return failures ? 1 : 0;
 }
@@ -536,12 +706,17 @@ int main(int argc, char **argv)
 		for (int a16 = 0; a16 <= 1; a16++)
 			for (int f = 0; f < HMOE_FXP_N_FORMATS; f++)
 				for (size_t i = 0; i < sizeof(ins) / sizeof(ins[0]); i++)
-					for (int m128 = 0; m128 <= 1; m128++) {
-						check_row_acc4(hmoe_fxp_simd_best(),
-							       a16 ? f | HMOE_FXP_A16 : f, ins[i],
-							       m128);
-						cases++;
-					}
+					for (int m128 = 0; m128 <= 1; m128++)
+						for (int fm = FIX_NONE; fm <= FIX_BIG; fm++) {
+							if (f != HMOE_FXP_FP8 && fm != FIX_NONE)
+								continue;
+							check_row_acc4(hmoe_fxp_simd_best(),
+								       a16 ? f | HMOE_FXP_A16 : f,
+								       ins[i], m128, fm);
+							cases++;
+						}
+		check_moe_fix();
+		cases++;
 	} else {
 		printf("SKIP row_acc4: the %s variant has none\n", hmoe_fxp_simd_best()->name);
 	}
