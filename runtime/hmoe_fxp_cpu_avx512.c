@@ -922,71 +922,6 @@ dots_fp8_1tok8(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P
 	fp8_1tok_tail(codes, x, P, g, tab, dots);
 }
 
-/* One token's fp8 Q24 row accumulators of four row records (rows[r], `in` columns),
- * the codes' signs on x (ABS): per block of 8 groups, each row's 8 dots go straight
- * into their terms (no dots array, no separate row_terms pass). The driver's rows far
- * apart are four weight streams, and they advance together, a pair of groups (256
- * bytes) of each in turn: taking each row's 8 groups (1 KiB) in turn, the one-token
- * layer read 0.79-0.83 of the bandwidth on the Intel dev VM with one thread and this
- * reads 0.84-0.85; with two, medians 0.78 -> 0.82 (interleaved runs, docs/fxp.md section
- * 8). The last
- * groups (fewer than 8) by pairs and scalar terms. */
-VBMI_TARGET static inline __attribute__((always_inline)) void
-acc_fp8_1tok(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x,
-	     const int P, int64_t *acc_out)
-{
-	enum { R = 4 };
-	int groups = x->groups, g = 0, pf = hmoe_fxp_fp8_prefetch();
-	size_t skip = (size_t)hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
-	__m512i tab[3][2], tacc[R];
-
-	fp8_abs_tables(tab);
-	for (int r = 0; r < R; r++)
-		tacc[r] = _mm512_setzero_si512();
-	for (; g + 8 <= groups; g += 8) {
-		/* the token's split scales, shared by the four rows */
-		__m256i xm = _mm256_loadu_si256((const __m256i *)(x->xm + g));
-		__m256i xe = _mm256_loadu_si256((const __m256i *)(x->xe + g));
-
-		__m512i f[R][4];
-
-#pragma GCC unroll 1
-		for (int b = 0; b < 4; b++)
-#pragma GCC unroll 1
-			for (int r = 0; r < R; r++)
-				f[r][b] = fp8_1tok_pair(rows[r] + skip, x, P, g + 2 * b, tab, pf,
-							ROWS4_PREFETCH_BYTES,
-							ROWS4_PREFETCH_L1_BYTES);
-#pragma GCC unroll 1
-		for (int r = 0; r < R; r++)
-			tacc[r] = _mm512_add_epi64(tacc[r], terms8_words(
-				fp8_1tok_dots8(f[r], 0, 14),
-				_mm256_loadu_si256((const __m256i *)(rows[r] + 4 * g)), xm, xe, 0));
-	}
-	for (int r = 0; r < R; r++) {
-		int64_t a = _mm512_reduce_add_epi64(tacc[r]);
-
-		if (g < groups) {
-			int64_t d[HMOE_FXP_MAX_IN_GROUPS];
-
-			fp8_1tok_tail(rows[r] + skip, x, P, g, tab, d);
-			a += tail_terms(rows[r], x, d, g);
-		}
-		acc_out[r] = a;
-	}
-}
-
-VBMI_TARGET static void acc_fp8_1tok_a16(const uint8_t *const *rows, int in,
-					 const struct hmoe_fxp_xtile *x, int64_t *acc)
-{
-	acc_fp8_1tok(rows, in, x, 2, acc);
-}
-
-VBMI_TARGET static void acc_fp8_1tok_a8(const uint8_t *const *rows, int in,
-					const struct hmoe_fxp_xtile *x, int64_t *acc)
-{
-	acc_fp8_1tok(rows, in, x, 1, acc);
-}
 
 /* One token, the rows' remainder lists at hand (struct hmoe_fxp_fp8_fix): each code's
  * |q| >> 2 as two bytes u0 = (|q| >> 2) & 255 (weight 4) and u1 = |q| >> 10 (weight
@@ -1084,26 +1019,39 @@ fp8_two_corr(const struct hmoe_fxp_rowfix *fix, const struct hmoe_fxp_xtile *x, 
 	}
 }
 
-/* acc_fp8_1tok by two bytes (fp8_two_pair) with the rows' remainder lists: per block of 8
- * groups a row's dots are 4 A + 1024 B (fp8_1tok_dots8) plus its remainders' sums. The
- * last groups (fewer than 8) keep the three digits, which are exact by themselves. */
+/* One token's fp8 Q24 row accumulators of four row records (rows[r], `in` columns),
+ * the codes' signs on x (ABS): per block of 8 groups, each row's 8 dots go straight
+ * into their terms (no dots array, no separate row_terms pass). The driver's rows far
+ * apart are four weight streams, and they advance together, a pair of groups (256
+ * bytes) of each in turn: taking each row's 8 groups (1 KiB) in turn, the one-token
+ * layer read 0.79-0.83 of the bandwidth on the Intel dev VM with one thread and this
+ * reads 0.84-0.85; with two, medians 0.78 -> 0.82 (interleaved runs, docs/fxp.md section
+ * 8). TWO (with the rows' remainder lists fix): each pair by two bytes (fp8_two_pair),
+ * a row's dots 4 A + 1024 B plus its remainders' sums; else by three digits
+ * (fp8_1tok_pair). The last groups (fewer than 8) go by pairs of three digits, which are
+ * exact by themselves, and scalar terms. */
 VBMI_TARGET static inline __attribute__((always_inline)) void
-acc_fp8_1tok2(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x,
-	      const int P, const struct hmoe_fxp_rowfix *fix, int64_t *acc_out)
+acc_fp8_1tok(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x,
+	     const int P, const int TWO, const struct hmoe_fxp_rowfix *fix, int64_t *acc_out)
 {
 	enum { R = 4 };
 	int groups = x->groups, g = 0, pf = hmoe_fxp_fp8_prefetch();
 	size_t skip = (size_t)hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
 	int64_t corr[R][HMOE_FXP_MAX_IN_GROUPS];
-	__m512i tab[3], tacc[R];
+	__m512i tab[3][2], two[3], tacc[R];
 
-	tab[0] = _mm512_loadu_si512(fp8_two[0]);
-	tab[1] = _mm512_loadu_si512(fp8_two[0] + 64);
-	tab[2] = _mm512_loadu_si512(fp8_two[1] + 64);
-	fp8_two_corr(fix, x, P, corr);
+	if (TWO) {
+		two[0] = _mm512_loadu_si512(fp8_two[0]);
+		two[1] = _mm512_loadu_si512(fp8_two[0] + 64);
+		two[2] = _mm512_loadu_si512(fp8_two[1] + 64);
+		fp8_two_corr(fix, x, P, corr);
+	} else {
+		fp8_abs_tables(tab);
+	}
 	for (int r = 0; r < R; r++)
 		tacc[r] = _mm512_setzero_si512();
 	for (; g + 8 <= groups; g += 8) {
+		/* the token's split scales, shared by the four rows */
 		__m256i xm = _mm256_loadu_si256((const __m256i *)(x->xm + g));
 		__m256i xe = _mm256_loadu_si256((const __m256i *)(x->xe + g));
 		__m512i f[R][4];
@@ -1112,41 +1060,58 @@ acc_fp8_1tok2(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x
 		for (int b = 0; b < 4; b++)
 #pragma GCC unroll 1
 			for (int r = 0; r < R; r++)
-				f[r][b] = fp8_two_pair(rows[r] + skip, x, P, g + 2 * b, tab, pf);
+				f[r][b] = TWO ? fp8_two_pair(rows[r] + skip, x, P, g + 2 * b, two, pf)
+					      : fp8_1tok_pair(rows[r] + skip, x, P, g + 2 * b, tab, pf,
+							      ROWS4_PREFETCH_BYTES,
+							      ROWS4_PREFETCH_L1_BYTES);
 #pragma GCC unroll 1
-		for (int r = 0; r < R; r++)
+		for (int r = 0; r < R; r++) {
+			__m512i d = TWO ? _mm512_add_epi64(fp8_1tok_dots8(f[r], 2, 10),
+							   _mm512_loadu_si512(corr[r] + g))
+					: fp8_1tok_dots8(f[r], 0, 14);
+
 			tacc[r] = _mm512_add_epi64(tacc[r], terms8_words(
-				_mm512_add_epi64(fp8_1tok_dots8(f[r], 2, 10),
-						 _mm512_loadu_si512(corr[r] + g)),
-				_mm256_loadu_si256((const __m256i *)(rows[r] + 4 * g)), xm, xe, 0));
+				d, _mm256_loadu_si256((const __m256i *)(rows[r] + 4 * g)), xm, xe, 0));
+		}
 	}
 	for (int r = 0; r < R; r++) {
 		int64_t a = _mm512_reduce_add_epi64(tacc[r]);
 
 		if (g < groups) {
-			__m512i t3[3][2];
 			int64_t d[HMOE_FXP_MAX_IN_GROUPS];
 
-			fp8_abs_tables(t3);
-			fp8_1tok_tail(rows[r] + skip, x, P, g, t3, d);
+			fp8_abs_tables(tab);
+			fp8_1tok_tail(rows[r] + skip, x, P, g, tab, d);
 			a += tail_terms(rows[r], x, d, g);
 		}
 		acc_out[r] = a;
 	}
 }
 
+VBMI_TARGET static void acc_fp8_1tok_a16(const uint8_t *const *rows, int in,
+					 const struct hmoe_fxp_xtile *x, int64_t *acc)
+{
+	acc_fp8_1tok(rows, in, x, 2, 0, NULL, acc);
+}
+
+VBMI_TARGET static void acc_fp8_1tok_a8(const uint8_t *const *rows, int in,
+					const struct hmoe_fxp_xtile *x, int64_t *acc)
+{
+	acc_fp8_1tok(rows, in, x, 1, 0, NULL, acc);
+}
+
 VBMI_TARGET static void acc_fp8_1tok2_a16(const uint8_t *const *rows, int in,
 					  const struct hmoe_fxp_xtile *x,
 					  const struct hmoe_fxp_rowfix *fix, int64_t *acc)
 {
-	acc_fp8_1tok2(rows, in, x, 2, fix, acc);
+	acc_fp8_1tok(rows, in, x, 2, 1, fix, acc);
 }
 
 VBMI_TARGET static void acc_fp8_1tok2_a8(const uint8_t *const *rows, int in,
 					 const struct hmoe_fxp_xtile *x,
 					 const struct hmoe_fxp_rowfix *fix, int64_t *acc)
 {
-	acc_fp8_1tok2(rows, in, x, 1, fix, acc);
+	acc_fp8_1tok(rows, in, x, 1, 1, fix, acc);
 }
 
 /* row_acc4: int8 and int4 always, fp8 through the VBMI planes with the codes' signs on
