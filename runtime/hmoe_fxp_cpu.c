@@ -14,7 +14,8 @@
  * int8 linears 16 rows at a time, with the tile's activations also kept in its layout;
  * one with row_acc4 runs a one-token tile's rows four at a time, rows far apart in
  * memory, dots and terms fused (up_rows_tokens, down_rows_tokens; AVX-512: int8, int4,
- * and fp8 where the CPU has VBMI; rows it declines go one at a time).
+ * and fp8 where the CPU has VBMI, by two bytes per code where the expert has remainder
+ * lists, hmoe_fxp_fp8_fix; rows it declines go one at a time).
  */
 #include "hmoe_fxp_cpu.h"
 
