@@ -20,6 +20,9 @@
  *   pairs_by_expert_tokens  the routing's (token, expert) pairs by how many tokens their
  *                     expert got in the call (1, 2-4, 5-11, 12+), which decides the CPU
  *                     kernels' path
+ *   fp8_codes, fp8_lists  (top level) the fp8 packs' codes (--fp8-codes), and whether the
+ *                     variant's one-token fp8 kernel takes remainder lists on this CPU;
+ *                     fp8_remainder_lists (fp8 points): resident packs that have them
  *   in_cache_bytes_per_s, in_cache_ratio  (one-token points) the one-token kernels'
  *                     rate with their weights in the cache (hmoe_fxp_hot_rate), and over
  *                     read_bw_around: below 1 the cores, not the memory, bound the call
@@ -578,9 +581,10 @@ int bench_experts(int argc, char **argv)
 	       "\"threads\": %d, \"fxp_variant\": \"%s\", \"mem_available_bytes\": %zu, "
 	       "\"dram_footprint_bytes\": %zu, "
 	       "\"read_bandwidth_bytes_per_s\": %.4g, \"fp8_codes\": \"%s\", "
-	       "\"target_bw_ratio_1_token\": 0.85, \"results\": [",
+	       "\"fp8_lists\": %s, \"target_bw_ratio_1_token\": 0.85, \"results\": [",
 	       DIM, INTER, N_EXPERTS, TOP_K, hmoe_pool_threads(pool), simd->name, avail, footprint,
-	       bw, checkpoint_codes ? "checkpoint" : "uniform");
+	       bw, checkpoint_codes ? "checkpoint" : "uniform",
+	       hmoe_fxp_simd_fp8_lists(simd) ? "true" : "false");
 	fflush(stdout);
 
 	for (int f = 0; f < n_modes; f++) {
@@ -588,8 +592,8 @@ int bench_experts(int argc, char **argv)
 		size_t bytes = (size_t)hmoe_fxp_expert_lines(format, DIM, INTER) * HMOE_FXP_LINE_BYTES;
 		const struct hmoe_fxp_line *packs[N_EXPERTS];
 		const struct hmoe_fxp_fp8_fix *fixes[N_EXPERTS];
-		/* fp8 on a variant with row_acc4: each pack's remainder lists, as cpu-fxp has */
-		int lists = format == HMOE_FXP_FP8 && simd->row_acc4;
+		/* fp8 where the variant takes them: each pack's remainder lists, as cpu-fxp has */
+		int lists = format == HMOE_FXP_FP8 && hmoe_fxp_simd_fp8_lists(simd);
 		struct hmoe_fxp_experts ex = { .mode = modes[f], .dim = DIM, .inter = INTER,
 					       .n_experts = N_EXPERTS, .packs = packs,
 					       .fixes = lists ? fixes : NULL };

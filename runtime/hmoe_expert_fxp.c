@@ -22,8 +22,9 @@ struct fxp_priv {
 	const struct hmoe_fxp_simd *simd;
 	struct hmoe_fxp_experts *layers;   /* [num_hidden_layers]; packs NULL for dense */
 	struct hmoe_fxp_line **packs;      /* [num_hidden_layers * n_routed] */
-	struct hmoe_fxp_fp8_fix **fixes;   /* the same (fp8, a variant with row_acc4): the
-					    * one-token kernel's remainder lists, or NULL */
+	struct hmoe_fxp_fp8_fix **fixes;   /* the same (fp8, where the variant takes them:
+					    * hmoe_fxp_simd_fp8_lists): the one-token
+					    * kernel's remainder lists, or NULL */
 	int n_packs;
 	struct hmoe_fxp_ws *ws;            /* work memory kept between layers */
 };
@@ -100,7 +101,7 @@ static int fxp_init(struct hmoe_expert_backend *b, const struct hmoe_model *m, c
 	p->layers = calloc((size_t)c->num_hidden_layers, sizeof(*p->layers));
 	p->packs = calloc((size_t)p->n_packs, sizeof(*p->packs));
 	j.ret = calloc((size_t)p->n_packs, sizeof(*j.ret));
-	if (hmoe_fxp_mode_format(p->mode) == HMOE_FXP_FP8 && p->simd->row_acc4 &&
+	if (hmoe_fxp_mode_format(p->mode) == HMOE_FXP_FP8 && hmoe_fxp_simd_fp8_lists(p->simd) &&
 	    !(p->fixes = calloc((size_t)p->n_packs, sizeof(*p->fixes)))) {
 		ret = hmoe_err(HMOE_ENOMEM, "cpu-fxp experts: out of memory");
 		goto err;

@@ -131,6 +131,11 @@ void hmoe_fxp_fp8_fix_free(struct hmoe_fxp_fp8_fix *fix)
 	free(fix);
 }
 
+int hmoe_fxp_simd_fp8_lists(const struct hmoe_fxp_simd *simd)
+{
+	return simd->fp8_lists && simd->fp8_lists();
+}
+
 /* Whether expert e's remainder lists (if any) are of an fp8 pack of ex's dims. */
 static int fix_fits(const struct hmoe_fxp_experts *ex, int e)
 {

@@ -78,6 +78,11 @@ struct hmoe_fxp_fp8_fix *hmoe_fxp_fp8_fix_build(const struct hmoe_fxp_line *pack
 void hmoe_fxp_fp8_fix_free(struct hmoe_fxp_fp8_fix *fix);
 /* One entry per 64 weights at most: 3% of the pack's bytes, some 15x a checkpoint's rate. */
 #define HMOE_FXP_FP8_FIX_LIMIT(dim, inter) ((size_t)3 * (size_t)(dim) * (size_t)(inter) / 64)
+/* Whether simd's one-token fp8 kernel takes the lists here (AVX-512 with VBMI and
+ * HMOE_FXP_NO_VBMI unset): where it does not, building them would cost load time for
+ * nothing. */
+struct hmoe_fxp_simd;
+int hmoe_fxp_simd_fp8_lists(const struct hmoe_fxp_simd *simd);
 
 /* rows_dots' weight rows per call at most, and tokens per activation tile. */
 #define HMOE_FXP_BLOCK_ROWS 16
@@ -147,6 +152,9 @@ struct hmoe_fxp_simd {
 	int (*row_acc4)(const uint8_t *const *rows, int format, int in,
 			const struct hmoe_fxp_xtile *x, const struct hmoe_fxp_rowfix *fix,
 			int64_t *acc);
+	/* Optional: nonzero where row_acc4 uses fp8 remainder lists on this CPU (so that
+	 * callers build them only there; hmoe_fxp_simd_fp8_lists). */
+	int (*fp8_lists)(void);
 	/* Optional, int8 only: the dots of n_rows <= HMOE_FXP_BLOCK_ROWS weight rows (row i's
 	 * codes at codes + i * row_stride) with every token of x, either plane count, whole
 	 * tokens, into dots (n_rows, n_tokens, groups). Needs x->xv. */
@@ -223,7 +231,8 @@ struct hmoe_fxp_experts {
 	const struct hmoe_fxp_line *const *packs; /* [n_experts] packs of the mode's format;
 						   * NULL: not resident */
 	/* NULL, or [n_experts] (fp8): each pack's remainder lists (hmoe_fxp_fp8_fix_build)
-	 * or NULL; with them one-token tiles take the two-byte kernel */
+	 * or NULL; with them one-token tiles take the two-byte kernel where the variant has
+	 * one (hmoe_fxp_simd_fp8_lists) */
 	const struct hmoe_fxp_fp8_fix *const *fixes;
 };
 

@@ -237,6 +237,11 @@ static int amx_row_acc4(const uint8_t *const *rows, int format, int in,
 	return hmoe_fxp_simd_avx512.row_acc4(rows, format, in, x, fix, acc);
 }
 
+static int amx_fp8_lists(void)
+{
+	return hmoe_fxp_simd_avx512.fp8_lists();
+}
+
 static int amx_rows_acc(const uint8_t *rows, size_t row_stride, int n_rows, int format,
 			int in, const struct hmoe_fxp_xtile *x, int64_t *acc, void *tmp)
 {
@@ -249,7 +254,8 @@ static int amx_rows_acc(const uint8_t *rows, size_t row_stride, int n_rows, int 
 	{                                                                      \
 		.name = NAME, .supported = SUPPORTED, .row_dots = amx_row_dots,  \
 		.row_terms = amx_row_terms, .row_dots2 = amx_row_dots2,        \
-		.row_acc4 = amx_row_acc4, .rows_dots = ROWS_DOTS,              \
+		.row_acc4 = amx_row_acc4, .fp8_lists = amx_fp8_lists,          \
+		.rows_dots = ROWS_DOTS,                                        \
 		.rows_acc = amx_rows_acc,                                      \
 		.whole_tokens = HMOE_FXP_AVX512_WHOLE_TOKENS,                  \
 		.lanes_min_tokens = HMOE_FXP_LANES_MIN_TOKENS,                 \

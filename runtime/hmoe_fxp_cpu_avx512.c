@@ -922,7 +922,6 @@ dots_fp8_1tok8(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P
 	fp8_1tok_tail(codes, x, P, g, tab, dots);
 }
 
-
 /* One token, the rows' remainder lists at hand (struct hmoe_fxp_fp8_fix): each code's
  * |q| >> 2 as two bytes u0 = (|q| >> 2) & 255 (weight 4) and u1 = |q| >> 10 (weight
  * 1024), from a 128-entry table each, the codes' signs on x as in fp8_planes64. u1 is 0
@@ -1083,7 +1082,8 @@ acc_fp8_1tok(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x,
 		if (g < groups) {
 			int64_t d[HMOE_FXP_MAX_IN_GROUPS];
 
-			fp8_abs_tables(tab);
+			if (TWO)  /* the three-digit kernel has them already */
+				fp8_abs_tables(tab);
 			fp8_1tok_tail(rows[r] + skip, x, P, g, tab, d);
 			a += tail_terms(rows[r], x, d, g);
 		}
@@ -1091,30 +1091,25 @@ acc_fp8_1tok(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x,
 	}
 }
 
+/* The rows' remainder lists fix, or NULL: by two bytes or by three digits. */
 VBMI_TARGET static void acc_fp8_1tok_a16(const uint8_t *const *rows, int in,
-					 const struct hmoe_fxp_xtile *x, int64_t *acc)
-{
-	acc_fp8_1tok(rows, in, x, 2, 0, NULL, acc);
-}
-
-VBMI_TARGET static void acc_fp8_1tok_a8(const uint8_t *const *rows, int in,
-					const struct hmoe_fxp_xtile *x, int64_t *acc)
-{
-	acc_fp8_1tok(rows, in, x, 1, 0, NULL, acc);
-}
-
-VBMI_TARGET static void acc_fp8_1tok2_a16(const uint8_t *const *rows, int in,
-					  const struct hmoe_fxp_xtile *x,
-					  const struct hmoe_fxp_rowfix *fix, int64_t *acc)
-{
-	acc_fp8_1tok(rows, in, x, 2, 1, fix, acc);
-}
-
-VBMI_TARGET static void acc_fp8_1tok2_a8(const uint8_t *const *rows, int in,
 					 const struct hmoe_fxp_xtile *x,
 					 const struct hmoe_fxp_rowfix *fix, int64_t *acc)
 {
-	acc_fp8_1tok(rows, in, x, 1, 1, fix, acc);
+	if (fix)
+		acc_fp8_1tok(rows, in, x, 2, 1, fix, acc);
+	else
+		acc_fp8_1tok(rows, in, x, 2, 0, NULL, acc);
+}
+
+VBMI_TARGET static void acc_fp8_1tok_a8(const uint8_t *const *rows, int in,
+					const struct hmoe_fxp_xtile *x,
+					const struct hmoe_fxp_rowfix *fix, int64_t *acc)
+{
+	if (fix)
+		acc_fp8_1tok(rows, in, x, 1, 1, fix, acc);
+	else
+		acc_fp8_1tok(rows, in, x, 1, 0, NULL, acc);
 }
 
 /* row_acc4: int8 and int4 always, fp8 through the VBMI planes with the codes' signs on
@@ -1135,14 +1130,10 @@ static int avx512_row_acc4(const uint8_t *const *rows, int format, int in,
 	} else if (format != HMOE_FXP_FP8 || !fp8_planes() || x->n_tokens != 1 ||
 		   x->has_m128) {
 		return 1;
-	} else if (fix && x->planes == 2) {
-		acc_fp8_1tok2_a16(rows, in, x, fix, acc);
-	} else if (fix) {
-		acc_fp8_1tok2_a8(rows, in, x, fix, acc);
 	} else if (x->planes == 2) {
-		acc_fp8_1tok_a16(rows, in, x, acc);
+		acc_fp8_1tok_a16(rows, in, x, fix, acc);
 	} else {
-		acc_fp8_1tok_a8(rows, in, x, acc);
+		acc_fp8_1tok_a8(rows, in, x, fix, acc);
 	}
 	return 0;
 }
@@ -1712,6 +1703,7 @@ const struct hmoe_fxp_simd hmoe_fxp_simd_avx512 = {
 	.whole_tokens = HMOE_FXP_AVX512_WHOLE_TOKENS,
 	.row_dots2 = avx512_row_dots2,
 	.row_acc4 = avx512_row_acc4,
+	.fp8_lists = fp8_planes,
 	.rows_acc = avx512_rows_acc,
 	.lanes_min_tokens = HMOE_FXP_LANES_MIN_TOKENS,
 	.lanes_wide = HMOE_FXP_AVX512_LANES_WIDE,

@@ -75,20 +75,28 @@ hi = h["1"] + h["2-4"] // 2 + h["5-11"] // 5 + h["12+"] // 12
 assert lo <= e <= hi, (r, lo, hi)
 print("ok: 64 tokens", h, "over", e, "experts")
 PY
-# fp8: checkpoint-like codes get remainder lists (on a variant with the four-row path),
-# uniformly random ones do not (the builder's limit)
-for codes in checkpoint uniform; do
-	"$HMOE" bench experts --json --tokens 1 --formats fp8 --experts 1 --f32-experts 0 \
-		--min-time 0 --bw-mib 16 --fp8-codes $codes >"${BUILD:-build}/fxp-bench-fp8.json" ||
-		fail "bench run, fp8 $codes"
-	/usr/bin/python3 - "${BUILD:-build}/fxp-bench-fp8.json" $codes <<'PY' || exit 1
-import json, sys
+# fp8: checkpoint-like codes get remainder lists where the variant takes them (the
+# AVX-512 kernels on a CPU with VBMI), uniformly random ones do not (the builder's limit),
+# and with HMOE_FXP_NO_VBMI=1 none are built
+for run in checkpoint uniform novbmi; do
+	codes=checkpoint novbmi=
+	[ $run = uniform ] && codes=uniform
+	[ $run = novbmi ] && novbmi=1
+	env ${novbmi:+HMOE_FXP_NO_VBMI=1} "$HMOE" bench experts --json --tokens 1 --formats fp8 \
+		--experts 1 --f32-experts 0 --min-time 0 --bw-mib 16 --fp8-codes $codes \
+		>"${BUILD:-build}/fxp-bench-fp8.json" || fail "bench run, fp8 $run"
+	/usr/bin/python3 - "${BUILD:-build}/fxp-bench-fp8.json" $codes "$novbmi" <<'PY' || exit 1
+import json, os, sys
 d = json.load(open(sys.argv[1]))
 r = d["results"][0]
 assert d["fp8_codes"] == sys.argv[2] and r["format"] == "fp8", (d["fp8_codes"], r)
-four_rows = d["fxp_variant"] in ("avx512", "amx", "amx-emu")
-assert r["fp8_remainder_lists"] == (1 if four_rows and sys.argv[2] == "checkpoint" else 0), (d["fxp_variant"], r)
-print("ok: fp8", sys.argv[2], "codes:", r["fp8_remainder_lists"], "packs with lists on", d["fxp_variant"])
+flags = open("/proc/cpuinfo").read().split()
+want = d["fxp_variant"] in ("avx512", "amx", "amx-emu") and "avx512vbmi" in flags and \
+    not sys.argv[3] and not os.environ.get("HMOE_FXP_NO_VBMI")
+assert d["fp8_lists"] is want, (d["fxp_variant"], d["fp8_lists"], want)
+assert r["fp8_remainder_lists"] == (1 if want and sys.argv[2] == "checkpoint" else 0), (d["fxp_variant"], r)
+print("ok: fp8", sys.argv[2], "codes" + (" without VBMI" if sys.argv[3] else "") + ":",
+      r["fp8_remainder_lists"], "packs with lists on", d["fxp_variant"])
 PY
 done
 echo PASS
