@@ -538,8 +538,9 @@ static void check_moe(int mode, const struct hmoe_fxp_simd *simd)
 /* The layer driver with fp8 remainder lists (struct hmoe_fxp_fp8_fix): one-token calls
  * (rows four at a time, W1/W3 rows of 9 groups: a block of 8 and a tail; W2 rows of 8)
  * give hmoe_ffn()'s outputs with lists built from each pack, for uniformly random and
- * checkpoint-like codes; lists of other dims are refused; and the builder keeps to its
- * limit. A wrong row record number would pair a row with another row's list. */
+ * checkpoint-like codes; the in-cache rate runs with them; lists of other dims are
+ * refused by both; and the builder keeps to its limit. A wrong row record number would
+ * pair a row with another row's list. */
 static void check_moe_fix(void)
 {
 	enum { N_EXPERTS = 3, TOP_K = 2, DIM = 1100, INTER = 1024 };
@@ -611,11 +612,23 @@ static void check_moe_fix(void)
 				struct hmoe_fxp_fp8_fix *other = hmoe_fxp_fp8_fix_build(
 					packs[0], DIM - 128, INTER, 0);
 
+				double rate = 0;
+
+				/* bench experts' in-cache rate runs the same path with the lists */
+				if (hmoe_fxp_hot_rate(&ex, hmoe_fxp_simd_best(), pool, 2, 0, &rate) ||
+				    !(rate > 0)) {
+					printf("FAIL hot_rate with remainder lists: no rate (%g)\n",
+					       rate);
+					failures++;
+				}
 				fixes[2] = other;
 				if (!other ||
 				    hmoe_fxp_moe_run(&ex, hmoe_fxp_simd_best(), pool, NULL, 1, TOP_K,
-						     x, ids, y) != -HMOE_EINPUT) {
-					printf("FAIL moe_run took remainder lists of other dims\n");
+						     x, ids, y) != -HMOE_EINPUT ||
+				    hmoe_fxp_hot_rate(&ex, hmoe_fxp_simd_best(), pool, 2, 0, &rate) !=
+					    -HMOE_EINPUT) {
+					printf("FAIL moe_run or hot_rate took remainder lists of other "
+					       "dims\n");
 					failures++;
 				}
 				hmoe_fxp_fp8_fix_free(other);
