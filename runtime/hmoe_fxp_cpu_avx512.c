@@ -1091,22 +1091,17 @@ acc_fp8_1tok(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x,
 	}
 }
 
-/* The rows' remainder lists fix, or NULL: by two bytes or by three digits. */
-VBMI_TARGET static void acc_fp8_1tok_a16(const uint8_t *const *rows, int in,
-					 const struct hmoe_fxp_xtile *x,
-					 const struct hmoe_fxp_rowfix *fix, int64_t *acc)
+/* The four one-token fp8 kernels, instantiated here with constant planes and split: by
+ * two bytes where the rows' remainder lists fix are given, else by three digits. */
+VBMI_TARGET static void acc_fp8_1tok_rows(const uint8_t *const *rows, int in,
+					  const struct hmoe_fxp_xtile *x,
+					  const struct hmoe_fxp_rowfix *fix, int64_t *acc)
 {
-	if (fix)
+	if (x->planes == 2 && fix)
 		acc_fp8_1tok(rows, in, x, 2, 1, fix, acc);
-	else
+	else if (x->planes == 2)
 		acc_fp8_1tok(rows, in, x, 2, 0, NULL, acc);
-}
-
-VBMI_TARGET static void acc_fp8_1tok_a8(const uint8_t *const *rows, int in,
-					const struct hmoe_fxp_xtile *x,
-					const struct hmoe_fxp_rowfix *fix, int64_t *acc)
-{
-	if (fix)
+	else if (fix)
 		acc_fp8_1tok(rows, in, x, 1, 1, fix, acc);
 	else
 		acc_fp8_1tok(rows, in, x, 1, 0, NULL, acc);
@@ -1130,10 +1125,8 @@ static int avx512_row_acc4(const uint8_t *const *rows, int format, int in,
 	} else if (format != HMOE_FXP_FP8 || !fp8_planes() || x->n_tokens != 1 ||
 		   x->has_m128) {
 		return 1;
-	} else if (x->planes == 2) {
-		acc_fp8_1tok_a16(rows, in, x, fix, acc);
 	} else {
-		acc_fp8_1tok_a8(rows, in, x, fix, acc);
+		acc_fp8_1tok_rows(rows, in, x, fix, acc);
 	}
 	return 0;
 }
