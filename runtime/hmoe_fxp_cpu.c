@@ -564,22 +564,35 @@ static void linear_row_pair(const struct hmoe_fxp_simd *simd, const uint8_t *a,
 	row_epilogue(simd, b, wk->dots2, x, qb, stride);
 }
 
-/* Whether a one-token x goes four rows at a time (row_acc4, which may still decline). */
+/* The most tokens of a tile that go four rows at a time (fp8 with remainder lists), in
+ * passes of up to HMOE_FXP_ROWS4_TOKENS: decoded once per pass by two bytes, where the
+ * rows otherwise go in pairs by three digits (up to 4 tokens) or in the 16-bit lanes of
+ * a paired chunk of 8 (5 to 11): one layer call with every tile of T tokens, 2 threads
+ * from DRAM on the Intel dev VM, T = 6 about 1.3x (docs/fxp.md section 3). */
+#define MOE_ROWS4_MAX_TOKENS 8
+
+/* Whether x goes four rows at a time (row_acc4, which may still decline): one token,
+ * or fp8 tokens up to MOE_ROWS4_MAX_TOKENS with the rows' remainder lists at hand where
+ * the variant takes them. */
 static int use_rows4(const struct hmoe_fxp_simd *simd, int format,
-		     const struct hmoe_fxp_xtile *x)
+		     const struct hmoe_fxp_xtile *x, const struct row_work *wk)
 {
-	return simd->row_acc4 && x->n_tokens == 1 &&
-	       (x->planes == 1 || (simd->whole_tokens & (1u << format)));
+	if (!simd->row_acc4 || (x->planes != 1 && !(simd->whole_tokens & (1u << format))))
+		return 0;
+	return x->n_tokens == 1 ||
+	       (format == HMOE_FXP_FP8 && wk->fix && x->n_tokens <= MOE_ROWS4_MAX_TOKENS &&
+		!x->has_m128 && hmoe_fxp_simd_fp8_lists(simd));
 }
 
 /* Four rows (records over `in` columns; rec[r]: row r's record number in the expert's
- * pack, for its remainder list) against a one-token x in one pass (row_acc4): row r's
- * Q16 result into *q[r]; rows the variant declines go one at a time. */
+ * pack, for its remainder list) against x's tokens, up to HMOE_FXP_ROWS4_TOKENS per pass
+ * (row_acc4; a later pass finds the rows in the cache): row r's Q16 result for token t
+ * into q[r][t * stride]; rows the variant declines go one at a time. */
 static void linear_rows4(const struct hmoe_fxp_simd *simd, const uint8_t *const *rows,
 			 const int *rec, int format, int in, const struct hmoe_fxp_xtile *x,
-			 struct row_work *wk, int32_t *const *q)
+			 struct row_work *wk, int32_t *const *q, int stride)
 {
-	int64_t acc[4];
+	int64_t acc[4 * HMOE_FXP_ROWS4_TOKENS];
 	struct hmoe_fxp_rowfix fix[4];
 	const struct hmoe_fxp_fp8_fix *f = format == HMOE_FXP_FP8 ? wk->fix : NULL;
 
@@ -592,13 +605,27 @@ static void linear_rows4(const struct hmoe_fxp_simd *simd, const uint8_t *const 
 		__builtin_prefetch(f->start + rec[r] + 16);
 		__builtin_prefetch(fix[r].ent + 32);
 	}
-	if (simd->row_acc4(rows, format, in, x, f ? fix : NULL, acc)) {
+	for (int t0 = 0; t0 < x->n_tokens; t0 += HMOE_FXP_ROWS4_TOKENS) {
+		struct hmoe_fxp_xtile part;
+		const struct hmoe_fxp_xtile *xp = x;
+
+		if (x->n_tokens > HMOE_FXP_ROWS4_TOKENS) {
+			part = tokens_from(x, t0);
+			if (part.n_tokens > HMOE_FXP_ROWS4_TOKENS)
+				part.n_tokens = HMOE_FXP_ROWS4_TOKENS;
+			xp = &part;
+		}
+		if (simd->row_acc4(rows, format, in, xp, f ? fix : NULL, acc)) {
+			for (int r = 0; r < 4; r++)
+				linear_row(simd, rows[r], format, in, xp, wk,
+					   q[r] + (size_t)t0 * stride, stride);
+			continue;
+		}
 		for (int r = 0; r < 4; r++)
-			linear_row(simd, rows[r], format, in, x, wk, q[r], 1);
-		return;
+			for (int t = 0; t < xp->n_tokens; t++)
+				q[r][(size_t)(t0 + t) * stride] =
+					hmoe_fxp_acc_to_q16(acc[r * xp->n_tokens + t]);
 	}
-	for (int r = 0; r < 4; r++)
-		*q[r] = hmoe_fxp_acc_to_q16(acc[r]);
 }
 
 static const uint8_t *row_at(const uint8_t *lin, int format, int in, int n)
@@ -633,7 +660,7 @@ static void up_rows_tokens(const struct hmoe_fxp_simd *simd, const uint8_t *w1,
 		}
 		return;
 	}
-	if (use_rows4(simd, format, x) && (r1 - r0) % 2 == 0) {
+	if (use_rows4(simd, format, x, wk) && (r1 - r0) % 2 == 0) {
 		/* rows n and n + half of W1 and W3: four weight streams apart in memory */
 		int half = (r1 - r0) / 2;
 
@@ -642,12 +669,14 @@ static void up_rows_tokens(const struct hmoe_fxp_simd *simd, const uint8_t *w1,
 						   row_at(w1, format, dim, n + half),
 						   row_at(w3, format, dim, n + half) };
 			int rec[4] = { n, inter + n, n + half, inter + n + half };
-			int32_t a[4];
-			int32_t *q[4] = { &a[0], &a[1], &a[2], &a[3] };
+			int32_t a[4][MOE_ROWS4_MAX_TOKENS];
+			int32_t *q[4] = { a[0], a[1], a[2], a[3] };
 
-			linear_rows4(simd, rows, rec, format, dim, x, wk, q);
-			h[n] = hmoe_fxp_swiglu_q32(a[0], a[1]);
-			h[n + half] = hmoe_fxp_swiglu_q32(a[2], a[3]);
+			linear_rows4(simd, rows, rec, format, dim, x, wk, q, 1);
+			for (int t = 0; t < x->n_tokens; t++) {
+				h[t * inter + n] = hmoe_fxp_swiglu_q32(a[0][t], a[1][t]);
+				h[t * inter + n + half] = hmoe_fxp_swiglu_q32(a[2][t], a[3][t]);
+			}
 		}
 		return;
 	}
@@ -688,7 +717,7 @@ static void up_rows(const struct hmoe_fxp_simd *simd, const uint8_t *w1, const u
 		    int format, int dim, const struct hmoe_fxp_xtile *x, int r0, int r1,
 		    int64_t *h, int inter, struct row_work *wk)
 {
-	int tl = lanes_tokens(simd, x);
+	int tl = use_rows4(simd, format, x, wk) ? 0 : lanes_tokens(simd, x);
 	struct hmoe_fxp_xtile part = *x;
 
 	if (tl) {
@@ -919,7 +948,7 @@ static void down_rows_tokens(const struct hmoe_fxp_simd *simd, const uint8_t *w2
 		}
 		return;
 	}
-	if (use_rows4(simd, format, ht) && (r1 - r0) % 4 == 0) {
+	if (use_rows4(simd, format, ht, wk) && (r1 - r0) % 4 == 0) {
 		/* rows n, n + qr, n + 2 qr, n + 3 qr: four streams apart in memory */
 		int qr = (r1 - r0) / 4;
 
@@ -933,7 +962,7 @@ static void down_rows_tokens(const struct hmoe_fxp_simd *simd, const uint8_t *w2
 				rec[r] = 2 * inter + n + r * qr;
 				q[r] = y + n + r * qr;
 			}
-			linear_rows4(simd, rows, rec, format, inter, ht, wk, q);
+			linear_rows4(simd, rows, rec, format, inter, ht, wk, q, dim);
 		}
 		return;
 	}
@@ -950,7 +979,7 @@ static void tile_down(const struct hmoe_fxp_simd *simd, const uint8_t *pack, int
 	size_t lin = (size_t)hmoe_fxp_linear_lines(format, inter, dim) * HMOE_FXP_LINE_BYTES;
 	struct hmoe_fxp_xtile ht = side_xtile(tl, &tl->sh), part = ht;
 	const uint8_t *w2 = pack + 2 * lin;
-	int tk = lanes_tokens(simd, &ht), n = r0;
+	int tk = use_rows4(simd, format, &ht, wk) ? 0 : lanes_tokens(simd, &ht), n = r0;
 
 	if (tk) {
 		int64_t a[HMOE_FXP_LANE_ROWS * HMOE_FXP_TILE];

@@ -141,14 +141,15 @@ struct hmoe_fxp_simd {
 	 * count), dots of whole tokens: (n_tokens, groups) each. */
 	void (*row_dots2)(const uint8_t *codes_a, const uint8_t *codes_b, int format,
 			  const struct hmoe_fxp_xtile *x, int64_t *dots_a, int64_t *dots_b);
-	/* Optional, one-token tiles only: the Q24 accumulators acc[r] of four row records
-	 * (rows[r], `in` columns) in one pass, dots and terms fused (what row_terms sums),
-	 * x as for row_dots2 (int8/int4: each x load serves four weight streams). Returns 0,
-	 * or nonzero when it declines this format or x (then it wrote nothing and the
-	 * caller takes the rows one at a time; the AVX-512 variant takes int8 and int4, and
-	 * fp8 where the CPU has VBMI and x holds no -128). fix: NULL, or (fp8) the four
+	/* Optional: the Q24 accumulators acc[r * n_tokens + t] of four row records
+	 * (rows[r], `in` columns) for x's tokens in one pass, dots and terms fused (what
+	 * row_terms sums), x as for row_dots2 (int8/int4: each x load serves four weight
+	 * streams). Returns 0, or nonzero when it declines this format or x (then it wrote
+	 * nothing and the caller takes the rows one at a time; the AVX-512 variant takes
+	 * one-token int8 and int4, and fp8 where the CPU has VBMI and x holds no -128: one
+	 * token, or with fix up to HMOE_FXP_ROWS4_TOKENS). fix: NULL, or (fp8) the four
 	 * rows' remainder lists (struct hmoe_fxp_fp8_fix), which let a variant split each
-	 * code into two bytes instead of three digits. */
+	 * code into two bytes instead of three digits, decoded once for all the tokens. */
 	int (*row_acc4)(const uint8_t *const *rows, int format, int in,
 			const struct hmoe_fxp_xtile *x, const struct hmoe_fxp_rowfix *fix,
 			int64_t *acc);
@@ -175,6 +176,9 @@ struct hmoe_fxp_simd {
 	 * x->x16 for row_dots (a variant without rows_dots and rows_acc). */
 	unsigned whole16;
 };
+
+/* The most tokens row_acc4 takes (fp8 with remainder lists; other formats one). */
+#define HMOE_FXP_ROWS4_TOKENS 4
 
 /* rows_acc's rows per call at most, and the tiles it takes (tokens). */
 #define HMOE_FXP_LANE_ROWS 4

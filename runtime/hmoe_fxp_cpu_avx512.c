@@ -137,17 +137,19 @@ terms8_words(__m512i d, __m256i w, __m256i xm, __m256i xe, const int D32)
 }
 
 /* The scalar terms of a row's groups g .. groups - 1 (dots d[g ..], the row record's
- * scale words) for the one token of x: the tails after the one-token kernels' blocks. */
-static int64_t tail_terms(const uint8_t *row, const struct hmoe_fxp_xtile *x,
+ * scale words) for token t of x: the tails after the four-row kernels' blocks. */
+static int64_t tail_terms(const uint8_t *row, const struct hmoe_fxp_xtile *x, int t,
 			  const int64_t *d, int g)
 {
+	const uint32_t *xm = x->xm + (size_t)t * x->groups;
+	const int32_t *xe = x->xe + (size_t)t * x->groups;
 	int64_t a = 0;
 
 	for (int k = g; k < x->groups; k++) {
 		int32_t w = hmoe_fxp_row_scale(row, k);
 
-		a += hmoe_fxp_term_split(d[k], hmoe_fxp_scale_m(w) * x->xm[k],
-					 hmoe_fxp_scale_e(w) + x->xe[k]);
+		a += hmoe_fxp_term_split(d[k], hmoe_fxp_scale_m(w) * xm[k],
+					 hmoe_fxp_scale_e(w) + xe[k]);
 	}
 	return a;
 }
@@ -434,7 +436,7 @@ acc_int_1tok(const uint8_t *const *rows, const int format, int in,
 			int64_t d[HMOE_FXP_MAX_IN_GROUPS];
 
 			dots_int_tail(codes[r], format, x, g, d);
-			a += tail_terms(rows[r], x, d, g);
+			a += tail_terms(rows[r], x, 0, d, g);
 		}
 		acc_out[r] = a;
 	}
@@ -938,182 +940,257 @@ fp8_two64(__m512i c, const __m512i tab[3], __m512i u[2])
 	return neg;
 }
 
-/* Groups g and g + 1 of a row, one token, by two bytes: per group two accumulators,
- * A = 128 S(u0, xh) + S(u0, xl) and B the same of u1 (P = 1: S(u0, x), S(u1, x)), so
- * that the group's dot is 4 A + 1024 B plus the remainders' sum. With bytes u <= 255
- * and |x| <= 127 a lane of one S holds 8 products <= 32385, so A <= 129 * 259080 = 3.3e7
- * per lane and 5.4e8 over 16 lanes < 2^31. The four accumulators come back folded
- * (fold4_epi32), as fp8_1tok_pair's. */
-VBMI_TARGET static inline __attribute__((always_inline)) __m512i
-fp8_two_pair(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P, int g,
-	     const __m512i tab[3], int pf)
+/* One token's two accumulators of a group by two bytes (fp8_two64's u and sign mask,
+ * per half of the group; xt: the token's hi plane at the group, its lo plane `plane`
+ * bytes on): A = 128 S(u0, xh) + S(u0, xl) and B the same of u1 (P = 1: S(u0, x),
+ * S(u1, x)), so that the group's dot is 4 A + 1024 B plus the remainders' sum. With
+ * bytes u <= 255 and |x| <= 127 a lane of one S holds 8 products <= 32385, so A <= 129 *
+ * 259080 = 3.3e7 per lane and 5.4e8 over 16 lanes < 2^31. */
+VBMI_TARGET static inline __attribute__((always_inline)) void
+fp8_two_group(const __m512i u[2][2], const __mmask64 neg[2], const int8_t *xt, size_t plane,
+	      const int P, __m512i *a_out, __m512i *b_out)
 {
 	const __m512i zero = _mm512_setzero_si512();
-	const int8_t *xh = x->xq + (size_t)g * HMOE_FXP_GROUP;
-	const int8_t *xl = xh + (size_t)x->groups * HMOE_FXP_GROUP;
-	__m512i acc[4];
+	__m512i vh[2], vl[2], a = zero, b = zero;
+
+#pragma GCC unroll 2
+	for (int h = 0; h < 2; h++) {
+		vh[h] = _mm512_loadu_si512(xt + 64 * h);
+		vh[h] = _mm512_mask_sub_epi8(vh[h], neg[h], zero, vh[h]);
+		if (P == 2) {
+			vl[h] = _mm512_loadu_si512(xt + plane + 64 * h);
+			vl[h] = _mm512_mask_sub_epi8(vl[h], neg[h], zero, vl[h]);
+		}
+	}
+#pragma GCC unroll 2
+	for (int h = 0; h < 2; h++) {
+		a = _mm512_dpbusd_epi32(a, u[h][0], vh[h]);
+		b = _mm512_dpbusd_epi32(b, u[h][1], vh[h]);
+	}
+	if (P == 2) {
+		a = _mm512_slli_epi32(a, 7);
+		b = _mm512_slli_epi32(b, 7);
+#pragma GCC unroll 2
+		for (int h = 0; h < 2; h++) {
+			a = _mm512_dpbusd_epi32(a, u[h][0], vl[h]);
+			b = _mm512_dpbusd_epi32(b, u[h][1], vl[h]);
+		}
+	}
+	*a_out = a;
+	*b_out = b;
+}
+
+/* Groups g and g + 1 of a row by two bytes for each of x's T tokens, decoded once (three
+ * lookups and two masks per 64 codes; per token the sign flips of x and the products,
+ * fp8_two_group). f[t]: token t's four accumulators (A and B of each group) folded
+ * (fold4_epi32), as fp8_1tok_pair's. One token takes each group as soon as it is decoded
+ * (decoding both first ran the A8 kernel 3% slower from L2). */
+VBMI_TARGET static inline __attribute__((always_inline)) void
+fp8_two_pair(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P, const int T,
+	     int g, const __m512i tab[3], int pf, __m512i f[])
+{
+	size_t plane = (size_t)x->groups * HMOE_FXP_GROUP;
+	const int8_t *xg = x->xq + (size_t)g * HMOE_FXP_GROUP;
+	__m512i u[2][2][2], acc[4];
+	__mmask64 neg[2][2];
 
 	if (pf)
 		prefetch_lines(codes + (size_t)g * HMOE_FXP_GROUP, 2 * HMOE_FXP_GROUP,
 			       ROWS4_PREFETCH_BYTES, ROWS4_PREFETCH_L1_BYTES);
 #pragma GCC unroll 2
 	for (int j = 0; j < 2; j++) {
-		__m512i u[2][2], vh[2], vl[2], a = zero, b = zero;
-
 #pragma GCC unroll 2
-		for (int h = 0; h < 2; h++) {
-			int off = j * HMOE_FXP_GROUP + 64 * h;
-			__mmask64 neg = fp8_two64(_mm512_loadu_si512(codes + (size_t)g *
-									 HMOE_FXP_GROUP + off),
-						  tab, u[h]);
-
-			vh[h] = _mm512_loadu_si512(xh + off);
-			vh[h] = _mm512_mask_sub_epi8(vh[h], neg, zero, vh[h]);
-			if (P == 2) {
-				vl[h] = _mm512_loadu_si512(xl + off);
-				vl[h] = _mm512_mask_sub_epi8(vl[h], neg, zero, vl[h]);
-			}
-		}
-#pragma GCC unroll 2
-		for (int h = 0; h < 2; h++) {
-			a = _mm512_dpbusd_epi32(a, u[h][0], vh[h]);
-			b = _mm512_dpbusd_epi32(b, u[h][1], vh[h]);
-		}
-		if (P == 2) {
-			a = _mm512_slli_epi32(a, 7);
-			b = _mm512_slli_epi32(b, 7);
-#pragma GCC unroll 2
-			for (int h = 0; h < 2; h++) {
-				a = _mm512_dpbusd_epi32(a, u[h][0], vl[h]);
-				b = _mm512_dpbusd_epi32(b, u[h][1], vl[h]);
-			}
-		}
-		acc[j] = a;
-		acc[2 + j] = b;
+		for (int h = 0; h < 2; h++)
+			neg[j][h] = fp8_two64(_mm512_loadu_si512(codes + (size_t)(g + j) *
+								 HMOE_FXP_GROUP + 64 * h),
+					      tab, u[j][h]);
+		if (T == 1)
+			fp8_two_group(u[j], neg[j], xg + j * HMOE_FXP_GROUP, plane, P, &acc[j],
+				      &acc[2 + j]);
 	}
-	return fold4_epi32(acc);
+	if (T == 1) {
+		f[0] = fold4_epi32(acc);
+		return;
+	}
+#pragma GCC unroll 1
+	for (int t = 0; t < T; t++) {
+#pragma GCC unroll 2
+		for (int j = 0; j < 2; j++)
+			fp8_two_group(u[j], neg[j], xg + t * P * plane + j * HMOE_FXP_GROUP, plane,
+				      P, &acc[j], &acc[2 + j]);
+		f[t] = fold4_epi32(acc);
+	}
 }
 
-/* The remainders' sums of four rows per group: corr[r][g] = sum over fix[r]'s entries in
- * group g of +-(|q| & 3) * x, x = 128 hi + lo (A16) or hi (A8), exact in int64. The four
- * lists (a few entries each) go as one loop, the row found by comparisons, so that a call
- * has one loop end to mispredict rather than four. With the weights in cache the sums
- * cost about 4% of the kernel's time (against a build that skips them). */
+/* The remainders' sums of four rows per group and token: corr[r][t][g] = sum over
+ * fix[r]'s entries in group g of +-(|q| & 3) * x_t, x_t = 128 hi + lo (A16) or hi (A8)
+ * of token t, exact in int64. The four lists (a few entries each) go as one loop, the
+ * row found by comparisons, so that a call has one loop end to mispredict rather than
+ * four. With the weights in cache the sums cost about 4% of the one-token kernel's time
+ * (against a build that skips them). */
 static inline __attribute__((always_inline)) void
 fp8_two_corr(const struct hmoe_fxp_rowfix *fix, const struct hmoe_fxp_xtile *x, const int P,
-	     int64_t corr[4][HMOE_FXP_MAX_IN_GROUPS])
+	     const int T, int64_t corr[HMOE_FXP_ROWS4_TOKENS][4][HMOE_FXP_MAX_IN_GROUPS])
 {
-	const int8_t *xh = x->xq, *xl = x->xq + (size_t)x->groups * HMOE_FXP_GROUP;
+	size_t plane = (size_t)x->groups * HMOE_FXP_GROUP;
 	int end1 = fix[0].n, end2 = end1 + fix[1].n, end3 = end2 + fix[2].n;
 	int total = end3 + fix[3].n;
 
 	/* the blocks read whole vectors of 8 groups: zero those (56 is a multiple of 8) */
 	for (int r = 0; r < 4; r++)
-		for (int g = 0; g < x->groups; g += 8)
-			_mm512_storeu_si512(corr[r] + g, _mm512_setzero_si512());
+		for (int t = 0; t < T; t++)
+			for (int g = 0; g < x->groups; g += 8)
+				_mm512_storeu_si512(corr[t][r] + g, _mm512_setzero_si512());
 	for (int i = 0; i < total; i++) {
 		int r = (i >= end1) + (i >= end2) + (i >= end3);
 		int base = r == 0 ? 0 : r == 1 ? end1 : r == 2 ? end2 : end3;
 		int e = fix[r].ent[i - base], k = e >> 3;
-		int64_t v = P == 2 ? 128 * (int64_t)xh[k] + xl[k] : xh[k];
+		int64_t c = e & 4 ? -(int64_t)(e & 3) : e & 3;
 
-		corr[r][k / HMOE_FXP_GROUP] += (e & 4 ? -(int64_t)(e & 3) : e & 3) * v;
+#pragma GCC unroll 4
+		for (int t = 0; t < T; t++) {
+			const int8_t *xh = x->xq + t * P * plane;
+			int64_t v = P == 2 ? 128 * (int64_t)xh[k] + xh[plane + k] : xh[k];
+
+			corr[t][r][k / HMOE_FXP_GROUP] += c * v;
+		}
 	}
 }
 
-/* One token's fp8 Q24 row accumulators of four row records (rows[r], `in` columns),
- * the codes' signs on x (ABS): per block of 8 groups, each row's 8 dots go straight
- * into their terms (no dots array, no separate row_terms pass). The driver's rows far
- * apart are four weight streams, and they advance together, a pair of groups (256
- * bytes) of each in turn: taking each row's 8 groups (1 KiB) in turn, the one-token
- * layer read 0.79-0.83 of the bandwidth on the Intel dev VM with one thread and this
- * reads 0.84-0.85; with two, medians 0.78 -> 0.82 (interleaved runs, docs/fxp.md section
- * 8). TWO (with the rows' remainder lists fix): each pair by two bytes (fp8_two_pair),
- * a row's dots 4 A + 1024 B plus its remainders' sums; else by three digits
- * (fp8_1tok_pair). The last groups (fewer than 8) go by pairs of three digits, which are
- * exact by themselves, and scalar terms. */
+/* The fp8 Q24 row accumulators of four row records (rows[r], `in` columns) for x's T
+ * tokens, acc_out[r * T + t], the codes' signs on x (ABS): per block of 8 groups, each
+ * row's 8 dots per token go straight into their terms (no dots array, no separate
+ * row_terms pass). The driver's rows far apart are four weight streams, and they
+ * advance together, a pair of groups (256 bytes) of each in turn: taking each row's 8
+ * groups (1 KiB) in turn, the one-token layer read 0.79-0.83 of the bandwidth on the
+ * Intel dev VM with one thread and this reads 0.84-0.85; with two, medians 0.78 -> 0.82
+ * (interleaved runs, docs/fxp.md section 8). TWO (with the rows' remainder lists fix,
+ * T <= HMOE_FXP_ROWS4_TOKENS): each pair by two bytes decoded once for the T tokens
+ * (fp8_two_pair), a dot 4 A + 1024 B plus its remainders' sum; else (T = 1) by three
+ * digits (fp8_1tok_pair). The last groups (fewer than 8) go by pairs of three digits,
+ * which are exact by themselves, and scalar terms. */
 VBMI_TARGET static inline __attribute__((always_inline)) void
-acc_fp8_1tok(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x,
-	     const int P, const int TWO, const struct hmoe_fxp_rowfix *fix, int64_t *acc_out)
+acc_fp8_rows4(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x,
+	      const int P, const int T, const int TWO, const struct hmoe_fxp_rowfix *fix,
+	      int64_t *acc_out)
 {
 	enum { R = 4 };
 	int groups = x->groups, g = 0, pf = hmoe_fxp_fp8_prefetch();
 	size_t skip = (size_t)hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
-	int64_t corr[R][HMOE_FXP_MAX_IN_GROUPS];
-	__m512i tab[3][2], two[3], tacc[R];
+	/* token-major: the one-token kernel touches what it always did */
+	int64_t corr[HMOE_FXP_ROWS4_TOKENS][R][HMOE_FXP_MAX_IN_GROUPS];
+	__m512i tab[3][2], two[3], tacc[HMOE_FXP_ROWS4_TOKENS][R];
 
 	if (TWO) {
 		two[0] = _mm512_loadu_si512(fp8_two[0]);
 		two[1] = _mm512_loadu_si512(fp8_two[0] + 64);
 		two[2] = _mm512_loadu_si512(fp8_two[1] + 64);
-		fp8_two_corr(fix, x, P, corr);
+		fp8_two_corr(fix, x, P, T, corr);
 	} else {
 		fp8_abs_tables(tab);
 	}
 	for (int r = 0; r < R; r++)
-		tacc[r] = _mm512_setzero_si512();
+		for (int t = 0; t < T; t++)
+			tacc[t][r] = _mm512_setzero_si512();
 	for (; g + 8 <= groups; g += 8) {
-		/* the token's split scales, shared by the four rows */
-		__m256i xm = _mm256_loadu_si256((const __m256i *)(x->xm + g));
-		__m256i xe = _mm256_loadu_si256((const __m256i *)(x->xe + g));
-		__m512i f[R][4];
+		__m512i f[HMOE_FXP_ROWS4_TOKENS][R][4], ft[HMOE_FXP_ROWS4_TOKENS];
 
 #pragma GCC unroll 1
 		for (int b = 0; b < 4; b++)
 #pragma GCC unroll 1
-			for (int r = 0; r < R; r++)
-				f[r][b] = TWO ? fp8_two_pair(rows[r] + skip, x, P, g + 2 * b, two, pf)
-					      : fp8_1tok_pair(rows[r] + skip, x, P, g + 2 * b, tab, pf,
+			for (int r = 0; r < R; r++) {
+				if (TWO)
+					fp8_two_pair(rows[r] + skip, x, P, T, g + 2 * b, two, pf, ft);
+				else
+					ft[0] = fp8_1tok_pair(rows[r] + skip, x, P, g + 2 * b, tab, pf,
 							      ROWS4_PREFETCH_BYTES,
 							      ROWS4_PREFETCH_L1_BYTES);
+				for (int t = 0; t < T; t++)
+					f[t][r][b] = ft[t];
+			}
 #pragma GCC unroll 1
-		for (int r = 0; r < R; r++) {
-			__m512i d = TWO ? _mm512_add_epi64(fp8_1tok_dots8(f[r], 2, 10),
-							   _mm512_loadu_si512(corr[r] + g))
-					: fp8_1tok_dots8(f[r], 0, 14);
+		for (int t = 0; t < T; t++) {
+			/* the token's split scales, shared by the four rows */
+			__m256i xm = _mm256_loadu_si256((const __m256i *)(x->xm + t * groups + g));
+			__m256i xe = _mm256_loadu_si256((const __m256i *)(x->xe + t * groups + g));
 
-			tacc[r] = _mm512_add_epi64(tacc[r], terms8_words(
-				d, _mm256_loadu_si256((const __m256i *)(rows[r] + 4 * g)), xm, xe, 0));
+#pragma GCC unroll 1
+			for (int r = 0; r < R; r++) {
+				__m512i d = TWO ? _mm512_add_epi64(fp8_1tok_dots8(f[t][r], 2, 10),
+								   _mm512_loadu_si512(corr[t][r] + g))
+						: fp8_1tok_dots8(f[t][r], 0, 14);
+
+				tacc[t][r] = _mm512_add_epi64(tacc[t][r], terms8_words(
+					d, _mm256_loadu_si256((const __m256i *)(rows[r] + 4 * g)), xm,
+					xe, 0));
+			}
 		}
 	}
+	if (g < groups && TWO)  /* the three-digit kernel has them already */
+		fp8_abs_tables(tab);
 	for (int r = 0; r < R; r++) {
-		int64_t a = _mm512_reduce_add_epi64(tacc[r]);
+		int64_t d[HMOE_FXP_ROWS4_TOKENS * HMOE_FXP_MAX_IN_GROUPS];
 
-		if (g < groups) {
-			int64_t d[HMOE_FXP_MAX_IN_GROUPS];
-
-			if (TWO)  /* the three-digit kernel has them already */
-				fp8_abs_tables(tab);
+		if (g < groups)
 			fp8_1tok_tail(rows[r] + skip, x, P, g, tab, d);
-			a += tail_terms(rows[r], x, d, g);
-		}
-		acc_out[r] = a;
+		for (int t = 0; t < T; t++)
+			acc_out[r * T + t] = _mm512_reduce_add_epi64(tacc[t][r]) +
+					     (g < groups ? tail_terms(rows[r], x, t, d + t * groups, g)
+							 : 0);
 	}
 }
 
-/* The four one-token fp8 kernels, instantiated here with constant planes and split: by
- * two bytes where the rows' remainder lists fix are given, else by three digits. */
-VBMI_TARGET static void acc_fp8_1tok_rows(const uint8_t *const *rows, int in,
+/* The few-token fp8 kernels (2 to HMOE_FXP_ROWS4_TOKENS tokens, by two bytes),
+ * instantiated with constant planes and tokens; a function of their own, so that the
+ * one-token kernels' stack frame is not theirs. */
+VBMI_TARGET static __attribute__((noinline)) void
+acc_fp8_rows4_tokens(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x,
+		     const struct hmoe_fxp_rowfix *fix, int64_t *acc)
+{
+	if (x->planes == 2 && x->n_tokens == 2)
+		acc_fp8_rows4(rows, in, x, 2, 2, 1, fix, acc);
+	else if (x->planes == 2 && x->n_tokens == 3)
+		acc_fp8_rows4(rows, in, x, 2, 3, 1, fix, acc);
+	else if (x->planes == 2)
+		acc_fp8_rows4(rows, in, x, 2, 4, 1, fix, acc);
+	else if (x->n_tokens == 2)
+		acc_fp8_rows4(rows, in, x, 1, 2, 1, fix, acc);
+	else if (x->n_tokens == 3)
+		acc_fp8_rows4(rows, in, x, 1, 3, 1, fix, acc);
+	else
+		acc_fp8_rows4(rows, in, x, 1, 4, 1, fix, acc);
+}
+
+/* The one-token fp8 kernels, instantiated with constant planes and split: by two bytes
+ * where the rows' remainder lists fix are given, else by three digits; more tokens (with
+ * lists) go to acc_fp8_rows4_tokens. */
+VBMI_TARGET static void acc_fp8_rows4_all(const uint8_t *const *rows, int in,
 					  const struct hmoe_fxp_xtile *x,
 					  const struct hmoe_fxp_rowfix *fix, int64_t *acc)
 {
-	if (x->planes == 2 && fix)
-		acc_fp8_1tok(rows, in, x, 2, 1, fix, acc);
+	if (x->n_tokens > 1)
+		acc_fp8_rows4_tokens(rows, in, x, fix, acc);
+	else if (x->planes == 2 && fix)
+		acc_fp8_rows4(rows, in, x, 2, 1, 1, fix, acc);
 	else if (x->planes == 2)
-		acc_fp8_1tok(rows, in, x, 2, 0, NULL, acc);
+		acc_fp8_rows4(rows, in, x, 2, 1, 0, NULL, acc);
 	else if (fix)
-		acc_fp8_1tok(rows, in, x, 1, 1, fix, acc);
+		acc_fp8_rows4(rows, in, x, 1, 1, 1, fix, acc);
 	else
-		acc_fp8_1tok(rows, in, x, 1, 0, NULL, acc);
+		acc_fp8_rows4(rows, in, x, 1, 1, 0, NULL, acc);
 }
 
-/* row_acc4: int8 and int4 always, fp8 through the VBMI planes with the codes' signs on
- * x (a one-token x with no -128), by two bytes where the rows' remainder lists are
- * given; other fp8 rows are declined. */
+/* row_acc4: int8 and int4 one token always; fp8 through the VBMI planes with the
+ * codes' signs on x (an x with no -128), by two bytes for 1 to HMOE_FXP_ROWS4_TOKENS
+ * tokens where the rows' remainder lists are given, else for one token by three digits;
+ * everything else is declined. */
 static int avx512_row_acc4(const uint8_t *const *rows, int format, int in,
 			   const struct hmoe_fxp_xtile *x, const struct hmoe_fxp_rowfix *fix,
 			   int64_t *acc)
 {
+	if (x->n_tokens != 1 && (format != HMOE_FXP_FP8 || !fix ||
+				 x->n_tokens > HMOE_FXP_ROWS4_TOKENS))
+		return 1;
 	if (format == HMOE_FXP_INT8 && x->planes == 2) {
 		acc_int_1tok(rows, HMOE_FXP_INT8, in, x, 2, acc);
 	} else if (format == HMOE_FXP_INT8) {
@@ -1122,11 +1199,10 @@ static int avx512_row_acc4(const uint8_t *const *rows, int format, int in,
 		acc_int_1tok(rows, HMOE_FXP_INT4, in, x, 2, acc);
 	} else if (format == HMOE_FXP_INT4) {
 		acc_int_1tok(rows, HMOE_FXP_INT4, in, x, 1, acc);
-	} else if (format != HMOE_FXP_FP8 || !fp8_planes() || x->n_tokens != 1 ||
-		   x->has_m128) {
+	} else if (format != HMOE_FXP_FP8 || !fp8_planes() || x->has_m128) {
 		return 1;
 	} else {
-		acc_fp8_1tok_rows(rows, in, x, fix, acc);
+		acc_fp8_rows4_all(rows, in, x, fix, acc);
 	}
 	return 0;
 }

@@ -176,23 +176,25 @@ static void fill_fix_codes(uint8_t *lin, int in, int rows, enum fixm fm)
 
 /* The row_acc4 contract, called directly (the layer driver falls back to one row at a
  * time when it declines, which is exact too, so only this test sees whether the fast
- * path ran): four row records of `in` columns against one token, acc[r] equal to the
- * hls reference sum_g hmoe_fxp_term(dot_g, w_g, xs_g), and the variant declining only
- * where it says it does (AVX-512: fp8 without VBMI, or an x holding -128). */
+ * path ran): four row records of `in` columns against T tokens, acc[r * T + t] equal to
+ * the hls reference sum_g hmoe_fxp_term(dot_g, w_g, xs_g), and the variant declining
+ * only where it says it does (AVX-512: fp8 without VBMI, or an x holding -128; more
+ * than one token unless fp8 with remainder lists, and more than HMOE_FXP_ROWS4_TOKENS
+ * even then). */
 static void check_row_acc4(const struct hmoe_fxp_simd *simd, int mode, int in, int minus128,
-			   enum fixm fm)
+			   enum fixm fm, int T)
 {
 	int format = hmoe_fxp_mode_format(mode), planes = hmoe_fxp_mode_planes(mode);
 	int groups = hmoe_fxp_groups(in), plane = groups * HMOE_FXP_GROUP;
 	size_t row_bytes = (size_t)hmoe_fxp_row_lines(format, in) * HMOE_FXP_LINE_BYTES;
 	uint8_t *lin = aligned_alloc(HMOE_FXP_LINE_BYTES, 4 * row_bytes);
-	int8_t *xq = calloc((size_t)planes * plane, 1);
-	int32_t *xs = calloc((size_t)groups, sizeof(*xs));
-	int32_t *xsum = calloc((size_t)planes * groups, sizeof(*xsum));
-	uint32_t *xm = calloc((size_t)groups + 8, sizeof(*xm));
-	int32_t *xe = calloc((size_t)groups + 8, sizeof(*xe));
+	int8_t *xq = calloc((size_t)T * planes * plane, 1);
+	int32_t *xs = calloc((size_t)T * groups, sizeof(*xs));
+	int32_t *xsum = calloc((size_t)T * planes * groups, sizeof(*xsum));
+	uint32_t *xm = calloc((size_t)T * groups + 8, sizeof(*xm));
+	int32_t *xe = calloc((size_t)T * groups + 8, sizeof(*xe));
 	const uint8_t *rows[4];
-	int64_t acc[4];
+	int64_t acc[4 * 8];
 	int declined, want_decline;
 	struct hmoe_fxp_rowfix fix[4];
 	uint16_t *ent = calloc((size_t)4 * in, sizeof(*ent));
@@ -200,16 +202,19 @@ static void check_row_acc4(const struct hmoe_fxp_simd *simd, int mode, int in, i
 	fill_linear(lin, format, 4, in, W_RANDOM, 0);
 	if (fm != FIX_NONE)
 		fill_fix_codes(lin, in, 4, fm);
-	fill_acts(xq, xs, 1, in, planes, fm == FIX_BIG ? X_EXTREME : X_RANDOM);
-	if (minus128)
-		xq[rnd() % in] = -128;
-	for (int g = 0; g < groups; g++) {
-		for (int p = 0; p < planes; p++)
-			for (int k = 0; k < HMOE_FXP_GROUP; k++)
-				xsum[p * groups + g] += xq[(size_t)p * plane + g * HMOE_FXP_GROUP + k];
-		xm[g] = hmoe_fxp_scale_m(xs[g]) & 0xffu;
-		xe[g] = hmoe_fxp_scale_e(xs[g]) - HMOE_FXP_F_ACC;
-	}
+	fill_acts(xq, xs, T, in, planes, fm == FIX_BIG ? X_EXTREME : X_RANDOM);
+	if (minus128)  /* in the last token */
+		xq[(size_t)(T - 1) * planes * plane + rnd() % in] = -128;
+	for (int t = 0; t < T; t++)
+		for (int g = 0; g < groups; g++) {
+			for (int p = 0; p < planes; p++)
+				for (int k = 0; k < HMOE_FXP_GROUP; k++)
+					xsum[(t * planes + p) * groups + g] +=
+						xq[(size_t)(t * planes + p) * plane +
+						   g * HMOE_FXP_GROUP + k];
+			xm[t * groups + g] = hmoe_fxp_scale_m(xs[t * groups + g]) & 0xffu;
+			xe[t * groups + g] = hmoe_fxp_scale_e(xs[t * groups + g]) - HMOE_FXP_F_ACC;
+		}
 	for (int r = 0; r < 4; r++) {
 		rows[r] = lin + (size_t)r * row_bytes;
 		fix[r].ent = ent + (size_t)r * in;
@@ -217,38 +222,45 @@ static void check_row_acc4(const struct hmoe_fxp_simd *simd, int mode, int in, i
 			   : hmoe_fxp_fp8_fix_row(rows[r], in, ent + (size_t)r * in);
 	}
 	{
-		struct hmoe_fxp_xtile x = { .n_tokens = 1, .groups = groups, .xq = xq, .xs = xs,
+		struct hmoe_fxp_xtile x = { .n_tokens = T, .groups = groups, .xq = xq, .xs = xs,
 					    .xsum = xsum, .xm = xm, .xe = xe, .planes = planes,
 					    .has_m128 = minus128 };
 
 		declined = simd->row_acc4(rows, format, in, &x, fm == FIX_NONE ? NULL : fix,
 					  acc) != 0;
 	}
-	want_decline = format == HMOE_FXP_FP8 &&
-		       (minus128 || !__builtin_cpu_supports("avx512vbmi") ||
-			(getenv("HMOE_FXP_NO_VBMI") && *getenv("HMOE_FXP_NO_VBMI")));
+	want_decline = (format == HMOE_FXP_FP8 &&
+			(minus128 || !__builtin_cpu_supports("avx512vbmi") ||
+			 (getenv("HMOE_FXP_NO_VBMI") && *getenv("HMOE_FXP_NO_VBMI")))) ||
+		       (T > 1 && (format != HMOE_FXP_FP8 || fm == FIX_NONE ||
+				  T > HMOE_FXP_ROWS4_TOKENS));
 	if (declined != want_decline) {
-		printf("FAIL %s row_acc4 %s dim %d%s%s: %s\n", simd->name,
-		       hmoe_fxp_format_name(mode), in, minus128 ? " (x with -128)" : "",
+		printf("FAIL %s row_acc4 %s dim %d, %d tokens%s%s: %s\n", simd->name,
+		       hmoe_fxp_format_name(mode), in, T, minus128 ? " (x with -128)" : "",
 		       fixnames[fm], declined ? "declined" : "accepted");
 		failures++;
 	}
-	for (int r = 0; r < 4 && !declined; r++) {
-		const uint8_t *codes = rows[r] + hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
-		int64_t ref = 0;
+	for (int r = 0; r < 4 && !declined; r++)
+		for (int t = 0; t < T; t++) {
+			const uint8_t *codes = rows[r] +
+					       hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
+			const int8_t *xt = xq + (size_t)t * planes * plane;
+			int64_t ref = 0;
 
-		for (int g = 0; g < groups; g++)
-			ref += hmoe_fxp_term(hmoe_fxp_dot_group_planes(
-						     codes + (size_t)g * hmoe_fxp_group_bytes(format),
-						     format, planes, xq + g * HMOE_FXP_GROUP, plane),
-					     hmoe_fxp_row_scale(rows[r], g), xs[g]);
-		if (acc[r] != ref) {
-			printf("FAIL %s row_acc4 %s dim %d%s row %d: %lld, reference %lld\n",
-			       simd->name, hmoe_fxp_format_name(mode), in, fixnames[fm], r,
-			       (long long)acc[r], (long long)ref);
-			failures++;
+			for (int g = 0; g < groups; g++)
+				ref += hmoe_fxp_term(
+					hmoe_fxp_dot_group_planes(
+						codes + (size_t)g * hmoe_fxp_group_bytes(format),
+						format, planes, xt + g * HMOE_FXP_GROUP, plane),
+					hmoe_fxp_row_scale(rows[r], g), xs[t * groups + g]);
+			if (acc[r * T + t] != ref) {
+				printf("FAIL %s row_acc4 %s dim %d%s row %d token %d of %d: %lld, "
+				       "reference %lld\n", simd->name, hmoe_fxp_format_name(mode),
+				       in, fixnames[fm], r, t, T, (long long)acc[r * T + t],
+				       (long long)ref);
+				failures++;
+			}
 		}
-	}
 	free(lin);
 	free(xq);
 	free(xs);
@@ -550,14 +562,22 @@ static void check_moe_fix(void)
 	struct hmoe_fxp_fp8_fix *fixes[N_EXPERTS] = { NULL };
 	struct hmoe_ffn_scratch *s = malloc(sizeof(*s));
 	struct hmoe_pool *pool = NULL;
-	static float x[DIM], y[TOP_K * DIM];
+	enum { MAX_T = 9 };
+	static float x[MAX_T * DIM], y[MAX_T * TOP_K * DIM];
 	int8_t xq[2 * 9 * HMOE_FXP_GROUP];
 	int32_t xs[9], yref[DIM];
-	int ids[TOP_K] = { 2, 0 };
+	int ids[MAX_T * TOP_K];
 
 	hmoe_pool_create(&pool, 2);
-	for (int i = 0; i < DIM; i++)
+	for (int i = 0; i < MAX_T * DIM; i++)
 		x[i] = ((float)(rnd() % 2001) - 1000.0f) / 300.0f;
+	/* every token to expert 2, and to 0 or (tokens 1 and 4) 1: with T tokens, tiles of
+	 * T (four rows at a time by two bytes, decoded once per pass of up to
+	 * HMOE_FXP_ROWS4_TOKENS), and of T - 2 or so */
+	for (int t = 0; t < MAX_T; t++) {
+		ids[t * TOP_K] = 2;
+		ids[t * TOP_K + 1] = t == 1 || t == 4 ? 1 : 0;
+	}
 	for (int gauss = 0; gauss <= 1; gauss++)
 		for (int a16 = 0; a16 <= 1; a16++) {
 			int mode = a16 ? HMOE_FXP_FP8 | HMOE_FXP_A16 : HMOE_FXP_FP8;
@@ -587,24 +607,33 @@ static void check_moe_fix(void)
 					goto out;
 				}
 			}
-			if (hmoe_fxp_moe_run(&ex, hmoe_fxp_simd_best(), pool, NULL, 1, TOP_K, x,
-					     ids, y)) {
-				printf("FAIL moe_run with fp8 remainder lists returned an error\n");
-				failures++;
-			}
-			hmoe_fxp_quant_x(x, DIM, a16 ? 2 : 1, xq, xs);
-			for (int k = 0; k < TOP_K; k++) {
-				hmoe_ffn(packs[ids[k]], xq, xs, yref, s, mode, 1, DIM, INTER);
-				for (int n = 0; n < DIM; n++)
-					if (y[k * DIM + n] != hmoe_fxp_out_to_f32(yref[n])) {
-						printf("FAIL moe_run %s with remainder lists (%s codes) "
-						       "slot %d row %d: %g vs kernel %g\n",
+			for (int T = 1; T <= MAX_T; T++) {
+				if (hmoe_fxp_moe_run(&ex, hmoe_fxp_simd_best(), pool, NULL, T, TOP_K,
+						     x, ids, y)) {
+					printf("FAIL moe_run with fp8 remainder lists returned an "
+					       "error\n");
+					failures++;
+				}
+				for (int p = 0; p < T * TOP_K; p++) {
+					int bad = -1;
+
+					hmoe_fxp_quant_x(x + (size_t)(p / TOP_K) * DIM, DIM, a16 ? 2 : 1,
+							 xq, xs);
+					hmoe_ffn(packs[ids[p]], xq, xs, yref, s, mode, 1, DIM, INTER);
+					for (int n = 0; n < DIM && bad < 0; n++)
+						if (y[(size_t)p * DIM + n] != hmoe_fxp_out_to_f32(yref[n]))
+							bad = n;
+					if (bad >= 0) {
+						printf("FAIL moe_run %s with remainder lists (%s codes), %d "
+						       "tokens, token %d slot %d row %d: %g vs kernel %g\n",
 						       hmoe_fxp_format_name(mode),
-						       gauss ? "gaussian" : "random", k, n, y[k * DIM + n],
-						       hmoe_fxp_out_to_f32(yref[n]));
+						       gauss ? "gaussian" : "random", T, p / TOP_K,
+						       p % TOP_K, bad, y[(size_t)p * DIM + bad],
+						       hmoe_fxp_out_to_f32(yref[bad]));
 						failures++;
 						break;
 					}
+				}
 			}
 			if (gauss && a16) {
 				/* lists of another pack's dims are refused, not read */
@@ -725,9 +754,28 @@ int main(int argc, char **argv)
 								continue;
 							check_row_acc4(hmoe_fxp_simd_best(),
 								       a16 ? f | HMOE_FXP_A16 : f,
-								       ins[i], m128, fm);
+								       ins[i], m128, fm, 1);
 							cases++;
 						}
+		/* fp8 with remainder lists takes up to HMOE_FXP_ROWS4_TOKENS tokens, decoded
+		 * once; the rest (and one more token) are declined */
+		for (int a16 = 0; a16 <= 1; a16++)
+			for (int f = 0; f < HMOE_FXP_N_FORMATS; f++)
+				for (int T = 2; T <= HMOE_FXP_ROWS4_TOKENS + 1; T++)
+					for (int fm = FIX_NONE; fm <= FIX_BIG; fm++) {
+						int in = T == 3 ? 1300 : T == 2 ? HMOE_FXP_MAX_DIM
+									       : HMOE_FXP_MAX_INTER;
+
+						if (f != HMOE_FXP_FP8 && fm != FIX_NONE)
+							continue;
+						check_row_acc4(hmoe_fxp_simd_best(),
+							       a16 ? f | HMOE_FXP_A16 : f, in, 0, fm,
+							       T);
+						check_row_acc4(hmoe_fxp_simd_best(),
+							       a16 ? f | HMOE_FXP_A16 : f, 1100,
+							       T == 4, fm, T);
+						cases += 2;
+					}
 		check_moe_fix();
 		cases++;
 	} else {
