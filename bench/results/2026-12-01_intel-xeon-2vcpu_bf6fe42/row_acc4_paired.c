@@ -1,0 +1,51 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <time.h>
+#include "hmoe_fxp_cpu.h"
+#include "hmoe_fxp_pack.h"
+#include "hmoe_num.h"
+static uint64_t s = 0x9e3779b97f4a7c15ull;
+static uint64_t rn(void){s^=s<<13;s^=s>>7;s^=s<<17;return s;}
+static double now(void){struct timespec t;clock_gettime(CLOCK_MONOTONIC,&t);return t.tv_sec+t.tv_nsec*1e-9;}
+static uint8_t gauss(void){double u1=((rn()>>11)+0.5)/9007199254740992.0,u2=((rn()>>11)+0.5)/9007199254740992.0;double v=sqrt(-2*log(u1))*cos(6.283185307179586*u2)*(448/4.2);return hmoe_f32_to_fp8_e4m3((float)(v>448?448:v<-448?-448:v));}
+int main(int argc, char **argv)
+{
+	int in = atoi(argv[1]), planes = argc > 2 ? atoi(argv[2]) : 2, T = argc > 3 ? atoi(argv[3]) : 1, nolist = getenv("NOLISTS") != NULL;
+	int groups = hmoe_fxp_groups(in), plane = groups * 128, R = (256 << 10) / in; /* ~256 KB of rows */
+	size_t rb = (size_t)hmoe_fxp_row_lines(HMOE_FXP_FP8, in) * HMOE_FXP_LINE_BYTES, skip = (size_t)hmoe_fxp_scale_lines(in) * 64;
+	uint8_t *lin = aligned_alloc(64, R * rb);
+	int8_t *xq = calloc(T * planes * plane, 1); int32_t *xs = calloc(T * groups, 4), *xsum = calloc(T * planes * groups, 4), *xe = calloc(T * groups + 8, 4); uint32_t *xm = calloc(T * groups + 8, 4);
+	uint16_t *ent = calloc((size_t)R * in, 2); struct hmoe_fxp_rowfix *fix = calloc(R, sizeof(*fix));
+	const struct hmoe_fxp_simd *simd = hmoe_fxp_simd_best();
+	R &= ~3;
+	for (int r = 0; r < R; r++) {
+		for (int g = 0; g < groups; g++) { int32_t sw = hmoe_fxp_scale_word(32768 + (uint32_t)(rn() & 32767), 40); memcpy(lin + r * rb + 4 * g, &sw, 4); }
+		for (int k = 0; k < plane; k++) lin[r * rb + skip + k] = k < in ? gauss() : 0;
+		fix[r].ent = ent + (size_t)r * in; fix[r].n = hmoe_fxp_fp8_fix_row(lin + r * rb, in, fix[r].ent);
+	}
+	for (int i = 0; i < T * planes * plane; i++) xq[i] = (int8_t)((int)(rn() % 255) - 127);
+	for (int g = 0; g < T * groups; g++) { xs[g] = hmoe_fxp_scale_word(32768 + (uint32_t)(rn() & 32767), 28); xm[g] = hmoe_fxp_scale_m(xs[g]) & 0xff; xe[g] = hmoe_fxp_scale_e(xs[g]) - HMOE_FXP_F_ACC; }
+	extern const struct hmoe_fxp_simd hmoe_fxp_simd_avx512_old;
+	const struct hmoe_fxp_simd *vs[2] = { &hmoe_fxp_simd_avx512_old, simd };
+	double res[2][21];
+	for (int rep = 0; rep < 21; rep++)
+		for (int v = 0; v < 2; v++) {
+			struct hmoe_fxp_xtile x = { .n_tokens = 1, .groups = groups, .xq = xq, .xs = xs, .xsum = xsum, .xm = xm, .xe = xe, .planes = planes };
+			int64_t acc[16], sink = 0;
+			double t0 = now();
+			for (int it = 0; it < 20; it++)
+				for (int r = 0; r < R; r += 4) {
+					const uint8_t *rows[4] = { lin + r * rb, lin + (r + 1) * rb, lin + (r + 2) * rb, lin + (r + 3) * rb };
+					if (vs[v]->row_acc4(rows, HMOE_FXP_FP8, in, &x, nolist ? NULL : fix + r, acc)) return 3;
+					sink += acc[0];
+				}
+			res[v][rep] = 4.0 * rb * 20 * (R / 4) / (now() - t0) / 1e9 + (sink == 42);
+		}
+	double q[21];
+	for (int a = 0; a < 21; a++) q[a] = res[1][a] / res[0][a];
+	for (int v = 0; v < 3; v++) { double *w = v < 2 ? res[v] : q; for (int a = 0; a < 21; a++) for (int b = a + 1; b < 21; b++) if (w[b] < w[a]) { double z = w[a]; w[a] = w[b]; w[b] = z; } }
+	printf("in %d P%d: old median %.2f new median %.2f GB/s, paired new/old %.3f\n", in, planes, res[0][10], res[1][10], q[10]);
+	return 0;
+}
