@@ -1,3 +1,16 @@
+/* row_acc4.c: one core calling the AVX-512 variant's row_acc4 directly on four fp8 rows
+ * of `in` columns (~256 KB of rows, in L2), checkpoint-like codes with their remainder
+ * lists, interleaved rounds; not part of the build.
+ *   per-token rate for 1..T tokens:
+ *     gcc -O2 -Iruntime -Ihls row_acc4.c build/libhmoe.a -lcjson -lpcre2-8 -ldl -lm -ldrm -lpthread
+ *     taskset -c 1 ./a.out 7168 2 4            (in, planes, T)
+ *   one token, an older kernel file against this one in one process, paired (-DOLD):
+ *     git show bb22387:runtime/hmoe_fxp_cpu_avx512.c > old.c
+ *     gcc -c -O2 -D_GNU_SOURCE -Iruntime -Ihls -mavx2 -mfma -mf16c -mavx512f -mavx512bw \
+ *         -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16 \
+ *         -Dhmoe_fxp_simd_avx512=hmoe_fxp_simd_avx512_old old.c
+ *     gcc -O2 -DOLD -Iruntime -Ihls row_acc4.c old.o build/libhmoe.a -lcjson ...
+ *     taskset -c 1 ./a.out 7168 2 */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +40,7 @@ int main(int argc, char **argv)
 	}
 	for (int i = 0; i < T * planes * plane; i++) xq[i] = (int8_t)((int)(rn() % 255) - 127);
 	for (int g = 0; g < T * groups; g++) { xs[g] = hmoe_fxp_scale_word(32768 + (uint32_t)(rn() & 32767), 28); xm[g] = hmoe_fxp_scale_m(xs[g]) & 0xff; xe[g] = hmoe_fxp_scale_e(xs[g]) - HMOE_FXP_F_ACC; }
+#ifdef OLD
 	extern const struct hmoe_fxp_simd hmoe_fxp_simd_avx512_old;
 	const struct hmoe_fxp_simd *vs[2] = { &hmoe_fxp_simd_avx512_old, simd };
 	double res[2][21];
@@ -47,5 +61,25 @@ int main(int argc, char **argv)
 	for (int a = 0; a < 21; a++) q[a] = res[1][a] / res[0][a];
 	for (int v = 0; v < 3; v++) { double *w = v < 2 ? res[v] : q; for (int a = 0; a < 21; a++) for (int b = a + 1; b < 21; b++) if (w[b] < w[a]) { double z = w[a]; w[a] = w[b]; w[b] = z; } }
 	printf("in %d P%d: old median %.2f new median %.2f GB/s, paired new/old %.3f\n", in, planes, res[0][10], res[1][10], q[10]);
+#else
+	double res[5][15]; int TT = T;
+	for (int rep = 0; rep < 15; rep++)
+		for (T = 1; T <= TT; T++) {
+			struct hmoe_fxp_xtile x = { .n_tokens = T, .groups = groups, .xq = xq, .xs = xs, .xsum = xsum, .xm = xm, .xe = xe, .planes = planes };
+			int64_t acc[16], sink = 0;
+			double t0 = now();
+			for (int it = 0; it < 40; it++)
+				for (int r = 0; r < R; r += 4) {
+					const uint8_t *rows[4] = { lin + r * rb, lin + (r + 1) * rb, lin + (r + 2) * rb, lin + (r + 3) * rb };
+					if (simd->row_acc4(rows, HMOE_FXP_FP8, in, &x, nolist ? NULL : fix + r, acc)) return 3;
+					sink += acc[0];
+				}
+			res[T][rep] = 4.0 * rb * T * 40 * (R / 4) / (now() - t0) / 1e9 + (sink == 42);
+		}
+	for (T = 1; T <= TT; T++) {
+		double *v = res[T]; for (int a = 0; a < 15; a++) for (int b = a + 1; b < 15; b++) if (v[b] < v[a]) { double q = v[a]; v[a] = v[b]; v[b] = q; }
+		printf("P%d T=%d per-token GB/s median %.2f best %.2f\n", planes, T, v[7], v[14]);
+	}
+#endif
 	return 0;
 }
