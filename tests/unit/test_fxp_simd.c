@@ -5,8 +5,8 @@
  * plane, saturating accumulations, all-zero rows and groups, one huge activation among
  * small ones, NaN fp8 codes, odd token counts and dims. Also: the threaded MoE driver
  * gives the same floats as hmoe_ffn() per expert, in both modes; and the best variant's
- * row_acc4 (the one-token four-row path) called directly equals the hls reference and
- * declines only the rows it documents.
+ * row_acc4 (the four-row path: one token, fp8 with remainder lists up to four) called
+ * directly equals the hls reference and declines only the rows it documents.
  */
 #include <stdio.h>
 #include <stdlib.h>
