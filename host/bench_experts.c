@@ -21,7 +21,7 @@
  *                     expert got in the call (1, 2-4, 5-11, 12+), which decides the CPU
  *                     kernels' path
  *   fp8_codes, fp8_lists  (top level) the fp8 packs' codes (--fp8-codes), and whether the
- *                     variant's one-token fp8 kernel takes remainder lists on this CPU;
+ *                     variant's four-row fp8 kernel takes remainder lists on this CPU;
  *                     fp8_remainder_lists (fp8 points): resident packs that have them
  *   in_cache_bytes_per_s, in_cache_ratio  (one-token points) the one-token kernels'
  *                     rate with their weights in the cache (hmoe_fxp_hot_rate), and over

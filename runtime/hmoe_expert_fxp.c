@@ -23,7 +23,7 @@ struct fxp_priv {
 	struct hmoe_fxp_experts *layers;   /* [num_hidden_layers]; packs NULL for dense */
 	struct hmoe_fxp_line **packs;      /* [num_hidden_layers * n_routed] */
 	struct hmoe_fxp_fp8_fix **fixes;   /* the same (fp8, where the variant takes them:
-					    * hmoe_fxp_simd_fp8_lists): the one-token
+					    * hmoe_fxp_simd_fp8_lists): the four-row
 					    * kernel's remainder lists, or NULL */
 	int n_packs;
 	struct hmoe_fxp_ws *ws;            /* work memory kept between layers */

@@ -15,7 +15,8 @@
  * one with row_acc4 runs a one-token tile's rows four at a time, rows far apart in
  * memory, dots and terms fused (up_rows_tokens, down_rows_tokens; AVX-512: int8, int4,
  * and fp8 where the CPU has VBMI, by two bytes per code where the expert has remainder
- * lists, hmoe_fxp_fp8_fix; rows it declines go one at a time).
+ * lists, hmoe_fxp_fp8_fix, and then fp8 tiles of up to 8 tokens too; rows it declines
+ * go one at a time).
  */
 #include "hmoe_fxp_cpu.h"
 
@@ -31,7 +32,7 @@
 #include "hmoe_fxp_pack.h"
 #include "hmoe_pool.h"
 
-/* ---- the one-token fp8 kernel's remainder lists --------------------------------------- */
+/* ---- the four-row fp8 kernel's remainder lists ---------------------------------------- */
 
 /* The entries of codes k0 .. k1 - 1. */
 static int fix_codes(const uint8_t *codes, int k0, int k1, uint16_t *ent)
@@ -571,13 +572,17 @@ static void linear_row_pair(const struct hmoe_fxp_simd *simd, const uint8_t *a,
  * from DRAM on the Intel dev VM, T = 6 about 1.3x (docs/fxp.md section 3). */
 #define MOE_ROWS4_MAX_TOKENS 8
 
-/* Whether x goes four rows at a time (row_acc4, which may still decline): one token,
- * or fp8 tokens up to MOE_ROWS4_MAX_TOKENS with the rows' remainder lists at hand where
- * the variant takes them. */
+/* Whether x goes four rows at a time (row_acc4, which may still decline) over a work
+ * item of n_rows rows that the caller splits into `split` streams (W1 and W3: 2, W2:
+ * 4): one token, or fp8 tokens up to MOE_ROWS4_MAX_TOKENS with the rows' remainder lists
+ * at hand where the variant takes them. The lane paths, which the callers skip when this
+ * holds, ask it the same question. */
 static int use_rows4(const struct hmoe_fxp_simd *simd, int format,
-		     const struct hmoe_fxp_xtile *x, const struct row_work *wk)
+		     const struct hmoe_fxp_xtile *x, const struct row_work *wk, int n_rows,
+		     int split)
 {
-	if (!simd->row_acc4 || (x->planes != 1 && !(simd->whole_tokens & (1u << format))))
+	if (!simd->row_acc4 || n_rows % split ||
+	    (x->planes != 1 && !(simd->whole_tokens & (1u << format))))
 		return 0;
 	return x->n_tokens == 1 ||
 	       (format == HMOE_FXP_FP8 && wk->fix && x->n_tokens <= MOE_ROWS4_MAX_TOKENS &&
@@ -660,7 +665,7 @@ static void up_rows_tokens(const struct hmoe_fxp_simd *simd, const uint8_t *w1,
 		}
 		return;
 	}
-	if (use_rows4(simd, format, x, wk) && (r1 - r0) % 2 == 0) {
+	if (use_rows4(simd, format, x, wk, r1 - r0, 2)) {
 		/* rows n and n + half of W1 and W3: four weight streams apart in memory */
 		int half = (r1 - r0) / 2;
 
@@ -717,7 +722,7 @@ static void up_rows(const struct hmoe_fxp_simd *simd, const uint8_t *w1, const u
 		    int format, int dim, const struct hmoe_fxp_xtile *x, int r0, int r1,
 		    int64_t *h, int inter, struct row_work *wk)
 {
-	int tl = use_rows4(simd, format, x, wk) ? 0 : lanes_tokens(simd, x);
+	int tl = use_rows4(simd, format, x, wk, r1 - r0, 2) ? 0 : lanes_tokens(simd, x);
 	struct hmoe_fxp_xtile part = *x;
 
 	if (tl) {
@@ -948,7 +953,7 @@ static void down_rows_tokens(const struct hmoe_fxp_simd *simd, const uint8_t *w2
 		}
 		return;
 	}
-	if (use_rows4(simd, format, ht, wk) && (r1 - r0) % 4 == 0) {
+	if (use_rows4(simd, format, ht, wk, r1 - r0, 4)) {
 		/* rows n, n + qr, n + 2 qr, n + 3 qr: four streams apart in memory */
 		int qr = (r1 - r0) / 4;
 
@@ -979,7 +984,8 @@ static void tile_down(const struct hmoe_fxp_simd *simd, const uint8_t *pack, int
 	size_t lin = (size_t)hmoe_fxp_linear_lines(format, inter, dim) * HMOE_FXP_LINE_BYTES;
 	struct hmoe_fxp_xtile ht = side_xtile(tl, &tl->sh), part = ht;
 	const uint8_t *w2 = pack + 2 * lin;
-	int tk = use_rows4(simd, format, &ht, wk) ? 0 : lanes_tokens(simd, &ht), n = r0;
+	int tk = use_rows4(simd, format, &ht, wk, r1 - r0, 4) ? 0 : lanes_tokens(simd, &ht);
+	int n = r0;
 
 	if (tk) {
 		int64_t a[HMOE_FXP_LANE_ROWS * HMOE_FXP_TILE];

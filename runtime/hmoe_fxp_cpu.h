@@ -45,8 +45,8 @@ struct hmoe_fxp_xtile {
 				* groups * 128) */
 };
 
-/* The one-token fp8 kernel's remainder lists. That kernel (AVX-512 VBMI) multiplies
- * each code's |q| >> 2 as two bytes, low (weight 4) and high (weight 1024): two products
+/* The four-row fp8 kernel's remainder lists (row_acc4: one to HMOE_FXP_ROWS4_TOKENS
+ * tokens). That kernel (AVX-512 VBMI) multiplies each code's |q| >> 2 as two bytes, low (weight 4) and high (weight 1024): two products
  * per code and activation plane where three base-128 digits need three. It is exact for
  * every code whose |q| is a multiple of 4, i.e. every code of exponent E >= 3 (values of
  * 1/16 and more; |q| = (8 + M) << (E - 1)) and the zeros, and adds the remainders |q| & 3
@@ -78,7 +78,7 @@ struct hmoe_fxp_fp8_fix *hmoe_fxp_fp8_fix_build(const struct hmoe_fxp_line *pack
 void hmoe_fxp_fp8_fix_free(struct hmoe_fxp_fp8_fix *fix);
 /* One entry per 64 weights at most: 3% of the pack's bytes, some 15x a checkpoint's rate. */
 #define HMOE_FXP_FP8_FIX_LIMIT(dim, inter) ((size_t)3 * (size_t)(dim) * (size_t)(inter) / 64)
-/* Whether simd's one-token fp8 kernel takes the lists here (AVX-512 with VBMI and
+/* Whether simd's four-row fp8 kernel takes the lists here (AVX-512 with VBMI and
  * HMOE_FXP_NO_VBMI unset): where it does not, building them would cost load time for
  * nothing. */
 struct hmoe_fxp_simd;
@@ -235,8 +235,8 @@ struct hmoe_fxp_experts {
 	const struct hmoe_fxp_line *const *packs; /* [n_experts] packs of the mode's format;
 						   * NULL: not resident */
 	/* NULL, or [n_experts] (fp8): each pack's remainder lists (hmoe_fxp_fp8_fix_build)
-	 * or NULL; with them one-token tiles take the two-byte kernel where the variant has
-	 * one (hmoe_fxp_simd_fp8_lists) */
+	 * or NULL; with them tiles of up to 8 tokens take the two-byte kernel where the
+	 * variant has one (hmoe_fxp_simd_fp8_lists) */
 	const struct hmoe_fxp_fp8_fix *const *fixes;
 };
 

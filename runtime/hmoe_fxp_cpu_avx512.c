@@ -595,8 +595,8 @@ static void dots_fp8(const uint8_t *codes, const struct hmoe_fxp_xtile *x, int64
 
 static uint8_t fp8_digits[3][128];  /* 128 + |q| digits of e4m3 codes 0..127, base 128 */
 static uint8_t fp8_abs[3][128];     /* the digits |p_i| themselves (one-token rows) */
-static uint8_t fp8_two[2][128];     /* |q| >> 2 as two bytes: low, high (one-token rows
-				     * with remainder lists, hmoe_fxp_fp8_fix) */
+static uint8_t fp8_two[2][128];     /* |q| >> 2 as two bytes: low, high (four-row
+				     * kernel with remainder lists, hmoe_fxp_fp8_fix) */
 static int16_t fp8_wide[2][128];    /* |q| & 511 and |q| >> 9 of codes 0..127 */
 static int fp8_use_planes;           /* VBMI present and $HMOE_FXP_NO_VBMI unset */
 static pthread_once_t fp8_digits_once = PTHREAD_ONCE_INIT;
@@ -1022,7 +1022,7 @@ fp8_two_pair(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P, 
 	}
 }
 
-/* The remainders' sums of four rows per group and token: corr[r][t][g] = sum over
+/* The remainders' sums of four rows per group and token: corr[t][r][g] = sum over
  * fix[r]'s entries in group g of +-(|q| & 3) * x_t, x_t = 128 hi + lo (A16) or hi (A8)
  * of token t, exact in int64. The four lists (a few entries each) go as one loop, the
  * row found by comparisons, so that a call has one loop end to mispredict rather than

@@ -555,7 +555,10 @@ static void check_moe(int mode, const struct hmoe_fxp_simd *simd)
  * pair a row with another row's list. */
 static void check_moe_fix(void)
 {
-	enum { N_EXPERTS = 3, TOP_K = 2, DIM = 1100, INTER = 1024 };
+	/* 9 input groups (a block of 8 and a tail) and 8 with a partial last one; the last
+	 * work items (9 W1/W3 rows, 78 W2 rows) do not split into the four-row streams, so
+	 * their multi-token tiles take the other paths with the lists at hand */
+	enum { N_EXPERTS = 3, TOP_K = 2, DIM = 1102, INTER = 1001 };
 	int64_t lines = hmoe_fxp_expert_lines(HMOE_FXP_FP8, DIM, INTER);
 	int64_t lin = hmoe_fxp_linear_lines(HMOE_FXP_FP8, INTER, DIM);
 	struct hmoe_fxp_line *packs[N_EXPERTS] = { NULL };
