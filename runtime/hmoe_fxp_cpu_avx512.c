@@ -597,7 +597,9 @@ static uint8_t fp8_digits[3][128];  /* 128 + |q| digits of e4m3 codes 0..127, ba
 static uint8_t fp8_abs[3][128];     /* the digits |p_i| themselves (one-token rows) */
 static uint8_t fp8_two[2][128];     /* |q| >> 2 as two bytes: low, high (four-row
 				     * kernel with remainder lists, hmoe_fxp_fp8_fix) */
-static int16_t fp8_wide[2][128];    /* |q| & 511 and |q| >> 9 of codes 0..127 */
+static int16_t fp8_wide[2][128];    /* |q| & 255 and |q| >> 8 of codes 0..127 */
+static uint8_t fp8_wide_bytes[3][128]; /* the same as bytes: |q| & 255, (|q| >> 8) & 255,
+					* |q| >> 16 (lanes_fp8_wide_vbmi) */
 static int fp8_use_planes;           /* VBMI present and $HMOE_FXP_NO_VBMI unset */
 static pthread_once_t fp8_digits_once = PTHREAD_ONCE_INIT;
 
@@ -624,8 +626,14 @@ static void fp8_digits_init(void)
 			fp8_use_planes = 0;
 		fp8_two[0][c] = (uint8_t)(q >> 2 & 255);
 		fp8_two[1][c] = (uint8_t)(q >> 10 & 255);
-		fp8_wide[0][c] = (int16_t)(q & 511);
-		fp8_wide[1][c] = (int16_t)(q >> 9);
+		fp8_wide[0][c] = (int16_t)(q & 255);
+		fp8_wide[1][c] = (int16_t)(q >> 8);
+		/* what lanes_fp8_wide_vbmi relies on: |q| >> 16 is 0 for E <= 7 */
+		if (c < 64 && q >> 16)
+			fp8_use_planes = 0;
+		fp8_wide_bytes[0][c] = (uint8_t)(q & 255);
+		fp8_wide_bytes[1][c] = (uint8_t)(q >> 8 & 255);
+		fp8_wide_bytes[2][c] = (uint8_t)(q >> 16);
 	}
 }
 
@@ -1310,6 +1318,8 @@ static void avx512_row_terms(const int64_t *dots, const uint8_t *scales,
 struct lanes_row {
 	const int8_t *d[3];                       /* digit planes, `in` columns */
 	const int16_t *e[2];                      /* or (lanes_wide) 16-bit digit planes */
+	const uint8_t *codes;                     /* (lanes_wide, e NULL) the codes, decoded
+						   * by groups as the chunk needs them */
 	int32_t wsum[3][HMOE_FXP_MAX_IN_GROUPS + 4];  /* their sums per group */
 	uint32_t mw[HMOE_FXP_MAX_IN_GROUPS + 8];  /* the row's scales, split */
 	int32_t ew[HMOE_FXP_MAX_IN_GROUPS + 8];
@@ -1409,10 +1419,11 @@ static void lanes_fp8_bw(const uint8_t *codes, int groups, int8_t *d0, int8_t *d
 	}
 }
 
-/* fp8 codes -> the 16-bit digits e_0 = +-(|q| & 511), e_1 = +-(|q| >> 9) (|e_0| <= 511,
- * |e_1| <= 448, q = 512 e_1 + e_0), 32 codes at a time: vpermt2w picks from 64 table
+/* fp8 codes -> the 16-bit digits e_0 = +-(|q| & 255), e_1 = +-(|q| >> 8) (|e_0| <= 255,
+ * |e_1| <= 896, q = 256 e_1 + e_0), 32 codes at a time: vpermt2w picks from 64 table
  * words by the code's low 6 bits, bit 6 chooses between the two halves of the 128-entry
- * table, bit 7 (the sign) negates. AVX512BW only. */
+ * table, bit 7 (the sign) negates. AVX512BW only (vpermt2w: two cycles on the Intel dev
+ * VM; with VBMI lanes_fp8_wide_vbmi below). */
 static void lanes_fp8_wide(const uint8_t *codes, int groups, int16_t *e0, int16_t *e1)
 {
 	int16_t *e[2] = { e0, e1 };
@@ -1436,6 +1447,84 @@ static void lanes_fp8_wide(const uint8_t *codes, int groups, int16_t *e0, int16_
 			_mm512_storeu_si512(e[i] + k, _mm512_mask_sub_epi16(v, neg,
 									    _mm512_setzero_si512(), v));
 		}
+	}
+}
+
+/* The byte tables of the VBMI decode below (wide_vbmi64). */
+VBMI_TARGET static inline __attribute__((always_inline)) void
+wide_vbmi_tables(__m512i tab[5])
+{
+	fp8_planes();  /* the tables */
+	tab[0] = _mm512_loadu_si512(fp8_wide_bytes[0]);
+	tab[1] = _mm512_loadu_si512(fp8_wide_bytes[0] + 64);
+	tab[2] = _mm512_loadu_si512(fp8_wide_bytes[1]);
+	tab[3] = _mm512_loadu_si512(fp8_wide_bytes[1] + 64);
+	tab[4] = _mm512_loadu_si512(fp8_wide_bytes[2] + 64);
+}
+
+/* lanes_fp8_wide with VBMI, 64 codes at a time, as bytes: |q| & 255, (|q| >> 8) & 255
+ * and |q| >> 16 are 128-entry byte tables (the first two a vpermb per half, merged under
+ * bit 6; the third is 0 for E <= 7, one vpermb zeroed outside bit 6: five one-uop
+ * lookups), and unpacking the low bytes with 0 and the high ones with |q| >> 16 makes the
+ * words. The unpacks interleave within 128-bit lanes, so the codes' qwords are first put
+ * in the order 0, 4, 1, 5, 2, 6, 3, 7, which makes their words come out in column order;
+ * the sign mask, taken before that, then applies to the first 32 words and, shifted, to
+ * the next 32. Per 64 codes about 12 operations for port 5 where the vpermt2w decode
+ * keeps it busy for about 22 cycles: a 7168-column row in 450-530 ns against 830-920 on
+ * the Intel dev VM (bench/results/..._4d813ff/wide_decode.c). */
+VBMI_TARGET static inline __attribute__((always_inline)) void
+wide_vbmi64(const uint8_t *codes, const __m512i tab[5], int16_t *e0, int16_t *e1)
+{
+	const __m512i order = _mm512_setr_epi64(0, 4, 1, 5, 2, 6, 3, 7);
+	const __m512i zero = _mm512_setzero_si512();
+	__m512i c0 = _mm512_loadu_si512(codes);
+	__mmask64 neg = _mm512_movepi8_mask(c0);
+	__m512i c = _mm512_permutexvar_epi64(order, c0);
+	__mmask64 big = _mm512_test_epi8_mask(c, _mm512_set1_epi8(0x40));
+	__m512i lo = _mm512_mask_permutexvar_epi8(_mm512_permutexvar_epi8(c, tab[0]), big, c,
+						  tab[1]);
+	__m512i mid = _mm512_mask_permutexvar_epi8(_mm512_permutexvar_epi8(c, tab[2]), big, c,
+						   tab[3]);
+	__m512i hi = _mm512_maskz_permutexvar_epi8(big, c, tab[4]);
+	__m512i w[2][2] = { { _mm512_unpacklo_epi8(lo, zero), _mm512_unpackhi_epi8(lo, zero) },
+			    { _mm512_unpacklo_epi8(mid, hi), _mm512_unpackhi_epi8(mid, hi) } };
+	__mmask32 n[2] = { (__mmask32)neg, (__mmask32)(neg >> 32) };
+
+#pragma GCC unroll 2
+	for (int h = 0; h < 2; h++) {
+		_mm512_storeu_si512(e0 + 32 * h,
+				    _mm512_mask_sub_epi16(w[0][h], n[h], zero, w[0][h]));
+		_mm512_storeu_si512(e1 + 32 * h,
+				    _mm512_mask_sub_epi16(w[1][h], n[h], zero, w[1][h]));
+	}
+}
+
+VBMI_TARGET static void lanes_fp8_wide_vbmi(const uint8_t *codes, int groups, int16_t *e0,
+					    int16_t *e1)
+{
+	__m512i tab[5];
+
+	wide_vbmi_tables(tab);
+	for (int k = 0; k < groups * HMOE_FXP_GROUP; k += 64)
+		wide_vbmi64(codes + k, tab, e0 + k, e1 + k);
+}
+
+/* Groups g0 .. g0 + ng - 1 (ng <= WIDE_JIT_GROUPS) of R rows' codes (rw[i].codes) into
+ * eb[i][digit][column - 128 g0]: a lanes chunk of one row set decodes its digits just
+ * before it multiplies them, 8 KiB that stay in L1, where decoding whole rows first
+ * wrote 114 KiB for four rows and read them back from L2. */
+#define WIDE_JIT_GROUPS 4
+VBMI_TARGET static void wide_vbmi_groups(const struct lanes_row *rw, int R, int g0, int ng,
+					 int16_t eb[][2][WIDE_JIT_GROUPS * HMOE_FXP_GROUP])
+{
+	__m512i tab[5];
+
+	wide_vbmi_tables(tab);
+	for (int i = 0; i < R; i++) {
+		const uint8_t *codes = rw[i].codes + (size_t)g0 * HMOE_FXP_GROUP;
+
+		for (int k = 0; k < ng * HMOE_FXP_GROUP; k += 64)
+			wide_vbmi64(codes + k, tab, eb[i][0] + k, eb[i][1] + k);
 	}
 }
 
@@ -1487,15 +1576,6 @@ lanes_terms(const __m512i d[2], const int H, uint32_t mw, int32_t ew, const uint
 	}
 }
 
-/* 4 digit bytes in every lane. */
-static inline __m512i bcast4(const int8_t *p)
-{
-	int32_t v;
-
-	memcpy(&v, p, 4);
-	return _mm512_set1_epi32(v);
-}
-
 /* 8 digit bytes (4 digit words) in every pair of lanes (a paired chunk's step). */
 static inline __m512i bcast8(const int8_t *p)
 {
@@ -1539,6 +1619,49 @@ lanes_store(__m512i acc[][2], int64_t fix[][16], const int R, int n_tok, int T, 
 	}
 }
 
+/* The lanes kernels' multiplies, the accumulator updated in place: acc + vpdpbusd(x,
+ * the 4 bytes at p in every lane), acc + vpdpwssd(x, the 2 words at p in every lane), and
+ * (dpwssd_bcast8, a paired chunk's step) the 4 words at p in every pair of lanes. The
+ * multiply is inline assembly with the accumulator as an in-out operand because GCC 12
+ * moves the intrinsics' accumulators through a register copy per multiply in these loops
+ * (fp8 A16's step of four rows: 36 instructions, 21 without the 16 copies).
+ * The broadcast stays a separate load: as a {1to16} memory operand of the multiply it ran
+ * 1.5x slower on Zen 4 (fifth session) and within the noise of this on the Intel dev VM. */
+static inline __m512i bcast4(const void *p)
+{
+	int32_t v;
+
+	memcpy(&v, p, 4);
+	return _mm512_set1_epi32(v);
+}
+
+static inline __attribute__((always_inline)) __m512i dpbusd_bcast4(__m512i acc, __m512i x,
+								   const int8_t *p)
+{
+	__m512i w = bcast4(p);
+
+	__asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w));
+	return acc;
+}
+
+static inline __attribute__((always_inline)) __m512i dpwssd_bcast4(__m512i acc, __m512i x,
+								   const int16_t *p)
+{
+	__m512i w = bcast4(p);
+
+	__asm__("vpdpwssd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w));
+	return acc;
+}
+
+static inline __attribute__((always_inline)) __m512i dpwssd_bcast8(__m512i acc, __m512i x,
+								   const int16_t *p)
+{
+	__m512i w = bcast8((const int8_t *)p);
+
+	__asm__("vpdpwssd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w));
+	return acc;
+}
+
 /* Group g's dots of the R rows with chunk c's tokens, in int64 token lanes d[i][0..1]
  * (tokens 0-7, 8-15), from byte digits against x in the flipped layout (x->xu): F the
  * format (int8 stands for both int formats), P the planes. */
@@ -1563,20 +1686,15 @@ group_dots_bytes(const struct lanes_row *rw, const int R, const int F, const int
 
 #pragma GCC unroll 4
 		for (int i = 0; i < R; i++) {
-			__m512i w0 = bcast4(rw[i].d[0] + k);
-
 			if (F != HMOE_FXP_FP8) {
-				s[i][0] = _mm512_dpbusd_epi32(s[i][0], vh, w0);
+				s[i][0] = dpbusd_bcast4(s[i][0], vh, rw[i].d[0] + k);
 				if (P == 2)
-					s[i][1] = _mm512_dpbusd_epi32(s[i][1], vl, w0);
+					s[i][1] = dpbusd_bcast4(s[i][1], vl, rw[i].d[0] + k);
 			} else {
-				__m512i w1 = bcast4(rw[i].d[1] + k);
-				__m512i w2 = bcast4(rw[i].d[2] + k);
-
 				/* S(p1), S(p0), S(p2) */
-				s[i][0] = _mm512_dpbusd_epi32(s[i][0], vh, w1);
-				s[i][1] = _mm512_dpbusd_epi32(s[i][1], vh, w0);
-				s[i][2] = _mm512_dpbusd_epi32(s[i][2], vh, w2);
+				s[i][0] = dpbusd_bcast4(s[i][0], vh, rw[i].d[1] + k);
+				s[i][1] = dpbusd_bcast4(s[i][1], vh, rw[i].d[0] + k);
+				s[i][2] = dpbusd_bcast4(s[i][2], vh, rw[i].d[2] + k);
 			}
 		}
 	}
@@ -1613,12 +1731,13 @@ group_dots_bytes(const struct lanes_row *rw, const int R, const int F, const int
  * tokens; a step is one column pair) or 2 (a paired chunk of at most 8 tokens; a step is
  * two column pairs, lane 2t + e holding pair e of token t, the digits broadcast 8 bytes at
  * a time; d[i][1] is then 0). Per step one vpdpwssd per digit against the digit words
- * broadcast from each row, S_i = sum(e_i * x) over the group in each token's lanes. Lane
- * bound: 128 products |e_i * x| <= 511 * 16512, so |S_i| <= 1.08e9 < 2^31 (paired: the sum
- * of the two lanes' 64 each); dot = S_0 + 512 S_1 in int64. Two digit products per weight
- * and token, where the byte digits need six. */
+ * broadcast from each row (eg[i]: row i's digit words at the group), S_i = sum(e_i * x)
+ * over the group in each token's lanes. Lane
+ * bound: 128 products |e_1 * x| <= 896 * 16512, so |S_1| <= 1.894e9 < 2^31 (|S_0| <=
+ * 5.4e8; paired: the sum of the two lanes' 64 each); dot = S_0 + 256 S_1 in int64. Two
+ * digit products per weight and token, where the byte digits need six. */
 static inline __attribute__((always_inline)) void
-group_dots_wide(const struct lanes_row *rw, const int R, const int L,
+group_dots_wide(const int16_t *const eg[][2], const int R, const int L,
 		const struct hmoe_fxp_xtile *x, int c, int g, __m512i d[][2])
 {
 	const __m512i zero = _mm512_setzero_si512();
@@ -1630,15 +1749,14 @@ group_dots_wide(const struct lanes_row *rw, const int R, const int L,
 		s[i][0] = s[i][1] = zero;
 	for (int st = 0; st < HMOE_FXP_GROUP / 2 / L; st++) {
 		__m512i v = _mm512_loadu_si512(xg + 32 * st);
-		int k = g * HMOE_FXP_GROUP + 2 * L * st;
+		int k = 2 * L * st;
 
 #pragma GCC unroll 4
 		for (int i = 0; i < R; i++) {
-			const int8_t *e0 = (const int8_t *)(rw[i].e[0] + k);
-			const int8_t *e1 = (const int8_t *)(rw[i].e[1] + k);
-
-			s[i][0] = _mm512_dpwssd_epi32(s[i][0], v, L == 1 ? bcast4(e0) : bcast8(e0));
-			s[i][1] = _mm512_dpwssd_epi32(s[i][1], v, L == 1 ? bcast4(e1) : bcast8(e1));
+			s[i][0] = L == 1 ? dpwssd_bcast4(s[i][0], v, eg[i][0] + k)
+					 : dpwssd_bcast8(s[i][0], v, eg[i][0] + k);
+			s[i][1] = L == 1 ? dpwssd_bcast4(s[i][1], v, eg[i][1] + k)
+					 : dpwssd_bcast8(s[i][1], v, eg[i][1] + k);
 		}
 	}
 #pragma GCC unroll 4
@@ -1649,7 +1767,7 @@ group_dots_wide(const struct lanes_row *rw, const int R, const int L,
 		lanes_tokens64(s[i][1], L, d1);
 #pragma GCC unroll 2
 		for (int h = 0; h < 2; h++)
-			d[i][h] = _mm512_add_epi64(d0[h], _mm512_slli_epi64(d1[h], 9));
+			d[i][h] = _mm512_add_epi64(d0[h], _mm512_slli_epi64(d1[h], 8));
 	}
 }
 
@@ -1666,6 +1784,9 @@ lanes_chunk(const struct lanes_row *rw, const int R, const int F, const int P, c
 	__mmask16 valid = (__mmask16)((1u << n_tok) - 1);
 	__m512i acc[HMOE_FXP_LANE_ROWS][2];
 	_Alignas(64) int64_t fix[HMOE_FXP_LANE_ROWS][16] = { { 0 } };
+	/* fp8 A16 rows given as codes: their digits by WIDE_JIT_GROUPS groups */
+	_Alignas(64) int16_t eb[F == HMOE_FXP_FP8 && P == 2 ? HMOE_FXP_LANE_ROWS : 1][2]
+			       [WIDE_JIT_GROUPS * HMOE_FXP_GROUP];
 
 #pragma GCC unroll 4
 	for (int i = 0; i < R; i++)
@@ -1675,9 +1796,19 @@ lanes_chunk(const struct lanes_row *rw, const int R, const int F, const int P, c
 		const int32_t *xe = x->xet + ((size_t)c * G + g) * 16;
 		__m512i d[HMOE_FXP_LANE_ROWS][2];
 
-		if (F == HMOE_FXP_FP8 && P == 2)
-			group_dots_wide(rw, R, L, x, c, g, d);
-		else
+		if (F == HMOE_FXP_FP8 && P == 2) {
+			const int16_t *eg[HMOE_FXP_LANE_ROWS][2];
+
+			if (!rw[0].e[0] && g % WIDE_JIT_GROUPS == 0)
+				wide_vbmi_groups(rw, R, g, G - g < WIDE_JIT_GROUPS ? G - g :
+						 WIDE_JIT_GROUPS, eb);
+#pragma GCC unroll 4
+			for (int i = 0; i < R; i++)
+				for (int j = 0; j < 2; j++)
+					eg[i][j] = rw[0].e[0] ? rw[i].e[j] + g * HMOE_FXP_GROUP :
+						eb[i][j] + g % WIDE_JIT_GROUPS * HMOE_FXP_GROUP;
+			group_dots_wide(eg, R, L, x, c, g, d);
+		} else
 			group_dots_bytes(rw, R, F, P, x, c, g, d);
 #pragma GCC unroll 4
 		for (int i = 0; i < R; i++)
@@ -1734,12 +1865,17 @@ static int avx512_rows_acc(const uint8_t *rows, size_t row_stride, int n_rows, i
 
 		for (int j = 0; j < digits; j++)
 			rw[i].d[j] = scratch + ((size_t)i * 3 + j) * HMOE_FXP_MAX_DIM;
-		if (wide) {
+		if (wide && fp8_planes() && x->n_tokens <= 16) {
+			/* one chunk: lanes_chunk decodes the digits as it goes */
+			rw[i].e[0] = rw[i].e[1] = NULL;
+			rw[i].codes = codes;
+		} else if (wide) {
 			int16_t *e = (int16_t *)tmp + (size_t)i * 2 * HMOE_FXP_MAX_DIM;
 
 			rw[i].e[0] = e;
 			rw[i].e[1] = e + HMOE_FXP_MAX_DIM;
-			lanes_fp8_wide(codes, G, e, e + HMOE_FXP_MAX_DIM);
+			(fp8_planes() ? lanes_fp8_wide_vbmi : lanes_fp8_wide)(
+				codes, G, e, e + HMOE_FXP_MAX_DIM);
 		} else if (format == HMOE_FXP_INT8) {
 			rw[i].d[0] = (const int8_t *)codes;
 		} else if (format == HMOE_FXP_INT4) {
