@@ -46,13 +46,15 @@ struct hmoe_fxp_xtile {
 };
 
 /* The four-row fp8 kernel's remainder lists (row_acc4: one to HMOE_FXP_ROWS4_TOKENS
- * tokens). That kernel (AVX-512 VBMI) multiplies each code's |q| >> 2 as two bytes, low (weight 4) and high (weight 1024): two products
- * per code and activation plane where three base-128 digits need three. It is exact for
- * every code whose |q| is a multiple of 4, i.e. every code of exponent E >= 3 (values of
- * 1/16 and more; |q| = (8 + M) << (E - 1)) and the zeros, and adds the remainders |q| & 3
- * of the rest (values below 1/16: about 1 code in 1,000 of a block-scaled checkpoint,
- * where the block's largest weight is 448) from a list made once per pack. An entry is
- * one such code of a row: column << 3 | negative << 2 | (|q| & 3) (columns < 8192). */
+ * tokens). That kernel (AVX-512 VBMI) multiplies each code's |q| >> 2 as two bytes, low
+ * (weight 4) and high (weight 1024): two products per code and activation plane where
+ * three base-128 digits need three. It is exact for every code whose |q| is a multiple of
+ * 4, i.e. every code of exponent E >= 3 (values of 1/16 and more; |q| = (8 + M) << (E -
+ * 1)) and the zeros, and adds the remainders |q| & 3 of the rest from a list made once
+ * per pack (values below 1/16 with a remainder: about 0.03% of the codes of a Gaussian
+ * block whose largest weight is 448, as a checkpoint's block scales make it; docs/fxp.md
+ * section 3). An entry is one such code of a row: column << 3 | negative << 2 | (|q| & 3)
+ * (columns < 8192). */
 struct hmoe_fxp_rowfix {
 	const uint16_t *ent;   /* the row's entries, by column */
 	int n;
