@@ -88,15 +88,10 @@ static inline __mmask8 terms8_ok(__m256i r32)
  * |dot| < 2^39 (A16; A8: < 2^32) and m < 2^24 give |v| = |dot * m| <= 8.1e18 < 2^63, so
  * vpabsq is exact and |v| + 2^(r-1) < 2^63 + 2^61 fits the unsigned lane the logical
  * shift reads; the shifted magnitude can pass 2^56 (A16 fp8 only), hence the clamp. */
-static inline __attribute__((always_inline)) __m512i
-terms8_v(__m512i d, __m256i m32, __m256i r32, const int D32)
+static inline __attribute__((always_inline)) __m512i terms8_round(__m512i v, __m256i r32)
 {
 	const __m512i one = _mm512_set1_epi64(1), zero = _mm512_setzero_si512();
 	__m512i r = _mm512_cvtepi32_epi64(r32);
-	/* D32: every dot fits int32 (int8 / int4 rows), so the one-uop signed 32 x 32 -> 64
-	 * multiply of the lanes' low halves gives dot * m exactly (m < 2^24) */
-	__m512i v = D32 ? _mm512_mul_epi32(d, _mm512_cvtepu32_epi64(m32)) :
-			  _mm512_mullo_epi64(d, _mm512_cvtepu32_epi64(m32));
 	__m512i mag = _mm512_abs_epi64(v);
 
 	mag = _mm512_srlv_epi64(_mm512_add_epi64(mag, _mm512_sllv_epi64(
@@ -105,9 +100,44 @@ terms8_v(__m512i d, __m256i m32, __m256i r32, const int D32)
 	return _mm512_mask_sub_epi64(mag, _mm512_cmplt_epi64_mask(v, zero), zero, mag);
 }
 
+static inline __attribute__((always_inline)) __m512i
+terms8_v(__m512i d, __m256i m32, __m256i r32, const int D32)
+{
+	/* D32: every dot fits int32 (int8 / int4 rows), so the one-uop signed 32 x 32 -> 64
+	 * multiply of the lanes' low halves gives dot * m exactly (m < 2^24) */
+	return terms8_round(D32 ? _mm512_mul_epi32(d, _mm512_cvtepu32_epi64(m32)) :
+				  _mm512_mullo_epi64(d, _mm512_cvtepu32_epi64(m32)), r32);
+}
+
 static inline __m512i terms8(__m512i d, __m256i m32, __m256i r32)
 {
 	return terms8_v(d, m32, r32, 0);
+}
+
+/* A row's 8 scale words w (int32 lanes; m = w & 0xffff, e = (w - m) >> 16, both exact)
+ * with a token's split scales xm, xe: the terms' multipliers m_w m_x and exponents r. */
+static inline __attribute__((always_inline)) void
+words_split8(__m256i w, __m256i xm, __m256i xe, __m256i *m32, __m256i *r32)
+{
+	__m256i wm = _mm256_and_si256(w, _mm256_set1_epi32(0xffff));
+
+	*r32 = _mm256_add_epi32(_mm256_srai_epi32(_mm256_sub_epi32(w, wm), 16), xe);
+	*m32 = _mm256_mullo_epi32(wm, xm);
+}
+
+/* Each lane's scalar term (exponents outside [1, 62]: only off-contract scales). */
+static __attribute__((noinline)) __m512i terms8_scalar(__m512i d, __m256i m32, __m256i r32)
+{
+	int64_t dd[8];
+	uint32_t mm[8];
+	int32_t rr[8];
+
+	_mm512_storeu_si512(dd, d);
+	_mm256_storeu_si256((__m256i *)mm, m32);
+	_mm256_storeu_si256((__m256i *)rr, r32);
+	for (int i = 0; i < 8; i++)
+		dd[i] = hmoe_fxp_term_split(dd[i], mm[i], rr[i]);
+	return _mm512_loadu_si512(dd);
 }
 
 /* The terms of 8 groups of the one token of x: dots d (int64 lanes), the row's scale
@@ -117,22 +147,11 @@ static inline __m512i terms8(__m512i d, __m256i m32, __m256i r32)
 static inline __attribute__((always_inline)) __m512i
 terms8_words(__m512i d, __m256i w, __m256i xm, __m256i xe, const int D32)
 {
-	__m256i wm = _mm256_and_si256(w, _mm256_set1_epi32(0xffff));
-	__m256i r32 = _mm256_add_epi32(_mm256_srai_epi32(_mm256_sub_epi32(w, wm), 16), xe);
-	__m256i m32 = _mm256_mullo_epi32(wm, xm);
+	__m256i m32, r32;
 
-	if (terms8_ok(r32) != 0xff) {
-		int64_t dd[8];
-		uint32_t mm[8];
-		int32_t rr[8];
-
-		_mm512_storeu_si512(dd, d);
-		_mm256_storeu_si256((__m256i *)mm, m32);
-		_mm256_storeu_si256((__m256i *)rr, r32);
-		for (int i = 0; i < 8; i++)
-			dd[i] = hmoe_fxp_term_split(dd[i], mm[i], rr[i]);
-		return _mm512_loadu_si512(dd);
-	}
+	words_split8(w, xm, xe, &m32, &r32);
+	if (terms8_ok(r32) != 0xff)
+		return terms8_scalar(d, m32, r32);
 	return terms8_v(d, m32, r32, D32);
 }
 
@@ -891,6 +910,45 @@ static inline __attribute__((always_inline)) __m512i fp8_1tok_dots8(const __m512
 							  _mm512_extracti64x4_epi64(s, 1)), HI));
 }
 
+/* The terms of 8 groups by two bytes, from their four pairs' folds f[b] (A and B of
+ * groups 2 b and 2 b + 1, fp8_two_pair), the groups' remainder sums corr (int64) and
+ * the row's scale words w, for a token with split scales xm, xe: dot * m = 4 A m + 1024
+ * B m + corr m, each part by the one-uop signed 32 x 32 -> 64 multiply. Forming the
+ * int64 dot first took two conversions, a lane extraction and vpmullq (three uops, 15
+ * cycles). The parts are exact in int32: the sums over 16 lanes are |A| <= 5.4e8, |B|
+ * <= 129 * 8 * 224 * 127 * 16 = 4.7e8 (u1 <= 229376 >> 10 = 224), |corr| <= 128 * 3 *
+ * 16383 = 6.3e6; with m < 2^24 the products are at most 3.6e16, 8.0e18 and 1.1e14, and
+ * every partial sum is (dot - corr) m or dot m, at most (4.81e11 + 6.3e6) * 2^24 = 8.1e18 <
+ * 2^63 (|dot| <= 128 * 229376 * 16383; the kernel takes only x without -128, so |x| <=
+ * 127 per plane). Off-contract exponents take the scalar terms of the dots, as
+ * terms8_words does. */
+static inline __attribute__((always_inline)) __m512i
+fp8_two_terms8(const __m512i f[4], const int64_t *corr, __m256i w, __m256i xm, __m256i xe)
+{
+	/* lanes 4 b + k: pair b's A(2b), A(2b + 1), B(2b), B(2b + 1) -> 64-bit lane i
+	 * holds group i's A in its low half and B in its high half */
+	const __m512i ab = _mm512_setr_epi32(0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14,
+					     13, 15);
+	__m512i s = _mm512_permutexvar_epi32(ab, fold16_epi32(f)), c = _mm512_loadu_si512(corr);
+	__m256i m32, r32;
+	__m512i m;
+
+	words_split8(w, xm, xe, &m32, &r32);
+	if (terms8_ok(r32) != 0xff) {
+		__m512i d = _mm512_add_epi64(_mm512_slli_epi64(_mm512_srai_epi64(
+						     _mm512_slli_epi64(s, 32), 32), 2),
+					     _mm512_slli_epi64(_mm512_srai_epi64(s, 32), 10));
+
+		return terms8_scalar(_mm512_add_epi64(d, c), m32, r32);
+	}
+	m = _mm512_cvtepu32_epi64(m32);
+	return terms8_round(_mm512_add_epi64(
+		_mm512_add_epi64(_mm512_slli_epi64(_mm512_mul_epi32(s, m), 2),
+				 _mm512_slli_epi64(_mm512_mul_epi32(_mm512_srli_epi64(s, 32), m),
+						   10)),
+		_mm512_mul_epi32(c, m)), r32);
+}
+
 VBMI_TARGET static inline __attribute__((always_inline)) void
 fp8_abs_tables(__m512i tab[3][2])
 {
@@ -1044,11 +1102,17 @@ fp8_two_corr(const struct hmoe_fxp_rowfix *fix, const struct hmoe_fxp_xtile *x, 
 	int end1 = fix[0].n, end2 = end1 + fix[1].n, end3 = end2 + fix[2].n;
 	int total = end3 + fix[3].n;
 
-	/* the blocks read whole vectors of 8 groups: zero those (56 is a multiple of 8) */
+	/* the blocks read whole vectors of 8 groups: zero those (56 is a multiple of 8). A
+	 * fixed trip count, unrolled into stores: with the row's group count as its bound
+	 * GCC made the loop a memset call, around which it also spilled and reloaded the
+	 * lookup tables (one-token rows from L2 1.01-1.014x faster without it, paired
+	 * medians of 20-40 rounds, hot_ab.c) */
 	for (int r = 0; r < 4; r++)
 		for (int t = 0; t < T; t++)
-			for (int g = 0; g < x->groups; g += 8)
-				_mm512_storeu_si512(corr[t][r] + g, _mm512_setzero_si512());
+#pragma GCC unroll 7
+			for (int b = 0; b < HMOE_FXP_MAX_IN_GROUPS / 8; b++)
+				if (8 * b < x->groups)
+					_mm512_storeu_si512(corr[t][r] + 8 * b, _mm512_setzero_si512());
 	for (int i = 0; i < total; i++) {
 		int r = (i >= end1) + (i >= end2) + (i >= end3);
 		int base = r == 0 ? 0 : r == 1 ? end1 : r == 2 ? end2 : end3;
@@ -1124,13 +1188,11 @@ acc_fp8_rows4(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x
 
 #pragma GCC unroll 1
 			for (int r = 0; r < R; r++) {
-				__m512i d = TWO ? _mm512_add_epi64(fp8_1tok_dots8(f[t][r], 2, 10),
-								   _mm512_loadu_si512(corr[t][r] + g))
-						: fp8_1tok_dots8(f[t][r], 0, 14);
+				__m256i w = _mm256_loadu_si256((const __m256i *)(rows[r] + 4 * g));
 
-				tacc[t][r] = _mm512_add_epi64(tacc[t][r], terms8_words(
-					d, _mm256_loadu_si256((const __m256i *)(rows[r] + 4 * g)), xm,
-					xe, 0));
+				tacc[t][r] = _mm512_add_epi64(tacc[t][r], TWO ?
+					fp8_two_terms8(f[t][r], corr[t][r] + g, w, xm, xe) :
+					terms8_words(fp8_1tok_dots8(f[t][r], 0, 14), w, xm, xe, 0));
 			}
 		}
 	}

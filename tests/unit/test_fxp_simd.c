@@ -182,7 +182,7 @@ static void fill_fix_codes(uint8_t *lin, int in, int rows, enum fixm fm)
  * than one token unless fp8 with remainder lists, and more than HMOE_FXP_ROWS4_TOKENS
  * even then). */
 static void check_row_acc4(const struct hmoe_fxp_simd *simd, int mode, int in, int minus128,
-			   enum fixm fm, int T)
+			   enum fixm fm, int T, int wild)
 {
 	int format = hmoe_fxp_mode_format(mode), planes = hmoe_fxp_mode_planes(mode);
 	int groups = hmoe_fxp_groups(in), plane = groups * HMOE_FXP_GROUP;
@@ -205,6 +205,24 @@ static void check_row_acc4(const struct hmoe_fxp_simd *simd, int mode, int in, i
 	fill_acts(xq, xs, T, in, planes, fm == FIX_BIG ? X_EXTREME : X_RANDOM);
 	if (minus128)  /* in the last token */
 		xq[(size_t)(T - 1) * planes * plane + rnd() % in] = -128;
+	/* wild: off-contract scale exponents for token 0, the group's r = e_w + e_x - 24 <=
+	 * 0 in groups 1, 5, 9, ... and > 62 in groups 3, 11, 19, ..., which the kernels hand
+	 * to their scalar terms */
+	for (int r = 0; wild && r < 4; r++)
+		for (int g = 0; g < groups; g++) {
+			int ex = hmoe_fxp_scale_e(xs[g]) - HMOE_FXP_F_ACC, e;
+			uint32_t w;
+
+			if (g % 4 == 1)
+				e = -ex - (int)(rnd() % 4);
+			else if (g % 8 == 3)
+				e = 63 - ex + (int)(rnd() % 4);
+			else
+				continue;
+			w = (uint32_t)hmoe_fxp_scale_word(32768 + rnd() % 32768, e);
+			for (int b = 0; b < 4; b++)
+				lin[(size_t)r * row_bytes + 4 * g + b] = (uint8_t)(w >> (8 * b));
+		}
 	for (int t = 0; t < T; t++)
 		for (int g = 0; g < groups; g++) {
 			for (int p = 0; p < planes; p++)
@@ -235,9 +253,10 @@ static void check_row_acc4(const struct hmoe_fxp_simd *simd, int mode, int in, i
 		       (T > 1 && (format != HMOE_FXP_FP8 || fm == FIX_NONE ||
 				  T > HMOE_FXP_ROWS4_TOKENS));
 	if (declined != want_decline) {
-		printf("FAIL %s row_acc4 %s dim %d, %d tokens%s%s: %s\n", simd->name,
+		printf("FAIL %s row_acc4 %s dim %d, %d tokens%s%s%s: %s\n", simd->name,
 		       hmoe_fxp_format_name(mode), in, T, minus128 ? " (x with -128)" : "",
-		       fixnames[fm], declined ? "declined" : "accepted");
+		       fixnames[fm], wild ? " (wild scales)" : "",
+		       declined ? "declined" : "accepted");
 		failures++;
 	}
 	for (int r = 0; r < 4 && !declined; r++)
@@ -254,10 +273,10 @@ static void check_row_acc4(const struct hmoe_fxp_simd *simd, int mode, int in, i
 						format, planes, xt + g * HMOE_FXP_GROUP, plane),
 					hmoe_fxp_row_scale(rows[r], g), xs[t * groups + g]);
 			if (acc[r * T + t] != ref) {
-				printf("FAIL %s row_acc4 %s dim %d%s row %d token %d of %d: %lld, "
+				printf("FAIL %s row_acc4 %s dim %d%s%s row %d token %d of %d: %lld, "
 				       "reference %lld\n", simd->name, hmoe_fxp_format_name(mode),
-				       in, fixnames[fm], r, t, T, (long long)acc[r * T + t],
-				       (long long)ref);
+				       in, fixnames[fm], wild ? " (wild scales)" : "", r, t, T,
+				       (long long)acc[r * T + t], (long long)ref);
 				failures++;
 			}
 		}
@@ -757,9 +776,22 @@ int main(int argc, char **argv)
 								continue;
 							check_row_acc4(hmoe_fxp_simd_best(),
 								       a16 ? f | HMOE_FXP_A16 : f,
-								       ins[i], m128, fm, 1);
+								       ins[i], m128, fm, 1, 0);
 							cases++;
 						}
+		/* off-contract scales: every kernel's scalar terms, fp8 with and without lists */
+		for (int a16 = 0; a16 <= 1; a16++)
+			for (int f = 0; f < HMOE_FXP_N_FORMATS; f++)
+				for (int fm = FIX_NONE; fm <= FIX_BIG; fm++)
+					for (int T = 1; T <= 3; T += 2) {
+						if ((f != HMOE_FXP_FP8 && fm != FIX_NONE) ||
+						    (T > 1 && fm == FIX_NONE))
+							continue;
+						check_row_acc4(hmoe_fxp_simd_best(),
+							       a16 ? f | HMOE_FXP_A16 : f,
+							       HMOE_FXP_MAX_DIM, 0, fm, T, 1);
+						cases++;
+					}
 		/* fp8 with remainder lists takes up to HMOE_FXP_ROWS4_TOKENS tokens, decoded
 		 * once; the rest (and one more token) are declined */
 		for (int a16 = 0; a16 <= 1; a16++)
@@ -773,10 +805,10 @@ int main(int argc, char **argv)
 							continue;
 						check_row_acc4(hmoe_fxp_simd_best(),
 							       a16 ? f | HMOE_FXP_A16 : f, in, 0, fm,
-							       T);
+							       T, 0);
 						check_row_acc4(hmoe_fxp_simd_best(),
 							       a16 ? f | HMOE_FXP_A16 : f, 1100,
-							       T == 4, fm, T);
+							       T == 4, fm, T, 0);
 						cases += 2;
 					}
 		check_moe_fix();
