@@ -917,7 +917,7 @@ static inline __attribute__((always_inline)) __m512i fp8_1tok_dots8(const __m512
  * int64 dot first took two conversions, a lane extraction and vpmullq (three uops, 15
  * cycles). The parts are exact in int32: the sums over 16 lanes are |A| <= 5.4e8, |B|
  * <= 129 * 8 * 224 * 127 * 16 = 4.7e8 (u1 <= 229376 >> 10 = 224), |corr| <= 128 * 3 *
- * 16383 = 6.3e6; with m < 2^24 the products are at most 3.6e16, 8.0e18 and 1.1e14, and
+ * 16383 = 6.3e6; with m < 2^24 the products are at most 3.6e16, 8.1e18 and 1.1e14, and
  * every partial sum is (dot - corr) m or dot m, at most (4.81e11 + 6.3e6) * 2^24 = 8.1e18 <
  * 2^63 (|dot| <= 128 * 229376 * 16383; the kernel takes only x without -128, so |x| <=
  * 127 per plane). Off-contract exponents take the scalar terms of the dots, as
@@ -1112,7 +1112,8 @@ fp8_two_corr(const struct hmoe_fxp_rowfix *fix, const struct hmoe_fxp_xtile *x, 
 #pragma GCC unroll 7
 			for (int b = 0; b < HMOE_FXP_MAX_IN_GROUPS / 8; b++)
 				if (8 * b < x->groups)
-					_mm512_storeu_si512(corr[t][r] + 8 * b, _mm512_setzero_si512());
+					_mm512_storeu_si512(corr[t][r] + 8 * b,
+							    _mm512_setzero_si512());
 	for (int i = 0; i < total; i++) {
 		int r = (i >= end1) + (i >= end2) + (i >= end3);
 		int base = r == 0 ? 0 : r == 1 ? end1 : r == 2 ? end2 : end3;

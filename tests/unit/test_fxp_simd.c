@@ -273,9 +273,10 @@ static void check_row_acc4(const struct hmoe_fxp_simd *simd, int mode, int in, i
 						format, planes, xt + g * HMOE_FXP_GROUP, plane),
 					hmoe_fxp_row_scale(rows[r], g), xs[t * groups + g]);
 			if (acc[r * T + t] != ref) {
-				printf("FAIL %s row_acc4 %s dim %d%s%s row %d token %d of %d: %lld, "
-				       "reference %lld\n", simd->name, hmoe_fxp_format_name(mode),
-				       in, fixnames[fm], wild ? " (wild scales)" : "", r, t, T,
+				printf("FAIL %s row_acc4 %s dim %d%s%s row %d token %d of %d: "
+				       "%lld, reference %lld\n", simd->name,
+				       hmoe_fxp_format_name(mode), in, fixnames[fm],
+				       wild ? " (wild scales)" : "", r, t, T,
 				       (long long)acc[r * T + t], (long long)ref);
 				failures++;
 			}
