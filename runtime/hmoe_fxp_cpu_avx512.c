@@ -920,8 +920,8 @@ static inline __attribute__((always_inline)) __m512i fp8_1tok_dots8(const __m512
  * 16383 = 6.3e6; with m < 2^24 the products are at most 3.6e16, 8.1e18 and 1.1e14, and
  * every partial sum is (dot - corr) m or dot m, at most (4.81e11 + 6.3e6) * 2^24 = 8.1e18 <
  * 2^63 (|dot| <= 128 * 229376 * 16383; the kernel takes only x without -128, so |x| <=
- * 127 per plane). Off-contract exponents take the scalar terms of the dots, as
- * terms8_words does. */
+ * 127 per plane). Off-contract exponents take the scalar terms of the dots
+ * (fp8_1tok_dots8), as terms8_words does. */
 static inline __attribute__((always_inline)) __m512i
 fp8_two_terms8(const __m512i f[4], const int64_t *corr, __m256i w, __m256i xm, __m256i xe)
 {
@@ -934,13 +934,8 @@ fp8_two_terms8(const __m512i f[4], const int64_t *corr, __m256i w, __m256i xm, _
 	__m512i m;
 
 	words_split8(w, xm, xe, &m32, &r32);
-	if (terms8_ok(r32) != 0xff) {
-		__m512i d = _mm512_add_epi64(_mm512_slli_epi64(_mm512_srai_epi64(
-						     _mm512_slli_epi64(s, 32), 32), 2),
-					     _mm512_slli_epi64(_mm512_srai_epi64(s, 32), 10));
-
-		return terms8_scalar(_mm512_add_epi64(d, c), m32, r32);
-	}
+	if (terms8_ok(r32) != 0xff)  /* the int64 dots as the other kernels form them */
+		return terms8_scalar(_mm512_add_epi64(fp8_1tok_dots8(f, 2, 10), c), m32, r32);
 	m = _mm512_cvtepu32_epi64(m32);
 	return terms8_round(_mm512_add_epi64(
 		_mm512_add_epi64(_mm512_slli_epi64(_mm512_mul_epi32(s, m), 2),
