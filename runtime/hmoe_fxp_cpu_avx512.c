@@ -1101,7 +1101,7 @@ fp8_two_corr(const struct hmoe_fxp_rowfix *fix, const struct hmoe_fxp_xtile *x, 
 	 * fixed trip count, unrolled into stores: with the row's group count as its bound
 	 * GCC made the loop a memset call, around which it also spilled and reloaded the
 	 * lookup tables (one-token rows from L2 1.01-1.014x faster without it, paired
-	 * medians of 20-40 rounds, hot_ab.c) */
+	 * medians of 20-40 rounds, tile_ab.c HOT=1 in bench/results/..._4d813ff) */
 	for (int r = 0; r < 4; r++)
 		for (int t = 0; t < T; t++)
 #pragma GCC unroll 7

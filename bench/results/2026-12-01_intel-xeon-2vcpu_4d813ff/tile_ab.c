@@ -8,7 +8,11 @@
  *       -Dhmoe_fxp_simd_avx512=hmoe_fxp_simd_avx512_old /tmp/old.c -o /tmp/old.o
  *   gcc -O2 -Iruntime -Ihls tile_ab.c /tmp/old.o build/libhmoe.a -lcjson -lpcre2-8 -ldl \
  *       -lm -ldrm -lpthread -o tile_ab
- *   ./tile_ab fp8 THREADS T...                                                       */
+ *   ./tile_ab fp8 THREADS T...
+ * ROUNDS=N: N paired rounds instead of 8 (at most 200). HOT=1 (seventeenth session):
+ * instead of layer calls, the one-token kernels' in-cache rate (hmoe_fxp_hot_rate: each
+ * thread runs the first rows of expert 0's W1, W3 and W2 from its L2), MINT seconds
+ * (default 0.2) per rate, paired ratio new rate / old rate per round.                */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,12 +48,20 @@ int main(int argc,char**argv){
  for(int t=0;t<16;t++) for(int k=0;k<NE;k++) ids[t*NE+k]=k;
  int Ts[8]={1,2,3,4,6,8,12,16}, nT=8; if(argc>3){nT=0; for(int a=3;a<argc;a++) Ts[nT++]=atoi(argv[a]);}
  const struct hmoe_fxp_simd *v[2] = { &hmoe_fxp_simd_avx512_old, &hmoe_fxp_simd_avx512 };
+ int NR=getenv("ROUNDS")?atoi(getenv("ROUNDS")):8; if(NR<2||NR>200) return 2;
+ if(getenv("HOT")){ double r[200], mt=getenv("MINT")?atof(getenv("MINT")):0.2;
+  for(int round=0;round<NR;round++){ double b[2];
+   for(int k=0;k<2;k++){ int w = round % 2 ? 1 - k : k; if(hmoe_fxp_hot_rate(&ex,v[w],pool,0,mt,&b[w])) return 1; }
+   r[round]=b[1]/b[0]; }
+  for(int a=0;a<NR;a++)for(int b=a+1;b<NR;b++)if(r[b]<r[a]){double q=r[a];r[a]=r[b];r[b]=q;}
+  printf("hot %s %d thr: new/old rate paired median %.3f (range %.3f-%.3f, %d rounds)\n",argv[1],th,(r[NR/2-1]+r[NR/2])/2,r[0],r[NR-1],NR);
+  return 0; }
  printf("%s %d thr, old / new seconds per call, paired ratio per round:\n", argv[1], th);
- for(int ti=0;ti<nT;ti++){int T=Ts[ti]; double r[8];
-  for(int round=0;round<8;round++){ double best[2]={1e9,1e9};
+ for(int ti=0;ti<nT;ti++){int T=Ts[ti]; double r[200];
+  for(int round=0;round<NR;round++){ double best[2]={1e9,1e9};
    for(int k=0;k<2;k++){ int w = round % 2 ? 1 - k : k;
     for(int rep=0;rep<3;rep++){double t0=now(); if(hmoe_fxp_moe_run(&ex,v[w],pool,&ws,T,NE,x,ids,y)) return 1; double t=now()-t0; if(t<best[w])best[w]=t;}}
    r[round]=best[0]/best[1]; printf("  T=%d %.4f / %.4f = %.3f\n",T,best[0],best[1],r[round]); fflush(stdout);}
-  for(int a=0;a<8;a++)for(int b=a+1;b<8;b++)if(r[b]<r[a]){double q=r[a];r[a]=r[b];r[b]=q;}
-  printf("T=%d paired median %.3f (range %.3f-%.3f)\n",T,(r[3]+r[4])/2,r[0],r[7]);}
+  for(int a=0;a<NR;a++)for(int b=a+1;b<NR;b++)if(r[b]<r[a]){double q=r[a];r[a]=r[b];r[b]=q;}
+  printf("T=%d paired median %.3f (range %.3f-%.3f)\n",T,(r[NR/2-1]+r[NR/2])/2,r[0],r[NR-1]);}
  printf("\n"); return 0;}
