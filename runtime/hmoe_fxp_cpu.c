@@ -21,6 +21,9 @@
 #include "hmoe_fxp_cpu.h"
 
 #include <errno.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -217,28 +220,96 @@ const struct hmoe_fxp_simd *hmoe_fxp_simd_best(void)
 	return v;
 }
 
-static int fp8_prefetch;
-static pthread_once_t fp8_prefetch_once = PTHREAD_ONCE_INIT;
+/* The prefetch plan (hmoe_fxp_cpu.h), chosen once per process. The four-row distances:
+ * on the Intel dev VM (twelfth session, docs/fxp.md section 2) 1.5 KiB into L2 and 768 B
+ * into L1 read the most of the bandwidth; on the Zen 5 dev VM (eighteenth session,
+ * paired layer calls in one process, tile_ab.c in bench/results/..._7bf3c05) L1 alone
+ * against those: int8 1.10x, int8-a8 1.055x, int4 1.025x at 1536 B ahead, fp8 A16 1.04x
+ * at 1536 and another 1.05-1.07x at 3 KiB (fp8-a8 1.06x over T1 4 KiB + T0 1.5 KiB), and
+ * its fp8 prefetch, which Zen 4 did without, 1.5x. */
+static struct hmoe_fxp_prefetch prefetch_plan = { .fp8 = 1, .rows4 = { 1536, 768 },
+						  .fp8_rows4 = { 1536, 768 } };
+static pthread_once_t prefetch_once = PTHREAD_ONCE_INIT;
 
-static void fp8_prefetch_init(void)
+/* The CPU's family (base + extended), 0 where not x86. */
+static unsigned cpu_family(void)
 {
+#if defined(__x86_64__) || defined(__i386__)
+	unsigned a, b, c, d, fam;
+
+	if (!__get_cpuid(1, &a, &b, &c, &d))
+		return 0;
+	fam = (a >> 8) & 0xf;
+	return fam == 0xf ? fam + ((a >> 20) & 0xff) : fam;
+#else
+	return 0;
+#endif
+}
+
+/* $name as "L2,L1": two byte distances, whole lines, at most 64 KiB; anything else is
+ * named on stderr once and the default kept. */
+static void prefetch_env(const char *name, int out[2])
+{
+	const char *env = getenv(name), *p;
+	long v[2] = { -1, -1 };
+	int ok = 1;
+
+	if (!env || !*env)
+		return;
+	p = env;
+	for (int k = 0; k < 2 && ok; k++) {
+		char *end;
+
+		errno = 0;
+		v[k] = *p >= '0' && *p <= '9' ? strtol(p, &end, 10) : -1;
+		ok = v[k] >= 0 && !errno && v[k] <= 65536 && v[k] % HMOE_FXP_LINE_BYTES == 0 &&
+		     *end == (k ? '\0' : ',');
+		p = end + 1;
+	}
+	if (!ok) {
+		fprintf(stderr, "hmoe: %s=%s is not two byte distances \"L2,L1\" (multiples "
+			"of %d, 0 to 65536); using %d,%d\n", name, env, HMOE_FXP_LINE_BYTES,
+			out[0], out[1]);
+		return;
+	}
+	out[0] = (int)v[0];
+	out[1] = (int)v[1];
+}
+
+static void prefetch_init(void)
+{
+	struct hmoe_fxp_prefetch *p = &prefetch_plan;
 	const char *env = getenv("HMOE_FXP_FP8_PREFETCH");
 
 #if defined(__x86_64__) || defined(__i386__)
 	__builtin_cpu_init();
-	fp8_prefetch = !__builtin_cpu_is("amd");
+	if (__builtin_cpu_is("amd") && cpu_family() >= 0x1a) {  /* Zen 5 and later */
+		p->rows4[0] = 0;
+		p->rows4[1] = 1536;
+		p->fp8_rows4[0] = 0;
+		p->fp8_rows4[1] = 3072;
+	} else if (__builtin_cpu_is("amd")) {  /* Zen 4 (and older): fp8 without */
+		p->fp8 = 0;
+	}
 #endif
 	if (env && (!strcmp(env, "0") || !strcmp(env, "1")))
-		fp8_prefetch = env[0] == '1';
+		p->fp8 = env[0] == '1';
 	else if (env && *env)
 		fprintf(stderr, "hmoe: HMOE_FXP_FP8_PREFETCH=%s is not 0 or 1; using %d\n", env,
-			fp8_prefetch);
+			p->fp8);
+	prefetch_env("HMOE_FXP_ROWS4_PREFETCH", p->rows4);
+	prefetch_env("HMOE_FXP_FP8_ROWS4_PREFETCH", p->fp8_rows4);
+}
+
+const struct hmoe_fxp_prefetch *hmoe_fxp_prefetch(void)
+{
+	pthread_once(&prefetch_once, prefetch_init);
+	return &prefetch_plan;
 }
 
 int hmoe_fxp_fp8_prefetch(void)
 {
-	pthread_once(&fp8_prefetch_once, fp8_prefetch_init);
-	return fp8_prefetch;
+	return hmoe_fxp_prefetch()->fp8;
 }
 
 /* ---- the epilogue, shared by every variant ------------------------------------------ */

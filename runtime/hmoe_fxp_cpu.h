@@ -212,12 +212,28 @@ const struct hmoe_fxp_simd *hmoe_fxp_simd_find(const char *name);
  * shared by the x86 variants: call only where hmoe_fxp_simd_avx2 is supported. */
 void hmoe_fxp_split_scales_x86(const uint8_t *scales, int groups, uint32_t *mw, int32_t *ew);
 
-/* Whether the fp8 kernels prefetch their codes ahead (x86 variants; the VBMI kernel into
- * L1, the others into L2): measured on an Emerald Rapids Xeon it makes one core's fp8
- * stream from DRAM 1.5x faster (the core does not overlap the decode with the loads by
- * itself); on Zen 4 it changes nothing for fp8 A16 and slows fp8-a8 by a fifth. So: not on
- * AMD CPUs, else yes; HMOE_FXP_FP8_PREFETCH=0 or 1 decides instead. Read once per
- * process. */
+/* The x86 kernels' software prefetch plan, chosen once per process from the CPU:
+ * - fp8: whether the fp8 kernels prefetch their codes ahead at all (the VBMI kernel into
+ *   L1, the others into L2). On an Emerald Rapids Xeon it makes one core's fp8 stream
+ *   from DRAM 1.5x faster (the core does not overlap the decode with the loads by
+ *   itself), on Zen 5 the one-token layer call 1.5x too; on Zen 4 it changes nothing for
+ *   fp8 A16 and slows fp8-a8 by a fifth. So: yes, except on AMD CPUs before Zen 5
+ *   (family 0x1a); HMOE_FXP_FP8_PREFETCH=0 or 1 decides instead.
+ * - rows4, fp8_rows4: how far ahead of each of its four row streams the four-row
+ *   one-token kernels (row_acc4; int8 and int4, and fp8 where it prefetches) prefetch,
+ *   {into L2 by prefetcht1, into L1 by prefetcht0} in bytes, 0 = not at all: 1536, 768
+ *   (measured best on an Intel VM), on Zen 5 L1 only, 1536 ahead (int) and 3072 (fp8).
+ *   HMOE_FXP_ROWS4_PREFETCH and HMOE_FXP_FP8_ROWS4_PREFETCH ("L2,L1", multiples of 64 up
+ *   to 65536) set them instead, for tuning on another machine.
+ * An override that does not parse is named on stderr and the default kept. */
+struct hmoe_fxp_prefetch {
+	int fp8;
+	int rows4[2];
+	int fp8_rows4[2];
+};
+const struct hmoe_fxp_prefetch *hmoe_fxp_prefetch(void);
+
+/* hmoe_fxp_prefetch()->fp8. */
 int hmoe_fxp_fp8_prefetch(void);
 
 /* A16 dots of one-plane rows (n_tokens * 2, groups), token t's hi and lo at rows 2t and

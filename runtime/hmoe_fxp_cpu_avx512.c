@@ -267,16 +267,11 @@ static void dots_int_tail(const uint8_t *codes, int format, const struct hmoe_fx
  * 1.07-1.13x and int8 unchanged. */
 #define DOTS_PREFETCH_BYTES 8192
 #define DOTS_PREFETCH_L1_BYTES 1024
-/* The same for the one-token kernels that stream four rows far apart (row_acc4): each
- * stream needs a quarter of the lead, and the shorter distances read more of the
- * bandwidth. On the Intel dev VM (twelfth session; 2 threads, `bench experts --tokens
- * 1`, 3-6 interleaved rounds per set of builds), int4's bw_ratio medians were 0.78 at 8 /
- * 1 KiB (L2 / L1), about 0.82 at 4 / 1, 3 / 1 and 2 / 1, 0.85-0.87 at 1.5 / 0.75 and
- * 0.82-0.85 at 1 / 0.5 and 0.75 / 0.375; then 5 rounds of these against 8 / 1: int4
- * 0.765 -> 0.825, int8 0.856 -> 0.883, fp8 0.708 -> 0.745, fp8-a8 0.794 -> 0.824,
- * int8-a8 0.911 -> 0.909. */
-#define ROWS4_PREFETCH_BYTES 1536
-#define ROWS4_PREFETCH_L1_BYTES 768
+/* The one-token kernels that stream four rows far apart (row_acc4) prefetch by the
+ * process's plan instead (hmoe_fxp_prefetch(): rows4 for int8 and int4, fp8_rows4 for
+ * fp8), since the best distances differ by CPU: each stream needs only a quarter of the
+ * lead, and on the Intel dev VM 1.5 KiB into L2 and 768 B into L1 read the most of the
+ * bandwidth (docs/fxp.md section 2), on Zen 5 the L1 prefetch alone, further ahead. */
 
 /* Prefetches, into L2 (T1) or L1 (T0), the `bytes` (lines) DOTS_PREFETCH_BYTES ahead of
  * p. */
@@ -293,14 +288,16 @@ prefetch_ahead(const uint8_t *p, const int bytes, const int l1)
 }
 
 /* Prefetches the `bytes` (lines) from p, L2 bytes ahead into L2 and L1 bytes ahead into
- * L1. */
+ * L1 (0: not into that level). */
 static inline __attribute__((always_inline)) void
 prefetch_lines(const uint8_t *p, const int bytes, const int L2, const int L1)
 {
 #pragma GCC unroll 8
 	for (int i = 0; i < bytes; i += HMOE_FXP_LINE_BYTES) {
-		_mm_prefetch((const char *)p + L2 + i, _MM_HINT_T1);
-		_mm_prefetch((const char *)p + L1 + i, _MM_HINT_T0);
+		if (L2)
+			_mm_prefetch((const char *)p + L2 + i, _MM_HINT_T1);
+		if (L1)
+			_mm_prefetch((const char *)p + L1 + i, _MM_HINT_T0);
 	}
 }
 
@@ -415,6 +412,8 @@ acc_int_1tok(const uint8_t *const *rows, const int format, int in,
 	int group_bytes = hmoe_fxp_group_bytes(format);
 	size_t skip = (size_t)hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
 	const uint8_t *codes[4];
+	const int *pd = hmoe_fxp_prefetch()->rows4;
+	int pl2 = pd[0], pl1 = pd[1];
 	__m512i tacc[2] = { _mm512_setzero_si512(), _mm512_setzero_si512() };
 
 	for (int r = 0; r < R; r++)
@@ -425,8 +424,7 @@ acc_int_1tok(const uint8_t *const *rows, const int format, int in,
 		 * 128 * 129 * 127 * 128 = 2.7e8, so dot = S - bias stays in int32 (< 8.1e8) */
 		__m512i bias = _mm512_broadcast_i32x4(_mm_slli_epi32(xsum4(x, 0, g), bias_shift));
 
-		prefetch_groups4(codes, R, g, group_bytes, ROWS4_PREFETCH_BYTES,
-				 ROWS4_PREFETCH_L1_BYTES);
+		prefetch_groups4(codes, R, g, group_bytes, pl2, pl1);
 #pragma GCC unroll 4
 		for (int j = 0; j < 4; j++) {
 			const int8_t *xp = x->xq + (g + j) * HMOE_FXP_GROUP;
@@ -1048,7 +1046,7 @@ fp8_two_group(const __m512i u[2][2], const __mmask64 neg[2], const int8_t *xt, s
  * (decoding both first ran the A8 kernel 3% slower from L2). */
 VBMI_TARGET static inline __attribute__((always_inline)) void
 fp8_two_pair(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P, const int T,
-	     int g, const __m512i tab[3], int pf, __m512i f[])
+	     int g, const __m512i tab[3], int pf, int L2, int L1, __m512i f[])
 {
 	size_t plane = (size_t)x->groups * HMOE_FXP_GROUP;
 	const int8_t *xg = x->xq + (size_t)g * HMOE_FXP_GROUP;
@@ -1056,8 +1054,7 @@ fp8_two_pair(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P, 
 	__mmask64 neg[2][2];
 
 	if (pf)
-		prefetch_lines(codes + (size_t)g * HMOE_FXP_GROUP, 2 * HMOE_FXP_GROUP,
-			       ROWS4_PREFETCH_BYTES, ROWS4_PREFETCH_L1_BYTES);
+		prefetch_lines(codes + (size_t)g * HMOE_FXP_GROUP, 2 * HMOE_FXP_GROUP, L2, L1);
 #pragma GCC unroll 2
 	for (int j = 0; j < 2; j++) {
 #pragma GCC unroll 2
@@ -1143,7 +1140,11 @@ acc_fp8_rows4(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x
 	      int64_t *acc_out)
 {
 	enum { R = 4 };
-	int groups = x->groups, g = 0, pf = hmoe_fxp_fp8_prefetch();
+	const struct hmoe_fxp_prefetch *pp = hmoe_fxp_prefetch();
+	int groups = x->groups, g = 0, pf = pp->fp8;
+	/* tiles of 2-4 tokens keep 1.5 KiB / 768 B: on Zen 5 its one-token distances ran
+	 * them 0.96-0.97x (paired, 12 rounds) */
+	int pl2 = T == 1 ? pp->fp8_rows4[0] : 1536, pl1 = T == 1 ? pp->fp8_rows4[1] : 768;
 	size_t skip = (size_t)hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
 	/* token-major: the one-token kernel touches what it always did */
 	int64_t corr[HMOE_FXP_ROWS4_TOKENS][R][HMOE_FXP_MAX_IN_GROUPS];
@@ -1168,11 +1169,11 @@ acc_fp8_rows4(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x
 #pragma GCC unroll 1
 			for (int r = 0; r < R; r++) {
 				if (TWO)
-					fp8_two_pair(rows[r] + skip, x, P, T, g + 2 * b, two, pf, ft);
+					fp8_two_pair(rows[r] + skip, x, P, T, g + 2 * b, two, pf, pl2,
+						     pl1, ft);
 				else
 					ft[0] = fp8_1tok_pair(rows[r] + skip, x, P, g + 2 * b, tab, pf,
-							      ROWS4_PREFETCH_BYTES,
-							      ROWS4_PREFETCH_L1_BYTES);
+							      pl2, pl1);
 				for (int t = 0; t < T; t++)
 					f[t][r][b] = ft[t];
 			}

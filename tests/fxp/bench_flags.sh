@@ -99,4 +99,30 @@ print("ok: fp8", sys.argv[2], "codes" + (" without VBMI" if sys.argv[3] else "")
       r["fp8_remainder_lists"], "packs with lists on", d["fxp_variant"])
 PY
 done
+# the prefetch plan: the JSON says which distances ran; HMOE_FXP_*ROWS4_PREFETCH set them,
+# and a value that does not parse is named on stderr with the default kept
+pf_run() {  # pf_run NAME ENV...: one int8 1-token run, the JSON to $BUILD/fxp-bench-pf-NAME.json
+	local name=$1
+	shift
+	env "$@" "$HMOE" bench experts --json --tokens 1 --formats int8 --experts 1 \
+		--f32-experts 0 --min-time 0 --bw-mib 16 \
+		>"${BUILD:-build}/fxp-bench-pf-$name.json" 2>"${BUILD:-build}/fxp-bench-pf-$name.err" ||
+		fail "bench run, prefetch $name"
+}
+pf_run default
+pf_run set HMOE_FXP_ROWS4_PREFETCH=512,0 HMOE_FXP_FP8_ROWS4_PREFETCH=0,4096 HMOE_FXP_FP8_PREFETCH=0
+pf_run bad HMOE_FXP_ROWS4_PREFETCH=1536,100 HMOE_FXP_FP8_ROWS4_PREFETCH=64
+/usr/bin/python3 - "${BUILD:-build}/fxp-bench-pf" <<'PY' || exit 1
+import json, sys
+b = sys.argv[1]
+d = {n: json.load(open(b + "-" + n + ".json"))["prefetch"] for n in ("default", "set", "bad")}
+err = {n: open(b + "-" + n + ".err").read() for n in ("default", "set", "bad")}
+assert d["set"] == {"fp8": False, "rows4": [512, 0], "fp8_rows4": [0, 4096]}, d
+assert d["bad"] == d["default"], d
+assert not err["default"] and not err["set"], err
+lines = err["bad"].splitlines()
+assert len(lines) == 2 and "HMOE_FXP_ROWS4_PREFETCH=1536,100 is not" in lines[0] and \
+    "HMOE_FXP_FP8_ROWS4_PREFETCH=64 is not" in lines[1], lines
+print("ok: prefetch plan", d["default"], "overridden", d["set"])
+PY
 echo PASS
