@@ -221,12 +221,12 @@ const struct hmoe_fxp_simd *hmoe_fxp_simd_best(void)
 }
 
 /* The prefetch plan (hmoe_fxp_cpu.h), chosen once per process. The four-row distances:
- * on the Intel dev VM (twelfth session, docs/fxp.md section 2) 1.5 KiB into L2 and 768 B
- * into L1 read the most of the bandwidth; on the Zen 5 dev VM (eighteenth session,
- * paired layer calls in one process, tile_ab.c in bench/results/..._7bf3c05) L1 alone
- * against those: int8 1.10x, int8-a8 1.055x, int4 1.025x at 1536 B ahead, fp8 A16 1.04x
- * at 1536 and another 1.05-1.07x at 3 KiB (fp8-a8 1.06x over T1 4 KiB + T0 1.5 KiB), and
- * its fp8 prefetch, which Zen 4 did without, 1.5x. */
+ * on the Intel dev VM (twelfth session) 1.5 KiB into L2 and 768 B into L1 read the most
+ * of the bandwidth; on the Zen 5 dev VM (eighteenth session, paired layer calls in one
+ * process, bench/results/..._zen5-2vcpu_7bf3c05) L1 alone against those: int8 1.10x,
+ * int8-a8 1.055x, int4 1.025x at 1536 B ahead, fp8 A16 1.04x at 1536 and another
+ * 1.05-1.07x at 3 KiB (fp8-a8 1.06x over T1 4 KiB + T0 1.5 KiB), and its fp8 prefetch,
+ * which Zen 4 did without, about 1.5x (docs/fxp.md section 3). */
 static struct hmoe_fxp_prefetch prefetch_plan = { .fp8 = 1, .rows4 = { 1536, 768 },
 						  .fp8_rows4 = { 1536, 768 } };
 static pthread_once_t prefetch_once = PTHREAD_ONCE_INIT;

@@ -271,7 +271,7 @@ static void dots_int_tail(const uint8_t *codes, int format, const struct hmoe_fx
  * process's plan instead (hmoe_fxp_prefetch(): rows4 for int8 and int4, fp8_rows4 for
  * fp8), since the best distances differ by CPU: each stream needs only a quarter of the
  * lead, and on the Intel dev VM 1.5 KiB into L2 and 768 B into L1 read the most of the
- * bandwidth (docs/fxp.md section 2), on Zen 5 the L1 prefetch alone, further ahead. */
+ * bandwidth (docs/fxp.md section 3), on Zen 5 the L1 prefetch alone, further ahead. */
 
 /* Prefetches, into L2 (T1) or L1 (T0), the `bytes` (lines) DOTS_PREFETCH_BYTES ahead of
  * p. */
