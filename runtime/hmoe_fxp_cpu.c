@@ -227,24 +227,25 @@ const struct hmoe_fxp_simd *hmoe_fxp_simd_best(void)
  * int8-a8 1.055x, int4 1.025x at 1536 B ahead, fp8 A16 1.04x at 1536 and another
  * 1.05-1.07x at 3 KiB (fp8-a8 1.06x over T1 4 KiB + T0 1.5 KiB), and its fp8 prefetch,
  * which Zen 4 did without, about 1.5x (docs/fxp.md section 3). */
-static struct hmoe_fxp_prefetch prefetch_plan = { .fp8 = 1, .rows4 = { 1536, 768 },
-						  .fp8_rows4 = { 1536, 768 } };
+static struct hmoe_fxp_prefetch prefetch_plan = {
+	.fp8 = 1,
+	.rows4 = { HMOE_FXP_ROWS4_PF_L2, HMOE_FXP_ROWS4_PF_L1 },
+	.fp8_rows4 = { HMOE_FXP_ROWS4_PF_L2, HMOE_FXP_ROWS4_PF_L1 },
+};
 static pthread_once_t prefetch_once = PTHREAD_ONCE_INIT;
 
-/* The CPU's family (base + extended), 0 where not x86. */
+#if defined(__x86_64__) || defined(__i386__)
+/* The CPU's family (base + extended), 0 where CPUID leaf 1 is missing. */
 static unsigned cpu_family(void)
 {
-#if defined(__x86_64__) || defined(__i386__)
 	unsigned a, b, c, d, fam;
 
 	if (!__get_cpuid(1, &a, &b, &c, &d))
 		return 0;
 	fam = (a >> 8) & 0xf;
 	return fam == 0xf ? fam + ((a >> 20) & 0xff) : fam;
-#else
-	return 0;
-#endif
 }
+#endif
 
 /* $name as "L2,L1": two byte distances, whole lines, at most 64 KiB; anything else is
  * named on stderr once and the default kept. */

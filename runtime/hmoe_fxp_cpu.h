@@ -226,6 +226,8 @@ void hmoe_fxp_split_scales_x86(const uint8_t *scales, int groups, uint32_t *mw, 
  *   HMOE_FXP_ROWS4_PREFETCH and HMOE_FXP_FP8_ROWS4_PREFETCH ("L2,L1", multiples of 64 up
  *   to 65536) set them instead, for tuning on another machine.
  * An override that does not parse is named on stderr and the default kept. */
+#define HMOE_FXP_ROWS4_PF_L2 1536  /* the four-row distances' defaults (fp8 tiles of */
+#define HMOE_FXP_ROWS4_PF_L1 768   /* 2-4 tokens always take these) */
 struct hmoe_fxp_prefetch {
 	int fp8;
 	int rows4[2];

@@ -1142,9 +1142,10 @@ acc_fp8_rows4(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x
 	enum { R = 4 };
 	const struct hmoe_fxp_prefetch *pp = hmoe_fxp_prefetch();
 	int groups = x->groups, g = 0, pf = pp->fp8;
-	/* tiles of 2-4 tokens keep 1.5 KiB / 768 B: on Zen 5 its one-token distances ran
+	/* tiles of 2-4 tokens keep the default distances: on Zen 5 its one-token ones ran
 	 * them 0.96-0.97x (paired, 12 rounds) */
-	int pl2 = T == 1 ? pp->fp8_rows4[0] : 1536, pl1 = T == 1 ? pp->fp8_rows4[1] : 768;
+	int pl2 = T == 1 ? pp->fp8_rows4[0] : HMOE_FXP_ROWS4_PF_L2;
+	int pl1 = T == 1 ? pp->fp8_rows4[1] : HMOE_FXP_ROWS4_PF_L1;
 	size_t skip = (size_t)hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
 	/* token-major: the one-token kernel touches what it always did */
 	int64_t corr[HMOE_FXP_ROWS4_TOKENS][R][HMOE_FXP_MAX_IN_GROUPS];
