@@ -450,7 +450,7 @@ int bench_experts(int argc, char **argv)
 	int checkpoint_codes = 1;
 	float *x = NULL, *y = NULL;
 	const struct hmoe_fxp_simd *simd = hmoe_fxp_simd_best();
-	const struct hmoe_fxp_prefetch *pf;
+	const struct hmoe_fxp_plan *pf;
 	struct hmoe_layer layer = { 0 };
 	struct hmoe_model model = { 0 };
 	struct hmoe_mlp *mlps = NULL;
@@ -578,17 +578,19 @@ int bench_experts(int argc, char **argv)
 		}
 		printf("\"load_average_1min_at_start\": %.2f, ", l1);
 	}
-	pf = hmoe_fxp_prefetch();
+	pf = hmoe_fxp_plan();
 	printf("\"dims\": {\"dim\": %d, \"inter\": %d, \"experts\": %d, \"top_k\": %d}, "
 	       "\"threads\": %d, \"fxp_variant\": \"%s\", \"mem_available_bytes\": %zu, "
 	       "\"dram_footprint_bytes\": %zu, "
 	       "\"read_bandwidth_bytes_per_s\": %.4g, \"fp8_codes\": \"%s\", "
 	       "\"fp8_lists\": %s, \"prefetch\": {\"fp8\": %s, \"rows4\": [%d, %d], "
-	       "\"fp8_rows4\": [%d, %d]}, \"target_bw_ratio_1_token\": 0.85, \"results\": [",
+	       "\"fp8_rows4\": [%d, %d]}, \"fp8_lookup\": \"%s\", "
+	       "\"target_bw_ratio_1_token\": 0.85, \"results\": [",
 	       DIM, INTER, N_EXPERTS, TOP_K, hmoe_pool_threads(pool), simd->name, avail, footprint,
 	       bw, checkpoint_codes ? "checkpoint" : "uniform",
 	       hmoe_fxp_simd_fp8_lists(simd) ? "true" : "false", pf->fp8 ? "true" : "false",
-	       pf->rows4[0], pf->rows4[1], pf->fp8_rows4[0], pf->fp8_rows4[1]);
+	       pf->rows4[0], pf->rows4[1], pf->fp8_rows4[0], pf->fp8_rows4[1],
+	       pf->fp8_permi2b ? "vpermi2b" : "vpermb");
 	fflush(stdout);
 
 	for (int f = 0; f < n_modes; f++) {

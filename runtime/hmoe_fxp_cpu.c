@@ -220,19 +220,19 @@ const struct hmoe_fxp_simd *hmoe_fxp_simd_best(void)
 	return v;
 }
 
-/* The prefetch plan (hmoe_fxp_cpu.h), chosen once per process. The four-row distances:
+/* The plan (hmoe_fxp_cpu.h), chosen once per process. The four-row distances:
  * on the Intel dev VM (twelfth session) 1.5 KiB into L2 and 768 B into L1 read the most
  * of the bandwidth; on the Zen 5 dev VM (eighteenth session, paired layer calls in one
  * process, bench/results/..._zen5-2vcpu_7bf3c05) L1 alone against those: int8 1.10x,
  * int8-a8 1.055x, int4 1.025x at 1536 B ahead, fp8 A16 1.04x at 1536 and another
  * 1.05-1.07x at 3 KiB (fp8-a8 1.06x over T1 4 KiB + T0 1.5 KiB), and its fp8 prefetch,
  * which Zen 4 did without, about 1.5x (docs/fxp.md section 3). */
-static struct hmoe_fxp_prefetch prefetch_plan = {
+static struct hmoe_fxp_plan cpu_plan = {
 	.fp8 = 1,
 	.rows4 = { HMOE_FXP_ROWS4_PF_L2, HMOE_FXP_ROWS4_PF_L1 },
 	.fp8_rows4 = { HMOE_FXP_ROWS4_PF_L2, HMOE_FXP_ROWS4_PF_L1 },
 };
-static pthread_once_t prefetch_once = PTHREAD_ONCE_INIT;
+static pthread_once_t plan_once = PTHREAD_ONCE_INIT;
 
 #if defined(__x86_64__) || defined(__i386__)
 /* The CPU's family (base + extended), 0 where CPUID leaf 1 is missing. */
@@ -277,10 +277,20 @@ static void prefetch_env(const char *name, int out[2])
 	out[1] = (int)v[1];
 }
 
-static void prefetch_init(void)
+/* $name as 0 or 1 into *out; anything else is named on stderr and *out kept. */
+static void flag_env(const char *name, int *out)
 {
-	struct hmoe_fxp_prefetch *p = &prefetch_plan;
-	const char *env = getenv("HMOE_FXP_FP8_PREFETCH");
+	const char *env = getenv(name);
+
+	if (env && (!strcmp(env, "0") || !strcmp(env, "1")))
+		*out = env[0] == '1';
+	else if (env && *env)
+		fprintf(stderr, "hmoe: %s=%s is not 0 or 1; using %d\n", name, env, *out);
+}
+
+static void plan_init(void)
+{
+	struct hmoe_fxp_plan *p = &cpu_plan;
 
 #if defined(__x86_64__) || defined(__i386__)
 	__builtin_cpu_init();
@@ -289,28 +299,26 @@ static void prefetch_init(void)
 		p->rows4[1] = 1536;
 		p->fp8_rows4[0] = 0;
 		p->fp8_rows4[1] = 3072;
+		p->fp8_permi2b = 1;
 	} else if (__builtin_cpu_is("amd")) {  /* Zen 4 (and older): fp8 without */
 		p->fp8 = 0;
 	}
 #endif
-	if (env && (!strcmp(env, "0") || !strcmp(env, "1")))
-		p->fp8 = env[0] == '1';
-	else if (env && *env)
-		fprintf(stderr, "hmoe: HMOE_FXP_FP8_PREFETCH=%s is not 0 or 1; using %d\n", env,
-			p->fp8);
+	flag_env("HMOE_FXP_FP8_PREFETCH", &p->fp8);
+	flag_env("HMOE_FXP_FP8_PERMI2B", &p->fp8_permi2b);
 	prefetch_env("HMOE_FXP_ROWS4_PREFETCH", p->rows4);
 	prefetch_env("HMOE_FXP_FP8_ROWS4_PREFETCH", p->fp8_rows4);
 }
 
-const struct hmoe_fxp_prefetch *hmoe_fxp_prefetch(void)
+const struct hmoe_fxp_plan *hmoe_fxp_plan(void)
 {
-	pthread_once(&prefetch_once, prefetch_init);
-	return &prefetch_plan;
+	pthread_once(&plan_once, plan_init);
+	return &cpu_plan;
 }
 
 int hmoe_fxp_fp8_prefetch(void)
 {
-	return hmoe_fxp_prefetch()->fp8;
+	return hmoe_fxp_plan()->fp8;
 }
 
 /* ---- the epilogue, shared by every variant ------------------------------------------ */

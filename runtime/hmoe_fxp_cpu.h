@@ -212,7 +212,8 @@ const struct hmoe_fxp_simd *hmoe_fxp_simd_find(const char *name);
  * shared by the x86 variants: call only where hmoe_fxp_simd_avx2 is supported. */
 void hmoe_fxp_split_scales_x86(const uint8_t *scales, int groups, uint32_t *mw, int32_t *ew);
 
-/* The x86 kernels' software prefetch plan, chosen once per process from the CPU:
+/* The x86 kernels' plan, chosen once per process from the CPU (vendor and family): their
+ * software prefetches and the fp8 lookups.
  * - fp8: whether the fp8 kernels prefetch their codes ahead at all (the VBMI kernel into
  *   L1, the others into L2). On an Emerald Rapids Xeon it makes one core's fp8 stream
  *   from DRAM 1.5x faster (the core does not overlap the decode with the loads by
@@ -225,17 +226,24 @@ void hmoe_fxp_split_scales_x86(const uint8_t *scales, int groups, uint32_t *mw, 
  *   (measured best on an Intel VM), on Zen 5 L1 only, 1536 ahead (int) and 3072 (fp8).
  *   HMOE_FXP_ROWS4_PREFETCH and HMOE_FXP_FP8_ROWS4_PREFETCH ("L2,L1", multiples of 64 up
  *   to 65536) set them instead, for tuning on another machine.
+ * - fp8_permi2b: whether the fp8 VBMI kernels of one to HMOE_FXP_ROWS4_TOKENS tokens
+ *   (row_acc4) look a code's 7-bit magnitude up in a 128-entry table by one vpermi2b
+ *   rather than two 64-entry vpermb merged under a test of the code's bit 6. On Zen 5 a
+ *   vpermi2b is one op at two per cycle, as a vpermb is (one-token rows from L1 1.13x);
+ *   on Intel cores it is three uops. So: on AMD family 0x1a and later;
+ *   HMOE_FXP_FP8_PERMI2B=0 or 1 decides instead (the results are the same either way).
  * An override that does not parse is named on stderr and the default kept. */
 #define HMOE_FXP_ROWS4_PF_L2 1536  /* the four-row distances' defaults (fp8 tiles of */
 #define HMOE_FXP_ROWS4_PF_L1 768   /* 2-4 tokens always take these) */
-struct hmoe_fxp_prefetch {
+struct hmoe_fxp_plan {
 	int fp8;
 	int rows4[2];
 	int fp8_rows4[2];
+	int fp8_permi2b;
 };
-const struct hmoe_fxp_prefetch *hmoe_fxp_prefetch(void);
+const struct hmoe_fxp_plan *hmoe_fxp_plan(void);
 
-/* hmoe_fxp_prefetch()->fp8. */
+/* hmoe_fxp_plan()->fp8. */
 int hmoe_fxp_fp8_prefetch(void);
 
 /* A16 dots of one-plane rows (n_tokens * 2, groups), token t's hi and lo at rows 2t and

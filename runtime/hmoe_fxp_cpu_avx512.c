@@ -268,7 +268,7 @@ static void dots_int_tail(const uint8_t *codes, int format, const struct hmoe_fx
 #define DOTS_PREFETCH_BYTES 8192
 #define DOTS_PREFETCH_L1_BYTES 1024
 /* The one-token kernels that stream four rows far apart (row_acc4) prefetch by the
- * process's plan instead (hmoe_fxp_prefetch(): rows4 for int8 and int4, fp8_rows4 for
+ * process's plan instead (hmoe_fxp_plan(): rows4 for int8 and int4, fp8_rows4 for
  * fp8), since the best distances differ by CPU: each stream needs only a quarter of the
  * lead, and on the Intel dev VM 1.5 KiB into L2 and 768 B into L1 read the most of the
  * bandwidth (docs/fxp.md section 3), on Zen 5 the L1 prefetch alone, further ahead. */
@@ -412,7 +412,7 @@ acc_int_1tok(const uint8_t *const *rows, const int format, int in,
 	int group_bytes = hmoe_fxp_group_bytes(format);
 	size_t skip = (size_t)hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
 	const uint8_t *codes[4];
-	const int *pd = hmoe_fxp_prefetch()->rows4;
+	const int *pd = hmoe_fxp_plan()->rows4;
 	int pl2 = pd[0], pl1 = pd[1];
 	__m512i tacc[2] = { _mm512_setzero_si512(), _mm512_setzero_si512() };
 
@@ -672,22 +672,29 @@ static int fp8_planes(void)
  * (fp8_digits_init checks both): p_0 and p_2 are one 64-entry vpermb each, masked by bit
  * 6, and only p_1 needs both halves (two vpermb, the second merged under the mask). Four
  * single-uop lookups and a bit test where three 128-entry vpermi2b took three uops
- * each: one-token rows from L2 ran 1.11x (A16) and 1.13x (A8) faster on the Intel dev VM. */
+ * each: one-token rows from L2 ran 1.11x (A16) and 1.13x (A8) faster on the Intel dev VM.
+ * I2B (the plan's fp8_permi2b, for CPUs where vpermi2b is one op as on Zen 5): each
+ * digit by one vpermi2b over the whole 128-entry table, no bit test. */
 VBMI_TARGET static inline __attribute__((always_inline)) __mmask64
-fp8_planes64(__m512i c, const __m512i tab[3][2], const int ABS, __m512i pu[3])
+fp8_planes64(__m512i c, const __m512i tab[3][2], const int ABS, __m512i pu[3], const int I2B)
 {
-	__mmask64 neg = _mm512_movepi8_mask(c);
-	__mmask64 big = _mm512_test_epi8_mask(c, _mm512_set1_epi8(0x40));
+	__mmask64 neg = _mm512_movepi8_mask(c), big;
 	__m512i d[3];
 
-	d[1] = _mm512_mask_permutexvar_epi8(_mm512_permutexvar_epi8(c, tab[1][0]), big, c,
-					    tab[1][1]);
-	if (ABS) {  /* the other halves are 0 */
-		d[0] = _mm512_maskz_permutexvar_epi8(_knot_mask64(big), c, tab[0][0]);
-		d[2] = _mm512_maskz_permutexvar_epi8(big, c, tab[2][1]);
+	if (I2B) {
+#pragma GCC unroll 3
+		for (int i = 0; i < 3; i++)
+			d[i] = _mm512_permutex2var_epi8(tab[i][0], c, tab[i][1]);
 	} else {
-		d[0] = _mm512_mask_permutexvar_epi8(tab[0][1], _knot_mask64(big), c, tab[0][0]);
-		d[2] = _mm512_mask_permutexvar_epi8(tab[2][0], big, c, tab[2][1]);
+		big = _mm512_test_epi8_mask(c, _mm512_set1_epi8(0x40));
+		d[1] = _mm512_mask_permutexvar_epi8(_mm512_permutexvar_epi8(c, tab[1][0]), big,
+						    c, tab[1][1]);
+		/* ABS: the other halves are 0 */
+		d[0] = ABS ? _mm512_maskz_permutexvar_epi8(_knot_mask64(big), c, tab[0][0]) :
+			     _mm512_mask_permutexvar_epi8(tab[0][1], _knot_mask64(big), c,
+							  tab[0][0]);
+		d[2] = ABS ? _mm512_maskz_permutexvar_epi8(big, c, tab[2][1]) :
+			     _mm512_mask_permutexvar_epi8(tab[2][0], big, c, tab[2][1]);
 	}
 #pragma GCC unroll 3
 	for (int i = 0; i < 3; i++)
@@ -699,14 +706,14 @@ fp8_planes64(__m512i c, const __m512i tab[3][2], const int ABS, __m512i pu[3])
  * (ABS: the digits |p_i| from fp8_abs, and the codes' signs in neg[j][h]). */
 VBMI_TARGET static inline __attribute__((always_inline)) void
 fp8_decode_groups(const uint8_t *codes, int g, const int NG, const __m512i tab[3][2],
-		  const int ABS, __m512i pu[2][2][3], __mmask64 neg[2][2])
+		  const int ABS, __m512i pu[2][2][3], __mmask64 neg[2][2], const int I2B)
 {
 #pragma GCC unroll 2
 	for (int j = 0; j < NG; j++)
 #pragma GCC unroll 2
 		for (int h = 0; h < 2; h++)
 			neg[j][h] = fp8_planes64(_mm512_loadu_si512(codes + (g + j) * HMOE_FXP_GROUP +
-								    64 * h), tab, ABS, pu[j][h]);
+								    64 * h), tab, ABS, pu[j][h], I2B);
 }
 
 /* Dots of token t of x (P planes, the mode's) over groups g .. g + NG - 1 (NG <= 2) from
@@ -818,7 +825,7 @@ fp8_groups_all_tokens(const uint8_t *codes, const struct hmoe_fxp_xtile *x, int 
 	__m512i pu[2][2][3];
 	__mmask64 neg[2][2];
 
-	fp8_decode_groups(codes, g, NG, tab, ABS, pu, neg);
+	fp8_decode_groups(codes, g, NG, tab, ABS, pu, neg, 0);
 	for (int t = 0; t < x->n_tokens; t++)
 		fp8_token_block(pu, neg, ABS, x, t, P, g, NG, dots);
 }
@@ -878,14 +885,14 @@ static inline __attribute__((always_inline)) __m512i fold16_epi32(const __m512i 
  * lines (pf) into L2 L2 bytes ahead and into L1 L1 bytes ahead, as the int kernels do. */
 VBMI_TARGET static inline __attribute__((always_inline)) __m512i
 fp8_1tok_pair(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P, int g,
-	      const __m512i tab[3][2], int pf, const int L2, const int L1)
+	      const __m512i tab[3][2], int pf, const int L2, const int L1, const int I2B)
 {
 	__m512i pu[2][2][3], acc[4];
 	__mmask64 neg[2][2];
 
 	if (pf)
 		prefetch_lines(codes + (size_t)g * HMOE_FXP_GROUP, 2 * HMOE_FXP_GROUP, L2, L1);
-	fp8_decode_groups(codes, g, 2, tab, 1, pu, neg);
+	fp8_decode_groups(codes, g, 2, tab, 1, pu, neg, I2B);
 	fp8_token_accs(pu, neg, 1, x, 0, P, g, 2, acc);
 	return fold4_epi32(acc);
 }
@@ -977,7 +984,7 @@ dots_fp8_1tok8(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P
 #pragma GCC unroll 4
 		for (int b = 0; b < 4; b++)
 			f[b] = fp8_1tok_pair(codes, x, P, g + 2 * b, tab, pf, DOTS_PREFETCH_BYTES,
-					     DOTS_PREFETCH_L1_BYTES);
+					     DOTS_PREFETCH_L1_BYTES, 0);
 		_mm512_storeu_si512(dots + g, fp8_1tok_dots8(f, 0, 14));
 	}
 	fp8_1tok_tail(codes, x, P, g, tab, dots);
@@ -987,13 +994,19 @@ dots_fp8_1tok8(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P
  * |q| >> 2 as two bytes u0 = (|q| >> 2) & 255 (weight 4) and u1 = |q| >> 10 (weight
  * 1024), from a 128-entry table each, the codes' signs on x as in fp8_planes64. u1 is 0
  * for E <= 7 (|q| <= 960), so it is one vpermb masked by bit 6 and u0 two: three lookups
- * and two masks where the three digits take four and three. Returns the sign mask. */
+ * and two masks where the three digits take four and three. Returns the sign mask. I2B
+ * (fp8_planes64's): u0 by one vpermi2b, u1 by one over the zero vector and tab[2]. */
 VBMI_TARGET static inline __attribute__((always_inline)) __mmask64
-fp8_two64(__m512i c, const __m512i tab[3], __m512i u[2])
+fp8_two64(__m512i c, const __m512i tab[3], __m512i u[2], const int I2B)
 {
-	__mmask64 neg = _mm512_movepi8_mask(c);
-	__mmask64 big = _mm512_test_epi8_mask(c, _mm512_set1_epi8(0x40));
+	__mmask64 neg = _mm512_movepi8_mask(c), big;
 
+	if (I2B) {
+		u[0] = _mm512_permutex2var_epi8(tab[0], c, tab[1]);
+		u[1] = _mm512_permutex2var_epi8(_mm512_setzero_si512(), c, tab[2]);
+		return neg;
+	}
+	big = _mm512_test_epi8_mask(c, _mm512_set1_epi8(0x40));
 	u[0] = _mm512_mask_permutexvar_epi8(_mm512_permutexvar_epi8(c, tab[0]), big, c, tab[1]);
 	u[1] = _mm512_maskz_permutexvar_epi8(big, c, tab[2]);
 	return neg;
@@ -1046,7 +1059,7 @@ fp8_two_group(const __m512i u[2][2], const __mmask64 neg[2], const int8_t *xt, s
  * (decoding both first ran the A8 kernel 3% slower from L2). */
 VBMI_TARGET static inline __attribute__((always_inline)) void
 fp8_two_pair(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P, const int T,
-	     int g, const __m512i tab[3], int pf, int L2, int L1, __m512i f[])
+	     int g, const __m512i tab[3], int pf, int L2, int L1, __m512i f[], const int I2B)
 {
 	size_t plane = (size_t)x->groups * HMOE_FXP_GROUP;
 	const int8_t *xg = x->xq + (size_t)g * HMOE_FXP_GROUP;
@@ -1061,7 +1074,7 @@ fp8_two_pair(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int P, 
 		for (int h = 0; h < 2; h++)
 			neg[j][h] = fp8_two64(_mm512_loadu_si512(codes + (size_t)(g + j) *
 								 HMOE_FXP_GROUP + 64 * h),
-					      tab, u[j][h]);
+					      tab, u[j][h], I2B);
 		if (T == 1)
 			fp8_two_group(u[j], neg[j], xg + j * HMOE_FXP_GROUP, plane, P, &acc[j],
 				      &acc[2 + j]);
@@ -1137,10 +1150,10 @@ fp8_two_corr(const struct hmoe_fxp_rowfix *fix, const struct hmoe_fxp_xtile *x, 
 VBMI_TARGET static inline __attribute__((always_inline)) void
 acc_fp8_rows4(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x,
 	      const int P, const int T, const int TWO, const struct hmoe_fxp_rowfix *fix,
-	      int64_t *acc_out)
+	      int64_t *acc_out, const int I2B)
 {
 	enum { R = 4 };
-	const struct hmoe_fxp_prefetch *pp = hmoe_fxp_prefetch();
+	const struct hmoe_fxp_plan *pp = hmoe_fxp_plan();
 	int groups = x->groups, g = 0, pf = pp->fp8;
 	/* tiles of 2-4 tokens keep the default distances: on Zen 5 its one-token ones ran
 	 * them 0.96-0.97x (paired, 12 rounds) */
@@ -1171,10 +1184,10 @@ acc_fp8_rows4(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x
 			for (int r = 0; r < R; r++) {
 				if (TWO)
 					fp8_two_pair(rows[r] + skip, x, P, T, g + 2 * b, two, pf, pl2,
-						     pl1, ft);
+						     pl1, ft, I2B);
 				else
 					ft[0] = fp8_1tok_pair(rows[r] + skip, x, P, g + 2 * b, tab, pf,
-							      pl2, pl1);
+							      pl2, pl1, I2B);
 				for (int t = 0; t < T; t++)
 					f[t][r][b] = ft[t];
 			}
@@ -1209,44 +1222,54 @@ acc_fp8_rows4(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x
 }
 
 /* The few-token fp8 kernels (2 to HMOE_FXP_ROWS4_TOKENS tokens, by two bytes),
- * instantiated with constant planes and tokens; a function of their own, so that the
- * one-token kernels' stack frame is not theirs. */
-VBMI_TARGET static __attribute__((noinline)) void
+ * instantiated with constant planes, tokens and lookups (I2B, the plan's fp8_permi2b). */
+VBMI_TARGET static inline __attribute__((always_inline)) void
 acc_fp8_rows4_tokens(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x,
-		     const struct hmoe_fxp_rowfix *fix, int64_t *acc)
+		     const struct hmoe_fxp_rowfix *fix, int64_t *acc, const int I2B)
 {
 	if (x->planes == 2 && x->n_tokens == 2)
-		acc_fp8_rows4(rows, in, x, 2, 2, 1, fix, acc);
+		acc_fp8_rows4(rows, in, x, 2, 2, 1, fix, acc, I2B);
 	else if (x->planes == 2 && x->n_tokens == 3)
-		acc_fp8_rows4(rows, in, x, 2, 3, 1, fix, acc);
+		acc_fp8_rows4(rows, in, x, 2, 3, 1, fix, acc, I2B);
 	else if (x->planes == 2)
-		acc_fp8_rows4(rows, in, x, 2, 4, 1, fix, acc);
+		acc_fp8_rows4(rows, in, x, 2, 4, 1, fix, acc, I2B);
 	else if (x->n_tokens == 2)
-		acc_fp8_rows4(rows, in, x, 1, 2, 1, fix, acc);
+		acc_fp8_rows4(rows, in, x, 1, 2, 1, fix, acc, I2B);
 	else if (x->n_tokens == 3)
-		acc_fp8_rows4(rows, in, x, 1, 3, 1, fix, acc);
+		acc_fp8_rows4(rows, in, x, 1, 3, 1, fix, acc, I2B);
 	else
-		acc_fp8_rows4(rows, in, x, 1, 4, 1, fix, acc);
+		acc_fp8_rows4(rows, in, x, 1, 4, 1, fix, acc, I2B);
 }
 
-/* The one-token fp8 kernels, instantiated with constant planes and split: by two bytes
- * where the rows' remainder lists fix are given, else by three digits; more tokens (with
- * lists) go to acc_fp8_rows4_tokens. */
-VBMI_TARGET static void acc_fp8_rows4_all(const uint8_t *const *rows, int in,
-					  const struct hmoe_fxp_xtile *x,
-					  const struct hmoe_fxp_rowfix *fix, int64_t *acc)
+/* The one-token fp8 kernels, instantiated with constant planes, split and lookups: by
+ * two bytes where the rows' remainder lists fix are given, else by three digits. */
+VBMI_TARGET static inline __attribute__((always_inline)) void
+acc_fp8_rows4_one(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x,
+		  const struct hmoe_fxp_rowfix *fix, int64_t *acc, const int I2B)
 {
-	if (x->n_tokens > 1)
-		acc_fp8_rows4_tokens(rows, in, x, fix, acc);
-	else if (x->planes == 2 && fix)
-		acc_fp8_rows4(rows, in, x, 2, 1, 1, fix, acc);
+	if (x->planes == 2 && fix)
+		acc_fp8_rows4(rows, in, x, 2, 1, 1, fix, acc, I2B);
 	else if (x->planes == 2)
-		acc_fp8_rows4(rows, in, x, 2, 1, 0, NULL, acc);
+		acc_fp8_rows4(rows, in, x, 2, 1, 0, NULL, acc, I2B);
 	else if (fix)
-		acc_fp8_rows4(rows, in, x, 1, 1, 1, fix, acc);
+		acc_fp8_rows4(rows, in, x, 1, 1, 1, fix, acc, I2B);
 	else
-		acc_fp8_rows4(rows, in, x, 1, 1, 0, NULL, acc);
+		acc_fp8_rows4(rows, in, x, 1, 1, 0, NULL, acc, I2B);
 }
+
+/* Each a function of its own, the few-token kernels apart from the one-token ones so
+ * that a one-token call does not set up their larger stack frame. */
+#define FP8_ROWS4_FN(name, kernels, i2b)                                                     \
+	VBMI_TARGET static __attribute__((noinline)) void                                    \
+	name(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x,            \
+	     const struct hmoe_fxp_rowfix *fix, int64_t *acc)                                \
+	{                                                                                    \
+		kernels(rows, in, x, fix, acc, i2b);                                         \
+	}
+FP8_ROWS4_FN(fp8_rows4_one_vpermb, acc_fp8_rows4_one, 0)
+FP8_ROWS4_FN(fp8_rows4_one_vpermi2b, acc_fp8_rows4_one, 1)
+FP8_ROWS4_FN(fp8_rows4_tokens_vpermb, acc_fp8_rows4_tokens, 0)
+FP8_ROWS4_FN(fp8_rows4_tokens_vpermi2b, acc_fp8_rows4_tokens, 1)
 
 /* row_acc4: int8 and int4 one token always; fp8 through the VBMI planes with the
  * codes' signs on x (an x with no -128), by two bytes for 1 to HMOE_FXP_ROWS4_TOKENS
@@ -1270,7 +1293,14 @@ static int avx512_row_acc4(const uint8_t *const *rows, int format, int in,
 	} else if (format != HMOE_FXP_FP8 || !fp8_planes() || x->has_m128) {
 		return 1;
 	} else {
-		acc_fp8_rows4_all(rows, in, x, fix, acc);
+		int i2b = hmoe_fxp_plan()->fp8_permi2b;
+
+		if (x->n_tokens > 1)
+			(i2b ? fp8_rows4_tokens_vpermi2b : fp8_rows4_tokens_vpermb)(rows, in, x,
+										   fix, acc);
+		else
+			(i2b ? fp8_rows4_one_vpermi2b : fp8_rows4_one_vpermb)(rows, in, x, fix,
+									     acc);
 	}
 	return 0;
 }

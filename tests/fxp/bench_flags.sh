@@ -110,19 +110,27 @@ pf_run() {  # pf_run NAME ENV...: one int8 1-token run, the JSON to $BUILD/fxp-b
 		fail "bench run, prefetch $name"
 }
 pf_run default
-pf_run set HMOE_FXP_ROWS4_PREFETCH=512,0 HMOE_FXP_FP8_ROWS4_PREFETCH=0,4096 HMOE_FXP_FP8_PREFETCH=0
-pf_run bad HMOE_FXP_ROWS4_PREFETCH=1536,100 HMOE_FXP_FP8_ROWS4_PREFETCH=64
+pf_run set HMOE_FXP_ROWS4_PREFETCH=512,0 HMOE_FXP_FP8_ROWS4_PREFETCH=0,4096 HMOE_FXP_FP8_PREFETCH=0 \
+	HMOE_FXP_FP8_PERMI2B=1
+pf_run set0 HMOE_FXP_FP8_PERMI2B=0
+pf_run bad HMOE_FXP_ROWS4_PREFETCH=1536,100 HMOE_FXP_FP8_ROWS4_PREFETCH=64 HMOE_FXP_FP8_PERMI2B=yes
 /usr/bin/python3 - "${BUILD:-build}/fxp-bench-pf" <<'PY' || exit 1
 import json, sys
 b = sys.argv[1]
-d = {n: json.load(open(b + "-" + n + ".json"))["prefetch"] for n in ("default", "set", "bad")}
-err = {n: open(b + "-" + n + ".err").read() for n in ("default", "set", "bad")}
+runs = ("default", "set", "set0", "bad")
+j = {n: json.load(open(b + "-" + n + ".json")) for n in runs}
+d = {n: j[n]["prefetch"] for n in runs}
+lk = {n: j[n]["fp8_lookup"] for n in runs}
+err = {n: open(b + "-" + n + ".err").read() for n in runs}
 assert d["set"] == {"fp8": False, "rows4": [512, 0], "fp8_rows4": [0, 4096]}, d
-assert d["bad"] == d["default"], d
-assert not err["default"] and not err["set"], err
+assert d["bad"] == d["default"] == d["set0"], d
+assert lk["set"] == "vpermi2b" and lk["set0"] == "vpermb", lk
+assert lk["default"] in ("vpermi2b", "vpermb") and lk["bad"] == lk["default"], lk
+assert not err["default"] and not err["set"] and not err["set0"], err
 lines = err["bad"].splitlines()
-assert len(lines) == 2 and "HMOE_FXP_ROWS4_PREFETCH=1536,100 is not" in lines[0] and \
-    "HMOE_FXP_FP8_ROWS4_PREFETCH=64 is not" in lines[1], lines
-print("ok: prefetch plan", d["default"], "overridden", d["set"])
+assert len(lines) == 3 and "HMOE_FXP_FP8_PERMI2B=yes is not 0 or 1" in lines[0] and \
+    "HMOE_FXP_ROWS4_PREFETCH=1536,100 is not" in lines[1] and \
+    "HMOE_FXP_FP8_ROWS4_PREFETCH=64 is not" in lines[2], lines
+print("ok: plan", d["default"], lk["default"], "overridden", d["set"], lk["set"], lk["set0"])
 PY
 echo PASS
