@@ -1145,7 +1145,8 @@ fp8_two_corr(const struct hmoe_fxp_rowfix *fix, const struct hmoe_fxp_xtile *x, 
  * (interleaved runs, docs/fxp.md section 8). TWO (with the rows' remainder lists fix,
  * T <= HMOE_FXP_ROWS4_TOKENS): each pair by two bytes decoded once for the T tokens
  * (fp8_two_pair), a dot 4 A + 1024 B plus its remainders' sum; else (T = 1) by three
- * digits (fp8_1tok_pair). The last groups (fewer than 8) go by pairs of three digits,
+ * digits (fp8_1tok_pair). I2B: the lookups by vpermi2b (the plan's fp8_permi2b;
+ * fp8_two64, fp8_planes64). The last groups (fewer than 8) go by pairs of three digits,
  * which are exact by themselves, and scalar terms. */
 VBMI_TARGET static inline __attribute__((always_inline)) void
 acc_fp8_rows4(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x,
