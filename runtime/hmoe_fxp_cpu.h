@@ -229,8 +229,8 @@ void hmoe_fxp_split_scales_x86(const uint8_t *scales, int groups, uint32_t *mw, 
  * - fp8_permi2b: whether the fp8 VBMI kernels of one to HMOE_FXP_ROWS4_TOKENS tokens
  *   (row_acc4) look a code's 7-bit magnitude up in a 128-entry table by one vpermi2b
  *   rather than two 64-entry vpermb merged under a test of the code's bit 6. On Zen 5 a
- *   vpermi2b is one op at two per cycle, as a vpermb is (one-token rows from L1 1.13x);
- *   on Intel cores it is three uops. So: on AMD family 0x1a and later;
+ *   vpermi2b is one op at two per cycle, as a vpermb is (one-token rows from L1
+ *   1.08-1.13x); on Intel cores it is three uops. So: on AMD family 0x1a and later;
  *   HMOE_FXP_FP8_PERMI2B=0 or 1 decides instead (the results are the same either way).
  * An override that does not parse is named on stderr and the default kept. */
 #define HMOE_FXP_ROWS4_PF_L2 1536  /* the four-row distances' defaults (fp8 tiles of */

@@ -7,6 +7,8 @@
  * gives the same floats as hmoe_ffn() per expert, in both modes; and the best variant's
  * row_acc4 (the four-row path: one token, fp8 with remainder lists up to four) called
  * directly equals the hls reference and declines only the rows it documents.
+ * --moe-only: the driver cases alone; --rows4-only: the row_acc4 cases alone (exit 77
+ * where the variant has no VBMI fp8 kernels).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -712,58 +714,14 @@ out:
 	free(s);
 }
 
-/* --moe-only: only the layer driver (every mode, the automatic variant), for the
- * ThreadSanitizer run of tests/fxp/tsan.sh, where the full test takes half an hour. */
-static int moe_only(void)
+/* row_acc4 called directly (the four-row kernels of the best variant) and the driver
+ * with fp8 remainder lists; returns the number of cases. Also run alone by --rows4-only,
+ * which fxp/simd-fp8-lookups runs with each fp8 lookup of the plan
+ * (HMOE_FXP_FP8_PERMI2B). */
+static int check_rows4(void)
 {
-	for (int a16 = 1; a16 >= 0; a16--)
-		for (int f = 0; f < HMOE_FXP_N_FORMATS; f++)
-			check_moe(a16 ? f | HMOE_FXP_A16 : f, hmoe_fxp_simd_best());
-	check_moe_fix();
-	printf("moe_run, every mode on %s: %d failures\n", hmoe_fxp_simd_best()->name, failures);
-	return failures ? 1 : 0;
-}
-
-int main(int argc, char **argv)
-{
-	static const int dims[][3] = { /* dim, inter, tokens */
-		{ 200, 72, 3 }, { 128, 128, 1 }, { 1000, 300, 7 }, { 64, 40, 32 }, { 384, 256, 5 },
-		{ 1000, 300, 17 }, { 200, 72, 13 }, /* token lanes: chunks of 16 + 1, and of 13 */
-		{ 264, 136, 10 }, { 200, 72, 24 },  /* fp8 A16 paired chunks: 8 + 2, 16 + 8 (and 7) */
-		/* one token, four rows at a time (row_acc4): blocks of 4 groups with tails
-		 * (11 and 9 groups, also past row_terms' 8 and its scales split in registers),
-		 * with a tail of 1 group, and an odd row count that falls back to pairs */
-		{ 1300, 1100, 1 }, { 640, 520, 1 }, { 384, 255, 1 },
-	};
 	int cases = 0;
 
-	if (argc > 1 && !strcmp(argv[1], "--moe-only"))
-		return moe_only();
-	if (argc > 1) {
-		fprintf(stderr, "usage: test_fxp_simd [--moe-only]\n");
-		return 2;
-	}
-	printf("variant chosen here: %s\n", hmoe_fxp_simd_best()->name);
-	for (int a16 = 1; a16 >= 0; a16--)
-		for (int f = 0; f < HMOE_FXP_N_FORMATS; f++) {
-			int mode = a16 ? f | HMOE_FXP_A16 : f;
-
-			for (size_t d = 0; d < sizeof(dims) / sizeof(dims[0]); d++)
-				for (int wm = 0; wm <= W_GARBAGE; wm++)
-					for (int xm = 0; xm <= X_SOME_M128; xm++) {
-						/* W_MAX: scales 2^12 too large, so terms saturate */
-						check_case(mode, dims[d][0], dims[d][1], dims[d][2], wm,
-							   xm, wm == W_MAX ? -12 : 0);
-						cases++;
-					}
-			check_moe(mode, hmoe_fxp_simd_best());
-			if (hmoe_fxp_simd_amx_emu.supported())
-				check_moe(mode, &hmoe_fxp_simd_amx_emu);
-			if (hmoe_fxp_simd_amx.supported())
-				check_moe(mode, &hmoe_fxp_simd_amx);
-		}
-	check_term_clamp();
-	cases++;
 	/* row_acc4 directly: blocks of 8 groups (fp8) and 4 (int) with tails, V3's dims */
 	if (hmoe_fxp_simd_best()->row_acc4) {
 		static const int ins[] = { 1300, 1100, 640, HMOE_FXP_MAX_DIM, HMOE_FXP_MAX_INTER };
@@ -817,6 +775,74 @@ int main(int argc, char **argv)
 	} else {
 		printf("SKIP row_acc4: the %s variant has none\n", hmoe_fxp_simd_best()->name);
 	}
+	return cases;
+}
+
+/* --moe-only: only the layer driver (every mode, the automatic variant), for the
+ * ThreadSanitizer run of tests/fxp/tsan.sh, where the full test takes half an hour. */
+static int moe_only(void)
+{
+	for (int a16 = 1; a16 >= 0; a16--)
+		for (int f = 0; f < HMOE_FXP_N_FORMATS; f++)
+			check_moe(a16 ? f | HMOE_FXP_A16 : f, hmoe_fxp_simd_best());
+	check_moe_fix();
+	printf("moe_run, every mode on %s: %d failures\n", hmoe_fxp_simd_best()->name, failures);
+	return failures ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const int dims[][3] = { /* dim, inter, tokens */
+		{ 200, 72, 3 }, { 128, 128, 1 }, { 1000, 300, 7 }, { 64, 40, 32 }, { 384, 256, 5 },
+		{ 1000, 300, 17 }, { 200, 72, 13 }, /* token lanes: chunks of 16 + 1, and of 13 */
+		{ 264, 136, 10 }, { 200, 72, 24 },  /* fp8 A16 paired chunks: 8 + 2, 16 + 8 (and 7) */
+		/* one token, four rows at a time (row_acc4): blocks of 4 groups with tails
+		 * (11 and 9 groups, also past row_terms' 8 and its scales split in registers),
+		 * with a tail of 1 group, and an odd row count that falls back to pairs */
+		{ 1300, 1100, 1 }, { 640, 520, 1 }, { 384, 255, 1 },
+	};
+	int cases = 0;
+
+	if (argc > 1 && !strcmp(argv[1], "--moe-only"))
+		return moe_only();
+	if (argc > 1 && !strcmp(argv[1], "--rows4-only")) {
+		if (!hmoe_fxp_simd_fp8_lists(hmoe_fxp_simd_best())) {
+			printf("SKIP fp8 lookups: the %s variant has no VBMI fp8 kernels here\n",
+			       hmoe_fxp_simd_best()->name);
+			return 77;
+		}
+		cases = check_rows4();
+		printf("row_acc4 on %s (fp8 lookups: %s): %d cases, %d failures\n",
+		       hmoe_fxp_simd_best()->name,
+		       hmoe_fxp_plan()->fp8_permi2b ? "vpermi2b" : "vpermb", cases, failures);
+		return failures ? 1 : 0;
+	}
+	if (argc > 1) {
+		fprintf(stderr, "usage: test_fxp_simd [--moe-only | --rows4-only]\n");
+		return 2;
+	}
+	printf("variant chosen here: %s\n", hmoe_fxp_simd_best()->name);
+	for (int a16 = 1; a16 >= 0; a16--)
+		for (int f = 0; f < HMOE_FXP_N_FORMATS; f++) {
+			int mode = a16 ? f | HMOE_FXP_A16 : f;
+
+			for (size_t d = 0; d < sizeof(dims) / sizeof(dims[0]); d++)
+				for (int wm = 0; wm <= W_GARBAGE; wm++)
+					for (int xm = 0; xm <= X_SOME_M128; xm++) {
+						/* W_MAX: scales 2^12 too large, so terms saturate */
+						check_case(mode, dims[d][0], dims[d][1], dims[d][2], wm,
+							   xm, wm == W_MAX ? -12 : 0);
+						cases++;
+					}
+			check_moe(mode, hmoe_fxp_simd_best());
+			if (hmoe_fxp_simd_amx_emu.supported())
+				check_moe(mode, &hmoe_fxp_simd_amx_emu);
+			if (hmoe_fxp_simd_amx.supported())
+				check_moe(mode, &hmoe_fxp_simd_amx);
+		}
+	check_term_clamp();
+	cases++;
+	cases += check_rows4();
 	/* amx-emu is the AMX kernel only if int8 rows really went through its tiles */
 	if (hmoe_fxp_simd_amx_emu.supported() && hmoe_fxp_amx_emu_blocks == 0) {
 		printf("FAIL amx-emu never ran its tile kernel\n");
