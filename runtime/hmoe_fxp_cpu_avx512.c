@@ -1414,6 +1414,10 @@ struct lanes_row {
 	int32_t wsum[3][HMOE_FXP_MAX_IN_GROUPS + 4];  /* their sums per group */
 	uint32_t mw[HMOE_FXP_MAX_IN_GROUPS + 8];  /* the row's scales, split */
 	int32_t ew[HMOE_FXP_MAX_IN_GROUPS + 8];
+	/* the record n_rows rows on (the caller's next rows, in memory after these),
+	 * prefetched a few lines per group while the first chunk computes */
+	const uint8_t *next;
+	int next_lines;                           /* its lines per group */
 };
 
 /* Sum of each group of a digit plane (4 groups per reduction). */
@@ -1764,31 +1768,44 @@ group_dots_bytes(const struct lanes_row *rw, const int R, const int F, const int
 	int G = x->groups;
 	const uint8_t *xh = x->xu + ((size_t)(c * P) * G + g) * 2 * 1024;
 	const uint8_t *xl = x->xu + ((size_t)(c * P + P - 1) * G + g) * 2 * 1024;
-	__m512i s[HMOE_FXP_LANE_ROWS][3];
+	/* int: two accumulators per plane (even and odd column quads), so that each
+	 * row's dependent chains are half as long */
+	const int U = F != HMOE_FXP_FP8 ? 2 : 1;
+	__m512i s[HMOE_FXP_LANE_ROWS][4];
 
 #pragma GCC unroll 4
 	for (int i = 0; i < R; i++)
-		s[i][0] = s[i][1] = s[i][2] = zero;
-	for (int kq = 0; kq < 32; kq++) {
-		size_t xo = (size_t)(kq >> 4) * 1024 + (kq & 15) * 64;
-		__m512i vh = _mm512_loadu_si512(xh + xo);
-		__m512i vl = P == 2 ? _mm512_loadu_si512(xl + xo) : vh;
-		int k = g * HMOE_FXP_GROUP + 4 * kq;
+		s[i][0] = s[i][1] = s[i][2] = s[i][3] = zero;
+	for (int kq2 = 0; kq2 < 32; kq2 += U)
+#pragma GCC unroll 2
+		for (int h = 0; h < U; h++) {
+			int kq = kq2 + h;
+			size_t xo = (size_t)(kq >> 4) * 1024 + (kq & 15) * 64;
+			__m512i vh = _mm512_loadu_si512(xh + xo);
+			__m512i vl = P == 2 ? _mm512_loadu_si512(xl + xo) : vh;
+			int k = g * HMOE_FXP_GROUP + 4 * kq;
 
 #pragma GCC unroll 4
-		for (int i = 0; i < R; i++) {
-			if (F != HMOE_FXP_FP8) {
-				s[i][0] = dpbusd_bcast4(s[i][0], vh, rw[i].d[0] + k);
-				if (P == 2)
-					s[i][1] = dpbusd_bcast4(s[i][1], vl, rw[i].d[0] + k);
-			} else {
-				/* S(p1), S(p0), S(p2) */
-				s[i][0] = dpbusd_bcast4(s[i][0], vh, rw[i].d[1] + k);
-				s[i][1] = dpbusd_bcast4(s[i][1], vh, rw[i].d[0] + k);
-				s[i][2] = dpbusd_bcast4(s[i][2], vh, rw[i].d[2] + k);
+			for (int i = 0; i < R; i++) {
+				if (F != HMOE_FXP_FP8) {
+					s[i][2 * h] = dpbusd_bcast4(s[i][2 * h], vh, rw[i].d[0] + k);
+					if (P == 2)
+						s[i][2 * h + 1] = dpbusd_bcast4(s[i][2 * h + 1], vl,
+										rw[i].d[0] + k);
+				} else {
+					/* S(p1), S(p0), S(p2) */
+					s[i][0] = dpbusd_bcast4(s[i][0], vh, rw[i].d[1] + k);
+					s[i][1] = dpbusd_bcast4(s[i][1], vh, rw[i].d[0] + k);
+					s[i][2] = dpbusd_bcast4(s[i][2], vh, rw[i].d[2] + k);
+				}
 			}
 		}
-	}
+#pragma GCC unroll 4
+	for (int i = 0; i < R; i++)
+		if (F != HMOE_FXP_FP8) {  /* each plane's two halves */
+			s[i][0] = _mm512_add_epi32(s[i][0], s[i][2]);
+			s[i][1] = _mm512_add_epi32(s[i][1], s[i][3]);
+		}
 #pragma GCC unroll 4
 	for (int i = 0; i < R; i++) {
 		if (F != HMOE_FXP_FP8) {
@@ -1887,6 +1904,16 @@ lanes_chunk(const struct lanes_row *rw, const int R, const int F, const int P, c
 		const int32_t *xe = x->xet + ((size_t)c * G + g) * 16;
 		__m512i d[HMOE_FXP_LANE_ROWS][2];
 
+		/* the next call's rows into L2 while the first chunk computes: that call
+		 * reads them first (digits, sums) and would otherwise wait for the memory */
+		if (c == 0)
+#pragma GCC unroll 4
+			for (int i = 0; i < R; i++)
+				for (int l = 0; l < rw[i].next_lines; l++)
+					_mm_prefetch((const char *)rw[i].next +
+						     ((size_t)g * rw[i].next_lines + l) *
+						     HMOE_FXP_LINE_BYTES, _MM_HINT_T1);
+
 		if (F == HMOE_FXP_FP8 && P == 2) {
 			const int16_t *eg[HMOE_FXP_LANE_ROWS][2];
 
@@ -1953,6 +1980,9 @@ static int avx512_rows_acc(const uint8_t *rows, size_t row_stride, int n_rows, i
 		return 0;
 	for (int i = 0; i < n_rows; i++) {
 		const uint8_t *row = rows + i * row_stride, *codes = row + codes_at;
+
+		rw[i].next = row + n_rows * row_stride;
+		rw[i].next_lines = (int)((row_stride / HMOE_FXP_LINE_BYTES + G - 1) / G);
 
 		for (int j = 0; j < digits; j++)
 			rw[i].d[j] = scratch + ((size_t)i * 3 + j) * HMOE_FXP_MAX_DIM;
