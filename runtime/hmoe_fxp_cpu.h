@@ -143,6 +143,11 @@ struct hmoe_fxp_simd {
 	 * count), dots of whole tokens: (n_tokens, groups) each. */
 	void (*row_dots2)(const uint8_t *codes_a, const uint8_t *codes_b, int format,
 			  const struct hmoe_fxp_xtile *x, int64_t *dots_a, int64_t *dots_b);
+	/* Optional, int8/int4 only: row_dots2 for four rows codes[0..3] into dots[0..3]:
+	 * each x load serves four rows, which pays once a tile's x outgrows the L1 cache
+	 * (the driver's HMOE_FXP_QUAD_X_BYTES). */
+	void (*row_dots4)(const uint8_t *const *codes, int format,
+			  const struct hmoe_fxp_xtile *x, int64_t *const *dots);
 	/* Optional: the Q24 accumulators acc[r * n_tokens + t] of four row records
 	 * (rows[r], `in` columns) for x's tokens in one pass, dots and terms fused (what
 	 * row_terms sums), x as for row_dots2 (int8/int4: each x load serves four weight

@@ -796,6 +796,9 @@ int main(int argc, char **argv)
 		{ 200, 72, 3 }, { 128, 128, 1 }, { 1000, 300, 7 }, { 64, 40, 32 }, { 384, 256, 5 },
 		{ 1000, 300, 17 }, { 200, 72, 13 }, /* token lanes: chunks of 16 + 1, and of 13 */
 		{ 264, 136, 10 }, { 200, 72, 24 },  /* fp8 A16 paired chunks: 8 + 2, 16 + 8 (and 7) */
+		/* x past 32 KiB: int rows four at a time (row_dots4), up pass in both modes,
+		 * down pass in A16 */
+		{ 4608, 72, 9 }, { 256, 2048, 9 },
 		/* one token, four rows at a time (row_acc4): blocks of 4 groups with tails
 		 * (11 and 9 groups, also past row_terms' 8 and its scales split in registers),
 		 * with a tail of 1 group, and an odd row count that falls back to pairs */
