@@ -203,8 +203,10 @@ struct fxp_call {
 	float *y;
 };
 
-static int fxp_call_run(struct fxp_call *c)
+static int fxp_call_run(void *arg)
 {
+	struct fxp_call *c = arg;
+
 	for (int e = 0; e < N_EXPERTS; e++) {
 		c->packs[e] = c->rot.slot[e] < 0 ? NULL : c->bufs[rotation_copy(&c->rot, e)];
 		if (c->fixes)
@@ -239,8 +241,10 @@ static void f32_call_map(struct f32_call *c)
 	}
 }
 
-static int f32_call_run(struct f32_call *c)
+static int f32_call_run(void *arg)
 {
+	struct f32_call *c = arg;
+
 	f32_call_map(c);
 	rotation_advance(&c->rot);
 	return c->backend->ops->run(c->backend, c->batch);
@@ -340,7 +344,24 @@ struct point {
 	int resident;      /* resident copies the touched experts rotate over */
 	int tile_pairs[4]; /* bench_expert_tokens of the point's routing */
 	int lists;         /* fp8 modes: resident packs with remainder lists; else -1 */
+	double first_pass; /* bytes/s of the first pass over fresh copies (first_pass), or 0 */
 };
+
+/* The first pass over freshly filled resident copies: the point's calls (run(call), on
+ * rot's copies) until every copy has been read once, as the first tokens after loading
+ * a model read its weights. Sets pt->first_pass. */
+static int first_pass(struct point *pt, const struct rotation *rot, int (*run)(void *),
+		      void *call)
+{
+	int calls = (rot->resident + rot->touched - 1) / rot->touched, ret;
+	double t0 = hmoe_now_s();
+
+	for (int c = 0; c < calls; c++)
+		if ((ret = run(call)))
+			return ret;
+	pt->first_pass = calls * pt->weight_bytes / (hmoe_now_s() - t0);
+	return 0;
+}
 
 void bench_expert_tokens(const int *ids, int n_pairs, int n_experts, int pairs[4])
 {
@@ -426,6 +447,9 @@ static void print_point(int mode, int tokens, const struct point *pt, double bw,
 	       pt->tile_pairs[2], pt->tile_pairs[3]);
 	if (pt->lists >= 0)
 		printf(", \"fp8_remainder_lists\": %d", pt->lists);
+	if (pt->first_pass > 0)
+		printf(", \"first_pass_bytes_per_s\": %.4g, \"first_pass_ratio\": %.3f",
+		       pt->first_pass, bw > 0 ? pt->first_pass / bw : 0.0);
 	if (hot > 0)
 		printf(", \"in_cache_bytes_per_s\": %.4g, \"in_cache_ratio\": %.3f", hot,
 		       pt->bw_around > 0 ? hot / pt->bw_around : 0.0);
@@ -445,6 +469,8 @@ int bench_experts(int argc, char **argv)
 	size_t avail = mem_available(), footprint = dram_footprint(avail);
 	double min_time, bw, log_pop[N_EXPERTS];
 	void *bufs[1024] = { 0 };
+	void *arena = NULL;  /* the resident copies of the mode or fp32 being measured */
+	size_t arena_bytes = 0;
 	static struct hmoe_fxp_fp8_fix *fix_bufs[1024];
 	static uint8_t fp8_codes[1 << 16];
 	int checkpoint_codes = 1;
@@ -613,15 +639,16 @@ int bench_experts(int argc, char **argv)
 					 .x = x, .ids = ids, .y = y, .fixes = lists ? fixes : NULL,
 					 .fix_bufs = fix_bufs };
 
-		for (int r = 0; r < n_res; r++) {
-			bufs[r] = aligned_alloc(HMOE_FXP_LINE_BYTES, bytes);
-			if (!bufs[r]) {
-				ret = hmoe_err(HMOE_ENOMEM, "bench experts: out of memory for %d "
-					       "resident %s experts (%zu bytes each)", n_res,
-					       hmoe_fxp_format_name(modes[f]), bytes);
-				goto out;
-			}
+		/* the packs in one arena, as cpu-fxp keeps them */
+		arena_bytes = bytes * n_res;
+		if (!(arena = hmoe_fxp_arena_alloc(arena_bytes))) {
+			ret = hmoe_err(HMOE_ENOMEM, "bench experts: out of memory for %d resident %s "
+				       "experts (%zu bytes each)", n_res,
+				       hmoe_fxp_format_name(modes[f]), bytes);
+			goto out;
 		}
+		for (int r = 0; r < n_res; r++)
+			bufs[r] = (uint8_t *)arena + bytes * r;
 		hmoe_pool_run(pool, n_res, fill_one, &fj);
 		for (int i = 0; i < n_tokens_list; i++) {
 			struct point pt;
@@ -637,6 +664,9 @@ int bench_experts(int argc, char **argv)
 			call.rot.touched = pt.touched;
 			call.tokens = tokens[i];
 			pt.weight_bytes = (double)pt.touched * (double)bytes;
+			pt.first_pass = 0;
+			if (i == 0 && (ret = first_pass(&pt, &call.rot, fxp_call_run, &call)))
+				goto out;
 			TIME_IT(pt, min_time, fxp_call_run(&call));
 			if (tokens[i] == 1 && hot < 0) {
 				/* the first resident copy, as a one-expert layer */
@@ -655,11 +685,12 @@ int bench_experts(int argc, char **argv)
 			fflush(stdout);
 		}
 		for (int r = 0; r < n_res; r++) {
-			free(bufs[r]);
 			bufs[r] = NULL;
 			hmoe_fxp_fp8_fix_free(fix_bufs[r]);
 			fix_bufs[r] = NULL;
 		}
+		hmoe_fxp_arena_free(arena, arena_bytes);
+		arena = NULL;
 	}
 
 	if (f32_resident != 0) {
@@ -679,14 +710,15 @@ int bench_experts(int argc, char **argv)
 			ret = hmoe_err(HMOE_ENOMEM, "bench experts: out of memory");
 			goto out;
 		}
-		for (int r = 0; r < 3 * f32_resident; r++) {
-			bufs[r] = aligned_alloc(64, lin);
-			if (!bufs[r]) {
-				ret = hmoe_err(HMOE_ENOMEM, "bench experts: out of memory for %ld fp32 "
-					       "experts (%zu bytes each)", f32_resident, 3 * lin);
-				goto out;
-			}
+		/* on 2 MiB pages, as the model's fp32 arena */
+		arena_bytes = 3 * lin * f32_resident;
+		if (!(arena = hmoe_fxp_arena_alloc(arena_bytes))) {
+			ret = hmoe_err(HMOE_ENOMEM, "bench experts: out of memory for %ld fp32 "
+				       "experts (%zu bytes each)", f32_resident, 3 * lin);
+			goto out;
 		}
+		for (int r = 0; r < 3 * f32_resident; r++)
+			bufs[r] = (uint8_t *)arena + lin * r;
 		hmoe_pool_run(pool, 3 * f32_resident, fill_one, &fj);
 		model.cfg.hidden_size = DIM;
 		model.cfg.moe_intermediate_size = INTER;
@@ -713,6 +745,9 @@ int bench_experts(int argc, char **argv)
 			call.rot.touched = pt.touched;
 			batch.n_tokens = tokens[i];
 			pt.weight_bytes = (double)pt.touched * 3 * (double)lin;
+			pt.first_pass = 0;
+			if (i == 0 && (ret = first_pass(&pt, &call.rot, f32_call_run, &call)))
+				goto out;
 			TIME_IT(pt, min_time, f32_call_run(&call));
 			print_point(-1, tokens[i], &pt, bw, first, 0);
 			first = 0;
@@ -734,8 +769,8 @@ out:
 		printf("\n");
 	hmoe_expert_close(f32);
 	hmoe_fxp_ws_free(ws);
+	hmoe_fxp_arena_free(arena, arena_bytes);
 	for (size_t r = 0; r < sizeof(bufs) / sizeof(bufs[0]); r++) {
-		free(bufs[r]);
 		hmoe_fxp_fp8_fix_free(fix_bufs[r]);
 		fix_bufs[r] = NULL;
 	}

@@ -21,7 +21,9 @@ struct fxp_priv {
 	int mode;                          /* weight format | optional HMOE_FXP_A16 */
 	const struct hmoe_fxp_simd *simd;
 	struct hmoe_fxp_experts *layers;   /* [num_hidden_layers]; packs NULL for dense */
-	struct hmoe_fxp_line **packs;      /* [num_hidden_layers * n_routed] */
+	struct hmoe_fxp_line **packs;      /* [num_hidden_layers * n_routed], into arena */
+	void *arena;                       /* every MoE layer's packs (hmoe_fxp_arena_alloc) */
+	size_t arena_bytes;
 	struct hmoe_fxp_fp8_fix **fixes;   /* the same (fp8, where the variant takes them:
 					    * hmoe_fxp_simd_fp8_lists): the four-row
 					    * kernel's remainder lists, or NULL */
@@ -60,8 +62,7 @@ static void fxp_fini(struct hmoe_expert_backend *b)
 
 	if (!p)
 		return;
-	for (int i = 0; p->packs && i < p->n_packs; i++)
-		free(p->packs[i]);
+	hmoe_fxp_arena_free(p->arena, p->arena_bytes);
 	for (int i = 0; p->fixes && i < p->n_packs; i++)
 		hmoe_fxp_fp8_fix_free(p->fixes[i]);
 	free(p->packs);
@@ -79,6 +80,7 @@ static int fxp_init(struct hmoe_expert_backend *b, const struct hmoe_model *m, c
 	struct pack_job j = { .m = m };
 	struct fxp_priv *p;
 	size_t bytes;
+	int n_moe = 0;
 
 	p = calloc(1, sizeof(*p));
 	if (!p)
@@ -112,7 +114,16 @@ static int fxp_init(struct hmoe_expert_backend *b, const struct hmoe_model *m, c
 	}
 	bytes = (size_t)hmoe_fxp_expert_lines(hmoe_fxp_mode_format(p->mode), dim, inter) *
 		HMOE_FXP_LINE_BYTES;
-	for (int l = 0; l < c->num_hidden_layers; l++) {
+	for (int l = 0; l < c->num_hidden_layers; l++)
+		n_moe += m->layers[l].is_moe;
+	p->arena_bytes = bytes * c->n_routed_experts * n_moe;
+	if (n_moe && !(p->arena = hmoe_fxp_arena_alloc(p->arena_bytes))) {
+		ret = hmoe_err(HMOE_ENOMEM, "cpu-fxp experts: out of memory for the packs of %d "
+			       "layers x %d experts (%.2f GiB)", n_moe, c->n_routed_experts,
+			       (double)p->arena_bytes / (1 << 30));
+		goto err;
+	}
+	for (int l = 0, k = 0; l < c->num_hidden_layers; l++) {
 		struct hmoe_fxp_experts *ex = &p->layers[l];
 
 		*ex = (struct hmoe_fxp_experts){
@@ -124,16 +135,9 @@ static int fxp_init(struct hmoe_expert_backend *b, const struct hmoe_model *m, c
 				p->fixes + (size_t)l * c->n_routed_experts) : NULL };
 		if (!m->layers[l].is_moe)
 			continue;
-		for (int e = 0; e < c->n_routed_experts; e++) {
-			struct hmoe_fxp_line **pk = &p->packs[(size_t)l * c->n_routed_experts + e];
-
-			*pk = aligned_alloc(HMOE_FXP_LINE_BYTES, bytes);
-			if (!*pk) {
-				ret = hmoe_err(HMOE_ENOMEM, "cpu-fxp experts: out of memory packing "
-					       "layer %d expert %d (%zu bytes)", l, e, bytes);
-				goto err;
-			}
-		}
+		for (int e = 0; e < c->n_routed_experts; e++, k++)
+			p->packs[(size_t)l * c->n_routed_experts + e] =
+				(struct hmoe_fxp_line *)((uint8_t *)p->arena + bytes * k);
 	}
 	j.p = p;
 	hmoe_pool_run(b->pool, p->n_packs, pack_one, &j);

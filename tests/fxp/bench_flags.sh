@@ -2,7 +2,8 @@
 # bench_flags: `hmoe bench experts` refuses bad flags with one line and exit 2, and a
 # minimal run (1 and 3 tokens, int4 with two activation planes and int4-a8 with one,
 # 1 resident expert, no fp32) prints one well-formed JSON object with the fields
-# docs/fxp.md describes (the one-token points also the in-cache rate); fp8 runs say
+# docs/fxp.md describes (the one-token points also the in-cache rate, each mode's first
+# point the first pass over fresh packs); fp8 runs say
 # which codes they used and how many packs got remainder lists.
 set -u
 cd "${HMOE_ROOT:-.}"
@@ -53,6 +54,15 @@ for r in rs:
     want = r["in_cache_bytes_per_s"] / r["read_bw_around"]
     assert abs(r["in_cache_ratio"] - want) <= 0.002 + 0.002 * want, (r, want)
 assert rs[0]["experts_touched"] == 8, rs[0]
+# each mode's first point also times the first pass over its freshly filled packs, over
+# the bandwidth probed at the start
+for i, r in enumerate(rs):
+    if i == 0 or rs[i - 1]["format"] != r["format"]:
+        assert r["first_pass_bytes_per_s"] > 0, r
+        want = r["first_pass_bytes_per_s"] / d["read_bandwidth_bytes_per_s"]
+        assert abs(r["first_pass_ratio"] - want) <= 0.002 + 0.002 * want, (r, want)
+    else:
+        assert "first_pass_bytes_per_s" not in r and "first_pass_ratio" not in r, r
 # one token: 8 experts with one token each; three tokens: every pair counted once
 for r in rs:
     h = r["pairs_by_expert_tokens"]
