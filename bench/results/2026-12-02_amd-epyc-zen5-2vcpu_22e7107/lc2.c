@@ -5,6 +5,8 @@
  *            PROBE=MiB: the pool's threads read that many MiB between calls (as `bench
  *            experts` probes the bandwidth between its repetitions); prints mean, median,
  *            best GB/s and the slow tail per set
+ *   PRE=1:   first a plain read of every pack of each set by the main thread (8-byte loads,
+ *            one per line), timed, before the sweeps
  *   SWEEP=1: right after the packs are written (by the main thread), three sweeps of NE/8
  *            calls over every pack of one set, then of the other (REV=1: 2 MiB set first)
  * From the repository root:
@@ -48,6 +50,7 @@ int main(int argc,char**argv){
  PB=(size_t)(getenv("PROBE")?atoi(getenv("PROBE")):0)<<20; if(PB){ pb=malloc(PB); memset(pb,1,PB); }
  float *x=malloc(sizeof(float)*DIM), *y=malloc(sizeof(float)*8*DIM);
  for(int i=0;i<DIM;i++) x[i]=(float)((int)(rn(&s)%2001)-1000)/700.0f;
+ if(getenv("PRE")){ for(int h=0;h<2;h++){ double t0=now(); uint64_t a=0; for(int e=0;e<NE;e++){ const uint64_t *p=(const uint64_t*)packs[h][e]; for(size_t i=0;i<bytes/8;i+=8) a+=p[i]; } printf("%s plain read sweep: %.1f GB/s (%llu)\n",h?"2M":"4K",(double)NE*bytes/(now()-t0)/1e9,(unsigned long long)(a&1)); } }
  if(getenv("SWEEP")){ int ids2[8]; for(int hh=0;hh<2;hh++) for(int sw=0;sw<3;sw++){ int h=getenv("REV")?1-hh:hh; double t0=now(); for(int c=0;c<NE/8;c++){ for(int q=0;q<8;q++) ids2[q]=c*8+q; if(hmoe_fxp_moe_run(&ex[h],hmoe_fxp_simd_best(),pool,&ws,1,8,x,ids2,y)) return 1; } double dt=now()-t0; printf("%s sweep %d: %.1f GB/s (%.0f ms)\n",h?"2M":"4K",sw,(double)NE*bytes/dt/1e9,dt*1e3); } return 0; }
  int ids[8]; double *t[2]={malloc(8*calls),malloc(8*calls)}; int c0[2]={0,0};
  for(int c=0;c<calls+2;c++) for(int k=0;k<2;k++){ int h=(c&1)?1-k:k;
