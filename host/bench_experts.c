@@ -641,7 +641,7 @@ int bench_experts(int argc, char **argv)
 
 		/* the packs in one arena, as cpu-fxp keeps them */
 		arena_bytes = bytes * n_res;
-		if (!(arena = hmoe_fxp_arena_alloc(arena_bytes))) {
+		if (!(arena = hmoe_model_weights_alloc(arena_bytes))) {
 			ret = hmoe_err(HMOE_ENOMEM, "bench experts: out of memory for %d resident %s "
 				       "experts (%zu bytes each)", n_res,
 				       hmoe_fxp_format_name(modes[f]), bytes);
@@ -689,7 +689,7 @@ int bench_experts(int argc, char **argv)
 			hmoe_fxp_fp8_fix_free(fix_bufs[r]);
 			fix_bufs[r] = NULL;
 		}
-		hmoe_fxp_arena_free(arena, arena_bytes);
+		hmoe_model_weights_free(arena, arena_bytes);
 		arena = NULL;
 	}
 
@@ -712,7 +712,7 @@ int bench_experts(int argc, char **argv)
 		}
 		/* on 2 MiB pages, as the model's fp32 arena */
 		arena_bytes = 3 * lin * f32_resident;
-		if (!(arena = hmoe_fxp_arena_alloc(arena_bytes))) {
+		if (!(arena = hmoe_model_weights_alloc(arena_bytes))) {
 			ret = hmoe_err(HMOE_ENOMEM, "bench experts: out of memory for %ld fp32 "
 				       "experts (%zu bytes each)", f32_resident, 3 * lin);
 			goto out;
@@ -769,7 +769,7 @@ out:
 		printf("\n");
 	hmoe_expert_close(f32);
 	hmoe_fxp_ws_free(ws);
-	hmoe_fxp_arena_free(arena, arena_bytes);
+	hmoe_model_weights_free(arena, arena_bytes);
 	for (size_t r = 0; r < sizeof(bufs) / sizeof(bufs[0]); r++) {
 		hmoe_fxp_fp8_fix_free(fix_bufs[r]);
 		fix_bufs[r] = NULL;

@@ -22,7 +22,7 @@ struct fxp_priv {
 	const struct hmoe_fxp_simd *simd;
 	struct hmoe_fxp_experts *layers;   /* [num_hidden_layers]; packs NULL for dense */
 	struct hmoe_fxp_line **packs;      /* [num_hidden_layers * n_routed], into arena */
-	void *arena;                       /* every MoE layer's packs (hmoe_fxp_arena_alloc) */
+	void *arena;                       /* every MoE layer's packs (hmoe_model_weights_alloc) */
 	size_t arena_bytes;
 	struct hmoe_fxp_fp8_fix **fixes;   /* the same (fp8, where the variant takes them:
 					    * hmoe_fxp_simd_fp8_lists): the four-row
@@ -62,7 +62,7 @@ static void fxp_fini(struct hmoe_expert_backend *b)
 
 	if (!p)
 		return;
-	hmoe_fxp_arena_free(p->arena, p->arena_bytes);
+	hmoe_model_weights_free(p->arena, p->arena_bytes);
 	for (int i = 0; p->fixes && i < p->n_packs; i++)
 		hmoe_fxp_fp8_fix_free(p->fixes[i]);
 	free(p->packs);
@@ -117,7 +117,7 @@ static int fxp_init(struct hmoe_expert_backend *b, const struct hmoe_model *m, c
 	for (int l = 0; l < c->num_hidden_layers; l++)
 		n_moe += m->layers[l].is_moe;
 	p->arena_bytes = bytes * c->n_routed_experts * n_moe;
-	if (n_moe && !(p->arena = hmoe_fxp_arena_alloc(p->arena_bytes))) {
+	if (n_moe && !(p->arena = hmoe_model_weights_alloc(p->arena_bytes))) {
 		ret = hmoe_err(HMOE_ENOMEM, "cpu-fxp experts: out of memory for the packs of %d "
 			       "layers x %d experts (%.2f GiB)", n_moe, c->n_routed_experts,
 			       (double)p->arena_bytes / (1 << 30));

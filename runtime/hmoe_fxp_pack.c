@@ -5,7 +5,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "hmoe_err.h"
 #include "hmoe_num.h"
@@ -289,41 +288,6 @@ int hmoe_fxp_pack_mlp(struct hmoe_fxp_line *dst, const struct hmoe_mlp *e, int f
 	if (!ret)
 		ret = hmoe_fxp_pack_linear(dst + 2 * up, &e->w2, format);
 	return ret;
-}
-
-/* ---- memory for packs ------------------------------------------------------------ */
-
-#define ARENA_PAGE ((size_t)2 << 20)
-
-static size_t arena_bytes(size_t bytes)
-{
-	return (bytes + ARENA_PAGE - 1) & ~(ARENA_PAGE - 1);
-}
-
-void *hmoe_fxp_arena_alloc(size_t bytes)
-{
-	/* one huge page more, so that the start can be moved to a 2 MiB boundary */
-	size_t map = arena_bytes(bytes) + ARENA_PAGE;
-	uint8_t *p, *start;
-
-	if (!bytes || bytes > SIZE_MAX - 2 * ARENA_PAGE)
-		return NULL;
-	p = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		return NULL;
-	start = (uint8_t *)(((uintptr_t)p + ARENA_PAGE - 1) & ~(uintptr_t)(ARENA_PAGE - 1));
-	if (start > p)
-		munmap(p, (size_t)(start - p));
-	if (p + map > start + arena_bytes(bytes))
-		munmap(start + arena_bytes(bytes), (size_t)(p + map - start - arena_bytes(bytes)));
-	madvise(start, arena_bytes(bytes), MADV_HUGEPAGE);  /* a hint; may fail */
-	return start;
-}
-
-void hmoe_fxp_arena_free(void *p, size_t bytes)
-{
-	if (p)
-		munmap(p, arena_bytes(bytes));
 }
 
 /* ---- activations and outputs ------------------------------------------------------- */

@@ -40,14 +40,6 @@ int hmoe_fxp_pack_linear(struct hmoe_fxp_line *dst, const struct hmoe_linear *l,
 /* Packs an expert (W1, W3, W2) into one expert pack of hmoe_fxp_expert_lines() lines. */
 int hmoe_fxp_pack_mlp(struct hmoe_fxp_line *dst, const struct hmoe_mlp *e, int format);
 
-/* Memory for packs (bytes, zeroed): anonymous pages, 2 MiB aligned and asked for 2 MiB
- * pages (MADV_HUGEPAGE, a hint the kernel may ignore), as the model's fp32 arena. With
- * 4 KiB pages the first layer calls over fresh packs ran up to 10x slower on a VM (every
- * page's first read by another vCPU) and each page needs its own TLB entry. NULL when
- * out of memory. Free with hmoe_fxp_arena_free(p, bytes) with the same bytes. */
-void *hmoe_fxp_arena_alloc(size_t bytes);
-void hmoe_fxp_arena_free(void *p, size_t bytes);
-
 /* The activation quantiser: x (dim) float -> xq (planes, groups(dim) * 128, zero-padded)
  * int8 (plane 0 = hi, then plane 1 = lo when planes == 2; hmoe_fxp_mode_planes()) and
  * xs (groups(dim)) scale words shared by the planes. Each x is first made Q32 exactly (x * 2^32 truncated toward zero; |x| >= 2^30

@@ -551,10 +551,40 @@ static int open_files(struct hmoe_model *m)
 /* ---------------------------------------------------------------------------------- */
 /* lifetime */
 
-/* The arena's mapping: whole 2 MiB huge pages. */
-static size_t arena_map_bytes(size_t bytes)
+#define WEIGHTS_PAGE ((size_t)2 << 20)
+
+/* The mapping of `bytes` of weights: whole 2 MiB pages. */
+static size_t weights_map_bytes(size_t bytes)
 {
-	return (bytes + (2u << 20) - 1) & ~(size_t)((2u << 20) - 1);
+	return (bytes + WEIGHTS_PAGE - 1) & ~(WEIGHTS_PAGE - 1);
+}
+
+void *hmoe_model_weights_alloc(size_t bytes)
+{
+	/* one 2 MiB page more, so that the start can be moved to a 2 MiB boundary */
+	size_t map;
+	uint8_t *p, *start;
+
+	if (!bytes || bytes > SIZE_MAX - 2 * WEIGHTS_PAGE)
+		return NULL;
+	map = weights_map_bytes(bytes) + WEIGHTS_PAGE;
+	p = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	start = (uint8_t *)(((uintptr_t)p + WEIGHTS_PAGE - 1) & ~(uintptr_t)(WEIGHTS_PAGE - 1));
+	if (start > p)
+		munmap(p, (size_t)(start - p));
+	if (p + map > start + weights_map_bytes(bytes))
+		munmap(start + weights_map_bytes(bytes),
+		       (size_t)(p + map - start - weights_map_bytes(bytes)));
+	madvise(start, weights_map_bytes(bytes), MADV_HUGEPAGE);  /* a hint; may fail */
+	return start;
+}
+
+void hmoe_model_weights_free(void *p, size_t bytes)
+{
+	if (p)
+		munmap(p, weights_map_bytes(bytes));
 }
 
 static int fill_arena(struct loader *ld)
@@ -571,17 +601,13 @@ static int fill_arena(struct loader *ld)
 
 	if (!ld->n_jobs)
 		return 0;
-	/* Anonymous mapping with transparent huge pages: first-touch page faults, not the
-	 * arithmetic, dominate filling gigabytes of fresh memory. */
-	m->f32_arena = mmap(NULL, arena_map_bytes(bytes), PROT_READ | PROT_WRITE,
-			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (m->f32_arena == MAP_FAILED) {
-		m->f32_arena = NULL;
+	/* Transparent huge pages: first-touch page faults, not the arithmetic, dominate
+	 * filling gigabytes of fresh memory. */
+	m->f32_arena = hmoe_model_weights_alloc(bytes);
+	if (!m->f32_arena)
 		return hmoe_err(HMOE_ENOMEM, "%s: cannot allocate %.1f GiB for fp32 weights "
 				"(load without fp32 copies, or use a smaller model)", m->dir,
 				(double)bytes / (1 << 30));
-	}
-	madvise(m->f32_arena, arena_map_bytes(bytes), MADV_HUGEPAGE); /* a hint; may fail */
 	m->f32_bytes = bytes;
 	for (int i = 0; i < ld->n_jobs; i++) {
 		const struct f32_job *j = &ld->jobs[i];
@@ -689,8 +715,7 @@ void hmoe_model_free(struct hmoe_model *m)
 	for (int i = 0; i < m->n_owned; i++)
 		free(m->owned[i]);
 	free(m->owned);
-	if (m->f32_arena)
-		munmap(m->f32_arena, arena_map_bytes(m->f32_bytes));
+	hmoe_model_weights_free(m->f32_arena, m->f32_bytes);
 	free(m->dir);
 	free(m);
 }

@@ -128,6 +128,16 @@ struct hmoe_model {
 int hmoe_model_load(struct hmoe_model **out, const char *dir, unsigned flags);
 void hmoe_model_free(struct hmoe_model *m);
 
+/* Memory for weights that are streamed (bytes, zeroed): anonymous pages, 2 MiB aligned
+ * and asked for 2 MiB pages (MADV_HUGEPAGE, a hint the kernel may ignore). The fp32
+ * arena, the cpu-fxp packs and `bench experts` take it. On 4 KiB pages each 4 KiB of a
+ * stream needs its own TLB entry, and on the dev VM the first read of freshly written
+ * pages ran 3-10x slower and one-token fixed-point layer calls lost up to half their
+ * rate (docs/fxp.md section 3). NULL when out of memory. Free with
+ * hmoe_model_weights_free(p, bytes), the same bytes; p NULL is a no-op. */
+void *hmoe_model_weights_alloc(size_t bytes);
+void hmoe_model_weights_free(void *p, size_t bytes);
+
 /* Finds a tensor by its HF name across all shards; NULL if absent. */
 const struct hmoe_tensor *hmoe_model_tensor(const struct hmoe_model *m, const char *name);
 

@@ -1,11 +1,9 @@
 /* test_fxp_tables: the fixed-point contract's tables and scalar blocks against their
  * definitions: the FP8 table for all 256 codes vs e4m3fn (NaN codes deliberately 0 and
  * refused by the packer), the sigmoid table and SiLU error bound, the activation
- * quantiser vs an independent implementation of its definition, rounding/saturation, and
- * the packs' memory (2 MiB aligned, zeroed, asked for 2 MiB pages).
+ * quantiser vs an independent implementation of its definition, rounding/saturation.
  */
 #include <math.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -278,68 +276,6 @@ static void test_mode_names(void)
 	CHECK(!strcmp(hmoe_fxp_format_name(0x200), "?"), "unknown mode has a name");
 }
 
-/* /proc/self/smaps' VmFlags line of the mapping that starts at p ("" if none). */
-static void vm_flags_at(const void *p, char *flags, size_t n)
-{
-	char line[512];
-	int in = 0;
-	FILE *f = fopen("/proc/self/smaps", "r");
-
-	flags[0] = 0;
-	while (f && fgets(line, sizeof(line), f)) {
-		unsigned long start, end;
-
-		if (sscanf(line, "%lx-%lx ", &start, &end) == 2)  /* a mapping's first line */
-			in = start == (unsigned long)(uintptr_t)p;
-		else if (in && !strncmp(line, "VmFlags:", 8)) {
-			snprintf(flags, n, "%s", line + 8);
-			break;
-		}
-	}
-	if (f)
-		fclose(f);
-}
-
-/* The packs' arena: 2 MiB aligned whatever the size, zeroed, writable to the last byte,
- * marked for 2 MiB pages (VmFlags "hg": whether the kernel then gives huge pages is its
- * choice, so that is not asserted); sizes it cannot give are NULL, not a crash. */
-static void test_arena(void)
-{
-	static const size_t sizes[] = { 64, (size_t)5 << 20 | 64, (size_t)2 << 20 };
-	/* a kernel built without transparent huge pages refuses MADV_HUGEPAGE */
-	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-	int thp = f != NULL;
-
-	if (f)
-		fclose(f);
-	else
-		printf("arena: no transparent huge pages in this kernel, the MADV_HUGEPAGE mark "
-		       "is not checked\n");
-
-	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
-		size_t bytes = sizes[i], nonzero = 0;
-		uint8_t *p = hmoe_fxp_arena_alloc(bytes);
-		char flags[512];
-
-		CHECK(p, "arena of %zu bytes: NULL", bytes);
-		if (!p)
-			continue;
-		CHECK(((uintptr_t)p & ((2u << 20) - 1)) == 0, "arena %p not 2 MiB aligned", (void *)p);
-		for (size_t k = 0; k < bytes; k++)
-			nonzero += p[k] != 0;
-		CHECK(nonzero == 0, "arena of %zu bytes: %zu bytes not zero", bytes, nonzero);
-		memset(p, 0xa5, bytes);
-		vm_flags_at(p, flags, sizeof(flags));
-		if (thp)
-			CHECK(strstr(flags, " hg") != NULL, "arena of %zu bytes not marked "
-			      "MADV_HUGEPAGE (VmFlags:%s)", bytes, flags);
-		hmoe_fxp_arena_free(p, bytes);
-	}
-	CHECK(hmoe_fxp_arena_alloc(0) == NULL, "arena of 0 bytes");
-	CHECK(hmoe_fxp_arena_alloc(SIZE_MAX - 4096) == NULL, "arena of SIZE_MAX - 4096 bytes");
-	hmoe_fxp_arena_free(NULL, 64);  /* like free(NULL) */
-}
-
 int main(void)
 {
 	test_fp8_table();
@@ -349,7 +285,6 @@ int main(void)
 	test_quantiser(2);
 	test_host_quant();
 	test_mode_names();
-	test_arena();
 	printf("%d failures\n", failures);
 	return failures ? 1 : 0;
 }

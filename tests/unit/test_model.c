@@ -10,7 +10,8 @@
  *  - bf16 and q_lora_rank = 0 checkpoints load; MTP-style extra layers are ignored;
  *  - a wrong shape, a missing tensor, an FP8 weight without scale, a bad index and a
  *    tensor in two shards are HMOE_EINPUT naming the tensor;
- *  - parameter and byte counts equal the formulas from the config.
+ *  - parameter and byte counts equal the formulas from the config;
+ *  - memory for streamed weights is 2 MiB aligned, zeroed and asked for 2 MiB pages.
  */
 #include <math.h>
 #include <stdint.h>
@@ -608,6 +609,72 @@ static void test_tokenizer_copy(void)
 	      "too many shards: %s", hmoe_last_error());
 }
 
+/* /proc/self/smaps' VmFlags line of the mapping that starts at p ("" if none). */
+static void vm_flags_at(const void *p, char *flags, size_t n)
+{
+	char line[512];
+	int in = 0;
+	FILE *f = fopen("/proc/self/smaps", "r");
+
+	flags[0] = 0;
+	while (f && fgets(line, sizeof(line), f)) {
+		unsigned long start, end;
+
+		if (sscanf(line, "%lx-%lx ", &start, &end) == 2)  /* a mapping's first line */
+			in = start == (unsigned long)(uintptr_t)p;
+		else if (in && !strncmp(line, "VmFlags:", 8)) {
+			snprintf(flags, n, "%s", line + 8);
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+}
+
+/* Memory for streamed weights (the fp32 arena, the fixed-point packs): 2 MiB aligned
+ * whatever the size, zeroed, writable to the last byte, marked for 2 MiB pages (VmFlags
+ * "hg": whether the kernel then gives huge pages is its choice, so that is not
+ * asserted); sizes it cannot give are NULL, not a crash. */
+static void test_weights_memory(void)
+{
+	static const size_t sizes[] = { 64, (size_t)5 << 20 | 64, (size_t)2 << 20 };
+	/* a kernel built without transparent huge pages refuses MADV_HUGEPAGE */
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+	int thp = f != NULL;
+
+	if (f)
+		fclose(f);
+	else
+		printf("weights memory: no transparent huge pages in this kernel, the "
+		       "MADV_HUGEPAGE mark is not checked\n");
+
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		size_t bytes = sizes[i], nonzero = 0;
+		uint8_t *p = hmoe_model_weights_alloc(bytes);
+		char flags[512];
+
+		CHECK(p, "weights memory of %zu bytes: NULL", bytes);
+		if (!p)
+			continue;
+		CHECK(((uintptr_t)p & ((2u << 20) - 1)) == 0, "weights memory %p not 2 MiB aligned",
+		      (void *)p);
+		for (size_t k = 0; k < bytes; k++)
+			nonzero += p[k] != 0;
+		CHECK(nonzero == 0, "weights memory of %zu bytes: %zu bytes not zero", bytes,
+		      nonzero);
+		memset(p, 0xa5, bytes);
+		vm_flags_at(p, flags, sizeof(flags));
+		if (thp)
+			CHECK(strstr(flags, " hg") != NULL, "weights memory of %zu bytes not marked "
+			      "MADV_HUGEPAGE (VmFlags:%s)", bytes, flags);
+		hmoe_model_weights_free(p, bytes);
+	}
+	CHECK(hmoe_model_weights_alloc(0) == NULL, "weights memory of 0 bytes");
+	CHECK(hmoe_model_weights_alloc(SIZE_MAX - 4096) == NULL,
+	      "weights memory of SIZE_MAX - 4096 bytes");
+	hmoe_model_weights_free(NULL, 64);  /* like free(NULL) */
+}
+
 int main(void)
 {
 	char cmd[300];
@@ -623,6 +690,7 @@ int main(void)
 	test_unaligned();
 	test_stats();
 	test_tokenizer_copy();
+	test_weights_memory();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
 	if (system(cmd))
 		fprintf(stderr, "warning: could not remove %s\n", root);
