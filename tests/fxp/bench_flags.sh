@@ -3,7 +3,7 @@
 # minimal run (1 and 3 tokens, int4 with two activation planes and int4-a8 with one,
 # 1 resident expert, no fp32) prints one well-formed JSON object with the fields
 # docs/fxp.md describes (the one-token points also the in-cache rate, each mode's first
-# point the first pass over fresh packs); fp8 runs say
+# point the first pass over fresh packs, fp32's too); fp8 runs say
 # which codes they used and how many packs got remainder lists.
 set -u
 cd "${HMOE_ROOT:-.}"
@@ -84,6 +84,21 @@ lo = h["1"] + math.ceil(h["2-4"] / 4) + math.ceil(h["5-11"] / 11) + math.ceil(h[
 hi = h["1"] + h["2-4"] // 2 + h["5-11"] // 5 + h["12+"] // 12
 assert lo <= e <= hi, (r, lo, hi)
 print("ok: 64 tokens", h, "over", e, "experts")
+PY
+# the fp32 reference times its first pass too (one resident expert, 176 MB)
+"$HMOE" bench experts --json --tokens 1 --formats int4-a8 --experts 1 --f32-experts 1 \
+	--min-time 0 --bw-mib 16 >"${BUILD:-build}/fxp-bench-f32.json" || fail "bench run, fp32"
+/usr/bin/python3 - "${BUILD:-build}/fxp-bench-f32.json" <<'PY' || exit 1
+import json, sys
+d = json.load(open(sys.argv[1]))
+rs = d["results"]
+assert [(r["format"], r["tokens"], r["resident"]) for r in rs] == \
+    [("int4-a8", 1, 1), ("f32", 1, 1)], rs
+for r in rs:
+    assert r["first_pass_bytes_per_s"] > 0, r
+    want = r["first_pass_bytes_per_s"] / d["read_bandwidth_bytes_per_s"]
+    assert abs(r["first_pass_ratio"] - want) <= 0.002 + 0.002 * want, (r, want)
+print("ok: first passes", [r["first_pass_ratio"] for r in rs])
 PY
 # fp8: checkpoint-like codes get remainder lists where the variant takes them (the
 # AVX-512 kernels on a CPU with VBMI), uniformly random ones do not (the builder's limit),
