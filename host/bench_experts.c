@@ -640,15 +640,17 @@ int bench_experts(int argc, char **argv)
 					 .fix_bufs = fix_bufs };
 
 		/* the packs in one arena, as cpu-fxp keeps them */
-		arena_bytes = bytes * n_res;
+		arena_bytes = hmoe_model_weights_stride(bytes) * n_res;
 		if (!(arena = hmoe_model_weights_alloc(arena_bytes))) {
 			ret = hmoe_err(HMOE_ENOMEM, "bench experts: out of memory for %d resident %s "
 				       "experts (%zu bytes each)", n_res,
 				       hmoe_fxp_format_name(modes[f]), bytes);
 			goto out;
 		}
-		for (int r = 0; r < n_res; r++)
-			bufs[r] = (uint8_t *)arena + bytes * r;
+		for (int r = 0; r < n_res; r++) {
+			bufs[r] = (uint8_t *)arena + hmoe_model_weights_stride(bytes) * r;
+			hmoe_model_weights_guard(bufs[r], bytes);
+		}
 		hmoe_pool_run(pool, n_res, fill_one, &fj);
 		for (int i = 0; i < n_tokens_list; i++) {
 			struct point pt;
@@ -711,14 +713,16 @@ int bench_experts(int argc, char **argv)
 			goto out;
 		}
 		/* on 2 MiB pages, as the model's fp32 arena */
-		arena_bytes = 3 * lin * f32_resident;
+		arena_bytes = 3 * hmoe_model_weights_stride(lin) * f32_resident;
 		if (!(arena = hmoe_model_weights_alloc(arena_bytes))) {
 			ret = hmoe_err(HMOE_ENOMEM, "bench experts: out of memory for %ld fp32 "
 				       "experts (%zu bytes each)", f32_resident, 3 * lin);
 			goto out;
 		}
-		for (int r = 0; r < 3 * f32_resident; r++)
-			bufs[r] = (uint8_t *)arena + lin * r;
+		for (int r = 0; r < 3 * f32_resident; r++) {
+			bufs[r] = (uint8_t *)arena + hmoe_model_weights_stride(lin) * r;
+			hmoe_model_weights_guard(bufs[r], lin);
+		}
 		hmoe_pool_run(pool, 3 * f32_resident, fill_one, &fj);
 		model.cfg.hidden_size = DIM;
 		model.cfg.moe_intermediate_size = INTER;

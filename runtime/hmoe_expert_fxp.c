@@ -22,7 +22,8 @@ struct fxp_priv {
 	const struct hmoe_fxp_simd *simd;
 	struct hmoe_fxp_experts *layers;   /* [num_hidden_layers]; packs NULL for dense */
 	struct hmoe_fxp_line **packs;      /* [num_hidden_layers * n_routed], into arena */
-	void *arena;                       /* every MoE layer's packs (hmoe_model_weights_alloc) */
+	void *arena;                       /* every MoE layer's packs, hmoe_model_weights_stride
+					    * apart (hmoe_model_weights_alloc) */
 	size_t arena_bytes;
 	struct hmoe_fxp_fp8_fix **fixes;   /* the same (fp8, where the variant takes them:
 					    * hmoe_fxp_simd_fp8_lists): the four-row
@@ -79,7 +80,7 @@ static int fxp_init(struct hmoe_expert_backend *b, const struct hmoe_model *m, c
 	int dim = c->hidden_size, inter = c->moe_intermediate_size, ret;
 	struct pack_job j = { .m = m };
 	struct fxp_priv *p;
-	size_t bytes;
+	size_t bytes, stride;
 	int n_moe = 0;
 
 	p = calloc(1, sizeof(*p));
@@ -116,7 +117,8 @@ static int fxp_init(struct hmoe_expert_backend *b, const struct hmoe_model *m, c
 		HMOE_FXP_LINE_BYTES;
 	for (int l = 0; l < c->num_hidden_layers; l++)
 		n_moe += m->layers[l].is_moe;
-	p->arena_bytes = bytes * c->n_routed_experts * n_moe;
+	stride = hmoe_model_weights_stride(bytes);
+	p->arena_bytes = stride * c->n_routed_experts * n_moe;
 	if (n_moe && !(p->arena = hmoe_model_weights_alloc(p->arena_bytes))) {
 		ret = hmoe_err(HMOE_ENOMEM, "cpu-fxp experts: out of memory for the packs of %d "
 			       "layers x %d experts (%.2f GiB)", n_moe, c->n_routed_experts,
@@ -135,9 +137,12 @@ static int fxp_init(struct hmoe_expert_backend *b, const struct hmoe_model *m, c
 				p->fixes + (size_t)l * c->n_routed_experts) : NULL };
 		if (!m->layers[l].is_moe)
 			continue;
-		for (int e = 0; e < c->n_routed_experts; e++, k++)
-			p->packs[(size_t)l * c->n_routed_experts + e] =
-				(struct hmoe_fxp_line *)((uint8_t *)p->arena + bytes * k);
+		for (int e = 0; e < c->n_routed_experts; e++, k++) {
+			uint8_t *pack = (uint8_t *)p->arena + stride * k;
+
+			hmoe_model_weights_guard(pack, bytes);
+			p->packs[(size_t)l * c->n_routed_experts + e] = (struct hmoe_fxp_line *)pack;
+		}
 	}
 	j.p = p;
 	hmoe_pool_run(b->pool, p->n_packs, pack_one, &j);

@@ -182,8 +182,9 @@ static int add_job(struct loader *ld, const struct hmoe_tensor *src,
 	}
 	j = &ld->jobs[ld->n_jobs++];
 	*j = (struct f32_job){ src, scale, bo, bi, rows, cols, ld->arena_floats, dst };
-	/* Keep every array 64-byte aligned inside the arena. */
-	ld->arena_floats += ((size_t)(rows * cols) + 15) & ~(size_t)15;
+	/* every array 64-byte aligned inside the arena (and guarded under ASan) */
+	ld->arena_floats += hmoe_model_weights_stride((size_t)(rows * cols) * sizeof(float)) /
+			    sizeof(float);
 	return 0;
 }
 
@@ -553,6 +554,21 @@ static int open_files(struct hmoe_model *m)
 
 #define WEIGHTS_PAGE ((size_t)2 << 20)
 
+/* AddressSanitizer (GCC's macro, clang's feature test): poisoned lines between blocks */
+#if defined(__SANITIZE_ADDRESS__)
+#define WEIGHTS_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WEIGHTS_ASAN 1
+#endif
+#endif
+#ifdef WEIGHTS_ASAN
+#include <sanitizer/asan_interface.h>
+#define WEIGHTS_GUARD ((size_t)64)
+#else
+#define WEIGHTS_GUARD ((size_t)0)
+#endif
+
 /* The mapping of `bytes` of weights: whole 2 MiB pages. */
 static size_t weights_map_bytes(size_t bytes)
 {
@@ -583,8 +599,29 @@ void *hmoe_model_weights_alloc(size_t bytes)
 
 void hmoe_model_weights_free(void *p, size_t bytes)
 {
-	if (p)
-		munmap(p, weights_map_bytes(bytes));
+	if (!p)
+		return;
+#ifdef WEIGHTS_ASAN
+	/* the shadow outlives the mapping: a later one at this address must not inherit it */
+	ASAN_UNPOISON_MEMORY_REGION(p, weights_map_bytes(bytes));
+#endif
+	munmap(p, weights_map_bytes(bytes));
+}
+
+size_t hmoe_model_weights_stride(size_t bytes)
+{
+	return ((bytes + 63) & ~(size_t)63) + WEIGHTS_GUARD;
+}
+
+void hmoe_model_weights_guard(void *block, size_t bytes)
+{
+#ifdef WEIGHTS_ASAN
+	ASAN_POISON_MEMORY_REGION((uint8_t *)block + bytes,
+				  hmoe_model_weights_stride(bytes) - bytes);
+#else
+	(void)block;
+	(void)bytes;
+#endif
 }
 
 static int fill_arena(struct loader *ld)
@@ -617,6 +654,7 @@ static int fill_arena(struct loader *ld)
 			rows_per = 1;
 		n_tasks += (long)((j->rows + rows_per - 1) / rows_per);
 		*j->dst = m->f32_arena + j->off;
+		hmoe_model_weights_guard(*j->dst, (size_t)(j->rows * j->cols) * sizeof(float));
 	}
 	tasks = malloc(((size_t)n_tasks + 1) * sizeof(*tasks));
 	if (!tasks)

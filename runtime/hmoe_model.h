@@ -138,6 +138,16 @@ void hmoe_model_free(struct hmoe_model *m);
 void *hmoe_model_weights_alloc(size_t bytes);
 void hmoe_model_weights_free(void *p, size_t bytes);
 
+/* Blocks that share one weights allocation (cpu-fxp's packs, the fp32 arena's tensors,
+ * `bench experts`' resident copies): block k of `bytes` starts k strides after the first,
+ * stride = hmoe_model_weights_stride(bytes), which is `bytes` rounded up to 64 and, in
+ * AddressSanitizer builds, one 64-byte line more. hmoe_model_weights_guard(block, bytes)
+ * poisons the block's stride past its bytes there (elsewhere it does nothing), so that a
+ * kernel reading past the end of one block into the next is reported as it would be
+ * with separate allocations. hmoe_model_weights_free() lifts the poison. */
+size_t hmoe_model_weights_stride(size_t bytes);
+void hmoe_model_weights_guard(void *block, size_t bytes);
+
 /* Finds a tensor by its HF name across all shards; NULL if absent. */
 const struct hmoe_tensor *hmoe_model_tensor(const struct hmoe_model *m, const char *name);
 

@@ -635,6 +635,74 @@ static void vm_flags_at(const void *p, char *flags, size_t n)
  * whatever the size, zeroed, writable to the last byte, marked for 2 MiB pages (VmFlags
  * "hg": whether the kernel then gives huge pages is its choice, so that is not
  * asserted); sizes it cannot give are NULL, not a crash. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
+#endif
+#ifdef TEST_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
+/* Blocks sharing one weights allocation (cpu-fxp's packs, the fp32 arena's tensors): 64-byte
+ * aligned, writable to their end, and under AddressSanitizer each followed by poisoned
+ * bytes up to the next, which stays readable, so that reading past a pack is reported. */
+static void test_weights_blocks(void)
+{
+	static const size_t sizes[] = { 100, 4096, 45547520 };
+
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		size_t bytes = sizes[i], stride = hmoe_model_weights_stride(bytes);
+		uint8_t *p = hmoe_model_weights_alloc(3 * stride);
+
+		CHECK(stride % 64 == 0 && stride >= bytes && stride < bytes + 64 + 64,
+		      "stride %zu for blocks of %zu bytes", stride, bytes);
+		CHECK(p, "weights memory for 3 blocks of %zu bytes: NULL", bytes);
+		if (!p)
+			continue;
+		for (int k = 0; k < 3; k++) {
+			hmoe_model_weights_guard(p + k * stride, bytes);
+			memset(p + k * stride, 0x5a, bytes);  /* ASan: the block itself is writable */
+		}
+#ifdef TEST_ASAN
+		for (int k = 0; k < 3; k++) {
+			uint8_t *b = p + k * stride;
+
+			CHECK(__asan_address_is_poisoned(b + bytes) &&
+			      __asan_address_is_poisoned(b + stride - 1),
+			      "blocks of %zu bytes: block %d's guard after its end not poisoned",
+			      bytes, k);
+			CHECK(!__asan_address_is_poisoned(b) &&
+			      !__asan_address_is_poisoned(b + bytes - 1),
+			      "blocks of %zu bytes: block %d poisoned", bytes, k);
+		}
+#else
+		CHECK(stride == ((bytes + 63) & ~(size_t)63),
+		      "stride %zu for blocks of %zu bytes without AddressSanitizer", stride, bytes);
+#endif
+		hmoe_model_weights_free(p, 3 * stride);
+	}
+#ifdef TEST_ASAN
+	{
+		/* freeing lifts the poison, so a later mapping at the same address is clean */
+		size_t stride = hmoe_model_weights_stride(100);
+		uint8_t *p = hmoe_model_weights_alloc(stride);
+
+		if (p) {
+			hmoe_model_weights_guard(p, 100);
+			hmoe_model_weights_free(p, stride);
+			CHECK(!__asan_address_is_poisoned(p + 100),
+			      "weights memory still poisoned after hmoe_model_weights_free");
+		}
+	}
+#else
+	printf("weights blocks: the guard lines between blocks exist only under "
+	       "AddressSanitizer (make test SANITIZE=1 checks them)\n");
+#endif
+}
+
 static void test_weights_memory(void)
 {
 	static const size_t sizes[] = { 64, (size_t)5 << 20 | 64, (size_t)2 << 20 };
@@ -669,6 +737,7 @@ static void test_weights_memory(void)
 			      "MADV_HUGEPAGE (VmFlags:%s)", bytes, flags);
 		hmoe_model_weights_free(p, bytes);
 	}
+	test_weights_blocks();
 	CHECK(hmoe_model_weights_alloc(0) == NULL, "weights memory of 0 bytes");
 	CHECK(hmoe_model_weights_alloc(SIZE_MAX - 4096) == NULL,
 	      "weights memory of SIZE_MAX - 4096 bytes");
