@@ -26,6 +26,13 @@
  *   in_cache_bytes_per_s, in_cache_ratio  (one-token points) the one-token kernels'
  *                     rate with their weights in the cache (hmoe_fxp_hot_rate), and over
  *                     read_bw_around: below 1 the cores, not the memory, bound the call
+ *   pattern_bytes_per_s, pattern_read_bw_around, pattern_ratio, kernel_pattern_ratio
+ *                     (one-token points where the variant has four-row kernels: AVX-512,
+ *                     fp8 with VBMI) the same layer calls with bench_rows4_touch in place
+ *                     of row_acc4 (the rows' lines read as the kernels read them, with
+ *                     their prefetches, no arithmetic), timed and probed like a point;
+ *                     over its own probe (what the driver and the access pattern allow),
+ *                     and the kernels' rate over it (how much of that they keep)
  * Modeled, and said so in the JSON: routing (seeded; per token 8 distinct experts drawn
  * with lognormal popularity, as a trained router's load imbalance) and residency: only
  * `resident` packs per mode are in memory (--experts; by default enough to fill the DRAM
@@ -422,9 +429,14 @@ static double probe_best(struct bench_probe *probe, int passes, double best)
 		(pt).bw_around = probe_best(probe, 2, (pt).bw_around);                  \
 	} while (0)
 
-/* One result; mode < 0: the fp32 reference. */
+int bench_rows4_touch(const uint8_t *const *rows, int format, int in,
+		      const struct hmoe_fxp_xtile *x, const struct hmoe_fxp_rowfix *fix,
+		      int64_t *acc);
+
+/* One result; mode < 0: the fp32 reference. pat: the point's calls over the kernels'
+ * read pattern alone (bench_rows4_touch), or NULL. */
 static void print_point(int mode, int tokens, const struct point *pt, double bw, int first,
-			double hot)
+			double hot, const struct point *pat)
 {
 	double pairs = (double)tokens * TOP_K;
 	static const char *const weight_names[HMOE_FXP_N_FORMATS] = { "fp8", "int8", "int4" };
@@ -453,6 +465,14 @@ static void print_point(int mode, int tokens, const struct point *pt, double bw,
 	if (hot > 0)
 		printf(", \"in_cache_bytes_per_s\": %.4g, \"in_cache_ratio\": %.3f", hot,
 		       pt->bw_around > 0 ? hot / pt->bw_around : 0.0);
+	if (pat) {
+		double rate = pat->weight_bytes / pat->seconds;
+
+		printf(", \"pattern_bytes_per_s\": %.4g, \"pattern_read_bw_around\": %.4g, "
+		       "\"pattern_ratio\": %.3f, \"kernel_pattern_ratio\": %.3f", rate,
+		       pat->bw_around, pat->bw_around > 0 ? rate / pat->bw_around : 0.0,
+		       pt->weight_bytes / pt->seconds / rate);
+	}
 	printf("}");
 }
 
@@ -653,7 +673,8 @@ int bench_experts(int argc, char **argv)
 		}
 		hmoe_pool_run(pool, n_res, fill_one, &fj);
 		for (int i = 0; i < n_tokens_list; i++) {
-			struct point pt;
+			struct point pt, pat;
+			int has_pat;
 
 			rng_state = 0x853c49e6748fea9bull ^ (uint64_t)(seed + tokens[i]);
 			make_routing(ids, tokens[i], log_pop);
@@ -682,7 +703,20 @@ int bench_experts(int argc, char **argv)
 				if ((ret = hmoe_fxp_hot_rate(&one, simd, pool, 0, min_time, &hot)))
 					goto out;
 			}
-			print_point(modes[f], tokens[i], &pt, bw, first, tokens[i] == 1 ? hot : 0);
+			has_pat = tokens[i] == 1 && simd->row_acc4 &&
+				  (format != HMOE_FXP_FP8 || hmoe_fxp_simd_fp8_lists(simd));
+			if (has_pat) {
+				/* the same calls reading the same lines, without the arithmetic */
+				struct hmoe_fxp_simd touch = *simd;
+
+				touch.row_acc4 = bench_rows4_touch;
+				pat = pt;
+				call.simd = &touch;
+				TIME_IT(pat, min_time, fxp_call_run(&call));
+				call.simd = simd;
+			}
+			print_point(modes[f], tokens[i], &pt, bw, first, tokens[i] == 1 ? hot : 0,
+				    has_pat ? &pat : NULL);
 			first = 0;
 			fflush(stdout);
 		}
@@ -753,7 +787,7 @@ int bench_experts(int argc, char **argv)
 			if (i == 0 && (ret = first_pass(&pt, &call.rot, f32_call_run, &call)))
 				goto out;
 			TIME_IT(pt, min_time, f32_call_run(&call));
-			print_point(-1, tokens[i], &pt, bw, first, 0);
+			print_point(-1, tokens[i], &pt, bw, first, 0, NULL);
 			first = 0;
 			fflush(stdout);
 		}

@@ -1,9 +1,13 @@
 /* bench_read_avx512: the read-bandwidth probe's inner loop with 64-byte loads (see
  * bench_common.c), so that the probe reads memory at least as fast as the AVX-512 expert
- * kernels it is the yardstick for. Called only where the CPU has AVX-512F. */
+ * kernels it is the yardstick for, and the four-row kernels' read pattern without their
+ * arithmetic (bench_experts.c). Called only where the CPU has AVX-512F. */
 #include <immintrin.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "hmoe_fxp.h"
+#include "hmoe_fxp_cpu.h"
 
 /* Sums n_words words from buf (64-byte aligned) as four streams, one per quarter, read
  * in lockstep with a software prefetch 8 KiB ahead into L2: one stream per thread leaves
@@ -33,4 +37,46 @@ uint64_t bench_read_sum_avx512(const uint64_t *buf, size_t n_words)
 	for (size_t k = 4 * q; k < n_words; k++)
 		r += buf[k];
 	return r;
+}
+
+/* row_acc4's memory pattern without its arithmetic, for `bench experts`' pattern rate
+ * (bench_experts.c): every line of the four row records (`in` columns of `format`: the
+ * scale lines, then a block of four groups of each row in turn), with the L1 / L2
+ * prefetches the prefetch plan gives the four-row kernels (fp8: its fp8_rows4 where its
+ * fp8 prefetch is on). The lines are summed, so the loads stay; acc gets 0 for every row
+ * and token, so a layer call built on it streams exactly the bytes the kernels would. */
+int bench_rows4_touch(const uint8_t *const *rows, int format, int in,
+		      const struct hmoe_fxp_xtile *x, const struct hmoe_fxp_rowfix *fix,
+		      int64_t *acc)
+{
+	const struct hmoe_fxp_plan *plan = hmoe_fxp_plan();
+	const int *pd = format == HMOE_FXP_FP8 ? plan->fp8_rows4 : plan->rows4;
+	int pf = format != HMOE_FXP_FP8 || plan->fp8, l2 = pf ? pd[0] : 0, l1 = pf ? pd[1] : 0;
+	int groups = hmoe_fxp_groups(in), gb = hmoe_fxp_group_bytes(format);
+	size_t skip = (size_t)hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
+	__m512i s = _mm512_setzero_si512();
+
+	(void)fix;
+	for (int r = 0; r < 4; r++)
+		for (size_t i = 0; i < skip; i += HMOE_FXP_LINE_BYTES)
+			s = _mm512_add_epi64(s, _mm512_loadu_si512(rows[r] + i));
+	for (int g = 0; g < groups; g += 4) {
+		int bytes = (groups - g < 4 ? groups - g : 4) * gb;
+
+		for (int r = 0; r < 4; r++) {
+			const uint8_t *p = rows[r] + skip + (size_t)g * gb;
+
+			for (int i = 0; i < bytes; i += HMOE_FXP_LINE_BYTES) {
+				if (l2)
+					_mm_prefetch((const char *)p + l2 + i, _MM_HINT_T1);
+				if (l1)
+					_mm_prefetch((const char *)p + l1 + i, _MM_HINT_T0);
+				s = _mm512_add_epi64(s, _mm512_loadu_si512(p + i));
+			}
+		}
+	}
+	__asm__ volatile("" : : "v"(s));  /* the sum is "used": the loads stay */
+	for (int i = 0; i < 4 * x->n_tokens; i++)
+		acc[i] = 0;
+	return 0;
 }

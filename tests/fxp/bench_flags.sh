@@ -2,8 +2,9 @@
 # bench_flags: `hmoe bench experts` refuses bad flags with one line and exit 2, and a
 # minimal run (1 and 3 tokens, int4 with two activation planes and int4-a8 with one,
 # 1 resident expert, no fp32) prints one well-formed JSON object with the fields
-# docs/fxp.md describes (the one-token points also the in-cache rate, each mode's first
-# point the first pass over fresh packs, fp32's too); fp8 runs say
+# docs/fxp.md describes (the one-token points also the in-cache rate and, with four-row
+# kernels, the rate of their read pattern alone; each mode's first point the first pass
+# over fresh packs, fp32's too); fp8 runs say
 # which codes they used and how many packs got remainder lists.
 set -u
 cd "${HMOE_ROOT:-.}"
@@ -54,6 +55,21 @@ for r in rs:
     want = r["in_cache_bytes_per_s"] / r["read_bw_around"]
     assert abs(r["in_cache_ratio"] - want) <= 0.002 + 0.002 * want, (r, want)
 assert rs[0]["experts_touched"] == 8, rs[0]
+# one token on a variant with four-row kernels: the same calls over the kernels' read
+# pattern alone, with its own probe; the kernels' rate over it
+rows4 = d["fxp_variant"] in ("avx512", "amx", "amx-emu")
+for r in rs:
+    keys = ("pattern_bytes_per_s", "pattern_read_bw_around", "pattern_ratio",
+            "kernel_pattern_ratio")
+    if r["tokens"] != 1 or not rows4:
+        assert not any(k in r for k in keys), r
+        continue
+    assert r["pattern_bytes_per_s"] > 0 and r["pattern_read_bw_around"] > 0, r
+    want = r["pattern_bytes_per_s"] / r["pattern_read_bw_around"]
+    assert abs(r["pattern_ratio"] - want) <= 0.002 + 0.002 * want, (r, want)
+    want = r["weight_bytes_per_s"] / r["pattern_bytes_per_s"]
+    assert abs(r["kernel_pattern_ratio"] - want) <= 0.002 + 0.002 * want, (r, want)
+print("ok: pattern", rows4, [r.get("kernel_pattern_ratio") for r in rs])
 # each mode's first point also times the first pass over its freshly filled packs, over
 # the bandwidth probed at the start
 for i, r in enumerate(rs):
@@ -98,6 +114,7 @@ for r in rs:
     assert r["first_pass_bytes_per_s"] > 0, r
     want = r["first_pass_bytes_per_s"] / d["read_bandwidth_bytes_per_s"]
     assert abs(r["first_pass_ratio"] - want) <= 0.002 + 0.002 * want, (r, want)
+assert "pattern_ratio" not in rs[1], rs[1]  # fixed-point kernels only
 print("ok: first passes", [r["first_pass_ratio"] for r in rs])
 PY
 # fp8: checkpoint-like codes get remainder lists where the variant takes them (the
@@ -120,6 +137,8 @@ want = d["fxp_variant"] in ("avx512", "amx", "amx-emu") and "avx512vbmi" in flag
     not sys.argv[3] and not os.environ.get("HMOE_FXP_NO_VBMI")
 assert d["fp8_lists"] is want, (d["fxp_variant"], d["fp8_lists"], want)
 assert r["fp8_remainder_lists"] == (1 if want and sys.argv[2] == "checkpoint" else 0), (d["fxp_variant"], r)
+# the pattern rate where the one-token fp8 call goes four rows at a time (VBMI)
+assert ("kernel_pattern_ratio" in r) is want and ("pattern_ratio" in r) is want, (want, r)
 print("ok: fp8", sys.argv[2], "codes" + (" without VBMI" if sys.argv[3] else "") + ":",
       r["fp8_remainder_lists"], "packs with lists on", d["fxp_variant"])
 PY
