@@ -30,9 +30,10 @@
  *                     (one-token points where the variant has four-row kernels: AVX-512,
  *                     fp8 with VBMI) the same layer calls with bench_rows4_touch in place
  *                     of row_acc4 (the rows' lines read as the kernels read them, with
- *                     their prefetches, no arithmetic), timed and probed like a point;
- *                     over its own probe (what the driver and the access pattern allow),
- *                     and the kernels' rate over it (how much of that they keep)
+ *                     their prefetches, no arithmetic), alternating with the kernels'
+ *                     own calls (pattern_pairs): its rate over the probe around the
+ *                     pairs (what the driver and the access pattern allow), and the
+ *                     kernels' rate over it from the same pairs (how much they keep)
  * Modeled, and said so in the JSON: routing (seeded; per token 8 distinct experts drawn
  * with lognormal popularity, as a trained router's load imbalance) and residency: only
  * `resident` packs per mode are in memory (--experts; by default enough to fill the DRAM
@@ -433,10 +434,46 @@ int bench_rows4_touch(const uint8_t *const *rows, int format, int in,
 		      const struct hmoe_fxp_xtile *x, const struct hmoe_fxp_rowfix *fix,
 		      int64_t *acc);
 
-/* One result; mode < 0: the fp32 reference. pat: the point's calls over the kernels'
- * read pattern alone (bench_rows4_touch), or NULL. */
+/* The point's layer calls with the kernels and over their read pattern alone (touch:
+ * bench_rows4_touch in place of row_acc4), one of each in turn until min_time has passed
+ * (3 to 10 pairs), so that the two rates come from the same minutes of a shared machine:
+ * the best of each, and the best probe pass around them. */
+struct pattern {
+	double kernel_s, touch_s, bw_around;
+};
+
+static int pattern_pairs(struct fxp_call *call, const struct hmoe_fxp_simd *touch,
+			 double min_time, struct bench_probe *probe, struct pattern *pat)
+{
+	const struct hmoe_fxp_simd *kernels = call->simd;
+	double t_total = 0;
+	int ret = 0;
+
+	pat->kernel_s = pat->touch_s = 1e30;
+	pat->bw_around = probe_best(probe, 2, 0);
+	for (int n = 0; n < 10 && (n < 3 || t_total < min_time); n++) {
+		for (int k = 0; k < 2; k++) {
+			double t0 = hmoe_now_s(), dt;
+			double *best = k ? &pat->touch_s : &pat->kernel_s;
+
+			call->simd = k ? touch : kernels;
+			ret = fxp_call_run(call);
+			call->simd = kernels;
+			if (ret)
+				return ret;
+			dt = hmoe_now_s() - t0;
+			t_total += dt;
+			*best = dt < *best ? dt : *best;
+		}
+	}
+	pat->bw_around = probe_best(probe, 2, pat->bw_around);
+	return 0;
+}
+
+/* One result; mode < 0: the fp32 reference. pat: the point's calls against their read
+ * pattern alone (pattern_pairs), or NULL. */
 static void print_point(int mode, int tokens, const struct point *pt, double bw, int first,
-			double hot, const struct point *pat)
+			double hot, const struct pattern *pat)
 {
 	double pairs = (double)tokens * TOP_K;
 	static const char *const weight_names[HMOE_FXP_N_FORMATS] = { "fp8", "int8", "int4" };
@@ -466,12 +503,12 @@ static void print_point(int mode, int tokens, const struct point *pt, double bw,
 		printf(", \"in_cache_bytes_per_s\": %.4g, \"in_cache_ratio\": %.3f", hot,
 		       pt->bw_around > 0 ? hot / pt->bw_around : 0.0);
 	if (pat) {
-		double rate = pat->weight_bytes / pat->seconds;
+		double rate = pt->weight_bytes / pat->touch_s;
 
 		printf(", \"pattern_bytes_per_s\": %.4g, \"pattern_read_bw_around\": %.4g, "
 		       "\"pattern_ratio\": %.3f, \"kernel_pattern_ratio\": %.3f", rate,
 		       pat->bw_around, pat->bw_around > 0 ? rate / pat->bw_around : 0.0,
-		       pt->weight_bytes / pt->seconds / rate);
+		       pat->touch_s / pat->kernel_s);
 	}
 	printf("}");
 }
@@ -673,7 +710,8 @@ int bench_experts(int argc, char **argv)
 		}
 		hmoe_pool_run(pool, n_res, fill_one, &fj);
 		for (int i = 0; i < n_tokens_list; i++) {
-			struct point pt, pat;
+			struct point pt;
+			struct pattern pat;
 			int has_pat;
 
 			rng_state = 0x853c49e6748fea9bull ^ (uint64_t)(seed + tokens[i]);
@@ -710,10 +748,8 @@ int bench_experts(int argc, char **argv)
 				struct hmoe_fxp_simd touch = *simd;
 
 				touch.row_acc4 = bench_rows4_touch;
-				pat = pt;
-				call.simd = &touch;
-				TIME_IT(pat, min_time, fxp_call_run(&call));
-				call.simd = simd;
+				if ((ret = pattern_pairs(&call, &touch, min_time, probe, &pat)))
+					goto out;
 			}
 			print_point(modes[f], tokens[i], &pt, bw, first, tokens[i] == 1 ? hot : 0,
 				    has_pat ? &pat : NULL);

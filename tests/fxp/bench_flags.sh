@@ -67,8 +67,8 @@ for r in rs:
     assert r["pattern_bytes_per_s"] > 0 and r["pattern_read_bw_around"] > 0, r
     want = r["pattern_bytes_per_s"] / r["pattern_read_bw_around"]
     assert abs(r["pattern_ratio"] - want) <= 0.002 + 0.002 * want, (r, want)
-    want = r["weight_bytes_per_s"] / r["pattern_bytes_per_s"]
-    assert abs(r["kernel_pattern_ratio"] - want) <= 0.002 + 0.002 * want, (r, want)
+    # from pairs of calls of their own: the same order as the point's rate, not equal
+    assert 0 < r["kernel_pattern_ratio"] < 20, r
 print("ok: pattern", rows4, [r.get("kernel_pattern_ratio") for r in rs])
 # each mode's first point also times the first pass over its freshly filled packs, over
 # the bandwidth probed at the start
