@@ -430,10 +430,6 @@ static double probe_best(struct bench_probe *probe, int passes, double best)
 		(pt).bw_around = probe_best(probe, 2, (pt).bw_around);                  \
 	} while (0)
 
-int bench_rows4_touch(const uint8_t *const *rows, int format, int in,
-		      const struct hmoe_fxp_xtile *x, const struct hmoe_fxp_rowfix *fix,
-		      int64_t *acc);
-
 /* The point's layer calls with the kernels and over their read pattern alone (touch:
  * bench_rows4_touch in place of row_acc4), one of each in turn until min_time has passed
  * (3 to 10 pairs), so that the two rates come from the same minutes of a shared machine:
@@ -527,7 +523,7 @@ int bench_experts(int argc, char **argv)
 	double min_time, bw, log_pop[N_EXPERTS];
 	void *bufs[1024] = { 0 };
 	void *arena = NULL;  /* the resident copies of the mode or fp32 being measured */
-	size_t arena_bytes = 0;
+	size_t arena_bytes = 0, stride;
 	static struct hmoe_fxp_fp8_fix *fix_bufs[1024];
 	static uint8_t fp8_codes[1 << 16];
 	int checkpoint_codes = 1;
@@ -697,7 +693,8 @@ int bench_experts(int argc, char **argv)
 					 .fix_bufs = fix_bufs };
 
 		/* the packs in one arena, as cpu-fxp keeps them */
-		arena_bytes = hmoe_model_weights_stride(bytes) * n_res;
+		stride = hmoe_model_weights_stride(bytes);
+		arena_bytes = stride * n_res;
 		if (!(arena = hmoe_model_weights_alloc(arena_bytes))) {
 			ret = hmoe_err(HMOE_ENOMEM, "bench experts: out of memory for %d resident %s "
 				       "experts (%zu bytes each)", n_res,
@@ -705,7 +702,7 @@ int bench_experts(int argc, char **argv)
 			goto out;
 		}
 		for (int r = 0; r < n_res; r++) {
-			bufs[r] = (uint8_t *)arena + hmoe_model_weights_stride(bytes) * r;
+			bufs[r] = (uint8_t *)arena + stride * r;
 			hmoe_model_weights_guard(bufs[r], bytes);
 		}
 		hmoe_pool_run(pool, n_res, fill_one, &fj);
@@ -783,14 +780,15 @@ int bench_experts(int argc, char **argv)
 			goto out;
 		}
 		/* on 2 MiB pages, as the model's fp32 arena */
-		arena_bytes = 3 * hmoe_model_weights_stride(lin) * f32_resident;
+		stride = hmoe_model_weights_stride(lin);
+		arena_bytes = 3 * stride * f32_resident;
 		if (!(arena = hmoe_model_weights_alloc(arena_bytes))) {
 			ret = hmoe_err(HMOE_ENOMEM, "bench experts: out of memory for %ld fp32 "
 				       "experts (%zu bytes each)", f32_resident, 3 * lin);
 			goto out;
 		}
 		for (int r = 0; r < 3 * f32_resident; r++) {
-			bufs[r] = (uint8_t *)arena + hmoe_model_weights_stride(lin) * r;
+			bufs[r] = (uint8_t *)arena + stride * r;
 			hmoe_model_weights_guard(bufs[r], lin);
 		}
 		hmoe_pool_run(pool, 3 * f32_resident, fill_one, &fj);

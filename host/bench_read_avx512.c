@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hmoe_bench.h"
 #include "hmoe_fxp.h"
 #include "hmoe_fxp_cpu.h"
 
@@ -39,15 +40,8 @@ uint64_t bench_read_sum_avx512(const uint64_t *buf, size_t n_words)
 	return r;
 }
 
-/* row_acc4's memory pattern without its arithmetic, for `bench experts`' pattern rate
- * (bench_experts.c): every line of the four row records (`in` columns of `format`: the
- * scale lines, then a block of four groups of each row in turn), with the L1 / L2
- * prefetches the prefetch plan gives the four-row kernels (fp8: its fp8_rows4 where its
- * fp8 prefetch is on). The lines are summed, so the loads stay; acc gets 0 for every row
- * and token, so a layer call built on it streams exactly the bytes the kernels would. */
-int bench_rows4_touch(const uint8_t *const *rows, int format, int in,
-		      const struct hmoe_fxp_xtile *x, const struct hmoe_fxp_rowfix *fix,
-		      int64_t *acc)
+/* See hmoe_bench.h. */
+uint64_t bench_rows4_sum(const uint8_t *const *rows, int format, int in)
 {
 	const struct hmoe_fxp_plan *plan = hmoe_fxp_plan();
 	const int *pd = format == HMOE_FXP_FP8 ? plan->fp8_rows4 : plan->rows4;
@@ -55,8 +49,8 @@ int bench_rows4_touch(const uint8_t *const *rows, int format, int in,
 	int groups = hmoe_fxp_groups(in), gb = hmoe_fxp_group_bytes(format);
 	size_t skip = (size_t)hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
 	__m512i s = _mm512_setzero_si512();
+	uint64_t w[8], sum = 0;
 
-	(void)fix;
 	for (int r = 0; r < 4; r++)
 		for (size_t i = 0; i < skip; i += HMOE_FXP_LINE_BYTES)
 			s = _mm512_add_epi64(s, _mm512_loadu_si512(rows[r] + i));
@@ -75,7 +69,20 @@ int bench_rows4_touch(const uint8_t *const *rows, int format, int in,
 			}
 		}
 	}
-	__asm__ volatile("" : : "v"(s));  /* the sum is "used": the loads stay */
+	_mm512_storeu_si512((void *)w, s);
+	for (int i = 0; i < 8; i++)
+		sum += w[i];  /* unsigned, wrapping like the lanes */
+	return sum;
+}
+
+int bench_rows4_touch(const uint8_t *const *rows, int format, int in,
+		      const struct hmoe_fxp_xtile *x, const struct hmoe_fxp_rowfix *fix,
+		      int64_t *acc)
+{
+	uint64_t sum = bench_rows4_sum(rows, format, in);
+
+	(void)fix;
+	__asm__ volatile("" : : "r"(sum));  /* the sum is "used": the loads stay */
 	for (int i = 0; i < 4 * x->n_tokens; i++)
 		acc[i] = 0;
 	return 0;

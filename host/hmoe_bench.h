@@ -5,6 +5,7 @@
 #define HMOE_BENCH_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "hmoe_clock.h"
@@ -31,6 +32,19 @@ void bench_probe_close(struct bench_probe *p);
  * tokens (pairs[0..3]), the sizes that decide the CPU kernels' path (docs/fxp.md section
  * 3). All 0 when out of memory. */
 void bench_expert_tokens(const int *ids, int n_pairs, int n_experts, int pairs[4]);
+/* The four-row kernels' read pattern without their arithmetic (host/bench_read_avx512.c;
+ * AVX-512F only), for bench experts' pattern rate: bench_rows4_sum reads every line of the
+ * four row records rows[0..3] (`in` columns of weight format `format`: the scale lines,
+ * then a block of four groups of each row in turn) once, with the L1 / L2 prefetches the
+ * prefetch plan gives the four-row kernels, and returns the sum of their 64-bit words;
+ * bench_rows4_touch has row_acc4's shape around it and gives acc 0 for every row and
+ * token, so that a layer call built on it streams exactly the kernels' bytes. */
+struct hmoe_fxp_xtile;
+struct hmoe_fxp_rowfix;
+uint64_t bench_rows4_sum(const uint8_t *const *rows, int format, int in);
+int bench_rows4_touch(const uint8_t *const *rows, int format, int in,
+		      const struct hmoe_fxp_xtile *x, const struct hmoe_fxp_rowfix *fix,
+		      int64_t *acc);
 /* The largest cache level 3 or beyond of this machine, in bytes: the most of glibc's
  * sysconf (cpuid; on some AMD parts the whole socket's L3) and the kernel's
  * /sys/devices/system/cpu/cpu0/cache (one instance); 0 when neither says. Benchmarks size
