@@ -47,6 +47,7 @@ uint64_t bench_rows4_sum(const uint8_t *const *rows, int format, int in)
 	const int *pd = format == HMOE_FXP_FP8 ? plan->fp8_rows4 : plan->rows4;
 	int pf = format != HMOE_FXP_FP8 || plan->fp8, l2 = pf ? pd[0] : 0, l1 = pf ? pd[1] : 0;
 	int groups = hmoe_fxp_groups(in), gb = hmoe_fxp_group_bytes(format);
+	int turn = format == HMOE_FXP_FP8 ? 2 : 1;  /* a row's groups at a time, as the kernels */
 	size_t skip = (size_t)hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
 	__m512i s = _mm512_setzero_si512();
 	uint64_t w[8], sum = 0;
@@ -54,8 +55,8 @@ uint64_t bench_rows4_sum(const uint8_t *const *rows, int format, int in)
 	for (int r = 0; r < 4; r++)
 		for (size_t i = 0; i < skip; i += HMOE_FXP_LINE_BYTES)
 			s = _mm512_add_epi64(s, _mm512_loadu_si512(rows[r] + i));
-	for (int g = 0; g < groups; g += 4) {
-		int bytes = (groups - g < 4 ? groups - g : 4) * gb;
+	for (int g = 0; g < groups; g += turn) {
+		int bytes = (groups - g < turn ? groups - g : turn) * gb;
 
 		for (int r = 0; r < 4; r++) {
 			const uint8_t *p = rows[r] + skip + (size_t)g * gb;
