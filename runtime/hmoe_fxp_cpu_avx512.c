@@ -1198,7 +1198,7 @@ fp8_two_corr(const struct hmoe_fxp_rowfix *fix, const struct hmoe_fxp_xtile *x, 
  * advance together, a pair of groups (256 bytes) of each in turn: taking each row's 8
  * groups (1 KiB) in turn, the one-token layer read 0.79-0.83 of the bandwidth on the
  * Intel dev VM with one thread and this reads 0.84-0.85; with two, medians 0.78 -> 0.82
- * (interleaved runs, docs/fxp.md section 8). TWO (with the rows' remainder lists fix,
+ * (interleaved runs, docs/fxp-log.md, thirteenth session). TWO (with the rows' remainder lists fix,
  * T <= HMOE_FXP_ROWS4_TOKENS): each pair by two bytes decoded once for the T tokens
  * (fp8_two_pair), a dot 4 A + 1024 B plus its remainders' sum; else (T = 1) by three
  * digits (fp8_1tok_pair). I2B: the lookups by vpermi2b (the plan's fp8_permi2b;
