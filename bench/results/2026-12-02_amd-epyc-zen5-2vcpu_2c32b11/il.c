@@ -13,7 +13,13 @@
  *   prefetches at the start of each block of 4 groups instead (as acc_int_1tok had it);
  *   3 + the codes' sign flip; 4 + fresh accumulators per (row, group), the planes combined
  *   (shift 7) and one 16-way reduction per block; 5 + terms (multiply, rounding shift).
- * K in modes 1-5: 0 loads added up, 1 one vpdpbusd per line (x shared by the four rows),
+ * Modes 7-12, the down pass over W2 matrices of 7168 rows of DROWB bytes (env, default
+ *   2112: 2048 codes and a scale line): 7 the driver's items of 128 rows, rows n + 32 r
+ *   (four streams side by side in one range); 8 items of 512 rows, n + 128 r; 9 items of
+ *   32 rows in each quarter of the matrix, n + 1792 r; 10 mode 7 two rows per call; 11
+ *   two matrices at once, rows n and n + 64 of each (items of 128 rows of both); 12 one
+ *   matrix, rows n and n + 64 of each half (n and n + 3584), items of 128 rows of each.
+ * K in modes 1-5 and 7-12: 0 loads added up, 1 one vpdpbusd per line (x shared by the four rows),
  *   2 two (both planes), 3 two into one accumulator, K >= 4 two and K - 4 zero-idiom
  *   vpxord per line.
  * PF1: L1 prefetch distance (modes 2, 5: times four), PF2: L2 prefetch distance.
@@ -57,9 +63,9 @@ static __attribute__((noinline)) uint64_t probe(const uint8_t *b, size_t n)
 /* one quad of rows: row r's line i at base[r] + i * step (step 64: rows apart, far or
  * contiguous; step 256: interleaved by line) with block blk lines of one row in turn */
 #define DOT(a, w, x) a = _mm512_dpbusd_epi32(a, w, x)
-static inline __attribute__((always_inline)) void quad(const uint8_t *const *base, long step, __m512i *acc, int mode)
+static inline __attribute__((always_inline)) void quadn(const uint8_t *const *base, long step, __m512i *acc, int mode, const int nx)
 {
-	for (int i = 0; i < NX; i++) {
+	for (int i = 0; i < nx; i++) {
 		__m512i xa = _mm512_load_si512(XB[0] + i * 64), xb = _mm512_load_si512(XB[1] + i * 64);
 		for (int r = 0; r < 4; r++) {
 			const uint8_t *l = base[r] + (long)i * step;
@@ -137,6 +143,11 @@ static inline __attribute__((always_inline)) void quad_k(const uint8_t *const *b
 		}
 	}
 }
+static inline __attribute__((always_inline)) void quad(const uint8_t *const *base, long step, __m512i *acc, int mode)
+{
+	quadn(base, step, acc, mode, NX);
+}
+static int DROWB = 2112; /* a W2 row: 2048 codes + 1 scale line */
 static void *thr(void *v)
 {
 	struct arg *a = v; size_t half = TOT / 2; const uint8_t *b = W + a->t * half;
@@ -184,6 +195,61 @@ static void *thr(void *v)
 			}
 		}
 	}
+	if (MODE == 11) { /* two experts' W2 at once: rows n, n + 64 of matrices 2m and 2m + 1, items of 128 rows of each */
+		long it, per = 7168 / 128;
+		while ((it = __atomic_fetch_add(&NEXT, 1, __ATOMIC_RELAXED)) < ITEMS / per / 2 * per) {
+			long mat = it / per * 2, r0 = it % per * 128;
+			const uint8_t *A = W + (size_t)mat * 7168 * DROWB, *B = A + (size_t)7168 * DROWB;
+			for (long n = r0; n < r0 + 64; n++) {
+				const uint8_t *base[4] = { A + n * DROWB, B + n * DROWB, A + (n + 64) * DROWB, B + (n + 64) * DROWB };
+				quadn(base, 64, acc, 0, DROWB / 64);
+			}
+		}
+	}
+	if (MODE == 12) { /* one W2: rows n, n + 64 of its two halves (n + 3584), items of 128 rows of each half */
+		long it, per = 3584 / 128;
+		while ((it = __atomic_fetch_add(&NEXT, 1, __ATOMIC_RELAXED)) < ITEMS / 2) {
+			long mat = it / per, r0 = it % per * 128;
+			const uint8_t *A = W + (size_t)mat * 7168 * DROWB, *B = A + (size_t)3584 * DROWB;
+			for (long n = r0; n < r0 + 64; n++) {
+				const uint8_t *base[4] = { A + n * DROWB, B + n * DROWB, A + (n + 64) * DROWB, B + (n + 64) * DROWB };
+				quadn(base, 64, acc, 0, DROWB / 64);
+			}
+		}
+	}
+	if (MODE == 10) { /* mode 7's bytes and order, two rows per call (66 lines) */
+		long it, per = 7168 / 128;
+		while ((it = __atomic_fetch_add(&NEXT, 1, __ATOMIC_RELAXED)) < ITEMS) {
+			long mat = it / per, r0 = it % per * 128;
+			const uint8_t *A = W + (size_t)mat * 7168 * DROWB;
+			for (long n = r0; n < r0 + 32; n += 2) {
+				const uint8_t *base[4] = { A + n * DROWB, A + (n + 32) * DROWB, A + (n + 64) * DROWB, A + (n + 96) * DROWB };
+				quadn(base, 64, acc, 0, 2 * DROWB / 64);
+			}
+		}
+	}
+	if (MODE == 9) { /* down pass, items of 128 rows as four runs of 32 rows a quarter of the matrix apart */
+		long it, per = 7168 / 128;
+		while ((it = __atomic_fetch_add(&NEXT, 1, __ATOMIC_RELAXED)) < ITEMS) {
+			long mat = it / per, r0 = it % per * 32;
+			const uint8_t *A = W + (size_t)mat * 7168 * DROWB;
+			for (long n = r0; n < r0 + 32; n++) {
+				const uint8_t *base[4] = { A + n * DROWB, A + (n + 1792) * DROWB, A + (n + 3584) * DROWB, A + (n + 5376) * DROWB };
+				quadn(base, 64, acc, 0, DROWB / 64);
+			}
+		}
+	}
+	if (MODE == 7 || MODE == 8) { /* down pass: 7168-row matrices of 2112-byte rows, items of 128 (7) or 512 (8) rows, streams n + r * items/4 */
+		long it, ir = MODE == 7 ? 128 : 512, per = 7168 / ir;
+		while ((it = __atomic_fetch_add(&NEXT, 1, __ATOMIC_RELAXED)) < ITEMS) {
+			long mat = it / per, r0 = it % per * ir, q = ir / 4;
+			const uint8_t *A = W + (size_t)mat * 7168 * DROWB;
+			for (long n = r0; n < r0 + q; n++) {
+				const uint8_t *base[4] = { A + n * DROWB, A + (n + q) * DROWB, A + (n + 2 * q) * DROWB, A + (n + 3 * q) * DROWB };
+				quadn(base, 64, acc, 0, DROWB / 64);
+			}
+		}
+	}
 	if (MODE == 6) {
 		long it;
 		while ((it = __atomic_fetch_add(&NEXT, 1, __ATOMIC_RELAXED)) < ITEMS) {
@@ -210,11 +276,19 @@ static double run(int mode)
 {
 	pthread_t th[2]; struct arg a[2]; MODE = mode; NEXT = 0;
 	ITEMS = (long)(TOT / ((size_t)2 * MROWS * ROWB)) * (MROWS / IROWS);
+	if (mode >= 7)
+		ITEMS = (long)(TOT / ((size_t)7168 * DROWB)) * (7168 / (mode == 8 ? 512 : 128));
 	pthread_barrier_init(&bar, NULL, 2);
 	for (int t = 0; t < 2; t++) { a[t].t = t; pthread_create(&th[t], NULL, thr, &a[t]); }
 	for (int t = 0; t < 2; t++) pthread_join(th[t], NULL);
 	pthread_barrier_destroy(&bar);
 	double dt = a[0].dt > a[1].dt ? a[0].dt : a[1].dt;
+	if (mode == 12)
+		return (double)(ITEMS / 2) * 256 * DROWB / dt / 1e9;
+	if (mode == 11)
+		return (double)(ITEMS / 56 / 2 * 56) * 256 * DROWB / dt / 1e9;
+	if (mode >= 7)
+		return (double)ITEMS * (mode == 8 ? 512 : 128) * DROWB / dt / 1e9;
 	if (mode >= 4)
 		return (double)ITEMS * 2 * IROWS * ROWB / dt / 1e9;
 	return (double)(TOT / 2 / ROWB / 4 * 4 * ROWB) * 2 / dt / 1e9;
@@ -234,6 +308,8 @@ int main(int argc, char **argv)
 	madvise(W, TOT, MADV_HUGEPAGE);
 	for (size_t i = 0; i < TOT; i++) W[i] = (uint8_t)(i * 131 + (i >> 12));
 	for (int i = 0; i < ROWB; i++) { XB[0][i] = (int8_t)(i * 7); XB[1][i] = (int8_t)(i * 3); }
+	if (getenv("DROWB"))
+		DROWB = atoi(getenv("DROWB"));
 	if (getenv("CFG")) { /* "MODE,K,PF1,PF2 ..." alternately, mode 0 the probe */
 		int cm[16], ck[16], c1[16], c2[16], nc = 0; double best[16] = { 0 };
 		char *c = strdup(getenv("CFG")), *tok = strtok(c, " ");
