@@ -485,8 +485,9 @@ acc_int_1tok(const uint8_t *const *rows, const int format, int in,
 				__m512i u0, u1;
 
 				/* each group's lines prefetched just before its loads, among
-				 * the products: the block's 32 prefetches at once read 4-10% less
-				 * from DRAM at one token (docs/fxp.md section 3) */
+				 * the products: with the block's 32 prefetches at its start the
+				 * one-token layer calls ran int8 7-12% and int4 / int8-a8 1-5%
+				 * slower on the Zen 5 dev VM (docs/fxp.md section 3) */
 				prefetch_lines(codes[r] + (size_t)(g + j) * group_bytes, group_bytes,
 					       pl2, pl1);
 				load_u(codes[r], format, g + j, &u0, &u1);
@@ -1198,8 +1199,8 @@ fp8_two_corr(const struct hmoe_fxp_rowfix *fix, const struct hmoe_fxp_xtile *x, 
  * advance together, a pair of groups (256 bytes) of each in turn: taking each row's 8
  * groups (1 KiB) in turn, the one-token layer read 0.79-0.83 of the bandwidth on the
  * Intel dev VM with one thread and this reads 0.84-0.85; with two, medians 0.78 -> 0.82
- * (interleaved runs, docs/fxp-log.md, thirteenth session). TWO (with the rows' remainder lists fix,
- * T <= HMOE_FXP_ROWS4_TOKENS): each pair by two bytes decoded once for the T tokens
+ * (interleaved runs, docs/fxp-log.md, thirteenth session). TWO (with the rows'
+ * remainder lists fix, T <= HMOE_FXP_ROWS4_TOKENS): each pair by two bytes decoded once for the T tokens
  * (fp8_two_pair), a dot 4 A + 1024 B plus its remainders' sum; else (T = 1) by three
  * digits (fp8_1tok_pair). I2B: the lookups by vpermi2b (the plan's fp8_permi2b;
  * fp8_two64, fp8_planes64). The last groups (fewer than 8) go by pairs of three digits,

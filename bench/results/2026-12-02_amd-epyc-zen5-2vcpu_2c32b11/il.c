@@ -174,14 +174,21 @@ static void *thr(void *v)
 			quad(base, 64, acc, 0);
 		}
 	}
-	if (MODE == 4) { /* W1/W3 pairs of 2048-row matrices, items of 32 rows: A[n], B[n], A[n+16], B[n+16] */
+	if (MODE == 4 || MODE == 6) { /* W1/W3 pairs of 2048-row matrices, items of 32 rows: A[n], B[n], A[n+16], B[n+16]; mode 6 the kernel's shape at level K */
 		long it;
 		while ((it = __atomic_fetch_add(&NEXT, 1, __ATOMIC_RELAXED)) < ITEMS) {
 			long pair = it / (MROWS / IROWS), r0 = it % (MROWS / IROWS) * IROWS;
 			const uint8_t *A = W + (size_t)pair * 2 * MROWS * ROWB, *B = A + (size_t)MROWS * ROWB;
 			for (long n = r0; n < r0 + IROWS / 2; n++) {
 				const uint8_t *base[4] = { A + n * ROWB, B + n * ROWB, A + (n + IROWS / 2) * ROWB, B + (n + IROWS / 2) * ROWB };
-				quad(base, 64, acc, 0);
+				switch (MODE == 4 ? 0 : K) {
+				case 0: quad(base, 64, acc, 0); break;
+				case 1: quad_k(base, acc, 1); break;
+				case 2: quad_k(base, acc, 2); break;
+				case 3: quad_k(base, acc, 3); break;
+				case 4: quad_k(base, acc, 4); break;
+				default: quad_k(base, acc, 5); break;
+				}
 			}
 		}
 	} else if (MODE == 5) { /* the same quads interleaved by line: item = 16 quads contiguous */
@@ -247,23 +254,6 @@ static void *thr(void *v)
 			for (long n = r0; n < r0 + q; n++) {
 				const uint8_t *base[4] = { A + n * DROWB, A + (n + q) * DROWB, A + (n + 2 * q) * DROWB, A + (n + 3 * q) * DROWB };
 				quadn(base, 64, acc, 0, DROWB / 64);
-			}
-		}
-	}
-	if (MODE == 6) {
-		long it;
-		while ((it = __atomic_fetch_add(&NEXT, 1, __ATOMIC_RELAXED)) < ITEMS) {
-			long pair = it / (MROWS / IROWS), r0 = it % (MROWS / IROWS) * IROWS;
-			const uint8_t *A = W + (size_t)pair * 2 * MROWS * ROWB, *B = A + (size_t)MROWS * ROWB;
-			for (long n = r0; n < r0 + IROWS / 2; n++) {
-				const uint8_t *base[4] = { A + n * ROWB, B + n * ROWB, A + (n + IROWS / 2) * ROWB, B + (n + IROWS / 2) * ROWB };
-				switch (K) {
-				case 1: quad_k(base, acc, 1); break;
-				case 2: quad_k(base, acc, 2); break;
-				case 3: quad_k(base, acc, 3); break;
-				case 4: quad_k(base, acc, 4); break;
-				default: quad_k(base, acc, 5); break;
-				}
 			}
 		}
 	}
