@@ -20,6 +20,9 @@
  *   pairs_by_expert_tokens  the routing's (token, expert) pairs by how many tokens their
  *                     expert got in the call (1, 2-4, 5-11, 12+), which decides the CPU
  *                     kernels' path
+ *   work_item_rows    (fixed-point points) rows of W1 and W3, and of W2, per work item
+ *                     of the driver's layer calls (one_token_items, top level: the
+ *                     plan's scale for one-token int calls, HMOE_FXP_ONE_TOKEN_ITEMS)
  *   fp8_codes, fp8_lists  (top level) the fp8 packs' codes (--fp8-codes), and whether the
  *                     variant's four-row fp8 kernel takes remainder lists on this CPU;
  *                     fp8_remainder_lists (fp8 points): resident packs that have them
@@ -353,6 +356,7 @@ struct point {
 	int tile_pairs[4]; /* bench_expert_tokens of the point's routing */
 	int lists;         /* fp8 modes: resident packs with remainder lists; else -1 */
 	double first_pass; /* bytes/s of the first pass over fresh copies (first_pass), or 0 */
+	int item_rows[2];  /* fixed-point modes: the driver's work items (up, down rows); else 0 */
 };
 
 /* The first pass over freshly filled resident copies: the point's calls (run(call), on
@@ -492,6 +496,8 @@ static void print_point(int mode, int tokens, const struct point *pt, double bw,
 	       pt->tile_pairs[2], pt->tile_pairs[3]);
 	if (pt->lists >= 0)
 		printf(", \"fp8_remainder_lists\": %d", pt->lists);
+	if (pt->item_rows[0] > 0)
+		printf(", \"work_item_rows\": [%d, %d]", pt->item_rows[0], pt->item_rows[1]);
 	if (pt->first_pass > 0)
 		printf(", \"first_pass_bytes_per_s\": %.4g, \"first_pass_ratio\": %.3f",
 		       pt->first_pass, bw > 0 ? pt->first_pass / bw : 0.0);
@@ -663,13 +669,13 @@ int bench_experts(int argc, char **argv)
 	       "\"dram_footprint_bytes\": %zu, "
 	       "\"read_bandwidth_bytes_per_s\": %.4g, \"fp8_codes\": \"%s\", "
 	       "\"fp8_lists\": %s, \"prefetch\": {\"fp8\": %s, \"rows4\": [%d, %d], "
-	       "\"fp8_rows4\": [%d, %d]}, \"fp8_lookup\": \"%s\", "
+	       "\"fp8_rows4\": [%d, %d]}, \"fp8_lookup\": \"%s\", \"one_token_items\": %d, "
 	       "\"target_bw_ratio_1_token\": 0.85, \"results\": [",
 	       DIM, INTER, N_EXPERTS, TOP_K, hmoe_pool_threads(pool), simd->name, avail, footprint,
 	       bw, checkpoint_codes ? "checkpoint" : "uniform",
 	       hmoe_fxp_simd_fp8_lists(simd) ? "true" : "false", pf->fp8 ? "true" : "false",
 	       pf->rows4[0], pf->rows4[1], pf->fp8_rows4[0], pf->fp8_rows4[1],
-	       pf->fp8_permi2b ? "vpermi2b" : "vpermb");
+	       pf->fp8_permi2b ? "vpermi2b" : "vpermb", pf->one_token_items);
 	fflush(stdout);
 
 	for (int f = 0; f < n_modes; f++) {
@@ -726,6 +732,7 @@ int bench_experts(int argc, char **argv)
 			if (i == 0 && (ret = first_pass(&pt, &call.rot, fxp_call_run, &call)))
 				goto out;
 			TIME_IT(pt, min_time, fxp_call_run(&call));
+			hmoe_fxp_ws_item_rows(ws, pt.item_rows);
 			if (tokens[i] == 1 && hot < 0) {
 				/* the first resident copy, as a one-expert layer */
 				const struct hmoe_fxp_line *first_pack = bufs[0];
@@ -808,6 +815,7 @@ int bench_experts(int argc, char **argv)
 			pt.touched = assign_slots(ids, tokens[i] * TOP_K, slot);
 			pt.resident = call.rot.resident;
 			pt.lists = -1;
+			pt.item_rows[0] = pt.item_rows[1] = 0;
 			bench_expert_tokens(ids, tokens[i] * TOP_K, N_EXPERTS, pt.tile_pairs);
 			call.mlps = mlps;
 			f32_call_map(&call);

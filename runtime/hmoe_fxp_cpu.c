@@ -231,6 +231,7 @@ static struct hmoe_fxp_plan cpu_plan = {
 	.fp8 = 1,
 	.rows4 = { HMOE_FXP_ROWS4_PF_L2, HMOE_FXP_ROWS4_PF_L1 },
 	.fp8_rows4 = { HMOE_FXP_ROWS4_PF_L2, HMOE_FXP_ROWS4_PF_L1 },
+	.one_token_items = 4,
 };
 static pthread_once_t plan_once = PTHREAD_ONCE_INIT;
 
@@ -288,6 +289,17 @@ static void flag_env(const char *name, int *out)
 		fprintf(stderr, "hmoe: %s=%s is not 0 or 1; using %d\n", name, env, *out);
 }
 
+/* $name as 1, 2, 4 or 8 into *out; anything else is named on stderr and *out kept. */
+static void scale_env(const char *name, int *out)
+{
+	const char *env = getenv(name);
+
+	if (env && env[0] && !env[1] && strchr("1248", env[0]))
+		*out = env[0] - '0';
+	else if (env && *env)
+		fprintf(stderr, "hmoe: %s=%s is not 1, 2, 4 or 8; using %d\n", name, env, *out);
+}
+
 static void plan_init(void)
 {
 	struct hmoe_fxp_plan *p = &cpu_plan;
@@ -308,6 +320,7 @@ static void plan_init(void)
 	flag_env("HMOE_FXP_FP8_PERMI2B", &p->fp8_permi2b);
 	prefetch_env("HMOE_FXP_ROWS4_PREFETCH", p->rows4);
 	prefetch_env("HMOE_FXP_FP8_ROWS4_PREFETCH", p->fp8_rows4);
+	scale_env("HMOE_FXP_ONE_TOKEN_ITEMS", &p->one_token_items);
 }
 
 const struct hmoe_fxp_plan *hmoe_fxp_plan(void)
@@ -1337,7 +1350,14 @@ struct hmoe_fxp_ws {
 	int n_work, blocks;
 	uint8_t *tok;               /* the tokens' activations (struct tok_side), tok_bytes */
 	size_t tok_bytes;
+	int item_rows[2];           /* the last call's rows per up and down work item */
 };
+
+void hmoe_fxp_ws_item_rows(const struct hmoe_fxp_ws *ws, int rows[2])
+{
+	rows[0] = ws ? ws->item_rows[0] : 0;
+	rows[1] = ws ? ws->item_rows[1] : 0;
+}
 
 void hmoe_fxp_ws_free(struct hmoe_fxp_ws *ws)
 {
@@ -1451,7 +1471,8 @@ struct moe_job {
 	struct fxp_tile *tiles;
 	int n_tiles;
 	struct row_work *work;      /* [threads] */
-	int up_chunks, down_chunks; /* row chunks per tile */
+	int up_rows, down_rows;     /* rows per work item (moe_item_rows) */
+	int up_chunks, down_chunks; /* work items per tile */
 	const float *x;             /* quantised into tok.qw/sw when the caller did not */
 	struct tok_side tok;
 	float *y;
@@ -1461,6 +1482,7 @@ struct moe_job {
 
 #define MOE_UP_ROWS 32    /* inter rows per work item */
 #define MOE_DOWN_ROWS 128 /* dim rows per work item */
+#define MOE_ITEMS_PER_THREAD 8 /* up items per thread that larger items keep, at least */
 
 /* Item i = (token, group): quantised (unless the caller did) and prepared. */
 static void moe_tok(void *arg, long i, int thread)
@@ -1505,8 +1527,8 @@ static void moe_tile_x(struct moe_job *j, struct fxp_tile *tl)
 
 static void moe_tile_up(struct moe_job *j, struct fxp_tile *tl, int chunk, int thread)
 {
-	int r0 = chunk * MOE_UP_ROWS;
-	int r1 = r0 + MOE_UP_ROWS < j->ex->inter ? r0 + MOE_UP_ROWS : j->ex->inter;
+	int r0 = chunk * j->up_rows;
+	int r1 = r0 + j->up_rows < j->ex->inter ? r0 + j->up_rows : j->ex->inter;
 
 	hmoe_pool_await(j->pool, &tl->stage, TILE_X_READY);
 	j->work[thread].fix = j->ex->fixes ? j->ex->fixes[tl->expert] : NULL;
@@ -1520,8 +1542,8 @@ static void moe_tile_up(struct moe_job *j, struct fxp_tile *tl, int chunk, int t
 
 static void moe_tile_down(struct moe_job *j, struct fxp_tile *tl, int chunk, int thread)
 {
-	int dim = j->ex->dim, r0 = chunk * MOE_DOWN_ROWS;
-	int r1 = r0 + MOE_DOWN_ROWS < dim ? r0 + MOE_DOWN_ROWS : dim;
+	int dim = j->ex->dim, r0 = chunk * j->down_rows;
+	int r1 = r0 + j->down_rows < dim ? r0 + j->down_rows : dim;
 
 	hmoe_pool_await(j->pool, &tl->stage, TILE_H_READY);
 	j->work[thread].fix = j->ex->fixes ? j->ex->fixes[tl->expert] : NULL;
@@ -1550,6 +1572,33 @@ static void moe_tile_item(void *arg, long i, int thread)
 	}
 	i -= up;
 	moe_tile_down(j, &j->tiles[i / j->down_chunks], (int)(i % j->down_chunks), thread);
+}
+
+/* The call's work item sizes: MOE_UP_ROWS and MOE_DOWN_ROWS rows, and where every tile
+ * holds one token of int8 or int4 and the variant streams four rows at once (row_acc4)
+ * up to the plan's one_token_items times as many, as long as the up items stay at least
+ * MOE_ITEMS_PER_THREAD per thread. The four-row kernel's streams (rows n and n + half an
+ * item) then restart a quarter as often: with their arithmetic between the loads they
+ * lose more at each restart than the loads alone do, and on the Zen 5 dev VM (2 threads,
+ * paired in one process, 3-4 rounds) one-token layer calls of 128 / 512 rows read int8
+ * 1.02-1.10x, int8-a8 1.03-1.07x, int4 1.08-1.12x and int4-a8 1.09-1.13x as fast as
+ * 32 / 128 rows, and their read pattern alone did not change; fp8 (its kernel prefetches
+ * further ahead) ran 0.94-0.97x, tiles of 2-8 tokens and AVX2 no faster
+ * (docs/fxp.md section 3). */
+static void moe_item_rows(struct moe_job *j, int n_pairs, int threads)
+{
+	j->up_rows = MOE_UP_ROWS;
+	j->down_rows = MOE_DOWN_ROWS;
+	if (j->n_tiles == n_pairs && j->format != HMOE_FXP_FP8 && j->simd->row_acc4)
+		for (int k = 1; k < hmoe_fxp_plan()->one_token_items &&
+				(long)j->n_tiles * (j->ex->inter / (2 * j->up_rows)) >=
+					(long)MOE_ITEMS_PER_THREAD * threads;
+		     k *= 2) {
+			j->up_rows *= 2;
+			j->down_rows *= 2;
+		}
+	j->up_chunks = (j->ex->inter + j->up_rows - 1) / j->up_rows;
+	j->down_chunks = (j->ex->dim + j->down_rows - 1) / j->down_rows;
 }
 
 int hmoe_fxp_moe_run(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_simd *simd,
@@ -1651,8 +1700,9 @@ int hmoe_fxp_moe_run_q(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_
 			}
 			tl->pairs[tl->n++] = order[p];
 		}
-	j.up_chunks = (ex->inter + MOE_UP_ROWS - 1) / MOE_UP_ROWS;
-	j.down_chunks = (ex->dim + MOE_DOWN_ROWS - 1) / MOE_DOWN_ROWS;
+	moe_item_rows(&j, n_pairs, threads);
+	ws->item_rows[0] = j.up_rows;
+	ws->item_rows[1] = j.down_rows;
 	for (int t = 0; t < j.n_tiles; t++) {
 		atomic_init(&j.tiles[t].stage, 0);
 		atomic_init(&j.tiles[t].up_left, j.up_chunks);

@@ -237,6 +237,14 @@ void hmoe_fxp_split_scales_x86(const uint8_t *scales, int groups, uint32_t *mw, 
  *   vpermi2b is one op at two per cycle, as a vpermb is (one-token rows from L1
  *   1.08-1.13x); on Intel cores it is three uops. So: on AMD family 0x1a and later;
  *   HMOE_FXP_FP8_PERMI2B=0 or 1 decides instead (the results are the same either way).
+ * - one_token_items: how many times larger (1, 2, 4 or 8) than usual the MoE driver
+ *   makes its work items in a layer call whose tiles all hold one token of int8 or int4
+ *   on a variant with four-row kernels, as long as each thread keeps enough of them
+ *   (hmoe_fxp_moe_run): the four streams of a four-row call then restart less often,
+ *   which their arithmetic makes costly (on the Zen 5 dev VM 4x: int8 1.02-1.10x, int4
+ *   1.08-1.12x; fp8 and tiles of more tokens gained nothing and keep 1x). 4 everywhere,
+ *   measured on that VM only; HMOE_FXP_ONE_TOKEN_ITEMS sets it instead (the results are
+ *   the same either way).
  * An override that does not parse is named on stderr and the default kept. */
 #define HMOE_FXP_ROWS4_PF_L2 1536  /* the four-row distances' defaults (fp8 tiles of */
 #define HMOE_FXP_ROWS4_PF_L1 768   /* 2-4 tokens always take these) */
@@ -245,6 +253,7 @@ struct hmoe_fxp_plan {
 	int rows4[2];
 	int fp8_rows4[2];
 	int fp8_permi2b;
+	int one_token_items;
 };
 const struct hmoe_fxp_plan *hmoe_fxp_plan(void);
 
@@ -276,6 +285,9 @@ struct hmoe_fxp_experts {
 /* Work memory kept between calls (tiles, per-thread rows); grows as needed. */
 struct hmoe_fxp_ws;
 void hmoe_fxp_ws_free(struct hmoe_fxp_ws *ws);
+/* The last layer call's work items through ws: rows[0] rows of W1 and W3 (up), rows[1]
+ * of W2 (down) per item; 0, 0 before the first call. */
+void hmoe_fxp_ws_item_rows(const struct hmoe_fxp_ws *ws, int rows[2]);
 
 /* y (n_tokens, top_k, dim) = unweighted expert outputs for x (n_tokens, dim) and
  * expert_ids (n_tokens, top_k), threaded over (expert, tile, rows) on pool. *ws: NULL

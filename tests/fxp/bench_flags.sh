@@ -70,6 +70,13 @@ for r in rs:
     # from pairs of calls of their own: the same order as the point's rate, not equal
     assert 0 < r["kernel_pattern_ratio"] < 20, r
 print("ok: pattern", rows4, [r.get("kernel_pattern_ratio") for r in rs])
+# the driver's work items (rows of W1/W3 and of W2): 4x the usual 32 / 128 in a one-token
+# call of the four-row kernels (the plan's one_token_items), the usual where a tile holds
+# more than one token
+assert d["one_token_items"] == 4, d["one_token_items"]
+for r in rs:
+    k = 4 if rows4 and r["pairs_by_expert_tokens"]["1"] == 8 * r["tokens"] else 1
+    assert r["work_item_rows"] == [32 * k, 128 * k], r
 # each mode's first point also times the first pass over its freshly filled packs, over
 # the bandwidth probed at the start
 for i, r in enumerate(rs):
@@ -156,13 +163,23 @@ pf_run() {  # pf_run NAME ENV...: one int8 1-token run, the JSON to $BUILD/fxp-b
 pf_run default
 pf_run set HMOE_FXP_ROWS4_PREFETCH=512,0 HMOE_FXP_FP8_ROWS4_PREFETCH=0,4096 HMOE_FXP_FP8_PREFETCH=0 \
 	HMOE_FXP_FP8_PERMI2B=1
-pf_run set0 HMOE_FXP_FP8_PERMI2B=0
-pf_run bad HMOE_FXP_ROWS4_PREFETCH=1536,100 HMOE_FXP_FP8_ROWS4_PREFETCH=64 HMOE_FXP_FP8_PERMI2B=yes
+pf_run set0 HMOE_FXP_FP8_PERMI2B=0 HMOE_FXP_ONE_TOKEN_ITEMS=2
+pf_run bad HMOE_FXP_ROWS4_PREFETCH=1536,100 HMOE_FXP_FP8_ROWS4_PREFETCH=64 HMOE_FXP_FP8_PERMI2B=yes \
+	HMOE_FXP_ONE_TOKEN_ITEMS=3
 /usr/bin/python3 - "${BUILD:-build}/fxp-bench-pf" <<'PY' || exit 1
 import json, sys
 b = sys.argv[1]
 runs = ("default", "set", "set0", "bad")
 j = {n: json.load(open(b + "-" + n + ".json")) for n in runs}
+# the one-token int8 call's work items: 4x (default) or 2x larger where the variant
+# streams four rows at once (avx512, amx: the four-row kernels), else the usual 32 / 128
+items = {n: j[n]["one_token_items"] for n in runs}
+rows = {n: j[n]["results"][0]["work_item_rows"] for n in runs}
+assert items == {"default": 4, "set": 4, "set0": 2, "bad": 4}, items
+four = j["default"]["fxp_variant"] in ("avx512", "amx", "amx-emu")
+for n in runs:
+    k = items[n] if four else 1
+    assert rows[n] == [32 * k, 128 * k], (n, rows[n], j[n]["fxp_variant"])
 d = {n: j[n]["prefetch"] for n in runs}
 lk = {n: j[n]["fp8_lookup"] for n in runs}
 err = {n: open(b + "-" + n + ".err").read() for n in runs}
@@ -172,9 +189,11 @@ assert lk["set"] == "vpermi2b" and lk["set0"] == "vpermb", lk
 assert lk["default"] in ("vpermi2b", "vpermb") and lk["bad"] == lk["default"], lk
 assert not err["default"] and not err["set"] and not err["set0"], err
 lines = err["bad"].splitlines()
-assert len(lines) == 3 and "HMOE_FXP_FP8_PERMI2B=yes is not 0 or 1" in lines[0] and \
+assert len(lines) == 4 and "HMOE_FXP_FP8_PERMI2B=yes is not 0 or 1" in lines[0] and \
     "HMOE_FXP_ROWS4_PREFETCH=1536,100 is not" in lines[1] and \
-    "HMOE_FXP_FP8_ROWS4_PREFETCH=64 is not" in lines[2], lines
-print("ok: plan", d["default"], lk["default"], "overridden", d["set"], lk["set"], lk["set0"])
+    "HMOE_FXP_FP8_ROWS4_PREFETCH=64 is not" in lines[2] and \
+    "HMOE_FXP_ONE_TOKEN_ITEMS=3 is not 1, 2, 4 or 8; using 4" in lines[3], lines
+print("ok: plan", d["default"], lk["default"], "overridden", d["set"], lk["set"], lk["set0"],
+      "work items", rows)
 PY
 echo PASS

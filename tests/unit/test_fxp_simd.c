@@ -570,6 +570,86 @@ static void check_moe(int mode, const struct hmoe_fxp_simd *simd)
 	free(s);
 }
 
+/* One-token layer calls, whose work items the driver makes larger for int8 and int4 on
+ * a variant with four-row kernels (the plan's one_token_items, docs/fxp.md section 3):
+ * each of 8 experts gets the token once, with rows that do not fill the last up and
+ * down items (inter 1000, dim 600), and every output equals hmoe_ffn()'s; the calls
+ * took the items the plan gives (a call whose tiles hold two tokens, and fp8, the usual
+ * ones), so the larger items' row ranges are what was checked. */
+static void check_moe_items(int mode, const struct hmoe_fxp_simd *simd)
+{
+	enum { N_EXPERTS = 8, TOP_K = 8, DIM = 600, INTER = 1000 };
+	int format = hmoe_fxp_mode_format(mode), planes = hmoe_fxp_mode_planes(mode);
+	int64_t lines = hmoe_fxp_expert_lines(format, DIM, INTER);
+	int64_t lin = hmoe_fxp_linear_lines(format, INTER, DIM);
+	struct hmoe_fxp_line *packs[N_EXPERTS];
+	struct hmoe_fxp_experts ex = { .mode = mode, .dim = DIM, .inter = INTER,
+				       .n_experts = N_EXPERTS,
+				       .packs = (const struct hmoe_fxp_line *const *)packs };
+	static float x[2 * DIM], y[2 * TOP_K * DIM];
+	static int ids[2 * TOP_K];
+	struct hmoe_ffn_scratch *s = malloc(sizeof(*s));
+	struct hmoe_pool *pool = NULL;
+	struct hmoe_fxp_ws *ws = NULL;
+	int8_t xq[HMOE_FXP_MAX_PLANES * 5 * HMOE_FXP_GROUP];
+	int32_t xs[5], yref[DIM], rows[2], scale = hmoe_fxp_plan()->one_token_items;
+	int large = format != HMOE_FXP_FP8 && simd->row_acc4;
+
+	for (int e = 0; e < N_EXPERTS; e++) {
+		uint8_t *p = aligned_alloc(64, (size_t)lines * HMOE_FXP_LINE_BYTES);
+
+		fill_linear(p, format, INTER, DIM, W_RANDOM, 0);
+		fill_linear(p + lin * HMOE_FXP_LINE_BYTES, format, INTER, DIM, W_RANDOM, 0);
+		fill_linear(p + 2 * lin * HMOE_FXP_LINE_BYTES, format, DIM, INTER, W_RANDOM, 0);
+		packs[e] = (struct hmoe_fxp_line *)p;
+	}
+	for (int i = 0; i < 2 * DIM; i++)
+		x[i] = ((float)(rnd() % 2001) - 1000.0f) / 300.0f;
+	for (int i = 0; i < 2 * TOP_K; i++)
+		ids[i] = (i * 3) % N_EXPERTS;  /* each token to every expert, in another order */
+	hmoe_pool_create(&pool, 2);
+	for (int n = 1; n <= 2; n++) {
+		int want_up = n == 1 && large ? 32 * scale : 32;
+
+		memset(y, 0, sizeof(y));
+		if (hmoe_fxp_moe_run(&ex, simd, pool, &ws, n, TOP_K, x, ids, y)) {
+			printf("FAIL moe_run %s %s, %d tokens: an error\n", simd->name,
+			       hmoe_fxp_format_name(mode), n);
+			failures++;
+			break;
+		}
+		hmoe_fxp_ws_item_rows(ws, rows);
+		if (rows[0] != want_up || rows[1] != 4 * want_up) {
+			printf("FAIL moe_run %s %s, %d tokens: work items of %d / %d rows, want %d / "
+			       "%d\n", simd->name, hmoe_fxp_format_name(mode), n, rows[0], rows[1],
+			       want_up, 4 * want_up);
+			failures++;
+		}
+		for (int p = 0; p < n * TOP_K; p++) {
+			int bad = -1;
+
+			hmoe_fxp_quant_x(x + (size_t)(p / TOP_K) * DIM, DIM, planes, xq, xs);
+			hmoe_ffn(packs[ids[p]], xq, xs, yref, s, mode, 1, DIM, INTER);
+			for (int r = 0; r < DIM && bad < 0; r++)
+				if (y[(size_t)p * DIM + r] != hmoe_fxp_out_to_f32(yref[r]))
+					bad = r;
+			if (bad >= 0) {
+				printf("FAIL moe_run %s %s, %d tokens, items of %d rows: pair %d row %d: "
+				       "%g vs kernel %g\n", simd->name, hmoe_fxp_format_name(mode), n,
+				       rows[0], p, bad, y[(size_t)p * DIM + bad],
+				       hmoe_fxp_out_to_f32(yref[bad]));
+				failures++;
+				break;
+			}
+		}
+	}
+	hmoe_fxp_ws_free(ws);
+	hmoe_pool_destroy(pool);
+	for (int e = 0; e < N_EXPERTS; e++)
+		free(packs[e]);
+	free(s);
+}
+
 /* The layer driver with fp8 remainder lists (struct hmoe_fxp_fp8_fix): one-token calls
  * (rows four at a time, W1/W3 rows of 9 groups: a block of 8 and a tail; W2 rows of 8)
  * give hmoe_ffn()'s outputs with lists built from each pack, for uniformly random and
@@ -786,6 +866,9 @@ static int moe_only(void)
 	for (int a16 = 1; a16 >= 0; a16--)
 		for (int f = 0; f < HMOE_FXP_N_FORMATS; f++)
 			check_moe(a16 ? f | HMOE_FXP_A16 : f, hmoe_fxp_simd_best());
+	for (int a16 = 1; a16 >= 0; a16--)
+		for (int f = 0; f < HMOE_FXP_N_FORMATS; f++)
+			check_moe_items(a16 ? f | HMOE_FXP_A16 : f, hmoe_fxp_simd_best());
 	check_moe_fix();
 	printf("moe_run, every mode on %s: %d failures\n", hmoe_fxp_simd_best()->name, failures);
 	return failures ? 1 : 0;
@@ -845,6 +928,7 @@ int main(int argc, char **argv)
 						cases++;
 					}
 			check_moe(mode, hmoe_fxp_simd_best());
+			check_moe_items(mode, hmoe_fxp_simd_best());
 			if (hmoe_fxp_simd_amx_emu.supported())
 				check_moe(mode, &hmoe_fxp_simd_amx_emu);
 			if (hmoe_fxp_simd_amx.supported())
