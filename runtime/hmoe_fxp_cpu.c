@@ -1581,10 +1581,10 @@ static void moe_tile_item(void *arg, long i, int thread)
  * item) then restart a quarter as often: with their arithmetic between the loads they
  * lose more at each restart than the loads alone do, and on the Zen 5 dev VM (2 threads,
  * paired in one process, 3-4 rounds) one-token layer calls of 128 / 512 rows read int8
- * 1.02-1.10x, int8-a8 1.03-1.07x, int4 1.08-1.12x and int4-a8 1.09-1.13x as fast as
+ * 1.02-1.10x, int8-a8 1.05-1.07x, int4 1.08-1.12x and int4-a8 1.09-1.13x as fast as
  * 32 / 128 rows, and their read pattern alone did not change; fp8 (its kernel prefetches
- * further ahead) ran 0.94-0.97x, tiles of 2-8 tokens and AVX2 no faster
- * (docs/fxp.md section 3). */
+ * twice as far ahead) ran 0.94-1.04x, fp8-a8 0.94-0.97x, tiles of 2-8 tokens and AVX2 no
+ * faster (docs/fxp.md section 3). */
 static void moe_item_rows(struct moe_job *j, int n_pairs, int threads)
 {
 	j->up_rows = MOE_UP_ROWS;
