@@ -1576,9 +1576,9 @@ static void moe_tile_item(void *arg, long i, int thread)
 
 /* The call's work item sizes: MOE_UP_ROWS and MOE_DOWN_ROWS rows, and where every tile
  * holds one token of int8 or int4 and the variant streams four rows at once (row_acc4)
- * up to the plan's one_token_items times as many, as long as the up items stay at least
+ * up to the plan's one_token_items times as large, as long as the up items stay at least
  * MOE_ITEMS_PER_THREAD per thread. The four-row kernel's streams (rows n and n + half an
- * item) then restart a quarter as often: with their arithmetic between the loads they
+ * item) then restart less often (a quarter as often at the default 4x): with their arithmetic between the loads they
  * lose more at each restart than the loads alone do, and on the Zen 5 dev VM (2 threads,
  * paired in one process, 3-4 rounds) one-token layer calls of 128 / 512 rows read int8
  * 1.02-1.10x, int8-a8 1.05-1.07x, int4 1.08-1.12x and int4-a8 1.09-1.13x as fast as
