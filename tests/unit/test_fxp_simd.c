@@ -433,13 +433,49 @@ static void check_term_clamp(void)
 	free(s);
 }
 
+/* A freshly allocated expert pack (W1, W3, W2) of random weights of `format`. */
+static struct hmoe_fxp_line *random_pack(int format, int dim, int inter)
+{
+	int64_t lin = hmoe_fxp_linear_lines(format, inter, dim);
+	uint8_t *p = aligned_alloc(64, (size_t)hmoe_fxp_expert_lines(format, dim, inter) *
+					   HMOE_FXP_LINE_BYTES);
+
+	fill_linear(p, format, inter, dim, W_RANDOM, 0);
+	fill_linear(p + lin * HMOE_FXP_LINE_BYTES, format, inter, dim, W_RANDOM, 0);
+	fill_linear(p + 2 * lin * HMOE_FXP_LINE_BYTES, format, dim, inter, W_RANDOM, 0);
+	return (struct hmoe_fxp_line *)p;
+}
+
+/* The first of the driver's n_pairs outputs y (pair p: token p / top_k of x, expert
+ * ids[p]) that differs from hmoe_ffn()'s: its pair, with the row and the kernel's value
+ * in *row and *want; -1 if every row agrees. */
+static int driver_mismatch(const float *y, const float *x, const int *ids, int n_pairs,
+			   int top_k, struct hmoe_fxp_line *const *packs, int mode, int dim,
+			   int inter, struct hmoe_ffn_scratch *s, int *row, float *want)
+{
+	static int8_t xq[HMOE_FXP_MAX_PLANES * HMOE_FXP_MAX_DIM];
+	static int32_t xs[HMOE_FXP_MAX_IN_GROUPS], yref[HMOE_FXP_MAX_DIM];
+
+	for (int p = 0; p < n_pairs; p++) {
+		hmoe_fxp_quant_x(x + (size_t)(p / top_k) * dim, dim, hmoe_fxp_mode_planes(mode),
+				 xq, xs);
+		hmoe_ffn(packs[ids[p]], xq, xs, yref, s, mode, 1, dim, inter);
+		for (int n = 0; n < dim; n++)
+			if (y[(size_t)p * dim + n] != hmoe_fxp_out_to_f32(yref[n])) {
+				*row = n;
+				*want = hmoe_fxp_out_to_f32(yref[n]);
+				return p;
+			}
+	}
+	return -1;
+}
+
 /* The threaded MoE driver with one variant vs hmoe_ffn() per (token, slot). */
 static void check_moe(int mode, const struct hmoe_fxp_simd *simd)
 {
 	enum { N_EXPERTS = 5, TOP_K = 3, N_TOKENS = 37, DIM = 200, INTER = 136 };
-	int format = hmoe_fxp_mode_format(mode), planes = hmoe_fxp_mode_planes(mode);
-	int64_t lines = hmoe_fxp_expert_lines(format, DIM, INTER);
-	int64_t lin = hmoe_fxp_linear_lines(format, INTER, DIM);
+	int format = hmoe_fxp_mode_format(mode), planes = hmoe_fxp_mode_planes(mode), bad, row;
+	float want;
 	struct hmoe_fxp_line *packs[N_EXPERTS];
 	struct hmoe_fxp_experts ex = { .mode = mode, .dim = DIM, .inter = INTER,
 				       .n_experts = N_EXPERTS,
@@ -448,17 +484,9 @@ static void check_moe(int mode, const struct hmoe_fxp_simd *simd)
 	static int ids[N_TOKENS * TOP_K];
 	struct hmoe_ffn_scratch *s = malloc(sizeof(*s));
 	struct hmoe_pool *pool = NULL;
-	int8_t xq[HMOE_FXP_MAX_PLANES * 2 * HMOE_FXP_GROUP];
-	int32_t xs[2], yref[DIM];
 
-	for (int e = 0; e < N_EXPERTS; e++) {
-		uint8_t *p = aligned_alloc(64, (size_t)lines * HMOE_FXP_LINE_BYTES);
-
-		fill_linear(p, format, INTER, DIM, W_RANDOM, 0);
-		fill_linear(p + lin * HMOE_FXP_LINE_BYTES, format, INTER, DIM, W_RANDOM, 0);
-		fill_linear(p + 2 * lin * HMOE_FXP_LINE_BYTES, format, DIM, INTER, W_RANDOM, 0);
-		packs[e] = (struct hmoe_fxp_line *)p;
-	}
+	for (int e = 0; e < N_EXPERTS; e++)
+		packs[e] = random_pack(format, DIM, INTER);
 	for (int i = 0; i < N_TOKENS * DIM; i++)
 		x[i] = ((float)(rnd() % 2001) - 1000.0f) / 300.0f;
 	for (int i = 0; i < N_TOKENS * TOP_K; i++)
@@ -468,17 +496,12 @@ static void check_moe(int mode, const struct hmoe_fxp_simd *simd)
 		printf("FAIL moe_run returned an error\n");
 		failures++;
 	}
-	for (int p = 0; p < N_TOKENS * TOP_K && !failures; p++) {
-		hmoe_fxp_quant_x(x + (p / TOP_K) * DIM, DIM, planes, xq, xs);
-		hmoe_ffn(packs[ids[p]], xq, xs, yref, s, mode, 1, DIM, INTER);
-		for (int n = 0; n < DIM; n++)
-			if (y[(size_t)p * DIM + n] != hmoe_fxp_out_to_f32(yref[n])) {
-				printf("FAIL moe_run %s %s pair %d row %d: %g vs kernel %g\n",
-				       simd->name, hmoe_fxp_format_name(mode), p, n, y[(size_t)p * DIM + n],
-				       hmoe_fxp_out_to_f32(yref[n]));
-				failures++;
-				break;
-			}
+	bad = failures ? -1 : driver_mismatch(y, x, ids, N_TOKENS * TOP_K, TOP_K, packs, mode,
+					      DIM, INTER, s, &row, &want);
+	if (bad >= 0) {
+		printf("FAIL moe_run %s %s pair %d row %d: %g vs kernel %g\n", simd->name,
+		       hmoe_fxp_format_name(mode), bad, row, y[(size_t)bad * DIM + row], want);
+		failures++;
 	}
 	/* Activations quantised elsewhere (the GPU's quantiser writes the same bytes) give
 	 * the same outputs, and are really used: changing one plane changes them. */
@@ -579,9 +602,7 @@ static void check_moe(int mode, const struct hmoe_fxp_simd *simd)
 static void check_moe_items(int mode, const struct hmoe_fxp_simd *simd)
 {
 	enum { N_EXPERTS = 8, TOP_K = 8, DIM = 600, INTER = 1000 };
-	int format = hmoe_fxp_mode_format(mode), planes = hmoe_fxp_mode_planes(mode);
-	int64_t lines = hmoe_fxp_expert_lines(format, DIM, INTER);
-	int64_t lin = hmoe_fxp_linear_lines(format, INTER, DIM);
+	int format = hmoe_fxp_mode_format(mode);
 	struct hmoe_fxp_line *packs[N_EXPERTS];
 	struct hmoe_fxp_experts ex = { .mode = mode, .dim = DIM, .inter = INTER,
 				       .n_experts = N_EXPERTS,
@@ -591,25 +612,19 @@ static void check_moe_items(int mode, const struct hmoe_fxp_simd *simd)
 	struct hmoe_ffn_scratch *s = malloc(sizeof(*s));
 	struct hmoe_pool *pool = NULL;
 	struct hmoe_fxp_ws *ws = NULL;
-	int8_t xq[HMOE_FXP_MAX_PLANES * 5 * HMOE_FXP_GROUP];
-	int32_t xs[5], yref[DIM], rows[2], scale = hmoe_fxp_plan()->one_token_items;
+	int rows[2], scale = hmoe_fxp_plan()->one_token_items;
 	int large = format != HMOE_FXP_FP8 && simd->row_acc4;
 
-	for (int e = 0; e < N_EXPERTS; e++) {
-		uint8_t *p = aligned_alloc(64, (size_t)lines * HMOE_FXP_LINE_BYTES);
-
-		fill_linear(p, format, INTER, DIM, W_RANDOM, 0);
-		fill_linear(p + lin * HMOE_FXP_LINE_BYTES, format, INTER, DIM, W_RANDOM, 0);
-		fill_linear(p + 2 * lin * HMOE_FXP_LINE_BYTES, format, DIM, INTER, W_RANDOM, 0);
-		packs[e] = (struct hmoe_fxp_line *)p;
-	}
+	for (int e = 0; e < N_EXPERTS; e++)
+		packs[e] = random_pack(format, DIM, INTER);
 	for (int i = 0; i < 2 * DIM; i++)
 		x[i] = ((float)(rnd() % 2001) - 1000.0f) / 300.0f;
 	for (int i = 0; i < 2 * TOP_K; i++)
 		ids[i] = (i * 3) % N_EXPERTS;  /* each token to every expert, in another order */
 	hmoe_pool_create(&pool, 2);
 	for (int n = 1; n <= 2; n++) {
-		int want_up = n == 1 && large ? 32 * scale : 32;
+		int want_up = n == 1 && large ? 32 * scale : 32, bad, row;
+		float want;
 
 		memset(y, 0, sizeof(y));
 		if (hmoe_fxp_moe_run(&ex, simd, pool, &ws, n, TOP_K, x, ids, y)) {
@@ -625,22 +640,13 @@ static void check_moe_items(int mode, const struct hmoe_fxp_simd *simd)
 			       want_up, 4 * want_up);
 			failures++;
 		}
-		for (int p = 0; p < n * TOP_K; p++) {
-			int bad = -1;
-
-			hmoe_fxp_quant_x(x + (size_t)(p / TOP_K) * DIM, DIM, planes, xq, xs);
-			hmoe_ffn(packs[ids[p]], xq, xs, yref, s, mode, 1, DIM, INTER);
-			for (int r = 0; r < DIM && bad < 0; r++)
-				if (y[(size_t)p * DIM + r] != hmoe_fxp_out_to_f32(yref[r]))
-					bad = r;
-			if (bad >= 0) {
-				printf("FAIL moe_run %s %s, %d tokens, items of %d rows: pair %d row %d: "
-				       "%g vs kernel %g\n", simd->name, hmoe_fxp_format_name(mode), n,
-				       rows[0], p, bad, y[(size_t)p * DIM + bad],
-				       hmoe_fxp_out_to_f32(yref[bad]));
-				failures++;
-				break;
-			}
+		bad = driver_mismatch(y, x, ids, n * TOP_K, TOP_K, packs, mode, DIM, INTER, s, &row,
+				      &want);
+		if (bad >= 0) {
+			printf("FAIL moe_run %s %s, %d tokens, items of %d rows: pair %d row %d: %g "
+			       "vs kernel %g\n", simd->name, hmoe_fxp_format_name(mode), n, rows[0],
+			       bad, row, y[(size_t)bad * DIM + row], want);
+			failures++;
 		}
 	}
 	hmoe_fxp_ws_free(ws);
@@ -662,7 +668,6 @@ static void check_moe_fix(void)
 	 * work items (9 W1/W3 rows, 78 W2 rows) do not split into the four-row streams, so
 	 * their multi-token tiles take the other paths with the lists at hand */
 	enum { N_EXPERTS = 3, TOP_K = 2, DIM = 1102, INTER = 1001 };
-	int64_t lines = hmoe_fxp_expert_lines(HMOE_FXP_FP8, DIM, INTER);
 	int64_t lin = hmoe_fxp_linear_lines(HMOE_FXP_FP8, INTER, DIM);
 	struct hmoe_fxp_line *packs[N_EXPERTS] = { NULL };
 	struct hmoe_fxp_fp8_fix *fixes[N_EXPERTS] = { NULL };
@@ -670,8 +675,6 @@ static void check_moe_fix(void)
 	struct hmoe_pool *pool = NULL;
 	enum { MAX_T = 9 };
 	static float x[MAX_T * DIM], y[MAX_T * TOP_K * DIM];
-	int8_t xq[2 * 9 * HMOE_FXP_GROUP];
-	int32_t xs[9], yref[DIM];
 	int ids[MAX_T * TOP_K];
 
 	hmoe_pool_create(&pool, 2);
@@ -693,13 +696,8 @@ static void check_moe_fix(void)
 				.fixes = (const struct hmoe_fxp_fp8_fix *const *)fixes };
 
 			for (int e = 0; e < N_EXPERTS; e++) {
-				uint8_t *p = aligned_alloc(64, (size_t)lines * HMOE_FXP_LINE_BYTES);
+				uint8_t *p = (uint8_t *)random_pack(HMOE_FXP_FP8, DIM, INTER);
 
-				fill_linear(p, HMOE_FXP_FP8, INTER, DIM, W_RANDOM, 0);
-				fill_linear(p + lin * HMOE_FXP_LINE_BYTES, HMOE_FXP_FP8, INTER, DIM,
-					    W_RANDOM, 0);
-				fill_linear(p + 2 * lin * HMOE_FXP_LINE_BYTES, HMOE_FXP_FP8, DIM,
-					    INTER, W_RANDOM, 0);
 				if (gauss) {
 					fill_fix_codes(p, DIM, 2 * INTER, FIX_GAUSS);
 					fill_fix_codes(p + 2 * lin * HMOE_FXP_LINE_BYTES, INTER, DIM,
@@ -720,25 +718,18 @@ static void check_moe_fix(void)
 					       "error\n");
 					failures++;
 				}
-				for (int p = 0; p < T * TOP_K; p++) {
-					int bad = -1;
+				int row, p;
+				float want;
 
-					hmoe_fxp_quant_x(x + (size_t)(p / TOP_K) * DIM, DIM, a16 ? 2 : 1,
-							 xq, xs);
-					hmoe_ffn(packs[ids[p]], xq, xs, yref, s, mode, 1, DIM, INTER);
-					for (int n = 0; n < DIM && bad < 0; n++)
-						if (y[(size_t)p * DIM + n] != hmoe_fxp_out_to_f32(yref[n]))
-							bad = n;
-					if (bad >= 0) {
-						printf("FAIL moe_run %s with remainder lists (%s codes), %d "
-						       "tokens, token %d slot %d row %d: %g vs kernel %g\n",
-						       hmoe_fxp_format_name(mode),
-						       gauss ? "gaussian" : "random", T, p / TOP_K,
-						       p % TOP_K, bad, y[(size_t)p * DIM + bad],
-						       hmoe_fxp_out_to_f32(yref[bad]));
-						failures++;
-						break;
-					}
+				p = driver_mismatch(y, x, ids, T * TOP_K, TOP_K, packs, mode, DIM, INTER,
+						    s, &row, &want);
+				if (p >= 0) {
+					printf("FAIL moe_run %s with remainder lists (%s codes), %d "
+					       "tokens, token %d slot %d row %d: %g vs kernel %g\n",
+					       hmoe_fxp_format_name(mode), gauss ? "gaussian" : "random",
+					       T, p / TOP_K, p % TOP_K, row, y[(size_t)p * DIM + row],
+					       want);
+					failures++;
 				}
 			}
 			if (gauss && a16) {
