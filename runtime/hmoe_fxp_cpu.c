@@ -1578,13 +1578,14 @@ static void moe_tile_item(void *arg, long i, int thread)
  * holds one token of int8 or int4 and the variant streams four rows at once (row_acc4)
  * up to the plan's one_token_items times as large, as long as the up items stay at least
  * MOE_ITEMS_PER_THREAD per thread. The four-row kernel's streams (rows n and n + half an
- * item) then restart less often (a quarter as often at the default 4x): with their arithmetic between the loads they
- * lose more at each restart than the loads alone do, and on the Zen 5 dev VM (2 threads,
- * paired in one process, 3-4 rounds) one-token layer calls of 128 / 512 rows read int8
- * 1.02-1.10x, int8-a8 1.05-1.07x, int4 1.08-1.12x and int4-a8 1.09-1.13x as fast as
- * 32 / 128 rows, and their read pattern alone did not change; fp8 (its kernel prefetches
- * twice as far ahead) ran 0.94-1.04x, fp8-a8 0.94-0.97x, tiles of 2-8 tokens and AVX2 no
- * faster (docs/fxp.md section 3). */
+ * item) then restart less often (a quarter as often at the default 4x): with their
+ * arithmetic between the loads they lose more at each restart than the loads alone do,
+ * and on the Zen 5 dev VM (2 threads, paired in one process, 3-4 rounds) one-token layer
+ * calls of 128 / 512 rows read int8 1.02-1.10x, int8-a8 1.05-1.07x, int4 1.08-1.12x and
+ * int4-a8 1.09-1.13x as fast as 32 / 128 rows, and their read pattern alone did not
+ * change; fp8 (its kernel prefetches twice as far ahead) ran 0.94-1.04x, fp8-a8
+ * 0.94-0.97x (0.91-1.01x again in the twenty-fifth session), tiles of 2-8 tokens and
+ * AVX2 no faster (docs/fxp.md section 3). */
 static void moe_item_rows(struct moe_job *j, int n_pairs, int threads)
 {
 	j->up_rows = MOE_UP_ROWS;

@@ -855,11 +855,10 @@ static int check_rows4(void)
 static int moe_only(void)
 {
 	for (int a16 = 1; a16 >= 0; a16--)
-		for (int f = 0; f < HMOE_FXP_N_FORMATS; f++)
+		for (int f = 0; f < HMOE_FXP_N_FORMATS; f++) {
 			check_moe(a16 ? f | HMOE_FXP_A16 : f, hmoe_fxp_simd_best());
-	for (int a16 = 1; a16 >= 0; a16--)
-		for (int f = 0; f < HMOE_FXP_N_FORMATS; f++)
 			check_moe_items(a16 ? f | HMOE_FXP_A16 : f, hmoe_fxp_simd_best());
+		}
 	check_moe_fix();
 	printf("moe_run, every mode on %s: %d failures\n", hmoe_fxp_simd_best()->name, failures);
 	return failures ? 1 : 0;
