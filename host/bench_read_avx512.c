@@ -40,28 +40,23 @@ uint64_t bench_read_sum_avx512(const uint64_t *buf, size_t n_words)
 	return r;
 }
 
-/* See hmoe_bench.h. */
-uint64_t bench_rows4_sum(const uint8_t *const *rows, int format, int in)
+/* One block of the four rows from byte off: J turns (unrolled), each of TB bytes of every
+ * row in turn. TB and J are constants, so each row's loads and prefetches are instructions
+ * of their own, as in the kernels (the hardware prefetchers follow a stride per
+ * instruction: one load instruction taking the four rows in turn lost the streams,
+ * docs/fxp.md section 3). */
+static inline __attribute__((always_inline)) __m512i
+rows4_block(const uint8_t *const *codes, size_t off, const int J, const int TB, int l2, int l1,
+	    __m512i s)
 {
-	const struct hmoe_fxp_plan *plan = hmoe_fxp_plan();
-	const int *pd = format == HMOE_FXP_FP8 ? plan->fp8_rows4 : plan->rows4;
-	int pf = format != HMOE_FXP_FP8 || plan->fp8, l2 = pf ? pd[0] : 0, l1 = pf ? pd[1] : 0;
-	int groups = hmoe_fxp_groups(in), gb = hmoe_fxp_group_bytes(format);
-	int turn = format == HMOE_FXP_FP8 ? 2 : 1;  /* a row's groups at a time, as the kernels */
-	size_t skip = (size_t)hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
-	__m512i s = _mm512_setzero_si512();
-	uint64_t w[8], sum = 0;
-
-	for (int r = 0; r < 4; r++)
-		for (size_t i = 0; i < skip; i += HMOE_FXP_LINE_BYTES)
-			s = _mm512_add_epi64(s, _mm512_loadu_si512(rows[r] + i));
-	for (int g = 0; g < groups; g += turn) {
-		int bytes = (groups - g < turn ? groups - g : turn) * gb;
-
+#pragma GCC unroll 4
+	for (int j = 0; j < J; j++)
+#pragma GCC unroll 4
 		for (int r = 0; r < 4; r++) {
-			const uint8_t *p = rows[r] + skip + (size_t)g * gb;
+			const uint8_t *p = codes[r] + off + (size_t)j * TB;
 
-			for (int i = 0; i < bytes; i += HMOE_FXP_LINE_BYTES) {
+#pragma GCC unroll 4
+			for (int i = 0; i < TB; i += HMOE_FXP_LINE_BYTES) {
 				if (l2)
 					_mm_prefetch((const char *)p + l2 + i, _MM_HINT_T1);
 				if (l1)
@@ -69,7 +64,43 @@ uint64_t bench_rows4_sum(const uint8_t *const *rows, int format, int in)
 				s = _mm512_add_epi64(s, _mm512_loadu_si512(p + i));
 			}
 		}
-	}
+	return s;
+}
+
+/* See hmoe_bench.h. */
+uint64_t bench_rows4_sum(const uint8_t *const *rows, int format, int in)
+{
+	const struct hmoe_fxp_plan *plan = hmoe_fxp_plan();
+	const int *pd = format == HMOE_FXP_FP8 ? plan->fp8_rows4 : plan->rows4;
+	int pf = format != HMOE_FXP_FP8 || plan->fp8, l2 = pf ? pd[0] : 0, l1 = pf ? pd[1] : 0;
+	int groups = hmoe_fxp_groups(in), gb = hmoe_fxp_group_bytes(format), g = 0;
+	/* as the kernels take them: fp8 two groups of each row in turn, a block of four such
+	 * turns a loop iteration; int8 and int4 blocks of four groups, a group of each row in
+	 * turn */
+	int block = 4 * (format == HMOE_FXP_FP8 ? 2 : 1);
+	size_t skip = (size_t)hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
+	const uint8_t *codes[4] = { rows[0] + skip, rows[1] + skip, rows[2] + skip,
+				    rows[3] + skip };
+	__m512i s = _mm512_setzero_si512();
+	uint64_t w[8], sum = 0;
+
+	for (int r = 0; r < 4; r++)
+		for (size_t i = 0; i < skip; i += HMOE_FXP_LINE_BYTES)
+			s = _mm512_add_epi64(s, _mm512_loadu_si512(rows[r] + i));
+	for (; g + block <= groups; g += block)
+		if (format == HMOE_FXP_FP8)
+#pragma GCC unroll 1
+			for (int b = 0; b < 4; b++)  /* not unrolled, as in the kernel */
+				s = rows4_block(codes, (size_t)(g + 2 * b) * gb, 1, 256, l2, l1, s);
+		else if (format == HMOE_FXP_INT8)
+			s = rows4_block(codes, (size_t)g * gb, 4, 128, l2, l1, s);
+		else
+			s = rows4_block(codes, (size_t)g * gb, 4, 64, l2, l1, s);
+	for (; g < groups; g++)  /* the last groups, a group of each row in turn */
+		for (int r = 0; r < 4; r++)
+			for (int i = 0; i < gb; i += HMOE_FXP_LINE_BYTES)
+				s = _mm512_add_epi64(s, _mm512_loadu_si512(codes[r] + (size_t)g * gb +
+									   i));
 	_mm512_storeu_si512((void *)w, s);
 	for (int i = 0; i < 8; i++)
 		sum += w[i];  /* unsigned, wrapping like the lanes */

@@ -1236,9 +1236,15 @@ acc_fp8_rows4(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x
 	for (; g + 8 <= groups; g += 8) {
 		__m512i f[HMOE_FXP_ROWS4_TOKENS][R][4], ft[HMOE_FXP_ROWS4_TOKENS];
 
+		/* each row's loads and prefetches instructions of their own (r unrolled):
+		 * where one load instruction took the four rows in turn, the hardware
+		 * prefetchers, which follow a stride per instruction, lost the streams; on
+		 * the Zen 5 dev VM the one-token calls read 1.11-1.16x (fp8-a8) and 1.12-1.17x
+		 * (fp8) as fast, and 2-4 tokens 1.08-1.20x (paired in one process; b also
+		 * unrolled: 0.75-0.88x, docs/fxp.md section 3) */
 #pragma GCC unroll 1
 		for (int b = 0; b < 4; b++)
-#pragma GCC unroll 1
+#pragma GCC unroll 4
 			for (int r = 0; r < R; r++) {
 				if (TWO)
 					fp8_two_pair(rows[r] + skip, x, P, T, g + 2 * b, two, pf, pl2,
