@@ -1238,10 +1238,10 @@ acc_fp8_rows4(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x
 
 		/* each row's loads and prefetches instructions of their own (r unrolled):
 		 * where one load instruction took the four rows in turn, the hardware
-		 * prefetchers, which follow a stride per instruction, lost the streams; on
-		 * the Zen 5 dev VM the one-token calls read 1.11-1.16x (fp8-a8) and 1.12-1.17x
-		 * (fp8) as fast, and 2-4 tokens 1.08-1.20x (paired in one process; b also
-		 * unrolled: 0.75-0.88x, docs/fxp.md section 3) */
+		 * prefetchers, which follow a stride per instruction, lost the streams. On
+		 * the Zen 5 dev VM one-token layer calls read 1.08-1.18x as fast (fp8 A16 and
+		 * A8, one and two threads), 2-4 tokens 1.04-1.20x (paired in one process; b
+		 * unrolled as well: 0.98-1.06x more, not kept; docs/fxp.md section 3) */
 #pragma GCC unroll 1
 		for (int b = 0; b < 4; b++)
 #pragma GCC unroll 4
