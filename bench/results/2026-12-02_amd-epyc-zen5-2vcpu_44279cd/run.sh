@@ -34,6 +34,10 @@ gcc $I "$W/var_ab.c" "$W/avx512_u.o" $L -o "$W/var_u"
 gcc $I "$W/var_abt.c" "$W/avx512_u.o" $L -o "$W/var_ut"
 gcc $I "$W/var_ab.c" "$W/avx512_x.o" $L -o "$W/var_x"
 gcc $I "$W/var_ab.c" "$W/avx512_h.o" "$W/cpu_v.o" $L -o "$W/var_items"
+patch -s -o "$W/pat_ab.c" "$W/var_ab.c" < "$H/pat_ab.patch"
+printf 'int g_var;\n' > "$W/gv.c"
+gcc $I -mavx512f -mavx512bw "$W/pat_ab.c" "$W/gv.c" $L -o "$W/pat_ab"
+gcc $I -mavx512f -mavx512bw "$W/pat_ab.c" "$W/cpu_v.o" "$W/avx512_h.o" $L -o "$W/pat_items"
 patch -s -o "$W/ov.c" "$P25/overlap.c" < "$H/overlap-ip.patch"
 gcc -O2 -march=native -pthread "$W/ov.c" -o "$W/ov"
 for t in 2 1; do for m in fp8-a8 fp8; do
@@ -45,6 +49,10 @@ for m in fp8-a8 fp8; do NOHOT=1 "$W/var_u" $m 3 8 1 18 11 12 13
 for m in int8 int4; do "$W/var_x" $m 3 8 0 70; done > "$OUT/int-x-fixed.txt"
 for m in fp8-a8 fp8; do NOHOT=1 "$W/var_items" $m 3 8 0 51 50 52; done > "$OUT/fp8-items.txt"
 for m in fp8-a8 fp8 int8 int4; do NOHOT=1 "$W/var_items" $m 3 8 0 60 61; done > "$OUT/phases.txt"
+{ NOHOT=1 "$W/pat_ab" fp8-a8 3 8 0 1 2 3 4 5 6 9; NOHOT=1 "$W/pat_ab" fp8-a8 3 8 0 6 10 11 12 9
+  NOHOT=1 "$W/pat_ab" int8 3 8 0 1 3 6 7 9; } > "$OUT/pattern-variants.txt"
+{ PAT=0 NOHOT=1 "$W/pat_items" fp8-a8 3 8 0 51 50 52
+  PAT=9 NOHOT=1 "$W/pat_items" fp8-a8 3 8 0 51 50 52; } > "$OUT/pattern-items.txt"
 CFG="0,0,4,256,2 0,0,4,256,3 20,0,4,256,2 20,0,4,256,3 20,2048,4,256,3 8,0,4,256,2 16,0,4,256,2" \
 	"$W/ov" 3 > "$OUT/overlap-ip.txt"
 rm -rf "$W"
