@@ -28,11 +28,13 @@ patch -s -o "$W/avx512_x.c" "$W/avx512_h.c" < "$H/avx512-xfixed.patch"
 # the driver with the 25th session's variants (50-52 larger fp8 items) and 60 (no down
 # pass) / 61 (no up pass)
 patch -s -o "$W/cpu_v.c" runtime/hmoe_fxp_cpu.c < "$H/driver-phases.patch"
-for f in avx512_u avx512_h avx512_x; do gcc $V -c "$W/$f.c" -o "$W/$f.o"; done
+patch -s -o "$W/avx512_pf.c" "$W/avx512_h.c" < "$H/avx512-pfpos.patch"
+for f in avx512_u avx512_h avx512_x avx512_pf; do gcc $V -c "$W/$f.c" -o "$W/$f.o"; done
 gcc -std=c11 -O2 -D_GNU_SOURCE -pthread -Iruntime -Ihls -Wno-unknown-pragmas -c "$W/cpu_v.c" -o "$W/cpu_v.o"
 gcc $I "$W/var_ab.c" "$W/avx512_u.o" $L -o "$W/var_u"
 gcc $I "$W/var_abt.c" "$W/avx512_u.o" $L -o "$W/var_ut"
 gcc $I "$W/var_ab.c" "$W/avx512_x.o" $L -o "$W/var_x"
+gcc $I "$W/var_ab.c" "$W/avx512_pf.o" $L -o "$W/var_pf"
 gcc $I "$W/var_ab.c" "$W/avx512_h.o" "$W/cpu_v.o" $L -o "$W/var_items"
 patch -s -o "$W/pat_ab.c" "$W/var_ab.c" < "$H/pat_ab.patch"
 printf 'int g_var;\n' > "$W/gv.c"
@@ -47,6 +49,8 @@ for k in 2 3 4; do for m in fp8-a8 fp8; do
 for m in fp8-a8 fp8; do NOHOT=1 "$W/var_u" $m 3 8 1 18 11 12 13
 	NOHOT=1 "$W/var_u" $m 3 8 1 14 15 16 17; done > "$OUT/unroll-distances.txt"
 for m in int8 int4; do "$W/var_x" $m 3 8 0 70; done > "$OUT/int-x-fixed.txt"
+{ THREADS=2 "$W/var_pf" fp8-a8 4 8 0 3 0 3; THREADS=2 "$W/var_pf" fp8 3 8 0 3 5
+  THREADS=1 NOHOT=1 "$W/var_pf" fp8-a8 3 8 0 3; } > "$OUT/prefetch-position.txt"
 for m in fp8-a8 fp8; do NOHOT=1 "$W/var_items" $m 3 8 0 51 50 52; done > "$OUT/fp8-items.txt"
 for m in fp8-a8 fp8 int8 int4; do NOHOT=1 "$W/var_items" $m 3 8 0 60 61; done > "$OUT/phases.txt"
 { NOHOT=1 "$W/pat_ab" fp8-a8 3 8 0 1 2 3 4 5 6 9; NOHOT=1 "$W/pat_ab" fp8-a8 3 8 0 6 10 11 12 9
