@@ -40,6 +40,9 @@ patch -s -o "$W/pat_ab.c" "$W/var_ab.c" < "$H/pat_ab.patch"
 printf 'int g_var;\n' > "$W/gv.c"
 gcc $I -mavx512f -mavx512bw "$W/pat_ab.c" "$W/gv.c" $L -o "$W/pat_ab"
 gcc $I -mavx512f -mavx512bw "$W/pat_ab.c" "$W/cpu_v.o" "$W/avx512_h.o" $L -o "$W/pat_items"
+patch -s -o "$W/pat_mem.c" "$W/pat_ab.c" < "$H/pat_mem.patch"
+gcc $I -mavx512f -mavx512bw "$W/pat_mem.c" "$W/gv.c" $L -o "$W/pat_mem"
+gcc $I "$H/pg.c" $L -o "$W/pg"
 patch -s -o "$W/ov.c" "$P25/overlap.c" < "$H/overlap-ip.patch"
 gcc -O2 -march=native -pthread "$W/ov.c" -o "$W/ov"
 for t in 2 1; do for m in fp8-a8 fp8; do
@@ -57,6 +60,9 @@ for m in fp8-a8 fp8 int8 int4; do NOHOT=1 "$W/var_items" $m 3 8 0 60 61; done > 
   NOHOT=1 "$W/pat_ab" int8 3 8 0 1 3 6 7 9; } > "$OUT/pattern-variants.txt"
 { PAT=0 NOHOT=1 "$W/pat_items" fp8-a8 3 8 0 51 50 52
   PAT=9 NOHOT=1 "$W/pat_items" fp8-a8 3 8 0 51 50 52; } > "$OUT/pattern-items.txt"
+{ NOHOT=1 "$W/pat_mem" fp8-a8 3 8 0 30 31 9; NOHOT=1 "$W/pat_mem" int8 3 8 0 30 9; } \
+	> "$OUT/pattern-vs-sequential.txt"
+"$W/pg" 4 32 > "$OUT/pages.txt"
 CFG="0,0,4,256,2 0,0,4,256,3 20,0,4,256,2 20,0,4,256,3 20,2048,4,256,3 8,0,4,256,2 16,0,4,256,2" \
 	"$W/ov" 3 > "$OUT/overlap-ip.txt"
 rm -rf "$W"
