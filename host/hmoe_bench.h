@@ -35,9 +35,10 @@ void bench_expert_tokens(const int *ids, int n_pairs, int n_experts, int pairs[4
 /* The four-row kernels' read pattern without their arithmetic (host/bench_read_avx512.c;
  * AVX-512F only), for bench experts' pattern rate: bench_rows4_sum reads every line of the
  * four row records rows[0..3] (`in` columns of weight format `format`: the scale lines,
- * then the rows in turn a group at a time, fp8 two groups, as the kernels take them) once,
- * each line prefetched just before its load by the prefetch plan's L1 / L2 distances for
- * the four-row kernels, and returns the sum of their 64-bit words;
+ * then the rows in turn a group at a time, fp8 two groups, in blocks of four such turns as
+ * the kernels take them, each row by load and prefetch instructions of its own) once, each
+ * line prefetched just before its load by the prefetch plan's L1 / L2 distances for the
+ * four-row kernels, and returns the sum of their 64-bit words;
  * bench_rows4_touch has row_acc4's shape around it and gives acc 0 for every row and
  * token, so that a layer call built on it streams exactly the kernels' bytes. */
 struct hmoe_fxp_xtile;
