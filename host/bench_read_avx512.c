@@ -107,15 +107,20 @@ uint64_t bench_rows4_sum(const uint8_t *const *rows, int format, int in)
 	return sum;
 }
 
-int bench_rows4_touch(const uint8_t *const *rows, int format, int in,
+int bench_rows4_touch(const uint8_t *const *rows, size_t stride, int n, int format, int in,
 		      const struct hmoe_fxp_xtile *x, const struct hmoe_fxp_rowfix *fix,
 		      int64_t *acc)
 {
-	uint64_t sum = bench_rows4_sum(rows, format, in);
-
 	(void)fix;
-	__asm__ volatile("" : : "r"(sum));  /* the sum is "used": the loads stay */
-	for (int i = 0; i < 4 * x->n_tokens; i++)
+	for (int q = 0; q < n; q++) {
+		const uint8_t *rq[4] = { rows[0] + (size_t)q * stride, rows[1] + (size_t)q * stride,
+					 rows[2] + (size_t)q * stride,
+					 rows[3] + (size_t)q * stride };
+		uint64_t sum = bench_rows4_sum(rq, format, in);
+
+		__asm__ volatile("" : : "r"(sum));  /* the sum is "used": the loads stay */
+	}
+	for (int i = 0; i < 4 * n * x->n_tokens; i++)
 		acc[i] = 0;
 	return 0;
 }

@@ -39,12 +39,13 @@ void bench_expert_tokens(const int *ids, int n_pairs, int n_experts, int pairs[4
  * the kernels take them, each row by load and prefetch instructions of its own) once, each
  * line prefetched just before its load by the prefetch plan's L1 / L2 distances for the
  * four-row kernels, and returns the sum of their 64-bit words;
- * bench_rows4_touch has row_acc4's shape around it and gives acc 0 for every row and
- * token, so that a layer call built on it streams exactly the kernels' bytes. */
+ * bench_rows4_touch has row_acc4's shape around it (a run of n quads, stride bytes
+ * apart, each read by bench_rows4_sum) and gives acc 0 for every row and token, so that
+ * a layer call built on it streams exactly the kernels' bytes. */
 struct hmoe_fxp_xtile;
 struct hmoe_fxp_rowfix;
 uint64_t bench_rows4_sum(const uint8_t *const *rows, int format, int in);
-int bench_rows4_touch(const uint8_t *const *rows, int format, int in,
+int bench_rows4_touch(const uint8_t *const *rows, size_t stride, int n, int format, int in,
 		      const struct hmoe_fxp_xtile *x, const struct hmoe_fxp_rowfix *fix,
 		      int64_t *acc);
 /* The largest cache level 3 or beyond of this machine, in bytes: the most of glibc's

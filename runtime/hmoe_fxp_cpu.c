@@ -232,6 +232,7 @@ static struct hmoe_fxp_plan cpu_plan = {
 	.rows4 = { HMOE_FXP_ROWS4_PF_L2, HMOE_FXP_ROWS4_PF_L1 },
 	.fp8_rows4 = { HMOE_FXP_ROWS4_PF_L2, HMOE_FXP_ROWS4_PF_L1 },
 	.one_token_items = 4,
+	.fp8_one_token_items = 2,
 };
 static pthread_once_t plan_once = PTHREAD_ONCE_INIT;
 
@@ -321,6 +322,7 @@ static void plan_init(void)
 	prefetch_env("HMOE_FXP_ROWS4_PREFETCH", p->rows4);
 	prefetch_env("HMOE_FXP_FP8_ROWS4_PREFETCH", p->fp8_rows4);
 	scale_env("HMOE_FXP_ONE_TOKEN_ITEMS", &p->one_token_items);
+	scale_env("HMOE_FXP_FP8_ONE_TOKEN_ITEMS", &p->fp8_one_token_items);
 }
 
 const struct hmoe_fxp_plan *hmoe_fxp_plan(void)
@@ -716,47 +718,72 @@ static int use_rows4(const struct hmoe_fxp_simd *simd, int format,
 		!x->has_m128 && hmoe_fxp_simd_fp8_lists(simd));
 }
 
-/* Four rows (records over `in` columns; rec[r]: row r's record number in the expert's
- * pack, for its remainder list) against x's tokens, up to HMOE_FXP_ROWS4_TOKENS per pass
- * (row_acc4; a later pass finds the rows in the cache): row r's Q16 result for token t
- * into q[r][t * stride]; rows the variant declines go one at a time. */
+/* The most quads one row_acc4 call takes from the drivers (its fix and acc arrays). */
+#define ROWS4_RUN 32
+
+/* A run of n quads of rows (records over `in` columns, stride bytes from one quad to
+ * the next; rows[r]: quad 0's row r; rec[r]: its record number in the expert's pack,
+ * for its remainder list, + q in quad q) against x's tokens, up to HMOE_FXP_ROWS4_TOKENS
+ * per pass (row_acc4; a later pass finds the rows in the cache): quad q's row r's Q16
+ * result for token t into q[r][q * qstep + t * tstride]; quads the variant declines go a
+ * row at a time. ROWS4_RUN quads per row_acc4 call: the work around each call (this
+ * function's, the call's) costs the time it takes, since no memory access overlaps it,
+ * and with a call per quad it was most of the driver's own time in a one-token layer
+ * call (docs/fxp.md section 3). */
 static void linear_rows4(const struct hmoe_fxp_simd *simd, const uint8_t *const *rows,
-			 const int *rec, int format, int in, const struct hmoe_fxp_xtile *x,
-			 struct row_work *wk, int32_t *const *q, int stride)
+			 size_t stride, int n, const int *rec, int format, int in,
+			 const struct hmoe_fxp_xtile *x, struct row_work *wk, int32_t *const *q,
+			 int qstep, int tstride)
 {
-	int64_t acc[4 * HMOE_FXP_ROWS4_TOKENS];
-	struct hmoe_fxp_rowfix fix[4];
+	int64_t acc[4 * ROWS4_RUN * HMOE_FXP_ROWS4_TOKENS];
+	struct hmoe_fxp_rowfix fix[4 * ROWS4_RUN];
 	const struct hmoe_fxp_fp8_fix *f = format == HMOE_FXP_FP8 ? wk->fix : NULL;
 
-	for (int r = 0; f && r < 4; r++) {
-		fix[r] = (struct hmoe_fxp_rowfix){ .ent = f->ent + f->start[rec[r]],
-						   .n = (int)(f->start[rec[r] + 1] -
-							      f->start[rec[r]]) };
-		/* the drivers' next calls take the next records: their lists are a few bytes
-		 * each, streams too slow for the hardware prefetchers, so fetch a line ahead */
-		__builtin_prefetch(f->start + rec[r] + 16);
-		__builtin_prefetch(fix[r].ent + 32);
-	}
-	for (int t0 = 0; t0 < x->n_tokens; t0 += HMOE_FXP_ROWS4_TOKENS) {
-		struct hmoe_fxp_xtile part;
-		const struct hmoe_fxp_xtile *xp = x;
+	/* more tokens than a pass takes: a quad at a time, so that the later passes find
+	 * its rows in L1 / L2 */
+	int run = x->n_tokens > HMOE_FXP_ROWS4_TOKENS ? 1 : ROWS4_RUN;
 
-		if (x->n_tokens > HMOE_FXP_ROWS4_TOKENS) {
-			part = tokens_from(x, t0);
-			if (part.n_tokens > HMOE_FXP_ROWS4_TOKENS)
-				part.n_tokens = HMOE_FXP_ROWS4_TOKENS;
-			xp = &part;
-		}
-		if (simd->row_acc4(rows, format, in, xp, f ? fix : NULL, acc)) {
-			for (int r = 0; r < 4; r++)
-				linear_row(simd, rows[r], format, in, xp, wk,
-					   q[r] + (size_t)t0 * stride, stride);
-			continue;
-		}
+	for (int q0 = 0; q0 < n; q0 += run) {
+		int nq = n - q0 < run ? n - q0 : run;
+		const uint8_t *first[4];
+
 		for (int r = 0; r < 4; r++)
-			for (int t = 0; t < xp->n_tokens; t++)
-				q[r][(size_t)(t0 + t) * stride] =
-					hmoe_fxp_acc_to_q16(acc[r * xp->n_tokens + t]);
+			first[r] = rows[r] + (size_t)q0 * stride;
+		for (int i = 0; f && i < 4 * nq; i++) {
+			int k = rec[i % 4] + q0 + i / 4;
+
+			fix[i] = (struct hmoe_fxp_rowfix){ .ent = f->ent + f->start[k],
+							   .n = (int)(f->start[k + 1] - f->start[k]) };
+			/* the next run's records: their lists are a few bytes each, streams too
+			 * slow for the hardware prefetchers, so fetch a line ahead */
+			__builtin_prefetch(fix[i].ent + 32);
+		}
+		for (int t0 = 0; t0 < x->n_tokens; t0 += HMOE_FXP_ROWS4_TOKENS) {
+			struct hmoe_fxp_xtile part;
+			const struct hmoe_fxp_xtile *xp = x;
+			int T;
+
+			if (x->n_tokens > HMOE_FXP_ROWS4_TOKENS) {
+				part = tokens_from(x, t0);
+				if (part.n_tokens > HMOE_FXP_ROWS4_TOKENS)
+					part.n_tokens = HMOE_FXP_ROWS4_TOKENS;
+				xp = &part;
+			}
+			T = xp->n_tokens;
+			if (simd->row_acc4(first, stride, nq, format, in, xp, f ? fix : NULL, acc)) {
+				for (int i = 0; i < nq; i++)
+					for (int r = 0; r < 4; r++)
+						linear_row(simd, first[r] + (size_t)i * stride, format,
+							   in, xp, wk, q[r] + (size_t)(q0 + i) * qstep +
+							   (size_t)t0 * tstride, tstride);
+				continue;
+			}
+			for (int i = 0; i < nq; i++)
+				for (int r = 0; r < 4; r++)
+					for (int t = 0; t < T; t++)
+						q[r][(size_t)(q0 + i) * qstep + (size_t)(t0 + t) * tstride] =
+							hmoe_fxp_acc_to_q16(acc[(4 * i + r) * T + t]);
+		}
 	}
 }
 
@@ -793,22 +820,28 @@ static void up_rows_tokens(const struct hmoe_fxp_simd *simd, const uint8_t *w1,
 		return;
 	}
 	if (use_rows4(simd, format, x, wk, r1 - r0, 2)) {
-		/* rows n and n + half of W1 and W3: four weight streams apart in memory */
-		int half = (r1 - r0) / 2;
+		/* rows n and n + half of W1 and W3: four weight streams apart in memory, a
+		 * run of ROWS4_RUN quads at a time */
+		int half = (r1 - r0) / 2, T = x->n_tokens;
+		size_t stride = (size_t)hmoe_fxp_row_lines(format, dim) * HMOE_FXP_LINE_BYTES;
 
-		for (int n = r0; n < r0 + half; n++) {
+		for (int n = r0; n < r0 + half; n += ROWS4_RUN) {
+			int nq = r0 + half - n < ROWS4_RUN ? r0 + half - n : ROWS4_RUN;
 			const uint8_t *rows[4] = { row_at(w1, format, dim, n), row_at(w3, format, dim, n),
 						   row_at(w1, format, dim, n + half),
 						   row_at(w3, format, dim, n + half) };
 			int rec[4] = { n, inter + n, n + half, inter + n + half };
-			int32_t a[4][MOE_ROWS4_MAX_TOKENS];
+			int32_t a[4][ROWS4_RUN * MOE_ROWS4_MAX_TOKENS];
 			int32_t *q[4] = { a[0], a[1], a[2], a[3] };
 
-			linear_rows4(simd, rows, rec, format, dim, x, wk, q, 1);
-			for (int t = 0; t < x->n_tokens; t++) {
-				h[t * inter + n] = hmoe_fxp_swiglu_q32(a[0][t], a[1][t]);
-				h[t * inter + n + half] = hmoe_fxp_swiglu_q32(a[2][t], a[3][t]);
-			}
+			linear_rows4(simd, rows, stride, nq, rec, format, dim, x, wk, q, T, 1);
+			for (int i = 0; i < nq; i++)
+				for (int t = 0; t < T; t++) {
+					h[t * inter + n + i] = hmoe_fxp_swiglu_q32(a[0][i * T + t],
+										   a[1][i * T + t]);
+					h[t * inter + n + half + i] =
+						hmoe_fxp_swiglu_q32(a[2][i * T + t], a[3][i * T + t]);
+				}
 		}
 		return;
 	}
@@ -1100,21 +1133,21 @@ static void down_rows_tokens(const struct hmoe_fxp_simd *simd, const uint8_t *w2
 		return;
 	}
 	if (use_rows4(simd, format, ht, wk, r1 - r0, 4)) {
-		/* rows n, n + qr, n + 2 qr, n + 3 qr: four streams apart in memory */
+		/* rows n, n + qr, n + 2 qr, n + 3 qr: four streams apart in memory, the
+		 * item's qr quads in runs */
 		int qr = (r1 - r0) / 4;
+		const uint8_t *rows[4];
+		int rec[4];
+		int32_t *q[4];
 
-		for (; n < r0 + qr; n++) {
-			const uint8_t *rows[4];
-			int rec[4];
-			int32_t *q[4];
-
-			for (int r = 0; r < 4; r++) {
-				rows[r] = row_at(w2, format, inter, n + r * qr);
-				rec[r] = 2 * inter + n + r * qr;
-				q[r] = y + n + r * qr;
-			}
-			linear_rows4(simd, rows, rec, format, inter, ht, wk, q, dim);
+		for (int r = 0; r < 4; r++) {
+			rows[r] = row_at(w2, format, inter, n + r * qr);
+			rec[r] = 2 * inter + n + r * qr;
+			q[r] = y + n + r * qr;
 		}
+		linear_rows4(simd, rows,
+			     (size_t)hmoe_fxp_row_lines(format, inter) * HMOE_FXP_LINE_BYTES, qr, rec,
+			     format, inter, ht, wk, q, 1, dim);
 		return;
 	}
 	if (use_quads(simd, format, ht)) {
@@ -1575,23 +1608,28 @@ static void moe_tile_item(void *arg, long i, int thread)
 }
 
 /* The call's work item sizes: MOE_UP_ROWS and MOE_DOWN_ROWS rows, and where every tile
- * holds one token of int8 or int4 and the variant streams four rows at once (row_acc4)
- * up to the plan's one_token_items times as large, as long as the up items stay at least
- * MOE_ITEMS_PER_THREAD per thread. The four-row kernel's streams (rows n and n + half an
- * item) then restart less often (a quarter as often at the default 4x): with their
- * arithmetic between the loads they lose more at each restart than the loads alone do,
- * and on the Zen 5 dev VM (2 threads, paired in one process, 3-4 rounds) one-token layer
- * calls of 128 / 512 rows read int8 1.02-1.10x, int8-a8 1.05-1.07x, int4 1.08-1.12x and
- * int4-a8 1.09-1.13x as fast as 32 / 128 rows, and their read pattern alone did not
- * change; fp8 (its kernel prefetches twice as far ahead) ran 0.94-1.04x, fp8-a8
- * 0.94-0.97x (0.91-1.01x again in the twenty-fifth session), tiles of 2-8 tokens and
- * AVX2 no faster (docs/fxp.md section 3). */
+ * holds one token and the variant streams four rows at once (row_acc4) up to the plan's
+ * one_token_items (int8, int4) or fp8_one_token_items (fp8) times as large, as long as
+ * the up items stay at least MOE_ITEMS_PER_THREAD per thread. The four-row kernel's
+ * streams (rows n and n + half an item) then restart less often (a quarter as often at
+ * 4x): with their arithmetic between the loads they lose more at each restart than the
+ * loads alone do, and on the Zen 5 dev VM (2 threads, paired in one process, 3-4 rounds)
+ * one-token layer calls of 128 / 512 rows read int8 1.02-1.10x, int8-a8 1.05-1.07x, int4
+ * 1.08-1.12x and int4-a8 1.09-1.13x as fast as 32 / 128 rows, and their read pattern
+ * alone did not change; fp8 (its kernel prefetches twice as far ahead) ran 0.94-1.04x
+ * while each quad of rows cost a row_acc4 call, and with runs of quads per call
+ * (linear_rows4) 2x items run fp8 1.02-1.04x and fp8-a8 1.00-1.04x, 4x and 8x no better
+ * (twenty-seventh session); tiles of 2-8 tokens and AVX2 no faster (docs/fxp.md
+ * section 3). */
 static void moe_item_rows(struct moe_job *j, int n_pairs, int threads)
 {
 	j->up_rows = MOE_UP_ROWS;
 	j->down_rows = MOE_DOWN_ROWS;
-	if (j->n_tiles == n_pairs && j->format != HMOE_FXP_FP8 && j->simd->row_acc4)
-		for (int k = 1; k < hmoe_fxp_plan()->one_token_items &&
+	int scale = j->format == HMOE_FXP_FP8 ? hmoe_fxp_plan()->fp8_one_token_items
+					      : hmoe_fxp_plan()->one_token_items;
+
+	if (j->n_tiles == n_pairs && j->simd->row_acc4)
+		for (int k = 1; k < scale &&
 				(long)j->n_tiles * (j->ex->inter / (2 * j->up_rows)) >=
 					(long)MOE_ITEMS_PER_THREAD * threads;
 		     k *= 2) {

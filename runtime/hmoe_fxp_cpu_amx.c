@@ -230,11 +230,11 @@ static void amx_row_dots2(const uint8_t *codes_a, const uint8_t *codes_b, int fo
 	hmoe_fxp_simd_avx512.row_dots2(codes_a, codes_b, format, x, dots_a, dots_b);
 }
 
-static int amx_row_acc4(const uint8_t *const *rows, int format, int in,
+static int amx_row_acc4(const uint8_t *const *rows, size_t stride, int n, int format, int in,
 			const struct hmoe_fxp_xtile *x, const struct hmoe_fxp_rowfix *fix,
 			int64_t *acc)
 {
-	return hmoe_fxp_simd_avx512.row_acc4(rows, format, in, x, fix, acc);
+	return hmoe_fxp_simd_avx512.row_acc4(rows, stride, n, format, in, x, fix, acc);
 }
 
 static int amx_fp8_lists(void)

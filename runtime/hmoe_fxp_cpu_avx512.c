@@ -1321,50 +1321,78 @@ acc_fp8_rows4_one(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtil
 		acc_fp8_rows4(rows, in, x, 1, 1, 0, NULL, acc, I2B);
 }
 
+/* Quad q of a run: the four records at rows[r] + q * stride. */
+static inline __attribute__((always_inline)) void
+quad_rows(const uint8_t *const *rows, size_t stride, int q, const uint8_t *out[4])
+{
+	for (int r = 0; r < 4; r++)
+		out[r] = rows[r] + (size_t)q * stride;
+}
+
 /* Each a function of its own, the few-token kernels apart from the one-token ones so
- * that a one-token call does not set up their larger stack frame. */
+ * that a one-token call does not set up their larger stack frame; each runs a run of n
+ * quads (row_acc4's contract). */
 #define FP8_ROWS4_FN(name, kernels, i2b)                                                     \
 	VBMI_TARGET static __attribute__((noinline)) void                                    \
-	name(const uint8_t *const *rows, int in, const struct hmoe_fxp_xtile *x,            \
-	     const struct hmoe_fxp_rowfix *fix, int64_t *acc)                                \
+	name(const uint8_t *const *rows, size_t stride, int n, int in,                       \
+	     const struct hmoe_fxp_xtile *x, const struct hmoe_fxp_rowfix *fix, int64_t *acc) \
 	{                                                                                    \
-		kernels(rows, in, x, fix, acc, i2b);                                         \
+		for (int q = 0; q < n; q++) {                                                \
+			const uint8_t *rq[4];                                                \
+                                                                                             \
+			quad_rows(rows, stride, q, rq);                                      \
+			kernels(rq, in, x, fix ? fix + 4 * q : NULL,                         \
+				acc + (size_t)4 * q * x->n_tokens, i2b);                     \
+		}                                                                            \
 	}
 FP8_ROWS4_FN(fp8_rows4_one_vpermb, acc_fp8_rows4_one, 0)
 FP8_ROWS4_FN(fp8_rows4_one_vpermi2b, acc_fp8_rows4_one, 1)
 FP8_ROWS4_FN(fp8_rows4_tokens_vpermb, acc_fp8_rows4_tokens, 0)
 FP8_ROWS4_FN(fp8_rows4_tokens_vpermi2b, acc_fp8_rows4_tokens, 1)
 
+/* A run of one-token int quads, constant format and planes. */
+static inline __attribute__((always_inline)) void
+int_rows4_run(const uint8_t *const *rows, size_t stride, int n, const int format, int in,
+	      const struct hmoe_fxp_xtile *x, const int planes, int64_t *acc)
+{
+	for (int q = 0; q < n; q++) {
+		const uint8_t *rq[4];
+
+		quad_rows(rows, stride, q, rq);
+		acc_int_1tok(rq, format, in, x, planes, acc + 4 * q);
+	}
+}
+
 /* row_acc4: int8 and int4 one token always; fp8 through the VBMI planes with the
  * codes' signs on x (an x with no -128), by two bytes for 1 to HMOE_FXP_ROWS4_TOKENS
  * tokens where the rows' remainder lists are given, else for one token by three digits;
  * everything else is declined. */
-static int avx512_row_acc4(const uint8_t *const *rows, int format, int in,
-			   const struct hmoe_fxp_xtile *x, const struct hmoe_fxp_rowfix *fix,
-			   int64_t *acc)
+static int avx512_row_acc4(const uint8_t *const *rows, size_t stride, int n, int format,
+			   int in, const struct hmoe_fxp_xtile *x,
+			   const struct hmoe_fxp_rowfix *fix, int64_t *acc)
 {
 	if (x->n_tokens != 1 && (format != HMOE_FXP_FP8 || !fix ||
 				 x->n_tokens > HMOE_FXP_ROWS4_TOKENS))
 		return 1;
 	if (format == HMOE_FXP_INT8 && x->planes == 2) {
-		acc_int_1tok(rows, HMOE_FXP_INT8, in, x, 2, acc);
+		int_rows4_run(rows, stride, n, HMOE_FXP_INT8, in, x, 2, acc);
 	} else if (format == HMOE_FXP_INT8) {
-		acc_int_1tok(rows, HMOE_FXP_INT8, in, x, 1, acc);
+		int_rows4_run(rows, stride, n, HMOE_FXP_INT8, in, x, 1, acc);
 	} else if (format == HMOE_FXP_INT4 && x->planes == 2) {
-		acc_int_1tok(rows, HMOE_FXP_INT4, in, x, 2, acc);
+		int_rows4_run(rows, stride, n, HMOE_FXP_INT4, in, x, 2, acc);
 	} else if (format == HMOE_FXP_INT4) {
-		acc_int_1tok(rows, HMOE_FXP_INT4, in, x, 1, acc);
+		int_rows4_run(rows, stride, n, HMOE_FXP_INT4, in, x, 1, acc);
 	} else if (format != HMOE_FXP_FP8 || !fp8_planes() || x->has_m128) {
 		return 1;
 	} else {
 		int i2b = hmoe_fxp_plan()->fp8_permi2b;
 
 		if (x->n_tokens > 1)
-			(i2b ? fp8_rows4_tokens_vpermi2b : fp8_rows4_tokens_vpermb)(rows, in, x,
-										   fix, acc);
+			(i2b ? fp8_rows4_tokens_vpermi2b : fp8_rows4_tokens_vpermb)(rows, stride, n,
+										   in, x, fix, acc);
 		else
-			(i2b ? fp8_rows4_one_vpermi2b : fp8_rows4_one_vpermb)(rows, in, x, fix,
-									     acc);
+			(i2b ? fp8_rows4_one_vpermi2b : fp8_rows4_one_vpermb)(rows, stride, n, in, x,
+									     fix, acc);
 	}
 	return 0;
 }

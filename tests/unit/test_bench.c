@@ -31,14 +31,15 @@ static void test_rows4_touch(void)
 			uint8_t *buf[4];
 			const uint8_t *rows[4];
 			uint64_t want = 0;
-			int64_t acc[4] = { 1, 2, 3, 4 };
+			int64_t acc[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+			int nonzero = 0;
 			struct hmoe_fxp_xtile x = { .n_tokens = 1, .groups = hmoe_fxp_groups(in) };
 
 			for (int r = 0; r < 4; r++) {
-				buf[r] = aligned_alloc(64, rec + 4096);
+				buf[r] = aligned_alloc(64, 2 * rec + 4096);
 				if (!buf[r])
 					return;
-				for (size_t k = 0; k < rec + 4096; k += 8) {
+				for (size_t k = 0; k < 2 * rec + 4096; k += 8) {
 					uint64_t w;
 
 					s ^= s << 13, s ^= s >> 7, s ^= s << 17;
@@ -52,10 +53,13 @@ static void test_rows4_touch(void)
 			CHECK(bench_rows4_sum(rows, format, in) == want,
 			      "bench_rows4_sum, format %d, in %d: not the sum of the records' words",
 			      format, in);
-			CHECK(!bench_rows4_touch(rows, format, in, &x, NULL, acc) &&
-			      !acc[0] && !acc[1] && !acc[2] && !acc[3],
-			      "bench_rows4_touch, format %d, in %d: declined or nonzero accumulators",
-			      format, in);
+			/* a run of two quads, the second's records right after the first's */
+			CHECK(!bench_rows4_touch(rows, rec, 2, format, in, &x, NULL, acc),
+			      "bench_rows4_touch, format %d, in %d: declined", format, in);
+			for (int k = 0; k < 8; k++)
+				nonzero += acc[k] != 0;
+			CHECK(!nonzero, "bench_rows4_touch, format %d, in %d: %d of the two quads' 8 "
+			      "accumulators not 0", format, in, nonzero);
 			for (int r = 0; r < 4; r++)
 				free(buf[r]);
 		}

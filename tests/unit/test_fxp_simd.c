@@ -179,39 +179,42 @@ static void fill_fix_codes(uint8_t *lin, int in, int rows, enum fixm fm)
 
 /* The row_acc4 contract, called directly (the layer driver falls back to one row at a
  * time when it declines, which is exact too, so only this test sees whether the fast
- * path ran): four row records of `in` columns against T tokens, acc[r * T + t] equal to
- * the hls reference sum_g hmoe_fxp_term(dot_g, w_g, xs_g), and the variant declining
+ * path ran): a run of Q4 quads of row records of `in` columns (row r of quad q at
+ * rows[r] + q * stride, the four rows' records far apart as the driver's) against T
+ * tokens, acc[(4 q + r) * T + t] equal to the hls reference
+ * sum_g hmoe_fxp_term(dot_g, w_g, xs_g), and the variant declining
  * only where it says it does (AVX-512: fp8 without VBMI, or an x holding -128; more
  * than one token unless fp8 with remainder lists, and more than HMOE_FXP_ROWS4_TOKENS
  * even then). */
 static void check_row_acc4(const struct hmoe_fxp_simd *simd, int mode, int in, int minus128,
 			   enum fixm fm, int T, int wild)
 {
+	enum { Q4 = 3 };
 	int format = hmoe_fxp_mode_format(mode), planes = hmoe_fxp_mode_planes(mode);
 	int groups = hmoe_fxp_groups(in), plane = groups * HMOE_FXP_GROUP;
 	size_t row_bytes = (size_t)hmoe_fxp_row_lines(format, in) * HMOE_FXP_LINE_BYTES;
-	uint8_t *lin = aligned_alloc(HMOE_FXP_LINE_BYTES, 4 * row_bytes);
+	uint8_t *lin = aligned_alloc(HMOE_FXP_LINE_BYTES, 4 * Q4 * row_bytes);
 	int8_t *xq = calloc((size_t)T * planes * plane, 1);
 	int32_t *xs = calloc((size_t)T * groups, sizeof(*xs));
 	int32_t *xsum = calloc((size_t)T * planes * groups, sizeof(*xsum));
 	uint32_t *xm = calloc((size_t)T * groups + 8, sizeof(*xm));
 	int32_t *xe = calloc((size_t)T * groups + 8, sizeof(*xe));
 	const uint8_t *rows[4];
-	int64_t acc[4 * 8];
+	int64_t acc[4 * Q4 * 8];
 	int declined, want_decline;
-	struct hmoe_fxp_rowfix fix[4];
-	uint16_t *ent = calloc((size_t)4 * in, sizeof(*ent));
+	struct hmoe_fxp_rowfix fix[4 * Q4];
+	uint16_t *ent = calloc((size_t)4 * Q4 * in, sizeof(*ent));
 
-	fill_linear(lin, format, 4, in, W_RANDOM, 0);
+	fill_linear(lin, format, 4 * Q4, in, W_RANDOM, 0);
 	if (fm != FIX_NONE)
-		fill_fix_codes(lin, in, 4, fm);
+		fill_fix_codes(lin, in, 4 * Q4, fm);
 	fill_acts(xq, xs, T, in, planes, fm == FIX_BIG ? X_EXTREME : X_RANDOM);
 	if (minus128)  /* in the last token */
 		xq[(size_t)(T - 1) * planes * plane + rnd() % in] = -128;
 	/* wild: off-contract scale exponents for token 0, the group's r = e_w + e_x - 24 <=
 	 * 0 in groups 1, 5, 9, ... and > 62 in groups 3, 11, 19, ..., which the kernels hand
 	 * to their scalar terms */
-	for (int r = 0; wild && r < 4; r++)
+	for (int r = 0; wild && r < 4 * Q4; r++)
 		for (int g = 0; g < groups; g++) {
 			int ex = hmoe_fxp_scale_e(xs[g]) - HMOE_FXP_F_ACC, e;
 			uint32_t w;
@@ -236,19 +239,21 @@ static void check_row_acc4(const struct hmoe_fxp_simd *simd, int mode, int in, i
 			xm[t * groups + g] = hmoe_fxp_scale_m(xs[t * groups + g]) & 0xffu;
 			xe[t * groups + g] = hmoe_fxp_scale_e(xs[t * groups + g]) - HMOE_FXP_F_ACC;
 		}
-	for (int r = 0; r < 4; r++) {
-		rows[r] = lin + (size_t)r * row_bytes;
-		fix[r].ent = ent + (size_t)r * in;
-		fix[r].n = fm == FIX_NONE ? 0
-			   : hmoe_fxp_fp8_fix_row(rows[r], in, ent + (size_t)r * in);
+	for (int r = 0; r < 4; r++)
+		rows[r] = lin + (size_t)r * Q4 * row_bytes;
+	for (int i = 0; i < 4 * Q4; i++) {  /* quad i / 4's row i % 4 */
+		const uint8_t *rec = rows[i % 4] + (size_t)(i / 4) * row_bytes;
+
+		fix[i].ent = ent + (size_t)i * in;
+		fix[i].n = fm == FIX_NONE ? 0 : hmoe_fxp_fp8_fix_row(rec, in, ent + (size_t)i * in);
 	}
 	{
 		struct hmoe_fxp_xtile x = { .n_tokens = T, .groups = groups, .xq = xq, .xs = xs,
 					    .xsum = xsum, .xm = xm, .xe = xe, .planes = planes,
 					    .has_m128 = minus128 };
 
-		declined = simd->row_acc4(rows, format, in, &x, fm == FIX_NONE ? NULL : fix,
-					  acc) != 0;
+		declined = simd->row_acc4(rows, row_bytes, Q4, format, in, &x,
+					  fm == FIX_NONE ? NULL : fix, acc) != 0;
 	}
 	want_decline = (format == HMOE_FXP_FP8 &&
 			(minus128 || !__builtin_cpu_supports("avx512vbmi") ||
@@ -262,10 +267,11 @@ static void check_row_acc4(const struct hmoe_fxp_simd *simd, int mode, int in, i
 		       declined ? "declined" : "accepted");
 		failures++;
 	}
-	for (int r = 0; r < 4 && !declined; r++)
+	for (int i = 0; i < 4 * Q4 && !declined; i++)
 		for (int t = 0; t < T; t++) {
-			const uint8_t *codes = rows[r] +
-					       hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
+			int r = i % 4;
+			const uint8_t *rec = rows[r] + (size_t)(i / 4) * row_bytes;
+			const uint8_t *codes = rec + hmoe_fxp_scale_lines(in) * HMOE_FXP_LINE_BYTES;
 			const int8_t *xt = xq + (size_t)t * planes * plane;
 			int64_t ref = 0;
 
@@ -274,13 +280,13 @@ static void check_row_acc4(const struct hmoe_fxp_simd *simd, int mode, int in, i
 					hmoe_fxp_dot_group_planes(
 						codes + (size_t)g * hmoe_fxp_group_bytes(format),
 						format, planes, xt + g * HMOE_FXP_GROUP, plane),
-					hmoe_fxp_row_scale(rows[r], g), xs[t * groups + g]);
-			if (acc[r * T + t] != ref) {
-				printf("FAIL %s row_acc4 %s dim %d%s%s row %d token %d of %d: "
-				       "%lld, reference %lld\n", simd->name,
+					hmoe_fxp_row_scale(rec, g), xs[t * groups + g]);
+			if (acc[i * T + t] != ref) {
+				printf("FAIL %s row_acc4 %s dim %d%s%s quad %d row %d token %d of "
+				       "%d: %lld, reference %lld\n", simd->name,
 				       hmoe_fxp_format_name(mode), in, fixnames[fm],
-				       wild ? " (wild scales)" : "", r, t, T,
-				       (long long)acc[r * T + t], (long long)ref);
+				       wild ? " (wild scales)" : "", i / 4, r, t, T,
+				       (long long)acc[i * T + t], (long long)ref);
 				failures++;
 			}
 		}
@@ -593,12 +599,13 @@ static void check_moe(int mode, const struct hmoe_fxp_simd *simd)
 	free(s);
 }
 
-/* One-token layer calls, whose work items the driver makes larger for int8 and int4 on
- * a variant with four-row kernels (the plan's one_token_items, docs/fxp.md section 3):
- * each of 8 experts gets the token once, with rows that do not fill the last up and
- * down items (inter 1000, dim 600), and every output equals hmoe_ffn()'s; the calls
- * took the items the plan gives (a call whose tiles hold two tokens, and fp8, the usual
- * ones), so the larger items' row ranges are what was checked. */
+/* One-token layer calls, whose work items the driver makes larger on a variant with
+ * four-row kernels (the plan's one_token_items for int8 and int4, fp8_one_token_items
+ * for fp8, docs/fxp.md section 3): each of 8 experts gets the token once, with rows that
+ * do not fill the last up and down items (inter 1000, dim 600), and every output equals
+ * hmoe_ffn()'s; the calls took the items the plan gives (a call whose tiles hold two
+ * tokens the usual ones), so the larger items' row ranges, and their runs of quads,
+ * are what was checked. */
 static void check_moe_items(int mode, const struct hmoe_fxp_simd *simd)
 {
 	enum { N_EXPERTS = 8, TOP_K = 8, DIM = 600, INTER = 1000 };
@@ -612,8 +619,9 @@ static void check_moe_items(int mode, const struct hmoe_fxp_simd *simd)
 	struct hmoe_ffn_scratch *s = malloc(sizeof(*s));
 	struct hmoe_pool *pool = NULL;
 	struct hmoe_fxp_ws *ws = NULL;
-	int rows[2], scale = hmoe_fxp_plan()->one_token_items;
-	int large = format != HMOE_FXP_FP8 && simd->row_acc4;
+	int rows[2], scale = format == HMOE_FXP_FP8 ? hmoe_fxp_plan()->fp8_one_token_items
+						    : hmoe_fxp_plan()->one_token_items;
+	int large = simd->row_acc4 != NULL;
 
 	for (int e = 0; e < N_EXPERTS; e++)
 		packs[e] = random_pack(format, DIM, INTER);
