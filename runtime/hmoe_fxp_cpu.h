@@ -273,6 +273,10 @@ int hmoe_fxp_fp8_prefetch(void);
  * 2t + 1 -> whole tokens' 128 * hi + lo at row t, in place. */
 void hmoe_fxp_combine_planes(int64_t *dots, int n_tokens, int groups);
 
+/* q[i] = hmoe_fxp_acc_to_q16(acc[i]) for i < n, bit for bit, without branches on the
+ * values (the layer driver converts row_acc4's results by it). */
+void hmoe_fxp_acc_to_q16_n(const int64_t *acc, int n, int32_t *q);
+
 /* One expert over one tile with a given variant, single-threaded: same inputs and
  * outputs as hmoe_ffn(), mode included (the tests compare them bit for bit). */
 int hmoe_fxp_cpu_ffn(const struct hmoe_fxp_simd *simd, const struct hmoe_fxp_line *wpack,

@@ -872,6 +872,41 @@ static int moe_only(void)
 	return failures ? 1 : 0;
 }
 
+/* The driver's batch conversion of row_acc4's results (hmoe_fxp_acc_to_q16_n) against
+ * the hls reference hmoe_fxp_acc_to_q16, value by value: the int64 extremes, both sides
+ * of every rounding half and of the int32 saturation, and random values of every
+ * magnitude. Returns the cases. */
+static int check_acc_to_q16_n(void)
+{
+	enum { N = 4096 };
+	static int64_t acc[N];
+	static int32_t q[N];
+	static const int64_t edge[] = { INT64_MIN, INT64_MAX, 0, 1, -1, 127, -127, 128, -128,
+					129, -129, 383, -384, (int64_t)HMOE_FXP_INT32_MAX * 256,
+					-(int64_t)HMOE_FXP_INT32_MAX * 256,
+					(int64_t)HMOE_FXP_INT32_MIN * 256 };
+	int n = 0, bad = 0;
+
+	for (size_t i = 0; i < sizeof(edge) / sizeof(edge[0]); i++)
+		for (int d = -2; d <= 2; d++)  /* edge + d, short of wrapping */
+			if (!((d > 0 && edge[i] > INT64_MAX - d) || (d < 0 && edge[i] < INT64_MIN - d)))
+				acc[n++] = edge[i] + d;
+	while (n < N) {  /* random magnitudes up to 2^63 */
+		uint64_t v = (uint64_t)rnd() << 32 | rnd();
+
+		int64_t a = (int64_t)(v >> (rnd() % 64));
+
+		acc[n++] = rnd() & 1 && a != INT64_MIN ? -a : a;
+	}
+	hmoe_fxp_acc_to_q16_n(acc, N, q);
+	for (int i = 0; i < N; i++)
+		if (q[i] != hmoe_fxp_acc_to_q16(acc[i]) && bad++ < 5)
+			printf("FAIL hmoe_fxp_acc_to_q16_n(%lld) = %d, hmoe_fxp_acc_to_q16 %d\n",
+			       (long long)acc[i], q[i], hmoe_fxp_acc_to_q16(acc[i]));
+	failures += bad;
+	return N;
+}
+
 int main(int argc, char **argv)
 {
 	static const int dims[][3] = { /* dim, inter, tokens */
@@ -935,6 +970,7 @@ int main(int argc, char **argv)
 	check_term_clamp();
 	cases++;
 	cases += check_rows4();
+	cases += check_acc_to_q16_n();
 	/* amx-emu is the AMX kernel only if int8 rows really went through its tiles */
 	if (hmoe_fxp_simd_amx_emu.supported() && hmoe_fxp_amx_emu_blocks == 0) {
 		printf("FAIL amx-emu never ran its tile kernel\n");
