@@ -109,7 +109,7 @@ uint64_t bench_rows4_sum(const uint8_t *const *rows, int format, int in)
 
 int bench_rows4_touch(const uint8_t *const *rows, size_t stride, int n, int format, int in,
 		      const struct hmoe_fxp_xtile *x, const struct hmoe_fxp_rowfix *fix,
-		      int64_t *acc)
+		      const struct hmoe_fxp_rows4_out *out)
 {
 	(void)fix;
 	for (int q = 0; q < n; q++) {
@@ -119,8 +119,13 @@ int bench_rows4_touch(const uint8_t *const *rows, size_t stride, int n, int form
 		uint64_t sum = bench_rows4_sum(rq, format, in);
 
 		__asm__ volatile("" : : "r"(sum));  /* the sum is "used": the loads stay */
+		for (int r = 0; r < 4; r++)  /* as the kernels, as the quad ends */
+			for (int t = 0; t < x->n_tokens; t++) {
+				if (out->acc)
+					out->acc[(size_t)(4 * q + r) * x->n_tokens + t] = 0;
+				if (out->q16[0])
+					out->q16[r][(size_t)q * out->qstep + (size_t)t * out->tstride] = 0;
+			}
 	}
-	for (int i = 0; i < 4 * n * x->n_tokens; i++)
-		acc[i] = 0;
 	return 0;
 }

@@ -40,14 +40,15 @@ void bench_expert_tokens(const int *ids, int n_pairs, int n_experts, int pairs[4
  * line prefetched just before its load by the prefetch plan's L1 / L2 distances for the
  * four-row kernels, and returns the sum of their 64-bit words;
  * bench_rows4_touch has row_acc4's shape around it (a run of n quads, stride bytes
- * apart, each read by bench_rows4_sum) and gives acc 0 for every row and token, so that
- * a layer call built on it streams exactly the kernels' bytes. */
+ * apart, each read by bench_rows4_sum) and gives 0 for every row and token where out
+ * says, so that a layer call built on it streams exactly the kernels' bytes. */
 struct hmoe_fxp_xtile;
 struct hmoe_fxp_rowfix;
+struct hmoe_fxp_rows4_out;
 uint64_t bench_rows4_sum(const uint8_t *const *rows, int format, int in);
 int bench_rows4_touch(const uint8_t *const *rows, size_t stride, int n, int format, int in,
 		      const struct hmoe_fxp_xtile *x, const struct hmoe_fxp_rowfix *fix,
-		      int64_t *acc);
+		      const struct hmoe_fxp_rows4_out *out);
 /* The largest cache level 3 or beyond of this machine, in bytes: the most of glibc's
  * sysconf (cpuid; on some AMD parts the whole socket's L3) and the kernel's
  * /sys/devices/system/cpu/cpu0/cache (one instance); 0 when neither says. Benchmarks size

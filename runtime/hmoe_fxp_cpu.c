@@ -718,25 +718,7 @@ static int use_rows4(const struct hmoe_fxp_simd *simd, int format,
 		!x->has_m128 && hmoe_fxp_simd_fp8_lists(simd));
 }
 
-/* See hmoe_fxp_cpu.h: hmoe_fxp_acc_to_q16 without a branch on the sign. With random
- * signs hmoe_fxp_acc_to_q16's branch mispredicted about every other value, which in the
- * one-token layer calls' conversions of row_acc4's results was the most of the driver's
- * time left (their rows' results are a few percent of a call's instructions). */
-void hmoe_fxp_acc_to_q16_n(const int64_t *acc, int n, int32_t *q)
-{
-	enum { R = HMOE_FXP_F_ACC - HMOE_FXP_F_H };
-
-	for (int i = 0; i < n; i++) {
-		uint64_t s = 0 - (uint64_t)(acc[i] < 0);          /* all ones where negative */
-		uint64_t mag = (((uint64_t)acc[i] ^ s) - s + ((uint64_t)1 << (R - 1))) >> R;
-		int64_t v = (int64_t)((mag ^ s) - s);            /* |v| <= 2^55 < TERM_MAX */
-
-		v = v > HMOE_FXP_INT32_MAX ? HMOE_FXP_INT32_MAX : v;
-		q[i] = (int32_t)(v < HMOE_FXP_INT32_MIN ? HMOE_FXP_INT32_MIN : v);
-	}
-}
-
-/* The most quads one row_acc4 call takes from the drivers (its fix and acc arrays). */
+/* The most quads one row_acc4 call takes from the drivers (its fix array). */
 #define ROWS4_RUN 32
 
 /* A run of n quads of rows (records over `in` columns, stride bytes from one quad to
@@ -744,20 +726,17 @@ void hmoe_fxp_acc_to_q16_n(const int64_t *acc, int n, int32_t *q)
  * for its remainder list, + q in quad q) against x's tokens, up to HMOE_FXP_ROWS4_TOKENS
  * per pass (row_acc4; a later pass finds the rows in the cache): quad q's row r's Q16
  * result for token t into q[r][q * qstep + t * tstride]; quads the variant declines go a
- * row at a time. ROWS4_RUN quads per row_acc4 call: the work around each call (this
- * function's, the call's) costs the time it takes, since no memory access overlaps it,
- * and with a call per quad it was most of the driver's own time in a one-token layer
- * call (docs/fxp.md section 3). */
+ * row at a time. ROWS4_RUN quads per row_acc4 call, which writes the Q16 results itself:
+ * the work between two calls costs the time it takes, since no memory access overlaps
+ * it (on the Zen 5 dev VM a row_acc4 call per quad, then a pass converting a run's
+ * results, cost one-token layer calls 3-14% of their time, docs/fxp.md section 3). */
 static void linear_rows4(const struct hmoe_fxp_simd *simd, const uint8_t *const *rows,
 			 size_t stride, int n, const int *rec, int format, int in,
 			 const struct hmoe_fxp_xtile *x, struct row_work *wk, int32_t *const *q,
-			 int qstep, int tstride)
+			 size_t qstep, size_t tstride)
 {
-	int64_t acc[4 * ROWS4_RUN * HMOE_FXP_ROWS4_TOKENS];
-	int32_t a16[4 * ROWS4_RUN * HMOE_FXP_ROWS4_TOKENS];
 	struct hmoe_fxp_rowfix fix[4 * ROWS4_RUN];
 	const struct hmoe_fxp_fp8_fix *f = format == HMOE_FXP_FP8 ? wk->fix : NULL;
-
 	/* more tokens than a pass takes: a quad at a time, so that the later passes find
 	 * its rows in L1 / L2 */
 	int run = x->n_tokens > HMOE_FXP_ROWS4_TOKENS ? 1 : ROWS4_RUN;
@@ -780,7 +759,7 @@ static void linear_rows4(const struct hmoe_fxp_simd *simd, const uint8_t *const 
 		for (int t0 = 0; t0 < x->n_tokens; t0 += HMOE_FXP_ROWS4_TOKENS) {
 			struct hmoe_fxp_xtile part;
 			const struct hmoe_fxp_xtile *xp = x;
-			int T;
+			struct hmoe_fxp_rows4_out out = { .qstep = qstep, .tstride = tstride };
 
 			if (x->n_tokens > HMOE_FXP_ROWS4_TOKENS) {
 				part = tokens_from(x, t0);
@@ -788,21 +767,14 @@ static void linear_rows4(const struct hmoe_fxp_simd *simd, const uint8_t *const 
 					part.n_tokens = HMOE_FXP_ROWS4_TOKENS;
 				xp = &part;
 			}
-			T = xp->n_tokens;
-			if (simd->row_acc4(first, stride, nq, format, in, xp, f ? fix : NULL, acc)) {
+			for (int r = 0; r < 4; r++)
+				out.q16[r] = q[r] + (size_t)q0 * qstep + (size_t)t0 * tstride;
+			if (simd->row_acc4(first, stride, nq, format, in, xp, f ? fix : NULL, &out))
 				for (int i = 0; i < nq; i++)
 					for (int r = 0; r < 4; r++)
 						linear_row(simd, first[r] + (size_t)i * stride, format,
-							   in, xp, wk, q[r] + (size_t)(q0 + i) * qstep +
-							   (size_t)t0 * tstride, tstride);
-				continue;
-			}
-			hmoe_fxp_acc_to_q16_n(acc, 4 * nq * T, a16);
-			for (int i = 0; i < nq; i++)
-				for (int r = 0; r < 4; r++)
-					for (int t = 0; t < T; t++)
-						q[r][(size_t)(q0 + i) * qstep + (size_t)(t0 + t) * tstride] =
-							a16[(4 * i + r) * T + t];
+							   in, xp, wk, out.q16[r] + (size_t)i * qstep,
+							   (int)tstride);
 		}
 	}
 }

@@ -126,6 +126,28 @@ void hmoe_fxp_x_wide(const int8_t *xq, int n_tokens, int groups, int paired, int
  * (read from `scales`, the row record's little-endian scale lines; the tile's scales
  * come split as xm, xe), the row's Q24 accumulators, for |dots| < 2^39 (so
  * |dot * m| < 2^63 and terms may saturate at HMOE_FXP_TERM_MAX). */
+/* Where row_acc4 writes quad q's row r's result for token t: the Q24 accumulator into
+ * acc[(4 q + r) * n_tokens + t] (acc NULL: not), and its Q16 value, exactly
+ * hmoe_fxp_acc_to_q16 of it, into q16[r][q * qstep + t * tstride] (q16[0] NULL: not). */
+struct hmoe_fxp_rows4_out {
+	int64_t *acc;
+	int32_t *q16[4];
+	size_t qstep, tstride;
+};
+
+/* hmoe_fxp_acc_to_q16 without a branch on the value (the same bits for every input):
+ * with random signs the reference's branch mispredicts about every other value. */
+static inline int32_t hmoe_fxp_acc_to_q16_nb(int64_t acc)
+{
+	enum { R = HMOE_FXP_F_ACC - HMOE_FXP_F_H };
+	uint64_t s = 0 - (uint64_t)(acc < 0);                  /* all ones where negative */
+	uint64_t mag = (((uint64_t)acc ^ s) - s + ((uint64_t)1 << (R - 1))) >> R;
+	int64_t v = (int64_t)((mag ^ s) - s);                  /* |v| <= 2^55 < TERM_MAX */
+
+	v = v > HMOE_FXP_INT32_MAX ? HMOE_FXP_INT32_MAX : v;
+	return (int32_t)(v < HMOE_FXP_INT32_MIN ? HMOE_FXP_INT32_MIN : v);
+}
+
 struct hmoe_fxp_simd {
 	const char *name;
 	int (*supported)(void);
@@ -148,23 +170,24 @@ struct hmoe_fxp_simd {
 	 * (the driver's HMOE_FXP_QUAD_X_BYTES). */
 	void (*row_dots4)(const uint8_t *const *codes, int format,
 			  const struct hmoe_fxp_xtile *x, int64_t *const *dots);
-	/* Optional: the Q24 accumulators of n quads of row records (`in` columns each)
-	 * for x's tokens, one pass over each quad, dots and terms fused (what row_terms
-	 * sums), x as for row_dots2 (int8/int4: each x load serves four weight streams).
-	 * Quad q holds the records at rows[r] + q * stride (r < 4), and its row r's
-	 * accumulator for token t goes to acc[(4 * q + r) * n_tokens + t]. Returns 0, or
-	 * nonzero when it declines this format or x (then it wrote nothing and the caller
-	 * takes the rows one at a time; the AVX-512 variant takes one-token int8 and int4,
-	 * and fp8 where the CPU has VBMI and x holds no -128: one token, or with fix up to
-	 * HMOE_FXP_ROWS4_TOKENS). fix: NULL, or (fp8) the rows' remainder lists
-	 * (struct hmoe_fxp_fp8_fix), fix[4 * q + r] quad q's row r, which let a variant
-	 * split each code into two bytes instead of three digits, decoded once for all
-	 * the tokens. A run of quads per call rather than one: the layer driver's work per
-	 * call, which no memory access overlaps, is paid once per run (docs/fxp.md
+	/* Optional: the results of n quads of row records (`in` columns each) for x's
+	 * tokens, one pass over each quad, dots and terms fused (what row_terms sums), x as
+	 * for row_dots2 (int8/int4: each x load serves four weight streams). Quad q holds
+	 * the records at rows[r] + q * stride (r < 4); its row r's result for token t goes
+	 * where out says (struct hmoe_fxp_rows4_out: the Q24 accumulator, its Q16 value, or
+	 * both). Returns 0, or nonzero when it declines this format or x (then it wrote
+	 * nothing and the caller takes the rows one at a time; the AVX-512 variant takes
+	 * one-token int8 and int4, and fp8 where the CPU has VBMI and x holds no -128: one
+	 * token, or with fix up to HMOE_FXP_ROWS4_TOKENS). fix: NULL, or (fp8) the rows'
+	 * remainder lists (struct hmoe_fxp_fp8_fix), fix[4 * q + r] quad q's row r, which
+	 * let a variant split each code into two bytes instead of three digits, decoded once
+	 * for all the tokens. A run of quads per call rather than one, and the Q16 results
+	 * written by the kernel as each quad ends: the layer driver's work between calls,
+	 * which no memory access overlaps, is paid once per run and is short (docs/fxp.md
 	 * section 3). */
 	int (*row_acc4)(const uint8_t *const *rows, size_t stride, int n, int format, int in,
 			const struct hmoe_fxp_xtile *x, const struct hmoe_fxp_rowfix *fix,
-			int64_t *acc);
+			const struct hmoe_fxp_rows4_out *out);
 	/* Optional: nonzero where row_acc4 uses fp8 remainder lists on this CPU (so that
 	 * callers build them only there; hmoe_fxp_simd_fp8_lists). */
 	int (*fp8_lists)(void);
@@ -273,9 +296,7 @@ int hmoe_fxp_fp8_prefetch(void);
  * 2t + 1 -> whole tokens' 128 * hi + lo at row t, in place. */
 void hmoe_fxp_combine_planes(int64_t *dots, int n_tokens, int groups);
 
-/* q[i] = hmoe_fxp_acc_to_q16(acc[i]) for i < n, bit for bit, without branches on the
- * values (the layer driver converts row_acc4's results by it). */
-void hmoe_fxp_acc_to_q16_n(const int64_t *acc, int n, int32_t *q);
+
 
 /* One expert over one tile with a given variant, single-threaded: same inputs and
  * outputs as hmoe_ffn(), mode included (the tests compare them bit for bit). */

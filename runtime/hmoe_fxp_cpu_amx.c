@@ -232,9 +232,9 @@ static void amx_row_dots2(const uint8_t *codes_a, const uint8_t *codes_b, int fo
 
 static int amx_row_acc4(const uint8_t *const *rows, size_t stride, int n, int format, int in,
 			const struct hmoe_fxp_xtile *x, const struct hmoe_fxp_rowfix *fix,
-			int64_t *acc)
+			const struct hmoe_fxp_rows4_out *out)
 {
-	return hmoe_fxp_simd_avx512.row_acc4(rows, stride, n, format, in, x, fix, acc);
+	return hmoe_fxp_simd_avx512.row_acc4(rows, stride, n, format, in, x, fix, out);
 }
 
 static int amx_fp8_lists(void)

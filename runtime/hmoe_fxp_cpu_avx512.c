@@ -1329,20 +1329,40 @@ quad_rows(const uint8_t *const *rows, size_t stride, int q, const uint8_t *out[4
 		out[r] = rows[r] + (size_t)q * stride;
 }
 
+/* Quad q's results a[r * T + t] where out says (row_acc4's contract), as the quad ends:
+ * the Q16 conversion here, a few instructions a row, rather than by the caller after the
+ * run, whose hundreds of instructions between two runs' loads cost their full time
+ * (one-token layer calls without that pass read int4 1.08-1.14x and int8 1.04-1.06x as
+ * fast, docs/fxp.md section 3). */
+static inline __attribute__((always_inline)) void
+quad_put(const struct hmoe_fxp_rows4_out *out, int q, const int T, const int64_t *a)
+{
+	for (int r = 0; r < 4; r++)
+		for (int t = 0; t < T; t++) {
+			if (out->acc)
+				out->acc[(size_t)(4 * q + r) * T + t] = a[r * T + t];
+			if (out->q16[0])
+				out->q16[r][(size_t)q * out->qstep + (size_t)t * out->tstride] =
+					hmoe_fxp_acc_to_q16_nb(a[r * T + t]);
+		}
+}
+
 /* Each a function of its own, the few-token kernels apart from the one-token ones so
  * that a one-token call does not set up their larger stack frame; each runs a run of n
  * quads (row_acc4's contract). */
 #define FP8_ROWS4_FN(name, kernels, i2b)                                                     \
 	VBMI_TARGET static __attribute__((noinline)) void                                    \
 	name(const uint8_t *const *rows, size_t stride, int n, int in,                       \
-	     const struct hmoe_fxp_xtile *x, const struct hmoe_fxp_rowfix *fix, int64_t *acc) \
+	     const struct hmoe_fxp_xtile *x, const struct hmoe_fxp_rowfix *fix,              \
+	     const struct hmoe_fxp_rows4_out *out)                                           \
 	{                                                                                    \
 		for (int q = 0; q < n; q++) {                                                \
 			const uint8_t *rq[4];                                                \
+			int64_t a[4 * HMOE_FXP_ROWS4_TOKENS];                                \
                                                                                              \
 			quad_rows(rows, stride, q, rq);                                      \
-			kernels(rq, in, x, fix ? fix + 4 * q : NULL,                         \
-				acc + (size_t)4 * q * x->n_tokens, i2b);                     \
+			kernels(rq, in, x, fix ? fix + 4 * q : NULL, a, i2b);                \
+			quad_put(out, q, x->n_tokens, a);                                    \
 		}                                                                            \
 	}
 FP8_ROWS4_FN(fp8_rows4_one_vpermb, acc_fp8_rows4_one, 0)
@@ -1353,13 +1373,16 @@ FP8_ROWS4_FN(fp8_rows4_tokens_vpermi2b, acc_fp8_rows4_tokens, 1)
 /* A run of one-token int quads, constant format and planes. */
 static inline __attribute__((always_inline)) void
 int_rows4_run(const uint8_t *const *rows, size_t stride, int n, const int format, int in,
-	      const struct hmoe_fxp_xtile *x, const int planes, int64_t *acc)
+	      const struct hmoe_fxp_xtile *x, const int planes,
+	      const struct hmoe_fxp_rows4_out *out)
 {
 	for (int q = 0; q < n; q++) {
 		const uint8_t *rq[4];
+		int64_t a[4];
 
 		quad_rows(rows, stride, q, rq);
-		acc_int_1tok(rq, format, in, x, planes, acc + 4 * q);
+		acc_int_1tok(rq, format, in, x, planes, a);
+		quad_put(out, q, 1, a);
 	}
 }
 
@@ -1369,19 +1392,19 @@ int_rows4_run(const uint8_t *const *rows, size_t stride, int n, const int format
  * everything else is declined. */
 static int avx512_row_acc4(const uint8_t *const *rows, size_t stride, int n, int format,
 			   int in, const struct hmoe_fxp_xtile *x,
-			   const struct hmoe_fxp_rowfix *fix, int64_t *acc)
+			   const struct hmoe_fxp_rowfix *fix, const struct hmoe_fxp_rows4_out *out)
 {
 	if (x->n_tokens != 1 && (format != HMOE_FXP_FP8 || !fix ||
 				 x->n_tokens > HMOE_FXP_ROWS4_TOKENS))
 		return 1;
 	if (format == HMOE_FXP_INT8 && x->planes == 2) {
-		int_rows4_run(rows, stride, n, HMOE_FXP_INT8, in, x, 2, acc);
+		int_rows4_run(rows, stride, n, HMOE_FXP_INT8, in, x, 2, out);
 	} else if (format == HMOE_FXP_INT8) {
-		int_rows4_run(rows, stride, n, HMOE_FXP_INT8, in, x, 1, acc);
+		int_rows4_run(rows, stride, n, HMOE_FXP_INT8, in, x, 1, out);
 	} else if (format == HMOE_FXP_INT4 && x->planes == 2) {
-		int_rows4_run(rows, stride, n, HMOE_FXP_INT4, in, x, 2, acc);
+		int_rows4_run(rows, stride, n, HMOE_FXP_INT4, in, x, 2, out);
 	} else if (format == HMOE_FXP_INT4) {
-		int_rows4_run(rows, stride, n, HMOE_FXP_INT4, in, x, 1, acc);
+		int_rows4_run(rows, stride, n, HMOE_FXP_INT4, in, x, 1, out);
 	} else if (format != HMOE_FXP_FP8 || !fp8_planes() || x->has_m128) {
 		return 1;
 	} else {
@@ -1389,10 +1412,10 @@ static int avx512_row_acc4(const uint8_t *const *rows, size_t stride, int n, int
 
 		if (x->n_tokens > 1)
 			(i2b ? fp8_rows4_tokens_vpermi2b : fp8_rows4_tokens_vpermb)(rows, stride, n,
-										   in, x, fix, acc);
+										   in, x, fix, out);
 		else
 			(i2b ? fp8_rows4_one_vpermi2b : fp8_rows4_one_vpermb)(rows, stride, n, in, x,
-									     fix, acc);
+									     fix, out);
 	}
 	return 0;
 }

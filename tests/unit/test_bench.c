@@ -32,6 +32,12 @@ static void test_rows4_touch(void)
 			const uint8_t *rows[4];
 			uint64_t want = 0;
 			int64_t acc[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+			/* row r's Q16 results at q16[r][2 q]; the odd words must stay 7 */
+			int32_t q16[4][4] = { { 1, 7, 1, 7 }, { 1, 7, 1, 7 }, { 1, 7, 1, 7 },
+					      { 1, 7, 1, 7 } };
+			struct hmoe_fxp_rows4_out out = { .acc = acc,
+							  .q16 = { q16[0], q16[1], q16[2], q16[3] },
+							  .qstep = 2, .tstride = 1 };
 			int nonzero = 0;
 			struct hmoe_fxp_xtile x = { .n_tokens = 1, .groups = hmoe_fxp_groups(in) };
 
@@ -54,12 +60,13 @@ static void test_rows4_touch(void)
 			      "bench_rows4_sum, format %d, in %d: not the sum of the records' words",
 			      format, in);
 			/* a run of two quads, the second's records right after the first's */
-			CHECK(!bench_rows4_touch(rows, rec, 2, format, in, &x, NULL, acc),
+			CHECK(!bench_rows4_touch(rows, rec, 2, format, in, &x, NULL, &out),
 			      "bench_rows4_touch, format %d, in %d: declined", format, in);
 			for (int k = 0; k < 8; k++)
-				nonzero += acc[k] != 0;
+				nonzero += acc[k] != 0 || q16[k % 4][2 * (k / 4)] != 0 ||
+					   q16[k % 4][2 * (k / 4) + 1] != 7;
 			CHECK(!nonzero, "bench_rows4_touch, format %d, in %d: %d of the two quads' 8 "
-			      "accumulators not 0", format, in, nonzero);
+			      "results not 0 (or written past)", format, in, nonzero);
 			for (int r = 0; r < 4; r++)
 				free(buf[r]);
 		}

@@ -201,6 +201,8 @@ static void check_row_acc4(const struct hmoe_fxp_simd *simd, int mode, int in, i
 	int32_t *xe = calloc((size_t)T * groups + 8, sizeof(*xe));
 	const uint8_t *rows[4];
 	int64_t acc[4 * Q4 * 8];
+	/* the Q16 results too, row r's at q16[r][q * T + t], with a word past each row's */
+	int32_t q16[4][Q4 * 8 + 1];
 	int declined, want_decline;
 	struct hmoe_fxp_rowfix fix[4 * Q4];
 	uint16_t *ent = calloc((size_t)4 * Q4 * in, sizeof(*ent));
@@ -252,8 +254,15 @@ static void check_row_acc4(const struct hmoe_fxp_simd *simd, int mode, int in, i
 					    .xsum = xsum, .xm = xm, .xe = xe, .planes = planes,
 					    .has_m128 = minus128 };
 
+		struct hmoe_fxp_rows4_out out = { .acc = acc,
+						  .q16 = { q16[0], q16[1], q16[2], q16[3] },
+						  .qstep = (size_t)T, .tstride = 1 };
+
+		for (int r = 0; r < 4; r++)
+			for (int k = 0; k <= Q4 * 8; k++)
+				q16[r][k] = 0x5a5a5a5a;
 		declined = simd->row_acc4(rows, row_bytes, Q4, format, in, &x,
-					  fm == FIX_NONE ? NULL : fix, acc) != 0;
+					  fm == FIX_NONE ? NULL : fix, &out) != 0;
 	}
 	want_decline = (format == HMOE_FXP_FP8 &&
 			(minus128 || !__builtin_cpu_supports("avx512vbmi") ||
@@ -281,6 +290,16 @@ static void check_row_acc4(const struct hmoe_fxp_simd *simd, int mode, int in, i
 						codes + (size_t)g * hmoe_fxp_group_bytes(format),
 						format, planes, xt + g * HMOE_FXP_GROUP, plane),
 					hmoe_fxp_row_scale(rec, g), xs[t * groups + g]);
+			if (q16[r][(i / 4) * T + t] != hmoe_fxp_acc_to_q16(ref) ||
+			    q16[r][Q4 * T] != 0x5a5a5a5a) {
+				printf("FAIL %s row_acc4 %s dim %d%s%s quad %d row %d token %d of "
+				       "%d: Q16 %d, reference %d%s\n", simd->name,
+				       hmoe_fxp_format_name(mode), in, fixnames[fm],
+				       wild ? " (wild scales)" : "", i / 4, r, t, T,
+				       q16[r][(i / 4) * T + t], hmoe_fxp_acc_to_q16(ref),
+				       q16[r][Q4 * T] != 0x5a5a5a5a ? " (written past)" : "");
+				failures++;
+			}
 			if (acc[i * T + t] != ref) {
 				printf("FAIL %s row_acc4 %s dim %d%s%s quad %d row %d token %d of "
 				       "%d: %lld, reference %lld\n", simd->name,
@@ -872,15 +891,14 @@ static int moe_only(void)
 	return failures ? 1 : 0;
 }
 
-/* The driver's batch conversion of row_acc4's results (hmoe_fxp_acc_to_q16_n) against
- * the hls reference hmoe_fxp_acc_to_q16, value by value: the int64 extremes, both sides
+/* The four-row kernels' branch-free Q16 conversion (hmoe_fxp_acc_to_q16_nb) against the
+ * hls reference hmoe_fxp_acc_to_q16, value by value: the int64 extremes, both sides
  * of every rounding half and of the int32 saturation, and random values of every
  * magnitude. Returns the cases. */
-static int check_acc_to_q16_n(void)
+static int check_acc_to_q16_nb(void)
 {
 	enum { N = 4096 };
 	static int64_t acc[N];
-	static int32_t q[N];
 	static const int64_t edge[] = { INT64_MIN, INT64_MAX, 0, 1, -1, 127, -127, 128, -128,
 					129, -129, 383, -384, (int64_t)HMOE_FXP_INT32_MAX * 256,
 					-(int64_t)HMOE_FXP_INT32_MAX * 256,
@@ -898,11 +916,11 @@ static int check_acc_to_q16_n(void)
 
 		acc[n++] = rnd() & 1 && a != INT64_MIN ? -a : a;
 	}
-	hmoe_fxp_acc_to_q16_n(acc, N, q);
 	for (int i = 0; i < N; i++)
-		if (q[i] != hmoe_fxp_acc_to_q16(acc[i]) && bad++ < 5)
-			printf("FAIL hmoe_fxp_acc_to_q16_n(%lld) = %d, hmoe_fxp_acc_to_q16 %d\n",
-			       (long long)acc[i], q[i], hmoe_fxp_acc_to_q16(acc[i]));
+		if (hmoe_fxp_acc_to_q16_nb(acc[i]) != hmoe_fxp_acc_to_q16(acc[i]) && bad++ < 5)
+			printf("FAIL hmoe_fxp_acc_to_q16_nb(%lld) = %d, hmoe_fxp_acc_to_q16 %d\n",
+			       (long long)acc[i], hmoe_fxp_acc_to_q16_nb(acc[i]),
+			       hmoe_fxp_acc_to_q16(acc[i]));
 	failures += bad;
 	return N;
 }
@@ -970,7 +988,7 @@ int main(int argc, char **argv)
 	check_term_clamp();
 	cases++;
 	cases += check_rows4();
-	cases += check_acc_to_q16_n();
+	cases += check_acc_to_q16_nb();
 	/* amx-emu is the AMX kernel only if int8 rows really went through its tiles */
 	if (hmoe_fxp_simd_amx_emu.supported() && hmoe_fxp_amx_emu_blocks == 0) {
 		printf("FAIL amx-emu never ran its tile kernel\n");
