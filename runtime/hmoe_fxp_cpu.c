@@ -232,7 +232,6 @@ static struct hmoe_fxp_plan cpu_plan = {
 	.rows4 = { HMOE_FXP_ROWS4_PF_L2, HMOE_FXP_ROWS4_PF_L1 },
 	.fp8_rows4 = { HMOE_FXP_ROWS4_PF_L2, HMOE_FXP_ROWS4_PF_L1 },
 	.one_token_items = 4,
-	.fp8_one_token_items = 2,
 };
 static pthread_once_t plan_once = PTHREAD_ONCE_INIT;
 
@@ -322,7 +321,6 @@ static void plan_init(void)
 	prefetch_env("HMOE_FXP_ROWS4_PREFETCH", p->rows4);
 	prefetch_env("HMOE_FXP_FP8_ROWS4_PREFETCH", p->fp8_rows4);
 	scale_env("HMOE_FXP_ONE_TOKEN_ITEMS", &p->one_token_items);
-	scale_env("HMOE_FXP_FP8_ONE_TOKEN_ITEMS", &p->fp8_one_token_items);
 }
 
 const struct hmoe_fxp_plan *hmoe_fxp_plan(void)
@@ -1600,28 +1598,24 @@ static void moe_tile_item(void *arg, long i, int thread)
 }
 
 /* The call's work item sizes: MOE_UP_ROWS and MOE_DOWN_ROWS rows, and where every tile
- * holds one token and the variant streams four rows at once (row_acc4) up to the plan's
- * one_token_items (int8, int4) or fp8_one_token_items (fp8) times as large, as long as
- * the up items stay at least MOE_ITEMS_PER_THREAD per thread. The four-row kernel's
- * streams (rows n and n + half an item) then restart less often (a quarter as often at
- * 4x): with their arithmetic between the loads they lose more at each restart than the
- * loads alone do, and on the Zen 5 dev VM (2 threads, paired in one process, 3-4 rounds)
- * one-token layer calls of 128 / 512 rows read int8 1.02-1.10x, int8-a8 1.05-1.07x, int4
- * 1.08-1.12x and int4-a8 1.09-1.13x as fast as 32 / 128 rows, and their read pattern
- * alone did not change; fp8 (its kernel prefetches twice as far ahead) ran 0.94-1.04x
- * while each quad of rows cost a row_acc4 call, and with runs of quads per call
- * (linear_rows4) 2x items run fp8 1.02-1.04x and fp8-a8 1.00-1.04x, 4x and 8x no better
- * (twenty-seventh session); tiles of 2-8 tokens and AVX2 no faster (docs/fxp.md
- * section 3). */
+ * holds one token of int8 or int4 and the variant streams four rows at once (row_acc4)
+ * up to the plan's one_token_items times as large, as long as the up items stay at least
+ * MOE_ITEMS_PER_THREAD per thread. The four-row kernel's streams (rows n and n + half an
+ * item) then restart less often (a quarter as often at the default 4x): with their
+ * arithmetic between the loads they lose more at each restart than the loads alone do,
+ * and on the Zen 5 dev VM (2 threads, paired in one process, 3-4 rounds) one-token layer
+ * calls of 128 / 512 rows read int8 1.02-1.10x, int8-a8 1.05-1.07x, int4 1.08-1.12x and
+ * int4-a8 1.09-1.13x as fast as 32 / 128 rows, and their read pattern alone did not
+ * change; fp8 (its kernel prefetches twice as far ahead) ran 0.94-1.04x, fp8-a8
+ * 0.94-0.97x (0.91-1.01x again in the twenty-fifth session; 2x, 4x and 8x 0.96-1.02x in
+ * the twenty-seventh, once row_acc4 took runs of quads), tiles of 2-8 tokens and AVX2 no
+ * faster (docs/fxp.md section 3). */
 static void moe_item_rows(struct moe_job *j, int n_pairs, int threads)
 {
 	j->up_rows = MOE_UP_ROWS;
 	j->down_rows = MOE_DOWN_ROWS;
-	int scale = j->format == HMOE_FXP_FP8 ? hmoe_fxp_plan()->fp8_one_token_items
-					      : hmoe_fxp_plan()->one_token_items;
-
-	if (j->n_tiles == n_pairs && j->simd->row_acc4)
-		for (int k = 1; k < scale &&
+	if (j->n_tiles == n_pairs && j->format != HMOE_FXP_FP8 && j->simd->row_acc4)
+		for (int k = 1; k < hmoe_fxp_plan()->one_token_items &&
 				(long)j->n_tiles * (j->ex->inter / (2 * j->up_rows)) >=
 					(long)MOE_ITEMS_PER_THREAD * threads;
 		     k *= 2) {

@@ -265,17 +265,14 @@ void hmoe_fxp_split_scales_x86(const uint8_t *scales, int groups, uint32_t *mw, 
  *   vpermi2b is one op at two per cycle, as a vpermb is (one-token rows from L1
  *   1.08-1.13x); on Intel cores it is three uops. So: on AMD family 0x1a and later;
  *   HMOE_FXP_FP8_PERMI2B=0 or 1 decides instead (the results are the same either way).
- * - one_token_items, fp8_one_token_items: how many times larger (1, 2, 4 or 8) than
- *   usual the MoE driver makes its work items in a layer call whose tiles all hold one
- *   token of int8 or int4 (one_token_items) or fp8 (fp8_one_token_items) on a variant
- *   with four-row kernels, as long as each thread keeps enough of them
+ * - one_token_items: how many times larger (1, 2, 4 or 8) than usual the MoE driver
+ *   makes its work items in a layer call whose tiles all hold one token of int8 or int4
+ *   on a variant with four-row kernels, as long as each thread keeps enough of them
  *   (hmoe_fxp_moe_run): the four streams of a four-row call then restart less often,
- *   which their arithmetic makes costly, and the driver's work per item is paid less
- *   often (on the Zen 5 dev VM int at 4x: int8 1.02-1.10x, int4 1.08-1.12x; fp8 at 2x
- *   1.00-1.04x, 4x no better; tiles of more tokens gained nothing and keep 1x). 4 and 2
- *   everywhere, measured on that VM only; HMOE_FXP_ONE_TOKEN_ITEMS and
- *   HMOE_FXP_FP8_ONE_TOKEN_ITEMS set them instead (the results are the same either
- *   way).
+ *   which their arithmetic makes costly (on the Zen 5 dev VM 4x: int8 1.02-1.10x, int4
+ *   1.08-1.12x; fp8 and tiles of more tokens gained nothing and keep 1x). 4 everywhere,
+ *   measured on that VM only; HMOE_FXP_ONE_TOKEN_ITEMS sets it instead (the results are
+ *   the same either way).
  * An override that does not parse is named on stderr and the default kept. */
 #define HMOE_FXP_ROWS4_PF_L2 1536  /* the four-row distances' defaults (fp8 tiles of */
 #define HMOE_FXP_ROWS4_PF_L1 768   /* 2-4 tokens always take these) */
@@ -285,7 +282,6 @@ struct hmoe_fxp_plan {
 	int fp8_rows4[2];
 	int fp8_permi2b;
 	int one_token_items;
-	int fp8_one_token_items;
 };
 const struct hmoe_fxp_plan *hmoe_fxp_plan(void);
 

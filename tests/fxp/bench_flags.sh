@@ -152,10 +152,10 @@ PY
 done
 # the prefetch plan: the JSON says which distances ran; HMOE_FXP_*ROWS4_PREFETCH set them,
 # and a value that does not parse is named on stderr with the default kept
-pf_run() {  # pf_run NAME ENV...: one int8 and fp8 1-token run, the JSON to $BUILD/fxp-bench-pf-NAME.json
+pf_run() {  # pf_run NAME ENV...: one int8 1-token run, the JSON to $BUILD/fxp-bench-pf-NAME.json
 	local name=$1
 	shift
-	env "$@" "$HMOE" bench experts --json --tokens 1 --formats int8,fp8 --experts 1 \
+	env "$@" "$HMOE" bench experts --json --tokens 1 --formats int8 --experts 1 \
 		--f32-experts 0 --min-time 0 --bw-mib 16 \
 		>"${BUILD:-build}/fxp-bench-pf-$name.json" 2>"${BUILD:-build}/fxp-bench-pf-$name.err" ||
 		fail "bench run, prefetch $name"
@@ -163,29 +163,23 @@ pf_run() {  # pf_run NAME ENV...: one int8 and fp8 1-token run, the JSON to $BUI
 pf_run default
 pf_run set HMOE_FXP_ROWS4_PREFETCH=512,0 HMOE_FXP_FP8_ROWS4_PREFETCH=0,4096 HMOE_FXP_FP8_PREFETCH=0 \
 	HMOE_FXP_FP8_PERMI2B=1
-pf_run set0 HMOE_FXP_FP8_PERMI2B=0 HMOE_FXP_ONE_TOKEN_ITEMS=2 HMOE_FXP_FP8_ONE_TOKEN_ITEMS=1
+pf_run set0 HMOE_FXP_FP8_PERMI2B=0 HMOE_FXP_ONE_TOKEN_ITEMS=2
 pf_run bad HMOE_FXP_ROWS4_PREFETCH=1536,100 HMOE_FXP_FP8_ROWS4_PREFETCH=64 HMOE_FXP_FP8_PERMI2B=yes \
-	HMOE_FXP_ONE_TOKEN_ITEMS=3 HMOE_FXP_FP8_ONE_TOKEN_ITEMS=16
+	HMOE_FXP_ONE_TOKEN_ITEMS=3
 /usr/bin/python3 - "${BUILD:-build}/fxp-bench-pf" <<'PY' || exit 1
 import json, sys
 b = sys.argv[1]
 runs = ("default", "set", "set0", "bad")
 j = {n: json.load(open(b + "-" + n + ".json")) for n in runs}
-# the one-token int8 and fp8 calls' work items: int8 4x (default) or 2x larger, fp8 2x
-# (default) or 1x, where the variant streams four rows at once (avx512, amx: the four-row
-# kernels), else the usual 32 / 128
+# the one-token int8 call's work items: 4x (default) or 2x larger where the variant
+# streams four rows at once (avx512, amx: the four-row kernels), else the usual 32 / 128
 items = {n: j[n]["one_token_items"] for n in runs}
-items8 = {n: j[n]["fp8_one_token_items"] for n in runs}
 rows = {n: j[n]["results"][0]["work_item_rows"] for n in runs}
-rows8 = {n: j[n]["results"][1]["work_item_rows"] for n in runs}
-assert [j[n]["results"][k]["format"] for n in runs for k in (0, 1)] == ["int8", "fp8"] * 4
 assert items == {"default": 4, "set": 4, "set0": 2, "bad": 4}, items
-assert items8 == {"default": 2, "set": 2, "set0": 1, "bad": 2}, items8
 four = j["default"]["fxp_variant"] in ("avx512", "amx", "amx-emu")
 for n in runs:
-    k, k8 = (items[n], items8[n]) if four else (1, 1)
+    k = items[n] if four else 1
     assert rows[n] == [32 * k, 128 * k], (n, rows[n], j[n]["fxp_variant"])
-    assert rows8[n] == [32 * k8, 128 * k8], (n, rows8[n], j[n]["fxp_variant"])
 d = {n: j[n]["prefetch"] for n in runs}
 lk = {n: j[n]["fp8_lookup"] for n in runs}
 err = {n: open(b + "-" + n + ".err").read() for n in runs}
@@ -195,12 +189,11 @@ assert lk["set"] == "vpermi2b" and lk["set0"] == "vpermb", lk
 assert lk["default"] in ("vpermi2b", "vpermb") and lk["bad"] == lk["default"], lk
 assert not err["default"] and not err["set"] and not err["set0"], err
 lines = err["bad"].splitlines()
-assert len(lines) == 5 and "HMOE_FXP_FP8_PERMI2B=yes is not 0 or 1" in lines[0] and \
+assert len(lines) == 4 and "HMOE_FXP_FP8_PERMI2B=yes is not 0 or 1" in lines[0] and \
     "HMOE_FXP_ROWS4_PREFETCH=1536,100 is not" in lines[1] and \
     "HMOE_FXP_FP8_ROWS4_PREFETCH=64 is not" in lines[2] and \
-    "HMOE_FXP_ONE_TOKEN_ITEMS=3 is not 1, 2, 4 or 8; using 4" in lines[3] and \
-    "HMOE_FXP_FP8_ONE_TOKEN_ITEMS=16 is not 1, 2, 4 or 8; using 2" in lines[4], lines
+    "HMOE_FXP_ONE_TOKEN_ITEMS=3 is not 1, 2, 4 or 8; using 4" in lines[3], lines
 print("ok: plan", d["default"], lk["default"], "overridden", d["set"], lk["set"], lk["set0"],
-      "work items", rows, "fp8", rows8)
+      "work items", rows)
 PY
 echo PASS

@@ -618,13 +618,13 @@ static void check_moe(int mode, const struct hmoe_fxp_simd *simd)
 	free(s);
 }
 
-/* One-token layer calls, whose work items the driver makes larger on a variant with
- * four-row kernels (the plan's one_token_items for int8 and int4, fp8_one_token_items
- * for fp8, docs/fxp.md section 3): each of 8 experts gets the token once, with rows that
- * do not fill the last up and down items (inter 1000, dim 600), and every output equals
- * hmoe_ffn()'s; the calls took the items the plan gives (a call whose tiles hold two
- * tokens the usual ones), so the larger items' row ranges, and their runs of quads,
- * are what was checked. */
+/* One-token layer calls, whose work items the driver makes larger for int8 and int4 on
+ * a variant with four-row kernels (the plan's one_token_items, docs/fxp.md section 3):
+ * each of 8 experts gets the token once, with rows that do not fill the last up and
+ * down items (inter 1000, dim 600), and every output equals hmoe_ffn()'s; the calls
+ * took the items the plan gives (a call whose tiles hold two tokens, and fp8, the usual
+ * ones), so the larger items' row ranges, and their runs of quads, are what was
+ * checked. */
 static void check_moe_items(int mode, const struct hmoe_fxp_simd *simd)
 {
 	enum { N_EXPERTS = 8, TOP_K = 8, DIM = 600, INTER = 1000 };
@@ -638,9 +638,8 @@ static void check_moe_items(int mode, const struct hmoe_fxp_simd *simd)
 	struct hmoe_ffn_scratch *s = malloc(sizeof(*s));
 	struct hmoe_pool *pool = NULL;
 	struct hmoe_fxp_ws *ws = NULL;
-	int rows[2], scale = format == HMOE_FXP_FP8 ? hmoe_fxp_plan()->fp8_one_token_items
-						    : hmoe_fxp_plan()->one_token_items;
-	int large = simd->row_acc4 != NULL;
+	int rows[2], scale = hmoe_fxp_plan()->one_token_items;
+	int large = format != HMOE_FXP_FP8 && simd->row_acc4;
 
 	for (int e = 0; e < N_EXPERTS; e++)
 		packs[e] = random_pack(format, DIM, INTER);
