@@ -2,7 +2,8 @@
  *
  * Every variant only accelerates the exact int64 group dots; the rest (scale terms,
  * Q16 conversion, SiLU, SwiGLU, requantisation) calls the hls/ building blocks, in the
- * same order as hmoe_ffn(). Exact integers have one value however they are summed, so
+ * same order as hmoe_ffn() (row_acc4's Q16 conversion is hmoe_fxp_acc_to_q16_nb, the
+ * same bits without a branch, tested against the hls one). Exact integers have one value however they are summed, so
  * bit-identity with the scalar kernel follows from the dots being exact: the bounds
  * that keep each variant's lanes from overflowing are written at each variant.
  *
@@ -13,7 +14,8 @@
  * 128 * hi + lo before the epilogue runs per token. A variant with rows_dots (AMX) runs
  * int8 linears 16 rows at a time, with the tile's activations also kept in its layout;
  * one with row_acc4 runs a one-token tile's rows four at a time, rows far apart in
- * memory, dots and terms fused (up_rows_tokens, down_rows_tokens; AVX-512: int8, int4,
+ * memory, dots and terms fused, in runs of such quads that write their own Q16 results
+ * (linear_rows4, up_rows_tokens, down_rows_tokens; AVX-512: int8, int4,
  * and fp8 where the CPU has VBMI, by two bytes per code where the expert has remainder
  * lists, hmoe_fxp_fp8_fix, and then fp8 tiles of up to 8 tokens too; rows it declines
  * go one at a time).
