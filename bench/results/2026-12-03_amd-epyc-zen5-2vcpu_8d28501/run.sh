@@ -1,9 +1,9 @@
 #!/bin/sh
 # run.sh: rebuilds this folder's harnesses and reruns every measurement into OUT (default
-# ./out). From the repository root, after `make` at 8d28501 (or later, with
-# runtime/hmoe_fxp_cpu.c as at 8d28501):
+# ./out). From the repository root, after `make` at 416a48c (or later, with
+# drv.patch still applying to runtime/hmoe_fxp_cpu.c):
 #   sh bench/results/2026-12-03_amd-epyc-zen5-2vcpu_8d28501/run.sh
-# It also builds the session's base, 6ac0686, in a git worktree (a few minutes). About 25
+# It also builds the session's base, 6ac0686, in a git worktree (a few minutes). About 10
 # minutes on the 2-vCPU dev VM, which should be otherwise idle.
 set -e
 H=$(dirname "$0"); OUT=${OUT:-out}; W=$(mktemp -d); mkdir -p "$OUT"
