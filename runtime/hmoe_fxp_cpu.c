@@ -3,9 +3,10 @@
  * Every variant only accelerates the exact int64 group dots; the rest (scale terms,
  * Q16 conversion, SiLU, SwiGLU, requantisation) calls the hls/ building blocks, in the
  * same order as hmoe_ffn() (row_acc4's Q16 conversion is hmoe_fxp_acc_to_q16_nb, the
- * same bits without a branch, tested against the hls one). Exact integers have one value however they are summed, so
- * bit-identity with the scalar kernel follows from the dots being exact: the bounds
- * that keep each variant's lanes from overflowing are written at each variant.
+ * same bits without a branch, tested against the hls one). Exact integers have one
+ * value however they are summed, so bit-identity with the scalar kernel follows from the
+ * dots being exact: the bounds that keep each variant's lanes from overflowing are
+ * written at each variant.
  *
  * Activations in mode A16 have two int8 planes per token (hi, lo; q = 128 hi + lo),
  * stored back to back, so a tile of n tokens is, for the dot products, a tile of 2n
@@ -752,8 +753,9 @@ static void linear_rows4(const struct hmoe_fxp_simd *simd, const uint8_t *const 
 
 			fix[i] = (struct hmoe_fxp_rowfix){ .ent = f->ent + f->start[k],
 							   .n = (int)(f->start[k + 1] - f->start[k]) };
-			/* the next run's records: their lists are a few bytes each, streams too
-			 * slow for the hardware prefetchers, so fetch a line ahead */
+			/* the lists of the quads after this one follow its own, a few bytes
+			 * each, streams too slow for the hardware prefetchers: a line ahead of
+			 * each fetched now, before the kernel reads them */
 			__builtin_prefetch(fix[i].ent + 32);
 		}
 		for (int t0 = 0; t0 < x->n_tokens; t0 += HMOE_FXP_ROWS4_TOKENS) {
