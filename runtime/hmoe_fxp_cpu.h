@@ -118,14 +118,6 @@ void hmoe_fxp_x_wide(const int8_t *xq, int n_tokens, int groups, int paired, int
  * three int8 or two int16 digit planes of HMOE_FXP_LANE_ROWS rows). */
 #define HMOE_FXP_ROW_TMP_BYTES (4 * HMOE_FXP_LANE_ROWS * HMOE_FXP_MAX_DIM)
 
-/* One SIMD variant. row_dots: exact group dots of one weight row (codes of the weight
- * format) with every one-plane row of x (x->planes == 1; see whole_tokens), dots
- * (n_tokens, groups) = sum_k q[k] * xq[t][k] over each group, as int64; the caller
- * combines an A16 token's two rows as 128 * hi + lo. row_terms (NULL: the scalar loop), per token: acc[t] =
- * sum_g hmoe_fxp_term(dots[t][g], w[g], xs[t][g]) with w[g] the row's scale word g
- * (read from `scales`, the row record's little-endian scale lines; the tile's scales
- * come split as xm, xe), the row's Q24 accumulators, for |dots| < 2^39 (so
- * |dot * m| < 2^63 and terms may saturate at HMOE_FXP_TERM_MAX). */
 /* Where row_acc4 writes quad q's row r's result for token t: the Q24 accumulator into
  * acc[(4 q + r) * n_tokens + t] (acc NULL: not), and its Q16 value, exactly
  * hmoe_fxp_acc_to_q16 of it, into q16[r][q * qstep + t * tstride] (q16[0] NULL: not). */
@@ -148,6 +140,14 @@ static inline int32_t hmoe_fxp_acc_to_q16_nb(int64_t acc)
 	return (int32_t)(v < HMOE_FXP_INT32_MIN ? HMOE_FXP_INT32_MIN : v);
 }
 
+/* One SIMD variant. row_dots: exact group dots of one weight row (codes of the weight
+ * format) with every one-plane row of x (x->planes == 1; see whole_tokens), dots
+ * (n_tokens, groups) = sum_k q[k] * xq[t][k] over each group, as int64; the caller
+ * combines an A16 token's two rows as 128 * hi + lo. row_terms (NULL: the scalar loop), per token: acc[t] =
+ * sum_g hmoe_fxp_term(dots[t][g], w[g], xs[t][g]) with w[g] the row's scale word g
+ * (read from `scales`, the row record's little-endian scale lines; the tile's scales
+ * come split as xm, xe), the row's Q24 accumulators, for |dots| < 2^39 (so
+ * |dot * m| < 2^63 and terms may saturate at HMOE_FXP_TERM_MAX). */
 struct hmoe_fxp_simd {
 	const char *name;
 	int (*supported)(void);
@@ -291,8 +291,6 @@ int hmoe_fxp_fp8_prefetch(void);
 /* A16 dots of one-plane rows (n_tokens * 2, groups), token t's hi and lo at rows 2t and
  * 2t + 1 -> whole tokens' 128 * hi + lo at row t, in place. */
 void hmoe_fxp_combine_planes(int64_t *dots, int n_tokens, int groups);
-
-
 
 /* One expert over one tile with a given variant, single-threaded: same inputs and
  * outputs as hmoe_ffn(), mode included (the tests compare them bit for bit). */

@@ -1330,10 +1330,10 @@ quad_rows(const uint8_t *const *rows, size_t stride, int q, const uint8_t *out[4
 }
 
 /* Quad q's results a[r * T + t] where out says (row_acc4's contract), as the quad ends:
- * the Q16 conversion here, a few instructions a row, rather than by the caller after the
- * run, whose hundreds of instructions between two runs' loads cost their full time
- * (one-token layer calls without that pass read int4 1.08-1.14x and int8 1.04-1.06x as
- * fast, docs/fxp.md section 3). */
+ * the Q16 conversion here, a few instructions a row, rather than in a pass by the caller
+ * after the run, whose hundreds of instructions between two runs' loads cost their full
+ * time (without that pass one-token layer calls read int4 1.08-1.14x and int8 1.04-1.06x
+ * as fast; with the conversion here int4 1.02-1.06x, docs/fxp.md section 3). */
 static inline __attribute__((always_inline)) void
 quad_put(const struct hmoe_fxp_rows4_out *out, int q, const int T, const int64_t *a)
 {
