@@ -182,7 +182,8 @@ static void fill_fix_codes(uint8_t *lin, int in, int rows, enum fixm fm)
  * path ran): a run of Q4 quads of row records of `in` columns (row r of quad q at
  * rows[r] + q * stride, the four rows' records far apart as the driver's) against T
  * tokens, acc[(4 q + r) * T + t] equal to the hls reference
- * sum_g hmoe_fxp_term(dot_g, w_g, xs_g), and the variant declining
+ * sum_g hmoe_fxp_term(dot_g, w_g, xs_g) and the Q16 results hmoe_fxp_acc_to_q16 of it,
+ * with nothing written past a row's results, and the variant declining
  * only where it says it does (AVX-512: fp8 without VBMI, or an x holding -128; more
  * than one token unless fp8 with remainder lists, and more than HMOE_FXP_ROWS4_TOKENS
  * even then). */
@@ -910,7 +911,6 @@ static int check_acc_to_q16_nb(void)
 				acc[n++] = edge[i] + d;
 	while (n < N) {  /* random magnitudes up to 2^63 */
 		uint64_t v = (uint64_t)rnd() << 32 | rnd();
-
 		int64_t a = (int64_t)(v >> (rnd() % 64));
 
 		acc[n++] = rnd() & 1 && a != INT64_MIN ? -a : a;
