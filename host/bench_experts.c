@@ -25,6 +25,8 @@
  *                     plan's scale for one-token int calls, HMOE_FXP_ONE_TOKEN_ITEMS)
  *   fp8_codes, fp8_lists  (top level) the fp8 packs' codes (--fp8-codes), and whether the
  *                     variant's four-row fp8 kernel takes remainder lists on this CPU;
+ *                     fp8_a8_lists (top level) whether one-token fp8-a8 calls use them
+ *                     (the plan's fp8_a8_lists: on Zen 5 they take three digits);
  *                     fp8_remainder_lists (fp8 points): resident packs that have them
  *   in_cache_bytes_per_s, in_cache_ratio  (one-token points) the one-token kernels'
  *                     rate with their weights in the cache (hmoe_fxp_hot_rate), and over
@@ -670,12 +672,13 @@ int bench_experts(int argc, char **argv)
 	       "\"read_bandwidth_bytes_per_s\": %.4g, \"fp8_codes\": \"%s\", "
 	       "\"fp8_lists\": %s, \"prefetch\": {\"fp8\": %s, \"rows4\": [%d, %d], "
 	       "\"fp8_rows4\": [%d, %d]}, \"fp8_lookup\": \"%s\", \"one_token_items\": %d, "
-	       "\"target_bw_ratio_1_token\": 0.85, \"results\": [",
+	       "\"fp8_a8_lists\": %s, \"target_bw_ratio_1_token\": 0.85, \"results\": [",
 	       DIM, INTER, N_EXPERTS, TOP_K, hmoe_pool_threads(pool), simd->name, avail, footprint,
 	       bw, checkpoint_codes ? "checkpoint" : "uniform",
 	       hmoe_fxp_simd_fp8_lists(simd) ? "true" : "false", pf->fp8 ? "true" : "false",
 	       pf->rows4[0], pf->rows4[1], pf->fp8_rows4[0], pf->fp8_rows4[1],
-	       pf->fp8_permi2b ? "vpermi2b" : "vpermb", pf->one_token_items);
+	       pf->fp8_permi2b ? "vpermi2b" : "vpermb", pf->one_token_items,
+	       hmoe_fxp_simd_fp8_lists(simd) && pf->fp8_a8_lists ? "true" : "false");
 	fflush(stdout);
 
 	for (int f = 0; f < n_modes; f++) {

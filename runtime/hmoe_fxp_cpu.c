@@ -235,6 +235,7 @@ static struct hmoe_fxp_plan cpu_plan = {
 	.rows4 = { HMOE_FXP_ROWS4_PF_L2, HMOE_FXP_ROWS4_PF_L1 },
 	.fp8_rows4 = { HMOE_FXP_ROWS4_PF_L2, HMOE_FXP_ROWS4_PF_L1 },
 	.one_token_items = 4,
+	.fp8_a8_lists = 1,
 };
 static pthread_once_t plan_once = PTHREAD_ONCE_INIT;
 
@@ -315,12 +316,14 @@ static void plan_init(void)
 		p->fp8_rows4[0] = 0;
 		p->fp8_rows4[1] = 3072;
 		p->fp8_permi2b = 1;
+		p->fp8_a8_lists = 0;
 	} else if (__builtin_cpu_is("amd")) {  /* Zen 4 (and older): fp8 without */
 		p->fp8 = 0;
 	}
 #endif
 	flag_env("HMOE_FXP_FP8_PREFETCH", &p->fp8);
 	flag_env("HMOE_FXP_FP8_PERMI2B", &p->fp8_permi2b);
+	flag_env("HMOE_FXP_FP8_A8_LISTS", &p->fp8_a8_lists);
 	prefetch_env("HMOE_FXP_ROWS4_PREFETCH", p->rows4);
 	prefetch_env("HMOE_FXP_FP8_ROWS4_PREFETCH", p->fp8_rows4);
 	scale_env("HMOE_FXP_ONE_TOKEN_ITEMS", &p->one_token_items);
@@ -737,7 +740,11 @@ static void linear_rows4(const struct hmoe_fxp_simd *simd, const uint8_t *const 
 			 size_t qstep, size_t tstride)
 {
 	struct hmoe_fxp_rowfix fix[4 * ROWS4_RUN];
-	const struct hmoe_fxp_fp8_fix *f = format == HMOE_FXP_FP8 ? wk->fix : NULL;
+	/* one-token A8 rows may take the three-digit kernel instead (the plan's
+	 * fp8_a8_lists) */
+	const struct hmoe_fxp_fp8_fix *f =
+		format == HMOE_FXP_FP8 && (x->n_tokens > 1 || x->planes == 2 ||
+					   hmoe_fxp_plan()->fp8_a8_lists) ? wk->fix : NULL;
 	/* more tokens than a pass takes: a quad at a time, so that the later passes find
 	 * its rows in L1 / L2 */
 	int run = x->n_tokens > HMOE_FXP_ROWS4_TOKENS ? 1 : ROWS4_RUN;

@@ -273,6 +273,15 @@ void hmoe_fxp_split_scales_x86(const uint8_t *scales, int groups, uint32_t *mw, 
  *   1.08-1.12x; fp8 and tiles of more tokens gained nothing and keep 1x). 4 everywhere,
  *   measured on that VM only; HMOE_FXP_ONE_TOKEN_ITEMS sets it instead (the results are
  *   the same either way).
+ * - fp8_a8_lists: whether one-token fp8-a8 rows (one activation plane) take the two-byte
+ *   kernel with the packs' remainder lists, as fp8 A16 and tiles of 2-8 tokens do, or
+ *   the three-digit kernel without them. A8 saves one product per 64 codes by the two
+ *   bytes (three instead of four with A16's two), and the lists' sums cost more than
+ *   that where the core has time to spare: on the Zen 5 dev VM the three digits read
+ *   1.02-1.04x as fast from DRAM (two threads, paired in one process; 1.05-1.09x in the
+ *   twenty-sixth session), 0.99x with one thread, though 0.80-0.83x in the cache. So:
+ *   off on AMD family 0x1a and later, on elsewhere (not measured there);
+ *   HMOE_FXP_FP8_A8_LISTS=0 or 1 decides instead (the results are the same either way).
  * An override that does not parse is named on stderr and the default kept. */
 #define HMOE_FXP_ROWS4_PF_L2 1536  /* the four-row distances' defaults (fp8 tiles of */
 #define HMOE_FXP_ROWS4_PF_L1 768   /* 2-4 tokens always take these) */
@@ -282,6 +291,7 @@ struct hmoe_fxp_plan {
 	int fp8_rows4[2];
 	int fp8_permi2b;
 	int one_token_items;
+	int fp8_a8_lists;
 };
 const struct hmoe_fxp_plan *hmoe_fxp_plan(void);
 

@@ -163,19 +163,20 @@ pf_run() {  # pf_run NAME ENV...: one int8 1-token run, the JSON to $BUILD/fxp-b
 pf_run default
 pf_run set HMOE_FXP_ROWS4_PREFETCH=512,0 HMOE_FXP_FP8_ROWS4_PREFETCH=0,4096 HMOE_FXP_FP8_PREFETCH=0 \
 	HMOE_FXP_FP8_PERMI2B=1
-pf_run set0 HMOE_FXP_FP8_PERMI2B=0 HMOE_FXP_ONE_TOKEN_ITEMS=2
+pf_run set0 HMOE_FXP_FP8_PERMI2B=0 HMOE_FXP_ONE_TOKEN_ITEMS=2 HMOE_FXP_FP8_A8_LISTS=0
+pf_run set1 HMOE_FXP_FP8_A8_LISTS=1
 pf_run bad HMOE_FXP_ROWS4_PREFETCH=1536,100 HMOE_FXP_FP8_ROWS4_PREFETCH=64 HMOE_FXP_FP8_PERMI2B=yes \
-	HMOE_FXP_ONE_TOKEN_ITEMS=3
+	HMOE_FXP_ONE_TOKEN_ITEMS=3 HMOE_FXP_FP8_A8_LISTS=2
 /usr/bin/python3 - "${BUILD:-build}/fxp-bench-pf" <<'PY' || exit 1
 import json, sys
 b = sys.argv[1]
-runs = ("default", "set", "set0", "bad")
+runs = ("default", "set", "set0", "set1", "bad")
 j = {n: json.load(open(b + "-" + n + ".json")) for n in runs}
 # the one-token int8 call's work items: 4x (default) or 2x larger where the variant
 # streams four rows at once (avx512, amx: the four-row kernels), else the usual 32 / 128
 items = {n: j[n]["one_token_items"] for n in runs}
 rows = {n: j[n]["results"][0]["work_item_rows"] for n in runs}
-assert items == {"default": 4, "set": 4, "set0": 2, "bad": 4}, items
+assert items == {"default": 4, "set": 4, "set0": 2, "set1": 4, "bad": 4}, items
 four = j["default"]["fxp_variant"] in ("avx512", "amx", "amx-emu")
 for n in runs:
     k = items[n] if four else 1
@@ -184,16 +185,21 @@ d = {n: j[n]["prefetch"] for n in runs}
 lk = {n: j[n]["fp8_lookup"] for n in runs}
 err = {n: open(b + "-" + n + ".err").read() for n in runs}
 assert d["set"] == {"fp8": False, "rows4": [512, 0], "fp8_rows4": [0, 4096]}, d
-assert d["bad"] == d["default"] == d["set0"], d
+assert d["bad"] == d["default"] == d["set0"] == d["set1"], d
+# one-token fp8-a8 by the lists: as the override says where the variant takes lists at all
+a8 = {n: j[n]["fp8_a8_lists"] for n in runs}
+assert a8["set0"] is False and a8["set1"] is j["default"]["fp8_lists"], a8
+assert a8["bad"] == a8["default"] and (j["default"]["fp8_lists"] or not a8["default"]), a8
 assert lk["set"] == "vpermi2b" and lk["set0"] == "vpermb", lk
 assert lk["default"] in ("vpermi2b", "vpermb") and lk["bad"] == lk["default"], lk
-assert not err["default"] and not err["set"] and not err["set0"], err
+assert not err["default"] and not err["set"] and not err["set0"] and not err["set1"], err
 lines = err["bad"].splitlines()
-assert len(lines) == 4 and "HMOE_FXP_FP8_PERMI2B=yes is not 0 or 1" in lines[0] and \
-    "HMOE_FXP_ROWS4_PREFETCH=1536,100 is not" in lines[1] and \
-    "HMOE_FXP_FP8_ROWS4_PREFETCH=64 is not" in lines[2] and \
-    "HMOE_FXP_ONE_TOKEN_ITEMS=3 is not 1, 2, 4 or 8; using 4" in lines[3], lines
-print("ok: plan", d["default"], lk["default"], "overridden", d["set"], lk["set"], lk["set0"],
-      "work items", rows)
+assert len(lines) == 5 and "HMOE_FXP_FP8_PERMI2B=yes is not 0 or 1" in lines[0] and \
+    "HMOE_FXP_FP8_A8_LISTS=2 is not 0 or 1" in lines[1] and \
+    "HMOE_FXP_ROWS4_PREFETCH=1536,100 is not" in lines[2] and \
+    "HMOE_FXP_FP8_ROWS4_PREFETCH=64 is not" in lines[3] and \
+    "HMOE_FXP_ONE_TOKEN_ITEMS=3 is not 1, 2, 4 or 8; using 4" in lines[4], lines
+print("ok: plan", d["default"], lk["default"], "fp8-a8 lists", a8["default"], "overridden",
+      d["set"], lk["set"], lk["set0"], "work items", rows)
 PY
 echo PASS
