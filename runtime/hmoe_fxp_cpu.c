@@ -836,6 +836,11 @@ static void up_rows_tokens(const struct hmoe_fxp_simd *simd, const uint8_t *w1,
 			int32_t *q[4] = { a[0], a[1], a[2], a[3] };
 
 			linear_rows4(simd, rows, stride, nq, rec, format, dim, x, wk, q, T, 1);
+			if (T == 1 && simd->swiglu) {
+				simd->swiglu(a[0], a[1], nq, h + n);
+				simd->swiglu(a[2], a[3], nq, h + n + half);
+				continue;
+			}
 			for (int i = 0; i < nq; i++)
 				for (int t = 0; t < T; t++) {
 					h[t * inter + n + i] = hmoe_fxp_swiglu_q32(a[0][i * T + t],
@@ -918,9 +923,10 @@ static void up_rows(const struct hmoe_fxp_simd *simd, const uint8_t *w1, const u
 
 /* Token t of h (n_tokens, inter) Q32 -> hq (n_tokens, planes, groups * 128), hs, and the
  * tile data hsum (n_tokens, planes, groups), hm, he (n_tokens, groups). */
-static int quant_h(const int64_t *h, int t, int inter, int planes, int8_t *hq, int32_t *hs,
-		   int32_t *hsum, uint32_t *hm, int32_t *he)
+static int quant_h(const struct hmoe_fxp_simd *simd, const int64_t *h, int t, int inter,
+		   int planes, int8_t *hq, int32_t *hs, int32_t *hsum, uint32_t *hm, int32_t *he)
 {
+	hmoe_fxp_quant_fn *quant = simd->quant_group ? simd->quant_group : hmoe_fxp_quant_group;
 	int groups = hmoe_fxp_groups(inter), plane = groups * HMOE_FXP_GROUP;
 	int8_t *tq = hq + (size_t)t * planes * plane;
 
@@ -928,9 +934,8 @@ static int quant_h(const int64_t *h, int t, int inter, int planes, int8_t *hq, i
 		int k0 = g * HMOE_FXP_GROUP;
 		int n = inter - k0 < HMOE_FXP_GROUP ? inter - k0 : HMOE_FXP_GROUP;
 
-		hs[t * groups + g] = hmoe_fxp_quant_group(h + (size_t)t * inter + k0, n, planes,
-							  tq + k0,
-							  planes == 2 ? tq + plane + k0 : NULL);
+		hs[t * groups + g] = quant(h + (size_t)t * inter + k0, n, planes, tq + k0,
+					   planes == 2 ? tq + plane + k0 : NULL);
 		for (int p = 0; p < planes; p++)
 			memset(tq + p * plane + k0 + n, 0, (size_t)(HMOE_FXP_GROUP - n));
 	}
@@ -1102,14 +1107,14 @@ static void tile_up(const struct hmoe_fxp_simd *simd, const uint8_t *pack, int f
 	up_rows(simd, pack, pack + lin, format, dim, &xt, r0, r1, tl->h, inter, wk);
 }
 
-static void tile_quant_h(struct fxp_tile *tl, int inter)
+static void tile_quant_h(const struct hmoe_fxp_simd *simd, struct fxp_tile *tl, int inter)
 {
 	struct fxp_side *sd = &tl->sh;
 
 	sd->m128 = 0;
 	for (int t = 0; t < tl->n; t++)
-		sd->m128 |= quant_h(tl->h, t, inter, tl->planes, sd->q, sd->s, sd->sum, sd->m,
-				    sd->e);
+		sd->m128 |= quant_h(simd, tl->h, t, inter, tl->planes, sd->q, sd->s, sd->sum,
+				    sd->m, sd->e);
 	side_lanes_ready(tl, sd);
 }
 
@@ -1243,7 +1248,7 @@ int hmoe_fxp_cpu_ffn(const struct hmoe_fxp_simd *simd, const struct hmoe_fxp_lin
 	memcpy(tl.sx.s, xs, sizeof(*xs) * n_tokens * dg);
 	tile_x_ready(&tl);
 	tile_up(simd, (const uint8_t *)wpack, format, dim, inter, &tl, 0, inter, wk);
-	tile_quant_h(&tl, inter);
+	tile_quant_h(simd, &tl, inter);
 	tile_down(simd, (const uint8_t *)wpack, format, dim, inter, &tl, 0, dim, wk);
 	memcpy(y, tl.y, sizeof(*y) * n_tokens * dim);
 	free(mem);
@@ -1344,7 +1349,7 @@ int hmoe_fxp_hot_rate(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_s
 		tile_x_ready(tl);
 		for (int k = 0; k < inter; k++)
 			tl->h[k] = ((int64_t)(k * 2246822519u >> 8 & 0xffff) - 32768) * 131072;
-		tile_quant_h(tl, inter);
+		tile_quant_h(simd, tl, inter);
 	}
 	bytes = (double)(2 * j.up_rows) * hmoe_fxp_row_lines(format, dim) * HMOE_FXP_LINE_BYTES +
 		(double)j.down_rows * hmoe_fxp_row_lines(format, inter) * HMOE_FXP_LINE_BYTES;
@@ -1529,8 +1534,10 @@ static void moe_tok(void *arg, long i, int thread)
 
 	(void)thread;
 	if (j->tok.qw)
-		hmoe_fxp_quant_x_group(j->x + (size_t)t * dim, dim, j->planes, g, j->tok.qw + row,
-				       j->tok.sw + ng);
+		hmoe_fxp_quant_x_group_by(j->x + (size_t)t * dim, dim, j->planes, g,
+					  j->tok.qw + row, j->tok.sw + ng,
+					  j->simd->quant_group ? j->simd->quant_group :
+								 hmoe_fxp_quant_group);
 	j->tok.m128[ng + g] = (uint8_t)group_prepare(q, j->tok.s[ng + g], j->planes, dg, g,
 						     j->tok.sum + ng * j->planes, j->tok.m + ng,
 						     j->tok.e + ng);
@@ -1569,7 +1576,7 @@ static void moe_tile_up(struct moe_job *j, struct fxp_tile *tl, int chunk, int t
 	tile_up(j->simd, (const uint8_t *)j->ex->packs[tl->expert], j->format, j->ex->dim,
 		j->ex->inter, tl, r0, r1, &j->work[thread]);
 	if (atomic_fetch_sub_explicit(&tl->up_left, 1, memory_order_acq_rel) == 1) {
-		tile_quant_h(tl, j->ex->inter);
+		tile_quant_h(j->simd, tl, j->ex->inter);
 		hmoe_pool_post(j->pool, &tl->stage, TILE_H_READY);
 	}
 }

@@ -210,6 +210,12 @@ struct hmoe_fxp_simd {
 	/* Bit (1 << format) set: A16 tiles of that format with at least 2 tokens also keep
 	 * x->x16 for row_dots (a variant without rows_dots and rows_acc). */
 	unsigned whole16;
+	/* Optional (NULL: the hls functions), the same values as those: h[i] =
+	 * hmoe_fxp_swiglu_q32(gate[i], up[i]) for i < n, and hmoe_fxp_quant_group, which
+	 * the driver runs per token on the activations (x and each expert's h). */
+	void (*swiglu)(const int32_t *gate, const int32_t *up, int n, int64_t *h);
+	int32_t (*quant_group)(const int64_t *v, int32_t n, int32_t planes, int8_t *hi,
+			       int8_t *lo);
 };
 
 /* The most tokens row_acc4 takes (fp8 with remainder lists; other formats one). */

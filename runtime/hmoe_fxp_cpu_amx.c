@@ -248,6 +248,17 @@ static int amx_rows_acc(const uint8_t *rows, size_t row_stride, int n_rows, int 
 	return hmoe_fxp_simd_avx512.rows_acc(rows, row_stride, n_rows, format, in, x, acc, tmp);
 }
 
+static void amx_swiglu(const int32_t *gate, const int32_t *up, int n, int64_t *h)
+{
+	hmoe_fxp_simd_avx512.swiglu(gate, up, n, h);
+}
+
+static int32_t amx_quant_group(const int64_t *v, int32_t n, int32_t planes, int8_t *hi,
+			       int8_t *lo)
+{
+	return hmoe_fxp_simd_avx512.quant_group(v, n, planes, hi, lo);
+}
+
 /* The two AMX variants differ in their name, availability and tile kernel (real or
  * emulated); everything else is the AVX-512 variant's. */
 #define AMX_VARIANT(NAME, SUPPORTED, ROWS_DOTS)                                \
@@ -260,6 +271,7 @@ static int amx_rows_acc(const uint8_t *rows, size_t row_stride, int n_rows, int 
 		.whole_tokens = HMOE_FXP_AVX512_WHOLE_TOKENS,                  \
 		.lanes_min_tokens = HMOE_FXP_LANES_MIN_TOKENS,                 \
 		.lanes_wide = HMOE_FXP_AVX512_LANES_WIDE,                      \
+		.swiglu = amx_swiglu, .quant_group = amx_quant_group,          \
 	}
 
 const struct hmoe_fxp_simd hmoe_fxp_simd_amx =

@@ -2135,6 +2135,128 @@ static int avx512_rows_acc(const uint8_t *rows, size_t row_stride, int n_rows, i
 	return 1;
 }
 
+/* ---- the driver's per-token integer steps, vectorised -------------------------------- */
+
+/* hmoe_fxp_swiglu_q32 of n pairs, 8 at a time in 64-bit lanes (the same values: the
+ * driver's up pass runs it between the four-row kernels' runs, where no load overlaps
+ * it, and the scalar one took about 2% of a one-token int4 call). Lanes out of the table's
+ * range read an in-range entry and take a (a >= 16) or 0 (a < -16) instead, as the
+ * reference returns before its lookup. */
+static void avx512_swiglu(const int32_t *gate, const int32_t *up, int n, int64_t *h)
+{
+	const __m512i range = _mm512_set1_epi64(HMOE_FXP_SIG_RANGE_Q16);
+	const __m512i last = _mm512_set1_epi64(2 * (int64_t)HMOE_FXP_SIG_RANGE_Q16 - 1);
+	const __m512i step = _mm512_set1_epi64((1 << HMOE_FXP_SIG_STEP_SHIFT) - 1);
+	const __m512i half = _mm512_set1_epi64(1 << (HMOE_FXP_SIG_STEP_SHIFT - 1));
+	const __m512i round = _mm512_set1_epi64((int64_t)1 << (HMOE_FXP_F_H - 1));
+	const __m512i zero = _mm512_setzero_si512();
+
+	for (int i = 0; i < n; i += 8) {
+		__mmask8 k = n - i >= 8 ? 0xff : (__mmask8)((1u << (n - i)) - 1);
+		__m512i a = _mm512_cvtepi32_epi64(_mm256_maskz_loadu_epi32(k, gate + i));
+		__m512i u = _mm512_cvtepi32_epi64(_mm256_maskz_loadu_epi32(k, up + i));
+		__mmask8 big = _mm512_cmpge_epi64_mask(a, range);
+		__mmask8 low = _mm512_cmplt_epi64_mask(a, _mm512_sub_epi64(zero, range));
+		__m512i off = _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(a, range), zero),
+					       last);
+		__m512i idx = _mm512_srli_epi64(off, HMOE_FXP_SIG_STEP_SHIFT);
+		__m512i lo = _mm512_cvtepi32_epi64(_mm512_i64gather_epi32(idx, hmoe_fxp_sigmoid_q16,
+									  4));
+		__m512i hi = _mm512_cvtepi32_epi64(
+			_mm512_i64gather_epi32(idx, hmoe_fxp_sigmoid_q16 + 1, 4));
+		/* the table rises: hi - lo >= 0, (hi - lo) * frac < 2^31 */
+		__m512i sig = _mm512_add_epi64(lo, _mm512_srli_epi64(_mm512_add_epi64(
+			_mm512_mul_epi32(_mm512_sub_epi64(hi, lo), _mm512_and_si512(off, step)),
+			half), HMOE_FXP_SIG_STEP_SHIFT));
+		/* |a * sig| < 2^21 * 2^16: shift_round's magnitude rounding, no saturation */
+		__m512i p = _mm512_mul_epi32(a, sig);
+		__mmask8 neg = _mm512_cmplt_epi64_mask(p, zero);
+		__m512i mag = _mm512_srli_epi64(_mm512_add_epi64(_mm512_abs_epi64(p), round),
+						HMOE_FXP_F_H);
+		__m512i silu = _mm512_mask_sub_epi64(mag, neg, zero, mag);
+
+		silu = _mm512_mask_mov_epi64(silu, big, a);
+		silu = _mm512_mask_mov_epi64(silu, low, zero);
+		/* |silu| < 2^31 and |up| <= 2^31: the int64 product is exact */
+		_mm512_mask_storeu_epi64(h + i, k, _mm512_mul_epi32(silu, u));
+	}
+}
+
+/* hmoe_fxp_quant_group with the same bytes and scale word, 8 values at a time. Its
+ * m and k come from the magnitudes' maximum as the reference finds them (bitlen by
+ * lzcnt); its |q| = floor(a / (2 m 2^k)), a = 2 |v| + m 2^k (k < 0: a = 2 (|v| << -k) +
+ * m, divisor 2 m), is floor(n / m) of n = a >> (k + 1) (k < 0: a >> 1), since flooring
+ * by a power of two first does not change a floored quotient. n <= (2 qmax + 1) m / 2 <
+ * 16257 * 255 < 2^22, because |v| <= qmax m 2^k by m's choice, and for such n floor(n /
+ * m) = (n * ceil(2^32 / m)) >> 32: the product exceeds n / m by less than n / 2^32 <
+ * 2^-10, while n / m lies at least 1 / m >= 1 / 255 below the next integer. So one
+ * 32 x 32 -> 64-bit multiply per value replaces the reference's 64-bit division (about
+ * 2% of a one-token int4 layer call, on the per-token path between the kernels). */
+static int32_t avx512_quant_group(const int64_t *v, int32_t n, int32_t planes, int8_t *hi,
+				  int8_t *lo)
+{
+	const uint64_t qmax = planes == 2 ? HMOE_FXP_ACT2_QMAX : HMOE_FXP_ACT_QMAX;
+	const int qmax_bits = planes == 2 ? 22 : 15;  /* bitlen(qmax * 255) */
+	const __m512i in_max = _mm512_set1_epi64(HMOE_FXP_ACT_IN_MAX), zero = _mm512_setzero_si512();
+	__m512i mags[HMOE_FXP_GROUP / 8], vmax = zero, add, rcp, sh_l, sh_r;
+	__mmask8 keep[HMOE_FXP_GROUP / 8];
+	uint64_t amax, m;
+	int k, nv;
+
+	if (n > HMOE_FXP_GROUP)
+		n = HMOE_FXP_GROUP;
+	nv = n > 0 ? (n + 7) / 8 : 0;
+	for (int j = 0; j < nv; j++) {
+		keep[j] = n - 8 * j >= 8 ? 0xff : (__mmask8)((1u << (n - 8 * j)) - 1);
+		/* |INT64_MIN| is 2^63 as unsigned: clamped like the others */
+		mags[j] = _mm512_min_epu64(_mm512_abs_epi64(_mm512_maskz_loadu_epi64(keep[j],
+										 v + 8 * j)),
+					   in_max);
+		vmax = _mm512_max_epu64(vmax, mags[j]);
+	}
+	amax = _mm512_reduce_max_epu64(vmax);
+	if (amax == 0) {
+		for (int j = 0; j < nv; j++) {
+			_mm512_mask_cvtepi64_storeu_epi8(hi + 8 * j, keep[j], zero);
+			if (planes == 2)
+				_mm512_mask_cvtepi64_storeu_epi8(lo + 8 * j, keep[j], zero);
+		}
+		return 0;
+	}
+	k = 64 - __builtin_clzll(amax) - qmax_bits;
+	if (k >= 0 ? amax > (qmax * 255) << k : (amax << -k) > qmax * 255)
+		k++;
+	m = k >= 0 ? (amax + (qmax << k) - 1) / (qmax << k) : ((amax << -k) + qmax - 1) / qmax;
+	/* a = 2 (|v| << sh_l) + add, n = a >> sh_r */
+	add = _mm512_set1_epi64((int64_t)(k >= 0 ? m << k : m));
+	sh_l = _mm512_set1_epi64(k >= 0 ? 0 : -k);
+	sh_r = _mm512_set1_epi64(k >= 0 ? k + 1 : 1);
+	rcp = _mm512_set1_epi64((int64_t)((((uint64_t)1 << 32) + m - 1) / m));
+	for (int j = 0; j < nv; j++) {
+		__m512i a = _mm512_add_epi64(_mm512_slli_epi64(_mm512_sllv_epi64(mags[j], sh_l), 1),
+					     add);
+		__m512i r = _mm512_srli_epi64(_mm512_mul_epu32(_mm512_srlv_epi64(a, sh_r), rcp), 32);
+		__mmask8 neg = _mm512_mask_cmplt_epi64_mask(keep[j], _mm512_maskz_loadu_epi64(
+								    keep[j], v + 8 * j), zero);
+
+		if (planes == 2) {
+			__m512i q_hi = _mm512_srli_epi64(_mm512_add_epi64(r, _mm512_set1_epi64(64)),
+							 HMOE_FXP_PLANE_SHIFT);
+			__m512i q_lo = _mm512_sub_epi64(r, _mm512_slli_epi64(q_hi,
+									     HMOE_FXP_PLANE_SHIFT));
+
+			q_hi = _mm512_mask_sub_epi64(q_hi, neg, zero, q_hi);
+			q_lo = _mm512_mask_sub_epi64(q_lo, neg, zero, q_lo);
+			_mm512_mask_cvtepi64_storeu_epi8(hi + 8 * j, keep[j], q_hi);
+			_mm512_mask_cvtepi64_storeu_epi8(lo + 8 * j, keep[j], q_lo);
+		} else {
+			_mm512_mask_cvtepi64_storeu_epi8(hi + 8 * j, keep[j],
+							 _mm512_mask_sub_epi64(r, neg, zero, r));
+		}
+	}
+	return hmoe_fxp_scale_word((uint32_t)m, HMOE_FXP_F_ACT - k);
+}
+
 const struct hmoe_fxp_simd hmoe_fxp_simd_avx512 = {
 	.name = "avx512",
 	.supported = avx512_supported,
@@ -2148,4 +2270,6 @@ const struct hmoe_fxp_simd hmoe_fxp_simd_avx512 = {
 	.rows_acc = avx512_rows_acc,
 	.lanes_min_tokens = HMOE_FXP_LANES_MIN_TOKENS,
 	.lanes_wide = HMOE_FXP_AVX512_LANES_WIDE,
+	.swiglu = avx512_swiglu,
+	.quant_group = avx512_quant_group,
 };

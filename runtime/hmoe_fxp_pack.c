@@ -306,6 +306,12 @@ int64_t hmoe_fxp_f32_to_q32(float x)
 void hmoe_fxp_quant_x_group(const float *x, int dim, int planes, int g, int8_t *xq,
 			    int32_t *xs)
 {
+	hmoe_fxp_quant_x_group_by(x, dim, planes, g, xq, xs, hmoe_fxp_quant_group);
+}
+
+void hmoe_fxp_quant_x_group_by(const float *x, int dim, int planes, int g, int8_t *xq,
+			       int32_t *xs, hmoe_fxp_quant_fn *quant)
+{
 	int64_t v[HMOE_FXP_GROUP];
 	int plane = hmoe_fxp_groups(dim) * HMOE_FXP_GROUP, k0 = g * HMOE_FXP_GROUP;
 	int n = dim - k0 < HMOE_FXP_GROUP ? dim - k0 : HMOE_FXP_GROUP;
@@ -313,7 +319,7 @@ void hmoe_fxp_quant_x_group(const float *x, int dim, int planes, int g, int8_t *
 	planes = planes == 2 ? 2 : 1;
 	for (int k = 0; k < HMOE_FXP_GROUP; k++)  /* past dim: 0, which quant_group ignores */
 		v[k] = k < n ? hmoe_fxp_f32_to_q32(x[k0 + k]) : 0;
-	xs[g] = hmoe_fxp_quant_group(v, n, planes, xq + k0, planes == 2 ? xq + plane + k0 : NULL);
+	xs[g] = quant(v, n, planes, xq + k0, planes == 2 ? xq + plane + k0 : NULL);
 	for (int p = 0; p < planes; p++)
 		memset(xq + p * plane + k0 + n, 0, (size_t)(HMOE_FXP_GROUP - n));
 }

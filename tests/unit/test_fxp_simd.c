@@ -924,6 +924,92 @@ static int check_acc_to_q16_nb(void)
 	return N;
 }
 
+/* A variant's own SwiGLU and quantiser (struct hmoe_fxp_simd's swiglu, quant_group)
+ * against the hls functions, value by value: gates swept across the sigmoid table's range
+ * and past it (every entry's interval, the saturation edges, the int32 extremes) with
+ * random up values, in calls of every length 1-67 (tails of a vector) that must not write
+ * past n; groups of 0-128 values (and more, clamped) in both plane counts, with every
+ * magnitude from 1 bit to the int64 extremes, all zero, one huge value among small ones,
+ * a maximum at m's and k's edges, and k < 0 (small groups): the same bytes, scale word,
+ * and nothing written past n. Returns the cases. */
+static int check_swiglu_quant(const struct hmoe_fxp_simd *simd)
+{
+	enum { NG = 4 * (HMOE_FXP_SIG_RANGE_Q16 / 37) + 64 };
+	static int32_t gate[NG], up[NG];
+	static int64_t h[NG + 8];
+	int ng = 0, cases = 0, bad = 0;
+
+	for (int64_t a = -2 * (int64_t)HMOE_FXP_SIG_RANGE_Q16; a <= 2 * HMOE_FXP_SIG_RANGE_Q16;
+	     a += 37)
+		gate[ng++] = (int32_t)a;
+	{
+		static const int32_t edge[] = { HMOE_FXP_INT32_MIN, HMOE_FXP_INT32_MAX, 0, 1, -1,
+						HMOE_FXP_SIG_RANGE_Q16, HMOE_FXP_SIG_RANGE_Q16 - 1,
+						-HMOE_FXP_SIG_RANGE_Q16,
+						-HMOE_FXP_SIG_RANGE_Q16 - 1,
+						-HMOE_FXP_SIG_RANGE_Q16 + 1, 2047, 2048, -2048 };
+
+		for (size_t i = 0; i < sizeof(edge) / sizeof(edge[0]); i++)
+			gate[ng++] = edge[i];
+	}
+	for (int i = 0; i < ng; i++)
+		up[i] = i % 97 == 0 ? HMOE_FXP_INT32_MIN : i % 89 == 0 ? HMOE_FXP_INT32_MAX :
+			(int32_t)rnd();
+	for (int i0 = 0, len = 1; i0 < ng; i0 += len, len = len % 67 + 1) {
+		int n = ng - i0 < len ? ng - i0 : len;
+
+		h[n] = 0x5a5a5a5a5a5a5a5a;
+		simd->swiglu(gate + i0, up + i0, n, h);
+		for (int i = 0; i < n; i++)
+			if (h[i] != hmoe_fxp_swiglu_q32(gate[i0 + i], up[i0 + i]) && bad++ < 5)
+				printf("FAIL %s swiglu(%d, %d) = %lld, hls %lld\n", simd->name,
+				       gate[i0 + i], up[i0 + i], (long long)h[i],
+				       (long long)hmoe_fxp_swiglu_q32(gate[i0 + i], up[i0 + i]));
+		if (h[n] != 0x5a5a5a5a5a5a5a5a && bad++ < 5)
+			printf("FAIL %s swiglu of %d values wrote past them\n", simd->name, n);
+		cases += n;
+	}
+	for (int trial = 0; trial < 6000; trial++) {
+		int64_t v[HMOE_FXP_GROUP + 8];
+		int8_t hi[2][HMOE_FXP_GROUP + 8], lo[2][HMOE_FXP_GROUP + 8];
+		int planes = 1 + trial % 2, kind = trial / 2 % 6, n = (int)(rnd() % 137);
+		int bits = (int)(rnd() % 64);
+		int32_t w[2];
+
+		if (trial % 50 < 6)  /* the sizes around a vector, and whole groups */
+			n = (int[]){ 0, 1, 8, 9, 127, 128 }[trial % 50];
+		for (int i = 0; i < HMOE_FXP_GROUP + 8; i++) {
+			uint64_t r = (uint64_t)rnd() << 32 | rnd();
+			int64_t a = bits ? (int64_t)(r >> (64 - bits)) : 0;
+
+			v[i] = kind == 1 ? 0 : kind == 2 ? (i == 7 ? INT64_MIN : (int64_t)(r >> 40))
+			     : kind == 3 ? (i % 5 ? 3 : -((int64_t)1 << 62) - (int64_t)(r & 1))
+			     : kind == 4 ? (int64_t)(r >> 52)  /* small: k < 0 */
+			     : rnd() & 1 ? -a : a;
+			if (kind == 5)  /* the maximum at qmax * 255 * 2^k, or one past it */
+				v[i] = i == 3 ? (int64_t)((planes == 2 ? HMOE_FXP_ACT2_QMAX :
+							   HMOE_FXP_ACT_QMAX) * 255)
+						<< (bits % 40) : (int64_t)(r >> 44);
+			if (kind == 5 && i == 3 && trial % 4 == 1)
+				v[i] += 1;
+			if (trial % 7 == 0 && i == 2)
+				v[i] = INT64_MAX;
+		}
+		memset(hi, 0x5a, sizeof(hi));
+		memset(lo, 0x5a, sizeof(lo));
+		w[0] = hmoe_fxp_quant_group(v, n, planes, hi[0], planes == 2 ? lo[0] : NULL);
+		w[1] = simd->quant_group(v, n, planes, hi[1], planes == 2 ? lo[1] : NULL);
+		if ((w[0] != w[1] || memcmp(hi[0], hi[1], sizeof(hi[0])) ||
+		     memcmp(lo[0], lo[1], sizeof(lo[0]))) && bad++ < 5)
+			printf("FAIL %s quant_group (trial %d, kind %d, %d values, %d planes, %d "
+			       "bits): scale %#x, hls %#x, or bytes differ\n", simd->name, trial,
+			       kind, n, planes, bits, (unsigned)w[1], (unsigned)w[0]);
+		cases++;
+	}
+	failures += bad;
+	return cases;
+}
+
 int main(int argc, char **argv)
 {
 	static const int dims[][3] = { /* dim, inter, tokens */
@@ -988,6 +1074,17 @@ int main(int argc, char **argv)
 	cases++;
 	cases += check_rows4();
 	cases += check_acc_to_q16_nb();
+	{
+		const struct hmoe_fxp_simd *own[] = { &hmoe_fxp_simd_avx512, &hmoe_fxp_simd_amx_emu };
+
+		for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+			if (own[i]->supported() && own[i]->swiglu && own[i]->quant_group)
+				cases += check_swiglu_quant(own[i]);
+			else
+				printf("SKIP %s swiglu, quant_group: %s\n", own[i]->name,
+				       own[i]->supported() ? "the variant has none" :
+							     "not supported on this CPU");
+	}
 	/* amx-emu is the AMX kernel only if int8 rows really went through its tiles */
 	if (hmoe_fxp_simd_amx_emu.supported() && hmoe_fxp_amx_emu_blocks == 0) {
 		printf("FAIL amx-emu never ran its tile kernel\n");
