@@ -21,8 +21,9 @@
  *                     expert got in the call (1, 2-4, 5-11, 12+), which decides the CPU
  *                     kernels' path
  *   work_item_rows    (fixed-point points) rows of W1 and W3, and of W2, per work item
- *                     of the driver's layer calls (one_token_items, top level: the
- *                     plan's scale for one-token int calls, HMOE_FXP_ONE_TOKEN_ITEMS)
+ *                     of the driver's layer calls (one_token_items and
+ *                     one_token_items_int4, top level: the plan's scales for one-token
+ *                     int8 and int4 calls, HMOE_FXP_ONE_TOKEN_ITEMS[_INT4])
  *   fp8_codes, fp8_lists  (top level) the fp8 packs' codes (--fp8-codes), and whether the
  *                     variant's four-row fp8 kernel takes remainder lists on this CPU;
  *                     fp8_a8_lists (top level) whether one-token fp8-a8 calls use them
@@ -672,12 +673,13 @@ int bench_experts(int argc, char **argv)
 	       "\"read_bandwidth_bytes_per_s\": %.4g, \"fp8_codes\": \"%s\", "
 	       "\"fp8_lists\": %s, \"prefetch\": {\"fp8\": %s, \"rows4\": [%d, %d], "
 	       "\"fp8_rows4\": [%d, %d]}, \"fp8_lookup\": \"%s\", \"one_token_items\": %d, "
-	       "\"fp8_a8_lists\": %s, \"target_bw_ratio_1_token\": 0.85, \"results\": [",
+	       "\"one_token_items_int4\": %d, \"fp8_a8_lists\": %s, \"target_bw_ratio_1_token\": 0.85, \"results\": [",
 	       DIM, INTER, N_EXPERTS, TOP_K, hmoe_pool_threads(pool), simd->name, avail, footprint,
 	       bw, checkpoint_codes ? "checkpoint" : "uniform",
 	       hmoe_fxp_simd_fp8_lists(simd) ? "true" : "false", pf->fp8 ? "true" : "false",
 	       pf->rows4[0], pf->rows4[1], pf->fp8_rows4[0], pf->fp8_rows4[1],
 	       pf->fp8_permi2b ? "vpermi2b" : "vpermb", pf->one_token_items,
+	       pf->one_token_items_int4,
 	       hmoe_fxp_simd_fp8_lists(simd) && pf->fp8_a8_lists ? "true" : "false");
 	fflush(stdout);
 

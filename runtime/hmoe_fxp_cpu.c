@@ -235,6 +235,7 @@ static struct hmoe_fxp_plan cpu_plan = {
 	.rows4 = { HMOE_FXP_ROWS4_PF_L2, HMOE_FXP_ROWS4_PF_L1 },
 	.fp8_rows4 = { HMOE_FXP_ROWS4_PF_L2, HMOE_FXP_ROWS4_PF_L1 },
 	.one_token_items = 4,
+	.one_token_items_int4 = 16,
 	.fp8_a8_lists = 1,
 };
 static pthread_once_t plan_once = PTHREAD_ONCE_INIT;
@@ -293,15 +294,19 @@ static void flag_env(const char *name, int *out)
 		fprintf(stderr, "hmoe: %s=%s is not 0 or 1; using %d\n", name, env, *out);
 }
 
-/* $name as 1, 2, 4 or 8 into *out; anything else is named on stderr and *out kept. */
-static void scale_env(const char *name, int *out)
+/* $name as 1, 2, 4, 8 (or, with max 16, 16) into *out; anything else is named on stderr
+ * and *out kept. */
+static void scale_env(const char *name, int max, int *out)
 {
 	const char *env = getenv(name);
 
 	if (env && env[0] && !env[1] && strchr("1248", env[0]))
 		*out = env[0] - '0';
+	else if (env && max == 16 && !strcmp(env, "16"))
+		*out = 16;
 	else if (env && *env)
-		fprintf(stderr, "hmoe: %s=%s is not 1, 2, 4 or 8; using %d\n", name, env, *out);
+		fprintf(stderr, "hmoe: %s=%s is not 1, 2, 4%s 8%s; using %d\n", name, env,
+			max == 16 ? "," : " or", max == 16 ? " or 16" : "", *out);
 }
 
 static void plan_init(void)
@@ -326,7 +331,8 @@ static void plan_init(void)
 	flag_env("HMOE_FXP_FP8_A8_LISTS", &p->fp8_a8_lists);
 	prefetch_env("HMOE_FXP_ROWS4_PREFETCH", p->rows4);
 	prefetch_env("HMOE_FXP_FP8_ROWS4_PREFETCH", p->fp8_rows4);
-	scale_env("HMOE_FXP_ONE_TOKEN_ITEMS", &p->one_token_items);
+	scale_env("HMOE_FXP_ONE_TOKEN_ITEMS", 8, &p->one_token_items);
+	scale_env("HMOE_FXP_ONE_TOKEN_ITEMS_INT4", 16, &p->one_token_items_int4);
 }
 
 const struct hmoe_fxp_plan *hmoe_fxp_plan(void)
@@ -1627,13 +1633,18 @@ static void moe_tile_item(void *arg, long i, int thread)
  * change; fp8 (its kernel prefetches twice as far ahead) ran 0.94-1.04x, fp8-a8
  * 0.94-0.97x (0.91-1.01x again in the twenty-fifth session; 2x, 4x and 8x 0.96-1.02x in
  * the twenty-seventh, once row_acc4 took runs of quads), tiles of 2-8 tokens and AVX2 no
- * faster (docs/fxp.md section 3). */
+ * faster (docs/fxp.md section 3). int4, whose rows are half as long, takes its own factor
+ * (one_token_items_int4, 16: 1.03-1.08x over 4x in the twenty-ninth session). */
 static void moe_item_rows(struct moe_job *j, int n_pairs, int threads)
 {
+	const struct hmoe_fxp_plan *plan = hmoe_fxp_plan();
+	int scale = j->format == HMOE_FXP_INT4 ? plan->one_token_items_int4 :
+						 plan->one_token_items;
+
 	j->up_rows = MOE_UP_ROWS;
 	j->down_rows = MOE_DOWN_ROWS;
 	if (j->n_tiles == n_pairs && j->format != HMOE_FXP_FP8 && j->simd->row_acc4)
-		for (int k = 1; k < hmoe_fxp_plan()->one_token_items &&
+		for (int k = 1; k < scale &&
 				(long)j->n_tiles * (j->ex->inter / (2 * j->up_rows)) >=
 					(long)MOE_ITEMS_PER_THREAD * threads;
 		     k *= 2) {
@@ -1669,6 +1680,11 @@ int hmoe_fxp_moe_run_q(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_
 	if (!hmoe_fxp_mode_valid(ex->mode))
 		return hmoe_err(HMOE_EINPUT, "cpu-fxp experts: bad kernel mode %#x",
 				(unsigned)ex->mode);
+	if (ex->dim < 1 || ex->dim > HMOE_FXP_MAX_DIM || ex->inter < 1 ||
+	    ex->inter > HMOE_FXP_MAX_INTER)
+		return hmoe_err(HMOE_EINPUT, "cpu-fxp experts: dims %d x %d outside the kernel's "
+				"1..%d x 1..%d", ex->dim, ex->inter, HMOE_FXP_MAX_DIM,
+				HMOE_FXP_MAX_INTER);
 	j.format = hmoe_fxp_mode_format(ex->mode);
 	j.planes = hmoe_fxp_mode_planes(ex->mode);
 	vnni = wants_vnni(simd, j.format, j.planes);

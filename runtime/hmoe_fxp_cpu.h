@@ -279,6 +279,10 @@ void hmoe_fxp_split_scales_x86(const uint8_t *scales, int groups, uint32_t *mw, 
  *   1.08-1.12x; fp8 and tiles of more tokens gained nothing and keep 1x). 4 everywhere,
  *   measured on that VM only; HMOE_FXP_ONE_TOKEN_ITEMS sets it instead (the results are
  *   the same either way).
+ * - one_token_items_int4: the same for int4 (1, 2, 4, 8 or 16), whose rows are half as
+ *   long: on the Zen 5 dev VM 16x read 1.03-1.08x as fast as 4x (paired, two threads;
+ *   1.02-1.05x with one), 8x 0.98-1.05x, where int8 gained nothing past 4x. 16
+ *   everywhere, measured on that VM only; HMOE_FXP_ONE_TOKEN_ITEMS_INT4 sets it.
  * - fp8_a8_lists: whether one-token fp8-a8 rows (one activation plane) take the two-byte
  *   kernel with the packs' remainder lists, as fp8 A16 and tiles of 2-8 tokens do, or
  *   the three-digit kernel without them. A8 saves one product per 64 codes by the two
@@ -297,6 +301,7 @@ struct hmoe_fxp_plan {
 	int fp8_rows4[2];
 	int fp8_permi2b;
 	int one_token_items;
+	int one_token_items_int4;
 	int fp8_a8_lists;
 };
 const struct hmoe_fxp_plan *hmoe_fxp_plan(void);

@@ -70,13 +70,20 @@ for r in rs:
     # from pairs of calls of their own: the same order as the point's rate, not equal
     assert 0 < r["kernel_pattern_ratio"] < 20, r
 print("ok: pattern", rows4, [r.get("kernel_pattern_ratio") for r in rs])
-# the driver's work items (rows of W1/W3 and of W2): 4x the usual 32 / 128 in a one-token
-# call of the four-row kernels (the plan's one_token_items), the usual where a tile holds
-# more than one token
-assert d["one_token_items"] == 4, d["one_token_items"]
+# the driver's work items (rows of W1/W3 and of W2): for these int4 points 16x the usual
+# 32 / 128 in a one-token call of the four-row kernels (the plan's one_token_items_int4),
+# doubling only while each thread keeps at least 8 up items of the 8 experts' 2048 rows;
+# the usual where a tile holds more than one token
+assert d["one_token_items"] == 4 and d["one_token_items_int4"] == 16, d
+def items(scale, threads):
+    k, up = 1, 32
+    while k < scale and 8 * (2048 // (2 * up)) >= 8 * threads:
+        k, up = 2 * k, 2 * up
+    return k
 for r in rs:
-    k = 4 if rows4 and r["pairs_by_expert_tokens"]["1"] == 8 * r["tokens"] else 1
-    assert r["work_item_rows"] == [32 * k, 128 * k], r
+    one = rows4 and r["pairs_by_expert_tokens"]["1"] == 8 * r["tokens"]
+    k = items(d["one_token_items_int4"], d["threads"]) if one else 1
+    assert r["work_item_rows"] == [32 * k, 128 * k], (r, k)
 # each mode's first point also times the first pass over its freshly filled packs, over
 # the bandwidth probed at the start
 for i, r in enumerate(rs):
@@ -163,10 +170,11 @@ pf_run() {  # pf_run NAME ENV...: one int8 1-token run, the JSON to $BUILD/fxp-b
 pf_run default
 pf_run set HMOE_FXP_ROWS4_PREFETCH=512,0 HMOE_FXP_FP8_ROWS4_PREFETCH=0,4096 HMOE_FXP_FP8_PREFETCH=0 \
 	HMOE_FXP_FP8_PERMI2B=1
-pf_run set0 HMOE_FXP_FP8_PERMI2B=0 HMOE_FXP_ONE_TOKEN_ITEMS=2 HMOE_FXP_FP8_A8_LISTS=0
+pf_run set0 HMOE_FXP_FP8_PERMI2B=0 HMOE_FXP_ONE_TOKEN_ITEMS=2 HMOE_FXP_FP8_A8_LISTS=0 \
+	HMOE_FXP_ONE_TOKEN_ITEMS_INT4=8
 pf_run set1 HMOE_FXP_FP8_A8_LISTS=1
 pf_run bad HMOE_FXP_ROWS4_PREFETCH=1536,100 HMOE_FXP_FP8_ROWS4_PREFETCH=64 HMOE_FXP_FP8_PERMI2B=yes \
-	HMOE_FXP_ONE_TOKEN_ITEMS=3 HMOE_FXP_FP8_A8_LISTS=2
+	HMOE_FXP_ONE_TOKEN_ITEMS=3 HMOE_FXP_FP8_A8_LISTS=2 HMOE_FXP_ONE_TOKEN_ITEMS_INT4=32
 /usr/bin/python3 - "${BUILD:-build}/fxp-bench-pf" <<'PY' || exit 1
 import json, sys
 b = sys.argv[1]
@@ -177,6 +185,8 @@ j = {n: json.load(open(b + "-" + n + ".json")) for n in runs}
 items = {n: j[n]["one_token_items"] for n in runs}
 rows = {n: j[n]["results"][0]["work_item_rows"] for n in runs}
 assert items == {"default": 4, "set": 4, "set0": 2, "set1": 4, "bad": 4}, items
+items4 = {n: j[n]["one_token_items_int4"] for n in runs}
+assert items4 == {"default": 16, "set": 16, "set0": 8, "set1": 16, "bad": 16}, items4
 four = j["default"]["fxp_variant"] in ("avx512", "amx", "amx-emu")
 for n in runs:
     k = items[n] if four else 1
@@ -194,11 +204,12 @@ assert lk["set"] == "vpermi2b" and lk["set0"] == "vpermb", lk
 assert lk["default"] in ("vpermi2b", "vpermb") and lk["bad"] == lk["default"], lk
 assert not err["default"] and not err["set"] and not err["set0"] and not err["set1"], err
 lines = err["bad"].splitlines()
-assert len(lines) == 5 and "HMOE_FXP_FP8_PERMI2B=yes is not 0 or 1" in lines[0] and \
+assert len(lines) == 6 and "HMOE_FXP_FP8_PERMI2B=yes is not 0 or 1" in lines[0] and \
     "HMOE_FXP_FP8_A8_LISTS=2 is not 0 or 1" in lines[1] and \
     "HMOE_FXP_ROWS4_PREFETCH=1536,100 is not" in lines[2] and \
     "HMOE_FXP_FP8_ROWS4_PREFETCH=64 is not" in lines[3] and \
-    "HMOE_FXP_ONE_TOKEN_ITEMS=3 is not 1, 2, 4 or 8; using 4" in lines[4], lines
+    "HMOE_FXP_ONE_TOKEN_ITEMS=3 is not 1, 2, 4 or 8; using 4" in lines[4] and \
+    "HMOE_FXP_ONE_TOKEN_ITEMS_INT4=32 is not 1, 2, 4, 8 or 16; using 16" in lines[5], lines
 print("ok: plan", d["default"], lk["default"], "fp8-a8 lists", a8["default"], "overridden",
       d["set"], lk["set"], lk["set0"], "work items", rows)
 PY

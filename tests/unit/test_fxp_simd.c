@@ -620,15 +620,16 @@ static void check_moe(int mode, const struct hmoe_fxp_simd *simd)
 }
 
 /* One-token layer calls, whose work items the driver makes larger for int8 and int4 on
- * a variant with four-row kernels (the plan's one_token_items, docs/fxp.md section 3):
- * each of 8 experts gets the token once, with rows that do not fill the last up and
- * down items (inter 1000, dim 600), and every output equals hmoe_ffn()'s; the calls
+ * a variant with four-row kernels (the plan's one_token_items and one_token_items_int4,
+ * docs/fxp.md section 3): each of 8 experts gets the token once, with rows that do not
+ * fill the last up and down items (inter 2040, enough for int4's 16x on 2 threads; dim
+ * 600), and every output equals hmoe_ffn()'s; the calls
  * took the items the plan gives (a call whose tiles hold two tokens, and fp8, the usual
  * ones), so the larger items' row ranges, and their runs of quads, are what was
  * checked. */
 static void check_moe_items(int mode, const struct hmoe_fxp_simd *simd)
 {
-	enum { N_EXPERTS = 8, TOP_K = 8, DIM = 600, INTER = 1000 };
+	enum { N_EXPERTS = 8, TOP_K = 8, DIM = 600, INTER = 2040 };
 	int format = hmoe_fxp_mode_format(mode);
 	struct hmoe_fxp_line *packs[N_EXPERTS];
 	struct hmoe_fxp_experts ex = { .mode = mode, .dim = DIM, .inter = INTER,
@@ -639,7 +640,8 @@ static void check_moe_items(int mode, const struct hmoe_fxp_simd *simd)
 	struct hmoe_ffn_scratch *s = malloc(sizeof(*s));
 	struct hmoe_pool *pool = NULL;
 	struct hmoe_fxp_ws *ws = NULL;
-	int rows[2], scale = hmoe_fxp_plan()->one_token_items;
+	int rows[2], scale = format == HMOE_FXP_INT4 ? hmoe_fxp_plan()->one_token_items_int4 :
+						      hmoe_fxp_plan()->one_token_items;
 	int large = format != HMOE_FXP_FP8 && simd->row_acc4;
 
 	for (int e = 0; e < N_EXPERTS; e++)
@@ -649,6 +651,19 @@ static void check_moe_items(int mode, const struct hmoe_fxp_simd *simd)
 	for (int i = 0; i < 2 * TOP_K; i++)
 		ids[i] = (i * 3) % N_EXPERTS;  /* each token to every expert, in another order */
 	hmoe_pool_create(&pool, 2);
+	/* dims past the kernel's bounds: one error naming them, nothing written */
+	for (int d = 0; d < 2; d++) {
+		struct hmoe_fxp_experts wide = ex;
+
+		*(d ? &wide.inter : &wide.dim) = d ? HMOE_FXP_MAX_INTER + 1 : 0;
+		y[0] = 7.0f;
+		if (hmoe_fxp_moe_run(&wide, simd, pool, &ws, 1, TOP_K, x, ids, y) != -HMOE_EINPUT ||
+		    !strstr(hmoe_last_error(), "outside the kernel's") || y[0] != 7.0f) {
+			printf("FAIL moe_run %s %s: dims %d x %d not refused\n", simd->name,
+			       hmoe_fxp_format_name(mode), wide.dim, wide.inter);
+			failures++;
+		}
+	}
 	for (int n = 1; n <= 2; n++) {
 		int want_up = n == 1 && large ? 32 * scale : 32, bad, row;
 		float want;
