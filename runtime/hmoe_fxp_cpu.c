@@ -1634,16 +1634,21 @@ static void moe_tile_item(void *arg, long i, int thread)
  * 0.94-0.97x (0.91-1.01x again in the twenty-fifth session; 2x, 4x and 8x 0.96-1.02x in
  * the twenty-seventh, once row_acc4 took runs of quads), tiles of 2-8 tokens and AVX2 no
  * faster (docs/fxp.md section 3). int4, whose rows are half as long, takes its own factor
- * (one_token_items_int4, 16: 1.03-1.08x over 4x in the twenty-ninth session). */
+ * (one_token_items_int4, 16: 1.00-1.11x over 4x in the twenty-ninth session), and
+ * one-token fp8-a8 calls take int8's where they run without the remainder lists (the
+ * plan's fp8_a8_lists: 1.02-1.05x at 4x, two threads, 1.02-1.06x with one), while fp8
+ * A16 and fp8-a8 with the lists keep the usual items. */
 static void moe_item_rows(struct moe_job *j, int n_pairs, int threads)
 {
 	const struct hmoe_fxp_plan *plan = hmoe_fxp_plan();
 	int scale = j->format == HMOE_FXP_INT4 ? plan->one_token_items_int4 :
-						 plan->one_token_items;
+		    j->format != HMOE_FXP_FP8 ? plan->one_token_items :
+		    /* fp8-a8 by three digits, without the lists: as int8 */
+		    j->planes == 1 && !plan->fp8_a8_lists ? plan->one_token_items : 1;
 
 	j->up_rows = MOE_UP_ROWS;
 	j->down_rows = MOE_DOWN_ROWS;
-	if (j->n_tiles == n_pairs && j->format != HMOE_FXP_FP8 && j->simd->row_acc4)
+	if (j->n_tiles == n_pairs && j->simd->row_acc4)
 		for (int k = 1; k < scale &&
 				(long)j->n_tiles * (j->ex->inter / (2 * j->up_rows)) >=
 					(long)MOE_ITEMS_PER_THREAD * threads;

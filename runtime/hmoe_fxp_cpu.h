@@ -276,9 +276,10 @@ void hmoe_fxp_split_scales_x86(const uint8_t *scales, int groups, uint32_t *mw, 
  *   on a variant with four-row kernels, as long as each thread keeps enough of them
  *   (hmoe_fxp_moe_run): the four streams of a four-row call then restart less often,
  *   which their arithmetic makes costly (on the Zen 5 dev VM 4x: int8 1.02-1.10x, int4
- *   1.08-1.12x; fp8 and tiles of more tokens gained nothing and keep 1x). 4 everywhere,
- *   measured on that VM only; HMOE_FXP_ONE_TOKEN_ITEMS sets it instead (the results are
- *   the same either way).
+ *   1.08-1.12x; fp8 and tiles of more tokens gained nothing and keep 1x, except
+ *   fp8-a8 calls without the remainder lists (fp8_a8_lists below), which take this
+ *   factor: 1.02-1.07x at 4x). 4 everywhere, measured on that VM only;
+ *   HMOE_FXP_ONE_TOKEN_ITEMS sets it instead (the results are the same either way).
  * - one_token_items_int4: the same for int4 (1, 2, 4, 8 or 16), whose rows are half as
  *   long: on the Zen 5 dev VM 16x read 1.03-1.08x as fast as 4x (paired, two threads;
  *   1.02-1.05x with one), 8x 0.98-1.05x, where int8 gained nothing past 4x. 16

@@ -619,14 +619,14 @@ static void check_moe(int mode, const struct hmoe_fxp_simd *simd)
 	free(s);
 }
 
-/* One-token layer calls, whose work items the driver makes larger for int8 and int4 on
- * a variant with four-row kernels (the plan's one_token_items and one_token_items_int4,
- * docs/fxp.md section 3): each of 8 experts gets the token once, with rows that do not
- * fill the last up and down items (inter 2040, enough for int4's 16x on 2 threads; dim
- * 600), and every output equals hmoe_ffn()'s; the calls
- * took the items the plan gives (a call whose tiles hold two tokens, and fp8, the usual
- * ones), so the larger items' row ranges, and their runs of quads, are what was
- * checked. */
+/* One-token layer calls, whose work items the driver makes larger for int8, int4 and
+ * fp8-a8 without remainder lists on a variant with four-row kernels (the plan's
+ * one_token_items and one_token_items_int4, docs/fxp.md section 3): each of 8 experts
+ * gets the token once, with rows that do not fill the last up and down items (inter
+ * 2040, enough for int4's 16x on 2 threads; dim 600), and every output equals
+ * hmoe_ffn()'s; the calls took the items the plan gives (a call whose tiles hold two
+ * tokens, fp8 A16, and fp8-a8 where the plan gives it the lists: the usual ones), so
+ * the larger items' row ranges, and their runs of quads, are what was checked. */
 static void check_moe_items(int mode, const struct hmoe_fxp_simd *simd)
 {
 	enum { N_EXPERTS = 8, TOP_K = 8, DIM = 600, INTER = 2040 };
@@ -642,7 +642,10 @@ static void check_moe_items(int mode, const struct hmoe_fxp_simd *simd)
 	struct hmoe_fxp_ws *ws = NULL;
 	int rows[2], scale = format == HMOE_FXP_INT4 ? hmoe_fxp_plan()->one_token_items_int4 :
 						      hmoe_fxp_plan()->one_token_items;
-	int large = format != HMOE_FXP_FP8 && simd->row_acc4;
+	/* fp8: one-token A8 calls by three digits (no lists here, and none by the plan) */
+	int large = (format != HMOE_FXP_FP8 || (hmoe_fxp_mode_planes(mode) == 1 &&
+						 !hmoe_fxp_plan()->fp8_a8_lists)) &&
+		    simd->row_acc4;
 
 	for (int e = 0; e < N_EXPERTS; e++)
 		packs[e] = random_pack(format, DIM, INTER);
