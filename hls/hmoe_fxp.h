@@ -245,5 +245,9 @@ int64_t hmoe_fxp_swiglu_q32(int32_t gate_q16, int32_t up_q16);
  * value is taken as 1. Definition in docs/fxp.md section 1.3. */
 int32_t hmoe_fxp_quant_group(const int64_t *v, int32_t n, int32_t planes, int8_t *hi,
 			     int8_t *lo);
+/* Its type: the host's callers may take a SIMD variant's function of it that gives the
+ * same bytes (runtime/hmoe_fxp_cpu.h, struct hmoe_fxp_simd's quant_group). */
+typedef int32_t hmoe_fxp_quant_fn(const int64_t *v, int32_t n, int32_t planes, int8_t *hi,
+				  int8_t *lo);
 
 #endif

@@ -673,7 +673,8 @@ int bench_experts(int argc, char **argv)
 	       "\"read_bandwidth_bytes_per_s\": %.4g, \"fp8_codes\": \"%s\", "
 	       "\"fp8_lists\": %s, \"prefetch\": {\"fp8\": %s, \"rows4\": [%d, %d], "
 	       "\"fp8_rows4\": [%d, %d]}, \"fp8_lookup\": \"%s\", \"one_token_items\": %d, "
-	       "\"one_token_items_int4\": %d, \"fp8_a8_lists\": %s, \"target_bw_ratio_1_token\": 0.85, \"results\": [",
+	       "\"one_token_items_int4\": %d, \"fp8_a8_lists\": %s, "
+	       "\"target_bw_ratio_1_token\": 0.85, \"results\": [",
 	       DIM, INTER, N_EXPERTS, TOP_K, hmoe_pool_threads(pool), simd->name, avail, footprint,
 	       bw, checkpoint_codes ? "checkpoint" : "uniform",
 	       hmoe_fxp_simd_fp8_lists(simd) ? "true" : "false", pf->fp8 ? "true" : "false",

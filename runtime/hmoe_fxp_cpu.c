@@ -728,6 +728,15 @@ static int use_rows4(const struct hmoe_fxp_simd *simd, int format,
 		!x->has_m128 && hmoe_fxp_simd_fp8_lists(simd));
 }
 
+/* Whether one-token fp8 rows of x's plane count take the packs' remainder lists (the
+ * two-byte kernel) or the three digits: A16 always, A8 as the plan's fp8_a8_lists says.
+ * It decides the kernel (linear_rows4) and, with it, the calls' work items
+ * (moe_item_rows). */
+static int fp8_one_token_lists(int planes)
+{
+	return planes == 2 || hmoe_fxp_plan()->fp8_a8_lists;
+}
+
 /* The most quads one row_acc4 call takes from the drivers (its fix array). */
 #define ROWS4_RUN 32
 
@@ -746,11 +755,9 @@ static void linear_rows4(const struct hmoe_fxp_simd *simd, const uint8_t *const 
 			 size_t qstep, size_t tstride)
 {
 	struct hmoe_fxp_rowfix fix[4 * ROWS4_RUN];
-	/* one-token A8 rows may take the three-digit kernel instead (the plan's
-	 * fp8_a8_lists) */
 	const struct hmoe_fxp_fp8_fix *f =
-		format == HMOE_FXP_FP8 && (x->n_tokens > 1 || x->planes == 2 ||
-					   hmoe_fxp_plan()->fp8_a8_lists) ? wk->fix : NULL;
+		format == HMOE_FXP_FP8 && (x->n_tokens > 1 || fp8_one_token_lists(x->planes)) ?
+			wk->fix : NULL;
 	/* more tokens than a pass takes: a quad at a time, so that the later passes find
 	 * its rows in L1 / L2 */
 	int run = x->n_tokens > HMOE_FXP_ROWS4_TOKENS ? 1 : ROWS4_RUN;
@@ -927,12 +934,18 @@ static void up_rows(const struct hmoe_fxp_simd *simd, const uint8_t *w1, const u
 	}
 }
 
+/* The quantiser of the driver's activations (x and h): the variant's, or the hls one. */
+static hmoe_fxp_quant_fn *simd_quant(const struct hmoe_fxp_simd *simd)
+{
+	return simd->quant_group ? simd->quant_group : hmoe_fxp_quant_group;
+}
+
 /* Token t of h (n_tokens, inter) Q32 -> hq (n_tokens, planes, groups * 128), hs, and the
  * tile data hsum (n_tokens, planes, groups), hm, he (n_tokens, groups). */
 static int quant_h(const struct hmoe_fxp_simd *simd, const int64_t *h, int t, int inter,
 		   int planes, int8_t *hq, int32_t *hs, int32_t *hsum, uint32_t *hm, int32_t *he)
 {
-	hmoe_fxp_quant_fn *quant = simd->quant_group ? simd->quant_group : hmoe_fxp_quant_group;
+	hmoe_fxp_quant_fn *quant = simd_quant(simd);
 	int groups = hmoe_fxp_groups(inter), plane = groups * HMOE_FXP_GROUP;
 	int8_t *tq = hq + (size_t)t * planes * plane;
 
@@ -1541,9 +1554,7 @@ static void moe_tok(void *arg, long i, int thread)
 	(void)thread;
 	if (j->tok.qw)
 		hmoe_fxp_quant_x_group_by(j->x + (size_t)t * dim, dim, j->planes, g,
-					  j->tok.qw + row, j->tok.sw + ng,
-					  j->simd->quant_group ? j->simd->quant_group :
-								 hmoe_fxp_quant_group);
+					  j->tok.qw + row, j->tok.sw + ng, simd_quant(j->simd));
 	j->tok.m128[ng + g] = (uint8_t)group_prepare(q, j->tok.s[ng + g], j->planes, dg, g,
 						     j->tok.sum + ng * j->planes, j->tok.m + ng,
 						     j->tok.e + ng);
@@ -1636,15 +1647,14 @@ static void moe_tile_item(void *arg, long i, int thread)
  * faster (docs/fxp.md section 3). int4, whose rows are half as long, takes its own factor
  * (one_token_items_int4, 16: 1.00-1.11x over 4x in the twenty-ninth session), and
  * one-token fp8-a8 calls take int8's where they run without the remainder lists (the
- * plan's fp8_a8_lists: 1.02-1.05x at 4x, two threads, 1.02-1.06x with one), while fp8
+ * plan's fp8_a8_lists: 1.02-1.07x at 4x, two threads, 1.02-1.06x with one), while fp8
  * A16 and fp8-a8 with the lists keep the usual items. */
 static void moe_item_rows(struct moe_job *j, int n_pairs, int threads)
 {
 	const struct hmoe_fxp_plan *plan = hmoe_fxp_plan();
 	int scale = j->format == HMOE_FXP_INT4 ? plan->one_token_items_int4 :
-		    j->format != HMOE_FXP_FP8 ? plan->one_token_items :
-		    /* fp8-a8 by three digits, without the lists: as int8 */
-		    j->planes == 1 && !plan->fp8_a8_lists ? plan->one_token_items : 1;
+		    j->format != HMOE_FXP_FP8 || !fp8_one_token_lists(j->planes) ?
+			    plan->one_token_items : 1;
 
 	j->up_rows = MOE_UP_ROWS;
 	j->down_rows = MOE_DOWN_ROWS;

@@ -214,8 +214,7 @@ struct hmoe_fxp_simd {
 	 * hmoe_fxp_swiglu_q32(gate[i], up[i]) for i < n, and hmoe_fxp_quant_group, which
 	 * the driver runs per token on the activations (x and each expert's h). */
 	void (*swiglu)(const int32_t *gate, const int32_t *up, int n, int64_t *h);
-	int32_t (*quant_group)(const int64_t *v, int32_t n, int32_t planes, int8_t *hi,
-			       int8_t *lo);
+	hmoe_fxp_quant_fn *quant_group;
 };
 
 /* The most tokens row_acc4 takes (fp8 with remainder lists; other formats one). */

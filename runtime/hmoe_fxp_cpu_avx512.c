@@ -2197,7 +2197,8 @@ static int32_t avx512_quant_group(const int64_t *v, int32_t n, int32_t planes, i
 {
 	const uint64_t qmax = planes == 2 ? HMOE_FXP_ACT2_QMAX : HMOE_FXP_ACT_QMAX;
 	const int qmax_bits = planes == 2 ? 22 : 15;  /* bitlen(qmax * 255) */
-	const __m512i in_max = _mm512_set1_epi64(HMOE_FXP_ACT_IN_MAX), zero = _mm512_setzero_si512();
+	const __m512i in_max = _mm512_set1_epi64(HMOE_FXP_ACT_IN_MAX);
+	const __m512i zero = _mm512_setzero_si512();
 	__m512i mags[HMOE_FXP_GROUP / 8], vmax = zero, add, rcp, sh_l, sh_r;
 	__mmask8 keep[HMOE_FXP_GROUP / 8];
 	uint64_t amax, m;
@@ -2235,7 +2236,8 @@ static int32_t avx512_quant_group(const int64_t *v, int32_t n, int32_t planes, i
 	for (int j = 0; j < nv; j++) {
 		__m512i a = _mm512_add_epi64(_mm512_slli_epi64(_mm512_sllv_epi64(mags[j], sh_l), 1),
 					     add);
-		__m512i r = _mm512_srli_epi64(_mm512_mul_epu32(_mm512_srlv_epi64(a, sh_r), rcp), 32);
+		__m512i n22 = _mm512_srlv_epi64(a, sh_r);  /* < 2^22 */
+		__m512i r = _mm512_srli_epi64(_mm512_mul_epu32(n22, rcp), 32);
 		__mmask8 neg = _mm512_mask_cmplt_epi64_mask(keep[j], _mm512_maskz_loadu_epi64(
 								    keep[j], v + 8 * j), zero);
 

@@ -49,10 +49,8 @@ void hmoe_fxp_quant_x(const float *x, int dim, int planes, int8_t *xq, int32_t *
  * independent, so a caller may quantise them in parallel. */
 void hmoe_fxp_quant_x_group(const float *x, int dim, int planes, int g, int8_t *xq,
 			    int32_t *xs);
-/* hmoe_fxp_quant_group's type, and hmoe_fxp_quant_x_group by another function of it that
- * gives the same bytes (a SIMD variant's, struct hmoe_fxp_simd). */
-typedef int32_t hmoe_fxp_quant_fn(const int64_t *v, int32_t n, int32_t planes, int8_t *hi,
-				  int8_t *lo);
+/* hmoe_fxp_quant_x_group by another function of hmoe_fxp_quant_group's type that gives
+ * the same bytes (a SIMD variant's, struct hmoe_fxp_simd). */
 void hmoe_fxp_quant_x_group_by(const float *x, int dim, int planes, int g, int8_t *xq,
 			       int32_t *xs, hmoe_fxp_quant_fn *quant);
 int64_t hmoe_fxp_f32_to_q32(float x);

@@ -1093,7 +1093,8 @@ int main(int argc, char **argv)
 	cases += check_rows4();
 	cases += check_acc_to_q16_nb();
 	{
-		const struct hmoe_fxp_simd *own[] = { &hmoe_fxp_simd_avx512, &hmoe_fxp_simd_amx_emu };
+		const struct hmoe_fxp_simd *own[] = { &hmoe_fxp_simd_avx512,
+						      &hmoe_fxp_simd_amx_emu };
 
 		for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
 			if (own[i]->supported() && own[i]->swiglu && own[i]->quant_group)
