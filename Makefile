@@ -55,6 +55,7 @@ $(BUILD)/obj/%.o: %.c | $(DEPS_STAMP)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(ISA_FLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/obj/%_avx2.o: ISA_FLAGS = $(AVX2_FLAGS)
+$(BUILD)/obj/%_avxvnni.o: ISA_FLAGS = $(AVX2_FLAGS) -mavxvnni
 $(BUILD)/obj/%_avx512.o: ISA_FLAGS = $(AVX512_FLAGS)
 $(BUILD)/obj/%_amx.o: ISA_FLAGS = $(AMX_FLAGS)
 # HLS pragmas are for Vitis; gcc ignores them.

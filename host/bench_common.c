@@ -187,9 +187,11 @@ void bench_json_machine(FILE *f)
 	cpu_model(cpu, sizeof(cpu));
 	__builtin_cpu_init();
 	fprintf(f, "\"machine\": {\"cpu\": \"%s\", \"online_cpus\": %ld, "
-		"\"avx2\": %s, \"avx512f\": %s, \"avx512vnni\": %s, \"llc_bytes\": %zu}, ",
+		"\"avx2\": %s, \"avxvnni\": %s, \"avx512f\": %s, \"avx512vnni\": %s, "
+		"\"llc_bytes\": %zu}, ",
 		cpu, sysconf(_SC_NPROCESSORS_ONLN),
 		__builtin_cpu_supports("avx2") ? "true" : "false",
+		__builtin_cpu_supports("avxvnni") ? "true" : "false",
 		__builtin_cpu_supports("avx512f") ? "true" : "false",
 		__builtin_cpu_supports("avx512vnni") ? "true" : "false", bench_llc_bytes());
 	fprintf(f, "\"commit\": \"%s\", ", commit ? commit : "unknown");

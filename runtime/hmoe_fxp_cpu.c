@@ -180,12 +180,13 @@ const struct hmoe_fxp_simd hmoe_fxp_simd_scalar = {
 /* Fastest first; the last two are chosen only by name (hmoe_fxp_cpu.h). */
 static const struct hmoe_fxp_simd *const variants[] = {
 	&hmoe_fxp_simd_avx512,
+	&hmoe_fxp_simd_avxvnni,
 	&hmoe_fxp_simd_avx2,
 	&hmoe_fxp_simd_scalar,
 	&hmoe_fxp_simd_amx,
 	&hmoe_fxp_simd_amx_emu,
 };
-#define N_AUTO_VARIANTS 3
+#define N_AUTO_VARIANTS 4
 
 static int has_variant(const char *name)
 {
@@ -219,7 +220,7 @@ const struct hmoe_fxp_simd *hmoe_fxp_simd_best(void)
 	if (want && *want && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
 		fprintf(stderr, "hmoe: HMOE_FXP_SIMD=%s is %s; using %s\n", want,
 			has_variant(want) ? "not supported on this CPU or OS" :
-			"unknown (scalar, avx2, avx512, amx, amx-emu)", v->name);
+			"unknown (scalar, avx2, avxvnni, avx512, amx, amx-emu)", v->name);
 	return v;
 }
 

@@ -226,6 +226,8 @@ struct hmoe_fxp_simd {
 
 extern const struct hmoe_fxp_simd hmoe_fxp_simd_scalar;
 extern const struct hmoe_fxp_simd hmoe_fxp_simd_avx2;
+/* The AVX2 kernels with AVX-VNNI's 256-bit dot instructions (hmoe_fxp_cpu_avxvnni.c). */
+extern const struct hmoe_fxp_simd hmoe_fxp_simd_avxvnni;
 extern const struct hmoe_fxp_simd hmoe_fxp_simd_avx512;
 /* What the AVX-512 variant's row_dots and rows_acc take (the AMX variants reuse both). */
 #define HMOE_FXP_AVX512_WHOLE_TOKENS \
@@ -239,7 +241,7 @@ extern const struct hmoe_fxp_simd hmoe_fxp_simd_amx_emu;
 extern long hmoe_fxp_amx_emu_blocks;  /* rows_dots calls of amx-emu (for the tests) */
 
 /* The fastest supported variant, or the one named by $HMOE_FXP_SIMD (scalar, avx2,
- * avx512, amx, amx-emu) when set and supported. */
+ * avxvnni, avx512, amx, amx-emu) when set and supported. */
 const struct hmoe_fxp_simd *hmoe_fxp_simd_best(void);
 /* By name; NULL when unknown or not supported on this CPU. */
 const struct hmoe_fxp_simd *hmoe_fxp_simd_find(const char *name);

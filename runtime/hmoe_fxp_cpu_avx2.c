@@ -33,10 +33,32 @@
 
 #include "hmoe_fxp_cpu.h"
 
+/* HMOE_FXP_AVX2_VNNI (hmoe_fxp_cpu_avxvnni.c, built with -mavxvnni): the same kernels with
+ * AVX-VNNI's 256-bit vpdpbusd / vpdpwssd, which add their products into the int32 lanes in
+ * one instruction: the int paths' vpmaddubsw, vpmaddwd and vpaddd per 32 codes become one
+ * vpdpbusd (each plane in an accumulator of its own, the hi plane's shifted once per
+ * group), and every vpmaddwd + vpaddd one vpdpwssd. The sums are the same integers (the
+ * bounds below hold lane by lane either way), so the results are bit-identical. */
+#ifdef HMOE_FXP_AVX2_VNNI
+#define VNNI 1
+#else
+#define VNNI 0
+#endif
+
 static int avx2_supported(void)
 {
 	__builtin_cpu_init();
-	return __builtin_cpu_supports("avx2");
+	return __builtin_cpu_supports("avx2") && (!VNNI || __builtin_cpu_supports("avxvnni"));
+}
+
+/* acc + vpmaddwd(a, b) (pairs of int16 products summed into the int32 lanes) */
+static inline __attribute__((always_inline)) __m256i madd_acc(__m256i acc, __m256i a, __m256i b)
+{
+#if VNNI
+	return _mm256_dpwssd_avx_epi32(acc, a, b);
+#else
+	return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+#endif
 }
 
 /* 2^(E-1) (E = 0: 1) for E = 0..15 as its low byte (pow2_lo) and high byte (pow2_hi), the
@@ -143,10 +165,8 @@ static void dots_fp8_x16(const uint8_t *codes, const struct hmoe_fxp_xtile *x, i
 			for (int k = 0; k < HMOE_FXP_GROUP; k += 16) {
 				__m256i xv = _mm256_loadu_si256((const __m256i *)(xp + k));
 
-				s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(
-					xv, _mm256_loadu_si256((const __m256i *)(g0 + k))));
-				s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(
-					xv, _mm256_loadu_si256((const __m256i *)(g1 + k))));
+				s0 = madd_acc(s0, xv, _mm256_loadu_si256((const __m256i *)(g0 + k)));
+				s1 = madd_acc(s1, xv, _mm256_loadu_si256((const __m256i *)(g1 + k)));
 			}
 			h = _mm256_hadd_epi32(s0, s1);  /* S_0 pairs, S_1 pairs per 128 bits */
 			h = _mm256_hadd_epi32(h, h);
@@ -212,10 +232,8 @@ dots_fp8_1tok_p(const uint8_t *codes, const struct hmoe_fxp_xtile *x, const int 
 					_mm256_loadu_si256((const __m256i *)(x->xq + p * plane + o)),
 					cs);
 
-				acc[p] = _mm256_add_epi32(acc[p], _mm256_madd_epi16(
-					_mm256_maddubs_epi16(u_e, xs), pw_e));
-				acc[p] = _mm256_add_epi32(acc[p], _mm256_madd_epi16(
-					_mm256_maddubs_epi16(u_o, xs), pw_o));
+				acc[p] = madd_acc(acc[p], _mm256_maddubs_epi16(u_e, xs), pw_e);
+				acc[p] = madd_acc(acc[p], _mm256_maddubs_epi16(u_o, xs), pw_o);
 			}
 		}
 #pragma GCC unroll 2
@@ -256,11 +274,10 @@ dots_general_f(const uint8_t *codes, const int format, const struct hmoe_fxp_xti
 				__m256i wv = _mm256_loadu_si256((const __m256i *)(gw + k));
 
 				if (format == HMOE_FXP_FP8)
-					acc = _mm256_add_epi32(acc, _mm256_madd_epi16(
-						_mm256_mullo_epi16(wv, xv),
-						_mm256_loadu_si256((const __m256i *)(gp + k))));
+					acc = madd_acc(acc, _mm256_mullo_epi16(wv, xv),
+						       _mm256_loadu_si256((const __m256i *)(gp + k)));
 				else
-					acc = _mm256_add_epi32(acc, _mm256_madd_epi16(wv, xv));
+					acc = madd_acc(acc, wv, xv);
 			}
 			lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(acc));
 			hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(acc, 1));
@@ -306,37 +323,42 @@ group_operands(const uint8_t *codes, const int format, int g, __m256i u[4], __m2
 	}
 }
 
-/* mult * sum over one group of u * x' for one plane of x (see the top of the file). int4
- * adds its four vpmaddubsw results in int16 first (each pair <= 3840, four <= 15360 <
- * 2^15) and widens them with one vpmaddwd; int8's pairs (<= 32512) are widened one by
- * one. */
+/* acc + 2^shift * sum over one group of u * x' for one plane of x (see the top of the
+ * file; shift 0 or HMOE_FXP_PLANE_SHIFT). int4 adds its four vpmaddubsw results in int16
+ * first (each pair <= 3840, four <= 15360 < 2^15) and widens them with one vpmaddwd;
+ * int8's pairs (<= 32512) are widened one by one. VNNI: one vpdpbusd per 32 codes into a
+ * sum of the plane's own (a lane <= 16 products <= 128 * 128, shifted <= 2^25), shifted
+ * once. */
 static inline __attribute__((always_inline)) __m256i
 group_plane(const __m256i u[4], const __m256i q[4], const int8_t *xp, const int format,
-	    __m256i mult, __m256i acc)
+	    int shift, __m256i acc)
 {
+	const __m256i mult = _mm256_set1_epi16((short)(1 << shift));
 	__m256i s = _mm256_setzero_si256();
 
 #pragma GCC unroll 4
 	for (int k = 0; k < 4; k++) {
 		__m256i xv = _mm256_loadu_si256((const __m256i *)(xp + 32 * k));
 
-		if (format == HMOE_FXP_INT8) {
+		if (format == HMOE_FXP_INT8)
 			xv = _mm256_sign_epi8(xv, q[k]);
-			acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u[k], xv),
-								      mult));
-		} else {
+		if (VNNI)
+			s = _mm256_dpbusd_avx_epi32(s, u[k], xv);
+		else if (format == HMOE_FXP_INT8)
+			acc = madd_acc(acc, _mm256_maddubs_epi16(u[k], xv), mult);
+		else
 			s = _mm256_add_epi16(s, _mm256_maddubs_epi16(u[k], xv));
-		}
 	}
-	return format == HMOE_FXP_INT8 ? acc : _mm256_add_epi32(acc, _mm256_madd_epi16(s, mult));
+	if (VNNI)
+		return _mm256_add_epi32(acc, _mm256_slli_epi32(s, shift));
+	return format == HMOE_FXP_INT8 ? acc : madd_acc(acc, s, mult);
 }
 
 /* int8 / int4 dots of every token of x (either plane count), whole tokens. */
 static inline __attribute__((always_inline)) void
 dots_int(const uint8_t *codes, const int format, const struct hmoe_fxp_xtile *x, int64_t *dots)
 {
-	const __m256i one = _mm256_set1_epi16(1);
-	const __m256i hi_mult = _mm256_set1_epi16(x->planes == 2 ? 1 << HMOE_FXP_PLANE_SHIFT : 1);
+	const int hi_shift = x->planes == 2 ? HMOE_FXP_PLANE_SHIFT : 0;
 	int plane = x->groups * HMOE_FXP_GROUP, stride = x->planes * plane, groups = x->groups;
 	int group_bytes = hmoe_fxp_group_bytes(format), g = 0;
 
@@ -356,9 +378,9 @@ dots_int(const uint8_t *codes, const int format, const struct hmoe_fxp_xtile *x,
 				_mm_prefetch((const char *)codes + (size_t)(g + j) * group_bytes +
 					     AVX2_PREFETCH_BYTES + i, _MM_HINT_T1);
 			group_operands(codes, format, g + j, u, q);
-			acc[j] = group_plane(u, q, xp, format, hi_mult, _mm256_setzero_si256());
+			acc[j] = group_plane(u, q, xp, format, hi_shift, _mm256_setzero_si256());
 			if (x->planes == 2)
-				acc[j] = group_plane(u, q, xp + plane, format, one, acc[j]);
+				acc[j] = group_plane(u, q, xp + plane, format, 0, acc[j]);
 		}
 		/* per 128 bits: the partial sums of groups g .. g + 3; a group's sum fits
 		 * int32 (the bounds above) */
@@ -392,12 +414,12 @@ dots_int(const uint8_t *codes, const int format, const struct hmoe_fxp_xtile *x,
 		for (int t = 0; t < x->n_tokens; t++) {
 			const int8_t *xp = x->xq + (size_t)t * stride + g * HMOE_FXP_GROUP;
 			const int32_t *xs = x->xsum + (size_t)t * x->planes * groups + g;
-			__m256i acc = group_plane(u, q, xp, format, hi_mult, _mm256_setzero_si256());
+			__m256i acc = group_plane(u, q, xp, format, hi_shift, _mm256_setzero_si256());
 			__m128i h;
 			int64_t dot;
 
 			if (x->planes == 2)
-				acc = group_plane(u, q, xp + plane, format, one, acc);
+				acc = group_plane(u, q, xp + plane, format, 0, acc);
 			h = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
 			h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
 			h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
@@ -442,6 +464,7 @@ static void avx2_row_dots(const uint8_t *codes, int format, const struct hmoe_fx
 		hmoe_fxp_combine_planes(dots, x->n_tokens, x->groups);
 }
 
+#if !VNNI  /* one copy, in the AVX2 build */
 void hmoe_fxp_split_scales_x86(const uint8_t *scales, int groups, uint32_t *mw, int32_t *ew)
 {
 	for (int g = 0; g < groups; g += 8) {
@@ -455,6 +478,7 @@ void hmoe_fxp_split_scales_x86(const uint8_t *scales, int groups, uint32_t *mw, 
 				    _mm256_srai_epi32(_mm256_sub_epi32(w, m), 16));
 	}
 }
+#endif
 
 /* The terms of 4 groups at once, as the AVX-512 variant's row_terms does 8 (see there for
  * the ranges: for 1 <= r <= 62 shift_round is min((|v| + 2^(r-1)) >> r, 2^56) with the
@@ -518,8 +542,13 @@ static void avx2_row_terms(const int64_t *dots, const uint8_t *scales,
 	}
 }
 
+#if VNNI
+const struct hmoe_fxp_simd hmoe_fxp_simd_avxvnni = {
+	.name = "avxvnni",
+#else
 const struct hmoe_fxp_simd hmoe_fxp_simd_avx2 = {
 	.name = "avx2",
+#endif
 	.supported = avx2_supported,
 	.row_dots = avx2_row_dots,
 	.row_terms = avx2_row_terms,

@@ -11,7 +11,8 @@
 #     least 3/4 of the text (measured: identical);
 #   - the same logits, bit for bit, with 1 thread + the scalar kernel and with all threads
 #     + the best SIMD variant, in both modes (the determinism the heterogeneous runtime
-#     relies on), and for int8 with the AMX kernel (tiles emulated); a bad format is one
+#     relies on), and for int8 with the AMX kernel (tiles emulated), and in every format
+#     with the AVX2 and AVX-VNNI kernels where the CPU has them; a bad format is one
 #     error line and exit 2; an unknown HMOE_FXP_SIMD is one warning line;
 #   - on the small preset (dim 1024, where the one-token fp8 kernel's 8-group blocks and
 #     its remainder lists run), fp8 and fp8-a8 logits equal the scalar kernel's.
@@ -48,6 +49,20 @@ if grep -qw avx512_vnni /proc/cpuinfo; then
 else
 	echo "skipped the emulated AMX kernel: no AVX-512 VNNI on this CPU"
 fi
+# the AVX2 kernels, and the same with AVX-VNNI where the CPU has it: the same logits bit
+# for bit in every weight format
+for v in avx2 avxvnni; do
+	flag=$([ "$v" = avx2 ] && echo avx2 || echo avx_vnni)
+	if grep -qw "$flag" /proc/cpuinfo; then
+		for m in fp8 int8 int4 fp8-a8; do
+			run "${m}_$v" "cpu-fxp:$m" 2 "HMOE_FXP_SIMD=$v"
+			cmp -s "$dir/$m.bin" "$dir/${m}_$v.bin" ||
+				fail "cpu-fxp:$m logits differ with the $v kernels"
+		done
+	else
+		echo "skipped the $v kernels: no $flag on this CPU"
+	fi
+done
 # a variant name that does not exist: one line that says so, then the automatic choice
 err=$(HMOE_FXP_SIMD=bogus "$HMOE" logits --model "$dir/tiny" --tokens "$tokens" \
 	--experts cpu-fxp:int8 --threads 2 --out "$dir/int8_bogus.bin" 2>&1 >/dev/null) ||

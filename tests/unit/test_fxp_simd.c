@@ -333,8 +333,8 @@ static void check_case(int mode, int dim, int inter, int n_tokens, enum weights 
 	int32_t *got = malloc(sizeof(*got) * n_tokens * dim);
 	struct hmoe_ffn_scratch *s = malloc(sizeof(*s));
 	const struct hmoe_fxp_simd *variants[] = { &hmoe_fxp_simd_scalar, &hmoe_fxp_simd_avx2,
-						   &hmoe_fxp_simd_avx512, &hmoe_fxp_simd_amx,
-						   &hmoe_fxp_simd_amx_emu };
+						   &hmoe_fxp_simd_avxvnni, &hmoe_fxp_simd_avx512,
+						   &hmoe_fxp_simd_amx, &hmoe_fxp_simd_amx_emu };
 
 	fill_linear(pack, format, inter, dim, wm, e_base);
 	fill_linear(pack + lin * HMOE_FXP_LINE_BYTES, format, inter, dim, wm, e_base);
@@ -415,8 +415,8 @@ static void check_term_clamp(void)
 	int32_t xs[DIM / HMOE_FXP_GROUP], ref[DIM], got[DIM];
 	struct hmoe_ffn_scratch *s = malloc(sizeof(*s));
 	const struct hmoe_fxp_simd *variants[] = { &hmoe_fxp_simd_scalar, &hmoe_fxp_simd_avx2,
-						   &hmoe_fxp_simd_avx512, &hmoe_fxp_simd_amx,
-						   &hmoe_fxp_simd_amx_emu };
+						   &hmoe_fxp_simd_avxvnni, &hmoe_fxp_simd_avx512,
+						   &hmoe_fxp_simd_amx, &hmoe_fxp_simd_amx_emu };
 	int nonzero = 0;
 
 	fill_linear(pack + 2 * lin * HMOE_FXP_LINE_BYTES, mode, DIM, INTER, W_RANDOM, 0);
@@ -1069,6 +1069,15 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	printf("variant chosen here: %s\n", hmoe_fxp_simd_best()->name);
+	{
+		const struct hmoe_fxp_simd *x86[] = { &hmoe_fxp_simd_avx2, &hmoe_fxp_simd_avxvnni,
+						      &hmoe_fxp_simd_avx512 };
+
+		for (size_t i = 0; i < sizeof(x86) / sizeof(x86[0]); i++)
+			if (!x86[i]->supported())
+				printf("SKIP %s against the kernel: not supported on this CPU\n",
+				       x86[i]->name);
+	}
 	for (int a16 = 1; a16 >= 0; a16--)
 		for (int f = 0; f < HMOE_FXP_N_FORMATS; f++) {
 			int mode = a16 ? f | HMOE_FXP_A16 : f;
