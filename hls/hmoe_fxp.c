@@ -262,12 +262,29 @@ fxp_bitlen_loop:
 	return n;
 }
 
-int32_t hmoe_fxp_quant_group(const int64_t *v, int32_t n, int32_t planes, int8_t *hi,
-			     int8_t *lo)
+int32_t hmoe_fxp_quant_scale(uint64_t amax, int32_t planes, uint64_t *m)
 {
 	/* 127 levels of m * 2^k per sign (A8) or 127 * 128 (A16: two int8 planes) */
 	const uint64_t qmax = planes == 2 ? HMOE_FXP_ACT2_QMAX : HMOE_FXP_ACT_QMAX;
 	const int32_t qmax_bits = planes == 2 ? 22 : 15;  /* bitlen(qmax * 255) */
+	int32_t k;
+
+	/* Smallest k with amax <= qmax * 255 * 2^k; it is bitlen(amax) - bitlen(qmax * 255)
+	 * or one more. Then m = ceil(amax / (qmax * 2^k)) lies in [128, 255]. No overflow:
+	 * k <= 48 (A8) / 41 (A16), so (qmax * 255) << k < 2^63. */
+	k = fxp_bitlen(amax) - qmax_bits;
+	if (k >= 0 ? amax > (qmax * 255) << k : (amax << -k) > qmax * 255)
+		k++;
+	if (k >= 0)
+		*m = (amax + (qmax << k) - 1) / (qmax << k);
+	else
+		*m = ((amax << -k) + qmax - 1) / qmax;
+	return k;
+}
+
+int32_t hmoe_fxp_quant_group(const int64_t *v, int32_t n, int32_t planes, int8_t *hi,
+			     int8_t *lo)
+{
 	uint64_t amax = 0, m, den;
 	int32_t k;
 
@@ -294,18 +311,7 @@ fxp_quant_zero:
 		}
 		return 0;
 	}
-	/* Smallest k with amax <= qmax * 255 * 2^k; it is bitlen(amax) - bitlen(qmax * 255)
-	 * or one more. Then m = ceil(amax / (qmax * 2^k)) lies in [128, 255]. No overflow:
-	 * k <= 48 (A8) / 41 (A16), so (qmax * 255) << k < 2^63. */
-	k = fxp_bitlen(amax) - qmax_bits;
-	if (k >= 0 ? amax > (qmax * 255) << k : (amax << -k) > qmax * 255)
-		k++;
-	if (k >= 0) {
-		den = qmax << k;
-		m = (amax + den - 1) / den;
-	} else {
-		m = ((amax << -k) + qmax - 1) / qmax;
-	}
+	k = hmoe_fxp_quant_scale(amax, planes, &m);
 fxp_quant_round:
 	for (int32_t i = 0; i < HMOE_FXP_GROUP; i++) {
 #pragma HLS PIPELINE II=1

@@ -245,6 +245,10 @@ int64_t hmoe_fxp_swiglu_q32(int32_t gate_q16, int32_t up_q16);
  * value is taken as 1. Definition in docs/fxp.md section 1.3. */
 int32_t hmoe_fxp_quant_group(const int64_t *v, int32_t n, int32_t planes, int8_t *hi,
 			     int8_t *lo);
+/* Its scale for a group whose largest clamped magnitude is amax (0 < amax <= 2^62):
+ * returns k, the smallest with amax <= qmax * 255 * 2^k, and sets *m = ceil(amax / (qmax *
+ * 2^k)), in [128, 255] (docs/fxp.md section 1.3, step 2; qmax by planes as above). */
+int32_t hmoe_fxp_quant_scale(uint64_t amax, int32_t planes, uint64_t *m);
 /* Its type: the host's callers may take a SIMD variant's function of it that gives the
  * same bytes (runtime/hmoe_fxp_cpu.h, struct hmoe_fxp_simd's quant_group). */
 typedef int32_t hmoe_fxp_quant_fn(const int64_t *v, int32_t n, int32_t planes, int8_t *hi,

@@ -295,19 +295,27 @@ static void flag_env(const char *name, int *out)
 		fprintf(stderr, "hmoe: %s=%s is not 0 or 1; using %d\n", name, env, *out);
 }
 
-/* $name as 1, 2, 4, 8 (or, with max 16, 16) into *out; anything else is named on stderr
- * and *out kept. */
+/* $name as a power of two from 1 to max into *out; anything else is named on stderr with
+ * the values it may take, and *out kept. */
 static void scale_env(const char *name, int max, int *out)
 {
 	const char *env = getenv(name);
+	char ok[32] = "";
 
-	if (env && env[0] && !env[1] && strchr("1248", env[0]))
-		*out = env[0] - '0';
-	else if (env && max == 16 && !strcmp(env, "16"))
-		*out = 16;
-	else if (env && *env)
-		fprintf(stderr, "hmoe: %s=%s is not 1, 2, 4%s 8%s; using %d\n", name, env,
-			max == 16 ? "," : " or", max == 16 ? " or 16" : "", *out);
+	if (!env || !*env)
+		return;
+	for (int v = 1; v <= max; v *= 2) {
+		char s[8];
+
+		snprintf(s, sizeof(s), "%d", v);
+		if (!strcmp(env, s)) {
+			*out = v;
+			return;
+		}
+		snprintf(ok + strlen(ok), sizeof(ok) - strlen(ok), "%s%d",
+			 v == 1 ? "" : v == max ? " or " : ", ", v);
+	}
+	fprintf(stderr, "hmoe: %s=%s is not %s; using %d\n", name, env, ok, *out);
 }
 
 static void plan_init(void)

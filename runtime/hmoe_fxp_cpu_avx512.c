@@ -2183,8 +2183,8 @@ static void avx512_swiglu(const int32_t *gate, const int32_t *up, int n, int64_t
 }
 
 /* hmoe_fxp_quant_group with the same bytes and scale word, 8 values at a time. Its
- * m and k come from the magnitudes' maximum as the reference finds them (bitlen by
- * lzcnt); its |q| = floor(a / (2 m 2^k)), a = 2 |v| + m 2^k (k < 0: a = 2 (|v| << -k) +
+ * m and k come from the magnitudes' maximum by the reference's hmoe_fxp_quant_scale;
+ * its |q| = floor(a / (2 m 2^k)), a = 2 |v| + m 2^k (k < 0: a = 2 (|v| << -k) +
  * m, divisor 2 m), is floor(n / m) of n = a >> (k + 1) (k < 0: a >> 1), since flooring
  * by a power of two first does not change a floored quotient. n <= (2 qmax + 1) m / 2 <
  * 16257 * 255 < 2^22, because |v| <= qmax m 2^k by m's choice, and for such n floor(n /
@@ -2195,8 +2195,6 @@ static void avx512_swiglu(const int32_t *gate, const int32_t *up, int n, int64_t
 static int32_t avx512_quant_group(const int64_t *v, int32_t n, int32_t planes, int8_t *hi,
 				  int8_t *lo)
 {
-	const uint64_t qmax = planes == 2 ? HMOE_FXP_ACT2_QMAX : HMOE_FXP_ACT_QMAX;
-	const int qmax_bits = planes == 2 ? 22 : 15;  /* bitlen(qmax * 255) */
 	const __m512i in_max = _mm512_set1_epi64(HMOE_FXP_ACT_IN_MAX);
 	const __m512i zero = _mm512_setzero_si512();
 	__m512i mags[HMOE_FXP_GROUP / 8], vmax = zero, add, rcp, sh_l, sh_r;
@@ -2224,10 +2222,7 @@ static int32_t avx512_quant_group(const int64_t *v, int32_t n, int32_t planes, i
 		}
 		return 0;
 	}
-	k = 64 - __builtin_clzll(amax) - qmax_bits;
-	if (k >= 0 ? amax > (qmax * 255) << k : (amax << -k) > qmax * 255)
-		k++;
-	m = k >= 0 ? (amax + (qmax << k) - 1) / (qmax << k) : ((amax << -k) + qmax - 1) / qmax;
+	k = hmoe_fxp_quant_scale(amax, planes, &m);
 	/* a = 2 (|v| << sh_l) + add, n = a >> sh_r */
 	add = _mm512_set1_epi64((int64_t)(k >= 0 ? m << k : m));
 	sh_l = _mm512_set1_epi64(k >= 0 ? 0 : -k);

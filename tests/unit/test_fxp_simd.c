@@ -133,6 +133,13 @@ static void fill_acts(int8_t *xq, int32_t *xs, int n_tokens, int dim, int planes
 
 static int failures;
 
+/* Every variant the library has; each check runs those this CPU supports. */
+static const struct hmoe_fxp_simd *const variants[] = {
+	&hmoe_fxp_simd_scalar, &hmoe_fxp_simd_avx2, &hmoe_fxp_simd_avxvnni,
+	&hmoe_fxp_simd_avx512, &hmoe_fxp_simd_amx,  &hmoe_fxp_simd_amx_emu,
+};
+#define N_VARIANTS (sizeof(variants) / sizeof(variants[0]))
+
 /* A checkpoint-like fp8 code: a Gaussian weight of a 128x128 block whose largest weight
  * (about 4.5 sigma) is scaled to 448, rounded to e4m3 (about 1 code in 1,000 then has a
  * remainder |q| & 3). */
@@ -332,9 +339,6 @@ static void check_case(int mode, int dim, int inter, int n_tokens, enum weights 
 	int32_t *ref = malloc(sizeof(*ref) * n_tokens * dim);
 	int32_t *got = malloc(sizeof(*got) * n_tokens * dim);
 	struct hmoe_ffn_scratch *s = malloc(sizeof(*s));
-	const struct hmoe_fxp_simd *variants[] = { &hmoe_fxp_simd_scalar, &hmoe_fxp_simd_avx2,
-						   &hmoe_fxp_simd_avxvnni, &hmoe_fxp_simd_avx512,
-						   &hmoe_fxp_simd_amx, &hmoe_fxp_simd_amx_emu };
 
 	fill_linear(pack, format, inter, dim, wm, e_base);
 	fill_linear(pack + lin * HMOE_FXP_LINE_BYTES, format, inter, dim, wm, e_base);
@@ -370,7 +374,7 @@ static void check_case(int mode, int dim, int inter, int n_tokens, enum weights 
 			failures++;
 		}
 	}
-	for (size_t v = 0; v < sizeof(variants) / sizeof(variants[0]); v++) {
+	for (size_t v = 0; v < N_VARIANTS; v++) {
 		if (!variants[v]->supported())
 			continue;
 		memset(got, 0x5a, sizeof(*got) * n_tokens * dim);
@@ -414,9 +418,6 @@ static void check_term_clamp(void)
 	static int8_t xq[2 * DIM];
 	int32_t xs[DIM / HMOE_FXP_GROUP], ref[DIM], got[DIM];
 	struct hmoe_ffn_scratch *s = malloc(sizeof(*s));
-	const struct hmoe_fxp_simd *variants[] = { &hmoe_fxp_simd_scalar, &hmoe_fxp_simd_avx2,
-						   &hmoe_fxp_simd_avxvnni, &hmoe_fxp_simd_avx512,
-						   &hmoe_fxp_simd_amx, &hmoe_fxp_simd_amx_emu };
 	int nonzero = 0;
 
 	fill_linear(pack + 2 * lin * HMOE_FXP_LINE_BYTES, mode, DIM, INTER, W_RANDOM, 0);
@@ -445,7 +446,7 @@ static void check_term_clamp(void)
 		printf("FAIL term clamp: the kernel gives %d non-zero outputs, want 0\n", nonzero);
 		failures++;
 	}
-	for (size_t v = 0; v < sizeof(variants) / sizeof(variants[0]); v++) {
+	for (size_t v = 0; v < N_VARIANTS; v++) {
 		if (!variants[v]->supported())
 			continue;
 		hmoe_fxp_cpu_ffn(variants[v], (const struct hmoe_fxp_line *)pack, xq, xs, got, mode,
@@ -942,14 +943,14 @@ static int check_acc_to_q16_nb(void)
 	return N;
 }
 
-/* A variant's own SwiGLU and quantiser (struct hmoe_fxp_simd's swiglu, quant_group)
- * against the hls functions, value by value: gates swept across the sigmoid table's range
- * and past it (every entry's interval, the saturation edges, the int32 extremes) with
- * random up values, in calls of every length 1-67 (tails of a vector) that must not write
- * past n; groups of 0-128 values (and more, clamped) in both plane counts, with every
- * magnitude from 1 bit to the int64 extremes, all zero, one huge value among small ones,
- * a maximum at m's and k's edges, and k < 0 (small groups): the same bytes, scale word,
- * and nothing written past n. Returns the cases. */
+/* A variant's own SwiGLU and quantiser (struct hmoe_fxp_simd's swiglu, quant_group,
+ * each where it has one) against the hls functions, value by value: gates swept across
+ * the sigmoid table's range and past it (every entry's interval, the saturation edges,
+ * the int32 extremes) with random up values, in calls of every length 1-67 (tails of a
+ * vector) that must not write past n; groups of 0-128 values (and more, clamped) in both
+ * plane counts, with every magnitude from 1 bit to the int64 extremes, all zero, one huge
+ * value among small ones, a maximum at m's and k's edges, and k < 0 (small groups): the
+ * same bytes, scale word, and nothing written past n. Returns the cases. */
 static int check_swiglu_quant(const struct hmoe_fxp_simd *simd)
 {
 	enum { NG = 4 * (HMOE_FXP_SIG_RANGE_Q16 / 37) + 64 };
@@ -973,7 +974,7 @@ static int check_swiglu_quant(const struct hmoe_fxp_simd *simd)
 	for (int i = 0; i < ng; i++)
 		up[i] = i % 97 == 0 ? HMOE_FXP_INT32_MIN : i % 89 == 0 ? HMOE_FXP_INT32_MAX :
 			(int32_t)rnd();
-	for (int i0 = 0, len = 1; i0 < ng; i0 += len, len = len % 67 + 1) {
+	for (int i0 = 0, len = 1; simd->swiglu && i0 < ng; i0 += len, len = len % 67 + 1) {
 		int n = ng - i0 < len ? ng - i0 : len;
 
 		h[n] = 0x5a5a5a5a5a5a5a5a;
@@ -987,7 +988,7 @@ static int check_swiglu_quant(const struct hmoe_fxp_simd *simd)
 			printf("FAIL %s swiglu of %d values wrote past them\n", simd->name, n);
 		cases += n;
 	}
-	for (int trial = 0; trial < 6000; trial++) {
+	for (int trial = 0; simd->quant_group && trial < 6000; trial++) {
 		int64_t v[HMOE_FXP_GROUP + 8];
 		int8_t hi[2][HMOE_FXP_GROUP + 8], lo[2][HMOE_FXP_GROUP + 8];
 		int planes = 1 + trial % 2, kind = trial / 2 % 6, n = (int)(rnd() % 137);
@@ -1101,18 +1102,12 @@ int main(int argc, char **argv)
 	cases++;
 	cases += check_rows4();
 	cases += check_acc_to_q16_nb();
-	{
-		const struct hmoe_fxp_simd *own[] = { &hmoe_fxp_simd_avx512,
-						      &hmoe_fxp_simd_amx_emu };
-
-		for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
-			if (own[i]->supported() && own[i]->swiglu && own[i]->quant_group)
-				cases += check_swiglu_quant(own[i]);
-			else
-				printf("SKIP %s swiglu, quant_group: %s\n", own[i]->name,
-				       own[i]->supported() ? "the variant has none" :
-							     "not supported on this CPU");
-	}
+	for (size_t i = 0; i < N_VARIANTS; i++)
+		if ((variants[i]->swiglu || variants[i]->quant_group) && variants[i]->supported())
+			cases += check_swiglu_quant(variants[i]);
+		else if (variants[i]->swiglu || variants[i]->quant_group)
+			printf("SKIP %s swiglu, quant_group: not supported on this CPU\n",
+			       variants[i]->name);
 	/* amx-emu is the AMX kernel only if int8 rows really went through its tiles */
 	if (hmoe_fxp_simd_amx_emu.supported() && hmoe_fxp_amx_emu_blocks == 0) {
 		printf("FAIL amx-emu never ran its tile kernel\n");
