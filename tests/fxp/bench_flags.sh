@@ -147,6 +147,10 @@ d = json.load(open(sys.argv[1]))
 r = d["results"][0]
 assert d["fp8_codes"] == sys.argv[2] and r["format"] == "fp8", (d["fp8_codes"], r)
 flags = open("/proc/cpuinfo").read().split()
+# the machine's ISA fields, as the CPU (and kernel) report them
+for field, flag in (("avx2", "avx2"), ("avxvnni", "avx_vnni"), ("avx512f", "avx512f"),
+                    ("avx512vnni", "avx512_vnni")):
+    assert d["machine"][field] is (flag in flags), (field, d["machine"])
 want = d["fxp_variant"] in ("avx512", "amx", "amx-emu") and "avx512vbmi" in flags and \
     not sys.argv[3] and not os.environ.get("HMOE_FXP_NO_VBMI")
 assert d["fp8_lists"] is want, (d["fxp_variant"], d["fp8_lists"], want)
