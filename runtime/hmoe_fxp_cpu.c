@@ -552,7 +552,7 @@ static int wants_vnni(const struct hmoe_fxp_simd *simd, int format, int planes)
 		return VNNI_SIGNED;
 	if (planes == 2 && (simd->whole16 >> format & 1))
 		return WHOLE16;
-	if (!simd->rows_acc)
+	if (!simd->rows_acc || !(simd->lanes_formats >> format & 1))
 		return 0;
 	return planes == 2 && (simd->lanes_wide >> format & 1) ? VNNI_WIDE : VNNI_FLIPPED;
 }
@@ -993,6 +993,7 @@ struct fxp_tile {
 	int expert, n, planes;
 	int pairs[HMOE_FXP_TILE];   /* token * top_k + slot */
 	int vnni;                   /* 0, VNNI_SIGNED, VNNI_FLIPPED, VNNI_WIDE or WHOLE16 */
+	int lanes_min;              /* the variant's lanes_min_tokens */
 	struct fxp_side sx, sh;     /* x (dim groups), h requantised (inter groups) */
 	int64_t *h;                 /* (n, inter) Q32 */
 	int32_t *y;                 /* (n, dim) Q16 */
@@ -1035,14 +1036,16 @@ static void side_carve(struct fxp_side *sd, uint8_t *base, size_t *off, int grou
 /* Lays a tile's buffers out at base (64-byte aligned) and returns their bytes; base
  * NULL: only the bytes. vnni: the sides also keep their activations in
  * hmoe_fxp_x_vnni's (VNNI_WIDE: hmoe_fxp_x_wide's, WHOLE16: x_whole16's; no larger)
- * layout (and, for rows_acc, their scales by chunk). */
+ * layout (and, for rows_acc, their scales by chunk) where the tile holds at least
+ * lanes_min tokens (the variant's lanes_min_tokens). */
 static size_t tile_layout(struct fxp_tile *tl, uint8_t *base, int dim, int inter, int planes,
-			  int vnni)
+			  int vnni, int lanes_min)
 {
 	size_t off = 0;
 
 	tl->planes = planes;
 	tl->vnni = vnni;
+	tl->lanes_min = lanes_min;
 	tl->h = take(base, &off, (size_t)HMOE_FXP_TILE * inter * sizeof(int64_t));
 	tl->y = take(base, &off, (size_t)HMOE_FXP_TILE * dim * sizeof(int32_t));
 	side_carve(&tl->sx, base, &off, hmoe_fxp_groups(dim), planes, vnni);
@@ -1054,7 +1057,7 @@ static size_t tile_bytes(int dim, int inter, int planes, int vnni)
 {
 	struct fxp_tile tl;
 
-	return tile_layout(&tl, NULL, dim, inter, planes, vnni);
+	return tile_layout(&tl, NULL, dim, inter, planes, vnni, 0);
 }
 
 /* Whether rows_acc runs the tile's last chunk paired (16-bit lanes only): it holds too few
@@ -1075,7 +1078,7 @@ static int tile_vnni(const struct fxp_tile *tl)
 	if (tl->vnni == WHOLE16)
 		return tl->n >= 2;
 	return tl->vnni == VNNI_SIGNED ||
-	       (tl->vnni != 0 && (tl->n >= HMOE_FXP_LANES_MIN_TOKENS || tile_paired(tl)));
+	       (tl->vnni != 0 && (tl->n >= tl->lanes_min || tile_paired(tl)));
 }
 
 /* A side as the variants see it. */
@@ -1271,7 +1274,7 @@ int hmoe_fxp_cpu_ffn(const struct hmoe_fxp_simd *simd, const struct hmoe_fxp_lin
 		free(wk);
 		return hmoe_err(HMOE_ENOMEM, "fxp ffn: out of memory");
 	}
-	tile_layout(&tl, mem, dim, inter, planes, vnni);
+	tile_layout(&tl, mem, dim, inter, planes, vnni, simd->lanes_min_tokens);
 	memcpy(tl.sx.q, xq, (size_t)n_tokens * planes * dg * HMOE_FXP_GROUP);
 	memcpy(tl.sx.s, xs, sizeof(*xs) * n_tokens * dg);
 	tile_x_ready(&tl);
@@ -1372,7 +1375,7 @@ int hmoe_fxp_hot_rate(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_s
 			goto out;
 		}
 		tl->n = 1;
-		tile_layout(tl, mem + tb * t, dim, inter, planes, vnni);
+		tile_layout(tl, mem + tb * t, dim, inter, planes, vnni, simd->lanes_min_tokens);
 		hmoe_fxp_quant_x(x, dim, planes, tl->sx.q, tl->sx.s);
 		tile_x_ready(tl);
 		for (int k = 0; k < inter; k++)
@@ -1779,7 +1782,7 @@ int hmoe_fxp_moe_run_q(const struct hmoe_fxp_experts *ex, const struct hmoe_fxp_
 				tl->n = 0;
 				tl->expert = e;
 				tile_layout(tl, ws->arena + per_tile * (j.n_tiles - 1), ex->dim,
-					   ex->inter, j.planes, vnni);
+					   ex->inter, j.planes, vnni, simd->lanes_min_tokens);
 			}
 			tl->pairs[tl->n++] = order[p];
 		}

@@ -204,6 +204,9 @@ struct hmoe_fxp_simd {
 	int (*rows_acc)(const uint8_t *rows, size_t row_stride, int n_rows, int format, int in,
 			const struct hmoe_fxp_xtile *x, int64_t *acc, void *tmp);
 	int lanes_min_tokens;  /* rows_acc is used for tiles of at least this many tokens */
+	/* Bit (1 << format) set: rows_acc takes that format (the driver keeps a tile's
+	 * activations in its layouts only for those). */
+	unsigned lanes_formats;
 	/* Bit (1 << format) set: for A16 tiles of that format rows_acc takes x->xw (16-bit
 	 * activations) rather than x->xu. */
 	unsigned lanes_wide;
@@ -233,6 +236,8 @@ extern const struct hmoe_fxp_simd hmoe_fxp_simd_avx512;
 #define HMOE_FXP_AVX512_WHOLE_TOKENS \
 	(1u << HMOE_FXP_FP8 | 1u << HMOE_FXP_INT8 | 1u << HMOE_FXP_INT4)
 #define HMOE_FXP_AVX512_LANES_WIDE (1u << HMOE_FXP_FP8)
+#define HMOE_FXP_AVX512_LANES_FORMATS \
+	(1u << HMOE_FXP_FP8 | 1u << HMOE_FXP_INT8 | 1u << HMOE_FXP_INT4)
 /* AVX-512 plus AMX-INT8 tiles for int8 rows (rows_dots); chosen only by name
  * ($HMOE_FXP_SIMD=amx) until it has run on AMX hardware. amx-emu is the same kernel with
  * the tile instructions emulated in C, so that it is tested on any AVX-512 CPU. */

@@ -271,6 +271,7 @@ static int32_t amx_quant_group(const int64_t *v, int32_t n, int32_t planes, int8
 		.whole_tokens = HMOE_FXP_AVX512_WHOLE_TOKENS,                  \
 		.lanes_min_tokens = HMOE_FXP_LANES_MIN_TOKENS,                 \
 		.lanes_wide = HMOE_FXP_AVX512_LANES_WIDE,                      \
+		.lanes_formats = HMOE_FXP_AVX512_LANES_FORMATS,                \
 		.swiglu = amx_swiglu, .quant_group = amx_quant_group,          \
 	}
 

@@ -2267,6 +2267,7 @@ const struct hmoe_fxp_simd hmoe_fxp_simd_avx512 = {
 	.rows_acc = avx512_rows_acc,
 	.lanes_min_tokens = HMOE_FXP_LANES_MIN_TOKENS,
 	.lanes_wide = HMOE_FXP_AVX512_LANES_WIDE,
+	.lanes_formats = HMOE_FXP_AVX512_LANES_FORMATS,
 	.swiglu = avx512_swiglu,
 	.quant_group = avx512_quant_group,
 };
