@@ -847,7 +847,7 @@ const struct hmoe_fxp_simd hmoe_fxp_simd_avx2 = {
 	.lanes_formats = 1u << HMOE_FXP_INT8 | 1u << HMOE_FXP_INT4,
 	/* a chunk half of 8 tokens costs half a chunk: on the Zen 5 dev VM tiles of 8
 	 * tokens ran int8 1.17x, int8-a8 1.14x, int4 1.02x faster in the lanes than as whole
-	 * tokens, tiles of 6 0.90x, 0.94x, 0.79x */
+	 * tokens, tiles of 6 0.90x, 0.94x, 0.78x */
 	.lanes_min_tokens = 8,
 #endif
 };
