@@ -544,17 +544,22 @@ struct row_work {
 
 /* Whether tiles keep their activations in rows_dots' (VNNI_SIGNED) or rows_acc's
  * (VNNI_FLIPPED, or VNNI_WIDE: 16-bit x) layout too, or as whole 16-bit tokens for
- * row_dots (WHOLE16) (0: none). */
-enum { VNNI_SIGNED = 1, VNNI_FLIPPED = 2, VNNI_WIDE = 3, WHOLE16 = 4 };
+ * row_dots (WHOLE16), or (WHOLE16_WIDE, a variant with both: AVX-VNNI's fp8 A16) as
+ * VNNI_WIDE where the tile has enough tokens for its lanes and as WHOLE16 below
+ * (tile_kind) (0: none). */
+enum { VNNI_SIGNED = 1, VNNI_FLIPPED = 2, VNNI_WIDE = 3, WHOLE16 = 4, WHOLE16_WIDE = 5 };
 static int wants_vnni(const struct hmoe_fxp_simd *simd, int format, int planes)
 {
+	int lanes = simd->rows_acc && (simd->lanes_formats >> format & 1);
+	int wide = planes == 2 && (simd->lanes_wide >> format & 1);
+
 	if (simd->rows_dots && format == HMOE_FXP_INT8)
 		return VNNI_SIGNED;
 	if (planes == 2 && (simd->whole16 >> format & 1))
-		return WHOLE16;
-	if (!simd->rows_acc || !(simd->lanes_formats >> format & 1))
+		return lanes && wide ? WHOLE16_WIDE : WHOLE16;
+	if (!lanes)
 		return 0;
-	return planes == 2 && (simd->lanes_wide >> format & 1) ? VNNI_WIDE : VNNI_FLIPPED;
+	return wide ? VNNI_WIDE : VNNI_FLIPPED;
 }
 
 /* Whether a kind is one of rows_acc's (scales kept by chunk, lanes_tokens apply). */
@@ -1060,8 +1065,17 @@ static size_t tile_bytes(int dim, int inter, int planes, int vnni)
 	return tile_layout(&tl, NULL, dim, inter, planes, vnni, 0);
 }
 
-/* Whether rows_acc runs the tile's last chunk paired (16-bit lanes only): it holds too few
- * tokens for a chunk of 16 lanes but enough for 8 tokens in two lanes each. */
+/* The tile's layout kind for its token count (tl->vnni, WHOLE16_WIDE resolved). */
+static int tile_kind(const struct fxp_tile *tl)
+{
+	if (tl->vnni != WHOLE16_WIDE)
+		return tl->vnni;
+	return tl->n >= tl->lanes_min ? VNNI_WIDE : WHOLE16;
+}
+
+/* Whether rows_acc runs the tile's last chunk paired (16-bit lanes of a VNNI_WIDE variant
+ * only, whose chunks have 16 lanes): it holds too few tokens for a chunk of 16 lanes but
+ * enough for 8 tokens in two lanes each. */
 static int tile_paired(const struct fxp_tile *tl)
 {
 	int r = tl->n % HMOE_FXP_BLOCK_ROWS;
@@ -1075,46 +1089,49 @@ static int tile_paired(const struct fxp_tile *tl)
  * tokens from 2 tokens on (one token runs faster without: the decode dominates). */
 static int tile_vnni(const struct fxp_tile *tl)
 {
-	if (tl->vnni == WHOLE16)
+	int kind = tile_kind(tl);
+
+	if (kind == WHOLE16)
 		return tl->n >= 2;
-	return tl->vnni == VNNI_SIGNED ||
-	       (tl->vnni != 0 && (tl->n >= tl->lanes_min || tile_paired(tl)));
+	return kind == VNNI_SIGNED || (kind != 0 && (tl->n >= tl->lanes_min || tile_paired(tl)));
 }
 
 /* A side as the variants see it. */
 static struct hmoe_fxp_xtile side_xtile(const struct fxp_tile *tl, const struct fxp_side *sd)
 {
-	int lanes = kind_lanes(tl->vnni) && tile_vnni(tl);
+	int kind = tile_kind(tl), lanes = kind_lanes(kind) && tile_vnni(tl);
 
 	return (struct hmoe_fxp_xtile){ .n_tokens = tl->n, .groups = sd->groups,
 					.xq = sd->q, .xs = sd->s, .xsum = sd->sum,
 					.xm = sd->m, .xe = sd->e, .planes = tl->planes,
 					.has_m128 = sd->m128,
-					.xv = tl->vnni == VNNI_SIGNED ? sd->v : NULL,
-					.xu = lanes && tl->vnni == VNNI_FLIPPED
+					.xv = kind == VNNI_SIGNED ? sd->v : NULL,
+					.xu = lanes && kind == VNNI_FLIPPED
 						      ? (const uint8_t *)sd->v : NULL,
-					.xw = lanes && tl->vnni == VNNI_WIDE
+					.xw = lanes && kind == VNNI_WIDE
 						      ? (const int16_t *)(void *)sd->v : NULL,
 					.xmt = lanes ? sd->mt : NULL, .xet = lanes ? sd->et : NULL,
 					.xpaired = lanes && tile_paired(tl),
-					.x16 = tl->vnni == WHOLE16 && tile_vnni(tl)
+					.x16 = kind == WHOLE16 && tile_vnni(tl)
 						       ? (const int16_t *)(void *)sd->v : NULL };
 }
 
 /* A side's layouts for rows_dots / rows_acc, once its q, m and e are final. */
 static void side_lanes_ready(const struct fxp_tile *tl, struct fxp_side *sd)
 {
+	int kind = tile_kind(tl);
+
 	if (!tile_vnni(tl))
 		return;
-	if (tl->vnni == WHOLE16)
+	if (kind == WHOLE16)
 		x_whole16(sd->q, tl->n, sd->groups, (int16_t *)(void *)sd->v);
-	else if (tl->vnni == VNNI_WIDE)
+	else if (kind == VNNI_WIDE)
 		hmoe_fxp_x_wide(sd->q, tl->n, sd->groups, tile_paired(tl),
 				(int16_t *)(void *)sd->v);
 	else
-		hmoe_fxp_x_vnni(sd->q, tl->n, tl->planes, sd->groups, tl->vnni == VNNI_FLIPPED,
+		hmoe_fxp_x_vnni(sd->q, tl->n, tl->planes, sd->groups, kind == VNNI_FLIPPED,
 				sd->v);
-	if (kind_lanes(tl->vnni))
+	if (kind_lanes(kind))
 		lanes_scales(sd->m, sd->e, tl->n, sd->groups, sd->mt, sd->et);
 }
 
