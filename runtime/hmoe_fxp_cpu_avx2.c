@@ -41,7 +41,8 @@
  * group), and every vpmaddwd + vpaddd one vpdpwssd. The sums are the same integers (the
  * bounds below hold lane by lane either way), so the results are bit-identical. With
  * vpdpbusd, which does not saturate, int8 and int4 tiles of 8 or more tokens also run
- * with the tokens in the vector lanes (rows_acc, at the end of the file). */
+ * with the tokens in the vector lanes, and fp8 A16 ones through vpdpwssd in 16-bit lanes
+ * (rows_acc, at the end of the file). */
 #ifdef HMOE_FXP_AVX2_VNNI
 #define VNNI 1
 #else
@@ -483,6 +484,25 @@ void hmoe_fxp_split_scales_x86(const uint8_t *scales, int groups, uint32_t *mw, 
 }
 #endif
 
+/* The terms of 4 int64 dots d (|d| < 2^39; SMALL: each fits int32) with their m < 2^24
+ * and r in [1, 62] as int64 lanes: hmoe_fxp_term_split's values (see avx2_row_terms). */
+static inline __attribute__((always_inline)) __m256i terms4(__m256i d, __m256i m, __m256i r,
+							   const int SMALL)
+{
+	const __m256i one = _mm256_set1_epi64x(1), zero = _mm256_setzero_si256();
+	const __m256i term_max = _mm256_set1_epi64x(HMOE_FXP_TERM_MAX);
+	__m256i v = SMALL ? _mm256_mul_epi32(d, m) : _mm256_add_epi64(
+		_mm256_slli_epi64(_mm256_mul_epi32(_mm256_srli_epi64(d, 32), m), 32),
+		_mm256_mul_epu32(d, m));
+	__m256i s = _mm256_cmpgt_epi64(zero, v);
+	__m256i mag = _mm256_sub_epi64(_mm256_xor_si256(v, s), s);
+
+	mag = _mm256_srlv_epi64(_mm256_add_epi64(mag, _mm256_sllv_epi64(
+					one, _mm256_sub_epi64(r, one))), r);
+	mag = _mm256_blendv_epi8(mag, term_max, _mm256_cmpgt_epi64(mag, term_max));
+	return _mm256_sub_epi64(_mm256_xor_si256(mag, s), s);
+}
+
 /* The terms of 4 groups at once, as the AVX-512 variant's row_terms does 8 (see there for
  * the ranges: for 1 <= r <= 62 shift_round is min((|v| + 2^(r-1)) >> r, 2^56) with the
  * sign put back). AVX2 has no 64-bit multiply, absolute value or unsigned compare:
@@ -494,8 +514,7 @@ void hmoe_fxp_split_scales_x86(const uint8_t *scales, int groups, uint32_t *mw, 
 static void avx2_row_terms(const int64_t *dots, const uint8_t *scales,
 			   const struct hmoe_fxp_xtile *x, int64_t *acc)
 {
-	const __m256i one = _mm256_set1_epi64x(1), zero = _mm256_setzero_si256();
-	const __m256i term_max = _mm256_set1_epi64x(HMOE_FXP_TERM_MAX);
+	const __m256i zero = _mm256_setzero_si256();
 	const __m128i r_max = _mm_set1_epi32(62);
 	int groups = x->groups;
 	uint32_t mw[HMOE_FXP_MAX_IN_GROUPS + 8];
@@ -516,7 +535,7 @@ static void avx2_row_terms(const int64_t *dots, const uint8_t *scales,
 						    _mm_loadu_si128((const __m128i *)(xe + g)));
 			__m128i ok = _mm_andnot_si128(_mm_cmpgt_epi32(r32, r_max),
 						      _mm_cmpgt_epi32(r32, _mm_setzero_si128()));
-			__m256i r, m, dv, v, s, mag;
+			__m256i r, m;
 
 			if (_mm_movemask_ps(_mm_castsi128_ps(ok)) != 0xf) {
 				for (int i = g; i < g + 4; i++)
@@ -527,16 +546,8 @@ static void avx2_row_terms(const int64_t *dots, const uint8_t *scales,
 			m = _mm256_cvtepu32_epi64(_mm_mullo_epi32(
 				_mm_loadu_si128((const __m128i *)(mw + g)),
 				_mm_loadu_si128((const __m128i *)(xm + g))));
-			dv = _mm256_loadu_si256((const __m256i *)(d + g));
-			v = _mm256_add_epi64(
-				_mm256_slli_epi64(_mm256_mul_epi32(_mm256_srli_epi64(dv, 32), m), 32),
-				_mm256_mul_epu32(dv, m));
-			s = _mm256_cmpgt_epi64(zero, v);
-			mag = _mm256_sub_epi64(_mm256_xor_si256(v, s), s);
-			mag = _mm256_srlv_epi64(_mm256_add_epi64(mag, _mm256_sllv_epi64(
-							one, _mm256_sub_epi64(r, one))), r);
-			mag = _mm256_blendv_epi8(mag, term_max, _mm256_cmpgt_epi64(mag, term_max));
-			sum = _mm256_add_epi64(sum, _mm256_sub_epi64(_mm256_xor_si256(mag, s), s));
+			sum = _mm256_add_epi64(sum, terms4(_mm256_loadu_si256((const __m256i *)(d + g)),
+							   m, r, 0));
 		}
 		for (; g < groups; g++)
 			a += hmoe_fxp_term_split(d[g], mw[g] * xm[g], ew[g] + xe[g]);
@@ -548,20 +559,21 @@ static void avx2_row_terms(const int64_t *dots, const uint8_t *scales,
 #if VNNI
 /* ---- rows_acc: tokens in the lanes (AVX-VNNI only) ---------------------------------
  *
- * The AVX-512 variant's token lanes (see there) at half the width, for int8 and int4
- * (fp8 declines: its A16 tiles take whole 16-bit tokens, its A8 ones the general path).
- * The tile's activations in hmoe_fxp_x_vnni's flipped layout (x->xu: x' = x + 128,
+ * The AVX-512 variant's token lanes (see there) at half the width, for int8, int4 and fp8
+ * A16 (vnni_wide_chunk; fp8 A8 declines and takes the general path), from 8 tokens on
+ * (below that fp8 A16 keeps whole 16-bit tokens). The tile's activations in hmoe_fxp_x_vnni's flipped layout (x->xu: x' = x + 128,
  * unsigned; 64 bytes hold 4 consecutive columns of a chunk's 16 tokens) are read as two
  * halves of 8 tokens, a ymm each, and vpdpbusd against 4 weight bytes broadcast from a
  * row adds each token's 4 products into its own int32 lane: a group's dots for 8 tokens
  * with no horizontal reduction, every x load feeding up to 4 rows, where the whole-token
- * path needs per token and plane a sign flip and a reduction. The weights enter as
+ * path needs per token and plane a sign flip and a reduction. Per group and row set one
+ * loop over two x streams (vnni_streams), the planes' shift after it (A16: the
+ * hi-plane sum in one accumulator, the lo in the other, 128 S(hi) + S(lo) formed after). The weights enter as
  * signed digits d (int8: q; int4: nibble - 8), so S(d, x') = S(d, x) + 128 * sum(d), and
  * the digit sums per group (wsum) take the offset out. Lane bounds (as the AVX-512
  * variant's): a lane holds one group's 128 products |d * x'| <= 128 * 255, |S| <=
- * 4.18e6 per plane; A16 accumulates 128 S(hi) + S(lo) in place (the hi plane's sum
- * shifted before the lo plane's products), |.| <= 5.4e8, and the offset 128 * 129 *
- * sum(d) <= 2.7e8, all < 2^31. The terms and the row sums follow in the token lanes, in
+ * 4.18e6 per plane; A16's 128 S(hi) + S(lo) <= 5.4e8, and the offset 128 * 129 * sum(d)
+ * <= 2.7e8, all < 2^31. The terms and the row sums follow in the token lanes, in
  * int64 (four lanes per ymm), as avx2_row_terms computes them. */
 struct vnni_row {
 	const int8_t *d;                          /* digits, `in` columns */
@@ -638,8 +650,7 @@ static inline __attribute__((always_inline)) void
 vnni_lanes_terms(const __m256i d[2], const int SMALL, uint32_t mw, int32_t ew,
 		 const uint32_t *xm, const int32_t *xe, int valid, __m256i acc[2], int64_t *fix)
 {
-	const __m256i one = _mm256_set1_epi64x(1), zero = _mm256_setzero_si256();
-	const __m256i term_max = _mm256_set1_epi64x(HMOE_FXP_TERM_MAX);
+	const __m256i zero = _mm256_setzero_si256();
 	__m256i m = _mm256_mullo_epi32(_mm256_set1_epi32((int)mw),
 				       _mm256_loadu_si256((const __m256i *)xm));
 	__m256i r = _mm256_add_epi32(_mm256_set1_epi32(ew),
@@ -666,20 +677,10 @@ vnni_lanes_terms(const __m256i d[2], const int SMALL, uint32_t mw, int32_t ew,
 		__m128i mq = q ? _mm256_extracti128_si256(m, 1) : _mm256_castsi256_si128(m);
 		__m128i rq = q ? _mm256_extracti128_si256(r, 1) : _mm256_castsi256_si128(r);
 		__m128i oq = q ? _mm256_extracti128_si256(ok, 1) : _mm256_castsi256_si128(ok);
-		__m256i r64 = _mm256_cvtepi32_epi64(rq), m64 = _mm256_cvtepu32_epi64(mq);
-		/* m < 2^24: SMALL, one signed 32 x 32 -> 64 multiply; else from the dot's 32-bit
-		 * halves (|dot| < 2^39), exact mod 2^64 and |dot * m| < 2^63 */
-		__m256i p = SMALL ? _mm256_mul_epi32(d[q], m64) : _mm256_add_epi64(
-			_mm256_slli_epi64(_mm256_mul_epi32(_mm256_srli_epi64(d[q], 32), m64), 32),
-			_mm256_mul_epu32(d[q], m64));
-		__m256i s = _mm256_cmpgt_epi64(zero, p);
-		__m256i mag = _mm256_sub_epi64(_mm256_xor_si256(p, s), s);
+		__m256i t = terms4(d[q], _mm256_cvtepu32_epi64(mq), _mm256_cvtepi32_epi64(rq), SMALL);
 
-		mag = _mm256_srlv_epi64(_mm256_add_epi64(mag, _mm256_sllv_epi64(
-						one, _mm256_sub_epi64(r64, one))), r64);
-		mag = _mm256_blendv_epi8(mag, term_max, _mm256_cmpgt_epi64(mag, term_max));
-		acc[q] = _mm256_add_epi64(acc[q], _mm256_and_si256(
-			_mm256_cvtepi32_epi64(oq), _mm256_sub_epi64(_mm256_xor_si256(mag, s), s)));
+		/* lanes outside [1, 62] dropped (their terms are in fix) */
+		acc[q] = _mm256_add_epi64(acc[q], _mm256_and_si256(_mm256_cvtepi32_epi64(oq), t));
 	}
 }
 
@@ -723,9 +724,11 @@ static inline __attribute__((always_inline)) __m256i vnni_dpwssd_bcast2(__m256i 
 
 /* One group and half of R rows' wide products (vnni_wide_chunk's loop) into s[i][0..1],
  * rows i's digit words at e + i * 2 * HMOE_FXP_MAX_DIM (e_0) and HMOE_FXP_MAX_DIM on (e_1),
- * as avxvnni_rows_acc lays them out. Four rows: the loop in assembly, because GCC 12 moved
- * every accumulator through a second register each step whichever way the C was written
- * (A16 at 64 tokens 1.2x over `avx2`, 1.xx in assembly). */
+ * as avxvnni_rows_acc lays them out. Four rows: the loop in assembly, because GCC 12's
+ * allocation of the 8 accumulators was erratic: with them in an array it stored and
+ * reloaded half of them every step (0.91-0.97x of `avx2` at 16-64 tokens), as variables
+ * of their own it moved each through a second register every step (1.15-1.25x); the
+ * assembly has neither (1.18-1.24x in the same state of the dev VM). */
 #define VNNI_STR_(x) #x
 #define VNNI_STR(x) VNNI_STR_(x)
 /* the byte offset of row i's digit e_j from row 0's e_0 (the assembler computes it) */
