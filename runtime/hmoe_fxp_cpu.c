@@ -568,19 +568,20 @@ static int kind_lanes(int vnni)
 	return vnni == VNNI_FLIPPED || vnni == VNNI_WIDE;
 }
 
-/* How many of x's first tokens go through rows_acc: its whole chunks of 16, and a last
- * partial chunk that holds at least lanes_min_tokens (below that, a chunk's lanes cost
- * more than the tokens' own path) or, paired, up to 8 of its tokens; the rest take the
- * row path. */
+/* How many of x's first tokens go through rows_acc: its whole steps (the variant's
+ * lanes_step), and a last partial one that holds at least lanes_part_tokens (below that,
+ * the lanes cost more than the tokens' own path) or, paired, up to 8 of its tokens; the
+ * rest take the row path. */
 static int lanes_tokens(const struct hmoe_fxp_simd *simd, const struct hmoe_fxp_xtile *x)
 {
-	int full = x->n_tokens / HMOE_FXP_BLOCK_ROWS * HMOE_FXP_BLOCK_ROWS;
+	int full;
 
-	if (!simd->rows_acc || !(x->xu || x->xw))
+	if (!simd->rows_acc || !(x->xu || x->xw) || simd->lanes_step < 1)
 		return 0;
+	full = x->n_tokens / simd->lanes_step * simd->lanes_step;
 	if (x->xpaired)  /* the paired chunk's tokens */
 		return x->n_tokens - full < 8 ? x->n_tokens : full + 8;
-	return x->n_tokens - full >= simd->lanes_min_tokens ? x->n_tokens : full;
+	return x->n_tokens - full >= simd->lanes_part_tokens ? x->n_tokens : full;
 }
 
 /* x's tokens from t0 on, without the lane and 16-bit layouts (made for the whole tile). */

@@ -204,6 +204,12 @@ struct hmoe_fxp_simd {
 	int (*rows_acc)(const uint8_t *rows, size_t row_stride, int n_rows, int format, int in,
 			const struct hmoe_fxp_xtile *x, int64_t *acc, void *tmp);
 	int lanes_min_tokens;  /* rows_acc is used for tiles of at least this many tokens */
+	/* rows_acc's step in tokens (HMOE_FXP_BLOCK_ROWS: AVX-512's chunks of 16; 8:
+	 * AVX-VNNI's halves): a lanes tile's tokens go through it in whole steps, and a last
+	 * partial step (which costs a whole one) if it holds at least lanes_part_tokens;
+	 * the rest take the row path. */
+	int lanes_step;
+	int lanes_part_tokens;
 	/* Bit (1 << format) set: rows_acc takes that format (the driver keeps a tile's
 	 * activations in its layouts only for those). */
 	unsigned lanes_formats;

@@ -272,6 +272,8 @@ static int32_t amx_quant_group(const int64_t *v, int32_t n, int32_t planes, int8
 		.lanes_min_tokens = HMOE_FXP_LANES_MIN_TOKENS,                 \
 		.lanes_wide = HMOE_FXP_AVX512_LANES_WIDE,                      \
 		.lanes_formats = HMOE_FXP_AVX512_LANES_FORMATS,                \
+		.lanes_step = HMOE_FXP_BLOCK_ROWS,                             \
+		.lanes_part_tokens = HMOE_FXP_LANES_MIN_TOKENS,                \
 		.swiglu = amx_swiglu, .quant_group = amx_quant_group,          \
 	}
 

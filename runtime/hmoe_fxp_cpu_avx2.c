@@ -559,22 +559,23 @@ static void avx2_row_terms(const int64_t *dots, const uint8_t *scales,
 #if VNNI
 /* ---- rows_acc: tokens in the lanes (AVX-VNNI only) ---------------------------------
  *
- * The AVX-512 variant's token lanes (see there) at half the width, for int8, int4 and fp8
- * A16 (vnni_wide_chunk; fp8 A8 declines and takes the general path), from 8 tokens on
- * (below that fp8 A16 keeps whole 16-bit tokens). The tile's activations in hmoe_fxp_x_vnni's flipped layout (x->xu: x' = x + 128,
- * unsigned; 64 bytes hold 4 consecutive columns of a chunk's 16 tokens) are read as two
- * halves of 8 tokens, a ymm each, and vpdpbusd against 4 weight bytes broadcast from a
- * row adds each token's 4 products into its own int32 lane: a group's dots for 8 tokens
- * with no horizontal reduction, every x load feeding up to 4 rows, where the whole-token
- * path needs per token and plane a sign flip and a reduction. Per group and row set one
- * loop over two x streams (vnni_streams), the planes' shift after it (A16: the
- * hi-plane sum in one accumulator, the lo in the other, 128 S(hi) + S(lo) formed after). The weights enter as
- * signed digits d (int8: q; int4: nibble - 8), so S(d, x') = S(d, x) + 128 * sum(d), and
- * the digit sums per group (wsum) take the offset out. Lane bounds (as the AVX-512
- * variant's): a lane holds one group's 128 products |d * x'| <= 128 * 255, |S| <=
- * 4.18e6 per plane; A16's 128 S(hi) + S(lo) <= 5.4e8, and the offset 128 * 129 * sum(d)
- * <= 2.7e8, all < 2^31. The terms and the row sums follow in the token lanes, in
- * int64 (four lanes per ymm), as avx2_row_terms computes them. */
+ * The AVX-512 variant's token lanes (see there) at half the width, for int8, int4 and
+ * fp8 A16 (vnni_wide_chunk; fp8 A8 declines and takes the general path), from 8 tokens
+ * on in steps of 8 (below that fp8 A16 keeps whole 16-bit tokens; a last 1 or 2 tokens
+ * take the row path). The tile's activations in hmoe_fxp_x_vnni's flipped layout (x->xu:
+ * x' = x + 128, unsigned; 64 bytes hold 4 consecutive columns of a chunk's 16 tokens)
+ * are read as two halves of 8 tokens, a ymm each, and vpdpbusd against 4 weight bytes
+ * broadcast from a row adds each token's 4 products into its own int32 lane: a group's
+ * dots for 8 tokens with no horizontal reduction, every x load feeding up to 4 rows,
+ * where the whole-token path needs per token and plane a sign flip and a reduction. Per
+ * group and row set one loop over two x streams (vnni_streams), the planes' shift after
+ * it (A16: the hi-plane sum in one accumulator, the lo in the other, 128 S(hi) + S(lo)
+ * formed after). The weights enter as signed digits d (int8: q; int4: nibble - 8), so
+ * S(d, x') = S(d, x) + 128 * sum(d), and the digit sums per group (wsum) take the offset
+ * out. Lane bounds (as the AVX-512 variant's): a lane holds one group's 128 products
+ * |d * x'| <= 128 * 255, |S| <= 4.18e6 per plane; A16's 128 S(hi) + S(lo) <= 5.4e8, and the
+ * offset 128 * 129 * sum(d) <= 2.7e8, all < 2^31. The terms and the row sums follow in
+ * the token lanes, in int64 (four lanes per ymm), as avx2_row_terms computes them. */
 struct vnni_row {
 	const int8_t *d;                          /* digits, `in` columns */
 	const int16_t *e[2];                      /* or (fp8 A16) decode_digits' digit words */
@@ -824,6 +825,15 @@ vnni_wide_chunk(const struct vnni_row *rw, const int R, const int H,
 	vnni_lanes_store(acc, fix, R, H, n_tok, T, c, acc_out);
 }
 
+/* One step of vnni_streams' assembly for a row: its 4 digit bytes (ODD: and the next 4)
+ * broadcast, times stream a into acc a and stream b into acc b. */
+#define VNNI_STREAM_STEP(a, b, d, BB)                                         \
+	"vpbroadcastd (%[" d "],%[k]), %[w]\n\t"                               \
+	"%{vex%} vpdpbusd %[w], %[va], %[" a "]\n\t"                           \
+	BB                                                                      \
+	"%{vex%} vpdpbusd %[w], %[vb], %[" b "]\n\t"
+/* BB for ODD: stream b's digits, 4 bytes on (else a's broadcast serves b too) */
+#define VNNI_ODD_BCAST(d) "vpbroadcastd 4(%[" d "],%[k]), %[w]\n\t"
 /* One group's products over two x streams for R rows (dg[i]: row i's digits at the
  * group), s[i][0] from stream a and s[i][1] from stream b, each a chunk half's 32 column
  * quads of 64 bytes apart: every row's 4 digit bytes broadcast once for both streams,
@@ -834,6 +844,42 @@ static inline __attribute__((always_inline)) void
 vnni_streams(__m256i s[][2], const int R, const uint8_t *xa, const uint8_t *xb,
 	     const int8_t *const *dg, const int ODD)
 {
+	if (R == 4) {  /* in assembly, as vnni_wide_group and for the same reason */
+		__m256i a0 = _mm256_setzero_si256(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0;
+		__m256i a3 = a0, b3 = a0, va, vb, w;
+		/* counting up to 0: x and the digits indexed from their ends */
+		long kx = -64 * 32, k = -4 * 32;
+
+		/* ODD: stream b 64 bytes and its digits 4 on, steps of two quads */
+#define VNNI_STREAMS_ASM(XO, B0, B1, B2, B3, KS, KXS)                                  \
+		__asm__("1:\n\t"                                                             \
+			"vmovdqu (%[xa],%[kx]), %[va]\n\t"                                   \
+			"vmovdqu " XO "(%[xb],%[kx]), %[vb]\n\t"                             \
+			VNNI_STREAM_STEP("a0", "b0", "d0", B0)                               \
+			VNNI_STREAM_STEP("a1", "b1", "d1", B1)                               \
+			VNNI_STREAM_STEP("a2", "b2", "d2", B2)                               \
+			VNNI_STREAM_STEP("a3", "b3", "d3", B3)                               \
+			"add $" KS ", %[k]\n\t"                                              \
+			"add $" KXS ", %[kx]\n\t"                                            \
+			"jnz 1b"                                                             \
+			: [a0] "+x"(a0), [b0] "+x"(b0), [a1] "+x"(a1), [b1] "+x"(b1),        \
+			  [a2] "+x"(a2), [b2] "+x"(b2), [a3] "+x"(a3), [b3] "+x"(b3),        \
+			  [va] "=&x"(va), [vb] "=&x"(vb), [w] "=&x"(w), [kx] "+r"(kx),       \
+			  [k] "+r"(k)                                                        \
+			: [xa] "r"(xa + 64 * 32), [xb] "r"(xb + 64 * 32),                    \
+			  [d0] "r"(dg[0] + 4 * 32), [d1] "r"(dg[1] + 4 * 32),                \
+			  [d2] "r"(dg[2] + 4 * 32), [d3] "r"(dg[3] + 4 * 32)                 \
+			: "cc", "memory")
+		if (ODD)
+			VNNI_STREAMS_ASM("64", VNNI_ODD_BCAST("d0"), VNNI_ODD_BCAST("d1"),
+					 VNNI_ODD_BCAST("d2"), VNNI_ODD_BCAST("d3"), "8", "128");
+		else
+			VNNI_STREAMS_ASM("0", "", "", "", "", "4", "64");
+#undef VNNI_STREAMS_ASM
+		s[0][0] = a0, s[0][1] = b0, s[1][0] = a1, s[1][1] = b1;
+		s[2][0] = a2, s[2][1] = b2, s[3][0] = a3, s[3][1] = b3;
+		return;
+	}
 	for (int i = 0; i < R; i++)
 		s[i][0] = s[i][1] = _mm256_setzero_si256();
 #pragma GCC unroll 1
@@ -1009,5 +1055,11 @@ const struct hmoe_fxp_simd hmoe_fxp_simd_avx2 = {
 	 * tokens ran int8 1.17x, int8-a8 1.14x, int4 1.02x faster in the lanes than as whole
 	 * tokens, tiles of 6 0.90x, 0.94x, 0.78x */
 	.lanes_min_tokens = 8,
+	/* tokens in halves of 8 and a last 1 or 2 as whole tokens: a partial half costs a
+	 * whole one, but the whole-token path more per token, and fp8 A16's leftovers take
+	 * the general path (on the Zen 5 dev VM against avx2: 8 + 3 or 8 + 4 tokens fp8
+	 * 0.79x, as two halves 0.98-1.03x; 8 + 2 tokens int8 1.32x, as two halves 1.11x) */
+	.lanes_step = 8,
+	.lanes_part_tokens = 3,
 #endif
 };

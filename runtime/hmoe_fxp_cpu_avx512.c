@@ -2268,6 +2268,8 @@ const struct hmoe_fxp_simd hmoe_fxp_simd_avx512 = {
 	.lanes_min_tokens = HMOE_FXP_LANES_MIN_TOKENS,
 	.lanes_wide = HMOE_FXP_AVX512_LANES_WIDE,
 	.lanes_formats = HMOE_FXP_AVX512_LANES_FORMATS,
+	.lanes_step = HMOE_FXP_BLOCK_ROWS,
+	.lanes_part_tokens = HMOE_FXP_LANES_MIN_TOKENS,
 	.swiglu = avx512_swiglu,
 	.quant_group = avx512_quant_group,
 };
