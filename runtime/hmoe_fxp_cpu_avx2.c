@@ -578,7 +578,8 @@ static void avx2_row_terms(const int64_t *dots, const uint8_t *scales,
  * the token lanes, in int64 (four lanes per ymm), as avx2_row_terms computes them. */
 struct vnni_row {
 	const int8_t *d;                          /* digits, `in` columns */
-	const int16_t *e[2];                      /* or (fp8 A16) decode_digits' digit words */
+	const int16_t *e;     /* or (fp8 A16) decode_digits' words: e_0, e_1 HMOE_FXP_MAX_DIM on;
+			       * row i's at row 0's + 2 i HMOE_FXP_MAX_DIM (vnni_wide_group) */
 	int32_t wsum[HMOE_FXP_MAX_IN_GROUPS];     /* their sums per group */
 	uint32_t mw[HMOE_FXP_MAX_IN_GROUPS + 8];  /* the row's scales, split */
 	int32_t ew[HMOE_FXP_MAX_IN_GROUPS + 8];
@@ -629,16 +630,19 @@ static void vnni_wsum(const int8_t *d, int groups, int32_t *wsum)
  * place: inline assembly with it as an in-out operand, because GCC 12 moves the
  * intrinsic's accumulators through register copies in these loops (as with the AVX-512
  * variant's dpbusd_bcast4; "%{vex%}": the VEX encoding, AVX-VNNI's). */
+static inline __m256i vnni_bcast4(const void *p)
+{
+	int32_t v;
+
+	memcpy(&v, p, 4);
+	return _mm256_set1_epi32(v);
+}
+
 static inline __attribute__((always_inline)) __m256i vnni_dpbusd_bcast4(__m256i acc,
 									 __m256i x,
 									 const int8_t *p)
 {
-	int32_t v;
-	__m256i w;
-
-	memcpy(&v, p, 4);
-	w = _mm256_set1_epi32(v);
-	__asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(x), "x"(w));
+	__asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(x), "x"(vnni_bcast4(p)));
 	return acc;
 }
 
@@ -714,12 +718,7 @@ static inline __attribute__((always_inline)) __m256i vnni_dpwssd_bcast2(__m256i 
 									 __m256i x,
 									 const int16_t *p)
 {
-	int32_t v;
-	__m256i w;
-
-	memcpy(&v, p, 4);
-	w = _mm256_set1_epi32(v);
-	__asm__("%{vex%} vpdpwssd %2, %1, %0" : "+x"(acc) : "x"(x), "x"(w));
+	__asm__("%{vex%} vpdpwssd %2, %1, %0" : "+x"(acc) : "x"(x), "x"(vnni_bcast4(p)));
 	return acc;
 }
 
@@ -808,7 +807,7 @@ vnni_wide_chunk(const struct vnni_row *rw, const int R, const int H,
 			__m256i s[HMOE_FXP_LANE_ROWS][2];
 			int valid = (n_tok - 8 * h >= 8 ? 0xff : (1 << (n_tok - 8 * h)) - 1);
 
-			vnni_wide_group(xg, rw[0].e[0] + g * HMOE_FXP_GROUP, R, s);
+			vnni_wide_group(xg, rw[0].e + g * HMOE_FXP_GROUP, R, s);
 #pragma GCC unroll 4
 			for (int i = 0; i < R; i++) {
 				__m256i d0[2], d1[2], d[2];
@@ -1011,8 +1010,7 @@ static int avxvnni_rows_acc(const uint8_t *rows, size_t row_stride, int n_rows, 
 			int16_t *e = (int16_t *)tmp + (size_t)i * 2 * HMOE_FXP_MAX_DIM;
 
 			decode_digits(codes, G * HMOE_FXP_GROUP, e, e + HMOE_FXP_MAX_DIM);
-			rw[i].e[0] = e;
-			rw[i].e[1] = e + HMOE_FXP_MAX_DIM;
+			rw[i].e = e;
 		} else if (format == HMOE_FXP_INT8) {
 			rw[i].d = (const int8_t *)codes;
 		} else {
