@@ -250,6 +250,8 @@ extern const struct hmoe_fxp_simd hmoe_fxp_simd_avx512;
 extern const struct hmoe_fxp_simd hmoe_fxp_simd_amx;
 extern const struct hmoe_fxp_simd hmoe_fxp_simd_amx_emu;
 extern long hmoe_fxp_amx_emu_blocks;  /* rows_dots calls of amx-emu (for the tests) */
+/* rows_acc calls that avxvnni ran in its token lanes, by weight format (for the tests) */
+extern long hmoe_fxp_avxvnni_lanes[HMOE_FXP_N_FORMATS];
 
 /* The fastest supported variant, or the one named by $HMOE_FXP_SIMD (scalar, avx2,
  * avxvnni, avx512, amx, amx-emu) when set and supported. */

@@ -576,6 +576,8 @@ static void avx2_row_terms(const int64_t *dots, const uint8_t *scales,
  * |d * x'| <= 128 * 255, |S| <= 4.18e6 per plane; A16's 128 S(hi) + S(lo) <= 5.4e8, and the
  * offset 128 * 129 * sum(d) <= 2.7e8, all < 2^31. The terms and the row sums follow in
  * the token lanes, in int64 (four lanes per ymm), as avx2_row_terms computes them. */
+long hmoe_fxp_avxvnni_lanes[HMOE_FXP_N_FORMATS];
+
 struct vnni_row {
 	const int8_t *d;                          /* digits, `in` columns */
 	const int16_t *e;     /* or (fp8 A16) decode_digits' words: e_0, e_1 HMOE_FXP_MAX_DIM on;
@@ -1003,6 +1005,7 @@ static int avxvnni_rows_acc(const uint8_t *rows, size_t row_stride, int n_rows, 
 	if ((format == HMOE_FXP_FP8 && !wide) || n_rows < 1 || n_rows > HMOE_FXP_LANE_ROWS ||
 	    (wide ? !x->xw || x->xpaired : !x->xu))
 		return 0;
+	__atomic_fetch_add(&hmoe_fxp_avxvnni_lanes[format], 1, __ATOMIC_RELAXED);
 	for (int i = 0; i < n_rows; i++) {
 		const uint8_t *row = rows + i * row_stride, *codes = row + codes_at;
 

@@ -1108,6 +1108,14 @@ int main(int argc, char **argv)
 		else if (variants[i]->swiglu || variants[i]->quant_group)
 			printf("SKIP %s swiglu, quant_group: not supported on this CPU\n",
 			       variants[i]->name);
+	/* avxvnni's cases above of 9 and more tokens are its token lanes' only if rows went
+	 * through them (a variant that declines falls back to exact paths) */
+	for (int f = 0; hmoe_fxp_simd_avxvnni.supported() && f < HMOE_FXP_N_FORMATS; f++)
+		if (hmoe_fxp_avxvnni_lanes[f] == 0) {
+			printf("FAIL avxvnni never ran its token lanes for %s\n",
+			       hmoe_fxp_format_name(f | HMOE_FXP_A16));
+			failures++;
+		}
 	/* amx-emu is the AMX kernel only if int8 rows really went through its tiles */
 	if (hmoe_fxp_simd_amx_emu.supported() && hmoe_fxp_amx_emu_blocks == 0) {
 		printf("FAIL amx-emu never ran its tile kernel\n");
